@@ -1,0 +1,406 @@
+"""A crash-consistent heap and containers that live inside one memory region.
+
+The region is normally a vaspace segment: a file mapped ``MAP_SHARED`` at the
+same virtual address in every process.  Everything the heap needs (lock, undo
+log, free lists, named roots) is stored inside the region, so all processes
+that map it share one heap, and the containers can store raw absolute
+pointers.  See ``docs/heap.md`` for the layout and the crash-safety argument.
+
+Public names:
+
+- :class:`Heap` -- allocator (``alloc``/``free``/``realloc``), named roots,
+  :meth:`Heap.stats`.
+- :class:`Dict` -- a ``MutableMapping`` of bytes/str/int keys and values.
+- :class:`Array` -- a resizable array of one numpy dtype with zero-copy views.
+- :class:`HeapStats` -- the typed result of :meth:`Heap.stats`.
+- :class:`HeapRecoveredWarning` -- issued when an operation found that another
+  process died holding the heap lock and rolled its work back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from typing import Any, NamedTuple
+
+from . import _heapcore
+
+__all__ = ["Array", "Dict", "Heap", "HeapRecoveredWarning", "HeapStats", "Key", "Value"]
+
+HeapRecoveredWarning = _heapcore.HeapRecoveredWarning
+HeapRecoveredWarning.__module__ = __name__
+
+Key = bytes | str | int
+Value = bytes | str | int
+
+_MISSING = object()
+
+
+class HeapStats(NamedTuple):
+    """Heap usage, from :meth:`Heap.stats`.
+
+    ``used`` counts bytes in allocated blocks including their 16-byte headers;
+    ``free`` is the rest of the arena; ``largest_free`` is the largest single
+    allocation that would currently succeed (at alignment 16);
+    ``recoveries`` counts how often a dead lock holder's work was rolled back.
+    """
+
+    size: int
+    used: int
+    free: int
+    allocations: int
+    largest_free: int
+    recoveries: int
+
+
+class Heap:
+    """An allocator whose metadata lives inside a writable buffer.
+
+    Create with :meth:`format` (new heap) or :meth:`open` (existing heap).  The
+    heap holds a buffer export of the region, so an ``mmap.mmap`` cannot be
+    closed underneath it; call :meth:`close` (or use ``with``) to release it.
+    Addresses are absolute: the heap must be mapped at the address it was
+    formatted at (a vaspace segment guarantees this).
+    """
+
+    __slots__ = ("_c", "__weakref__")
+
+    def __init__(self, core: _heapcore.HeapCore) -> None:
+        # Use Heap.format / Heap.open; this wraps an opened core.
+        self._c = core
+
+    @classmethod
+    def format(cls, buf: Any) -> Heap:
+        """Initialise a new, empty heap in ``buf`` (writable, page aligned).
+
+        Anything in the region is overwritten.  Raises ValueError if the
+        buffer is too small, not writable or not page aligned.
+        """
+        return cls(_heapcore.HeapCore(buf, True))
+
+    @classmethod
+    def open(cls, buf: Any) -> Heap:
+        """Open the heap that :meth:`format` created in ``buf``.
+
+        Raises ValueError if the buffer holds no heap, a heap of another
+        size or version, or one formatted at a different address.
+        """
+        return cls(_heapcore.HeapCore(buf, False))
+
+    # -- lifetime ---------------------------------------------------------
+    def close(self) -> None:
+        """Release the buffer.  Idempotent.  Later calls raise ValueError.
+
+        Raises BufferError while numpy views of :class:`Array` data exist.
+        """
+        self._c.close()
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._c.closed
+
+    def __enter__(self) -> Heap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def base(self) -> int:
+        """Absolute address of the first byte of the region."""
+        return self._c.base
+
+    @property
+    def size(self) -> int:
+        """Size of the region in bytes."""
+        return self._c.size
+
+    # -- allocation ---------------------------------------------------------
+    def alloc(self, size: int, align: int = 16) -> int:
+        """Allocate ``size`` bytes aligned to ``align``; return the address.
+
+        MemoryError if no free block is large enough; ValueError for a
+        negative size or an alignment that is not a power of two.
+        """
+        return self._c.alloc(size, align)
+
+    def free(self, addr: int) -> None:
+        """Free an allocation.  ValueError if ``addr`` is not a live one
+        (double free, interior or foreign pointer); the heap is unchanged."""
+        self._c.free(addr)
+
+    def realloc(self, addr: int, size: int) -> int:
+        """Resize an allocation, in place when possible; return its address.
+
+        The first ``min(old, new)`` bytes are preserved.  The result is
+        16-byte aligned (a larger alignment from :meth:`alloc` is not kept
+        if the block moves).  On MemoryError the old allocation is intact.
+        """
+        return self._c.realloc(addr, size)
+
+    def usable_size(self, addr: int) -> int:
+        """Bytes usable at ``addr`` (at least what was requested)."""
+        return self._c.usable_size(addr)
+
+    def stats(self) -> HeapStats:
+        """Return a consistent snapshot of the heap's usage counters."""
+        return HeapStats(*self._c.stats())
+
+    def check(self) -> int:
+        """Walk all blocks and free lists and verify the invariants.
+
+        Slow (linear in the arena).  Returns the number of live allocations;
+        raises RuntimeError describing the first inconsistency found.
+        """
+        return self._c.check()
+
+    # -- named roots ------------------------------------------------------
+    def set_root(self, name: str, addr: int) -> None:
+        """Record ``addr`` (inside the region) under ``name`` (<= 55 UTF-8
+        bytes), replacing any previous value.  Survives restarts."""
+        self._c.set_root(name, addr)
+
+    def get_root(self, name: str) -> int:
+        """Return the address stored under ``name``; KeyError if absent."""
+        return self._c.get_root(name)
+
+    def del_root(self, name: str) -> None:
+        """Remove the root ``name``; KeyError if absent."""
+        self._c.del_root(name)
+
+    def roots(self) -> dict[str, int]:
+        """All named roots as a new dict."""
+        return self._c.roots()
+
+    def __repr__(self) -> str:
+        if self._c.closed:
+            return "<vaspace.heap.Heap closed>"
+        return f"<vaspace.heap.Heap base=0x{self.base:x} size={self.size}>"
+
+
+class Dict(MutableMapping):
+    """A hash table inside a :class:`Heap`, shared by every process mapping it.
+
+    Keys and values are ``bytes``, ``str`` or ``int`` and keep their type
+    (``bool`` is stored as ``int``).  Writers serialise on the heap lock;
+    readers use a seqlock and never block each other.  Every single-item
+    operation is atomic, also against a crash of the writing process.
+    Iteration works on a consistent snapshot of the keys.
+    """
+
+    __slots__ = ("_heap", "_c", "_addr")
+
+    def __init__(self, heap: Heap, root: str | None = None, *, _addr: int | None = None) -> None:
+        """Create a new empty Dict in ``heap``; with ``root``, also register
+        it as a named root so :meth:`open` can find it later."""
+        self._heap = heap
+        self._c = heap._c
+        if _addr is None:
+            _addr = self._c.dict_new(0)
+            if root is not None:
+                self._c.set_root(root, _addr)
+        self._addr = _addr
+
+    @classmethod
+    def open(cls, heap: Heap, name: str) -> Dict:
+        """Return the Dict registered under the root ``name``.
+
+        KeyError if there is no such root; ValueError if it is not a Dict.
+        """
+        addr = heap.get_root(name)
+        heap._c.dict_len(addr)  # validates the header magic
+        return cls(heap, _addr=addr)
+
+    @classmethod
+    def at(cls, heap: Heap, addr: int) -> Dict:
+        """Return the Dict whose header is at ``addr`` (see :attr:`address`)."""
+        heap._c.dict_len(addr)
+        return cls(heap, _addr=addr)
+
+    @property
+    def address(self) -> int:
+        """Absolute address of the Dict header (store it in other structures)."""
+        return self._addr
+
+    def __getitem__(self, key: Key) -> Value:
+        v = self._c.dict_get(self._addr, key, _MISSING)
+        if v is _MISSING:
+            raise KeyError(key)
+        return v
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        return self._c.dict_get(self._addr, key, default)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return self._c.dict_get(self._addr, key, _MISSING) is not _MISSING
+        except TypeError:
+            return False
+
+    def __setitem__(self, key: Key, value: Value) -> None:
+        self._c.dict_set(self._addr, key, value)
+
+    def __delitem__(self, key: Key) -> None:
+        self._c.dict_pop(self._addr, key)
+
+    def pop(self, key: Key, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value atomically."""
+        if default is _MISSING:
+            return self._c.dict_pop(self._addr, key)
+        return self._c.dict_pop(self._addr, key, default)
+
+    def __len__(self) -> int:
+        return self._c.dict_len(self._addr)
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._c.dict_items(self._addr, 0))
+
+    def keys(self) -> list[Key]:  # type: ignore[override]
+        """Snapshot of the keys (a list, consistent at one instant)."""
+        return self._c.dict_items(self._addr, 0)
+
+    def values(self) -> list[Value]:  # type: ignore[override]
+        """Snapshot of the values."""
+        return self._c.dict_items(self._addr, 1)
+
+    def items(self) -> list[tuple[Key, Value]]:  # type: ignore[override]
+        """Snapshot of the (key, value) pairs."""
+        return self._c.dict_items(self._addr, 2)
+
+    def clear(self) -> None:
+        """Remove all items (one atomic step) and free their memory."""
+        self._c.dict_clear(self._addr)
+
+    def update(self, other: Any = (), /, **kw: Value) -> None:  # type: ignore[override]
+        """Set every item of ``other`` (mapping or pairs) and ``kw``; each
+        item is atomic on its own, the update as a whole is not."""
+        items: Iterable[Any] = other.items() if isinstance(other, Mapping) else other
+        setitem = self._c.dict_set
+        addr = self._addr
+        for k, v in items:
+            setitem(addr, k, v)
+        for k, v in kw.items():
+            setitem(addr, k, v)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Dict):
+            other = dict(other.items())
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return dict(self.items()) == dict(other.items())
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def check(self) -> int:
+        """Verify the table (counts, hashes, entry allocations); return len."""
+        return self._c.dict_check(self._addr)
+
+    def __repr__(self) -> str:
+        return f"<vaspace.heap.Dict at 0x{self._addr:x} len={len(self)}>"
+
+
+class Array:
+    """A resizable array of one fixed numpy dtype inside a :class:`Heap`.
+
+    :meth:`numpy` returns a zero-copy view that writes through to the heap.
+    Growing the array (``append``, ``extend``, ``resize``) may move the data
+    to a new block; views taken before that are stale (they keep pointing at
+    the old, freed block), so take a fresh view after resizing.  Element
+    writes through a view are plain stores, not locked or crash-atomic;
+    the length and the data pointer change atomically.
+    """
+
+    __slots__ = ("_heap", "_c", "_addr", "_dtype")
+
+    def __init__(
+        self, heap: Heap, dtype: Any, root: str | None = None, *, _addr: int | None = None
+    ) -> None:
+        """Create a new, empty Array of ``dtype`` in ``heap`` (optionally
+        registered as the named root ``root``)."""
+        import numpy as np
+
+        self._heap = heap
+        self._c = heap._c
+        if _addr is None:
+            dt = np.dtype(dtype)
+            if dt.hasobject or dt.fields is not None or dt.subdtype is not None:
+                raise TypeError(f"Array needs a plain numeric dtype, not {dt!r}")
+            if dt.itemsize == 0:
+                raise TypeError(f"Array needs a dtype with a fixed item size, not {dt!r}")
+            _addr = self._c.array_new(dt.itemsize, dt.str)
+            if root is not None:
+                self._c.set_root(root, _addr)
+            self._dtype = dt
+        else:
+            self._dtype = np.dtype(self._c.array_info(_addr)[4])
+        self._addr = _addr
+
+    @classmethod
+    def open(cls, heap: Heap, name: str) -> Array:
+        """Return the Array registered under the root ``name``."""
+        return cls(heap, None, _addr=heap.get_root(name))
+
+    @property
+    def address(self) -> int:
+        """Absolute address of the Array header."""
+        return self._addr
+
+    @property
+    def dtype(self) -> Any:
+        """The numpy dtype of the elements."""
+        return self._dtype
+
+    def __len__(self) -> int:
+        return self._c.array_info(self._addr)[1]
+
+    def numpy(self) -> Any:
+        """A numpy array viewing the current data, with no copy.
+
+        Writes through to the heap.  Stale after a resize that moves the
+        data.  While it exists the heap cannot be closed (BufferError).
+        """
+        import numpy as np
+
+        data, n, _cap, isz, _ = self._c.array_info(self._addr)
+        if n == 0:
+            return np.zeros(0, dtype=self._dtype)
+        off = data - self._c.base
+        return np.frombuffer(memoryview(self._c)[off : off + n * isz], dtype=self._dtype)
+
+    def append(self, value: Any) -> None:
+        """Append one element."""
+        import numpy as np
+
+        self._c.array_append(self._addr, np.asarray(value, dtype=self._dtype).reshape(1).tobytes())
+
+    def extend(self, values: Any) -> None:
+        """Append all elements of an iterable or array (one atomic step)."""
+        import numpy as np
+
+        arr = np.ascontiguousarray(np.asarray(list(values) if not hasattr(values, "__len__")
+                                              else values, dtype=self._dtype)).reshape(-1)
+        if arr.size:
+            self._c.array_append(self._addr, arr.tobytes())
+
+    def resize(self, n: int) -> None:
+        """Set the length to ``n``; new elements are zero."""
+        self._c.array_resize(self._addr, n)
+
+    def __getitem__(self, index: Any) -> Any:
+        v = self.numpy()[index]
+        # copy slices out so the result does not pin the heap buffer
+        return v.copy() if hasattr(v, "copy") and getattr(v, "ndim", 0) else v
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self.numpy()[index] = value
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.numpy().copy())
+
+    def destroy(self) -> None:
+        """Free the Array's memory.  The object (and any root naming it)
+        must not be used afterwards."""
+        self._c.array_destroy(self._addr)
+
+    def __repr__(self) -> str:
+        return f"<vaspace.heap.Array at 0x{self._addr:x} dtype={self._dtype} len={len(self)}>"

@@ -1,0 +1,2189 @@
+/*
+ * _heapcore.c -- a crash-consistent, process-shared allocator and containers
+ * that live entirely inside one memory region (a vaspace segment).
+ *
+ * Everything the heap needs (header, lock, undo log, free lists, allocation
+ * bitmap, named roots) is stored inside the region, so every process that maps
+ * the region at the same address shares one heap.  See docs/heap.md for the
+ * layout and the crash-consistency argument; the short version:
+ *
+ *   - One robust, process-shared pthread mutex serialises all writers.
+ *   - Every write to state that is reachable from the committed heap goes
+ *     through W(), which first appends (offset, old value) to an undo log in
+ *     the header.  Clearing the log count is the commit point.  A process that
+ *     finds the mutex in EOWNERDEAD state rolls the log back (newest first), so
+ *     a SIGKILL at any instruction leaves either the old or the new state.
+ *   - Writes into memory that was free when the operation began need no log:
+ *     a rollback turns that memory back into free space.  To keep this true,
+ *     frees are deferred to the end of an operation (a block freed and then
+ *     reused within one operation would lose its old contents on rollback).
+ *   - Containers carry a sequence counter (seqlock).  Readers never write and
+ *     never take the mutex on the fast path; they validate every pointer they
+ *     follow against the arena bounds, so a torn read can retry, not crash.
+ *
+ * Internally the allocator uses offsets from the region base; the containers
+ * store absolute addresses (the region sits at the same address everywhere).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef uint64_t u64;
+typedef uint32_t u32;
+typedef uint8_t u8;
+
+/* ======================================================================== */
+/* On-region layout                                                         */
+/* ======================================================================== */
+
+#define HEAP_MAGIC 0x3150414548534156ULL /* "VASHEAP1" little-endian */
+#define HEAP_VERSION 1u
+#define NBINS 128
+#define NSMALL 63 /* block sizes 32..1024 in steps of 16 */
+#define LOG_CAP 2048
+#define NROOTS 128
+#define ROOT_NAME_MAX 55 /* bytes of UTF-8, NUL-terminated in 56 */
+#define DEFER_MAX 8
+
+#define INUSE 1ULL
+#define PREV_INUSE 2ULL
+#define FLAGS 15ULL
+#define MIN_BLOCK 32ULL
+
+typedef struct {
+    u64 off;
+    u64 old;
+} undo_entry;
+
+typedef struct {
+    char name[56];
+    u64 addr;
+} root_entry;
+
+typedef struct {
+    u64 magic; /* written last by format */
+    u32 version;
+    u32 hdr_size;
+    u64 size;        /* region size in bytes */
+    u64 base;        /* address the region was formatted at */
+    u64 bitmap_off;  /* allocation-start bitmap: 1 bit per 16-byte granule */
+    u64 bitmap_bytes;
+    u64 arena_off;   /* first block */
+    u64 arena_end;   /* end of the sentinel block */
+    u64 recoveries;  /* number of EOWNERDEAD recoveries */
+    u64 used;        /* bytes in allocated blocks, headers included (logged) */
+    u64 allocations; /* live allocations (logged) */
+    u64 wseq_off;    /* offset of the container seq a writer made odd, or 0 */
+    u64 log_count;   /* undo entries; non-zero only inside an operation */
+    u64 bins_nonempty[NBINS / 64];
+    u64 bins[NBINS]; /* offset of the first free block in each bin, 0 = empty */
+    u64 pad_[6];
+    pthread_mutex_t lock __attribute__((aligned(64)));
+    root_entry roots[NROOTS];
+    undo_entry log[LOG_CAP];
+} heap_header;
+
+/* Container headers (allocated in the arena). */
+#define DICT_MAGIC 0x3154434944534156ULL  /* "VASDICT1" */
+#define ARRAY_MAGIC 0x3159525241534156ULL /* "VASARRY1" */
+#define TOMB 1ULL
+
+typedef struct {
+    u64 magic;
+    u64 seq;
+    u64 count;      /* live keys */
+    u64 used_slots; /* live + tombstones */
+    u64 mask;       /* capacity - 1 (capacity is a power of two) */
+    u64 table;      /* absolute address of capacity x slot */
+} dict_hdr;
+
+typedef struct {
+    u64 hash;
+    u64 entry; /* 0 empty, TOMB deleted, else absolute address of an entry */
+} dict_slot;
+
+typedef struct {
+    u32 klen;
+    u32 vlen;
+    u8 ktype;
+    u8 vtype;
+    u8 pad[6];
+    /* key bytes, then value bytes */
+} dict_entry;
+
+enum { T_BYTES = 0, T_STR = 1, T_INT = 2, T_BIGINT = 3 };
+
+typedef struct {
+    u64 magic;
+    u64 seq;
+    u64 len;
+    u64 cap;
+    u64 itemsize;
+    u64 data; /* absolute address, 0 if cap == 0 */
+    char dtype[32];
+} array_hdr;
+
+/* ======================================================================== */
+/* Python object                                                            */
+/* ======================================================================== */
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view;
+    int is_open;
+    Py_ssize_t busy;    /* calls in flight that released the GIL */
+    Py_ssize_t exports; /* buffers exported through the buffer protocol */
+    unsigned long long warn_pending; /* recovery to report after unlock */
+    char *base;
+    u64 size;
+    heap_header *h;
+} HeapCore;
+
+static PyObject *HeapRecoveredWarning;
+
+/* Per-operation state (process-local, on the C stack). */
+typedef struct {
+    char *base;
+    heap_header *h;
+    int overflow;
+    int ndefer;
+    u64 defer[DEFER_MAX];
+    u64 *seq; /* container seq made odd by this operation, or NULL */
+} TX;
+
+#define U(t, off) ((u64 *)((t)->base + (off)))
+#define SF(t, b) U(t, (b) + 8)
+#define PS(t, b) U(t, (b))
+#define NX(t, b) U(t, (b) + 16)
+#define PV(t, b) U(t, (b) + 24)
+#define BSIZE(v) ((v) & ~FLAGS)
+
+static inline void compiler_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
+/* Logged write: the old value reaches the log (and the count covers it)
+ * before the new value is stored. */
+static void W(TX *t, u64 *p, u64 v)
+{
+    heap_header *h = t->h;
+    if (t->overflow)
+        return;
+    if (*p == v)
+        return;
+    u64 n = h->log_count;
+    if (n >= LOG_CAP) {
+        /* Never expected: every operation is bounded far below LOG_CAP.
+         * Stop writing; commit() rolls the logged part back. */
+        t->overflow = 1;
+        return;
+    }
+    h->log[n].off = (u64)((char *)p - t->base);
+    h->log[n].old = *p;
+    compiler_fence();
+    __atomic_store_n(&h->log_count, n + 1, __ATOMIC_RELEASE);
+    compiler_fence();
+    *p = v;
+}
+
+static void rollback(char *base, heap_header *h)
+{
+    u64 n = h->log_count;
+    if (n > LOG_CAP)
+        n = LOG_CAP;
+    /* Newest first, so a word logged twice ends at its pre-operation value.
+     * Idempotent: a crash during rollback just means it runs again. */
+    for (u64 i = n; i-- > 0;) {
+        u64 off = h->log[i].off;
+        if (off % 8 == 0 && off + 8 <= h->size)
+            *(u64 *)(base + off) = h->log[i].old;
+    }
+    compiler_fence();
+    __atomic_store_n(&h->log_count, 0, __ATOMIC_RELEASE);
+}
+
+/* Make the heap consistent after a writer died (or left debris behind). */
+static void recover(char *base, heap_header *h)
+{
+    rollback(base, h);
+    u64 so = h->wseq_off;
+    if (so && so % 8 == 0 && so + 8 <= h->size) {
+        u64 *seq = (u64 *)(base + so);
+        /* Move to a fresh even value: a reader that sampled the pre-crash
+         * even value must see a change even though the data was restored. */
+        u64 s = *seq;
+        __atomic_store_n(seq, (s & 1) ? s + 1 : s + 2, __ATOMIC_RELEASE);
+    }
+    compiler_fence();
+    h->wseq_off = 0;
+    h->recoveries++;
+}
+
+/* ======================================================================== */
+/* Locking                                                                  */
+/* ======================================================================== */
+
+static int core_check(HeapCore *self)
+{
+    if (!self->is_open) {
+        PyErr_SetString(PyExc_ValueError, "operation on a closed heap");
+        return -1;
+    }
+    return 0;
+}
+
+/* Take the heap mutex, releasing the GIL only if we have to wait.
+ * Performs recovery on EOWNERDEAD and warns about it. */
+static int heap_lock(HeapCore *self)
+{
+    heap_header *h = self->h;
+    int recovered = 0;
+    int rc = pthread_mutex_trylock(&h->lock);
+    if (rc == EBUSY) {
+        self->busy++;
+        Py_BEGIN_ALLOW_THREADS
+        do {
+            rc = pthread_mutex_lock(&h->lock);
+        } while (rc == EINTR);
+        Py_END_ALLOW_THREADS
+        self->busy--;
+    }
+    if (rc == EOWNERDEAD) {
+        recover(self->base, h);
+        if (pthread_mutex_consistent(&h->lock) != 0) {
+            /* Cannot happen for a robust mutex we own; fail safe. */
+            pthread_mutex_unlock(&h->lock);
+            PyErr_SetString(PyExc_RuntimeError, "pthread_mutex_consistent failed");
+            return -1;
+        }
+        recovered = 1;
+    } else if (rc == 0 && (h->log_count != 0 || h->wseq_off != 0)) {
+        /* Debris from an operation that never committed but whose lock
+         * was not flagged (e.g. the region was copied mid-operation). */
+        recover(self->base, h);
+        recovered = 1;
+    } else if (rc != 0) {
+        errno = rc;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (recovered)
+        self->warn_pending = h->recoveries;
+    return 0;
+}
+
+/* Unlock, then report a recovery done by heap_lock.  The warning is issued
+ * only after the mutex is released: a warning filter runs Python code, which
+ * might use the heap again. */
+static void heap_unlock(HeapCore *self)
+{
+    pthread_mutex_unlock(&self->h->lock);
+    if (self->warn_pending) {
+        unsigned long long n = self->warn_pending;
+        self->warn_pending = 0;
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        if (PyErr_WarnFormat(HeapRecoveredWarning, 1,
+                             "heap at %p: a process died while holding the heap lock; "
+                             "its unfinished operation was rolled back (recovery #%llu)",
+                             (void *)self->base, n) < 0)
+            PyErr_WriteUnraisable((PyObject *)self);
+        PyErr_Restore(et, ev, tb);
+    }
+}
+
+static void tx_init(TX *t, HeapCore *self)
+{
+    t->base = self->base;
+    t->h = self->h;
+    t->overflow = 0;
+    t->ndefer = 0;
+    t->seq = NULL;
+}
+
+/* Container writers: make the seq odd before touching anything. */
+static void tx_begin_seq(TX *t, u64 *seq)
+{
+    t->h->wseq_off = (u64)((char *)seq - t->base);
+    compiler_fence();
+    __atomic_store_n(seq, *seq + 1, __ATOMIC_RELEASE);
+    compiler_fence();
+    t->seq = seq;
+}
+
+static void tx_end_seq(TX *t)
+{
+    if (t->seq) {
+        compiler_fence();
+        __atomic_store_n(t->seq, *t->seq + 1, __ATOMIC_RELEASE);
+        compiler_fence();
+        t->h->wseq_off = 0;
+        t->seq = NULL;
+    }
+}
+
+static void tx_free_now(TX *t, u64 uoff);
+
+/* Commit: run deferred frees, then clear the log (the commit point). */
+static int tx_commit(TX *t)
+{
+    for (int i = 0; i < t->ndefer; i++)
+        tx_free_now(t, t->defer[i]);
+    t->ndefer = 0;
+    if (t->overflow) {
+        rollback(t->base, t->h);
+        tx_end_seq(t);
+        PyErr_SetString(PyExc_RuntimeError, "heap undo log overflow; operation rolled back");
+        return -1;
+    }
+    compiler_fence();
+    __atomic_store_n(&t->h->log_count, 0, __ATOMIC_RELEASE);
+    tx_end_seq(t);
+    return 0;
+}
+
+static void tx_abort(TX *t)
+{
+    t->ndefer = 0;
+    rollback(t->base, t->h);
+    tx_end_seq(t);
+}
+
+/* ======================================================================== */
+/* Allocator                                                                */
+/* ======================================================================== */
+
+static inline int bin_of(u64 sz)
+{
+    if (sz <= 1024)
+        return (int)(sz >> 4) - 2;
+    int lg = 63 - __builtin_clzll(sz);
+    int i = NSMALL + (lg - 10);
+    return i < NBINS ? i : NBINS - 1;
+}
+
+static void bit_set(TX *t, u64 *word, u64 bit, int on)
+{
+    u64 v = *word;
+    u64 nv = on ? (v | bit) : (v & ~bit);
+    if (nv != v)
+        W(t, word, nv);
+}
+
+static void bin_insert(TX *t, u64 b, u64 size)
+{
+    heap_header *h = t->h;
+    int i = bin_of(size);
+    u64 head = h->bins[i];
+    W(t, NX(t, b), head);
+    W(t, PV(t, b), 0);
+    if (head)
+        W(t, PV(t, head), b);
+    W(t, &h->bins[i], b);
+    bit_set(t, &h->bins_nonempty[i / 64], 1ULL << (i % 64), 1);
+}
+
+static void bin_remove(TX *t, u64 b, u64 size)
+{
+    heap_header *h = t->h;
+    int i = bin_of(size);
+    u64 n = *NX(t, b), p = *PV(t, b);
+    if (p)
+        W(t, NX(t, p), n);
+    else
+        W(t, &h->bins[i], n);
+    if (n)
+        W(t, PV(t, n), p);
+    if (h->bins[i] == 0)
+        bit_set(t, &h->bins_nonempty[i / 64], 1ULL << (i % 64), 0);
+    /* Log the links: the caller may overwrite them with unlogged user data,
+     * and a rollback must find them intact. */
+    W(t, NX(t, b), 0);
+    W(t, PV(t, b), 0);
+}
+
+static void bitmap_mark(TX *t, u64 uoff, int on)
+{
+    heap_header *h = t->h;
+    u64 g = (uoff - h->arena_off) / 16;
+    bit_set(t, U(t, h->bitmap_off + (g / 64) * 8), 1ULL << (g % 64), on);
+}
+
+static int bitmap_test(char *base, heap_header *h, u64 uoff)
+{
+    u64 g = (uoff - h->arena_off) / 16;
+    u64 w = *(u64 *)(base + h->bitmap_off + (g / 64) * 8);
+    return (int)((w >> (g % 64)) & 1);
+}
+
+static u64 find_free(TX *t, u64 need)
+{
+    heap_header *h = t->h;
+    int i = bin_of(need);
+    if (i >= NSMALL || h->bins[i]) {
+        /* small bins hold one size; large bins a range: first fit */
+        u64 limit = (h->arena_end - h->arena_off) / MIN_BLOCK + 1;
+        for (u64 b = h->bins[i]; b && limit--; b = *NX(t, b))
+            if (BSIZE(*SF(t, b)) >= need)
+                return b;
+    }
+    for (int j = i + 1; j < NBINS;) {
+        u64 w = h->bins_nonempty[j / 64] >> (j % 64);
+        if (w == 0) {
+            j = (j / 64 + 1) * 64;
+            continue;
+        }
+        j += __builtin_ctzll(w);
+        if (j < NBINS && h->bins[j])
+            return h->bins[j];
+        j++;
+    }
+    return 0;
+}
+
+/* Allocate usize bytes aligned to align (>=16, power of two).  Returns the
+ * offset of the user pointer, or 0 when no block is large enough. */
+static u64 tx_alloc(TX *t, u64 usize, u64 align)
+{
+    heap_header *h = t->h;
+    u64 arena = h->arena_end - h->arena_off;
+    if (usize > arena || align > arena)
+        return 0;
+    u64 need = (usize + 16 + 15) & ~15ULL;
+    if (need < MIN_BLOCK)
+        need = MIN_BLOCK;
+    u64 search = need;
+    if (align > 16)
+        search = need + align + MIN_BLOCK;
+    u64 b = find_free(t, search);
+    if (!b)
+        return 0;
+    u64 bs = BSIZE(*SF(t, b));
+    u64 pflag = *SF(t, b) & PREV_INUSE;
+    bin_remove(t, b, bs);
+    if (align > 16) {
+        u64 uabs = (u64)(uintptr_t)t->base + b + 16;
+        u64 pad = ((uabs + align - 1) & ~(align - 1)) - uabs;
+        if (pad && pad < MIN_BLOCK)
+            pad += align;
+        if (pad) {
+            /* The front padding becomes a free block of its own. */
+            W(t, SF(t, b), pad | pflag);
+            W(t, PS(t, b + pad), pad);
+            bin_insert(t, b, pad);
+            b += pad;
+            bs -= pad;
+            pflag = 0;
+        }
+    }
+    if (bs - need >= MIN_BLOCK) {
+        u64 r = b + need, rs = bs - need;
+        W(t, SF(t, r), rs | PREV_INUSE);
+        W(t, PS(t, r + rs), rs);
+        bin_insert(t, r, rs);
+        bs = need;
+    } else {
+        u64 nx = b + bs;
+        W(t, SF(t, nx), *SF(t, nx) | PREV_INUSE);
+    }
+    W(t, SF(t, b), bs | INUSE | pflag);
+    bitmap_mark(t, b + 16, 1);
+    W(t, &h->used, h->used + bs);
+    W(t, &h->allocations, h->allocations + 1);
+    return b + 16;
+}
+
+static void tx_free_now(TX *t, u64 uoff)
+{
+    heap_header *h = t->h;
+    u64 b = uoff - 16;
+    u64 bs = BSIZE(*SF(t, b));
+    bitmap_mark(t, uoff, 0);
+    W(t, &h->used, h->used - bs);
+    W(t, &h->allocations, h->allocations - 1);
+    u64 nx = b + bs;
+    u64 nsf = *SF(t, nx);
+    if (!(nsf & INUSE)) {
+        bin_remove(t, nx, BSIZE(nsf));
+        bs += BSIZE(nsf);
+    }
+    if (!(*SF(t, b) & PREV_INUSE)) {
+        u64 ps = *PS(t, b);
+        u64 p = b - ps;
+        bin_remove(t, p, ps);
+        b = p;
+        bs += ps;
+    }
+    W(t, SF(t, b), bs | (*SF(t, b) & PREV_INUSE));
+    nx = b + bs;
+    W(t, PS(t, nx), bs);
+    W(t, SF(t, nx), *SF(t, nx) & ~PREV_INUSE);
+    bin_insert(t, b, bs);
+}
+
+static void tx_free(TX *t, u64 uoff)
+{
+    if (t->ndefer < DEFER_MAX)
+        t->defer[t->ndefer++] = uoff;
+    else
+        t->overflow = 1; /* bug guard; commit() rolls back */
+}
+
+/* Is abs a live allocation's user pointer?  Returns its offset or 0. */
+static u64 live_offset(char *base, heap_header *h, u64 abs)
+{
+    u64 b0 = (u64)(uintptr_t)base;
+    if (abs < b0)
+        return 0;
+    u64 off = abs - b0;
+    if (off % 16 || off < h->arena_off + 16 || off >= h->arena_end - 16)
+        return 0;
+    if (!bitmap_test(base, h, off))
+        return 0;
+    u64 sf = *(u64 *)(base + off - 8);
+    u64 bs = BSIZE(sf);
+    if (!(sf & INUSE) || bs < MIN_BLOCK || off - 16 + bs > h->arena_end - 16)
+        return 0;
+    return off;
+}
+
+/* Resize the allocation at uoff in place if possible, else move it.
+ * Returns the new user offset, or 0 if out of memory (nothing changed). */
+static u64 tx_realloc(TX *t, u64 uoff, u64 usize)
+{
+    heap_header *h = t->h;
+    if (usize > h->arena_end - h->arena_off)
+        return 0;
+    u64 need = (usize + 16 + 15) & ~15ULL;
+    if (need < MIN_BLOCK)
+        need = MIN_BLOCK;
+    u64 b = uoff - 16;
+    u64 sf = *SF(t, b);
+    u64 bs = BSIZE(sf);
+    if (need <= bs) {
+        if (bs - need >= MIN_BLOCK) {
+            /* Split the tail off as a one-block allocation, then free it
+             * (deferred, so the usual coalescing applies). */
+            u64 r = b + need, rs = bs - need;
+            W(t, SF(t, b), need | (sf & (INUSE | PREV_INUSE)));
+            W(t, SF(t, r), rs | INUSE | PREV_INUSE);
+            bitmap_mark(t, r + 16, 1);
+            W(t, &h->allocations, h->allocations + 1);
+            tx_free(t, r + 16);
+        }
+        return uoff;
+    }
+    u64 nx = b + bs;
+    u64 nsf = *SF(t, nx);
+    if (!(nsf & INUSE) && bs + BSIZE(nsf) >= need) {
+        u64 ns = BSIZE(nsf);
+        bin_remove(t, nx, ns);
+        W(t, SF(t, b), (bs + ns) | (sf & (INUSE | PREV_INUSE)));
+        W(t, &h->used, h->used + ns);
+        u64 nn = b + bs + ns;
+        W(t, SF(t, nn), *SF(t, nn) | PREV_INUSE);
+        return tx_realloc(t, uoff, usize); /* now shrinks; no recursion beyond one */
+    }
+    u64 n = tx_alloc(t, usize, 16);
+    if (!n)
+        return 0;
+    u64 keep = bs - 16 < usize ? bs - 16 : usize;
+    memcpy(t->base + n, t->base + uoff, keep);
+    tx_free(t, uoff);
+    return n;
+}
+
+/* ======================================================================== */
+/* Argument helpers                                                         */
+/* ======================================================================== */
+
+static int parse_u64(PyObject *o, u64 *out, const char *what)
+{
+    PyObject *i = PyNumber_Index(o);
+    if (!i)
+        return -1;
+    if (_PyLong_Sign(i) < 0) {
+        Py_DECREF(i);
+        PyErr_Format(PyExc_ValueError, "%s must not be negative", what);
+        return -1;
+    }
+    unsigned long long v = PyLong_AsUnsignedLongLong(i);
+    Py_DECREF(i);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s is too large", what);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static u64 abs_of(HeapCore *self, u64 off) { return (u64)(uintptr_t)self->base + off; }
+
+/* ======================================================================== */
+/* Heap methods                                                             */
+/* ======================================================================== */
+
+static u64 hdr_bytes(void) { return ((u64)sizeof(heap_header) + 4095) & ~4095ULL; }
+
+static int format_region(char *base, u64 size)
+{
+    heap_header *h = (heap_header *)base;
+    u64 hb = hdr_bytes();
+    if (size < hb + 8192) {
+        PyErr_Format(PyExc_ValueError, "region of %llu bytes is too small for a heap (minimum %llu)",
+                     (unsigned long long)size, (unsigned long long)(hb + 8192));
+        return -1;
+    }
+    __atomic_store_n(&h->magic, 0, __ATOMIC_RELEASE);
+    memset(base, 0, hb);
+    u64 rest = size - hb;
+    u64 bm = ((rest / 128) + 64) & ~63ULL;
+    h->version = HEAP_VERSION;
+    h->hdr_size = (u32)sizeof(heap_header);
+    h->size = size;
+    h->base = (u64)(uintptr_t)base;
+    h->bitmap_off = hb;
+    h->bitmap_bytes = bm;
+    h->arena_off = hb + bm;
+    h->arena_end = size & ~15ULL;
+    memset(base + hb, 0, bm);
+    pthread_mutexattr_t a;
+    int rc;
+    if ((rc = pthread_mutexattr_init(&a)) != 0)
+        goto fail;
+    if ((rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED)) != 0 ||
+        (rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST)) != 0 ||
+        (rc = pthread_mutex_init(&h->lock, &a)) != 0) {
+        pthread_mutexattr_destroy(&a);
+        goto fail;
+    }
+    pthread_mutexattr_destroy(&a);
+    /* one free block spanning the arena, then a zero-size in-use sentinel */
+    u64 b = h->arena_off;
+    u64 sent = h->arena_end - 16;
+    u64 bs = sent - b;
+    *(u64 *)(base + b + 8) = bs | PREV_INUSE;
+    *(u64 *)(base + sent) = bs;
+    *(u64 *)(base + sent + 8) = 0 | INUSE;
+    int i = bin_of(bs);
+    *(u64 *)(base + b + 16) = 0;
+    *(u64 *)(base + b + 24) = 0;
+    h->bins[i] = b;
+    h->bins_nonempty[i / 64] |= 1ULL << (i % 64);
+    compiler_fence();
+    __atomic_store_n(&h->magic, HEAP_MAGIC, __ATOMIC_RELEASE);
+    return 0;
+fail:
+    errno = rc;
+    PyErr_SetFromErrno(PyExc_OSError);
+    return -1;
+}
+
+static int validate_header(char *base, u64 size)
+{
+    heap_header *h = (heap_header *)base;
+    if (size < sizeof(u64) * 4 || h->magic != HEAP_MAGIC) {
+        PyErr_SetString(PyExc_ValueError, "buffer does not contain a vaspace heap (bad magic)");
+        return -1;
+    }
+    if (h->version != HEAP_VERSION || h->hdr_size != sizeof(heap_header)) {
+        PyErr_Format(PyExc_ValueError, "heap version %u (header %u bytes) is not supported",
+                     h->version, h->hdr_size);
+        return -1;
+    }
+    if (h->size != size) {
+        PyErr_Format(PyExc_ValueError, "heap was formatted for %llu bytes but the buffer has %llu",
+                     (unsigned long long)h->size, (unsigned long long)size);
+        return -1;
+    }
+    if (h->base != (u64)(uintptr_t)base) {
+        PyErr_Format(PyExc_ValueError,
+                     "heap was formatted at %p but is mapped at %p; containers hold "
+                     "absolute pointers, so map the region at its fixed address",
+                     (void *)(uintptr_t)h->base, (void *)base);
+        return -1;
+    }
+    if (h->arena_off >= h->arena_end || h->arena_end > size || h->arena_off % 16 ||
+        h->bitmap_off + h->bitmap_bytes > h->arena_off) {
+        PyErr_SetString(PyExc_ValueError, "heap header is corrupt (bad arena bounds)");
+        return -1;
+    }
+    return 0;
+}
+
+static int HeapCore_init(HeapCore *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"buffer", "create", NULL};
+    PyObject *obj;
+    int create = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|p", kwlist, &obj, &create))
+        return -1;
+    if (self->is_open) {
+        PyErr_SetString(PyExc_RuntimeError, "HeapCore already initialised");
+        return -1;
+    }
+    if (PyObject_GetBuffer(obj, &self->view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    char *base = self->view.buf;
+    u64 size = (u64)self->view.len;
+    int rc;
+    if ((uintptr_t)base % 4096) {
+        PyErr_SetString(PyExc_ValueError, "heap buffer must be page aligned (map it with mmap)");
+        rc = -1;
+    } else {
+        rc = create ? format_region(base, size) : validate_header(base, size);
+    }
+    if (rc < 0) {
+        PyBuffer_Release(&self->view);
+        return -1;
+    }
+    self->base = base;
+    self->size = size;
+    self->h = (heap_header *)base;
+    self->is_open = 1;
+    return 0;
+}
+
+static void HeapCore_dealloc(HeapCore *self)
+{
+    if (self->is_open) {
+        self->is_open = 0;
+        PyBuffer_Release(&self->view);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *HeapCore_close(HeapCore *self, PyObject *unused)
+{
+    if (!self->is_open)
+        Py_RETURN_NONE;
+    if (self->busy) {
+        PyErr_SetString(PyExc_BufferError, "cannot close a heap while another thread uses it");
+        return NULL;
+    }
+    if (self->exports) {
+        PyErr_Format(PyExc_BufferError,
+                     "cannot close a heap while %zd exported views (numpy arrays or "
+                     "memoryviews) exist", self->exports);
+        return NULL;
+    }
+    self->is_open = 0;
+    PyBuffer_Release(&self->view);
+    self->h = NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *HeapCore_alloc(HeapCore *self, PyObject *args)
+{
+    PyObject *so, *ao = NULL;
+    u64 size, align = 16;
+    if (!PyArg_ParseTuple(args, "O|O", &so, &ao))
+        return NULL;
+    if (core_check(self) < 0 || parse_u64(so, &size, "size") < 0)
+        return NULL;
+    if (ao && parse_u64(ao, &align, "align") < 0)
+        return NULL;
+    if (align == 0 || (align & (align - 1))) {
+        PyErr_Format(PyExc_ValueError, "align must be a power of two, not %llu",
+                     (unsigned long long)align);
+        return NULL;
+    }
+    if (align < 16)
+        align = 16;
+    if (heap_lock(self) < 0)
+        return NULL;
+    TX t;
+    tx_init(&t, self);
+    u64 off = tx_alloc(&t, size, align);
+    int rc = tx_commit(&t);
+    heap_unlock(self);
+    if (rc < 0)
+        return NULL;
+    if (!off)
+        return PyErr_Format(PyExc_MemoryError, "heap full: cannot allocate %llu bytes",
+                            (unsigned long long)size);
+    return PyLong_FromUnsignedLongLong(abs_of(self, off));
+}
+
+static PyObject *HeapCore_free(HeapCore *self, PyObject *ao)
+{
+    u64 addr;
+    if (core_check(self) < 0 || parse_u64(ao, &addr, "address") < 0)
+        return NULL;
+    if (heap_lock(self) < 0)
+        return NULL;
+    u64 off = live_offset(self->base, self->h, addr);
+    if (!off) {
+        heap_unlock(self);
+        return PyErr_Format(PyExc_ValueError,
+                            "%p is not a live allocation of this heap (double free or "
+                            "foreign pointer?)", (void *)(uintptr_t)addr);
+    }
+    TX t;
+    tx_init(&t, self);
+    tx_free_now(&t, off);
+    int rc = tx_commit(&t);
+    heap_unlock(self);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *HeapCore_realloc(HeapCore *self, PyObject *args)
+{
+    PyObject *ao, *so;
+    u64 addr, size;
+    if (!PyArg_ParseTuple(args, "OO", &ao, &so))
+        return NULL;
+    if (core_check(self) < 0 || parse_u64(ao, &addr, "address") < 0 ||
+        parse_u64(so, &size, "size") < 0)
+        return NULL;
+    if (heap_lock(self) < 0)
+        return NULL;
+    u64 off = live_offset(self->base, self->h, addr);
+    if (!off) {
+        heap_unlock(self);
+        return PyErr_Format(PyExc_ValueError, "%p is not a live allocation of this heap",
+                            (void *)(uintptr_t)addr);
+    }
+    TX t;
+    tx_init(&t, self);
+    u64 n = tx_realloc(&t, off, size);
+    if (!n) {
+        tx_abort(&t);
+        heap_unlock(self);
+        return PyErr_Format(PyExc_MemoryError, "heap full: cannot grow allocation to %llu bytes",
+                            (unsigned long long)size);
+    }
+    int rc = tx_commit(&t);
+    heap_unlock(self);
+    if (rc < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(abs_of(self, n));
+}
+
+/* usable size of a live allocation (for tests and realloc-aware callers) */
+static PyObject *HeapCore_usable_size(HeapCore *self, PyObject *ao)
+{
+    u64 addr;
+    if (core_check(self) < 0 || parse_u64(ao, &addr, "address") < 0)
+        return NULL;
+    if (heap_lock(self) < 0)
+        return NULL;
+    u64 off = live_offset(self->base, self->h, addr);
+    u64 sz = off ? BSIZE(*(u64 *)(self->base + off - 8)) - 16 : 0;
+    heap_unlock(self);
+    if (!off)
+        return PyErr_Format(PyExc_ValueError, "%p is not a live allocation of this heap",
+                            (void *)(uintptr_t)addr);
+    return PyLong_FromUnsignedLongLong(sz);
+}
+
+static PyObject *HeapCore_stats(HeapCore *self, PyObject *unused)
+{
+    if (core_check(self) < 0 || heap_lock(self) < 0)
+        return NULL;
+    heap_header *h = self->h;
+    u64 largest = 0;
+    for (int i = NBINS - 1; i >= 0 && largest == 0; i--) {
+        u64 limit = (h->arena_end - h->arena_off) / MIN_BLOCK + 1;
+        for (u64 b = h->bins[i]; b && limit--; b = *(u64 *)(self->base + b + 16)) {
+            u64 bs = BSIZE(*(u64 *)(self->base + b + 8));
+            if (bs > largest)
+                largest = bs;
+        }
+    }
+    u64 arena = h->arena_end - 16 - h->arena_off;
+    PyObject *r = Py_BuildValue("KKKKKK", (unsigned long long)h->size,
+                                (unsigned long long)h->used, (unsigned long long)(arena - h->used),
+                                (unsigned long long)h->allocations,
+                                (unsigned long long)(largest ? largest - 16 : 0),
+                                (unsigned long long)h->recoveries);
+    heap_unlock(self);
+    return r;
+}
+
+/* Walk every block and free list; raise RuntimeError on any inconsistency. */
+static PyObject *HeapCore_check(HeapCore *self, PyObject *unused)
+{
+    if (core_check(self) < 0 || heap_lock(self) < 0)
+        return NULL;
+    char *base = self->base;
+    heap_header *h = self->h;
+    const char *err = NULL;
+    u64 where = 0, used = 0, nalloc = 0, nfree_blocks = 0, nfree_listed = 0;
+    int prev_inuse = 1;
+    u64 b = h->arena_off, sent = h->arena_end - 16;
+    if (h->log_count != 0)
+        err = "undo log not empty";
+    while (!err && b < sent) {
+        u64 sf = *(u64 *)(base + b + 8), bs = BSIZE(sf);
+        where = b;
+        if (bs < MIN_BLOCK || bs % 16 || b + bs > sent) {
+            err = "bad block size";
+            break;
+        }
+        if (!!(sf & PREV_INUSE) != prev_inuse) {
+            err = "PREV_INUSE flag disagrees with previous block";
+            break;
+        }
+        int inuse = (int)(sf & INUSE);
+        if (inuse != bitmap_test(base, h, b + 16)) {
+            err = "allocation bitmap disagrees with block";
+            break;
+        }
+        if (inuse) {
+            used += bs;
+            nalloc++;
+        } else {
+            if (!prev_inuse) {
+                err = "two adjacent free blocks";
+                break;
+            }
+            if (*(u64 *)(base + b + bs) != bs) {
+                err = "prev_size of next block wrong";
+                break;
+            }
+            nfree_blocks++;
+        }
+        prev_inuse = inuse;
+        b += bs;
+    }
+    if (!err && b != sent) {
+        err = "blocks do not tile the arena";
+        where = b;
+    }
+    if (!err && !!(*(u64 *)(base + sent + 8) & PREV_INUSE) != prev_inuse)
+        err = "sentinel PREV_INUSE wrong";
+    if (!err && used != h->used)
+        err = "used counter wrong";
+    if (!err && nalloc != h->allocations)
+        err = "allocations counter wrong";
+    for (int i = 0; !err && i < NBINS; i++) {
+        int nonempty = !!(h->bins_nonempty[i / 64] & (1ULL << (i % 64)));
+        if (nonempty != (h->bins[i] != 0)) {
+            err = "bin bitmap wrong";
+            break;
+        }
+        u64 prev = 0, limit = nfree_blocks + 1;
+        for (u64 f = h->bins[i]; f; f = *(u64 *)(base + f + 16)) {
+            where = f;
+            if (!limit--) {
+                err = "free list cycle";
+                break;
+            }
+            if (f < h->arena_off || f >= sent || f % 16) {
+                err = "free list pointer out of arena";
+                break;
+            }
+            u64 sf = *(u64 *)(base + f + 8);
+            if ((sf & INUSE) || bin_of(BSIZE(sf)) != i) {
+                err = "free list holds a used or misbinned block";
+                break;
+            }
+            if (*(u64 *)(base + f + 24) != prev) {
+                err = "free list back link wrong";
+                break;
+            }
+            prev = f;
+            nfree_listed++;
+        }
+    }
+    if (!err && nfree_listed != nfree_blocks)
+        err = "free blocks missing from free lists";
+    heap_unlock(self);
+    if (err)
+        return PyErr_Format(PyExc_RuntimeError, "heap corrupt: %s (offset %p)", err,
+                            (void *)(uintptr_t)where);
+    return PyLong_FromUnsignedLongLong(nalloc);
+}
+
+/* ---- named roots ---- */
+
+static int root_name(PyObject *name, const char **s, Py_ssize_t *n)
+{
+    if (!PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "root name must be str, not %.100s", Py_TYPE(name)->tp_name);
+        return -1;
+    }
+    *s = PyUnicode_AsUTF8AndSize(name, n);
+    if (!*s)
+        return -1;
+    if (*n == 0 || *n > ROOT_NAME_MAX || memchr(*s, 0, (size_t)*n)) {
+        PyErr_Format(PyExc_ValueError, "root name must be 1..%d UTF-8 bytes without NUL",
+                     ROOT_NAME_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+static int root_find(heap_header *h, const char *s, Py_ssize_t n)
+{
+    for (int i = 0; i < NROOTS; i++)
+        if (h->roots[i].name[0] && strncmp(h->roots[i].name, s, 56) == 0 &&
+            strlen(h->roots[i].name) == (size_t)n)
+            return i;
+    return -1;
+}
+
+static PyObject *HeapCore_set_root(HeapCore *self, PyObject *args)
+{
+    PyObject *name, *ao;
+    const char *s;
+    Py_ssize_t n;
+    u64 addr;
+    if (!PyArg_ParseTuple(args, "OO", &name, &ao))
+        return NULL;
+    if (core_check(self) < 0 || root_name(name, &s, &n) < 0 || parse_u64(ao, &addr, "address") < 0)
+        return NULL;
+    u64 b0 = (u64)(uintptr_t)self->base;
+    if (addr < b0 || addr >= b0 + self->size)
+        return PyErr_Format(PyExc_ValueError, "root address %p is outside the heap region",
+                            (void *)(uintptr_t)addr);
+    if (heap_lock(self) < 0)
+        return NULL;
+    heap_header *h = self->h;
+    int i = root_find(h, s, n);
+    TX t;
+    tx_init(&t, self);
+    if (i < 0) {
+        for (i = 0; i < NROOTS && h->roots[i].name[0]; i++)
+            ;
+        if (i == NROOTS) {
+            heap_unlock(self);
+            return PyErr_Format(PyExc_MemoryError, "root table full (%d names)", NROOTS);
+        }
+        char buf[56] = {0};
+        memcpy(buf, s, (size_t)n);
+        /* The name words are logged: a torn name would be a corrupt root. */
+        W(&t, &h->roots[i].addr, addr);
+        for (int k = 0; k < 7; k++) {
+            u64 w;
+            memcpy(&w, buf + 8 * k, 8);
+            W(&t, (u64 *)h->roots[i].name + k, w);
+        }
+    } else {
+        W(&t, &h->roots[i].addr, addr);
+    }
+    int rc = tx_commit(&t);
+    heap_unlock(self);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *HeapCore_get_root(HeapCore *self, PyObject *name)
+{
+    const char *s;
+    Py_ssize_t n;
+    if (core_check(self) < 0 || root_name(name, &s, &n) < 0 || heap_lock(self) < 0)
+        return NULL;
+    int i = root_find(self->h, s, n);
+    u64 a = i >= 0 ? self->h->roots[i].addr : 0;
+    heap_unlock(self);
+    if (i < 0) {
+        PyErr_SetObject(PyExc_KeyError, name);
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(a);
+}
+
+static PyObject *HeapCore_del_root(HeapCore *self, PyObject *name)
+{
+    const char *s;
+    Py_ssize_t n;
+    if (core_check(self) < 0 || root_name(name, &s, &n) < 0 || heap_lock(self) < 0)
+        return NULL;
+    heap_header *h = self->h;
+    int i = root_find(h, s, n);
+    if (i < 0) {
+        heap_unlock(self);
+        PyErr_SetObject(PyExc_KeyError, name);
+        return NULL;
+    }
+    TX t;
+    tx_init(&t, self);
+    W(&t, (u64 *)h->roots[i].name, 0); /* first byte 0 = free slot: one word is enough */
+    W(&t, &h->roots[i].addr, 0);
+    int rc = tx_commit(&t);
+    heap_unlock(self);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *HeapCore_roots(HeapCore *self, PyObject *unused)
+{
+    if (core_check(self) < 0)
+        return NULL;
+    PyObject *d = PyDict_New();
+    if (!d || heap_lock(self) < 0) {
+        Py_XDECREF(d);
+        return NULL;
+    }
+    heap_header *h = self->h;
+    for (int i = 0; i < NROOTS; i++) {
+        if (!h->roots[i].name[0])
+            continue;
+        PyObject *k = PyUnicode_DecodeUTF8(h->roots[i].name, (Py_ssize_t)strnlen(h->roots[i].name, 56),
+                                           "replace");
+        PyObject *v = PyLong_FromUnsignedLongLong(h->roots[i].addr);
+        if (!k || !v || PyDict_SetItem(d, k, v) < 0) {
+            Py_XDECREF(k);
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            heap_unlock(self);
+            return NULL;
+        }
+        Py_DECREF(k);
+        Py_DECREF(v);
+    }
+    heap_unlock(self);
+    return d;
+}
+
+/* ======================================================================== */
+/* Seqlock readers                                                          */
+/* ======================================================================== */
+
+#define SPIN_YIELD_AFTER 64
+#define SPIN_LOCK_AFTER 2000
+#define READ_ATTEMPTS 200
+
+static inline u64 ld(const u64 *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+/* Wait until *seq is even.  Returns the even value, or -1 with *need_lock
+ * set when the writer seems stuck (dead): the caller then reads under the
+ * mutex, whose EOWNERDEAD path recovers the heap. */
+static int seq_begin(const u64 *seq, u64 *out)
+{
+    for (int spins = 0; spins < SPIN_LOCK_AFTER; spins++) {
+        u64 s = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+        if (!(s & 1)) {
+            *out = s;
+            return 0;
+        }
+        if (spins > SPIN_YIELD_AFTER)
+            sched_yield();
+    }
+    return -1;
+}
+
+static inline int seq_retry(const u64 *seq, u64 s)
+{
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return __atomic_load_n(seq, __ATOMIC_RELAXED) != s;
+}
+
+/* [a, a+n) inside the arena?  Works on absolute addresses. */
+static inline int in_arena(HeapCore *self, u64 a, u64 n)
+{
+    u64 lo = (u64)(uintptr_t)self->base + self->h->arena_off;
+    u64 hi = (u64)(uintptr_t)self->base + self->h->arena_end;
+    return a >= lo && a <= hi && n <= hi - a;
+}
+
+/* ======================================================================== */
+/* Dict                                                                     */
+/* ======================================================================== */
+
+static inline u64 mix64(u64 x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+/* Deterministic across processes (Python's str hash is randomised). */
+static u64 key_hash(int type, const char *p, size_t n)
+{
+    u64 h = 0x9e3779b97f4a7c15ULL ^ ((u64)n * 0x100000001b3ULL) ^ (u64)type;
+    while (n >= 8) {
+        u64 k;
+        memcpy(&k, p, 8);
+        h = (h ^ mix64(k)) * 0x9e3779b97f4a7c15ULL;
+        h = (h << 29) | (h >> 35);
+        p += 8;
+        n -= 8;
+    }
+    u64 k = 0;
+    memcpy(&k, p, n);
+    h ^= mix64(k ^ ((u64)n << 56));
+    return mix64(h);
+}
+
+/* An encoded key or value: borrowed bytes plus a type tag. */
+typedef struct {
+    int type;
+    const char *p;
+    Py_ssize_t n;
+    char num[8];
+    PyObject *tmp; /* owned temporary (bigint text), or NULL */
+} blob;
+
+static void blob_clear(blob *b) { Py_CLEAR(b->tmp); }
+
+static int encode(PyObject *o, blob *b, const char *what)
+{
+    b->tmp = NULL;
+    if (PyBytes_Check(o)) {
+        b->type = T_BYTES;
+        b->p = PyBytes_AS_STRING(o);
+        b->n = PyBytes_GET_SIZE(o);
+    } else if (PyUnicode_Check(o)) {
+        b->type = T_STR;
+        b->p = PyUnicode_AsUTF8AndSize(o, &b->n);
+        if (!b->p)
+            return -1;
+    } else if (PyLong_Check(o)) {
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+        if (!overflow) {
+            b->type = T_INT;
+            memcpy(b->num, &v, 8);
+            b->p = b->num;
+            b->n = 8;
+        } else {
+            /* beyond int64: store the exact decimal text */
+            b->tmp = PyNumber_ToBase(o, 10);
+            if (!b->tmp)
+                return -1;
+            b->type = T_BIGINT;
+            b->p = PyUnicode_AsUTF8AndSize(b->tmp, &b->n);
+            if (!b->p) {
+                Py_CLEAR(b->tmp);
+                return -1;
+            }
+        }
+    } else {
+        PyErr_Format(PyExc_TypeError, "%s must be bytes, str or int, not %.100s", what,
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    if ((u64)b->n > 0xffffffffULL) {
+        blob_clear(b);
+        PyErr_Format(PyExc_ValueError, "%s is too long (max 4 GiB)", what);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *decode(int type, const char *p, u64 n)
+{
+    switch (type) {
+    case T_BYTES:
+        return PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
+    case T_STR:
+        return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, NULL);
+    case T_INT:
+        if (n == 8) {
+            long long v;
+            memcpy(&v, p, 8);
+            return PyLong_FromLongLong(v);
+        }
+        break;
+    case T_BIGINT: {
+        PyObject *s = PyUnicode_DecodeASCII(p, (Py_ssize_t)n, NULL);
+        if (!s)
+            return NULL;
+        PyObject *r = PyLong_FromUnicodeObject(s, 10);
+        Py_DECREF(s);
+        return r;
+    }
+    }
+    PyErr_SetString(PyExc_RuntimeError, "corrupt dict entry (bad type tag)");
+    return NULL;
+}
+
+static dict_hdr *dict_at(HeapCore *self, PyObject *ho)
+{
+    u64 a;
+    if (core_check(self) < 0 || parse_u64(ho, &a, "dict address") < 0)
+        return NULL;
+    if (a % 16 || !in_arena(self, a, sizeof(dict_hdr)) ||
+        ld(&((dict_hdr *)(uintptr_t)a)->magic) != DICT_MAGIC) {
+        PyErr_Format(PyExc_ValueError, "%p is not a Dict of this heap", (void *)(uintptr_t)a);
+        return NULL;
+    }
+    return (dict_hdr *)(uintptr_t)a;
+}
+
+/* Probe for key.  Read-only; tolerates concurrent writers (bounds checked,
+ * bounded probe length).  Returns the slot index or -1; *empty gets the first
+ * reusable slot (tombstone or empty) or -1. */
+static long long dict_probe(HeapCore *self, dict_hdr *d, u64 hash, const blob *k, int *bad,
+                            long long *reuse)
+{
+    u64 mask = ld(&d->mask), table = ld(&d->table);
+    *bad = 0;
+    if (reuse)
+        *reuse = -1;
+    if (((mask + 1) & mask) || mask > (self->size >> 4) ||
+        !in_arena(self, table, (mask + 1) * sizeof(dict_slot))) {
+        *bad = 1;
+        return -1;
+    }
+    dict_slot *slots = (dict_slot *)(uintptr_t)table;
+    for (u64 i = 0; i <= mask; i++) {
+        dict_slot *s = &slots[(hash + i) & mask];
+        u64 e = ld(&s->entry);
+        if (e == 0) {
+            if (reuse && *reuse < 0)
+                *reuse = (long long)((hash + i) & mask);
+            return -1;
+        }
+        if (e == TOMB) {
+            if (reuse && *reuse < 0)
+                *reuse = (long long)((hash + i) & mask);
+            continue;
+        }
+        if (ld(&s->hash) != hash)
+            continue;
+        if (!in_arena(self, e, sizeof(dict_entry))) {
+            *bad = 1;
+            return -1;
+        }
+        dict_entry *en = (dict_entry *)(uintptr_t)e;
+        u32 kl = __atomic_load_n(&en->klen, __ATOMIC_RELAXED);
+        u32 vl = __atomic_load_n(&en->vlen, __ATOMIC_RELAXED);
+        if (!in_arena(self, e + sizeof(dict_entry), (u64)kl + vl)) {
+            *bad = 1;
+            return -1;
+        }
+        if (en->ktype == k->type && kl == (u64)k->n &&
+            memcmp((char *)(en + 1), k->p, (size_t)kl) == 0)
+            return (long long)((hash + i) & mask);
+    }
+    return -1;
+}
+
+/* dict_get(hdr, key, default): value or default (never raises KeyError). */
+static PyObject *HeapCore_dict_get(HeapCore *self, PyObject *args)
+{
+    PyObject *ho, *key, *dflt;
+    if (!PyArg_ParseTuple(args, "OOO", &ho, &key, &dflt))
+        return NULL;
+    dict_hdr *d = dict_at(self, ho);
+    if (!d)
+        return NULL;
+    blob k;
+    if (encode(key, &k, "key") < 0)
+        return NULL;
+    u64 hash = key_hash(k.type, k.p, (size_t)k.n);
+    char stackbuf[256];
+    char *buf = stackbuf;
+    size_t bufcap = sizeof stackbuf;
+    PyObject *res = NULL;
+    int locked = 0;
+    for (int attempt = 0;; attempt++) {
+        u64 s = 0;
+        if (!locked && (attempt >= READ_ATTEMPTS || seq_begin(&d->seq, &s) < 0)) {
+            /* writer stuck or endless contention: read under the mutex */
+            if (heap_lock(self) < 0)
+                goto out;
+            locked = 1;
+        }
+        int bad;
+        long long i = dict_probe(self, d, hash, &k, &bad, NULL);
+        int found = 0, vtype = 0;
+        u64 vl = 0;
+        if (i >= 0) {
+            dict_slot *slots = (dict_slot *)(uintptr_t)ld(&d->table);
+            dict_entry *en = (dict_entry *)(uintptr_t)ld(&slots[i].entry);
+            vl = __atomic_load_n(&en->vlen, __ATOMIC_RELAXED);
+            vtype = en->vtype;
+            u64 kl = __atomic_load_n(&en->klen, __ATOMIC_RELAXED);
+            if (in_arena(self, (u64)(uintptr_t)(en + 1), kl + vl)) {
+                if (vl > bufcap) {
+                    char *nb = (buf == stackbuf) ? PyMem_Malloc(vl) : PyMem_Realloc(buf, vl);
+                    if (!nb) {
+                        PyErr_NoMemory();
+                        if (locked)
+                            heap_unlock(self);
+                        goto out;
+                    }
+                    buf = nb;
+                    bufcap = vl;
+                }
+                memcpy(buf, (char *)(en + 1) + kl, vl);
+                found = 1;
+            } else {
+                bad = 1;
+            }
+        }
+        if (locked) {
+            heap_unlock(self);
+            if (bad) {
+                PyErr_SetString(PyExc_RuntimeError, "Dict structure is corrupt");
+                goto out;
+            }
+        } else if (seq_retry(&d->seq, s)) {
+            continue;
+        } else if (bad) {
+            /* Consistent snapshot but bad pointers: real corruption. */
+            PyErr_SetString(PyExc_RuntimeError, "Dict structure is corrupt");
+            goto out;
+        }
+        if (found)
+            res = decode(vtype, buf, vl);
+        else
+            res = Py_NewRef(dflt);
+        break;
+    }
+out:
+    if (buf != stackbuf)
+        PyMem_Free(buf);
+    blob_clear(&k);
+    return res;
+}
+
+static PyObject *HeapCore_dict_len(HeapCore *self, PyObject *ho)
+{
+    dict_hdr *d = dict_at(self, ho);
+    if (!d)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(__atomic_load_n(&d->count, __ATOMIC_ACQUIRE));
+}
+
+static PyObject *HeapCore_dict_new(HeapCore *self, PyObject *args)
+{
+    Py_ssize_t cap_hint = 0;
+    if (!PyArg_ParseTuple(args, "|n", &cap_hint))
+        return NULL;
+    if (core_check(self) < 0)
+        return NULL;
+    u64 cap = 8;
+    while (cap_hint > 0 && cap < (u64)cap_hint * 2 && cap < (1ULL << 40))
+        cap <<= 1;
+    if (heap_lock(self) < 0)
+        return NULL;
+    TX t;
+    tx_init(&t, self);
+    u64 ho = tx_alloc(&t, sizeof(dict_hdr), 16);
+    u64 to = ho ? tx_alloc(&t, cap * sizeof(dict_slot), 16) : 0;
+    if (!to) {
+        tx_abort(&t);
+        heap_unlock(self);
+        return PyErr_Format(PyExc_MemoryError, "heap full: cannot create a Dict");
+    }
+    /* both blocks are fresh: unlogged initialisation is safe */
+    memset(self->base + to, 0, cap * sizeof(dict_slot));
+    dict_hdr *d = (dict_hdr *)(self->base + ho);
+    d->seq = 0;
+    d->count = 0;
+    d->used_slots = 0;
+    d->mask = cap - 1;
+    d->table = abs_of(self, to);
+    compiler_fence();
+    d->magic = DICT_MAGIC;
+    int rc = tx_commit(&t);
+    heap_unlock(self);
+    if (rc < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(abs_of(self, ho));
+}
+
+/* Under the lock: grow/rehash into a fresh table.  Returns 0 or -1 (OOM). */
+static int dict_resize(HeapCore *self, TX *t, dict_hdr *d, u64 newcap)
+{
+    u64 to = tx_alloc(t, newcap * sizeof(dict_slot), 16);
+    if (!to)
+        return -1;
+    dict_slot *ns = (dict_slot *)(self->base + to);
+    memset(ns, 0, newcap * sizeof(dict_slot));
+    dict_slot *os = (dict_slot *)(uintptr_t)d->table;
+    u64 nm = newcap - 1;
+    for (u64 i = 0; i <= d->mask; i++) {
+        u64 e = os[i].entry;
+        if (e == 0 || e == TOMB)
+            continue;
+        u64 j = os[i].hash & nm;
+        while (ns[j].entry)
+            j = (j + 1) & nm;
+        ns[j] = os[i];
+    }
+    W(t, &d->table, abs_of(self, to));
+    W(t, &d->mask, nm);
+    W(t, &d->used_slots, d->count);
+    tx_free(t, (u64)((char *)os - self->base));
+    return 0;
+}
+
+static u64 entry_alloc(HeapCore *self, TX *t, const blob *k, const blob *v)
+{
+    u64 eo = tx_alloc(t, sizeof(dict_entry) + (u64)k->n + (u64)v->n, 16);
+    if (!eo)
+        return 0;
+    dict_entry *en = (dict_entry *)(self->base + eo);
+    en->klen = (u32)k->n;
+    en->vlen = (u32)v->n;
+    en->ktype = (u8)k->type;
+    en->vtype = (u8)v->type;
+    memcpy((char *)(en + 1), k->p, (size_t)k->n);
+    memcpy((char *)(en + 1) + k->n, v->p, (size_t)v->n);
+    return eo;
+}
+
+static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
+{
+    PyObject *ho, *key, *val;
+    if (!PyArg_ParseTuple(args, "OOO", &ho, &key, &val))
+        return NULL;
+    dict_hdr *d = dict_at(self, ho);
+    if (!d)
+        return NULL;
+    blob k, v;
+    if (encode(key, &k, "key") < 0)
+        return NULL;
+    if (encode(val, &v, "value") < 0) {
+        blob_clear(&k);
+        return NULL;
+    }
+    u64 hash = key_hash(k.type, k.p, (size_t)k.n);
+    PyObject *res = NULL;
+    if (heap_lock(self) < 0)
+        goto out;
+    TX t;
+    tx_init(&t, self);
+    tx_begin_seq(&t, &d->seq);
+    if ((d->used_slots + 1) * 4 > (d->mask + 1) * 3) {
+        /* Rehash to a load of at most 1/2.  With many tombstones this keeps
+         * the size and only sweeps them out. */
+        u64 cap = d->mask + 1;
+        while ((d->count + 1) * 2 > cap)
+            cap <<= 1;
+        if (dict_resize(self, &t, d, cap) < 0)
+            goto oom;
+    }
+    int bad;
+    long long reuse;
+    long long i = dict_probe(self, d, hash, &k, &bad, &reuse);
+    if (bad) {
+        tx_abort(&t);
+        heap_unlock(self);
+        PyErr_SetString(PyExc_RuntimeError, "Dict structure is corrupt");
+        goto out;
+    }
+    u64 eo = entry_alloc(self, &t, &k, &v);
+    if (!eo)
+        goto oom;
+    dict_slot *slots = (dict_slot *)(uintptr_t)d->table;
+    if (i >= 0) {
+        u64 old = slots[i].entry;
+        W(&t, &slots[i].entry, abs_of(self, eo));
+        tx_free(&t, old - (u64)(uintptr_t)self->base);
+    } else {
+        if (reuse < 0) { /* cannot happen: the load factor keeps empty slots */
+            tx_abort(&t);
+            heap_unlock(self);
+            PyErr_SetString(PyExc_RuntimeError, "Dict table full");
+            goto out;
+        }
+        if (slots[reuse].entry == 0)
+            W(&t, &d->used_slots, d->used_slots + 1);
+        W(&t, &slots[reuse].hash, hash);
+        W(&t, &slots[reuse].entry, abs_of(self, eo));
+        W(&t, &d->count, d->count + 1);
+    }
+    int rc = tx_commit(&t);
+    heap_unlock(self);
+    if (rc == 0)
+        res = Py_NewRef(Py_None);
+    goto out;
+oom:
+    tx_abort(&t);
+    heap_unlock(self);
+    PyErr_Format(PyExc_MemoryError, "heap full: cannot store Dict item");
+out:
+    blob_clear(&k);
+    blob_clear(&v);
+    return res;
+}
+
+/* dict_pop(hdr, key[, default]): remove and return; KeyError if absent and
+ * no default. */
+static PyObject *HeapCore_dict_pop(HeapCore *self, PyObject *args)
+{
+    PyObject *ho, *key, *dflt = NULL;
+    if (!PyArg_ParseTuple(args, "OO|O", &ho, &key, &dflt))
+        return NULL;
+    dict_hdr *d = dict_at(self, ho);
+    if (!d)
+        return NULL;
+    blob k;
+    if (encode(key, &k, "key") < 0)
+        return NULL;
+    u64 hash = key_hash(k.type, k.p, (size_t)k.n);
+    PyObject *res = NULL;
+    if (heap_lock(self) < 0)
+        goto out;
+    int bad;
+    long long i = dict_probe(self, d, hash, &k, &bad, NULL);
+    if (bad) {
+        heap_unlock(self);
+        PyErr_SetString(PyExc_RuntimeError, "Dict structure is corrupt");
+        goto out;
+    }
+    if (i < 0) {
+        heap_unlock(self);
+        if (dflt)
+            res = Py_NewRef(dflt);
+        else
+            PyErr_SetObject(PyExc_KeyError, key);
+        goto out;
+    }
+    dict_slot *slots = (dict_slot *)(uintptr_t)d->table;
+    dict_entry *en = (dict_entry *)(uintptr_t)slots[i].entry;
+    res = decode(en->vtype, (char *)(en + 1) + en->klen, en->vlen);
+    if (!res) {
+        heap_unlock(self);
+        goto out;
+    }
+    TX t;
+    tx_init(&t, self);
+    tx_begin_seq(&t, &d->seq);
+    W(&t, &slots[i].entry, TOMB);
+    W(&t, &d->count, d->count - 1);
+    tx_free(&t, (u64)((char *)en - self->base));
+    int rc = tx_commit(&t);
+    heap_unlock(self);
+    if (rc < 0)
+        Py_CLEAR(res);
+out:
+    blob_clear(&k);
+    return res;
+}
+
+/* Append key/value/item objects of every live entry to a list.  which: 0
+ * keys, 1 values, 2 (key, value) tuples.  Returns 0, -1 on Python error, 1
+ * if a pointer was out of bounds (torn read). */
+static int dict_collect(HeapCore *self, dict_hdr *d, int which, PyObject *out)
+{
+    u64 mask = ld(&d->mask), table = ld(&d->table);
+    if (((mask + 1) & mask) || mask > (self->size >> 4) ||
+        !in_arena(self, table, (mask + 1) * sizeof(dict_slot)))
+        return 1;
+    dict_slot *slots = (dict_slot *)(uintptr_t)table;
+    for (u64 i = 0; i <= mask; i++) {
+        u64 e = ld(&slots[i].entry);
+        if (e == 0 || e == TOMB)
+            continue;
+        if (!in_arena(self, e, sizeof(dict_entry)))
+            return 1;
+        dict_entry *en = (dict_entry *)(uintptr_t)e;
+        u32 kl = __atomic_load_n(&en->klen, __ATOMIC_RELAXED);
+        u32 vl = __atomic_load_n(&en->vlen, __ATOMIC_RELAXED);
+        if (!in_arena(self, e + sizeof(dict_entry), (u64)kl + vl))
+            return 1;
+        PyObject *ko = NULL, *vo = NULL, *item;
+        if (which != 1 && !(ko = decode(en->ktype, (char *)(en + 1), kl)))
+            return -1;
+        if (which != 0 && !(vo = decode(en->vtype, (char *)(en + 1) + kl, vl))) {
+            Py_XDECREF(ko);
+            return -1;
+        }
+        if (which == 0)
+            item = ko;
+        else if (which == 1)
+            item = vo;
+        else {
+            item = PyTuple_Pack(2, ko, vo);
+            Py_DECREF(ko);
+            Py_DECREF(vo);
+            if (!item)
+                return -1;
+        }
+        int rc = PyList_Append(out, item);
+        Py_DECREF(item);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *HeapCore_dict_items(HeapCore *self, PyObject *args)
+{
+    PyObject *ho;
+    int which;
+    if (!PyArg_ParseTuple(args, "Oi", &ho, &which))
+        return NULL;
+    dict_hdr *d = dict_at(self, ho);
+    if (!d)
+        return NULL;
+    if (which < 0 || which > 2) {
+        PyErr_SetString(PyExc_ValueError, "which must be 0, 1 or 2");
+        return NULL;
+    }
+    for (int attempt = 0;; attempt++) {
+        PyObject *out = PyList_New(0);
+        if (!out)
+            return NULL;
+        u64 s = 0;
+        if (attempt >= 20 || seq_begin(&d->seq, &s) < 0) {
+            if (heap_lock(self) < 0) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            int rc = dict_collect(self, d, which, out);
+            heap_unlock(self);
+            if (rc == 0)
+                return out;
+            Py_DECREF(out);
+            if (rc > 0)
+                PyErr_SetString(PyExc_RuntimeError, "Dict structure is corrupt");
+            return NULL;
+        }
+        int rc = dict_collect(self, d, which, out);
+        if (seq_retry(&d->seq, s)) {
+            /* torn: a decode error here is an artefact of the race */
+            if (rc < 0)
+                PyErr_Clear();
+            Py_DECREF(out);
+            continue;
+        }
+        if (rc == 0)
+            return out;
+        Py_DECREF(out);
+        if (rc > 0)
+            PyErr_SetString(PyExc_RuntimeError, "Dict structure is corrupt");
+        return NULL;
+    }
+}
+
+#define CLEAR_BATCH 8
+
+/* Empty the dict.  The swap to an empty table is one atomic operation; the
+ * old entries are then freed in small crash-safe batches (a crash in that
+ * phase can leak them, never corrupt). */
+static PyObject *HeapCore_dict_clear(HeapCore *self, PyObject *ho)
+{
+    dict_hdr *d = dict_at(self, ho);
+    if (!d)
+        return NULL;
+    if (heap_lock(self) < 0)
+        return NULL;
+    TX t;
+    tx_init(&t, self);
+    u64 to = tx_alloc(&t, 8 * sizeof(dict_slot), 16);
+    if (!to) {
+        tx_abort(&t);
+        heap_unlock(self);
+        return PyErr_Format(PyExc_MemoryError, "heap full: cannot clear Dict");
+    }
+    memset(self->base + to, 0, 8 * sizeof(dict_slot));
+    u64 old_table = d->table, old_cap = d->mask + 1;
+    tx_begin_seq(&t, &d->seq);
+    W(&t, &d->table, abs_of(self, to));
+    W(&t, &d->mask, 7);
+    W(&t, &d->count, 0);
+    W(&t, &d->used_slots, 0);
+    int rc = tx_commit(&t);
+    if (rc < 0) {
+        heap_unlock(self);
+        return NULL;
+    }
+    /* Old table and entries are now unreachable: free them in batches. */
+    dict_slot *os = (dict_slot *)(uintptr_t)old_table;
+    u64 i = 0;
+    while (i < old_cap && rc == 0) {
+        tx_init(&t, self);
+        for (int n = 0; i < old_cap && n < CLEAR_BATCH; i++) {
+            u64 e = os[i].entry;
+            if (e > TOMB) {
+                u64 off = live_offset(self->base, self->h, e);
+                if (off)
+                    tx_free(&t, off);
+                n++;
+            }
+        }
+        rc = tx_commit(&t);
+    }
+    if (rc == 0) {
+        u64 off = live_offset(self->base, self->h, old_table);
+        if (off) {
+            tx_init(&t, self);
+            tx_free(&t, off);
+            rc = tx_commit(&t);
+        }
+    }
+    heap_unlock(self);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Verify a dict: count matches, every entry is a live allocation. */
+static PyObject *HeapCore_dict_check(HeapCore *self, PyObject *ho)
+{
+    dict_hdr *d = dict_at(self, ho);
+    if (!d || heap_lock(self) < 0)
+        return NULL;
+    const char *err = NULL;
+    u64 live = 0, used = 0;
+    if (!live_offset(self->base, self->h, d->table))
+        err = "table is not a live allocation";
+    for (u64 i = 0; !err && i <= d->mask; i++) {
+        dict_slot *s = (dict_slot *)(uintptr_t)d->table + i;
+        if (s->entry == 0)
+            continue;
+        used++;
+        if (s->entry == TOMB)
+            continue;
+        live++;
+        u64 off = live_offset(self->base, self->h, s->entry);
+        dict_entry *en = (dict_entry *)(uintptr_t)s->entry;
+        if (!off)
+            err = "entry is not a live allocation";
+        else if (BSIZE(*(u64 *)(self->base + off - 8)) - 16 <
+                 sizeof(dict_entry) + (u64)en->klen + en->vlen)
+            err = "entry larger than its allocation";
+        else if (key_hash(en->ktype, (char *)(en + 1), en->klen) != s->hash)
+            err = "stored hash does not match key";
+    }
+    if (!err && live != d->count)
+        err = "count is wrong";
+    if (!err && used != d->used_slots)
+        err = "used_slots is wrong";
+    if (!err && (d->seq & 1))
+        err = "seq is odd outside a write";
+    heap_unlock(self);
+    if (err)
+        return PyErr_Format(PyExc_RuntimeError, "Dict corrupt: %s", err);
+    return PyLong_FromUnsignedLongLong(live);
+}
+
+/* ======================================================================== */
+/* Array                                                                    */
+/* ======================================================================== */
+
+static array_hdr *array_at(HeapCore *self, PyObject *ho)
+{
+    u64 a;
+    if (core_check(self) < 0 || parse_u64(ho, &a, "array address") < 0)
+        return NULL;
+    if (a % 16 || !in_arena(self, a, sizeof(array_hdr)) ||
+        ld(&((array_hdr *)(uintptr_t)a)->magic) != ARRAY_MAGIC) {
+        PyErr_Format(PyExc_ValueError, "%p is not an Array of this heap",
+                     (void *)(uintptr_t)a);
+        return NULL;
+    }
+    return (array_hdr *)(uintptr_t)a;
+}
+
+static PyObject *HeapCore_array_new(HeapCore *self, PyObject *args)
+{
+    Py_ssize_t itemsize;
+    const char *dt;
+    Py_ssize_t dtlen;
+    if (!PyArg_ParseTuple(args, "ns#", &itemsize, &dt, &dtlen))
+        return NULL;
+    if (core_check(self) < 0)
+        return NULL;
+    if (itemsize <= 0 || itemsize > (1 << 20)) {
+        PyErr_SetString(PyExc_ValueError, "itemsize must be 1..1 MiB");
+        return NULL;
+    }
+    if (dtlen <= 0 || dtlen >= 32) {
+        PyErr_SetString(PyExc_ValueError, "dtype string must be 1..31 bytes");
+        return NULL;
+    }
+    if (heap_lock(self) < 0)
+        return NULL;
+    TX t;
+    tx_init(&t, self);
+    u64 ho = tx_alloc(&t, sizeof(array_hdr), 16);
+    if (!ho) {
+        tx_abort(&t);
+        heap_unlock(self);
+        return PyErr_Format(PyExc_MemoryError, "heap full: cannot create an Array");
+    }
+    array_hdr *a = (array_hdr *)(self->base + ho);
+    memset(a, 0, sizeof *a);
+    a->itemsize = (u64)itemsize;
+    memcpy(a->dtype, dt, (size_t)dtlen);
+    compiler_fence();
+    a->magic = ARRAY_MAGIC;
+    int rc = tx_commit(&t);
+    heap_unlock(self);
+    if (rc < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(abs_of(self, ho));
+}
+
+/* (data address, len, cap, itemsize, dtype) read consistently */
+static PyObject *HeapCore_array_info(HeapCore *self, PyObject *ho)
+{
+    array_hdr *a = array_at(self, ho);
+    if (!a)
+        return NULL;
+    u64 data, len, cap, isz;
+    int locked = 0;
+    for (int attempt = 0;; attempt++) {
+        u64 s = 0;
+        if (!locked && (attempt >= READ_ATTEMPTS || seq_begin(&a->seq, &s) < 0)) {
+            if (heap_lock(self) < 0)
+                return NULL;
+            locked = 1;
+        }
+        data = ld(&a->data);
+        len = ld(&a->len);
+        cap = ld(&a->cap);
+        isz = ld(&a->itemsize);
+        if (locked) {
+            heap_unlock(self);
+            break;
+        }
+        if (!seq_retry(&a->seq, s))
+            break;
+    }
+    if (len > cap || (cap && !in_arena(self, data, cap * isz)))
+        return PyErr_Format(PyExc_RuntimeError, "Array header is corrupt");
+    return Py_BuildValue("KKKKs", (unsigned long long)data, (unsigned long long)len,
+                         (unsigned long long)cap, (unsigned long long)isz, a->dtype);
+}
+
+/* Under the lock: set len to n, growing the buffer (moving it) if needed.
+ * New elements are zero.  Returns 0 or -1 (OOM; nothing changed). */
+static int array_setlen(HeapCore *self, TX *t, array_hdr *a, u64 n, int exact)
+{
+    u64 isz = a->itemsize;
+    if (n > a->cap) {
+        u64 cap = exact ? n : (a->cap * 2 > n ? a->cap * 2 : n);
+        if (cap < 4 && !exact)
+            cap = 4;
+        if (cap > (self->size / isz))
+            return -1;
+        u64 no = tx_alloc(t, cap * isz, 64);
+        if (!no)
+            return -1;
+        if (a->len)
+            memcpy(self->base + no, (char *)(uintptr_t)a->data, a->len * isz);
+        if (a->data)
+            tx_free(t, a->data - (u64)(uintptr_t)self->base);
+        W(t, &a->data, abs_of(self, no));
+        W(t, &a->cap, cap);
+    }
+    if (n > a->len) /* bytes beyond len are not committed state: no log */
+        memset((char *)(uintptr_t)a->data + a->len * isz, 0, (n - a->len) * isz);
+    W(t, &a->len, n);
+    return 0;
+}
+
+static PyObject *HeapCore_array_resize(HeapCore *self, PyObject *args)
+{
+    PyObject *ho, *no;
+    u64 n;
+    if (!PyArg_ParseTuple(args, "OO", &ho, &no))
+        return NULL;
+    array_hdr *a = array_at(self, ho);
+    if (!a || parse_u64(no, &n, "length") < 0)
+        return NULL;
+    if (heap_lock(self) < 0)
+        return NULL;
+    TX t;
+    tx_init(&t, self);
+    tx_begin_seq(&t, &a->seq);
+    if (array_setlen(self, &t, a, n, 1) < 0) {
+        tx_abort(&t);
+        heap_unlock(self);
+        return PyErr_Format(PyExc_MemoryError, "heap full: cannot resize Array to %llu items",
+                            (unsigned long long)n);
+    }
+    int rc = tx_commit(&t);
+    heap_unlock(self);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Append raw item bytes (a whole number of items). */
+static PyObject *HeapCore_array_append(HeapCore *self, PyObject *args)
+{
+    PyObject *ho;
+    Py_buffer b;
+    if (!PyArg_ParseTuple(args, "Oy*", &ho, &b))
+        return NULL;
+    PyObject *res = NULL;
+    array_hdr *a = array_at(self, ho);
+    if (!a)
+        goto out;
+    if ((u64)b.len % a->itemsize) {
+        PyErr_Format(PyExc_ValueError, "%zd bytes is not a whole number of %llu-byte items", b.len,
+                     (unsigned long long)a->itemsize);
+        goto out;
+    }
+    if (heap_lock(self) < 0)
+        goto out;
+    TX t;
+    tx_init(&t, self);
+    tx_begin_seq(&t, &a->seq);
+    u64 old = a->len;
+    if (array_setlen(self, &t, a, old + (u64)b.len / a->itemsize, 0) < 0) {
+        tx_abort(&t);
+        heap_unlock(self);
+        PyErr_Format(PyExc_MemoryError, "heap full: cannot append to Array");
+        goto out;
+    }
+    memcpy((char *)(uintptr_t)a->data + old * a->itemsize, b.buf, (size_t)b.len);
+    int rc = tx_commit(&t);
+    heap_unlock(self);
+    if (rc == 0)
+        res = Py_NewRef(Py_None);
+out:
+    PyBuffer_Release(&b);
+    return res;
+}
+
+/* Free a container's memory (its header, and table/entries or data). */
+static PyObject *HeapCore_array_destroy(HeapCore *self, PyObject *ho)
+{
+    array_hdr *a = array_at(self, ho);
+    if (!a || heap_lock(self) < 0)
+        return NULL;
+    TX t;
+    tx_init(&t, self);
+    tx_begin_seq(&t, &a->seq);
+    W(&t, &a->magic, 0);
+    if (a->data)
+        tx_free(&t, a->data - (u64)(uintptr_t)self->base);
+    tx_free(&t, (u64)((char *)a - self->base));
+    int rc = tx_commit(&t);
+    heap_unlock(self);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* ======================================================================== */
+/* Buffer export (numpy views)                                              */
+/* ======================================================================== */
+
+static int HeapCore_getbuffer(HeapCore *self, Py_buffer *view, int flags)
+{
+    if (core_check(self) < 0) {
+        view->obj = NULL;
+        PyErr_SetString(PyExc_BufferError, "heap is closed");
+        return -1;
+    }
+    if (PyBuffer_FillInfo(view, (PyObject *)self, self->base, (Py_ssize_t)self->size, 0, flags) < 0)
+        return -1;
+    self->exports++;
+    return 0;
+}
+
+static void HeapCore_releasebuffer(HeapCore *self, Py_buffer *view) { self->exports--; }
+
+static PyBufferProcs HeapCore_as_buffer = {
+    (getbufferproc)HeapCore_getbuffer,
+    (releasebufferproc)HeapCore_releasebuffer,
+};
+
+/* ======================================================================== */
+/* Type and module                                                          */
+/* ======================================================================== */
+
+static PyObject *HeapCore_get_base(HeapCore *self, void *c)
+{
+    if (core_check(self) < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong((u64)(uintptr_t)self->base);
+}
+
+static PyObject *HeapCore_get_size(HeapCore *self, void *c)
+{
+    if (core_check(self) < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(self->size);
+}
+
+static PyObject *HeapCore_get_closed(HeapCore *self, void *c) { return PyBool_FromLong(!self->is_open); }
+
+static PyGetSetDef HeapCore_getset[] = {
+    {"base", (getter)HeapCore_get_base, NULL, "absolute address of the region", NULL},
+    {"size", (getter)HeapCore_get_size, NULL, "size of the region in bytes", NULL},
+    {"closed", (getter)HeapCore_get_closed, NULL, "True after close()", NULL},
+    {NULL},
+};
+
+static PyMethodDef HeapCore_methods[] = {
+    {"close", (PyCFunction)HeapCore_close, METH_NOARGS, "Release the buffer."},
+    {"alloc", (PyCFunction)HeapCore_alloc, METH_VARARGS, "alloc(size, align=16) -> address"},
+    {"free", (PyCFunction)HeapCore_free, METH_O, "free(address)"},
+    {"realloc", (PyCFunction)HeapCore_realloc, METH_VARARGS, "realloc(address, size) -> address"},
+    {"usable_size", (PyCFunction)HeapCore_usable_size, METH_O, "usable bytes of an allocation"},
+    {"stats", (PyCFunction)HeapCore_stats, METH_NOARGS,
+     "(size, used, free, allocations, largest_free, recoveries)"},
+    {"check", (PyCFunction)HeapCore_check, METH_NOARGS, "verify invariants; returns allocations"},
+    {"set_root", (PyCFunction)HeapCore_set_root, METH_VARARGS, "set_root(name, address)"},
+    {"get_root", (PyCFunction)HeapCore_get_root, METH_O, "get_root(name) -> address"},
+    {"del_root", (PyCFunction)HeapCore_del_root, METH_O, "del_root(name)"},
+    {"roots", (PyCFunction)HeapCore_roots, METH_NOARGS, "roots() -> dict"},
+    {"dict_new", (PyCFunction)HeapCore_dict_new, METH_VARARGS, "dict_new([capacity]) -> hdr"},
+    {"dict_get", (PyCFunction)HeapCore_dict_get, METH_VARARGS, "dict_get(hdr, key, default)"},
+    {"dict_set", (PyCFunction)HeapCore_dict_set, METH_VARARGS, "dict_set(hdr, key, value)"},
+    {"dict_pop", (PyCFunction)HeapCore_dict_pop, METH_VARARGS, "dict_pop(hdr, key[, default])"},
+    {"dict_len", (PyCFunction)HeapCore_dict_len, METH_O, "dict_len(hdr)"},
+    {"dict_items", (PyCFunction)HeapCore_dict_items, METH_VARARGS, "dict_items(hdr, which)"},
+    {"dict_clear", (PyCFunction)HeapCore_dict_clear, METH_O, "dict_clear(hdr)"},
+    {"dict_check", (PyCFunction)HeapCore_dict_check, METH_O, "dict_check(hdr) -> count"},
+    {"array_new", (PyCFunction)HeapCore_array_new, METH_VARARGS, "array_new(itemsize, dtype)"},
+    {"array_info", (PyCFunction)HeapCore_array_info, METH_O,
+     "array_info(hdr) -> (data, len, cap, itemsize, dtype)"},
+    {"array_resize", (PyCFunction)HeapCore_array_resize, METH_VARARGS, "array_resize(hdr, n)"},
+    {"array_append", (PyCFunction)HeapCore_array_append, METH_VARARGS,
+     "array_append(hdr, item_bytes)"},
+    {"array_destroy", (PyCFunction)HeapCore_array_destroy, METH_O, "array_destroy(hdr)"},
+    {NULL},
+};
+
+static PyTypeObject HeapCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "vaspace.heap._heapcore.HeapCore",
+    .tp_basicsize = sizeof(HeapCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "HeapCore(buffer, create=False): low-level heap inside a writable buffer.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)HeapCore_init,
+    .tp_dealloc = (destructor)HeapCore_dealloc,
+    .tp_methods = HeapCore_methods,
+    .tp_getset = HeapCore_getset,
+    .tp_as_buffer = &HeapCore_as_buffer,
+};
+
+static struct PyModuleDef heapcore_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_heapcore",
+    .m_doc = "Crash-consistent shared-memory heap and containers (see vaspace.heap).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__heapcore(void)
+{
+    if (PyType_Ready(&HeapCoreType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&heapcore_module);
+    if (!m)
+        return NULL;
+    HeapRecoveredWarning = PyErr_NewExceptionWithDoc(
+        "vaspace.heap.HeapRecoveredWarning",
+        "A process died while holding the heap lock; its unfinished operation was rolled back.",
+        PyExc_RuntimeWarning, NULL);
+    if (!HeapRecoveredWarning || PyModule_AddObjectRef(m, "HeapRecoveredWarning", HeapRecoveredWarning) < 0 ||
+        PyModule_AddObjectRef(m, "HeapCore", (PyObject *)&HeapCoreType) < 0 ||
+        PyModule_AddIntConstant(m, "HEADER_BYTES", (long)hdr_bytes()) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_ROOTS", NROOTS) < 0 ||
+        PyModule_AddIntConstant(m, "ROOT_NAME_MAX", ROOT_NAME_MAX) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
