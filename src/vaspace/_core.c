@@ -1,0 +1,570 @@
+/*
+ * vaspace._core: the system calls under vaspace, and the switch's hot state.
+ *
+ * Like psutil's arch modules, each function parses its arguments, makes the
+ * system call(s) and returns raw values; all policy (which mapping goes where,
+ * permissions, the registry) lives in the Python layer.  The one exception is
+ * the switch: it runs a whole move plan in one call, with rollback, because a
+ * switch must be atomic for the calling thread and cheap (one call into C).
+ *
+ * Hot state kept here:
+ *   - the calling thread's active vid (a __thread int, so it is per thread,
+ *     as the RFC's task->active_vas);
+ *   - a small cache of move plans keyed by (from vid, to vid), filled by the
+ *     Python slow path and consumed by switch_fast().  The cache is only valid
+ *     while no other thread is inside a VAS, because then the window holds
+ *     exactly the mappings of the calling thread's VAS.
+ *
+ * None of these functions release the GIL: mmap/mremap on a reserved range do
+ * not block on I/O, and holding the GIL makes each switch atomic with respect
+ * to the process's other Python threads (which is what the plan needs).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MREMAP_FIXED
+#define MREMAP_FIXED 2
+#endif
+
+/* ------------------------------------------------------------------ */
+/* errors                                                              */
+/* ------------------------------------------------------------------ */
+
+/* The single place that turns errno into OSError (psutil's errors.c). */
+static PyObject *
+vaspace_oserror(int err, const char *syscall)
+{
+    errno = err;
+    return PyErr_SetFromErrnoWithFilename(PyExc_OSError, syscall);
+}
+
+/* ------------------------------------------------------------------ */
+/* per-thread and per-process hot state                                */
+/* ------------------------------------------------------------------ */
+
+static __thread long active_vid = 0;
+
+/* Which threads are inside which VAS: the window must show the union of
+ * their VASes, so the slow path needs every thread's active vid, including
+ * the switches the fast path made.  A slot per thread that is inside a VAS;
+ * the GIL serializes every access. */
+#define MAX_THREAD_SLOTS 4096
+typedef struct {
+    pid_t tid;
+    long vid;
+} tslot_t;
+static tslot_t tslots[MAX_THREAD_SLOTS];
+static __thread int my_slot = -1;
+static __thread pid_t my_tid = 0;
+
+/* Threads of this process whose active vid is not 0. */
+static long threads_in_vas = 0;
+
+/* While > 0 the Python slow path is changing process state: the fast path
+ * must not use cached plans. */
+static long slow_busy = 0;
+
+typedef struct {
+    uintptr_t src, dst;
+    size_t len;
+} move_t;
+
+typedef struct {
+    long from, to;
+    Py_ssize_t n;
+    move_t *moves;
+} plan_t;
+
+#define PLAN_SLOTS 64
+static plan_t plans[PLAN_SLOTS];
+
+static void
+plan_free(plan_t *p)
+{
+    PyMem_Free(p->moves);
+    memset(p, 0, sizeof(*p));
+}
+
+static void
+plans_clear(void)
+{
+    for (int i = 0; i < PLAN_SLOTS; i++)
+        plan_free(&plans[i]);
+}
+
+static plan_t *
+plan_slot(long from, long to)
+{
+    unsigned long h = ((unsigned long)from * 2654435761u) ^ (unsigned long)to;
+    return &plans[h % PLAN_SLOTS];
+}
+
+/* Whether set_active(vid) will find a slot; checked before any move so a
+ * switch never half-happens. */
+static int
+slot_available(long vid)
+{
+    if (active_vid != 0 || vid == 0)
+        return 1;
+    for (int i = 0; i < MAX_THREAD_SLOTS; i++)
+        if (tslots[i].tid == 0)
+            return 1;
+    return 0;
+}
+
+/* Returns -1 (with no state changed) if there is no free thread slot. */
+static int
+set_active(long vid)
+{
+    if (my_tid == 0)
+        my_tid = (pid_t)syscall(SYS_gettid);
+    if (active_vid == 0 && vid != 0) {
+        int i;
+        for (i = 0; i < MAX_THREAD_SLOTS && tslots[i].tid != 0; i++)
+            ;
+        if (i == MAX_THREAD_SLOTS)
+            return -1;
+        tslots[i].tid = my_tid;
+        my_slot = i;
+        threads_in_vas++;
+    } else if (active_vid != 0 && vid == 0) {
+        if (my_slot >= 0)
+            tslots[my_slot].tid = 0;
+        my_slot = -1;
+        threads_in_vas--;
+    }
+    if (my_slot >= 0)
+        tslots[my_slot].vid = vid;
+    active_vid = vid;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* mappings                                                            */
+/* ------------------------------------------------------------------ */
+
+/* Re-reserve [addr, addr+len) as an inaccessible placeholder.  MAP_FIXED
+ * replaces whatever is there, so this also discards a mapping. */
+static int
+reserve_fixed(uintptr_t addr, size_t len)
+{
+    void *p = mmap((void *)addr, len, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    return p == MAP_FAILED ? -1 : 0;
+}
+
+/* One move: mremap the mapping at src to dst (replacing dst's placeholder),
+ * then plug the hole left at src so nothing else can land there. */
+static int
+move_one(uintptr_t src, uintptr_t dst, size_t len)
+{
+    void *p = mremap((void *)src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)dst);
+    if (p == MAP_FAILED)
+        return -1;
+    if (reserve_fixed(src, len) < 0) {
+        int err = errno;
+        /* Put it back; the src range was just vacated, so this cannot clash. */
+        mremap((void *)dst, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)src);
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+/* Run moves[0..n) in order; on failure undo the ones done, in reverse.
+ * Returns 0 or an errno. */
+static int
+run_moves(const move_t *moves, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (move_one(moves[i].src, moves[i].dst, moves[i].len) < 0) {
+            int err = errno;
+            for (Py_ssize_t j = i - 1; j >= 0; j--)
+                move_one(moves[j].dst, moves[j].src, moves[j].len);
+            return err;
+        }
+    }
+    return 0;
+}
+
+/* Parse a sequence of (src, dst, len) int triples into a PyMem array. */
+static int
+parse_moves(PyObject *seq, move_t **out, Py_ssize_t *n_out)
+{
+    PyObject *fast = PySequence_Fast(seq, "moves must be a sequence of (src, dst, len)");
+    if (fast == NULL)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    move_t *moves = PyMem_Calloc(n ? n : 1, sizeof(move_t));
+    if (moves == NULL) {
+        Py_DECREF(fast);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned long long src, dst, len;
+        PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
+        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "KKK", &src, &dst, &len)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "each move must be a (src, dst, len) tuple");
+            PyMem_Free(moves);
+            Py_DECREF(fast);
+            return -1;
+        }
+        moves[i].src = (uintptr_t)src;
+        moves[i].dst = (uintptr_t)dst;
+        moves[i].len = (size_t)len;
+    }
+    Py_DECREF(fast);
+    *out = moves;
+    *n_out = n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* exported functions                                                  */
+/* ------------------------------------------------------------------ */
+
+PyDoc_STRVAR(reserve_doc,
+"reserve(addr, length)\n\n"
+"Reserve [addr, addr+length) as PROT_NONE with MAP_FIXED_NOREPLACE.\n"
+"Raises FileExistsError if any part of the range is already mapped.");
+
+static PyObject *
+vaspace_reserve(PyObject *self, PyObject *args)
+{
+    unsigned long long addr, len;
+    if (!PyArg_ParseTuple(args, "KK", &addr, &len))
+        return NULL;
+    void *p = mmap((void *)(uintptr_t)addr, len, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == MAP_FAILED)
+        return vaspace_oserror(errno, "mmap");
+    if ((uintptr_t)p != addr) {
+        /* A kernel without MAP_FIXED_NOREPLACE treats it as a hint. */
+        munmap(p, len);
+        return vaspace_oserror(EEXIST, "mmap");
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(unmap_doc, "unmap(addr, length)\n\nmunmap the range.");
+
+static PyObject *
+vaspace_unmap(PyObject *self, PyObject *args)
+{
+    unsigned long long addr, len;
+    if (!PyArg_ParseTuple(args, "KK", &addr, &len))
+        return NULL;
+    if (munmap((void *)(uintptr_t)addr, len) < 0)
+        return vaspace_oserror(errno, "munmap");
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(plug_doc,
+"plug(addr, length)\n\n"
+"Replace whatever is mapped at the range with a PROT_NONE placeholder.");
+
+static PyObject *
+vaspace_plug(PyObject *self, PyObject *args)
+{
+    unsigned long long addr, len;
+    if (!PyArg_ParseTuple(args, "KK", &addr, &len))
+        return NULL;
+    if (reserve_fixed((uintptr_t)addr, len) < 0)
+        return vaspace_oserror(errno, "mmap");
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(map_shared_doc,
+"map_shared(fd, addr, length, prot)\n\n"
+"Map fd MAP_SHARED|MAP_FIXED at addr (replacing a placeholder), and mark it\n"
+"MADV_DONTFORK so that a forked child does not inherit it.");
+
+static PyObject *
+vaspace_map_shared(PyObject *self, PyObject *args)
+{
+    int fd, prot;
+    unsigned long long addr, len;
+    if (!PyArg_ParseTuple(args, "iKKi", &fd, &addr, &len, &prot))
+        return NULL;
+    if (prot & ~(PROT_READ | PROT_WRITE)) {
+        PyErr_SetString(PyExc_ValueError, "prot may only hold PROT_READ and PROT_WRITE");
+        return NULL;
+    }
+    void *p = mmap((void *)(uintptr_t)addr, len, prot, MAP_SHARED | MAP_FIXED, fd, 0);
+    if (p == MAP_FAILED)
+        return vaspace_oserror(errno, "mmap");
+    if (madvise(p, len, MADV_DONTFORK) < 0) {
+        int err = errno;
+        reserve_fixed((uintptr_t)addr, len);
+        return vaspace_oserror(err, "madvise");
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(move_doc,
+"move(src, dst, length)\n\n"
+"mremap the mapping at src to dst (replacing dst's placeholder) and plug src.");
+
+static PyObject *
+vaspace_move(PyObject *self, PyObject *args)
+{
+    unsigned long long src, dst, len;
+    if (!PyArg_ParseTuple(args, "KKK", &src, &dst, &len))
+        return NULL;
+    if (move_one((uintptr_t)src, (uintptr_t)dst, len) < 0)
+        return vaspace_oserror(errno, "mremap");
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(run_plan_doc,
+"run_plan(moves, vid)\n\n"
+"Run a list of (src, dst, len) moves, then make vid the calling thread's\n"
+"active VAS.  All or nothing: on failure the moves done are undone, the\n"
+"active vid is unchanged, and OSError is raised.");
+
+static PyObject *
+vaspace_run_plan(PyObject *self, PyObject *args)
+{
+    PyObject *seq;
+    long vid;
+    move_t *moves;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "Ol", &seq, &vid))
+        return NULL;
+    if (!slot_available(vid))
+        return vaspace_oserror(EAGAIN, "vas_switch (too many threads inside VASes)");
+    if (parse_moves(seq, &moves, &n) < 0)
+        return NULL;
+    int err = run_moves(moves, n);
+    PyMem_Free(moves);
+    if (err)
+        return vaspace_oserror(err, "mremap");
+    set_active(vid);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(plan_put_doc,
+"plan_put(from_vid, to_vid, moves)\n\n"
+"Cache the move plan for a switch from one VAS to another.  It is used by\n"
+"switch_fast() while no other thread is inside a VAS.");
+
+static PyObject *
+vaspace_plan_put(PyObject *self, PyObject *args)
+{
+    long from, to;
+    PyObject *seq;
+    move_t *moves;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "llO", &from, &to, &seq))
+        return NULL;
+    if (parse_moves(seq, &moves, &n) < 0)
+        return NULL;
+    plan_t *slot = plan_slot(from, to);
+    plan_free(slot);
+    slot->from = from;
+    slot->to = to;
+    slot->n = n;
+    slot->moves = moves;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(plan_clear_doc, "plan_clear()\n\nDrop every cached plan.");
+
+static PyObject *
+vaspace_plan_clear(PyObject *self, PyObject *noargs)
+{
+    plans_clear();
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(switch_fast_doc,
+"switch_fast(vid) -> bool\n\n"
+"Switch the calling thread to vid using a cached plan.  Returns True when\n"
+"done (or already there), False when the slow path must decide (no cached\n"
+"plan, another thread is inside a VAS, or the slow path is busy).  Raises\n"
+"OSError if a cached plan fails; the thread then stays where it was.");
+
+static PyObject *
+vaspace_switch_fast(PyObject *self, PyObject *arg)
+{
+    long vid = PyLong_AsLong(arg);
+    if (vid == -1 && PyErr_Occurred())
+        return NULL;
+    long from = active_vid;
+    if (vid == from)
+        Py_RETURN_TRUE;
+    /* Cached plans assume the window holds only this thread's VAS. */
+    long others = threads_in_vas - (from != 0);
+    if (slow_busy || others)
+        Py_RETURN_FALSE;
+    plan_t *p = plan_slot(from, vid);
+    if (p->moves == NULL || p->from != from || p->to != vid || !slot_available(vid))
+        Py_RETURN_FALSE;
+    int err = run_moves(p->moves, p->n);
+    if (err)
+        return vaspace_oserror(err, "mremap");
+    set_active(vid);
+    Py_RETURN_TRUE;
+}
+
+PyDoc_STRVAR(active_doc, "active() -> int\n\nThe calling thread's active vid (0: original).");
+
+static PyObject *
+vaspace_active(PyObject *self, PyObject *noargs)
+{
+    return PyLong_FromLong(active_vid);
+}
+
+PyDoc_STRVAR(set_active_doc, "set_active(vid)\n\nSet the calling thread's active vid.");
+
+static PyObject *
+vaspace_set_active(PyObject *self, PyObject *arg)
+{
+    long vid = PyLong_AsLong(arg);
+    if (vid == -1 && PyErr_Occurred())
+        return NULL;
+    if (set_active(vid) < 0)
+        return vaspace_oserror(EAGAIN, "set_active (too many threads inside VASes)");
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(threads_in_vas_doc,
+"threads_in_vas() -> int\n\nHow many threads of this process are inside a VAS.");
+
+static PyObject *
+vaspace_threads_in_vas(PyObject *self, PyObject *noargs)
+{
+    return PyLong_FromLong(threads_in_vas);
+}
+
+PyDoc_STRVAR(forget_tid_doc,
+"forget_tid(tid)\n\n"
+"Drop the slot of a thread that died while inside a VAS.");
+
+static PyObject *
+vaspace_forget_tid(PyObject *self, PyObject *arg)
+{
+    long tid = PyLong_AsLong(arg);
+    if (tid == -1 && PyErr_Occurred())
+        return NULL;
+    for (int i = 0; i < MAX_THREAD_SLOTS; i++) {
+        if (tslots[i].tid == (pid_t)tid && tid != 0) {
+            tslots[i].tid = 0;
+            tslots[i].vid = 0;
+            threads_in_vas--;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(thread_vids_doc,
+"thread_vids() -> list[tuple[int, int]]\n\n"
+"(native thread id, vid) of every thread of this process inside a VAS.");
+
+static PyObject *
+vaspace_thread_vids(PyObject *self, PyObject *noargs)
+{
+    PyObject *list = PyList_New(0);
+    if (list == NULL)
+        return NULL;
+    for (int i = 0; i < MAX_THREAD_SLOTS; i++) {
+        if (tslots[i].tid == 0)
+            continue;
+        PyObject *item = Py_BuildValue("(il)", (int)tslots[i].tid, tslots[i].vid);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    return list;
+}
+
+PyDoc_STRVAR(busy_doc,
+"busy(delta)\n\n"
+"Enter (+1) or leave (-1) a slow-path section; while busy, switch_fast\n"
+"declines so that it never runs a plan against changing state.");
+
+static PyObject *
+vaspace_busy(PyObject *self, PyObject *arg)
+{
+    long d = PyLong_AsLong(arg);
+    if (d == -1 && PyErr_Occurred())
+        return NULL;
+    slow_busy += d;
+    if (slow_busy < 0)
+        slow_busy = 0;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(reset_after_fork_doc,
+"reset_after_fork()\n\n"
+"In a forked child: the child starts in the original address space with no\n"
+"cached plans (segment mappings were MADV_DONTFORK and are gone).");
+
+static PyObject *
+vaspace_reset_after_fork(PyObject *self, PyObject *noargs)
+{
+    plans_clear();
+    memset(tslots, 0, sizeof(tslots));
+    my_slot = -1;
+    my_tid = 0;
+    active_vid = 0;
+    threads_in_vas = 0;
+    slow_busy = 0;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef core_methods[] = {
+    {"reserve", vaspace_reserve, METH_VARARGS, reserve_doc},
+    {"unmap", vaspace_unmap, METH_VARARGS, unmap_doc},
+    {"plug", vaspace_plug, METH_VARARGS, plug_doc},
+    {"map_shared", vaspace_map_shared, METH_VARARGS, map_shared_doc},
+    {"move", vaspace_move, METH_VARARGS, move_doc},
+    {"run_plan", vaspace_run_plan, METH_VARARGS, run_plan_doc},
+    {"plan_put", vaspace_plan_put, METH_VARARGS, plan_put_doc},
+    {"plan_clear", vaspace_plan_clear, METH_NOARGS, plan_clear_doc},
+    {"switch_fast", vaspace_switch_fast, METH_O, switch_fast_doc},
+    {"active", vaspace_active, METH_NOARGS, active_doc},
+    {"set_active", vaspace_set_active, METH_O, set_active_doc},
+    {"threads_in_vas", vaspace_threads_in_vas, METH_NOARGS, threads_in_vas_doc},
+    {"forget_tid", vaspace_forget_tid, METH_O, forget_tid_doc},
+    {"thread_vids", vaspace_thread_vids, METH_NOARGS, thread_vids_doc},
+    {"busy", vaspace_busy, METH_O, busy_doc},
+    {"reset_after_fork", vaspace_reset_after_fork, METH_NOARGS, reset_after_fork_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT, "vaspace._core",
+    "System calls and switch hot state for vaspace (no policy here).", -1, core_methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__core(void)
+{
+    PyObject *m = PyModule_Create(&core_module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "PROT_NONE", PROT_NONE) < 0 ||
+        PyModule_AddIntConstant(m, "PROT_READ", PROT_READ) < 0 ||
+        PyModule_AddIntConstant(m, "PROT_WRITE", PROT_WRITE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,52 @@
+"""Object names: validation, and their encoding as file names.
+
+The RFC allows any name of 1..255 bytes without NUL, "/" included.  A name
+is therefore never used raw as a file name: it is percent-encoded (bytes
+outside ``[A-Za-z0-9_.-]``, and a leading ".", become ``%XX``), which keeps
+ordinary names readable under ``ls`` and makes ".." or "a/b" harmless.  An
+encoding longer than a file name may be is replaced by ``#`` plus the
+SHA-256 of the name; the object directory stores the real name, and lookups
+compare it, so the two forms can never be confused ("#" itself is always
+encoded as ``%23``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from .errors import invalid
+
+MAX_NAME_BYTES = 255
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_MAX_FILE_NAME = 255
+
+
+def check(name: object, kind: str) -> bytes:
+    """Validate a name and return its UTF-8 bytes; EINVAL if it is not valid."""
+    if not isinstance(name, str):
+        raise invalid(f"{kind} name must be str, not {type(name).__name__}")
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid(f"{kind} name {name!r} is not encodable as UTF-8") from None
+    if not raw:
+        raise invalid(f"{kind} name is empty")
+    if len(raw) > MAX_NAME_BYTES:
+        raise invalid(f"{kind} name is {len(raw)} bytes long (at most {MAX_NAME_BYTES})")
+    if b"\0" in raw:
+        raise invalid(f"{kind} name {name!r} contains NUL")
+    return raw
+
+
+def encode(raw: bytes) -> str:
+    """The file name under which a (valid) name is registered."""
+    parts = []
+    for i, b in enumerate(raw):
+        if b in _SAFE and not (i == 0 and b == ord(".")):
+            parts.append(chr(b))
+        else:
+            parts.append(f"%{b:02X}")
+    enc = "".join(parts)
+    if len(enc) > _MAX_FILE_NAME:
+        enc = "#" + hashlib.sha256(raw).hexdigest()
+    return enc

@@ -1,0 +1,77 @@
+"""The RFC's ``/proc/<pid>/vas/<vid>/{status,maps}``, as functions.
+
+For the calling process the answers come from its own state; for another
+process, from the registry's attachment records (and its pending lazy
+attach requests, which the RFC would show as attached at once).  A dead
+process has no attachments.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .. import _core
+from .._ntuples import ProcMap, ProcVas
+from ..errors import access_type_name, invalid
+from ..registry import objects, records
+from ..registry import root as rootmod
+from ..registry import seg as segreg
+from ..registry import vas as vasreg
+from . import attach
+from .state import state
+
+
+def _is_self(pid: int) -> bool:
+    return pid == 0 or pid == os.getpid()
+
+
+def proc_vas(pid: object) -> list[ProcVas]:
+    """Attachments of a process: vid, name, type, and the threads inside each."""
+    pid = attach.check_pid(pid)
+    if _is_self(pid):
+        attach.sync()
+        st = state()
+        with st.lock:
+            inside: dict[int, list[int]] = {}
+            for tid, v in _core.thread_vids():
+                inside.setdefault(v, []).append(tid)
+            return [ProcVas(a.vid, a.name, a.type, tuple(sorted(inside.get(a.vid, ()))))
+                    for a in sorted(st.attachments.values(), key=lambda a: a.vid)]
+    rootmod.ensure()
+    out = []
+    for vid, access in records.attached_vids(pid):
+        name = objects.name_of(vasreg.VAS, vid)
+        if name is not None:
+            out.append(ProcVas(vid, name, access, ()))
+    return out
+
+
+def proc_maps(pid: object, vid: object) -> list[ProcMap]:
+    """Segments of one attachment: start, end, access ("r--"/"rw-") and name."""
+    pid = attach.check_pid(pid)
+    vid = objects.check_id(vasreg.VAS, vid)
+    if _is_self(pid):
+        attach.sync()
+        st = state()
+        with st.lock:
+            att = st.attachments.get(vid)
+            if att is None:
+                raise invalid(f"VAS id {vid} is not attached to this process")
+            return [ProcMap(m.start, m.end, _access(m.prot), m.name)
+                    for m in sorted(att.maps, key=lambda m: m.start)]
+    held = dict(records.attached_vids(pid))
+    if vid not in held:
+        raise invalid(f"VAS id {vid} is not attached to pid {pid}")
+    out = []
+    for link in vasreg.seg_links(vid):
+        name = objects.name_of(segreg.SEG, link.sid)
+        if name is None:
+            continue
+        start, end = segreg.region(link.sid)
+        kind = "ro" if held[vid] == os.O_RDONLY else access_type_name(link.type)
+        out.append(ProcMap(start, end, "r--" if kind == "ro" else "rw-", name))
+    return sorted(out)
+
+
+def _access(prot: int) -> str:
+    return "rw-" if prot & _core.PROT_WRITE else "r--"

@@ -1,0 +1,136 @@
+"""This process's view of the window: reservations, parking slots and mappings.
+
+A *mapping* is one ``mmap`` of a segment's file with one protection.  It sits
+either *placed* (at the segment's own address, visible) or *parked* (in the
+parking range, invisible).  Attachments that use the same segment with the
+same protection share one mapping, so a switch between two VASes that share
+a segment moves nothing for it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+
+from .. import _core
+from .. import window as winmod
+from ..errors import vas_error
+
+
+@dataclass(eq=False)
+class Mapping:
+    """One mapping of a segment file in this process (identity-hashed)."""
+
+    sid: int
+    name: str
+    start: int
+    end: int
+    prot: int
+    park: int
+    placed: bool = False
+    refs: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    def overlaps(self, other: Mapping) -> bool:
+        return self.start < other.end and other.start < self.end
+
+
+@dataclass
+class Space:
+    """The reserved ranges and the mappings in them."""
+
+    window: tuple[int, int] | None = None
+    park: tuple[int, int] | None = None
+    mappings: dict[tuple[int, int], Mapping] = field(default_factory=dict)
+
+    def ensure_reserved(self) -> None:
+        """Reserve the window and the parking range (PROT_NONE) on first use."""
+        if self.window is not None:
+            return
+        win, park = winmod.window(), winmod.park()
+        _reserve(win, "window")
+        try:
+            _reserve(park, "parking range")
+        except BaseException:
+            _core.unmap(win[0], win[1] - win[0])
+            raise
+        self.window, self.park = win, park
+
+    def release(self) -> None:
+        """Unmap everything (used after fork, where the reservations are stale)."""
+        for lo_hi in (self.window, self.park):
+            if lo_hi is not None:
+                _core.unmap(lo_hi[0], lo_hi[1] - lo_hi[0])
+        self.window = self.park = None
+        self.mappings.clear()
+
+    def park_slot(self, start: int, size: int) -> int:
+        """First free parking address congruent to ``start`` modulo 1 GiB.
+
+        Congruence lets mremap move whole page-table entries (PMD/PUD level),
+        so moving a big populated segment costs about as much as a small one.
+        """
+        assert self.park is not None
+        lo, hi = self.park
+        used = sorted((m.park, m.park + m.size) for m in self.mappings.values())
+        cand = _congruent_at_or_above(lo, start)
+        for u_lo, u_hi in used:
+            if cand + size <= u_lo:
+                break
+            if u_hi > cand:
+                cand = _congruent_at_or_above(u_hi, start)
+        if cand + size > hi:
+            raise vas_error(errno.ENOMEM, "the parking range is full")
+        return cand
+
+    def get_or_map(self, sid: int, name: str, start: int, end: int, prot: int, fd: int) -> Mapping:
+        """The shared mapping of (sid, prot), mapping the file into a parking slot if new."""
+        key = (sid, prot)
+        m = self.mappings.get(key)
+        if m is None:
+            park = self.park_slot(start, end - start)
+            _core.map_shared(fd, park, end - start, prot)
+            m = Mapping(sid=sid, name=name, start=start, end=end, prot=prot, park=park)
+            self.mappings[key] = m
+        m.refs += 1
+        return m
+
+    def put(self, m: Mapping) -> None:
+        """Drop one reference; the last one unmaps (plugs) a parked mapping."""
+        m.refs -= 1
+        if m.refs > 0:
+            return
+        del self.mappings[(m.sid, m.prot)]
+        _core.plug(m.start if m.placed else m.park, m.size)
+
+
+def _congruent_at_or_above(floor: int, start: int) -> int:
+    align = winmod.PARK_ALIGN
+    base = floor - floor % align + start % align
+    return base if base >= floor else base + align
+
+
+def _reserve(lo_hi: tuple[int, int], what: str) -> None:
+    lo, hi = lo_hi
+    try:
+        _core.reserve(lo, hi - lo)
+    except FileExistsError:
+        raise vas_error(
+            errno.EFAULT,
+            f"cannot reserve the vaspace {what} [{lo:#x}, {hi:#x}): it collides with "
+            f"{_colliding(lo, hi)}; set VASPACE_WINDOW to a free range",
+        ) from None
+
+
+def _colliding(lo: int, hi: int) -> str:
+    with open(f"/proc/{os.getpid()}/maps") as f:
+        for line in f:
+            rng, *rest = line.split(None, 5)
+            a, b = (int(x, 16) for x in rng.split("-"))
+            if a < hi and lo < b:
+                return f"mapping {line.strip()!r}"
+    return "an existing mapping"

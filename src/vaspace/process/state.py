@@ -1,0 +1,94 @@
+"""Per-process attachment state, and what happens to it across fork.
+
+One ``State`` per process.  Its lock serializes the slow paths (attach,
+detach, planning a switch); the fast switch path lives in C and is told to
+stand aside (``_core.busy``) while a slow path changes anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .. import _core
+from .space import Mapping, Space
+
+
+@dataclass
+class Attachment:
+    """A VAS attached to this process: its sharing lock and its mappings."""
+
+    vid: int
+    name: str
+    type: int
+    lock_fd: int
+    maps: list[Mapping] = field(default_factory=list)
+
+
+@dataclass
+class State:
+    space: Space = field(default_factory=Space)
+    attachments: dict[int, Attachment] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    pid: int = field(default_factory=os.getpid)
+
+    @contextlib.contextmanager
+    def changing(self) -> Iterator[State]:
+        """Hold the lock, keep the fast path out, drop cached plans, refresh ``placed``."""
+        with self.lock:
+            _core.busy(1)
+            try:
+                _core.plan_clear()
+                self.refresh_placed()
+                yield self
+            finally:
+                _core.busy(-1)
+
+    def refresh_placed(self) -> None:
+        """Recompute which mappings are placed from the threads' active VASes.
+
+        The C fast path moves mappings without telling Python, but it keeps
+        the invariant this relies on: the placed mappings are exactly those
+        of the VASes that threads (live or not yet pruned) are inside.
+        """
+        placed: set[int] = set()
+        for _, vid in _core.thread_vids():
+            att = self.attachments.get(vid)
+            if att is not None:
+                placed.update(id(m) for m in att.maps)
+        for m in self.space.mappings.values():
+            m.placed = id(m) in placed
+
+    def placed(self) -> set[Mapping]:
+        return {m for m in self.space.mappings.values() if m.placed}
+
+
+STATE = State()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts with no attachments, in the original AS.
+
+    The segment mappings were MADV_DONTFORK, so they are already gone; the
+    inherited lock fds would otherwise keep the parent's flocks alive after
+    the parent dies, so they are closed.
+    """
+    global STATE
+    old = STATE
+    for att in old.attachments.values():
+        with contextlib.suppress(OSError):
+            os.close(att.lock_fd)
+    with contextlib.suppress(OSError):
+        old.space.release()
+    _core.reset_after_fork()
+    STATE = State()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def state() -> State:
+    return STATE

@@ -1,0 +1,111 @@
+"""Switching the calling thread between VASes by moving mappings.
+
+A switch from view A to view B parks (mremaps away) the mappings A needs
+and B does not, and places (mremaps in) those B needs; mappings both share
+stay put.  mremap carries the page tables along, so nothing is re-faulted.
+
+The window shows the union of what the process's threads' active VASes
+need.  A mapping another thread still uses is never parked, and a switch
+that needs an address range that another thread's VAS occupies with a
+different mapping fails with EFAULT; the thread stays where it was.
+
+The slow path below computes a move plan; when only the calling thread is
+inside a VAS it also caches the plan (and its reverse) in C, so the next
+switch between the same two VASes is one C call with no Python logic.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+
+from .. import _core
+from ..errors import invalid, vas_error
+from ..registry import objects
+from ..registry import vas as vasreg
+from . import attach
+from .space import Mapping
+from .state import State, state
+
+
+def switch(vid: object) -> None:
+    """Make ``vid`` the calling thread's active VAS (0: the original AS)."""
+    try:
+        if _core.switch_fast(vid):
+            return
+    except (TypeError, OverflowError):
+        raise invalid(f"bad VAS id {vid!r}") from None
+    _switch_slow(vid)  # type: ignore[arg-type]
+
+
+def _switch_slow(vid: int) -> None:
+    if isinstance(vid, bool) or vid < 0:
+        raise invalid(f"bad VAS id {vid!r}")
+    attach.sync()
+    st = state()
+    with st.changing():
+        _prune_dead_threads()
+        cur = _core.active()
+        if vid == cur:
+            return
+        if vid and vid not in st.attachments:
+            objects.check_id(vasreg.VAS, vid)
+            raise invalid(f"VAS id {vid} is not attached to this process")
+        me = threading.get_native_id()
+        others = {tid: v for tid, v in _core.thread_vids() if tid != me}
+        placed = st.placed()
+        target = set(st.attachments[vid].maps) if vid else set()
+        kept = set().union(*(st.attachments[v].maps for v in others.values()
+                             if v in st.attachments))
+        to_park = placed - target - kept
+        to_place = target - placed
+        _check_conflicts(st, to_place, placed - to_park, others)
+        moves = [(m.start, m.park, m.size) for m in _ordered(to_park)]
+        moves += [(m.park, m.start, m.size) for m in _ordered(to_place)]
+        _core.run_plan(moves, vid)
+        for m in to_park:
+            m.placed = False
+        for m in to_place:
+            m.placed = True
+        if not others and (not cur or placed == set(st.attachments[cur].maps)):
+            _cache(cur, vid, to_park, to_place)
+
+
+def _ordered(maps: set[Mapping]) -> list[Mapping]:
+    return sorted(maps, key=lambda m: m.start)
+
+
+def _check_conflicts(st: State, to_place: set[Mapping], staying: set[Mapping],
+                     others: dict[int, int]) -> None:
+    for m in to_place:
+        for s in staying:
+            if m.overlaps(s):
+                users = [tid for tid, v in others.items()
+                         if v in st.attachments and s in st.attachments[v].maps]
+                raise vas_error(
+                    errno.EFAULT,
+                    f"segment {m.name!r} at [{m.start:#x}, {m.end:#x}) collides with segment "
+                    f"{s.name!r} in use by thread(s) {users or '?'} of this process",
+                )
+
+
+def _cache(cur: int, vid: int, to_park: set[Mapping], to_place: set[Mapping]) -> None:
+    fwd = [(m.start, m.park, m.size) for m in _ordered(to_park)]
+    fwd += [(m.park, m.start, m.size) for m in _ordered(to_place)]
+    back = [(m.start, m.park, m.size) for m in _ordered(to_place)]
+    back += [(m.park, m.start, m.size) for m in _ordered(to_park)]
+    _core.plan_put(cur, vid, fwd)
+    _core.plan_put(vid, cur, back)
+
+
+def _prune_dead_threads() -> None:
+    """Forget threads that died inside a VAS (their mappings then get parked)."""
+    for tid, _ in _core.thread_vids():
+        if not os.path.exists(f"/proc/self/task/{tid}"):
+            _core.forget_tid(tid)
+
+
+def active() -> int:
+    """The calling thread's active VAS id (0: the original AS)."""
+    return _core.active()

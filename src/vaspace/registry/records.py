@@ -1,0 +1,146 @@
+"""Records of which processes have which VAS attached, and lazy-attach requests.
+
+The sharing rule itself is enforced by flock (see vas.py); these records only
+serve introspection (``proc_vas``, ``vaspace ps``) and error messages.  Each
+names a pid and that process's start time, so a record left by a dead
+process (or a recycled pid) is recognised as stale, ignored and reaped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from .._ntuples import Holder
+from ..errors import access_type_name
+from . import root as rootmod
+from .vas import _TYPES
+
+
+def start_time(pid: int) -> int | None:
+    """A process's start time in clock ticks (field 22 of /proc/<pid>/stat), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[19])
+
+
+def _alive(pid: int, started: int) -> bool:
+    return start_time(pid) == started
+
+
+def _procs() -> Path:
+    return rootmod.root_path() / "procs"
+
+
+def add(vid: int, pid: int, access: int) -> None:
+    """Record that ``pid`` has ``vid`` attached (replacing a stale record)."""
+    path = _procs() / f"{vid}.{pid}"
+    target = f"{start_time(pid)}:{access_type_name(access)}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    os.symlink(target, path)
+
+
+def remove(vid: int, pid: int) -> None:
+    with contextlib.suppress(FileNotFoundError, PermissionError):
+        os.unlink(_procs() / f"{vid}.{pid}")
+
+
+def _all() -> list[tuple[int, int, int]]:
+    """Every live (vid, pid, type) record; stale ones are reaped on the way."""
+    out = []
+    try:
+        entries = os.listdir(_procs())
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        vid, _, pid = entry.partition(".")
+        if not (vid.isdigit() and pid.isdigit()):
+            continue
+        try:
+            started, kind = os.readlink(_procs() / entry).split(":")
+        except (FileNotFoundError, ValueError):
+            continue
+        if started.isdigit() and _alive(int(pid), int(started)):
+            out.append((int(vid), int(pid), _TYPES.get(kind, os.O_RDONLY)))
+        else:
+            remove(int(vid), int(pid))
+    return sorted(out)
+
+
+def holders(vid: int) -> list[Holder]:
+    """Live processes that have the VAS attached."""
+    return [Holder(pid=p, type=t) for v, p, t in _all() if v == vid]
+
+
+def attached_vids(pid: int) -> list[tuple[int, int]]:
+    """(vid, type) of every VAS whose records name a live ``pid``."""
+    return [(v, t) for v, p, t in _all() if p == pid]
+
+
+# ---------------------------------------------------------------- lazy attach
+
+DETACH = -1  # a request's "type" that asks for a detach
+
+
+def _pending_dir(pid: int, started: int) -> Path:
+    return rootmod.root_path() / "pending" / f"{pid}-{started}"
+
+
+def request(pid: int, vid: int, access: int) -> None:
+    """Ask process ``pid`` to attach ``vid`` at its next vaspace call."""
+    started = start_time(pid)
+    if started is None:
+        raise ProcessLookupError(pid)
+    d = _pending_dir(pid, started)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(d, 0o700)
+    st = os.lstat(d)
+    if os.geteuid() == 0 and st.st_uid != _uid_of(pid):
+        # Let the target consume (unlink) the request.
+        os.chown(d, _uid_of(pid), -1)
+    link = d / str(vid)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(link)
+    os.symlink("detach" if access == DETACH else access_type_name(access), link)
+
+
+def _uid_of(pid: int) -> int:
+    return os.stat(f"/proc/{pid}").st_uid
+
+
+def take_requests(pid: int) -> list[tuple[int, int]]:
+    """Consume this process's pending lazy-attach requests: [(vid, type)]."""
+    started = start_time(pid)
+    if started is None:
+        return []
+    d = _pending_dir(pid, started)
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return []
+    out = []
+    for n in names:
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+            kind = os.readlink(d / n)
+            os.unlink(d / n)
+            out.append((int(n), DETACH if kind == "detach" else _TYPES[kind]))
+    with contextlib.suppress(OSError):
+        os.rmdir(d)
+    return sorted(out)
+
+
+def reap_pending() -> None:
+    """Remove request directories of processes that are gone."""
+    base = rootmod.root_path() / "pending"
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.listdir(base):
+            pid, _, started = entry.partition("-")
+            if pid.isdigit() and started.isdigit() and not _alive(int(pid), int(started)):
+                rootmod.remove_tree(base / entry)

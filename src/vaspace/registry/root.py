@@ -1,0 +1,166 @@
+"""The registry root: where it is, its layout, and its safety checks.
+
+Layout (all under ``$VASPACE_ROOT``, default ``/dev/shm/vaspace``)::
+
+    vas/<vid>/name          the VAS's name (cat-able)
+    vas/<vid>/lock          owner, group and mode ARE the VAS's attributes;
+                            attachments hold flock()s on it (the sharing rule)
+    vas/<vid>/seg.<sid>     symlink -> "ro" | "wo" | "rw": an attached segment
+    procs/<vid>.<pid>       symlink -> "<starttime>:<type>": a process attachment
+    seg/<sid>/name          the segment's name
+    seg/<sid>/region        "start-end" in hex, as the RFC's sysfs ``region``
+    seg/<sid>/data          the backing file, end - start bytes (sparse until
+                            touched); owner, group and mode ARE the segment's
+    names/vas/<encoded>     symlink -> "<vid>": the VAS name index
+    names/seg/<encoded>     symlink -> "<sid>": the segment name index
+    pending/<pid>-<start>/<vid>  symlink -> "<type>": a lazy attach request
+    lock                    flock()ed around changes that span objects
+
+Every step that makes an object visible is one atomic ``mkdir`` or
+``symlink``, so a crash leaves either no object or a whole one.  An object
+exists exactly when its name link points at its directory.
+
+The root and its subdirectories are sticky and world-writable, like /tmp.  A
+root that is not owned by root or by the caller is refused: its owner could
+otherwise delete or replace other users' objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import vas_error
+
+DEFAULT_ROOT = "/dev/shm/vaspace"
+SUBDIRS = ("vas", "seg", "names", "names/vas", "names/seg", "procs", "pending")
+DIR_MODE = 0o1777
+_checked: dict[str, tuple[int, int]] = {}
+
+
+def root_path() -> Path:
+    """The registry root: ``$VASPACE_ROOT`` or /dev/shm/vaspace."""
+    return Path(os.environ.get("VASPACE_ROOT") or DEFAULT_ROOT)
+
+
+def _mkdir_shared(path: Path) -> None:
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return
+    # chmod after mkdir: the umask must not decide who may use the registry.
+    os.chmod(path, DIR_MODE)
+
+
+def _check_dir(path: Path, owner: int) -> None:
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise vas_error(errno.ENOTDIR, f"registry path {path} is not a directory")
+    if st.st_uid not in (0, owner, os.geteuid()):
+        raise vas_error(
+            errno.EACCES,
+            f"registry path {path} is owned by uid {st.st_uid}, not by root or you; "
+            "refusing it (set VASPACE_ROOT to a directory you trust)",
+        )
+    if st.st_uid != os.geteuid() and st.st_mode & 0o1002 == 0o0002:
+        raise vas_error(errno.EACCES, f"registry path {path} is world-writable but not sticky")
+
+
+def ensure() -> Path:
+    """Create the layout on first use, check it once per process, return the root."""
+    root = root_path()
+    key = str(root)
+    st_cached = _checked.get(key)
+    if st_cached is not None:
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    _mkdir_shared(root)
+    _check_dir(root, os.geteuid())
+    owner = os.lstat(root).st_uid
+    for sub in SUBDIRS:
+        _mkdir_shared(root / sub)
+        _check_dir(root / sub, owner)
+    lock = root / "lock"
+    if not lock.exists():
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
+            os.fchmod(fd, 0o644)
+            os.close(fd)
+    st = os.lstat(root)
+    _checked[key] = (st.st_dev, st.st_ino)
+    return root
+
+
+def forget() -> None:
+    """Forget which roots were checked (after VASPACE_ROOT changes in tests)."""
+    _checked.clear()
+
+
+@contextlib.contextmanager
+def locked() -> Iterator[Path]:
+    """Hold the registry-wide lock around a change that spans objects.
+
+    Used for segment attach/detach and deletes, whose checks ("is this
+    segment attached anywhere?") read several objects.  Creating objects needs
+    no lock: it is atomic by itself.
+    """
+    root = ensure()
+    fd = os.open(root / "lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield root
+    finally:
+        os.close(fd)
+
+
+def write_file(path: Path, text: str, mode: int = 0o644) -> None:
+    """Create ``path`` exclusively (never through a symlink) and write ``text``."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def read_file(path: Path) -> str:
+    """Read a small registry file without following a symlink."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 4096).decode()
+    finally:
+        os.close(fd)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove an object directory (bottom-up, ignoring what is already gone)."""
+    try:
+        entries = list(os.scandir(path))
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            remove_tree(Path(entry.path))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+    with contextlib.suppress(FileNotFoundError, OSError):
+        os.rmdir(path)
+
+
+def numeric_entries(path: Path) -> list[int]:
+    """The integer-named entries of a directory, sorted."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return []
+    return sorted(int(n) for n in names if n.isdigit())

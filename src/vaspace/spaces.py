@@ -1,0 +1,217 @@
+"""The Pythonic layer: ``VAS`` and ``Segment`` handles over the RFC calls.
+
+A handle holds an id and the name it had when it was made.  It does not
+keep the object alive: if the object is deleted, calls through the handle
+fail with the RFC's EINVAL, exactly as the raw calls do.
+
+    >>> seg = Segment.create("table", start=0x4000_0000_0000, size=1 << 20)
+    >>> db = VAS.create("db-v1")
+    >>> db.attach_segment(seg, os.O_RDWR)
+    >>> db.attach(os.O_RDWR)
+    >>> with db.active():
+    ...     seg.array("u8", (1 << 17,))[:] = 7
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from . import api
+from ._ntuples import Attr, Holder, SegLink
+from .errors import vas_error
+from .process import state as statemod
+
+
+class VAS:
+    """A first-class virtual address space, by id."""
+
+    __slots__ = ("id", "name")
+
+    def __init__(self, vid: int) -> None:
+        self.id: int = vid
+        self.name: str = api.vas_name(vid)
+
+    def __repr__(self) -> str:
+        return f"VAS(id={self.id}, name={self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VAS) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(("VAS", self.id))
+
+    @classmethod
+    def create(cls, name: str, mode: int = 0o600) -> VAS:
+        """Create a VAS (``vas_create``)."""
+        return cls(api.vas_create(name, mode))
+
+    @classmethod
+    def find(cls, name: str) -> VAS:
+        """Find a VAS by name (``vas_find``); ESRCH if there is none."""
+        return cls(api.vas_find(name))
+
+    @classmethod
+    def all(cls) -> Iterator[VAS]:
+        """Every VAS in the registry, by id (ones deleted meanwhile are skipped)."""
+        for vid in api.vas_ids():
+            with contextlib.suppress(OSError):
+                yield cls(vid)
+
+    def delete(self) -> None:
+        """Delete it (``vas_delete``)."""
+        api.vas_delete(self.id)
+
+    @property
+    def attr(self) -> Attr:
+        """Mode, user and group (``vas_getattr``); assign an ``Attr`` to set them."""
+        return api.vas_getattr(self.id)
+
+    @attr.setter
+    def attr(self, value: Attr) -> None:
+        api.vas_setattr(self.id, value)
+
+    def segments(self) -> list[tuple[Segment, int]]:
+        """Attached segments and their access types."""
+        return [(Segment(link.sid), link.type) for link in api.vas_segments(self.id)]
+
+    def seg_links(self) -> list[SegLink]:
+        """Attached segments as (sid, type) records."""
+        return api.vas_segments(self.id)
+
+    def attach_segment(self, seg: Segment | int, type: int = os.O_RDWR) -> None:  # noqa: A002
+        """Attach a segment (``vas_seg_attach``)."""
+        api.vas_seg_attach(self.id, _sid(seg), type)
+
+    def detach_segment(self, seg: Segment | int) -> None:
+        """Detach a segment (``vas_seg_detach``)."""
+        api.vas_seg_detach(self.id, _sid(seg))
+
+    def attach(self, type: int = os.O_RDWR, pid: int = 0) -> VAS:  # noqa: A002
+        """Attach it to this process, or lazily to ``pid`` (``vas_attach``)."""
+        api.vas_attach(pid, self.id, type)
+        return self
+
+    def detach(self, pid: int = 0) -> None:
+        """Detach it (``vas_detach``)."""
+        api.vas_detach(pid, self.id)
+
+    def holders(self) -> list[Holder]:
+        """Processes that have it attached."""
+        return api.vas_holders(self.id)
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[VAS]:
+        """Switch the calling thread in, and back to where it was on exit.
+
+        The switch back happens on an exception too.
+        """
+        before = api.active_vas()
+        api.vas_switch(self.id)
+        try:
+            yield self
+        finally:
+            api.vas_switch(before)
+
+
+class Segment:
+    """A fixed-address memory region shared by VASes, by id."""
+
+    __slots__ = ("end", "id", "name", "start")
+
+    def __init__(self, sid: int) -> None:
+        self.id: int = sid
+        self.name: str = api.seg_name(sid)
+        self.start, self.end = api.seg_region(sid)
+
+    def __repr__(self) -> str:
+        return (f"Segment(id={self.id}, name={self.name!r}, "
+                f"start={self.start:#x}, end={self.end:#x})")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Segment) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(("Segment", self.id))
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    @classmethod
+    def create(cls, name: str, start: int, end: int | None = None, *, size: int | None = None,
+               mode: int = 0o600) -> Segment:
+        """Create a segment for [start, end) or [start, start+size)."""
+        if (end is None) == (size is None):
+            raise TypeError("give exactly one of end and size")
+        if size is not None:
+            return cls(api.segment_create_sz(name, start, size, mode))
+        return cls(api.vas_seg_create(name, start, end, mode))
+
+    @classmethod
+    def find(cls, name: str) -> Segment:
+        """Find a segment by name; ESRCH if there is none."""
+        return cls(api.vas_seg_find(name))
+
+    @classmethod
+    def all(cls) -> Iterator[Segment]:
+        """Every segment in the registry."""
+        for sid in api.seg_ids():
+            with contextlib.suppress(OSError):
+                yield cls(sid)
+
+    def delete(self) -> None:
+        """Delete it (``vas_seg_delete``)."""
+        api.vas_seg_delete(self.id)
+
+    @property
+    def attr(self) -> Attr:
+        """Mode, user and group; assign an ``Attr`` to set them."""
+        return api.vas_seg_getattr(self.id)
+
+    @attr.setter
+    def attr(self, value: Attr) -> None:
+        api.vas_seg_setattr(self.id, value)
+
+    def _visible_prot(self) -> int:
+        """The protection the segment is visible with to the calling thread, or raise."""
+        vid = api.active_vas()
+        st = statemod.state()
+        att = st.attachments.get(vid) if vid else None
+        for m in att.maps if att else ():
+            # The active VAS's mappings are placed (the switch's invariant).
+            if m.sid == self.id:
+                return m.prot
+        where = f"VAS id {vid}" if vid else "the original address space"
+        raise vas_error(errno.EFAULT, f"segment {self.name!r} (sid {self.id}) is not visible "
+                        f"in {where}: switch into a VAS that holds it first")
+
+    def view(self) -> memoryview:
+        """A memoryview of the segment's bytes at their fixed address.
+
+        Read-only if the segment is visible read-only.  The view is only
+        valid while the calling thread stays in a VAS that holds the
+        segment: touching it elsewhere faults, as the memory is not there.
+        """
+        prot = self._visible_prot()
+        buf = (ctypes.c_char * self.size).from_address(self.start)
+        view = memoryview(buf).cast("B")
+        return view if prot & 2 else view.toreadonly()
+
+    def array(self, dtype: Any = "u1", shape: int | tuple[int, ...] | None = None) -> Any:
+        """A numpy array over the segment's memory (no copy); same rules as ``view``."""
+        import numpy as np
+
+        dt = np.dtype(dtype)
+        if shape is None:
+            shape = (self.size // dt.itemsize,)
+        arr = np.frombuffer(self.view(), dtype=dt, count=int(np.prod(shape)))
+        return arr.reshape(shape)
+
+
+def _sid(seg: Segment | int) -> int:
+    return seg.id if isinstance(seg, Segment) else seg

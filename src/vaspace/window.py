@@ -1,0 +1,49 @@
+"""The window: the address range where segments live, and the parking range.
+
+Segments must lie in ``window()``; the default ``[0x4000_0000_0000,
+0x5000_0000_0000)`` (64-80 TiB) is clear of the heap, the mmap area, the
+stacks, PIE executables (>= about 0x5455_... even with ASLR) and the ASan and
+TSan shadow layouts.  ``VASPACE_WINDOW="START-END"`` (hex) moves it.
+
+Mappings of attached VASes that are not active wait in the *parking* range,
+which by default is the 4 TiB just above the window (``VASPACE_PARK`` moves
+it).  Neither range is touched until a process first attaches a VAS.
+"""
+
+from __future__ import annotations
+
+import os
+
+DEFAULT_WINDOW = (0x4000_0000_0000, 0x5000_0000_0000)
+DEFAULT_PARK_SIZE = 0x400_0000_0000  # 4 TiB
+PAGE = os.sysconf("SC_PAGE_SIZE")
+# Parked slots keep the segment's offset modulo this, so the kernel can move
+# whole page-table entries (PMD/PUD) instead of single PTEs.
+PARK_ALIGN = 1 << 30
+
+
+def _parse_range(var: str, text: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(part, 16) for part in text.split("-"))
+    except ValueError:
+        raise ValueError(f"{var}={text!r}: expected START-END in hex") from None
+    if lo % PAGE or hi % PAGE or not 0 < lo < hi:
+        raise ValueError(f"{var}={text!r}: need page-aligned 0 < START < END")
+    if hi > 0x8000_0000_0000:
+        raise ValueError(f"{var}={text!r}: END is above the 47-bit user address space")
+    return lo, hi
+
+
+def window() -> tuple[int, int]:
+    """The [start, end) range where segments may live."""
+    text = os.environ.get("VASPACE_WINDOW")
+    return _parse_range("VASPACE_WINDOW", text) if text else DEFAULT_WINDOW
+
+
+def park() -> tuple[int, int]:
+    """The [start, end) range where inactive mappings are parked."""
+    text = os.environ.get("VASPACE_PARK")
+    if text:
+        return _parse_range("VASPACE_PARK", text)
+    lo, hi = window()
+    return hi, hi + min(DEFAULT_PARK_SIZE, hi - lo)
