@@ -72,8 +72,9 @@ class Heap:
     def format(cls, buf: Any) -> Heap:
         """Initialise a new, empty heap in ``buf`` (writable, page aligned).
 
-        Anything in the region is overwritten.  Raises ValueError if the
-        buffer is too small, not writable or not page aligned.
+        Anything in the region is overwritten.  Raises TypeError if the
+        buffer is not writable and contiguous, ValueError if it is too small
+        or not page aligned.
         """
         return cls(_heapcore.HeapCore(buf, True))
 

@@ -726,8 +726,15 @@ static int HeapCore_init(HeapCore *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_RuntimeError, "HeapCore already initialised");
         return -1;
     }
-    if (PyObject_GetBuffer(obj, &self->view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+    if (PyObject_GetBuffer(obj, &self->view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_BufferError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError,
+                         "a heap needs a writable, C-contiguous buffer, not %.100s",
+                         Py_TYPE(obj)->tp_name);
+        }
         return -1;
+    }
     char *base = self->view.buf;
     u64 size = (u64)self->view.len;
     int rc;
