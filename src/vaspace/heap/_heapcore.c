@@ -172,8 +172,8 @@ static void W(TX *t, u64 *p, u64 v)
     heap_header *h = t->h;
     if (t->overflow)
         return;
-    if (*p == v)
-        return;
+    /* No "unchanged value" shortcut: bin_remove() relies on W() to log the
+     * links of a block whose memory is then overwritten without logging. */
     u64 n = h->log_count;
     if (n >= LOG_CAP) {
         /* Never expected: every operation is bounded far below LOG_CAP.
