@@ -292,6 +292,11 @@ class Dict(MutableMapping):
 
     __hash__ = None  # type: ignore[assignment]
 
+    def destroy(self) -> None:
+        """Free the Dict and all its items.  The object (and any root that
+        names it) must not be used afterwards; delete the root yourself."""
+        self._c.dict_destroy(self._addr)
+
     def check(self) -> int:
         """Verify the table (counts, hashes, entry allocations); return len."""
         return self._c.dict_check(self._addr)

@@ -1768,9 +1768,40 @@ static PyObject *HeapCore_dict_items(HeapCore *self, PyObject *args)
 
 #define CLEAR_BATCH 8
 
-/* Empty the dict.  The swap to an empty table is one atomic operation; the
- * old entries are then freed in small crash-safe batches (a crash in that
- * phase can leak them, never corrupt). */
+/* Under the lock, after the table was unlinked in a committed operation:
+ * free its entries and then the table itself, in small crash-safe batches (a
+ * crash in this phase can leak them, never corrupt the heap). */
+static int dict_free_table(HeapCore *self, u64 table, u64 cap)
+{
+    TX t;
+    int rc = 0;
+    dict_slot *os = (dict_slot *)(uintptr_t)table;
+    u64 i = 0;
+    while (i < cap && rc == 0) {
+        tx_init(&t, self);
+        for (int n = 0; i < cap && n < CLEAR_BATCH; i++) {
+            u64 e = os[i].entry;
+            if (e > TOMB) {
+                u64 off = live_offset(self->base, self->h, e);
+                if (off)
+                    tx_free(&t, off);
+                n++;
+            }
+        }
+        rc = tx_commit(&t);
+    }
+    if (rc == 0) {
+        u64 off = live_offset(self->base, self->h, table);
+        if (off) {
+            tx_init(&t, self);
+            tx_free(&t, off);
+            rc = tx_commit(&t);
+        }
+    }
+    return rc;
+}
+
+/* Empty the dict: the swap to an empty table is one atomic operation. */
 static PyObject *HeapCore_dict_clear(HeapCore *self, PyObject *ho)
 {
     dict_hdr *d = dict_at(self, ho);
@@ -1794,33 +1825,33 @@ static PyObject *HeapCore_dict_clear(HeapCore *self, PyObject *ho)
     W(&t, &d->count, 0);
     W(&t, &d->used_slots, 0);
     int rc = tx_commit(&t);
-    if (rc < 0) {
-        heap_unlock(self);
+    if (rc == 0)
+        rc = dict_free_table(self, old_table, old_cap);
+    heap_unlock(self);
+    if (rc < 0)
         return NULL;
-    }
-    /* Old table and entries are now unreachable: free them in batches. */
-    dict_slot *os = (dict_slot *)(uintptr_t)old_table;
-    u64 i = 0;
-    while (i < old_cap && rc == 0) {
-        tx_init(&t, self);
-        for (int n = 0; i < old_cap && n < CLEAR_BATCH; i++) {
-            u64 e = os[i].entry;
-            if (e > TOMB) {
-                u64 off = live_offset(self->base, self->h, e);
-                if (off)
-                    tx_free(&t, off);
-                n++;
-            }
-        }
-        rc = tx_commit(&t);
-    }
+    Py_RETURN_NONE;
+}
+
+/* Free the whole dict.  Clearing the magic is the atomic step: afterwards
+ * the header is no longer a Dict, and the memory is released in batches. */
+static PyObject *HeapCore_dict_destroy(HeapCore *self, PyObject *ho)
+{
+    dict_hdr *d = dict_at(self, ho);
+    if (!d || heap_lock(self) < 0)
+        return NULL;
+    u64 table = d->table, cap = d->mask + 1;
+    TX t;
+    tx_init(&t, self);
+    tx_begin_seq(&t, &d->seq);
+    W(&t, &d->magic, 0);
+    int rc = tx_commit(&t);
+    if (rc == 0)
+        rc = dict_free_table(self, table, cap);
     if (rc == 0) {
-        u64 off = live_offset(self->base, self->h, old_table);
-        if (off) {
-            tx_init(&t, self);
-            tx_free(&t, off);
-            rc = tx_commit(&t);
-        }
+        tx_init(&t, self);
+        tx_free(&t, (u64)((char *)d - self->base));
+        rc = tx_commit(&t);
     }
     heap_unlock(self);
     if (rc < 0)
@@ -2060,10 +2091,17 @@ static PyObject *HeapCore_array_destroy(HeapCore *self, PyObject *ho)
     tx_init(&t, self);
     tx_begin_seq(&t, &a->seq);
     W(&t, &a->magic, 0);
-    if (a->data)
-        tx_free(&t, a->data - (u64)(uintptr_t)self->base);
-    tx_free(&t, (u64)((char *)a - self->base));
+    u64 data = a->data;
     int rc = tx_commit(&t);
+    /* Free in a second operation: the seq lives in the header, and the end
+     * of a seq-guarded operation must not write into freed memory. */
+    if (rc == 0) {
+        tx_init(&t, self);
+        if (data)
+            tx_free(&t, data - (u64)(uintptr_t)self->base);
+        tx_free(&t, (u64)((char *)a - self->base));
+        rc = tx_commit(&t);
+    }
     heap_unlock(self);
     if (rc < 0)
         return NULL;
@@ -2142,6 +2180,7 @@ static PyMethodDef HeapCore_methods[] = {
     {"dict_items", (PyCFunction)HeapCore_dict_items, METH_VARARGS, "dict_items(hdr, which)"},
     {"dict_clear", (PyCFunction)HeapCore_dict_clear, METH_O, "dict_clear(hdr)"},
     {"dict_check", (PyCFunction)HeapCore_dict_check, METH_O, "dict_check(hdr) -> count"},
+    {"dict_destroy", (PyCFunction)HeapCore_dict_destroy, METH_O, "dict_destroy(hdr)"},
     {"array_new", (PyCFunction)HeapCore_array_new, METH_VARARGS, "array_new(itemsize, dtype)"},
     {"array_info", (PyCFunction)HeapCore_array_info, METH_O,
      "array_info(hdr) -> (data, len, cap, itemsize, dtype)"},
