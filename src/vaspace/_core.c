@@ -390,11 +390,12 @@ vaspace_plan_clear(PyObject *self, PyObject *noargs)
 }
 
 PyDoc_STRVAR(switch_fast_doc,
-"switch_fast(vid) -> bool\n\n"
-"Switch the calling thread to vid using a cached plan.  Returns True when\n"
-"done (or already there), False when the slow path must decide (no cached\n"
-"plan, another thread is inside a VAS, or the slow path is busy).  Raises\n"
-"OSError if a cached plan fails; the thread then stays where it was.");
+"switch_fast(vid) -> int\n\n"
+"Switch the calling thread to vid using a cached plan.  Returns 1 when done\n"
+"(or already there), 2 when done and the thread entered a VAS from the\n"
+"original AS, and 0 when the slow path must decide (no cached plan, another\n"
+"thread is inside a VAS, or the slow path is busy).  Raises OSError if a\n"
+"cached plan fails; the thread then stays where it was.");
 
 static PyObject *
 vaspace_switch_fast(PyObject *self, PyObject *arg)
@@ -404,19 +405,19 @@ vaspace_switch_fast(PyObject *self, PyObject *arg)
         return NULL;
     long from = active_vid;
     if (vid == from)
-        Py_RETURN_TRUE;
+        return PyLong_FromLong(1);
     /* Cached plans assume the window holds only this thread's VAS. */
     long others = threads_in_vas - (from != 0);
     if (slow_busy || others)
-        Py_RETURN_FALSE;
+        return PyLong_FromLong(0);
     plan_t *p = plan_slot(from, vid);
     if (p->moves == NULL || p->from != from || p->to != vid || !slot_available(vid))
-        Py_RETURN_FALSE;
+        return PyLong_FromLong(0);
     int err = run_moves(p->moves, p->n);
     if (err)
         return vaspace_oserror(err, "mremap");
     set_active(vid);
-    Py_RETURN_TRUE;
+    return PyLong_FromLong(from == 0 ? 2 : 1);
 }
 
 PyDoc_STRVAR(active_doc, "active() -> int\n\nThe calling thread's active vid (0: original).");

@@ -32,11 +32,39 @@ from .state import State, state
 def switch(vid: object) -> None:
     """Make ``vid`` the calling thread's active VAS (0: the original AS)."""
     try:
-        if _core.switch_fast(vid):
-            return
+        done = _core.switch_fast(vid)
     except (TypeError, OverflowError):
         raise invalid(f"bad VAS id {vid!r}") from None
-    _switch_slow(vid)  # type: ignore[arg-type]
+    if done == 1:
+        return
+    if not done:
+        _switch_slow(vid)  # type: ignore[arg-type]
+    if vid:
+        _guard_thread()  # the thread may have entered a VAS from the original AS
+
+
+class _ThreadGuard:
+    """Lives in a thread-local slot; when the thread ends, leaves its VAS.
+
+    CPython destroys a thread's locals in that thread as it exits, before
+    ``join()`` returns, so the thread's mappings are parked (and its slot in
+    C freed) exactly when it goes away.
+    """
+
+    def __del__(self) -> None:
+        try:
+            if _core.active():
+                _switch_slow(0)
+        except Exception:  # noqa: BLE001 - a dying thread cannot report; the prune catches it
+            pass
+
+
+_local = threading.local()
+
+
+def _guard_thread() -> None:
+    if getattr(_local, "guard", None) is None:
+        _local.guard = _ThreadGuard()
 
 
 def _switch_slow(vid: int) -> None:

