@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 from heaputil import Region, map_region
 
 from vaspace.heap import Heap
-
-SOAK = os.environ.get("VASPACE_SOAK") == "1"
 
 
 @pytest.fixture
@@ -28,8 +25,3 @@ def heap(region: Region) -> Iterator[Heap]:
     yield h
     h.close()
 
-
-def soak(fn):
-    """Mark a long variant: run only with VASPACE_SOAK=1 (and -m soak)."""
-    fn = pytest.mark.soak(fn)
-    return pytest.mark.skipif(not SOAK, reason="soak test; set VASPACE_SOAK=1 to run")(fn)

@@ -12,6 +12,8 @@ import mmap
 import os
 import random
 
+import pytest
+
 PROT_RW = mmap.PROT_READ | mmap.PROT_WRITE
 MAP_FIXED_NOREPLACE = 0x100000
 LO, HI = 0x4800_0000_0000, 0x4900_0000_0000
@@ -66,3 +68,12 @@ def map_region(path: str, size: int, addr: int | None = None, create: bool = Tru
         raise OSError(17, "no free fixed address found", path)
     finally:
         os.close(fd)  # the mapping keeps the file alive
+
+
+SOAK = os.environ.get("VASPACE_SOAK") == "1"
+
+
+def soak(fn):
+    """Mark a long variant: it runs only with VASPACE_SOAK=1 (select with -m soak)."""
+    fn = pytest.mark.soak(fn)
+    return pytest.mark.skipif(not SOAK, reason="soak test; set VASPACE_SOAK=1 to run")(fn)

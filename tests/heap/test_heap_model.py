@@ -7,6 +7,7 @@ import mmap
 
 import hypothesis.strategies as st
 import numpy as np
+from heaputil import soak
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import (
     Bundle,
@@ -17,7 +18,6 @@ from hypothesis.stateful import (
     rule,
 )
 
-from conftest import soak
 from vaspace.heap import Array, Dict, Heap
 
 REGION = 256 << 10

@@ -14,9 +14,8 @@ import time
 import warnings
 
 import pytest
-from heaputil import map_region
+from heaputil import map_region, soak
 
-from conftest import soak
 from vaspace.heap import Dict, Heap, HeapRecoveredWarning
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -200,7 +199,7 @@ def test_recovery_warning_and_counter(heap):
 CHILD = textwrap.dedent("""
     import sys
     sys.path[:0] = [{here!r}, {src!r}]
-    from heaputil import map_region
+    from heaputil import map_region, soak
     from vaspace.heap import Heap, Dict, Array
     r = map_region({path!r}, {size}, addr={addr}, create=False)
     h = Heap.open(r.buf)
