@@ -122,6 +122,7 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     root = os.path.join(base, "root")
     monkeypatch.setenv("VASPACE_ROOT", root)
     rootmod.forget()
+    rootmod.ensure()  # made by root, like /tmp, so every test user can share it
     try:
         yield root
     finally:
