@@ -6,9 +6,9 @@ import errno
 import os
 
 import pytest
-from conftest import SEG_BASE, MiB, in_child
 
 import vaspace as v
+from conftest import SEG_BASE, MiB, in_child
 
 
 def err(exc_info: pytest.ExceptionInfo[OSError]) -> int:

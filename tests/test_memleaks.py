@@ -7,9 +7,9 @@ import os
 
 import psutil
 import pytest
-from conftest import SEG_BASE, MiB
 
 import vaspace as v
+from conftest import SEG_BASE, MiB
 from vaspace import _core
 
 LOOPS = 3000

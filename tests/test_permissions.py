@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import NOBODY, SEG_BASE, MiB, as_nobody
 
 import vaspace as v
+from conftest import NOBODY, SEG_BASE, MiB, as_nobody
 
 
 def errno_of(fn, *args) -> int:  # type: ignore[no-untyped-def]

@@ -7,9 +7,9 @@ import os
 
 import numpy as np
 import pytest
-from conftest import SEG_BASE, MiB
 
 import vaspace as v
+from conftest import SEG_BASE, MiB
 
 
 def test_handles_roundtrip(registry: str) -> None:

@@ -8,9 +8,9 @@ import signal
 import time
 
 import pytest
-from conftest import SEG_BASE, MiB, in_child
 
 import vaspace as v
+from conftest import SEG_BASE, MiB, in_child
 
 
 def make_vas(name: str = "v", mode: int = 0o666, segs: int = 1) -> tuple[int, list[int]]:

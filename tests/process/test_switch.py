@@ -10,9 +10,9 @@ import signal
 import threading
 
 import pytest
-from conftest import SEG_BASE, MiB, in_child
 
 import vaspace as v
+from conftest import SEG_BASE, MiB, in_child
 
 
 def world(name: str, start: int, size: int, mode: int = 0o600,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 
-from conftest import SEG_BASE, MiB
-
 import vaspace as v
+from conftest import SEG_BASE, MiB
 
 
 def sh(*cmd: str) -> str:

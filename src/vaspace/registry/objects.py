@@ -55,8 +55,14 @@ def name_of(kind: Kind, oid: int) -> str | None:
     """
     try:
         name = rootmod.read_file(kind.obj_dir(oid) / "name")
+        # A creator killed between creating and writing ``name`` leaves it
+        # empty; that directory is not an object (and "" would name the
+        # index directory itself).
+        names.check(name, kind.label)
         target = os.readlink(kind.name_link(names.encode(name.encode())))
-    except (FileNotFoundError, NotADirectoryError, UnicodeError):
+    except (OSError, UnicodeError):
+        # ENOENT/ENOTDIR: gone or half-made; EINVAL: not a symlink (planted
+        # by someone who can write the shared index); ELOOP: a planted link.
         return None
     return name if target == str(oid) else None
 
@@ -83,8 +89,10 @@ def find(kind: Kind, name: object) -> int:
     rootmod.ensure()
     try:
         target = os.readlink(kind.name_link(names.encode(raw)))
-    except FileNotFoundError:
+    except (FileNotFoundError, OSError):  # EINVAL: a planted file that is not a link
         raise vas_error(errno.ESRCH, f"no {kind.label} named {name!r}") from None
+    if not target.isdigit():
+        raise vas_error(errno.ESRCH, f"no {kind.label} named {name!r}")
     oid = int(target)
     if name_of(kind, oid) != name:
         raise vas_error(errno.ESRCH, f"no {kind.label} named {name!r}")
