@@ -1,0 +1,194 @@
+"""VAS switch against process switch and against unmap-and-remap.
+
+All times are *round trips*, because that is what a pipe ping-pong measures:
+a VAS round trip is ``vas_switch(B); vas_switch(A)`` starting in A, and a
+process round trip is one byte there and one byte back (two process
+switches).  Halve them for one-way figures.
+
+Cases (A and B are two attached VASes, both writable):
+  * nothing to move: A and B have no segments; or both hold the same segment;
+  * k = 1, 4, 16 conflicting 4 KiB segments: A's and B's at the same addresses;
+  * one conflicting segment populated with 4 KiB, 64 MiB, 1 GiB (every page
+    written once before timing).
+Baselines, in the same run: the pipe ping-pong, pinned to CPU 0 and unpinned
+(also with each process holding the populated size mapped); and SpaceJMP's
+MAP approach, munmap + mmap(MAP_FIXED) of the files plus a read of every page,
+because the page tables are gone after a remap.
+
+``python -m bench.switch`` prints issue 3's figures.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from . import common
+from .common import GiB, KiB, MiB, Remapper, Section
+
+SLOT = 2 * MiB  # distance between the k conflicting segments
+
+
+class Pair:
+    """Two attached VASes A and B; seg lists give (start, size) of each one's segments."""
+
+    def __init__(self, tag: str, a_segs: list[tuple[int, int]], b_segs: list[tuple[int, int]],
+                 shared: list[tuple[int, int]] = ()) -> None:
+        import vaspace
+
+        self.v = vaspace
+        self.vids: list[int] = []
+        self.sids: list[int] = []
+        shared_sids = [self._seg(f"{tag}-s{j}", s, n) for j, (s, n) in enumerate(shared)]
+        for side, segs in (("a", a_segs), ("b", b_segs)):
+            vid = vaspace.vas_create(f"{tag}-{side}", 0o600)
+            for j, (start, size) in enumerate(segs):
+                vaspace.vas_seg_attach(vid, self._seg(f"{tag}-{side}{j}", start, size),
+                                       os.O_RDWR)
+            for sid in shared_sids:
+                vaspace.vas_seg_attach(vid, sid, os.O_RDWR)
+            vaspace.vas_attach(0, vid, os.O_RDWR)
+            self.vids.append(vid)
+            # Populate: write a byte in every page of every segment.
+            vaspace.vas_switch(vid)
+            for start, size in [*segs, *shared]:
+                common.touch_write(common.u8_at(start, size))
+            vaspace.vas_switch(0)
+        self.a, self.b = self.vids
+
+    def _seg(self, name: str, start: int, size: int) -> int:
+        sid = self.v.vas_seg_create(name, start, start + size, 0o600)
+        self.sids.append(sid)
+        return sid
+
+    def round_trips(self, runs: int, target_s: float) -> list[float]:
+        sw, a, b = self.v.vas_switch, self.a, self.b
+        sw(a)
+        sw(b)
+        sw(a)  # the slow path has now cached both plans
+
+        def body(n: int) -> None:
+            for _ in range(n):
+                sw(b)
+                sw(a)
+
+        n = common.calibrate(body, target_s)
+        out = common.per_op_ns(body, n, runs)
+        sw(0)
+        return out
+
+    def faults_after(self, segs: list[tuple[int, int]], trips: int = 10) -> float:
+        """Page faults per round trip when every page is read after each switch."""
+        sw, a, b = self.v.vas_switch, self.a, self.b
+        arrays = [common.u8_at(s, n) for s, n in segs]
+        sw(a)
+        f0 = common.minflt()
+        for _ in range(trips):
+            sw(b)
+            for arr in arrays:
+                common.touch_read(arr)
+            sw(a)
+            for arr in arrays:
+                common.touch_read(arr)
+        f1 = common.minflt()
+        sw(0)
+        return (f1 - f0) / trips
+
+    def close(self) -> None:
+        self.v.vas_switch(0)
+        for vid in self.vids:
+            self.v.vas_detach(0, vid)
+            self.v.vas_delete(vid)
+        for sid in self.sids:
+            self.v.vas_seg_delete(sid)
+
+
+def remap_round_trips(shm_dir: str, k: int, size: int, runs: int, target_s: float) -> list[float]:
+    """Unmap-and-remap of k files of ``size`` bytes, plus reading every page, per round trip."""
+    fdsets = [[common.shm_file(shm_dir, f"remap-{side}{j}", size) for j in range(k)]
+              for side in "ab"]
+    r = Remapper(fdsets, size)
+    try:
+        def body(n: int) -> None:
+            for _ in range(n):
+                r.switch(1)
+                r.touch()
+                r.switch(0)
+                r.touch()
+
+        body(1)
+        n = common.calibrate(body, target_s, hi=100_000)
+        return common.per_op_ns(body, n, runs)
+    finally:
+        r.close()
+        for fds in fdsets:
+            for fd in fds:
+                os.close(fd)
+
+
+def run(smoke: bool = False) -> Section:
+    """Measure every case; returns the section for the report."""
+    runs = 5 if smoke else 7
+    target = 0.01 if smoke else 0.15
+    pp_n = 200 if smoke else 20_000
+    ks = [1, 4] if smoke else [1, 4, 16]
+    sizes = [4 * KiB, 64 * KiB] if smoke else [4 * KiB, 64 * MiB, 1 * GiB]
+    sec = Section("switch", "VAS switch vs process switch vs unmap-and-remap (round trips)")
+    with common.temp_registry() as base:
+        import vaspace
+
+        w = vaspace.window()[0]
+        sec.add("pp_pinned", "process switch: pipe ping-pong, both on CPU 0", "ns",
+                common.pingpong(pp_n, runs, pinned=True))
+        sec.add("pp_free", "process switch: pipe ping-pong, unpinned", "ns",
+                common.pingpong(pp_n // 4, runs, pinned=False))
+
+        p = Pair("empty", [], [])
+        sec.add("empty", "VAS switch, nothing to move (no segments)", "ns",
+                p.round_trips(runs, target), baseline="pp_pinned")
+        p.close()
+        shared_size = 64 * KiB if smoke else 64 * MiB
+        p = Pair("shared", [], [], shared=[(w, shared_size)])
+        sec.add("shared", f"VAS switch, nothing to move (both hold one "
+                f"{common.fmt_size(shared_size)} segment)", "ns",
+                p.round_trips(runs, target), baseline="pp_pinned")
+        sec.facts["faults_shared"] = p.faults_after([(w, shared_size)], trips=3)
+        p.close()
+
+        for k in ks:
+            segs = [(w + j * SLOT, 4 * KiB) for j in range(k)]
+            p = Pair(f"k{k}", segs, segs)
+            sec.add(f"k{k}", f"VAS switch, k={k} conflicting 4 KiB segments", "ns",
+                    p.round_trips(runs, target), baseline="pp_pinned")
+            p.close()
+            sec.add(f"remap_k{k}", f"unmap-and-remap + re-read, k={k} x 4 KiB", "ns",
+                    remap_round_trips(base, k, 4 * KiB, runs, target), baseline=f"k{k}",
+                    lower_is_better=False)
+
+        for size in sizes:
+            tag = common.fmt_size(size)
+            key = f"size{size}"
+            segs = [(w, size)]
+            p = Pair(f"sz{size}", segs, segs)
+            sec.add(key, f"VAS switch, one conflicting segment, {tag} populated", "ns",
+                    p.round_trips(runs, target), baseline="pp_pinned")
+            sec.facts[f"faults_{key}"] = p.faults_after(segs, trips=3 if size >= GiB else 10)
+            p.close()
+            sec.add(f"remap_{key}", f"unmap-and-remap + re-read, {tag}", "ns",
+                    remap_round_trips(base, 1, size, runs, target), baseline=key,
+                    lower_is_better=False)
+            pp_runs_n = max(20, pp_n // 4)
+            sec.add(f"pp_pinned_{key}", f"process switch (pinned), each holding {tag}", "ns",
+                    common.pingpong(pp_runs_n, runs, pinned=True, populated=size, shm_dir=base),
+                    baseline=key, lower_is_better=False)
+            sec.add(f"pp_free_{key}", f"process switch (unpinned), each holding {tag}", "ns",
+                    common.pingpong(pp_runs_n, runs, pinned=False, populated=size,
+                                    shm_dir=base),
+                    baseline=key, lower_is_better=False)
+        sec.facts["sizes"] = sizes
+        sec.facts["ks"] = ks
+    return sec
+
+
+if __name__ == "__main__":
+    sys.exit(common.section_main(run, __doc__))
