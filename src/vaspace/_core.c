@@ -77,6 +77,7 @@ static long slow_busy = 0;
 typedef struct {
     uintptr_t src, dst;
     size_t len;
+    int keep_hole; /* the plan fills src right after: skip the plug */
 } move_t;
 
 typedef struct {
@@ -164,14 +165,16 @@ reserve_fixed(uintptr_t addr, size_t len)
 }
 
 /* One move: mremap the mapping at src to dst (replacing dst's placeholder),
- * then plug the hole left at src so nothing else can land there. */
+ * then plug the hole left at src so nothing else can land there -- unless
+ * the plan moves another mapping into exactly that hole next, which saves a
+ * syscall per conflicting segment. */
 static int
-move_one(uintptr_t src, uintptr_t dst, size_t len)
+move_one(uintptr_t src, uintptr_t dst, size_t len, int keep_hole)
 {
     void *p = mremap((void *)src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)dst);
     if (p == MAP_FAILED)
         return -1;
-    if (reserve_fixed(src, len) < 0) {
+    if (!keep_hole && reserve_fixed(src, len) < 0) {
         int err = errno;
         /* Put it back; the src range was just vacated, so this cannot clash. */
         mremap((void *)dst, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)src);
@@ -187,17 +190,17 @@ static int
 run_moves(const move_t *moves, Py_ssize_t n)
 {
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (move_one(moves[i].src, moves[i].dst, moves[i].len) < 0) {
+        if (move_one(moves[i].src, moves[i].dst, moves[i].len, moves[i].keep_hole) < 0) {
             int err = errno;
             for (Py_ssize_t j = i - 1; j >= 0; j--)
-                move_one(moves[j].dst, moves[j].src, moves[j].len);
+                move_one(moves[j].dst, moves[j].src, moves[j].len, 0);
             return err;
         }
     }
     return 0;
 }
 
-/* Parse a sequence of (src, dst, len) int triples into a PyMem array. */
+/* Parse a sequence of (src, dst, len[, keep_hole]) tuples into a PyMem array. */
 static int
 parse_moves(PyObject *seq, move_t **out, Py_ssize_t *n_out)
 {
@@ -213,10 +216,13 @@ parse_moves(PyObject *seq, move_t **out, Py_ssize_t *n_out)
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned long long src, dst, len;
+        int keep_hole = 0;
         PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
-        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "KKK", &src, &dst, &len)) {
+        if (!PyTuple_Check(item) ||
+            !PyArg_ParseTuple(item, "KKK|p", &src, &dst, &len, &keep_hole)) {
             if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_TypeError, "each move must be a (src, dst, len) tuple");
+                PyErr_SetString(PyExc_TypeError,
+                                "each move must be a (src, dst, len[, keep_hole]) tuple");
             PyMem_Free(moves);
             Py_DECREF(fast);
             return -1;
@@ -224,6 +230,7 @@ parse_moves(PyObject *seq, move_t **out, Py_ssize_t *n_out)
         moves[i].src = (uintptr_t)src;
         moves[i].dst = (uintptr_t)dst;
         moves[i].len = (size_t)len;
+        moves[i].keep_hole = keep_hole;
     }
     Py_DECREF(fast);
     *out = moves;
@@ -323,15 +330,16 @@ vaspace_move(PyObject *self, PyObject *args)
     unsigned long long src, dst, len;
     if (!PyArg_ParseTuple(args, "KKK", &src, &dst, &len))
         return NULL;
-    if (move_one((uintptr_t)src, (uintptr_t)dst, len) < 0)
+    if (move_one((uintptr_t)src, (uintptr_t)dst, len, 0) < 0)
         return vaspace_oserror(errno, "mremap");
     Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(run_plan_doc,
 "run_plan(moves, vid)\n\n"
-"Run a list of (src, dst, len) moves, then make vid the calling thread's\n"
-"active VAS.  All or nothing: on failure the moves done are undone, the\n"
+"Run a list of (src, dst, len[, keep_hole]) moves, then make vid the calling\n"
+"thread's active VAS.  keep_hole skips plugging src (the plan refills it).\n"
+"All or nothing: on failure the moves done are undone, the\n"
 "active vid is unchanged, and OSError is raised.");
 
 static PyObject *

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 
-from . import perms
+from . import _core, perms
 from . import window as winmod
 from ._ntuples import Attr, Holder, ProcMap, ProcVas, SegLink
 from .errors import access_type_name, invalid, vas_error
@@ -22,6 +22,10 @@ from .registry import objects, records
 from .registry import root as rootmod
 from .registry import seg as segreg
 from .registry import vas as vasreg
+
+# The switch's hot path, bound once: a module-global lookup is the only
+# Python work a cached switch does besides this call.
+_switch_fast = _core.switch_fast
 
 # ------------------------------------------------------------------ VASes
 
@@ -45,6 +49,7 @@ def vas_delete(vid: int) -> None:
     vid, name = vasreg.lookup(vid)
     what = vasreg.describe(vid, name)
     with rootmod.locked(), vasreg.quiesced(vid, name, "delete"):
+        objects.recheck(vasreg.VAS, vid, name)
         attr = objects.getattr_(vasreg.VAS, vid)
         perms.check(attr.user, attr.group, attr.mode, perms.MAY_WRITE, what)
         objects.unpublish(vasreg.VAS, vid, name)
@@ -109,8 +114,14 @@ def vas_switch(vid: int) -> None:
 
     Errors: EINVAL (not attached), EFAULT (another thread's VAS uses the
     addresses with a different mapping; the thread stays where it was).
+    The common case is one call into C with a cached move plan.
     """
-    switchmod.switch(vid)
+    try:
+        done = _switch_fast(vid)
+    except (TypeError, OverflowError):
+        raise invalid(f"bad VAS id {vid!r}") from None
+    if done != 1:
+        switchmod.finish(vid, done)
 
 
 def active_vas() -> int:
@@ -139,6 +150,7 @@ def vas_seg_delete(sid: int) -> None:
     sid, name = segreg.lookup(sid)
     what = segreg.describe(sid, name)
     with rootmod.locked():
+        objects.recheck(segreg.SEG, sid, name)
         users = [vid for vid in objects.all_ids(vasreg.VAS)
                  if sid in {link.sid for link in vasreg.seg_links(vid)}]
         if users:
@@ -170,6 +182,8 @@ def vas_seg_attach(vid: int, sid: int, type: int) -> None:  # noqa: A002
     vattr = objects.getattr_(vasreg.VAS, vid)
     perms.check(vattr.user, vattr.group, vattr.mode, perms.MAY_WRITE, vwhat)
     with rootmod.locked(), vasreg.quiesced(vid, vname, f"attach {swhat} to"):
+        objects.recheck(vasreg.VAS, vid, vname)
+        objects.recheck(segreg.SEG, sid, sname)
         links = vasreg.seg_links(vid)
         if sid in {link.sid for link in links}:
             return
@@ -196,6 +210,7 @@ def vas_seg_detach(vid: int, sid: int) -> None:
     sid, sname = segreg.lookup(sid)
     vwhat, swhat = vasreg.describe(vid, vname), segreg.describe(sid, sname)
     with rootmod.locked(), vasreg.quiesced(vid, vname, f"detach {swhat} from"):
+        objects.recheck(vasreg.VAS, vid, vname)
         try:
             removed = vasreg.unlink_seg(vid, sid)
         except PermissionError:

@@ -35,12 +35,17 @@ def switch(vid: object) -> None:
         done = _core.switch_fast(vid)
     except (TypeError, OverflowError):
         raise invalid(f"bad VAS id {vid!r}") from None
-    if done == 1:
-        return
+    if done != 1:
+        finish(vid, done)  # type: ignore[arg-type]
+
+
+def finish(vid: int, done: int) -> None:
+    """After the C fast path: run the slow path if it declined (0); guard
+    a thread that entered a VAS from the original AS (2, or any slow entry)."""
     if not done:
-        _switch_slow(vid)  # type: ignore[arg-type]
+        _switch_slow(vid)
     if vid:
-        _guard_thread()  # the thread may have entered a VAS from the original AS
+        _guard_thread()
 
 
 class _ThreadGuard:
@@ -89,9 +94,7 @@ def _switch_slow(vid: int) -> None:
         to_park = placed - target - kept
         to_place = target - placed
         _check_conflicts(st, to_place, placed - to_park, others)
-        moves = [(m.start, m.park, m.size) for m in _ordered(to_park)]
-        moves += [(m.park, m.start, m.size) for m in _ordered(to_place)]
-        _core.run_plan(moves, vid)
+        _core.run_plan(_plan(to_park, to_place), vid)
         for m in to_park:
             m.placed = False
         for m in to_place:
@@ -118,13 +121,22 @@ def _check_conflicts(st: State, to_place: set[Mapping], staying: set[Mapping],
                 )
 
 
+def _plan(to_park: set[Mapping], to_place: set[Mapping]) -> list[tuple[int, int, int, bool]]:
+    """Moves for a switch: park first (freeing the ranges), then place.
+
+    A parked mapping's hole is left unplugged when a placed mapping of the
+    same range refills it in the same plan (the common case of VASes whose
+    segments share addresses): that saves one syscall per such pair.
+    """
+    refilled = {(m.start, m.end) for m in to_place}
+    moves = [(m.start, m.park, m.size, (m.start, m.end) in refilled) for m in _ordered(to_park)]
+    moves += [(m.park, m.start, m.size, False) for m in _ordered(to_place)]
+    return moves
+
+
 def _cache(cur: int, vid: int, to_park: set[Mapping], to_place: set[Mapping]) -> None:
-    fwd = [(m.start, m.park, m.size) for m in _ordered(to_park)]
-    fwd += [(m.park, m.start, m.size) for m in _ordered(to_place)]
-    back = [(m.start, m.park, m.size) for m in _ordered(to_place)]
-    back += [(m.park, m.start, m.size) for m in _ordered(to_park)]
-    _core.plan_put(cur, vid, fwd)
-    _core.plan_put(vid, cur, back)
+    _core.plan_put(cur, vid, _plan(to_park, to_place))
+    _core.plan_put(vid, cur, _plan(to_place, to_park))
 
 
 def _prune_dead_threads() -> None:
