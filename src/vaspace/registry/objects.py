@@ -180,6 +180,8 @@ def unpublish(kind: Kind, oid: int, name: str) -> None:
     link = kind.name_link(names.encode(name.encode()))
     try:
         os.unlink(link)
+    except FileNotFoundError:
+        raise gone(kind, oid) from None
     except PermissionError:
         raise vas_error(
             errno.EPERM,
@@ -189,9 +191,27 @@ def unpublish(kind: Kind, oid: int, name: str) -> None:
     rootmod.remove_tree(kind.obj_dir(oid))
 
 
+def gone(kind: Kind, oid: int) -> OSError:
+    """EINVAL for an object deleted while a call was using it (its files vanished)."""
+    return invalid(f"no {kind.label} with id {oid} (it was deleted)")
+
+
+def recheck(kind: Kind, oid: int, name: str) -> None:
+    """EINVAL unless ``oid`` is still the object called ``name``.
+
+    Calls look an id up, then take locks: in between, the object may have
+    been deleted and its id reused, so changes re-check under their locks.
+    """
+    if name_of(kind, oid) != name:
+        raise gone(kind, oid)
+
+
 def getattr_(kind: Kind, oid: int) -> Attr:
     """Attributes from the attribute file's metadata."""
-    st = os.lstat(kind.obj_dir(oid) / kind.attr_file)
+    try:
+        st = os.lstat(kind.obj_dir(oid) / kind.attr_file)
+    except (FileNotFoundError, NotADirectoryError):
+        raise gone(kind, oid) from None
     return Attr(mode=st.st_mode & 0o666, user=st.st_uid, group=st.st_gid)
 
 
@@ -214,7 +234,10 @@ def setattr_(kind: Kind, oid: int, attr: Attr, extra: Callable[[Attr], None] | N
     root may give a file away; those refusals surface as EPERM.
     """
     path = kind.obj_dir(oid) / kind.attr_file
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_PATH)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_PATH)
+    except (FileNotFoundError, NotADirectoryError):
+        raise gone(kind, oid) from None
     try:
         cur = os.stat(fd)
         try:

@@ -68,7 +68,10 @@ def lookup(sid: object) -> tuple[int, str]:
 
 def region(sid: int) -> tuple[int, int]:
     """The segment's [start, end)."""
-    text = rootmod.read_file(SEG.obj_dir(sid) / "region")
+    try:
+        text = rootmod.read_file(SEG.obj_dir(sid) / "region")
+    except (FileNotFoundError, NotADirectoryError):
+        raise objects.gone(SEG, sid) from None
     lo, hi = text.strip().split("-")
     return int(lo, 16), int(hi, 16)
 
@@ -83,8 +86,15 @@ def open_data(sid: int, access: int) -> int:
     O_NOFOLLOW and an fstat check that the file is a regular file of the
     recorded size protect against a link planted in place of the file.
     """
-    fd = os.open(data_path(sid), access | os.O_NOFOLLOW | os.O_CLOEXEC)
-    lo, hi = region(sid)
+    try:
+        fd = os.open(data_path(sid), access | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        raise objects.gone(SEG, sid) from None
+    try:
+        lo, hi = region(sid)
+    except OSError:
+        os.close(fd)
+        raise
     st = os.fstat(fd)
     if not (st.st_mode & 0o170000 == 0o100000 and st.st_size == hi - lo):
         os.close(fd)

@@ -49,7 +49,10 @@ def lock_path(vid: int) -> Path:
 
 def open_lock(vid: int, access: int) -> int:
     """Open the lock file with the access being requested; the kernel checks the mode."""
-    return os.open(lock_path(vid), access | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return os.open(lock_path(vid), access | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        raise objects.gone(VAS, vid) from None
 
 
 @contextlib.contextmanager
@@ -101,7 +104,10 @@ def seg_links(vid: int) -> list[SegLink]:
 
 def link_seg(vid: int, sid: int, access: int) -> None:
     """Record an attached segment: one atomic symlink ``seg.<sid> -> <type>``."""
-    os.symlink(access_type_name(access), VAS.obj_dir(vid) / f"seg.{sid}")
+    try:
+        os.symlink(access_type_name(access), VAS.obj_dir(vid) / f"seg.{sid}")
+    except (FileNotFoundError, NotADirectoryError):
+        raise objects.gone(VAS, vid) from None
 
 
 def unlink_seg(vid: int, sid: int) -> bool:

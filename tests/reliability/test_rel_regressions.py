@@ -1,0 +1,142 @@
+"""Regression tests for the bugs the reliability work found (one test per bug).
+
+Races are made deterministic with a hook: the id lookup a call starts with is
+wrapped so that, right after it, another process deletes (and maybe
+recreates) the object, exactly the interleaving the fault-injection soak hit.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from relutil import PAGE, SEG_BASE, run_child
+
+import vaspace
+from vaspace.registry import objects
+from vaspace.registry import seg as segreg
+from vaspace.registry import vas as vasreg
+
+# ------------------------------------------------ half-made objects, planted files
+
+
+def test_half_made_object_with_empty_name_is_invisible(registry: str) -> None:
+    """A creator killed between creating ``name`` and writing it left an empty file.
+
+    ``vas_ids()`` used to crash with a raw EINVAL from readlink("names/vas/").
+    """
+    vid = vaspace.vas_create("whole", 0o600)
+    root = Path(vaspace.registry_root())
+    for kind in ("vas", "seg"):
+        half = root / kind / "777"
+        half.mkdir()
+        (half / "name").write_text("")
+    assert vaspace.vas_ids() == [vid]
+    assert vaspace.seg_ids() == []
+    with pytest.raises(OSError) as e:
+        vaspace.vas_getattr(777)
+    assert e.value.errno == errno.EINVAL
+
+
+def test_planted_non_link_in_name_index_is_not_a_name(registry: str) -> None:
+    """Anyone may write the (sticky) name index; a plain file there is not an object."""
+    root = Path(vaspace.registry_root())
+    (root / "names" / "vas" / "junk").write_text("x")
+    os.symlink("not-a-number", root / "names" / "vas" / "junk2")
+    for name in ("junk", "junk2"):
+        with pytest.raises(OSError) as e:
+            vaspace.vas_find(name)
+        assert e.value.errno == errno.ESRCH
+    assert vaspace.vas_ids() == []
+
+
+# ------------------------------------------------ calls racing a delete
+
+
+def _delete_after_lookup(monkeypatch: pytest.MonkeyPatch, module, kind_delete,
+                         recreate: str | None = None) -> None:
+    """Make the next lookup on ``module`` be followed by another process's delete."""
+    real = module.lookup
+    fired = []
+
+    def hooked(oid):
+        result = real(oid)
+        if not fired:
+            fired.append(oid)
+
+            def other() -> None:
+                kind_delete(result[0])
+                if recreate is not None:
+                    objects._next_id.clear()  # rescan: the freed id is reused
+                    assert vaspace.vas_create(recreate, 0o600) == result[0]
+
+            run_child(other).get()
+        return result
+
+    monkeypatch.setattr(module, "lookup", hooked)
+
+
+def _seg(name: str = "s") -> int:
+    return vaspace.vas_seg_create(name, SEG_BASE, SEG_BASE + PAGE, 0o600)
+
+
+VAS_CALLS = {
+    "vas_getattr": lambda vid, sid: vaspace.vas_getattr(vid),
+    "vas_setattr": lambda vid, sid: vaspace.vas_setattr(vid, vaspace.Attr(0o644, 0, 0)),
+    "vas_delete": lambda vid, sid: vaspace.vas_delete(vid),
+    "vas_attach": lambda vid, sid: vaspace.vas_attach(0, vid, os.O_RDWR),
+    "vas_seg_attach": lambda vid, sid: vaspace.vas_seg_attach(vid, sid, os.O_RDWR),
+    "vas_segments": lambda vid, sid: vaspace.vas_segments(vid),
+}
+
+
+@pytest.mark.parametrize("call", sorted(VAS_CALLS))
+def test_vas_deleted_under_a_call_gives_einval(registry: str, monkeypatch, call: str) -> None:
+    """Used to leak FileNotFoundError (ENOENT) from the VAS's vanished files."""
+    vid, sid = vaspace.vas_create("v", 0o600), _seg()
+    _delete_after_lookup(monkeypatch, vasreg, vaspace.vas_delete)
+    try:
+        VAS_CALLS[call](vid, sid)
+    except OSError as exc:
+        assert exc.errno == errno.EINVAL, exc
+        assert type(exc) is OSError
+    else:
+        assert call == "vas_segments"  # a listing of a deleted VAS may be empty
+    assert vaspace.vas_ids() == []
+
+
+SEG_CALLS = {
+    "vas_seg_getattr": lambda vid, sid: vaspace.vas_seg_getattr(sid),
+    "vas_seg_setattr": lambda vid, sid: vaspace.vas_seg_setattr(sid, vaspace.Attr(0o644, 0, 0)),
+    "vas_seg_delete": lambda vid, sid: vaspace.vas_seg_delete(sid),
+    "seg_region": lambda vid, sid: vaspace.seg_region(sid),
+    "vas_seg_attach": lambda vid, sid: vaspace.vas_seg_attach(vid, sid, os.O_RDWR),
+}
+
+
+@pytest.mark.parametrize("call", sorted(SEG_CALLS))
+def test_segment_deleted_under_a_call_gives_einval(registry: str, monkeypatch, call) -> None:
+    """Used to leak FileNotFoundError from ``region``/``data`` (soak: api.py vas_seg_attach)."""
+    vid, sid = vaspace.vas_create("v", 0o600), _seg()
+    _delete_after_lookup(monkeypatch, segreg, vaspace.vas_seg_delete)
+    with pytest.raises(OSError) as e:
+        SEG_CALLS[call](vid, sid)
+    assert e.value.errno == errno.EINVAL and type(e.value) is OSError
+    assert vaspace.seg_ids() == [] and vaspace.vas_segments(vid) == []
+
+
+def test_delete_does_not_hit_an_object_that_reused_the_id(registry: str, monkeypatch) -> None:
+    """vas_delete(vid) looked up "a", then "a" was deleted and "b" got the same id.
+
+    It used to unlink the name "a" (ENOENT) or, with equal names, delete the
+    newcomer; now it re-checks under the lock and reports EINVAL.
+    """
+    vid = vaspace.vas_create("a", 0o600)
+    _delete_after_lookup(monkeypatch, vasreg, vaspace.vas_delete, recreate="b")
+    with pytest.raises(OSError) as e:
+        vaspace.vas_delete(vid)
+    assert e.value.errno == errno.EINVAL
+    assert vaspace.vas_find("b") == vid and vaspace.vas_name(vid) == "b"
+    vaspace.vas_getattr(vid)
