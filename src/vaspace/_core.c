@@ -63,7 +63,11 @@ typedef struct {
     pid_t tid;
     long vid;
 } tslot_t;
-static tslot_t tslots[MAX_THREAD_SLOTS];
+static tslot_t private_slots[MAX_THREAD_SLOTS];
+/* Points at private_slots, or at a MAP_SHARED file once published, so that
+ * other processes can read which of our threads are in which VAS (the
+ * RFC's /proc/<pid>/vas/<vid>/status) at no cost to the switch. */
+static tslot_t *tslots = private_slots;
 static __thread int my_slot = -1;
 static __thread pid_t my_tid = 0;
 
@@ -502,6 +506,42 @@ vaspace_thread_vids(PyObject *self, PyObject *noargs)
     return list;
 }
 
+PyDoc_STRVAR(publish_threads_doc,
+"publish_threads(fd) -> int\n\n"
+"Move the thread slots into a MAP_SHARED mapping of fd (which must be at\n"
+"least slots_size() bytes) so other processes can read them.  Returns the\n"
+"slot size in bytes (each slot: int32 tid, 4 bytes padding, int64 vid).");
+
+static PyObject *
+vaspace_publish_threads(PyObject *self, PyObject *arg)
+{
+    int fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    /* Publishing again (a new registry root) moves the slots to the new file. */
+    void *p = mmap(NULL, sizeof(private_slots), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return vaspace_oserror(errno, "mmap");
+    if (madvise(p, sizeof(private_slots), MADV_DONTFORK) < 0) {
+        int err = errno;
+        munmap(p, sizeof(private_slots));
+        return vaspace_oserror(err, "madvise");
+    }
+    memcpy(p, tslots, sizeof(private_slots));
+    if (tslots != private_slots)
+        munmap(tslots, sizeof(private_slots));
+    tslots = p;
+    return PyLong_FromSize_t(sizeof(tslot_t));
+}
+
+PyDoc_STRVAR(slots_size_doc, "slots_size() -> int\n\nBytes needed by publish_threads().");
+
+static PyObject *
+vaspace_slots_size(PyObject *self, PyObject *noargs)
+{
+    return PyLong_FromSize_t(sizeof(private_slots));
+}
+
 PyDoc_STRVAR(busy_doc,
 "busy(delta)\n\n"
 "Enter (+1) or leave (-1) a slow-path section; while busy, switch_fast\n"
@@ -528,7 +568,9 @@ static PyObject *
 vaspace_reset_after_fork(PyObject *self, PyObject *noargs)
 {
     plans_clear();
-    memset(tslots, 0, sizeof(tslots));
+    /* The published slots were MADV_DONTFORK: the child has its own again. */
+    tslots = private_slots;
+    memset(private_slots, 0, sizeof(private_slots));
     my_slot = -1;
     my_tid = 0;
     active_vid = 0;
@@ -553,6 +595,8 @@ static PyMethodDef core_methods[] = {
     {"forget_tid", vaspace_forget_tid, METH_O, forget_tid_doc},
     {"thread_vids", vaspace_thread_vids, METH_NOARGS, thread_vids_doc},
     {"busy", vaspace_busy, METH_O, busy_doc},
+    {"publish_threads", vaspace_publish_threads, METH_O, publish_threads_doc},
+    {"slots_size", vaspace_slots_size, METH_NOARGS, slots_size_doc},
     {"reset_after_fork", vaspace_reset_after_fork, METH_NOARGS, reset_after_fork_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -281,8 +281,11 @@ def test_procfs_views(registry: str) -> None:
         ppid = os.getppid()
         return v.proc_vas(ppid), v.proc_maps(ppid, vid)
 
+    v.vas_switch(vid)
     views, maps = in_child(other).get()
-    assert [(p.vid, p.name, p.type) for p in views] == [(vid, "pv", os.O_RDONLY)]
+    v.vas_switch(0)
+    # Another process sees our attachment and which thread is inside it.
+    assert views == [v.ProcVas(vid, "pv", os.O_RDONLY, (threading.get_native_id(),))]
     assert maps == [v.ProcMap(SEG_BASE, SEG_BASE + MiB, "r--", "pv-s0")]
     # A dead process has none.
     pid = os.fork()

@@ -21,8 +21,10 @@ from .. import _core, perms
 from .._ntuples import Attr
 from ..errors import access_type_name, invalid, vas_error
 from ..registry import objects, records
+from ..registry import root as rootmod
 from ..registry import seg as segreg
 from ..registry import vas as vasreg
+from . import publish
 from .state import Attachment, state
 
 _PROT = {
@@ -104,6 +106,10 @@ def attach_self(vid: object, access: object) -> None:
                 raise
             st.attachments[vid] = att
             records.add(vid, os.getpid(), access)
+            root = str(rootmod.root_path())
+            if st.published != root:
+                publish.publish()
+                st.published = root
         except BaseException:
             if vid not in st.attachments:
                 os.close(fd)

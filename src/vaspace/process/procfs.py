@@ -1,9 +1,9 @@
 """The RFC's ``/proc/<pid>/vas/<vid>/{status,maps}``, as functions.
 
 For the calling process the answers come from its own state; for another
-process, from the registry's attachment records (and its pending lazy
-attach requests, which the RFC would show as attached at once).  A dead
-process has no attachments.
+process, from the registry's attachment records and the thread slots it
+publishes (``publish.py``).  A lazy attach request shows once the target has
+carried it out.  A dead process has no attachments.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..registry import objects, records
 from ..registry import root as rootmod
 from ..registry import seg as segreg
 from ..registry import vas as vasreg
-from . import attach
+from . import attach, publish
 from .state import state
 
 
@@ -38,11 +38,12 @@ def proc_vas(pid: object) -> list[ProcVas]:
             return [ProcVas(a.vid, a.name, a.type, tuple(sorted(inside.get(a.vid, ()))))
                     for a in sorted(st.attachments.values(), key=lambda a: a.vid)]
     rootmod.ensure()
+    inside = publish.threads_of(pid)
     out = []
     for vid, access in records.attached_vids(pid):
         name = objects.name_of(vasreg.VAS, vid)
         if name is not None:
-            out.append(ProcVas(vid, name, access, ()))
+            out.append(ProcVas(vid, name, access, inside.get(vid, ())))
     return out
 
 

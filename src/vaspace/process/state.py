@@ -34,6 +34,7 @@ class State:
     attachments: dict[int, Attachment] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     pid: int = field(default_factory=os.getpid)
+    published: str = ""  # the root whose procs/ holds our thread slots (publish.py)
 
     @contextlib.contextmanager
     def changing(self) -> Iterator[State]:
