@@ -1,0 +1,67 @@
+"""``vaspace ls``: every VAS and segment, like ``ipcs`` for address spaces."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from ..errors import access_type_name
+from .model import Snapshot, seg_json, snapshot, vas_json
+from .output import emit_json, group_name, human_size, mode_text, out, user_name
+
+
+def holders_text(holders: list) -> str:
+    """``pid 12 (rw), pid 13 (ro)``, or ``-`` when nobody holds it."""
+    return ", ".join(f"pid {h.pid} ({access_type_name(h.type)})" for h in holders) or "-"
+
+
+def listing_json(snap: Snapshot) -> dict:
+    """The stable JSON document of ``vaspace ls --json``."""
+    names = {v.id: v.name for v in snap.vases}
+    return {
+        "registry": snap.root,
+        "window": {"start": snap.window[0], "end": snap.window[1]},
+        "vases": [vas_json(v, snap.segs) for v in snap.vases],
+        "segments": [seg_json(s, names) for s in sorted(snap.segs.values(),
+                                                          key=lambda s: s.id)],
+    }
+
+
+def print_tables(snap: Snapshot, vases: bool = True, segments: bool = True) -> None:
+    """The human form: one table of VASes and one of segments."""
+    con = out()
+    if vases:
+        t = Table(title=f"VASes in {snap.root}", title_justify="left")
+        for col in ("ID", "NAME", "OWNER", "GROUP", "MODE", "SEGMENTS", "SIZE", "ATTACHED BY"):
+            t.add_column(col, justify="right" if col in ("ID", "SIZE") else "left")
+        for v in snap.vases:
+            segs = sorted((snap.segs[link.sid] for link in v.links), key=lambda s: s.start)
+            t.add_row(str(v.id), v.name, user_name(v.attr.user), group_name(v.attr.group),
+                      mode_text(v.attr.mode), ", ".join(s.name for s in segs) or "-",
+                      human_size(sum(s.size for s in segs)), holders_text(v.holders))
+        con.print(t if snap.vases else f"no VASes in {snap.root}")
+    if segments:
+        names = {v.id: v.name for v in snap.vases}
+        t = Table(title=f"segments (window [{snap.window[0]:#x}, {snap.window[1]:#x}))",
+                  title_justify="left")
+        for col in ("ID", "NAME", "OWNER", "GROUP", "MODE", "REGION", "SIZE", "IN VASES"):
+            t.add_column(col, justify="right" if col in ("ID", "SIZE") else "left")
+        for s in sorted(snap.segs.values(), key=lambda s: s.id):
+            in_vases = ", ".join(f"{names.get(vid, vid)} ({access_type_name(tp)})"
+                                 for vid, tp in s.vases)
+            t.add_row(str(s.id), s.name, user_name(s.attr.user), group_name(s.attr.group),
+                      mode_text(s.attr.mode), f"[{s.start:#x}, {s.end:#x})",
+                      human_size(s.size), in_vases or "-")
+        con.print(t if snap.segs else "no segments")
+
+
+@click.command("ls", epilog="\b\nExamples:\n  vaspace ls\n  vaspace ls --json | "
+               "jq '.vases[].name'")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (keys: docs/cli.md).")
+def command(as_json: bool) -> None:
+    """List VASes and segments: ids, names, owners, modes, regions, sizes, holders."""
+    snap = snapshot()
+    if as_json:
+        emit_json(listing_json(snap))
+        return
+    print_tables(snap)

@@ -1,0 +1,33 @@
+"""``vaspace maps PID VAS``: the segments one process sees through one VAS (pmap)."""
+
+from __future__ import annotations
+
+import click
+
+import vaspace
+
+from .model import complete_vas, resolve_vas
+from .output import emit_json, human_size, out
+from .ps import check_process
+
+
+@click.command("maps", epilog="\b\nExamples:\n  vaspace maps 1234 db\n"
+               "  vaspace maps 1234 3 --json")
+@click.argument("pid", type=click.IntRange(min=1))
+@click.argument("vas", metavar="VAS", shell_complete=complete_vas)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list (keys: docs/cli.md).")
+def command(pid: int, vas: str, as_json: bool) -> None:
+    """Show the mappings of VAS (NAME or ID) in process PID, like /proc/PID/vas/VID/maps."""
+    check_process(pid)
+    vid = resolve_vas(vas)
+    maps = vaspace.proc_maps(pid, vid)
+    if as_json:
+        emit_json([{"start": m.start, "end": m.end, "size": m.end - m.start,
+                    "access": m.access, "segment": m.segment} for m in maps])
+        return
+    con = out()
+    if not maps:
+        con.print(f"VAS {vaspace.vas_name(vid)!r} has no segments")
+    for m in maps:
+        con.print(f"{m.start:012x}-{m.end:012x} {m.access} {human_size(m.end - m.start):>6}  "
+                  f"{m.segment}")

@@ -1,0 +1,78 @@
+"""``vaspace show NAME|ID``: one VAS (or segment) in detail."""
+
+from __future__ import annotations
+
+import errno
+
+import click
+
+from ..errors import access_type_name, vas_error
+from .ls import holders_text
+from .model import complete_vas, resolve_seg, resolve_vas, seg_json, snapshot, vas_json
+from .output import emit_json, group_name, human_size, mode_text, out, perm_string, user_name
+
+
+def show_object(what: str, as_json: bool, segment: bool) -> None:
+    """Show the VAS ``what``, or the segment ``what`` when ``segment`` is true."""
+    snap = snapshot()
+    names = {v.id: v.name for v in snap.vases}
+    con = out()
+    if segment:
+        sid = resolve_seg(what)
+        s = snap.segs.get(sid)
+        if s is None:
+            raise vas_error(errno.EINVAL, f"segment {what!r} was deleted meanwhile")
+        if as_json:
+            emit_json(seg_json(s, names))
+            return
+        con.print(f"segment {s.name!r} (sid {s.id})")
+        con.print(f"  region  [{s.start:#x}, {s.end:#x})  {human_size(s.size)}")
+        con.print(f"  owner   {user_name(s.attr.user)}:{group_name(s.attr.group)}  "
+                  f"mode {mode_text(s.attr.mode)} ({perm_string(s.attr.mode)})")
+        vases = ", ".join(f"{names.get(v, v)} ({access_type_name(t)})" for v, t in s.vases)
+        con.print(f"  in      {vases or 'no VAS'}")
+        return
+    vid = resolve_vas(what)
+    v = next((v for v in snap.vases if v.id == vid), None)
+    if v is None:
+        raise vas_error(errno.EINVAL, f"VAS {what!r} was deleted meanwhile")
+    if as_json:
+        emit_json(vas_json(v, snap.segs))
+        return
+    segs = sorted(((snap.segs[link.sid], link.type) for link in v.links),
+                  key=lambda pair: pair[0].start)
+    con.print(f"VAS {v.name!r} (vid {v.id})")
+    con.print(f"  owner     {user_name(v.attr.user)}:{group_name(v.attr.group)}  "
+              f"mode {mode_text(v.attr.mode)} ({perm_string(v.attr.mode)})")
+    con.print(f"  attached  {holders_text(v.holders)}")
+    con.print(f"  segments  {len(segs)}, {human_size(sum(s.size for s, _ in segs))}")
+    for s, t in segs:
+        con.print(f"    {s.start:#014x}-{s.end:#014x} {access_type_name(t):2} "
+                  f"{human_size(s.size):>6}  {s.name} (sid {s.id})")
+
+
+@click.command("show", epilog="\b\nExamples:\n  vaspace show db\n  vaspace show 3 --json\n"
+               "  vaspace show --seg table")
+@click.argument("what", metavar="NAME|ID", shell_complete=complete_vas)
+@click.option("--seg", "segment", is_flag=True, help="WHAT is a segment, not a VAS.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (keys: docs/cli.md).")
+def command(what: str, segment: bool, as_json: bool) -> None:
+    """Show one VAS: owner, mode, holders and its segments at their addresses.
+
+    With --seg, or when no VAS has that name, show the segment of that name.
+    """
+    if not segment and not what.isdigit():
+        try:
+            resolve_vas(what)
+        except ProcessLookupError:
+            segment = _is_segment(what)
+    show_object(what, as_json, segment)
+
+
+def _is_segment(what: str) -> bool:
+    try:
+        resolve_seg(what)
+    except OSError:
+        return False
+    return True
+
