@@ -8,7 +8,7 @@ import os
 import pytest
 
 import vaspace as v
-from conftest import SEG_BASE, MiB, in_child
+from vaspace_testing import SEG_BASE, MiB, in_child
 
 
 def err(exc_info: pytest.ExceptionInfo[OSError]) -> int:

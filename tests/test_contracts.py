@@ -9,7 +9,7 @@ import os
 import pytest
 
 import vaspace as v
-from conftest import SEG_BASE, MiB
+from vaspace_testing import SEG_BASE, MiB
 
 RFC_CALLS = ["vas_create", "vas_delete", "vas_find", "vas_attach", "vas_detach", "vas_switch",
              "active_vas", "vas_getattr", "vas_setattr", "vas_seg_create", "vas_seg_delete",

@@ -9,8 +9,8 @@ import psutil
 import pytest
 
 import vaspace as v
-from conftest import SEG_BASE, MiB
 from vaspace import _core
+from vaspace_testing import SEG_BASE, MiB
 
 LOOPS = 3000
 PAGE = os.sysconf("SC_PAGE_SIZE")

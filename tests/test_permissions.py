@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import vaspace as v
-from conftest import NOBODY, SEG_BASE, MiB, as_nobody
+from vaspace_testing import NOBODY, SEG_BASE, MiB, as_nobody
 
 
 def errno_of(fn, *args) -> int:  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import vaspace as v
-from conftest import SEG_BASE, MiB
+from vaspace_testing import SEG_BASE, MiB
 
 
 def test_handles_roundtrip(registry: str) -> None:

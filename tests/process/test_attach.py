@@ -10,7 +10,7 @@ import time
 import pytest
 
 import vaspace as v
-from conftest import SEG_BASE, MiB, in_child
+from vaspace_testing import SEG_BASE, MiB, in_child
 
 
 def make_vas(name: str = "v", mode: int = 0o666, segs: int = 1) -> tuple[int, list[int]]:

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 import vaspace as v
-from conftest import SEG_BASE, MiB, in_child
+from vaspace_testing import SEG_BASE, MiB, in_child
 
 
 def world(name: str, start: int, size: int, mode: int = 0o600,

@@ -6,7 +6,7 @@ import os
 import subprocess
 
 import vaspace as v
-from conftest import SEG_BASE, MiB
+from vaspace_testing import SEG_BASE, MiB
 
 
 def sh(*cmd: str) -> str:
@@ -39,7 +39,9 @@ def test_attachment_records_visible(registry: str) -> None:
     listing = sh("ls", "-l", f"{registry}/procs")
     assert f"{vid}.{os.getpid()} -> " in listing and ":ro" in listing
     v.vas_detach(0, vid)
-    assert sh("ls", f"{registry}/procs") == ""
+    assert f"{vid}.{os.getpid()}" not in sh("ls", f"{registry}/procs").split()
+    # the published thread slots (who is inside which VAS) stay until we exit
+    assert f"{os.getpid()}-" in sh("ls", f"{registry}/procs")
 
 
 def test_rm_of_name_link_deletes_object(registry: str) -> None:
