@@ -257,3 +257,27 @@ def test_racing_create_exactly_one_wins(registry: str) -> None:
     winners = [line for line in data.decode().split("\n") if line]
     assert sorted(winners) == sorted(f"race-{n}" for n in range(20))
     assert len(v.vas_ids()) == 20
+
+
+def test_disk_backed_root_persists(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A root on a disk filesystem (not tmpfs) keeps objects and data on disk."""
+    from vaspace.registry import root as rootmod
+
+    monkeypatch.setenv("VASPACE_ROOT", str(tmp_path / "root"))
+    rootmod.forget()
+
+    def write() -> int:
+        vid = v.vas_create("disk", 0o600)
+        sid = v.vas_seg_create("disk-seg", SEG_BASE, SEG_BASE + MiB, 0o600)
+        v.vas_seg_attach(vid, sid, os.O_RDWR)
+        v.vas_attach(0, vid, os.O_RDWR)
+        with v.VAS(vid).active():
+            v.Segment(sid).view()[:4] = b"disk"
+        return sid
+
+    sid = in_child(write).get()
+    rootmod.forget()
+    data = (tmp_path / "root" / "seg" / str(sid) / "data").read_bytes()
+    assert data[:4] == b"disk" and len(data) == MiB
+    assert v.vas_find("disk") > 0
+    rootmod.forget()

@@ -81,6 +81,7 @@ def test_plans_and_thread_state(scratch: None) -> None:
     def plans() -> None:
         _core.plan_put(101, 102, moves)
         _core.plan_put(102, 101, moves)
+        assert len(_core.plan_get(101, 102)) == 2 and _core.plan_get(7, 8) is None
         _core.plan_clear()
     _flat(plans)
     _flat(lambda: (_core.run_plan(moves, 0), _core.active(), _core.thread_vids(),
@@ -90,7 +91,18 @@ def test_plans_and_thread_state(scratch: None) -> None:
     _flat(_bad(_core.plan_put, 1, 2, [("a", 2, 3)]))
     _flat(_bad(_core.switch_fast, "x"))
     _flat(_bad(_core.set_active, None))
-    _flat(lambda: (_core.busy(1), _core.busy(-1), _core.forget_tid(0)))
+    _flat(lambda: (_core.busy(1), _core.busy(-1), _core.forget_tid(0), _core.slots_size()))
+    _flat(_bad(_core.plan_get, "a", 1))
+    _flat(_bad(_core.publish_threads, -1))
+
+
+def test_publish_threads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    fd = os.open(tmp_path / "slots", os.O_RDWR | os.O_CREAT)
+    try:
+        os.ftruncate(fd, _core.slots_size())
+        _flat(lambda: _core.publish_threads(fd), loops=300)
+    finally:
+        os.close(fd)
 
 
 def test_api_cycle(registry: str) -> None:

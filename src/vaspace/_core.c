@@ -392,6 +392,37 @@ vaspace_plan_put(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(plan_get_doc,
+"plan_get(from_vid, to_vid) -> list | None\n\n"
+"The cached plan as (src, dst, len, keep_hole) tuples, or None (for\n"
+"introspection and tests: what a switch will move).");
+
+static PyObject *
+vaspace_plan_get(PyObject *self, PyObject *args)
+{
+    long from, to;
+    if (!PyArg_ParseTuple(args, "ll", &from, &to))
+        return NULL;
+    plan_t *p = plan_slot(from, to);
+    if (p->moves == NULL || p->from != from || p->to != to)
+        Py_RETURN_NONE;
+    PyObject *list = PyList_New(p->n);
+    if (list == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < p->n; i++) {
+        PyObject *t = Py_BuildValue("(KKKO)", (unsigned long long)p->moves[i].src,
+                                    (unsigned long long)p->moves[i].dst,
+                                    (unsigned long long)p->moves[i].len,
+                                    p->moves[i].keep_hole ? Py_True : Py_False);
+        if (t == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, t);
+    }
+    return list;
+}
+
 PyDoc_STRVAR(plan_clear_doc, "plan_clear()\n\nDrop every cached plan.");
 
 static PyObject *
@@ -587,6 +618,7 @@ static PyMethodDef core_methods[] = {
     {"move", vaspace_move, METH_VARARGS, move_doc},
     {"run_plan", vaspace_run_plan, METH_VARARGS, run_plan_doc},
     {"plan_put", vaspace_plan_put, METH_VARARGS, plan_put_doc},
+    {"plan_get", vaspace_plan_get, METH_VARARGS, plan_get_doc},
     {"plan_clear", vaspace_plan_clear, METH_NOARGS, plan_clear_doc},
     {"switch_fast", vaspace_switch_fast, METH_O, switch_fast_doc},
     {"active", vaspace_active, METH_NOARGS, active_doc},

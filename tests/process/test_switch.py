@@ -177,9 +177,13 @@ def test_shared_segment_does_not_move(registry: str) -> None:
     line_a = _maps_line(SEG_BASE)
     v.vas_switch(b)
     assert peek(SEG_BASE) == 5
-    # The same VMA (same inode, same range) stayed: nothing moved for it.
-    assert _maps_line(SEG_BASE) == line_a and "shared" not in line_a or True
-    assert _maps_line(SEG_BASE).split()[4] == line_a.split()[4]
+    # The same VMA (same inode, same range) is there in b ...
+    assert _maps_line(SEG_BASE) == line_a
+    # ... because the switch's plan moves only own-a (to its parking slot).
+    from vaspace import _core
+
+    plan = _core.plan_get(a, b)
+    assert [(src, size) for src, _, size, _ in plan] == [(SEG_BASE + 8 * MiB, MiB)]
     # own-a is gone from view in b.
     assert "---p" in _maps_line(SEG_BASE + 8 * MiB)
     v.vas_switch(0)
@@ -215,6 +219,40 @@ def test_threads_have_their_own_active_vas(registry: str) -> None:
     done.set()
     t.join()
     v.vas_switch(0)
+
+
+def test_conflicting_switch_plan_is_three_syscalls(registry: str) -> None:
+    """Same addresses: park A's mapping (hole kept), place B's, plug B's slot."""
+    from vaspace import _core
+
+    a, _ = world("a", SEG_BASE, MiB)
+    b, _ = world("b", SEG_BASE, MiB)
+    v.vas_attach(0, a, os.O_RDWR)
+    v.vas_attach(0, b, os.O_RDWR)
+    v.vas_switch(a)
+    v.vas_switch(b)
+    park, place = _core.plan_get(a, b)
+    assert park[0] == SEG_BASE and park[3] is True  # the hole is refilled at once
+    assert place[1] == SEG_BASE and place[3] is False
+    v.vas_switch(0)
+
+
+def test_window_collision_names_the_mapping(registry: str) -> None:
+    def attach_into_taken_window() -> str:
+        import mmap
+
+        taken = mmap.mmap(-1, 1 << 20)
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(taken))
+        os.environ["VASPACE_WINDOW"] = f"{addr - (addr % (1 << 30)):x}-{addr + (1 << 30):x}"
+        vid = v.vas_create("w", 0o600)
+        try:
+            v.vas_attach(0, vid, os.O_RDWR)
+        except OSError as exc:
+            return f"{exc.errno} {exc}"
+        return "attached"
+
+    out = in_child(attach_into_taken_window).get()
+    assert out.startswith(f"{errno.EFAULT} ") and "collides with mapping" in out
 
 
 def test_thread_conflict_efault_and_stays(registry: str) -> None:
