@@ -1,0 +1,67 @@
+"""The benchmark suite runs end to end with tiny sizes, so it never rots.
+
+This is not a speed test: it checks that ``python -m bench --smoke`` writes
+a complete report (every section, a verdict for every target, readable
+plots) and that the figures it measured are sane measurements: positive,
+min <= median <= max, at least 5 runs each, and that a switch with nothing
+to move makes no system call while one conflicting segment makes some.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import vaspace
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_smoke_run_writes_a_complete_report(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    results = tmp_path / "results.json"
+    env = dict(os.environ)
+    pkg_dir = os.path.dirname(os.path.dirname(os.path.abspath(vaspace.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([pkg_dir, REPO, env.get("PYTHONPATH", "")])
+    env.pop("VASPACE_ROOT", None)  # every section makes its own registry
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--no-others", "--out", str(out),
+         "--json", str(results)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    md = out.read_text()
+    for heading in ("## Machine", "## Targets", "## 1.", "## 2. GUPS", "## 3. Attach",
+                    "## 4. System calls"):
+        assert heading in md
+    targets = md.split("## Targets")[1].split("\n## ")[0]
+    verdicts = targets.count("**MET**") + targets.count("**MISSED**")
+    assert verdicts == 6, targets
+
+    for name in ("switch_size", "switch_k", "gups"):
+        png = tmp_path / "plots" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.stat().st_size < 300_000
+        assert f"plots/{name}.png" in md
+
+    data = json.loads(results.read_text())
+    sections = {s["name"]: s for s in data["sections"]}
+    assert set(sections) == {"switch", "create", "gups", "attach", "syscalls"}
+    for sec in sections.values():
+        keys = {f["key"] for f in sec["figures"]}
+        for fig in sec["figures"]:
+            vals = fig["values"]
+            assert len(vals) >= 5, fig["key"]
+            assert all(v > 0 for v in vals), fig["key"]
+            assert fig["baseline"] is None or fig["baseline"] in keys, fig["key"]
+
+    rows = {r["k"]: r for r in sections["syscalls"]["facts"]["rows"]}
+    if shutil.which("strace"):
+        # Differences of two runs: allow a stray call or two of start-up noise.
+        assert abs(rows[0]["strace_total"]) < 0.5  # nothing to move: no system call
+        assert 1.5 <= rows[1]["strace"].get("mremap", 0) <= 2.5  # one out, one in
+        assert 1.5 <= rows[1]["strace_total"] <= 4.5
