@@ -142,6 +142,9 @@ def _claim_id(kind: Kind, root: str) -> tuple[int, str]:
             # Others created many objects since we last looked: look again.
             oid = _scan_next(base) if collisions % 8 == 0 else oid + 1
             continue
+        # mkdir's mode is masked by the umask (0o277 would leave us unable to
+        # populate our own directory): set it explicitly.
+        os.chmod(path, 0o700)
         _next_id[base] = oid + 1
         return oid, path
     raise vas_error(errno.ENOSPC, f"no free {kind.label} id")
