@@ -293,3 +293,15 @@ def test_procfs_views(registry: str) -> None:
         os._exit(0)
     os.waitpid(pid, 0)
     assert v.proc_vas(pid) == []
+
+
+def test_rewritten_region_is_refused(registry: str) -> None:
+    """An owner who edits ``region`` after attaching cannot steer our mappings."""
+    vid, (sid,) = make_vas("r")
+    path = f"{registry}/seg/{sid}/region"
+    with open(path, "w") as f:
+        f.write("7f0000000000-7f0000100000\n")  # over libc's neighbourhood
+    with pytest.raises(OSError) as e:
+        v.vas_attach(0, vid, os.O_RDWR)
+    assert e.value.errno == errno.EFAULT and "outside the window" in str(e.value)
+    assert v.proc_vas(0) == [] and v.vas_holders(vid) == []

@@ -18,6 +18,7 @@ import fcntl
 import os
 
 from .. import _core, perms
+from .. import window as winmod
 from .._ntuples import Attr
 from ..errors import access_type_name, invalid, vas_error
 from ..registry import objects, records
@@ -116,12 +117,34 @@ def attach_self(vid: object, access: object) -> None:
             raise
 
 
+def _checked_region(sid: int, name: str, taken: list[tuple[int, int, str]]) -> tuple[int, int]:
+    """A segment's region, re-checked before mapping anything there.
+
+    ``region`` is a file its owner can rewrite after the segment was attached
+    to someone's VAS; trusting it could make this process map over its own
+    memory.  So the range must still lie in the window and must not overlap
+    the VAS's other segments.
+    """
+    start, end = segreg.region(sid)
+    lo, hi = winmod.window()
+    what = segreg.describe(sid, name)
+    if start % winmod.PAGE or end % winmod.PAGE or not lo <= start < end <= hi:
+        raise vas_error(errno.EFAULT, f"{what}: region [{start:#x}, {end:#x}) is outside "
+                        f"the window [{lo:#x}, {hi:#x}) or unaligned")
+    for o_lo, o_hi, o_name in taken:
+        if start < o_hi and o_lo < end:
+            raise vas_error(errno.EFAULT, f"{what}: region overlaps segment {o_name!r}")
+    taken.append((start, end, name))
+    return start, end
+
+
 def _map_segments(st, att: Attachment) -> None:
+    taken: list[tuple[int, int, str]] = []
     for link in vasreg.seg_links(att.vid):
         sname = objects.name_of(segreg.SEG, link.sid)
         if sname is None:
             continue
-        start, end = segreg.region(link.sid)
+        start, end = _checked_region(link.sid, sname, taken)
         prot = _prot(att.type, link.type)
         key = (link.sid, prot)
         if key in st.space.mappings:
