@@ -19,7 +19,7 @@ import ctypes
 import errno
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 from . import api
 from ._ntuples import Attr, Holder, SegLink
@@ -27,53 +27,65 @@ from .errors import vas_error
 from .process import state as statemod
 
 
-class VAS:
-    """A first-class virtual address space, by id."""
+class _Handle:
+    """What VAS and Segment handles share: identity by id, lookup, attributes.
+
+    Subclasses name the RFC calls they stand on in ``_calls``.
+    """
 
     __slots__ = ("id", "name")
+    _calls: dict[str, Any] = {}
 
-    def __init__(self, vid: int) -> None:
-        self.id: int = vid
-        self.name: str = api.vas_name(vid)
+    def __init__(self, oid: int) -> None:
+        self.id: int = oid
+        self.name: str = self._calls["name"](oid)
 
     def __repr__(self) -> str:
-        return f"VAS(id={self.id}, name={self.name!r})"
+        return f"{type(self).__name__}(id={self.id}, name={self.name!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, VAS) and other.id == self.id
+        return type(other) is type(self) and other.id == self.id  # type: ignore[attr-defined]
 
     def __hash__(self) -> int:
-        return hash(("VAS", self.id))
+        return hash((type(self).__name__, self.id))
+
+    @classmethod
+    def find(cls, name: str) -> Self:
+        """Find one by name; ESRCH if there is none."""
+        return cls(cls._calls["find"](name))
+
+    @classmethod
+    def all(cls) -> Iterator[Self]:
+        """Every one in the registry, by id (ones deleted meanwhile are skipped)."""
+        for oid in cls._calls["ids"]():
+            with contextlib.suppress(OSError):
+                yield cls(oid)
+
+    def delete(self) -> None:
+        """Delete it; EBUSY while it is in use."""
+        self._calls["delete"](self.id)
+
+    @property
+    def attr(self) -> Attr:
+        """Mode, user and group; assign an ``Attr`` to set them."""
+        return self._calls["getattr"](self.id)
+
+    @attr.setter
+    def attr(self, value: Attr) -> None:
+        self._calls["setattr"](self.id, value)
+
+
+class VAS(_Handle):
+    """A first-class virtual address space, by id."""
+
+    __slots__ = ()
+    _calls = {"name": api.vas_name, "find": api.vas_find, "ids": api.vas_ids,
+              "delete": api.vas_delete, "getattr": api.vas_getattr, "setattr": api.vas_setattr}
 
     @classmethod
     def create(cls, name: str, mode: int = 0o600) -> VAS:
         """Create a VAS (``vas_create``)."""
         return cls(api.vas_create(name, mode))
-
-    @classmethod
-    def find(cls, name: str) -> VAS:
-        """Find a VAS by name (``vas_find``); ESRCH if there is none."""
-        return cls(api.vas_find(name))
-
-    @classmethod
-    def all(cls) -> Iterator[VAS]:
-        """Every VAS in the registry, by id (ones deleted meanwhile are skipped)."""
-        for vid in api.vas_ids():
-            with contextlib.suppress(OSError):
-                yield cls(vid)
-
-    def delete(self) -> None:
-        """Delete it (``vas_delete``)."""
-        api.vas_delete(self.id)
-
-    @property
-    def attr(self) -> Attr:
-        """Mode, user and group (``vas_getattr``); assign an ``Attr`` to set them."""
-        return api.vas_getattr(self.id)
-
-    @attr.setter
-    def attr(self, value: Attr) -> None:
-        api.vas_setattr(self.id, value)
 
     def segments(self) -> list[tuple[Segment, int]]:
         """Attached segments and their access types."""
@@ -118,25 +130,21 @@ class VAS:
             api.vas_switch(before)
 
 
-class Segment:
+class Segment(_Handle):
     """A fixed-address memory region shared by VASes, by id."""
 
-    __slots__ = ("end", "id", "name", "start")
+    __slots__ = ("end", "start")
+    _calls = {"name": api.seg_name, "find": api.vas_seg_find, "ids": api.seg_ids,
+              "delete": api.vas_seg_delete, "getattr": api.vas_seg_getattr,
+              "setattr": api.vas_seg_setattr}
 
     def __init__(self, sid: int) -> None:
-        self.id: int = sid
-        self.name: str = api.seg_name(sid)
+        super().__init__(sid)
         self.start, self.end = api.seg_region(sid)
 
     def __repr__(self) -> str:
         return (f"Segment(id={self.id}, name={self.name!r}, "
                 f"start={self.start:#x}, end={self.end:#x})")
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Segment) and other.id == self.id
-
-    def __hash__(self) -> int:
-        return hash(("Segment", self.id))
 
     @property
     def size(self) -> int:
@@ -151,31 +159,6 @@ class Segment:
         if size is not None:
             return cls(api.segment_create_sz(name, start, size, mode))
         return cls(api.vas_seg_create(name, start, end, mode))
-
-    @classmethod
-    def find(cls, name: str) -> Segment:
-        """Find a segment by name; ESRCH if there is none."""
-        return cls(api.vas_seg_find(name))
-
-    @classmethod
-    def all(cls) -> Iterator[Segment]:
-        """Every segment in the registry."""
-        for sid in api.seg_ids():
-            with contextlib.suppress(OSError):
-                yield cls(sid)
-
-    def delete(self) -> None:
-        """Delete it (``vas_seg_delete``)."""
-        api.vas_seg_delete(self.id)
-
-    @property
-    def attr(self) -> Attr:
-        """Mode, user and group; assign an ``Attr`` to set them."""
-        return api.vas_seg_getattr(self.id)
-
-    @attr.setter
-    def attr(self, value: Attr) -> None:
-        api.vas_seg_setattr(self.id, value)
 
     def _visible_prot(self) -> int:
         """The protection the segment is visible with to the calling thread, or raise."""
