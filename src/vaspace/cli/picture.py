@@ -130,10 +130,12 @@ def draw(lay: Layout, path: Path) -> None:
             "vaspace map --out needs matplotlib, which is not installed "
             "(pip install 'vaspace[plot]'); without --out it draws in the terminal") from None
 
+    # Keep text as text in SVG: searchable, selectable, and checkable by tests.
+    matplotlib.rcParams["svg.fonttype"] = "none"
     nl = max(len(lay.lanes), 1)
     width_units = max(lay.width, 4.0)
-    fig_w = min(max(9.0, 1.15 * width_units + 3.5), 60.0)
-    fig_h = 1.9 + 1.0 * nl
+    fig_w = min(max(8.0, 0.55 * width_units + 4.5), 30.0)
+    fig_h = 2.0 + 0.85 * nl
     fig, ax = plt.subplots(figsize=(fig_w, fig_h))
     ax.set_xlim(-0.2, width_units + 0.2)
     ax.set_ylim(nl - 0.45, -0.75)
@@ -195,7 +197,10 @@ def draw(lay: Layout, path: Path) -> None:
     if not lay.lanes:
         ax.text(width_units / 2, 0, "no VASes or segments", ha="center", va="center")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    names = sorted({b.seg.name for lane in lay.lanes for b in lane.boxes})
+    # PNG text chunks name what is drawn, for search tools (and screen readers).
+    meta = {"Title": f"vaspace map of {lay.root}", "Description": "segments: " + ", ".join(names)}
+    fig.savefig(path, dpi=110, metadata=meta)
     plt.close(fig)
 
 

@@ -1,0 +1,145 @@
+"""Every error path: its exit status, and exactly one stderr line saying what and why."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+from cli_helpers import Holder, dead_pid, invoke, run
+
+import vaspace
+from vaspace_testing import in_child
+
+BASE = 0x4000_0000_0000
+MiB = 1 << 20
+
+
+@pytest.fixture
+def objects(registry: str) -> str:
+    """db holds table (rw); idx exists but is in no VAS."""
+    vid = vaspace.vas_create("db", 0o600)
+    sid = vaspace.segment_create_sz("table", BASE, 64 * MiB, 0o600)
+    vaspace.segment_create_sz("idx", BASE + 256 * MiB, 4096, 0o600)
+    vaspace.vas_seg_attach(vid, sid, os.O_RDWR)
+    return registry
+
+
+# (arguments, exit status, words the one stderr line must contain)
+CASES = [
+    (["show", "nosuch"], 1, ["No such process", "no VAS named 'nosuch'"]),
+    (["show", "99"], 1, ["Invalid argument", "no VAS with id 99", "name:99"]),
+    (["show", "--seg", "nosuch"], 1, ["no segment named 'nosuch'"]),
+    (["create", "db"], 1, ["File exists", "'db'"]),
+    (["create", ""], 1, ["Invalid argument", "empty"]),
+    (["create", "x", "--mode", "9z"], 2, ["'9z' is not an octal mode", "vaspace create --help"]),
+    (["create", "x", "--mode", "1777"], 2, ["only the bits 0777"]),
+    (["rm", "nosuch"], 1, ["no VAS named 'nosuch'"]),
+    (["rm"], 2, ["Missing argument 'NAME|ID'"]),
+    (["seg", "create", "s", "--start", "0x400000000000"], 2, ["exactly one of --size and --end"]),
+    (["seg", "create", "s", "--start", "0x400000000000", "--size", "1M", "--end",
+      "0x400000200000"], 2, ["exactly one of --size and --end"]),
+    (["seg", "create", "s", "--start", "0x1000", "--size", "1M"], 1, ["Bad address", "window"]),
+    (["seg", "create", "s", "--start", "0x400000000001", "--size", "1M"], 1,
+     ["Invalid argument", "0x400000000001"]),
+    (["seg", "create", "s", "--start", "zz", "--size", "1M"], 2, ["'zz' is not an address"]),
+    (["seg", "create", "s", "--start", "0x400000000000", "--size", "64Q"], 2,
+     ["'64Q' is not a size"]),
+    (["seg", "create", "table", "--start", "0x480000000000", "--size", "4K"], 1,
+     ["File exists", "'table'"]),
+    (["seg", "rm", "table"], 1,
+     ["Device or resource busy", "'table'", "attached to VAS id(s) [1]"]),
+    (["seg", "rm", "nosuch"], 1, ["no segment named 'nosuch'"]),
+    (["seg", "attach", "db", "idx"], 2, ["give --ro or --rw"]),
+    (["seg", "attach", "db", "nosuch", "--rw"], 1, ["no segment named 'nosuch'"]),
+    (["seg", "attach", "nosuch", "idx", "--rw"], 1, ["no VAS named 'nosuch'"]),
+    (["seg", "detach", "db", "idx"], 1, ["Invalid argument", "'idx'", "not attached", "'db'"]),
+    (["ps", "abc"], 2, ["'abc' is not a valid integer"]),
+    (["ps", "0"], 2, ["0"]),
+    (["maps", str(os.getpid()), "nosuch"], 1, ["no VAS named 'nosuch'"]),
+    (["maps", str(os.getpid()), "db"], 1, ["Invalid argument", "not attached"]),
+    (["map", "--out", "picture.txt"], 2, [".svg or .png"]),
+    (["map", "--out", "/nonexistent-dir/x.svg"], 1, ["No such file or directory",
+                                                     "/nonexistent-dir/x.svg"]),
+    (["nosuchcommand"], 2, ["No such command 'nosuchcommand'"]),
+    (["ls", "--nosuchoption"], 2, ["No such option", "--nosuchoption"]),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "words"), CASES, ids=[" ".join(c[0]) for c in CASES])
+def test_error_is_one_line(objects: str, args: list[str], code: int, words: list[str]) -> None:
+    r = invoke(*args)
+    assert r.code == code
+    line = r.err_line()
+    assert line.startswith("vaspace: error: ")
+    for word in words:
+        assert word in line
+    assert r.stdout == ""
+
+
+def test_overlapping_segment_is_refused(objects: str) -> None:
+    vaspace.segment_create_sz("over", BASE + MiB, MiB, 0o600)
+    r = invoke("seg", "attach", "db", "over", "--rw")
+    assert r.code == 1
+    line = r.err_line()
+    assert "Bad address" in line and "overlaps segment 'table'" in line
+
+
+def test_unknown_pid(objects: str) -> None:
+    pid = dead_pid()
+    for args in (["ps", str(pid)], ["maps", str(pid), "db"]):
+        r = invoke(*args)
+        assert r.code == 1
+        assert r.err_line() == f"vaspace: error: No such process: no process with pid {pid}"
+
+
+def test_busy_objects_name_their_holder(objects: str) -> None:
+    """A VAS attached by another process cannot be removed or changed; the error says by whom."""
+    with Holder("db", "rw") as h:
+        for args in (["rm", "db"], ["seg", "attach", "db", "idx", "--ro"],
+                     ["seg", "detach", "db", "table"]):
+            r = run(*args)  # a real process, with its real stderr
+            assert r.code == 1, args
+            line = r.err_line()
+            assert "Device or resource busy" in line
+            assert f"attached by pid {h.pid} (rw)" in line
+            assert r.stdout == ""
+    r = run("rm", "db")
+    assert (r.code, r.stderr) == (0, "")
+    assert "deleted VAS 'db'" in r.stdout
+
+
+def test_registry_that_is_not_a_directory(objects: str, tmp_path) -> None:
+    path = tmp_path / "file"
+    path.write_text("")
+    r = run("--root", str(path), "ls")
+    assert r.code == 1
+    assert "is not a directory" in r.err_line()
+
+
+def test_unprivileged_user_may_not_delete_others_objects(objects: str) -> None:
+    """As nobody, deleting root's 0600 VAS and segment is refused, in one line each."""
+    def as_nobody() -> list[tuple[int, str]]:
+        out = []
+        for args in (["rm", "db"], ["seg", "rm", "idx"], ["seg", "attach", "db", "idx", "--ro"]):
+            r = invoke(*args)
+            out.append((r.code, r.err_line()))
+        return out
+
+    results = in_child(as_nobody, uid=65534).get()
+    assert [code for code, _ in results] == [1, 1, 1]
+    for _, line in results:
+        assert "Permission denied" in line or "Operation not permitted" in line
+    assert vaspace.vas_find("db") and vaspace.vas_seg_find("idx")
+
+
+def test_missing_matplotlib_is_a_clear_error(objects: str, tmp_path) -> None:
+    """Without matplotlib, map --out says what to install; the terminal map still works."""
+    def without_matplotlib() -> tuple[int, str, int]:
+        sys.modules["matplotlib"] = None  # type: ignore[assignment] - makes the import fail
+        r = invoke("map", "--out", str(tmp_path / "x.png"))
+        return r.code, r.err_line(), invoke("map").code
+
+    code, line, text_code = in_child(without_matplotlib).get()
+    assert code == 1 and "needs matplotlib" in line and "vaspace[plot]" in line
+    assert text_code == 0
