@@ -9,11 +9,13 @@ process (or a recycled pid) is recognised as stale, ignored and reaped.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 from pathlib import Path
 
 from .._ntuples import Holder
-from ..errors import access_type_name
+from ..errors import access_type_name, vas_error
 from . import root as rootmod
 from .vas import _TYPES
 
@@ -39,12 +41,18 @@ def _procs() -> Path:
 
 
 def add(vid: int, pid: int, access: int) -> None:
-    """Record that ``pid`` has ``vid`` attached (replacing a stale record)."""
+    """Record that ``pid`` has ``vid`` attached (replacing a stale record).
+
+    A record another user planted under our name cannot be removed (the
+    directory is sticky); it is ignored by readers (see ``_all``), and the
+    attachment itself, which the flock makes, does not depend on the record.
+    """
     path = _procs() / f"{vid}.{pid}"
     target = f"{start_time(pid)}:{access_type_name(access)}"
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(FileNotFoundError, PermissionError):
         os.unlink(path)
-    os.symlink(target, path)
+    with contextlib.suppress(FileExistsError):
+        os.symlink(target, path)
 
 
 def remove(vid: int, pid: int) -> None:
@@ -65,9 +73,12 @@ def _all() -> list[tuple[int, int, int]]:
             continue
         try:
             started, kind = os.readlink(_procs() / entry).split(":")
-        except (FileNotFoundError, ValueError):
+            owner = os.lstat(_procs() / entry).st_uid
+        except (OSError, ValueError):
             continue
         if started.isdigit() and _alive(int(pid), int(started)):
+            if owner not in (0, _uid_or_none(int(pid))):
+                continue  # planted by another user: not the process's own record
             out.append((int(vid), int(pid), _TYPES.get(kind, os.O_RDONLY)))
         else:
             remove(int(vid), int(pid))
@@ -99,20 +110,66 @@ def request(pid: int, vid: int, access: int) -> None:
     if started is None:
         raise ProcessLookupError(pid)
     d = _pending_dir(pid, started)
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(d, 0o700)
-    st = os.lstat(d)
-    if os.geteuid() == 0 and st.st_uid != _uid_of(pid):
-        # Let the target consume (unlink) the request.
-        os.chown(d, _uid_of(pid), -1)
+    _request_dir(pid, d)
     link = d / str(vid)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(link)
     os.symlink("detach" if access == DETACH else access_type_name(access), link)
 
 
+def _request_dir(pid: int, d: Path) -> None:
+    """Make ``d`` a real directory owned by ``pid``'s user, holding requests for it.
+
+    ``pending/`` is writable by everyone, so what is already at ``d`` may be
+    planted: a symlink (root would chown its target) or another user's
+    directory (its requests would bypass the check that we may signal
+    ``pid``).  Root removes such things; another user cannot, and gets
+    EPERM.  The checks go through an O_NOFOLLOW descriptor, never the path.
+    """
+    owner = _uid_of(pid)
+    me = os.geteuid()
+    for _ in range(3):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(d, 0o700)
+        try:
+            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (NotADirectoryError, OSError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                continue
+            fd = -1
+        try:
+            st = os.fstat(fd) if fd >= 0 else os.lstat(d)
+            if fd >= 0 and st.st_uid in (owner, me):
+                if st.st_uid == me:
+                    # The target must be able to consume (unlink) requests,
+                    # whatever the umask was at mkdir.
+                    os.fchmod(fd, 0o700)
+                    if me != owner:
+                        os.fchown(fd, owner, -1)
+                return
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        if me != 0:
+            raise vas_error(errno.EPERM, f"the lazy-attach request directory {d} for pid {pid} "
+                            f"belongs to uid {st.st_uid}, not to the process's user")
+        if stat.S_ISDIR(st.st_mode):
+            rootmod.remove_tree(d)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(d)
+    raise vas_error(errno.EAGAIN, f"cannot make the lazy-attach request directory {d}")
+
+
 def _uid_of(pid: int) -> int:
     return os.stat(f"/proc/{pid}").st_uid
+
+
+def _uid_or_none(pid: int) -> int | None:
+    try:
+        return _uid_of(pid)
+    except OSError:
+        return None
 
 
 def take_requests(pid: int) -> list[tuple[int, int]]:
@@ -122,12 +179,18 @@ def take_requests(pid: int) -> list[tuple[int, int]]:
         return []
     d = _pending_dir(pid, started)
     try:
+        st = os.lstat(d)
+        # Only our own directory holds real requests (a requester of our uid
+        # made it, or root made it and gave it to us); anything else there
+        # was planted by someone who may not act on us.
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            return []
         names = os.listdir(d)
     except FileNotFoundError:
         return []
     out = []
     for n in names:
-        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+        with contextlib.suppress(OSError, ValueError, KeyError):
             kind = os.readlink(d / n)
             os.unlink(d / n)
             out.append((int(n), DETACH if kind == "detach" else _TYPES[kind]))

@@ -1,0 +1,485 @@
+"""Security (issue 6, part 4): two unprivileged users sharing one registry.
+
+``NOBODY`` (65534) is the victim and ``OTHER_USER`` (65533) the attacker;
+both are real uids set in forked children (setgroups/setgid/setuid after
+importing), so the kernel enforces file modes and signal permissions exactly
+as it would for strangers.  The registry root is shared (sticky, world
+writable, like /tmp), which is the setting where a malicious user can plant
+files and links: every test here plants one and checks the victim refuses it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import signal
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from relutil import NOBODY, OTHER_USER, PAGE, SEG_BASE, as_user, run_child, snapshot
+
+import vaspace
+from vaspace.registry import records
+from vaspace.registry import root as rootmod
+
+ATTACKER, VICTIM = OTHER_USER, NOBODY
+
+
+def errno_of(fn, *args) -> int | str:  # type: ignore[no-untyped-def]
+    """The errno a call fails with, or "ok"."""
+    try:
+        fn(*args)
+    except OSError as exc:
+        return exc.errno or 0
+    return "ok"
+
+
+def _victim_objects(mode: int) -> dict[str, int]:
+    """As the victim: a VAS holding a segment (both ``mode``) with known data."""
+    vid = vaspace.vas_create("v-vas", mode)
+    sid = vaspace.vas_seg_create("v-seg", SEG_BASE, SEG_BASE + PAGE, mode)
+    vaspace.vas_seg_attach(vid, sid, os.O_RDWR)
+    vaspace.vas_attach(0, vid, os.O_RDWR)
+    with vaspace.VAS(vid).active():
+        vaspace.Segment(sid).view()[:6] = b"secret"
+    vaspace.vas_detach(0, vid)
+    return {"vid": vid, "sid": sid}
+
+
+# ------------------------------------------------ modes, across two users
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o604])
+def test_attacker_cannot_use_objects_the_mode_forbids(registry: str, mode: int) -> None:
+    """Read, write, attach, delete, setattr and the backing files, as another user."""
+    objs = as_user(VICTIM, _victim_objects, mode)
+    before = snapshot(registry)
+    root = Path(registry)
+
+    def attack() -> dict[str, object]:
+        vid, sid = objs["vid"], objs["sid"]
+        own = vaspace.vas_create("a-vas", 0o600)
+        out: dict[str, object] = {
+            "attach_rw": errno_of(vaspace.vas_attach, 0, vid, os.O_RDWR),
+            "attach_wo": errno_of(vaspace.vas_attach, 0, vid, os.O_WRONLY),
+            "seg_attach_rw": errno_of(vaspace.vas_seg_attach, own, sid, os.O_RDWR),
+            "vas_delete": errno_of(vaspace.vas_delete, vid),
+            "seg_delete": errno_of(vaspace.vas_seg_delete, sid),
+            "vas_setattr": errno_of(vaspace.vas_setattr, vid, vaspace.Attr(0o666, ATTACKER, 0)),
+            "seg_setattr": errno_of(vaspace.vas_seg_setattr, sid,
+                                    vaspace.Attr(0o666, VICTIM, VICTIM)),
+            "open_data_w": errno_of(os.open, root / f"seg/{sid}/data", os.O_WRONLY),
+            "open_lock_w": errno_of(os.open, root / f"vas/{vid}/lock", os.O_WRONLY),
+            "seg_detach": errno_of(vaspace.vas_seg_detach, vid, sid),
+        }
+        if not mode & 0o004:
+            out["attach_ro"] = errno_of(vaspace.vas_attach, 0, vid, os.O_RDONLY)
+            out["seg_attach_ro"] = errno_of(vaspace.vas_seg_attach, own, sid, os.O_RDONLY)
+            out["open_data_r"] = errno_of(os.open, root / f"seg/{sid}/data", os.O_RDONLY)
+        vaspace.vas_delete(own)
+        return out
+
+    results = as_user(ATTACKER, attack)
+    refused = {errno.EACCES, errno.EPERM}
+    if results["seg_delete"] == errno.EBUSY:  # attached to the victim's VAS: checked first
+        results["seg_delete"] = errno.EPERM
+    assert {k: r for k, r in results.items() if r not in refused} == {}
+    # Nothing the attacker tried changed the victim's objects.
+    after = {k: v for k, v in snapshot(registry).items() if not k.startswith("procs")}
+    assert after == {k: v for k, v in before.items() if not k.startswith("procs")}
+
+
+def test_read_only_attachment_faults_on_write(registry: str) -> None:
+    """Mode 0o644: the attacker may map the segment read-only; a write must SIGSEGV."""
+    objs = as_user(VICTIM, _victim_objects, 0o644)
+
+    def read_then_write() -> None:
+        vaspace.vas_attach(0, objs["vid"], os.O_RDONLY)
+        vaspace.vas_switch(objs["vid"])
+        assert bytes(vaspace.Segment(objs["sid"]).view()[:6]) == b"secret"
+        ctypes.memmove(SEG_BASE, b"pwned!", 6)  # must fault: mapped PROT_READ
+
+    out = run_child(read_then_write, uid=ATTACKER)
+    assert out.signal == signal.SIGSEGV, out
+    assert as_user(VICTIM, _read_secret, objs) == b"secret"
+
+
+def _read_secret(objs: dict[str, int]) -> bytes:
+    vaspace.vas_attach(0, objs["vid"], os.O_RDONLY)
+    with vaspace.VAS(objs["vid"]).active():
+        return bytes(vaspace.Segment(objs["sid"]).view()[:6])
+
+
+# ------------------------------------------------ attaching to other processes
+
+
+@pytest.fixture
+def victim_process(registry: str) -> Iterator[tuple[int, int, int]]:
+    """A process running as the victim, that makes a vaspace call when told to.
+
+    Yields (pid, command fd, answer fd): write one byte to make it call
+    ``proc_vas(0)`` (which carries out pending lazy attaches) and read back
+    the vids it then has attached.
+    """
+    cmd_r, cmd_w = os.pipe()
+    ans_r, ans_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(cmd_w)
+            os.close(ans_r)
+            rootmod.forget()
+            os.setgroups([])
+            os.setgid(VICTIM)
+            os.setuid(VICTIM)
+            vaspace.registry_root()
+            os.write(ans_w, b"ready\n")
+            while os.read(cmd_r, 1):
+                vids = [p.vid for p in vaspace.proc_vas(0)]
+                os.write(ans_w, (" ".join(map(str, vids)) + "\n").encode())
+        finally:
+            os._exit(0)
+    os.close(cmd_r)
+    os.close(ans_w)
+    assert os.read(ans_r, 100) == b"ready\n"
+    try:
+        yield pid, cmd_w, ans_r
+    finally:
+        os.close(cmd_w)
+        os.close(ans_r)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def _victim_attachments(victim: tuple[int, int, int]) -> list[int]:
+    _, cmd, ans = victim
+    os.write(cmd, b"x")
+    return [int(x) for x in os.read(ans, 1000).split()]
+
+
+def test_cannot_attach_to_a_process_it_may_not_signal(registry: str, victim_process) -> None:
+    """vas_attach(pid) needs the right to signal pid: EPERM for another user's process."""
+    pid = victim_process[0]
+    vid = vaspace.vas_create("open", 0o666)
+
+    def attack() -> tuple[object, object, object]:
+        return (errno_of(vaspace.vas_attach, pid, vid, os.O_RDONLY),
+                errno_of(vaspace.vas_attach, 1, vid, os.O_RDONLY),
+                errno_of(vaspace.vas_detach, pid, vid))
+
+    assert as_user(ATTACKER, attack) == (errno.EPERM, errno.EPERM, errno.EPERM)
+    assert _victim_attachments(victim_process) == []
+
+
+def _plant_request(pid: int, vid: int) -> None:
+    """What an attacker can do by hand: write a lazy-attach request for ``pid``."""
+    d = records._pending_dir(pid, records.start_time(pid))
+    os.mkdir(d, 0o755)
+    os.symlink("rw", d / str(vid))
+
+
+def test_planted_lazy_attach_request_is_ignored(registry: str, victim_process) -> None:
+    """Bypassing vas_attach's EPERM by writing the pending/ request directly must not work."""
+    pid = victim_process[0]
+    vid = as_user(VICTIM, vaspace.vas_create, "victims-own", 0o600)
+    as_user(ATTACKER, _plant_request, pid, vid)
+    assert _victim_attachments(victim_process) == []
+    # The planted directory is in the way of the victim's own requests (a
+    # denial of service the threat model accepts): they fail cleanly, EPERM.
+    assert as_user(VICTIM, errno_of, vaspace.vas_attach, pid, vid, os.O_RDONLY) == errno.EPERM
+    # Root removes what was planted, and its request gets through.
+    vaspace.vas_attach(pid, vid, os.O_RDONLY)
+    assert _victim_attachments(victim_process) == [vid]
+
+
+def test_planted_attachment_record_does_not_mislead(registry: str, victim_process) -> None:
+    """A forged procs/ record neither blocks the victim's attach nor shows up as a holder."""
+    pid = victim_process[0]
+    vid = as_user(VICTIM, vaspace.vas_create, "victims-own", 0o600)
+
+    def plant() -> None:
+        os.symlink(f"{records.start_time(pid)}:rw", Path(registry) / f"procs/{vid}.{pid}")
+
+    as_user(ATTACKER, plant)
+    assert vaspace.vas_holders(vid) == []
+    as_user(VICTIM, vaspace.vas_attach, pid, vid, os.O_RDONLY)
+    assert _victim_attachments(victim_process) == [vid]
+
+
+def test_root_request_does_not_follow_a_planted_symlink(registry: str, victim_process,
+                                                        tmp_path: Path) -> None:
+    """A root process asking another to attach must not chown through a planted link.
+
+    The request directory is chowned to the target when root makes it; a
+    symlink planted under its name would turn that into chown(any path).
+    """
+    pid = victim_process[0]
+    target = tmp_path / "root-owned"
+    target.write_text("x")
+    vid = vaspace.vas_create("open", 0o666)
+
+    def plant() -> None:
+        d = records._pending_dir(pid, records.start_time(pid))
+        os.symlink(target, d)
+
+    as_user(ATTACKER, plant)
+    vaspace.vas_attach(pid, vid, os.O_RDONLY)
+    assert os.lstat(target).st_uid == 0
+    # Root removed the planted link and made a real request.
+    assert _victim_attachments(victim_process) == [vid]
+
+
+# ------------------------------------------------ names cannot escape the root
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/../../b", "..", ".", "../../../tmp",
+                                  "x/", "%2e%2e", "\\..\\x", "..\u2215x"])
+def test_names_stay_inside_the_root(registry: str, name: str) -> None:
+    """Any name is just a name: nothing appears outside the registry root."""
+    base = Path(registry).parent
+    # Where a name used raw as a path under any registry directory would land.
+    dirs = [Path(registry, *sub.split("/")) for sub in (".", *rootmod.SUBDIRS)]
+    landing = {os.path.normpath(d / name) for d in dirs} | {os.path.normpath("/" + name)}
+    landing = {p for p in landing if not p.startswith(registry + "/") and p != registry}
+    existing = {p for p in landing if os.path.lexists(p)}
+    vid = vaspace.vas_create(name, 0o600)
+    sid = vaspace.vas_seg_create(name, SEG_BASE, SEG_BASE + PAGE, 0o600)
+    assert vaspace.vas_find(name) == vid and vaspace.vas_name(vid) == name
+    assert vaspace.vas_seg_find(name) == sid and vaspace.seg_name(sid) == name
+    assert {p for p in landing if os.path.lexists(p)} == existing
+    assert os.listdir(base) == ["root"]
+    for sub in ("names/vas", "names/seg"):
+        entries = os.listdir(Path(registry) / sub)
+        assert len(entries) == 1 and "/" not in entries[0] and entries[0] not in (".", "..")
+    vaspace.vas_delete(vid)
+    vaspace.vas_seg_delete(sid)
+    assert not os.listdir(Path(registry) / "names/vas")
+
+
+# ------------------------------------------------ planted links and swapped files
+
+
+def _attacker_vas_with_segment() -> dict[str, int]:
+    """As the attacker: a VAS anyone may attach, holding the attacker's own segment."""
+    vid = vaspace.vas_create("shared", 0o666)
+    sid = vaspace.vas_seg_create("bait", SEG_BASE, SEG_BASE + PAGE, 0o666)
+    vaspace.vas_seg_attach(vid, sid, os.O_RDWR)
+    return {"vid": vid, "sid": sid}
+
+
+def _victim_attach(vid: int) -> int | str:
+    return errno_of(vaspace.vas_attach, 0, vid, os.O_RDWR)
+
+
+def _victim_file(path: Path) -> None:
+    path.write_bytes(b"victim's own data".ljust(PAGE, b"\0"))
+    os.chown(path, VICTIM, VICTIM)
+    path.chmod(0o600)
+
+
+@pytest.mark.parametrize("how", ["symlink", "hardlink"])
+def test_victim_refuses_a_planted_data_file(registry: str, tmp_path: Path, how: str) -> None:
+    """The attacker swaps its segment's data for a link to the victim's file.
+
+    A victim attaching the attacker's VAS would otherwise map its own private
+    file read-write at a known address.  A symlink is refused by O_NOFOLLOW;
+    a hard link (which the kernel forbids unless fs.protected_hardlinks=0,
+    so root plants it here to stand for such a system) by the link count.
+    """
+    secret = Path(registry).parent / "victim-file"
+    _victim_file(secret)
+    objs = as_user(ATTACKER, _attacker_vas_with_segment)
+    data = Path(registry) / f"seg/{objs['sid']}/data"
+
+    def swap() -> None:
+        os.unlink(data)
+        if how == "symlink":
+            os.symlink(secret, data)
+
+    as_user(ATTACKER, swap)
+    if how == "hardlink":
+        assert as_user(ATTACKER, errno_of, os.link, secret, data) == errno.EPERM
+        os.link(secret, data)  # the OS stopped the attacker; play a laxer kernel
+    result = as_user(VICTIM, _victim_attach, objs["vid"])
+    assert result != "ok"
+    assert secret.read_bytes().startswith(b"victim's own data")
+
+
+def test_victim_refuses_a_planted_lock_link(registry: str) -> None:
+    """A symlink in place of a VAS's lock file is refused, not followed."""
+    objs = as_user(ATTACKER, _attacker_vas_with_segment)
+    lock = Path(registry) / f"vas/{objs['vid']}/lock"
+
+    def swap() -> None:
+        os.unlink(lock)
+        os.symlink("/etc/passwd", lock)
+
+    as_user(ATTACKER, swap)
+    assert as_user(VICTIM, _victim_attach, objs["vid"]) != "ok"
+
+
+def test_attacker_cannot_swap_the_victims_files(registry: str) -> None:
+    """The sticky registry and per-object directories stop renames of others' entries."""
+    objs = as_user(VICTIM, _victim_objects, 0o666)
+    root = Path(registry)
+
+    def attack() -> list[object]:
+        return [
+            errno_of(os.rename, root / f"seg/{objs['sid']}", root / "seg/9999"),
+            errno_of(os.unlink, root / f"seg/{objs['sid']}/data"),
+            errno_of(os.unlink, root / f"vas/{objs['vid']}/lock"),
+            errno_of(os.rename, root / "names/seg/v-seg", root / "names/seg/x"),
+            errno_of(os.unlink, root / "names/vas/v-vas"),
+            errno_of(os.symlink, "/etc/passwd", root / f"seg/{objs['sid']}/data2"),
+        ]
+
+    assert all(r in (errno.EPERM, errno.EACCES) for r in as_user(ATTACKER, attack))
+    assert as_user(VICTIM, _read_secret, objs) == b"secret"
+
+
+def test_attacker_cannot_make_victim_map_via_swapped_object_dir(registry: str) -> None:
+    """The attacker replaces its own segment directory by a link to the victim's.
+
+    The victim would then open the victim's private data through the
+    attacker's segment; the name check (the name file behind the link names
+    another id) makes the segment not exist instead.
+    """
+    victim = as_user(VICTIM, _victim_objects, 0o600)
+    objs = as_user(ATTACKER, _attacker_vas_with_segment)
+    root = Path(registry)
+
+    def swap() -> None:
+        os.rename(root / f"seg/{objs['sid']}", root / "seg/stash")
+        os.symlink(root / f"seg/{victim['sid']}", root / f"seg/{objs['sid']}")
+
+    as_user(ATTACKER, swap)
+
+    def victim_attaches() -> list[int]:
+        vaspace.vas_attach(0, objs["vid"], os.O_RDWR)
+        return [m.start for m in vaspace.proc_maps(0, objs["vid"])]
+
+    assert as_user(VICTIM, victim_attaches) == []
+
+
+# ------------------------------------------------ the root itself
+
+
+def test_root_precreated_by_another_user_is_refused(registry: str) -> None:
+    """A root owned by someone else (not root) could be emptied or rigged by them: refuse it."""
+    rootmod.remove_tree(Path(registry))
+    os.makedirs(registry)
+    os.chown(registry, ATTACKER, ATTACKER)
+    os.chmod(registry, 0o1777)
+
+    def use() -> object:
+        rootmod.forget()
+        return errno_of(vaspace.vas_create, "mine", 0o600)
+
+    assert as_user(VICTIM, use) == errno.EACCES
+    assert os.listdir(registry) == []
+
+
+def test_root_replaced_by_a_symlink_is_refused(registry: str, tmp_path: Path) -> None:
+    rootmod.remove_tree(Path(registry))
+    real = Path(registry).parent / "attackers"
+    real.mkdir()
+    os.chown(real, ATTACKER, ATTACKER)
+    os.symlink(real, registry)
+
+    def use() -> object:
+        rootmod.forget()
+        return errno_of(vaspace.vas_create, "mine", 0o600)
+
+    assert as_user(VICTIM, use) in (errno.ENOTDIR, errno.EACCES)
+    assert os.listdir(real) == []
+
+
+def test_precreated_subdirectory_is_refused(registry: str) -> None:
+    """An attacker racing the first user to create names/ inside a root-owned root loses."""
+    rootmod.remove_tree(Path(registry))
+    os.makedirs(registry)
+    os.chmod(registry, 0o1777)
+    as_user(ATTACKER, os.mkdir, Path(registry) / "names", 0o777)
+
+    def use() -> object:
+        rootmod.forget()
+        return errno_of(vaspace.vas_create, "mine", 0o600)
+
+    assert as_user(VICTIM, use) == errno.EACCES
+
+
+# ------------------------------------------------ permissions whatever the umask
+
+
+@pytest.mark.parametrize("umask", [0, 0o022, 0o077, 0o277, 0o777])
+def test_registry_modes_do_not_depend_on_umask(registry: str, umask: int) -> None:
+    """Whoever creates the registry and objects, and whatever their umask, modes are fixed."""
+    rootmod.remove_tree(Path(registry))  # the victim creates the whole registry
+    os.chown(Path(registry).parent, VICTIM, VICTIM)
+
+    def create() -> dict[str, int]:
+        os.umask(umask)
+        rootmod.forget()
+        vid = vaspace.vas_create("v", 0o640)
+        sid = vaspace.vas_seg_create("s", SEG_BASE, SEG_BASE + PAGE, 0o604)
+        vaspace.vas_seg_attach(vid, sid, os.O_RDWR)
+        vaspace.vas_attach(0, vid, os.O_RDWR)
+        vaspace.vas_switch(vid)
+        vaspace.vas_switch(0)
+        return {"vid": vid, "sid": sid}
+
+    objs = as_user(VICTIM, create)
+    root = Path(registry)
+
+    def mode(rel: str) -> int:
+        return stat.S_IMODE(os.lstat(root / rel).st_mode)
+
+    assert mode(".") == 0o1777
+    for sub in rootmod.SUBDIRS:
+        assert mode(sub) == 0o1777, sub
+    assert mode("lock") == 0o644
+    vid, sid = objs["vid"], objs["sid"]
+    assert mode(f"vas/{vid}") == 0o1755 and mode(f"vas/{vid}/lock") == 0o640
+    assert mode(f"vas/{vid}/name") == 0o644
+    assert mode(f"seg/{sid}") == 0o755 and mode(f"seg/{sid}/data") == 0o604
+    assert mode(f"seg/{sid}/name") == mode(f"seg/{sid}/region") == 0o644
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, n))
+            assert st.st_uid == VICTIM
+            # Nothing is writable by others except the sticky shared directories.
+            if not stat.S_ISLNK(st.st_mode) and not st.st_mode & stat.S_ISVTX:
+                assert not st.st_mode & 0o002, os.path.join(dirpath, n)
+
+
+def test_victim_processes_outlive_attacker_kill(registry: str) -> None:
+    """A process killed while holding a VAS releases it (no lock held by the dead)."""
+    vid = as_user(VICTIM, vaspace.vas_create, "held", 0o600)
+
+    def hold() -> None:
+        vaspace.vas_attach(0, vid, os.O_RDWR)
+        time.sleep(30)
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.setgroups([])
+        os.setgid(VICTIM)
+        os.setuid(VICTIM)
+        vaspace.vas_attach(0, vid, os.O_RDWR)
+        os.write(w, b"1")
+        time.sleep(30)
+        os._exit(0)
+    os.close(w)
+    os.read(r, 1)
+    os.close(r)
+    assert as_user(VICTIM, errno_of, vaspace.vas_attach, 0, vid, os.O_RDONLY) == errno.EBUSY
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert as_user(VICTIM, errno_of, vaspace.vas_attach, 0, vid, os.O_RDWR) == "ok"
+    assert vaspace.vas_holders(vid) == []
