@@ -84,7 +84,8 @@ def open_data(sid: int, access: int) -> int:
     """Open the backing file for mapping; the kernel checks its mode.
 
     O_NOFOLLOW and an fstat check that the file is a regular file of the
-    recorded size protect against a link planted in place of the file.
+    recorded size, with no other hard link, protect against a link planted
+    in place of the file.
     """
     try:
         fd = os.open(data_path(sid), access | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -99,4 +100,9 @@ def open_data(sid: int, access: int) -> int:
     if not (st.st_mode & 0o170000 == 0o100000 and st.st_size == hi - lo):
         os.close(fd)
         raise vas_error(errno.EIO, f"segment id {sid}: backing file has wrong type or size")
+    if st.st_nlink != 1:
+        # A hard link to someone's file planted as ``data`` (possible where
+        # fs.protected_hardlinks=0) would map that file: refuse it.
+        os.close(fd)
+        raise vas_error(errno.EIO, f"segment id {sid}: backing file has {st.st_nlink} links")
     return fd
