@@ -36,9 +36,10 @@ class Run:
         return lines[0]
 
 
-def invoke(*args: str) -> Run:
+def invoke(*args: str, **env: str) -> Run:
     """Run the command in this process with click's runner (no exception swallowing)."""
-    res = CliRunner().invoke(cli, list(args), catch_exceptions=False, prog_name="vaspace")
+    res = CliRunner().invoke(cli, list(args), catch_exceptions=False, prog_name="vaspace",
+                             env=env or None)
     return Run(res.exit_code, res.stdout, res.stderr)
 
 

@@ -59,8 +59,8 @@ CASES = [
     (["maps", str(os.getpid()), "nosuch"], 1, ["no VAS named 'nosuch'"]),
     (["maps", str(os.getpid()), "db"], 1, ["Invalid argument", "not attached"]),
     (["map", "--out", "picture.txt"], 2, [".svg or .png"]),
-    (["map", "--out", "/nonexistent-dir/x.svg"], 1, ["No such file or directory",
-                                                     "/nonexistent-dir/x.svg"]),
+    (["map", "--out", "/nonexistent-dir/x.svg"], 1, ["cannot write /nonexistent-dir/x.svg",
+                                                     "no such directory /nonexistent-dir"]),
     (["nosuchcommand"], 2, ["No such command 'nosuchcommand'"]),
     (["ls", "--nosuchoption"], 2, ["No such option", "--nosuchoption"]),
 ]
@@ -98,13 +98,14 @@ def test_busy_objects_name_their_holder(objects: str) -> None:
     with Holder("db", "rw") as h:
         for args in (["rm", "db"], ["seg", "attach", "db", "idx", "--ro"],
                      ["seg", "detach", "db", "table"]):
-            r = run(*args)  # a real process, with its real stderr
+            # the first through a real process, with its real stderr
+            r = run(*args) if args[0] == "rm" else invoke(*args)
             assert r.code == 1, args
             line = r.err_line()
             assert "Device or resource busy" in line
             assert f"attached by pid {h.pid} (rw)" in line
             assert r.stdout == ""
-    r = run("rm", "db")
+    r = invoke("rm", "db")
     assert (r.code, r.stderr) == (0, "")
     assert "deleted VAS 'db'" in r.stdout
 

@@ -97,17 +97,17 @@ def test_ps_and_maps_json_of_another_process(registry: str) -> None:
                          "name": "db", "type": "rw", "threads": rows[0]["threads"]}]
         # The holder switched into db with its main thread, whose tid is its pid.
         assert rows[0]["threads"] == [h.pid]
-        assert json.loads(run("ps", str(h.pid), "--json").stdout) == rows
-        maps = json.loads(run("maps", str(h.pid), "db", "--json").stdout)
+        assert json.loads(invoke("ps", str(h.pid), "--json").stdout) == rows
+        maps = json.loads(invoke("maps", str(h.pid), "db", "--json").stdout)
         assert maps == [
             {"start": BASE, "end": BASE + 64 * MiB, "size": 64 * MiB, "access": "rw-",
              "segment": "table"},
             {"start": BASE + 256 * MiB, "end": BASE + 256 * MiB + 4096, "size": 4096,
              "access": "r--", "segment": "idx"}]
-        doc = json.loads(run("ls", "--json").stdout)
+        doc = json.loads(invoke("ls", "--json").stdout)
         db = next(v for v in doc["vases"] if v["name"] == "db")
         assert db["holders"] == [{"pid": h.pid, "type": "rw"}]
-        lanes = json.loads(run("map", "--json").stdout)["lanes"]
+        lanes = json.loads(invoke("map", "--json").stdout)["lanes"]
         assert [lane["attached"] for lane in lanes] == [f"pid {h.pid} (rw)", "", ""]
     assert json.loads(invoke("ps", "--json").stdout) == []
 

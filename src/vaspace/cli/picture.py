@@ -301,6 +301,10 @@ def command(out_path: Path | None, as_json: bool) -> None:
         suffix = out_path.suffix.lower()
         if suffix not in (".svg", ".png"):
             raise click.UsageError(f"--out {str(out_path)!r}: the file must end in .svg or .png")
+        if not out_path.resolve().parent.is_dir():
+            # Checked before matplotlib loads: fail fast, and say which part is missing.
+            raise click.ClickException(f"cannot write {out_path}: no such directory "
+                                       f"{out_path.resolve().parent}")
         draw(lay, out_path)
         out().print(f"wrote {out_path} ({len(lay.lanes)} lanes, "
                     f"{sum(len(lane.boxes) for lane in lay.lanes)} boxes)")
