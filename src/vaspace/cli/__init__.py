@@ -73,6 +73,12 @@ class VaspaceGroup(click.Group):
             code = _fail(text, 1)
         except ValueError as exc:
             code = _fail(str(exc), 1)
+        except Exception as exc:
+            # A bug of ours: still one line, unless a developer asks for the traceback.
+            if os.environ.get("VASPACE_DEBUG"):
+                raise
+            code = _fail(f"internal error: {type(exc).__name__}: {exc} "
+                         "(run with VASPACE_DEBUG=1 for the traceback)", 1)
         if not standalone_mode:
             return code
         sys.exit(code)

@@ -30,4 +30,7 @@ def command(quick: bool, as_json: bool) -> None:
                                               "proc_switch_unpinned_ns", "machine")}
                   | {"nodes": len(res["walker"]["nodes"]), "rounds": rounds, "n": n})
         return
-    demo.run(lambda line: con.print(line, soft_wrap=True), n=n, rounds=rounds)
+    def say(line: str) -> None:
+        con.print(line, style="bold" if line.startswith("step ") else "", soft_wrap=True)
+
+    demo.run(say, n=n, rounds=rounds)
