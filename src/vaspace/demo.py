@@ -255,9 +255,11 @@ def run(say: Callable[[str], None], n: int = 2000, rounds: int = 7) -> dict[str,
         say("step 2  another process attaches 'alpha' read-only and follows the pointers")
         walked = _in_process(_walk, base)
         for addr, value, word, nxt in walked["nodes"]:
-            say(f"  {addr:#x}: value {value:4d} word {word!r:11} next {nxt:#x}")
+            say(f"  {addr:#x}: value {value:4d} word {word!r:12} next {nxt:#x}")
         same = [n[:3] for n in walked["nodes"]] == [n[:3] for n in built["nodes"]]
         verdict = "the same list, at the same addresses" if same else "A DIFFERENT LIST"
+        for start, end, access, seg in walked["maps"]:
+            say(f"  its view of 'alpha': {start:#x}-{end:#x} {access} {seg}")
         say(f"  pid {walked['pid']} walked {len(walked['nodes'])} nodes: {verdict}")
         if not same:
             raise RuntimeError("the walker did not see the builder's list")

@@ -141,3 +141,17 @@ def test_text_listings_name_everything(registry: str) -> None:
     assert "table" in shown and "idx" in shown and "0x400010000000" in shown
     picture = invoke("map").stdout
     assert "table* 64M rw" in picture and "idx 4K ro" in picture and "≈" in picture
+
+
+def test_every_json_key_is_documented() -> None:
+    """docs/cli.md documents the stable keys; a key added here must be added there."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    keys = VAS_KEYS | SEG_KEYS | VAS_SEG_KEYS | {
+        "registry", "window", "vases", "segments", "pid", "command", "vid", "threads",
+        "access", "segment", "lanes", "label", "attached", "boxes", "shared", "x0", "x1",
+        "vas_switch_ns", "proc_switch_pinned_ns", "proc_switch_unpinned_ns", "machine",
+        "nodes", "rounds", "n"}
+    missing = sorted(k for k in keys if f"`{k}`" not in doc and f'"{k}"' not in doc)
+    assert missing == []

@@ -7,7 +7,8 @@ import click
 from .output import emit_json, out
 
 
-@click.command("demo", epilog="\b\nExamples:\n  vaspace demo\n  vaspace demo --quick --json")
+@click.command("demo", short_help="Show the idea in a few seconds.",
+               epilog="\b\nExamples:\n  vaspace demo\n  vaspace demo --quick --json")
 @click.option("--quick", is_flag=True, help="Fewer timing rounds (for tests and slow machines).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print only the measurements as JSON (keys: docs/cli.md).")

@@ -55,7 +55,8 @@ def print_tables(snap: Snapshot, vases: bool = True, segments: bool = True) -> N
         con.print(t if snap.segs else "no segments")
 
 
-@click.command("ls", epilog="\b\nExamples:\n  vaspace ls\n  vaspace ls --json | "
+@click.command("ls", short_help="List VASes and segments.",
+               epilog="\b\nExamples:\n  vaspace ls\n  vaspace ls --json | "
                "jq '.vases[].name'")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (keys: docs/cli.md).")
 def command(as_json: bool) -> None:

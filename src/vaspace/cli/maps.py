@@ -11,7 +11,8 @@ from .output import emit_json, human_size, out
 from .ps import check_process
 
 
-@click.command("maps", epilog="\b\nExamples:\n  vaspace maps 1234 db\n"
+@click.command("maps", short_help="The segments a process sees through a VAS.",
+               epilog="\b\nExamples:\n  vaspace maps 1234 db\n"
                "  vaspace maps 1234 3 --json")
 @click.argument("pid", type=click.IntRange(min=1))
 @click.argument("vas", metavar="VAS", shell_complete=complete_vas)

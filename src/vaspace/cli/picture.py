@@ -279,7 +279,8 @@ def _term_label(b: Box) -> str:
     return f"{b.seg.name}{shared} {human_size(b.seg.size)}{access}"
 
 
-@click.command("map", epilog="\b\nExamples:\n  vaspace map\n  vaspace map --out window.svg\n"
+@click.command("map", short_help="Draw the window: one lane per VAS.",
+               epilog="\b\nExamples:\n  vaspace map\n  vaspace map --out window.svg\n"
                "  vaspace map --out window.png")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a picture instead: FILE.svg or FILE.png (needs matplotlib).")

@@ -50,7 +50,8 @@ def _holders(vid: int) -> list:
         return []
 
 
-@click.command("ps", epilog="\b\nExamples:\n  vaspace ps\n  vaspace ps 1234 --json")
+@click.command("ps", short_help="Which processes have which VAS attached.",
+               epilog="\b\nExamples:\n  vaspace ps\n  vaspace ps 1234 --json")
 @click.argument("pid", type=click.IntRange(min=1), required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list (keys: docs/cli.md).")
 def command(pid: int | None, as_json: bool) -> None:

@@ -51,7 +51,8 @@ def show_object(what: str, as_json: bool, segment: bool) -> None:
                   f"{human_size(s.size):>6}  {s.name} (sid {s.id})")
 
 
-@click.command("show", epilog="\b\nExamples:\n  vaspace show db\n  vaspace show 3 --json\n"
+@click.command("show", short_help="Show one VAS (or segment) in detail.",
+               epilog="\b\nExamples:\n  vaspace show db\n  vaspace show 3 --json\n"
                "  vaspace show --seg table")
 @click.argument("what", metavar="NAME|ID", shell_complete=complete_vas)
 @click.option("--seg", "segment", is_flag=True, help="WHAT is a segment, not a VAS.")
