@@ -4,7 +4,7 @@ Segments sizes differ by orders of magnitude (a 4 KiB header beside a 1 GiB
 table) and sit far apart in a 16 TiB window, so a linear axis would show one
 box and some dust.  The axis is therefore *broken*: the occupied address
 intervals are laid out in address order, each one as wide as
-``1 + log10(bytes / 4 KiB)`` (a 1000x larger segment is 3 units wider, not
+``1.5 + log10(bytes / 4 KiB)`` (a 1000x larger segment is 3 units wider, not
 1000x), and every empty gap between them shrinks to one fixed-width break
 marked ``≈``.  Tick labels carry the true addresses, so nothing is lost but
 proportion.
@@ -70,7 +70,7 @@ class Layout:
 
 def interval_units(nbytes: int) -> float:
     """Width of an occupied interval: logarithmic, so that 1000x is 3 units, not 1000x."""
-    return 1.0 + math.log10(max(nbytes, _PAGE) / _PAGE)
+    return 1.5 + math.log10(max(nbytes, _PAGE) / _PAGE)
 
 
 def layout(snap: Snapshot) -> Layout:
@@ -162,9 +162,6 @@ def draw(lay: Layout, path: Path) -> None:
                                    facecolor=_COLORS[b.color], alpha=0.85,
                                    edgecolor="black", lw=1.6 if b.shared else 0.8,
                                    hatch="//" if b.shared else None, zorder=2))
-            ax.text((b.x0 + b.x1) / 2, i, _box_label(b), ha="center", va="center", fontsize=8,
-                    zorder=3, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
-                                    "alpha": 0.85})
     for x0, x1, nbytes in lay.gaps:
         ax.axvspan(x0, x1, color="#f2f2f2", zorder=0)
         ax.text((x0 + x1) / 2, -0.6, f"≈\n{human_size(nbytes)}", ha="center", va="center",
@@ -190,13 +187,26 @@ def draw(lay: Layout, path: Path) -> None:
         Patch(facecolor="#cccccc", edgecolor="black", hatch="//", lw=1.6,
               label="shared segment (in several VASes)"),
         Line2D([0], [0], color="#555555", lw=2.5, ls=(0, (3, 2)), label="same segment"),
-        Patch(facecolor="#fff3c4", label="VAS attached by a process"),
+        Patch(facecolor="#fff3c4", edgecolor="#d9b650", label="VAS attached by a process "
+              "(bold label)"),
     ]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7,
               frameon=False)
     if not lay.lanes:
         ax.text(width_units / 2, 0, "no VASes or segments", ha="center", va="center")
     fig.tight_layout()
+    # Labels go in last, once the axes' size is known: a label too wide for its
+    # box gets a smaller font (down to 5.5 pt) instead of spilling over.
+    inch_per_unit = ax.get_window_extent().width / fig.dpi / (width_units + 0.4)
+    for i, lane in enumerate(lay.lanes):
+        for b in lane.boxes:
+            label = _box_label(b)
+            chars = max(len(part) for part in label.split("\n"))
+            box_in = (b.x1 - b.x0) * inch_per_unit - 0.06
+            size = max(5.5, min(8.0, 8.0 * box_in / (chars * 0.066 + 0.04)))
+            ax.text((b.x0 + b.x1) / 2, i, label, ha="center", va="center", fontsize=size,
+                    zorder=3, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
+                                    "alpha": 0.85})
     names = sorted({b.seg.name for lane in lay.lanes for b in lane.boxes})
     # PNG text chunks name what is drawn, for search tools (and screen readers).
     meta = {"Title": f"vaspace map of {lay.root}", "Description": "segments: " + ", ".join(names)}
