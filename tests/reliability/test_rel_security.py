@@ -483,3 +483,22 @@ def test_victim_processes_outlive_attacker_kill(registry: str) -> None:
     os.waitpid(pid, 0)
     assert as_user(VICTIM, errno_of, vaspace.vas_attach, 0, vid, os.O_RDWR) == "ok"
     assert vaspace.vas_holders(vid) == []
+
+
+def test_victim_refuses_a_rewritten_region(registry: str) -> None:
+    """The attacker rewrites its segment's region to lie over the victim's own memory.
+
+    Mapping there would replace the victim's heap or code with the
+    attacker's file; the victim must refuse with EFAULT instead.
+    """
+    objs = as_user(ATTACKER, _attacker_vas_with_segment)
+    region = Path(registry) / f"seg/{objs['sid']}/region"
+
+    # A forked child shares this process's layout: this page is its heap too.
+    page = id(vaspace) - id(vaspace) % PAGE
+    as_user(ATTACKER, region.write_text, f"{page:x}-{page + PAGE:x}\n")
+
+    def victim() -> object:
+        return errno_of(vaspace.vas_attach, 0, objs["vid"], os.O_RDWR)
+
+    assert run_child(victim, uid=VICTIM).get() == errno.EFAULT
