@@ -144,3 +144,23 @@ def test_missing_matplotlib_is_a_clear_error(objects: str, tmp_path) -> None:
     code, line, text_code = in_child(without_matplotlib).get()
     assert code == 1 and "needs matplotlib" in line and "vaspace[plot]" in line
     assert text_code == 0
+
+
+@pytest.mark.xfail(reason="core bug: vas_delete without permission raises the raw os.open "
+                   "PermissionError of registry/vas.py quiesced(), naming the lock file path "
+                   "instead of the VAS", strict=True)
+def test_unprivileged_rm_names_the_vas(objects: str) -> None:
+    line = in_child(lambda: invoke("rm", "db").err_line(), uid=65534).get()
+    assert "Permission denied" in line and "VAS 'db'" in line
+
+
+def test_closed_pipe_is_quiet(objects: str) -> None:
+    """``vaspace ls | head -1``: the reader leaving is not an error worth a line."""
+    import subprocess
+
+    from cli_helpers import cli_env
+
+    p = subprocess.run(f"{sys.executable} -m vaspace.cli ls --json | head -c 1", shell=True,
+                       capture_output=True, text=True, env=cli_env(), timeout=60)
+    assert p.stdout == "{"
+    assert p.stderr == ""

@@ -98,6 +98,9 @@ def test_ps_and_maps_json_of_another_process(registry: str) -> None:
         # The holder switched into db with its main thread, whose tid is its pid.
         assert rows[0]["threads"] == [h.pid]
         assert json.loads(invoke("ps", str(h.pid), "--json").stdout) == rows
+        text = run("ps")
+        assert "\x1b[" not in text.stdout  # not a terminal: no colour codes
+        assert f"{h.pid}" in text.stdout and "db" in text.stdout and "rw" in text.stdout
         maps = json.loads(invoke("maps", str(h.pid), "db", "--json").stdout)
         assert maps == [
             {"start": BASE, "end": BASE + 64 * MiB, "size": 64 * MiB, "access": "rw-",

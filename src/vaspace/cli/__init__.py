@@ -43,6 +43,14 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (a test runner's buffer)
+        pass
+
+
 class VaspaceGroup(click.Group):
     """The root group; its ``main`` turns every failure into one stderr line."""
 
@@ -64,6 +72,10 @@ class VaspaceGroup(click.Group):
             code = _fail("interrupted", 130)
         except KeyboardInterrupt:
             code = _fail("interrupted", 130)
+        except BrokenPipeError:
+            # The reader went away (``vaspace ls | head -1``): not an error to report.
+            _silence_stdout()
+            code = 141
         except OSError as exc:
             # vaspace's errors carry "<strerror>: <what>" and name the object
             # (and the holders, for EBUSY); plain OS errors name the file.
