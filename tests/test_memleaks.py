@@ -90,6 +90,10 @@ def test_plans_and_thread_state(scratch: None) -> None:
     _flat(_bad(_core.run_plan, [(SCRATCH + 1, SCRATCH, PAGE)], 0))
     _flat(_bad(_core.plan_put, 1, 2, [("a", 2, 3)]))
     _flat(_bad(_core.switch_fast, "x"))
+    _flat(lambda: _core.vas_switch(0))
+    for junk in ("x", None, -1, 2**80, True, 3.5):
+        _flat(_bad(_core.vas_switch, junk), loops=500)
+    _flat(_bad(_core.set_slow_path, 1))
     _flat(_bad(_core.set_active, None))
     _flat(lambda: (_core.busy(1), _core.busy(-1), _core.forget_tid(0), _core.slots_size()))
     _flat(_bad(_core.plan_get, "a", 1))

@@ -463,6 +463,59 @@ vaspace_switch_fast(PyObject *self, PyObject *arg)
     return PyLong_FromLong(from == 0 ? 2 : 1);
 }
 
+/* The Python slow path, registered by vaspace.process.switch: called as
+ * slow(vid, code) when the fast path declines (code 0) or when a thread
+ * entered a VAS from the original AS (code 2, so it can guard the thread). */
+static PyObject *slow_path = NULL;
+
+PyDoc_STRVAR(set_slow_path_doc,
+"set_slow_path(callable)\n\nRegister the switch's Python slow path.");
+
+static PyObject *
+vaspace_set_slow_path(PyObject *self, PyObject *fn)
+{
+    if (!PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "slow path must be callable");
+        return NULL;
+    }
+    Py_INCREF(fn);
+    Py_XSETREF(slow_path, fn);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(switch_doc,
+"vas_switch(vid, /)\n--\n\n"
+"Switch the calling thread to VAS ``vid`` (0: the original AS).\n\n"
+"Errors: EINVAL (not attached), EFAULT (another thread's VAS uses the\n"
+"addresses with a different mapping; the thread stays where it was).\n"
+"The common case is this one C call running a cached move plan; otherwise\n"
+"it hands over to the Python slow path, which plans (and caches) the move.");
+
+static PyObject *
+vaspace_switch(PyObject *self, PyObject *arg)
+{
+    long code = 0;
+    if (PyLong_CheckExact(arg)) {
+        PyObject *r = vaspace_switch_fast(self, arg);
+        if (r == NULL) {
+            /* Out of range for a C long: the slow path reports EINVAL. */
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+                return NULL;
+            PyErr_Clear();
+        } else {
+            code = PyLong_AsLong(r);
+            Py_DECREF(r);
+            if (code == 1)
+                Py_RETURN_NONE;
+        }
+    }
+    if (slow_path == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "vaspace switch slow path not registered");
+        return NULL;
+    }
+    return PyObject_CallFunction(slow_path, "Ol", arg, code);
+}
+
 PyDoc_STRVAR(active_doc, "active() -> int\n\nThe calling thread's active vid (0: original).");
 
 static PyObject *
@@ -621,6 +674,8 @@ static PyMethodDef core_methods[] = {
     {"plan_get", vaspace_plan_get, METH_VARARGS, plan_get_doc},
     {"plan_clear", vaspace_plan_clear, METH_NOARGS, plan_clear_doc},
     {"switch_fast", vaspace_switch_fast, METH_O, switch_fast_doc},
+    {"vas_switch", vaspace_switch, METH_O, switch_doc},
+    {"set_slow_path", vaspace_set_slow_path, METH_O, set_slow_path_doc},
     {"active", vaspace_active, METH_NOARGS, active_doc},
     {"set_active", vaspace_set_active, METH_O, set_active_doc},
     {"threads_in_vas", vaspace_threads_in_vas, METH_NOARGS, threads_in_vas_doc},

@@ -23,10 +23,6 @@ from .registry import root as rootmod
 from .registry import seg as segreg
 from .registry import vas as vasreg
 
-# The switch's hot path, bound once: a module-global lookup is the only
-# Python work a cached switch does besides this call.
-_switch_fast = _core.switch_fast
-
 # ------------------------------------------------------------------ VASes
 
 
@@ -109,19 +105,9 @@ def vas_detach(pid: int, vid: int) -> None:
         attachmod.request_detach_other(pid, vid)
 
 
-def vas_switch(vid: int) -> None:
-    """Switch the calling thread to VAS ``vid`` (0: the original AS).
-
-    Errors: EINVAL (not attached), EFAULT (another thread's VAS uses the
-    addresses with a different mapping; the thread stays where it was).
-    The common case is one call into C with a cached move plan.
-    """
-    try:
-        done = _switch_fast(vid)
-    except (TypeError, OverflowError):
-        raise invalid(f"bad VAS id {vid!r}") from None
-    if done != 1:
-        switchmod.finish(vid, done)
+# vas_switch is one C function: the cached-plan switch with no Python frame,
+# which hands over to process.switch.finish when it must plan (see _core.c).
+vas_switch = _core.vas_switch
 
 
 def active_vas() -> int:

@@ -29,23 +29,23 @@ from .space import Mapping
 from .state import State, state
 
 
-def switch(vid: object) -> None:
-    """Make ``vid`` the calling thread's active VAS (0: the original AS)."""
-    try:
-        done = _core.switch_fast(vid)
-    except (TypeError, OverflowError):
-        raise invalid(f"bad VAS id {vid!r}") from None
-    if done != 1:
-        finish(vid, done)  # type: ignore[arg-type]
-
-
-def finish(vid: int, done: int) -> None:
+def finish(vid: object, done: int) -> None:
     """After the C fast path: run the slow path if it declined (0); guard
-    a thread that entered a VAS from the original AS (2, or any slow entry)."""
+    a thread that entered a VAS from the original AS (2, or any slow entry).
+
+    ``_core.vas_switch`` calls this; ``vid`` may be anything the caller passed.
+    """
     if not done:
+        if not isinstance(vid, int) or isinstance(vid, bool):
+            raise invalid(f"bad VAS id {vid!r}")
         _switch_slow(vid)
     if vid:
         _guard_thread()
+
+
+_core.set_slow_path(finish)
+# Make ``vid`` the calling thread's active VAS (0: the original AS).
+switch = _core.vas_switch
 
 
 class _ThreadGuard:
@@ -73,7 +73,7 @@ def _guard_thread() -> None:
 
 
 def _switch_slow(vid: int) -> None:
-    if isinstance(vid, bool) or vid < 0:
+    if isinstance(vid, bool) or not 0 <= vid <= objects.MAX_ID:
         raise invalid(f"bad VAS id {vid!r}")
     attach.sync()
     st = state()
