@@ -103,6 +103,8 @@ def _worker(fd: int, part: int, req_r: int, ack_w: int) -> None:
 
     m = mmap.mmap(fd, part)
     table = np.frombuffer(m, dtype=np.uint64)
+    # Fault the whole part in first, as the other methods' mappings are.
+    common.touch_write(table.view(np.uint8))
     while True:
         n = int.from_bytes(_read_exact(req_r, 8), "little")
         if n == 0:
@@ -141,7 +143,7 @@ def run(smoke: bool = False) -> Section:
             common.touch_write(common.u8_at(w, part))
         vaspace.vas_switch(0)
         # Every part shows up at the same address: one view serves all of them.
-        table = np.ctypeslib.as_array((common.ctypes.c_uint64 * words).from_address(w))
+        table = common.array_at(w, part, np.uint64)
 
         # (a) the ideal: one mapping holding the whole table.
         big_fd = common.shm_file(base, "gups-big", nparts * part)
@@ -149,13 +151,13 @@ def run(smoke: bool = False) -> Section:
 
         big_map = mmap.mmap(big_fd, nparts * part)
         big = np.frombuffer(big_map, dtype=np.uint64)
+        common.touch_write(big.view(np.uint8))  # no page faults while timing, as for vaspace
         parts = [big[i * words:(i + 1) * words] for i in range(nparts)]
 
         # (b) MAP: the parts as files, remapped at one address per batch.
         fds = [common.shm_file(base, f"gups-part{i}", part) for i in range(nparts)]
         remap = Remapper([[fd] for fd in fds], part)
-        rtable = np.ctypeslib.as_array(
-            (common.ctypes.c_uint64 * words).from_address(remap.addrs[0]))
+        rtable = common.array_at(remap.addrs[0], part, np.uint64)
 
         # (c) MP: a worker per part, mapping the same files.
         workers = Workers(fds, part)
@@ -199,6 +201,24 @@ def run(smoke: bool = False) -> Section:
                     sec.add(f"{key}_b{bs}", f"{label}, batch {bs}", "updates/s", vals[key],
                             baseline=None if key == "ideal" else f"ideal_b{bs}",
                             lower_is_better=False)
+            # Diagnostics for the report: what one switch of the cycle costs alone,
+            # and how many of the cycle's switches the core's cached plans serve.
+            def ring(n: int) -> None:
+                for b in range(n):
+                    sw(vids[b % nparts])
+
+            ring(2 * nparts)
+            sec.add("ring_switch", f"vas_switch alone, cycling through the {nparts} VASes",
+                    "ns", common.per_op_ns(ring, 50 * nparts, runs))
+            from vaspace import _core
+
+            misses = 0
+            for b in range(nparts, 2 * nparts):
+                if not _core.switch_fast(vids[b % nparts]):
+                    misses += 1
+                    sw(vids[b % nparts])
+            sw(0)
+            sec.facts["slow_path_switches_per_cycle"] = f"{misses} of {nparts}"
         finally:
             workers.close()
             # The numpy views stay referenced by the closures above; they are

@@ -140,14 +140,12 @@ def plot_k(sec: Section, path: str) -> None:
                               ("unmap-and-remap + re-read", "remap_k{}", "s-")]:
         med = [sec.get(key.format(k)).median / 1e3 for k in ks]
         ax.plot(ks, med, style, label=label)
-    for label, key, style in [("process switch, pinned", "pp_pinned", ":"),
-                              ("process switch, unpinned", "pp_free", "--")]:
-        ax.axhline(sec.get(key).median / 1e3, linestyle=style, color="gray")
-        ax.annotate(label, (ks[0], sec.get(key).median / 1e3), fontsize=8,
-                    textcoords="offset points", xytext=(2, 3))
-    ax.axhline(sec.get("empty").median / 1e3, linestyle="-.", color="green")
-    ax.annotate("VAS switch, nothing to move", (ks[0], sec.get("empty").median / 1e3),
-                fontsize=8, textcoords="offset points", xytext=(2, 3))
+    # Horizontal references go in the legend: their values can coincide.
+    for label, key, style, color in [
+            ("process switch, pinned to one CPU", "pp_pinned", ":", "gray"),
+            ("process switch, unpinned", "pp_free", "--", "black"),
+            ("VAS switch, nothing to move", "empty", "-.", "green")]:
+        ax.axhline(sec.get(key).median / 1e3, linestyle=style, color=color, label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(ks, [str(k) for k in ks])
@@ -265,6 +263,10 @@ def _gups_md(sec: Section, plots: dict[str, str]) -> list[str]:
         row.append(f"{sec.get(f'vas_b{b}').median / sec.get(f'map_b{b}').median:.1f}x")
         rows.append(row)
     lines += _table(["batch", *[label for _, label, _ in GUPS_METHODS], "vaspace / MAP"], rows)
+    ring = sec.get("ring_switch")
+    lines += ["", f"One `vas_switch` of this cycle alone (no updates): {_rng(ring)}; "
+              f"switches of one cycle that missed the core's cached move plans and took the "
+              f"slow path: {f.get('slow_path_switches_per_cycle', '?')}."]
     if "gups" in plots:
         lines += ["", f"![gups]({plots['gups']})"]
     return [*lines, ""]
@@ -373,14 +375,29 @@ def _analysis(secs: dict[str, Section], tgts: list[dict[str, Any]]) -> list[str]
         vas = gu.get(f"vas_b{b}").median
         batch_us = b / ideal * 1e6
         switch_us = (b / vas - b / ideal) * 1e6
+        ring = gu.get("ring_switch").median
+        pair_key = f"size{gu.facts['part_bytes']}"
+        pair = next((g for g in sw.figures if g.key == pair_key), None)
+        pair_txt = (f"; the same switch between just two VASes costs {fmt_ns(pair.median / 2)}"
+                    " (section 1), because a ping-pong between two VASes is the only pattern "
+                    "the core's move-plan cache serves" if pair else "")
         lines.append(
             f"- **GUPS**: at batch {b} the ideal applies a batch in {batch_us:.0f} µs, and "
-            f"vaspace adds {switch_us:.0f} µs per batch for its switch (one populated "
-            f"{fmt_size(gu.facts['part_bytes'])} segment out, one in). The numpy update "
-            "itself is cheap enough that the switch's system calls decide the ratio; larger "
-            "batches amortise it. The MAP baseline pays a remap plus a page fault per "
-            "touched page, the MP baseline a pipe round trip to another process (a "
-            "cross-CPU wake-up on this VM) plus copying the batch.")
+            f"vaspace adds {switch_us:.0f} µs per batch. One switch of the {gu.facts['nparts']}"
+            f"-VAS cycle costs {fmt_ns(ring)} on its own{pair_txt}. "
+            f"{gu.facts.get('slow_path_switches_per_cycle', '?')} switches per cycle take the "
+            "slow path: every slow-path switch clears all cached plans (src/vaspace/process/"
+            "state.py, `State.changing` calls `_core.plan_clear`) and caches only its own "
+            "pair, so a cycle of 3 or more VASes never hits the cache, and the slow path "
+            "re-reads the registry (stat/open/read of its files) on every switch. The plan "
+            "cache is also direct-mapped without collision handling (`plan_slot` in "
+            "src/vaspace/_core.c: 1->2 and 5->6 share a slot). tests/bench/"
+            "test_core_findings.py pins this down (xfail, strict). Fixing both (keep plans "
+            "until the attachments change, and probe on collision) would bring the cycle's "
+            "switch to the pair's cost. The MAP baseline pays a remap plus a page fault per "
+            "touched page; the MP baseline pays a pipe round trip to another process plus "
+            "copying 16 bytes per update through the kernel; it runs the same numpy update "
+            "in the worker, so its overhead per batch is fixed, like a switch's.")
     missed = [t for t in tgts if not t["met"]]
     if not missed:
         lines += ["", "Every target was met in this run."]
