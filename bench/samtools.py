@@ -50,7 +50,6 @@ sys.path.insert(0, SRC)
 sys.path.insert(0, HERE)
 
 from redisjmp import machine  # noqa: E402
-
 from vaspace.heap import Dict, Heap  # noqa: E402
 
 SEG_START = 0x4600_0000_0000
