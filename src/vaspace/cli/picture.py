@@ -15,6 +15,7 @@ the terminal rendering.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -275,8 +276,9 @@ def render_text(lay: Layout) -> list[Text]:
             cells[1:1 + len(label)] = list(label)
             for k, ch in enumerate(cells[: z - a]):
                 buf[a + k] = (ch, style)
-        for ch, style in buf:
-            row.append(ch, style=style)
+        # One styled run per box, not per character: short escape sequences on a tty.
+        for style, run in itertools.groupby(buf, key=lambda cell: cell[1]):
+            row.append("".join(ch for ch, _ in run), style=style)
         if lane.holders:
             row.append(f"  attached: {lane.holders}", style="bold")
         lines.append(row)
