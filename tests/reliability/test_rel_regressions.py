@@ -140,3 +140,49 @@ def test_delete_does_not_hit_an_object_that_reused_the_id(registry: str, monkeyp
     assert e.value.errno == errno.EINVAL
     assert vaspace.vas_find("b") == vid and vaspace.vas_name(vid) == "b"
     vaspace.vas_getattr(vid)
+
+
+# ------------------------------------------------ a registry lock held forever
+
+
+def test_registry_lock_held_forever_gives_ebusy_not_a_hang(registry: str, monkeypatch) -> None:
+    """Any user can open and flock the registry lock; others used to block forever.
+
+    (Issue 6: no call may hang.)  Now a change gives up with EBUSY after
+    ``LOCK_TIMEOUT`` and changes nothing.
+    """
+    import fcntl
+    import time
+
+    from relutil import NOBODY
+
+    from vaspace.registry import root as rootmod
+
+    vid = vaspace.vas_create("v", 0o666)
+    sid = _seg()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # an unprivileged user grabs the lock and keeps it
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+        fd = os.open(Path(registry) / "lock", os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(w, b"1")
+        time.sleep(60)
+        os._exit(0)
+    os.close(w)
+    os.read(r, 1)
+    os.close(r)
+    monkeypatch.setattr(rootmod, "LOCK_TIMEOUT", 0.3)
+    try:
+        for call in (lambda: vaspace.vas_delete(vid), lambda: vaspace.vas_seg_delete(sid),
+                     lambda: vaspace.vas_seg_attach(vid, sid, os.O_RDWR)):
+            out = run_child(call, timeout=10)
+            assert not out.hung
+            assert isinstance(out.error, OSError) and out.error.errno == errno.EBUSY
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    vaspace.vas_seg_attach(vid, sid, os.O_RDWR)
+    assert vaspace.vas_segments(vid) == [vaspace.SegLink(sid, os.O_RDWR)]

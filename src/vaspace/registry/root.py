@@ -32,6 +32,7 @@ import errno
 import fcntl
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,18 +102,37 @@ def forget() -> None:
     _checked.clear()
 
 
+# How long a change waits for the registry lock before giving up with EBUSY.
+# Real holders keep it for microseconds; only a stuck or hostile holder (any
+# user can open and flock the lock file) keeps it for seconds.
+LOCK_TIMEOUT = 10.0
+
+
 @contextlib.contextmanager
 def locked() -> Iterator[Path]:
     """Hold the registry-wide lock around a change that spans objects.
 
     Used for segment attach/detach and deletes, whose checks ("is this
     segment attached anywhere?") read several objects.  Creating objects needs
-    no lock: it is atomic by itself.
+    no lock: it is atomic by itself.  Waiting is bounded (``LOCK_TIMEOUT``,
+    then EBUSY), so a process that holds the lock forever cannot hang
+    everyone else's calls.
     """
     root = ensure()
     fd = os.open(root / "lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        pause = 0.0005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise vas_error(errno.EBUSY, f"the registry lock {root / 'lock'} has been "
+                                    f"held by another process for {LOCK_TIMEOUT:g} s") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.02)
         yield root
     finally:
         os.close(fd)
