@@ -338,10 +338,11 @@ def check_registry(ledger: Ledger, stats: Stats) -> list[str]:
         if objects.name_of(kind, oid) != name and (label, oid, name) not in ledger.doomed:
             bad.append(f"{label} {oid} {name!r} was created, never deleted, and is gone")
     # Committed pages are intact in the backing files.
-    for (sid, name, page), crc in ledger.pages.items():
+    for (sid, name, page), crc in list(ledger.pages.items()):
         if objects.name_of(seg.SEG, sid) != name:
             if ("seg", sid, name) not in ledger.doomed:
                 bad.append(f"seg {sid} {name!r} holding committed data vanished")
+            del ledger.pages[(sid, name, page)]  # deleted as intended: nothing left to check
             continue
         with open(seg.data_path(sid), "rb") as f:
             f.seek(page * PAGE)
@@ -465,7 +466,7 @@ def _prune(rng: random.Random, ledger: Ledger) -> None:
 
 
 def run(rounds: int, procs: int, seconds: float | None = None, duration: float = 0.25,
-        seed: int | None = None, root: str | None = None) -> Stats:
+        seed: int | None = None, root: str | None = None, progress: bool = False) -> Stats:
     """Run the harness against a fresh registry; return its statistics.
 
     ``seconds`` (if given) runs rounds until that much time has passed, up to
@@ -486,6 +487,11 @@ def run(rounds: int, procs: int, seconds: float | None = None, duration: float =
             if seconds is not None and time.monotonic() - t0 > seconds:
                 break
             run_round(rng, rnd, procs, duration, base, ledger, stats)
+            if progress and rnd % 50 == 49:
+                print(f"round {rnd + 1}: kills {stats.kills}, writes {stats.writes}, "
+                      f"inconsistencies {len(stats.inconsistencies)}, "
+                      f"unexpected {len(stats.unexpected)}, "
+                      f"{time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     finally:
         stats.seconds = round(time.monotonic() - t0, 1)
         if old_root is None:
@@ -511,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.soak is not None:
         seconds = args.soak * 60
         rounds = max(rounds, 10**9) if args.rounds == 50 else rounds
-    stats = run(rounds, args.procs, seconds, args.duration, seed)
+    stats = run(rounds, args.procs, seconds, args.duration, seed, progress=True)
     out = stats.summary()
     out.update(seed=seed, procs=args.procs, machine=f"{os.uname().sysname} "
                f"{os.uname().release} {os.uname().machine}, {os.cpu_count()} cpus")
