@@ -186,3 +186,55 @@ def test_registry_lock_held_forever_gives_ebusy_not_a_hang(registry: str, monkey
         os.waitpid(pid, 0)
     vaspace.vas_seg_attach(vid, sid, os.O_RDWR)
     assert vaspace.vas_segments(vid) == [vaspace.SegLink(sid, os.O_RDWR)]
+
+
+# ------------------------------------------------ entries anyone can plant
+
+
+@pytest.mark.parametrize("entry", ["\u00b2", "padded", "\u0661"])  # superscript 2, Arabic 1
+def test_planted_non_ascii_digit_entries_are_ignored(registry: str, entry: str) -> None:
+    """``"²".isdigit()`` is true but ``int("²")`` fails: one mkdir broke every listing.
+
+    The shared directories are writable by everyone, so an entry like that
+    made ``vas_ids()``, ``seg_ids()``, creates and ``vas_holders()`` raise
+    ValueError for all users; "07" listed id 7 twice.
+    """
+    from relutil import NOBODY, as_user
+
+    vid = vaspace.vas_create("v", 0o600)
+    sid = _seg()
+    if entry == "padded":
+        entry = f"0{vid}"  # would alias the live id
+    os.symlink("rw", Path(registry) / f"vas/{vid}/seg.{entry}")
+
+    def plant() -> None:
+        root = Path(registry)
+        for sub in ("vas", "seg"):
+            (root / sub / entry).mkdir()
+            (root / sub / entry / "name").write_text(vaspace.vas_name(vid))
+        os.symlink(f"{entry}:rw", root / f"procs/{vid}.{entry}")
+        os.symlink(entry, root / "names/vas/planted")
+
+    as_user(NOBODY, plant)
+    assert vaspace.vas_ids() == [vid] and vaspace.seg_ids() == [sid]
+    assert vaspace.vas_holders(vid) == [] and vaspace.vas_segments(vid) == []
+    with pytest.raises(OSError) as e:
+        vaspace.vas_find("planted")
+    assert e.value.errno == errno.ESRCH
+    assert vaspace.vas_create("w", 0o600) > 0 and vaspace.vas_seg_create(
+        "t", SEG_BASE, SEG_BASE + PAGE, 0o600) > 0
+
+
+def test_a_planted_top_id_does_not_exhaust_ids(registry: str) -> None:
+    """``mkdir vas/2147483647`` by anyone used to make every later create fail (ENOSPC)."""
+    from relutil import NOBODY, as_user
+
+    from vaspace.registry import objects as objmod
+
+    as_user(NOBODY, os.mkdir, Path(registry) / "vas" / str(objmod.MAX_ID))
+    as_user(NOBODY, os.mkdir, Path(registry) / "seg" / str(objmod.MAX_ID))
+    objmod._next_id.clear()
+    vid = vaspace.vas_create("after", 0o600)
+    sid = _seg("after")
+    assert 0 < vid < objmod.MAX_ID and 0 < sid < objmod.MAX_ID
+    assert vaspace.vas_find("after") == vid and vaspace.vas_seg_find("after") == sid

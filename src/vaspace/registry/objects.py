@@ -91,7 +91,7 @@ def find(kind: Kind, name: object) -> int:
         target = os.readlink(kind.name_link(names.encode(raw)))
     except (FileNotFoundError, OSError):  # EINVAL: a planted file that is not a link
         raise vas_error(errno.ESRCH, f"no {kind.label} named {name!r}") from None
-    if not target.isdigit():
+    if not rootmod.is_id(target):
         raise vas_error(errno.ESRCH, f"no {kind.label} named {name!r}")
     oid = int(target)
     if name_of(kind, oid) != name:

@@ -69,14 +69,14 @@ def _all() -> list[tuple[int, int, int]]:
         return []
     for entry in entries:
         vid, _, pid = entry.partition(".")
-        if not (vid.isdigit() and pid.isdigit()):
+        if not (rootmod.is_id(vid) and rootmod.is_id(pid)):
             continue
         try:
             started, kind = os.readlink(_procs() / entry).split(":")
             owner = os.lstat(_procs() / entry).st_uid
         except (OSError, ValueError):
             continue
-        if started.isdigit() and _alive(int(pid), int(started)):
+        if rootmod.is_id(started) and _alive(int(pid), int(started)):
             if owner not in (0, _uid_or_none(int(pid))):
                 continue  # planted by another user: not the process's own record
             out.append((int(vid), int(pid), _TYPES.get(kind, os.O_RDONLY)))
@@ -205,5 +205,5 @@ def reap_pending() -> None:
     with contextlib.suppress(FileNotFoundError):
         for entry in os.listdir(base):
             pid, _, started = entry.partition("-")
-            if pid.isdigit() and started.isdigit() and not _alive(int(pid), int(started)):
+            if rootmod.is_id(pid) and rootmod.is_id(started) and not _alive(int(pid), int(started)):
                 rootmod.remove_tree(base / entry)

@@ -177,10 +177,19 @@ def remove_tree(path: Path) -> None:
         os.rmdir(path)
 
 
+def is_id(text: str) -> bool:
+    """True if ``text`` is an id written the way vaspace writes one: ASCII digits, no padding.
+
+    Anyone can create entries in the shared directories; ``"²".isdigit()``
+    is true but ``int("²")`` fails, and ``"07"`` would alias id 7.
+    """
+    return text.isascii() and text.isdigit() and str(int(text)) == text
+
+
 def numeric_entries(path: Path) -> list[int]:
-    """The integer-named entries of a directory, sorted."""
+    """The id-named entries of a directory, sorted."""
     try:
         names = os.listdir(path)
     except FileNotFoundError:
         return []
-    return sorted(int(n) for n in names if n.isdigit())
+    return sorted(int(n) for n in names if is_id(n))

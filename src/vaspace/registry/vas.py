@@ -96,7 +96,7 @@ def seg_links(vid: int) -> list[SegLink]:
         return []
     for entry in entries:
         prefix, _, sid = entry.partition(".")
-        if prefix == "seg" and sid.isdigit():
+        if prefix == "seg" and rootmod.is_id(sid):
             with contextlib.suppress(FileNotFoundError, KeyError):
                 out.append(SegLink(sid=int(sid), type=_TYPES[os.readlink(path / entry)]))
     return sorted(out)
