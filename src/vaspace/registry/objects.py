@@ -133,7 +133,12 @@ def _claim_id(kind: Kind, root: str) -> tuple[int, str]:
     base = f"{root}/{kind.dirname}"
     oid = _next_id.get(base) or _scan_next(base)
     collisions = 0
-    while oid <= MAX_ID:
+    while True:
+        if oid > MAX_ID:
+            # Ids above the highest are used up: anyone can mkdir
+            # "<kind>/2147483647", so that is no proof the space is full.
+            # Take the lowest free id instead.
+            oid = _lowest_free(base)
         path = f"{base}/{oid}"
         try:
             os.mkdir(path, 0o700)
@@ -147,7 +152,14 @@ def _claim_id(kind: Kind, root: str) -> tuple[int, str]:
         os.chmod(path, 0o700)
         _next_id[base] = oid + 1
         return oid, path
-    raise vas_error(errno.ENOSPC, f"no free {kind.label} id")
+
+
+def _lowest_free(base: str) -> int:
+    taken = set(rootmod.numeric_entries(Path(base)))
+    oid = next((i for i in range(1, len(taken) + 2) if i not in taken), MAX_ID + 1)
+    if oid > MAX_ID:
+        raise vas_error(errno.ENOSPC, "no free id")
+    return oid
 
 
 def _scan_next(base: str) -> int:
