@@ -502,3 +502,50 @@ def test_victim_refuses_a_rewritten_region(registry: str) -> None:
         return errno_of(vaspace.vas_attach, 0, objs["vid"], os.O_RDWR)
 
     assert run_child(victim, uid=VICTIM).get() == errno.EFAULT
+
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: process/publish.py publish() opens "
+                   "procs/<pid>-<start>.threads with O_CREAT but without O_EXCL or an owner "
+                   "check, then fchmods it: a file another user planted there makes every "
+                   "attach of the victim fail with a raw PermissionError (EPERM)")
+def test_planted_thread_slot_file_does_not_block_the_victim(registry: str) -> None:
+    """Anyone can guess a process's slot file name (pid and start time are public)."""
+    vid = as_user(VICTIM, vaspace.vas_create, "mine", 0o600)
+    go_r, go_w = os.pipe()
+
+    def victim() -> None:
+        os.read(go_r, 1)
+        vaspace.vas_attach(0, vid, os.O_RDWR)
+        vaspace.vas_switch(vid)
+        vaspace.vas_switch(0)
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        out = run_child(victim, uid=VICTIM)
+        os.write(w, b"ok" if out.error is None and out.signal is None else repr(out).encode())
+        os._exit(0)
+    os.close(w)
+    # The grandchild is the victim; its pid is the next one we can see.
+    kids: list[int] = []
+    for _ in range(500):
+        kids = [int(t) for t in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        if kids:
+            break
+        time.sleep(0.01)
+    victim_pid = kids[0]
+    slots = Path(registry) / f"procs/{victim_pid}-{records.start_time(victim_pid)}.threads"
+
+    def plant() -> None:
+        fd = os.open(slots, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666)
+        os.fchmod(fd, 0o666)
+        os.close(fd)
+
+    as_user(ATTACKER, plant)
+    os.write(go_w, b"x")
+    result = os.read(r, 4096)
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert result == b"ok", result
