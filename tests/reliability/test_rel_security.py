@@ -549,3 +549,13 @@ def test_planted_thread_slot_file_does_not_block_the_victim(registry: str) -> No
     os.close(r)
     os.waitpid(pid, 0)
     assert result == b"ok", result
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: process/publish.py _reap() takes "
+                   "'<pid>-<start>.threads' entries with str.isdigit(), so a planted "
+                   "'procs/\u00b2-1.threads' makes int() raise ValueError in every process's "
+                   "first attach")
+def test_planted_unicode_digit_slot_file_does_not_break_attach(registry: str) -> None:
+    as_user(ATTACKER, Path(registry, "procs", "\u00b2-1.threads").touch)
+    vid = as_user(VICTIM, vaspace.vas_create, "mine", 0o600)
+    assert as_user(VICTIM, errno_of, vaspace.vas_attach, 0, vid, os.O_RDWR) == "ok"
