@@ -360,3 +360,31 @@ def test_handles_of_deleted_objects_refuse_cleanly(registry: str) -> None:
         with vas.active():
             pass
     assert snapshot(registry) == before
+
+
+VALID_NAMES = st.one_of(
+    st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\0"), min_size=1,
+            max_size=80),
+    st.sampled_from(["..", ".", "/", "%2F", "%", "#", "#" + "0" * 64, "a" * 255, "é" * 127,
+                     "A", "a", ".a", "%2Ea"]),
+).filter(lambda n: len(n.encode()) <= 255)
+
+
+@SETTINGS
+@given(st.lists(VALID_NAMES, min_size=2, max_size=4))
+def test_valid_names_round_trip_and_never_collide(registry: str, names: list[str]) -> None:
+    """Every valid name finds its own object; distinct names never share one (encoding, hashing)."""
+    made: dict[str, int] = {}
+    try:
+        for name in names:
+            try:
+                made[name] = vaspace.vas_create(name, 0o600)
+            except OSError as exc:
+                assert exc.errno == errno.EEXIST and name in made, (name, exc)
+        for name, vid in made.items():
+            assert vaspace.vas_find(name) == vid and vaspace.vas_name(vid) == name
+        assert len(set(made.values())) == len(made)
+        assert sorted(vaspace.vas_ids()) == sorted(made.values())
+    finally:
+        for vid in made.values():
+            vaspace.vas_delete(vid)
