@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     meta = {"load_before": _load(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "command": "python -m bench" + (" --smoke" if args.smoke else "")}
+            "command": " ".join(["python -m bench", *(argv if argv is not None
+                                                       else sys.argv[1:])])}
     secs: dict[str, Section] = {}
     extra: list[str] = []
     with tempfile.TemporaryDirectory(prefix="vaspace-bench-") as work:
