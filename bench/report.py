@@ -224,17 +224,25 @@ def _switch_md(sec: Section, plots: dict[str, str]) -> list[str]:
         for kind in ("pinned", "free"):
             f = sec.get(f"pp_{kind}_size{s}")
             rows.append([f.label, _rng(f), _x(_ratio(warm, f))])
-    lines += _table(["case", "round trip: median (min – max)", "warm VAS switch is faster by"],
+    lines += _table(["case", "round trip: median (min – max)",
+                     "this / warm VAS switch of the same size (> 1: the VAS switch is faster)"],
                     rows)
     faults = {k: v for k, v in sec.facts.items() if k.startswith("faults_")}
     lines += ["", "Page faults per round trip when every page is read after each warm switch "
               "(mremap keeps the page tables): " +
-              ", ".join(f"{k.removeprefix('faults_')}: {v:g}" for k, v in faults.items()) +
-              " (a few faults are numpy's temporaries, not the segment).", ""]
+              ", ".join(f"{_fault_label(k)}: {v:.2g}" for k, v in faults.items()) +
+              " (minus the faults of the same reads without switching).", ""]
     for name in ("switch_size", "switch_k"):
         if name in plots:
             lines += [f"![{name}]({plots[name]})", ""]
     return lines
+
+
+def _fault_label(key: str) -> str:
+    what = key.removeprefix("faults_")
+    if what.startswith("size"):
+        return f"one conflicting {fmt_size(int(what[4:]))}"
+    return "nothing to move (shared segment)" if what == "shared" else what
 
 
 def _create_md(sec: Section) -> list[str]:
@@ -445,6 +453,17 @@ def _analysis(secs: dict[str, Section], tgts: list[dict[str, Any]]) -> list[str]
     missed = [t for t in tgts if not t["met"]]
     if not missed:
         lines += ["", "Every target was met in this run."]
+    lines += ["", "### Closing note", "",
+              f"{len(tgts) - len(missed)} of {len(tgts)} targets are met in this run. "
+              "In order of what they would buy: (1) make the move-plan cache keep its plans "
+              "across slow paths and handle collisions, so a cycle over many VASes switches "
+              "at the two-VAS cost (GUPS); (2) stop plugging the parking range, which "
+              "removes a plug mmap and the placeholder munmap inside the next mremap from "
+              "every move (roughly halves a moving switch); (3) lay out segments so that the "
+              "VASes a thread alternates between do not conflict: then a switch moves "
+              "nothing and costs a fraction of a µs, far below any process switch. On this "
+              "VM a switch that moves anything cannot beat a same-CPU pipe ping-pong, "
+              "because a single mremap already costs about as much."]
     return [*lines, ""]
 
 
