@@ -238,3 +238,27 @@ def test_a_planted_top_id_does_not_exhaust_ids(registry: str) -> None:
     sid = _seg("after")
     assert 0 < vid < objmod.MAX_ID and 0 < sid < objmod.MAX_ID
     assert vaspace.vas_find("after") == vid and vaspace.vas_seg_find("after") == sid
+
+
+def test_delete_without_any_permission_names_the_vas(registry: str) -> None:
+    """quiesced() let the raw PermissionError of opening the lock file escape.
+
+    The errno was right by luck (EACCES) but the message named a file path;
+    and a VAS attached by someone must still give EBUSY first, as in the RFC.
+    """
+    from relutil import NOBODY, as_user
+
+    vid = vaspace.vas_create("db", 0o600)
+
+    def delete() -> tuple[type, int, str]:
+        try:
+            vaspace.vas_delete(vid)
+        except OSError as exc:
+            return type(exc), exc.errno, str(exc)
+        raise AssertionError("deleted")
+
+    kind, err, text = as_user(NOBODY, delete)
+    assert (kind, err) == (PermissionError, errno.EACCES)
+    assert "VAS 'db'" in text and "/lock" not in text
+    vaspace.vas_attach(0, vid, os.O_RDONLY)
+    assert as_user(NOBODY, delete)[1] == errno.EBUSY

@@ -65,7 +65,19 @@ def quiesced(vid: int, name: str, action: str):
     try:
         fd = open_lock(vid, os.O_RDONLY)
     except PermissionError:
-        fd = open_lock(vid, os.O_WRONLY)
+        try:
+            fd = open_lock(vid, os.O_WRONLY)
+        except PermissionError:
+            # The caller may neither read nor write the VAS: the RFC checks
+            # EBUSY first, which the records can still tell; then EACCES,
+            # naming the VAS rather than the lock file's path.
+            from . import records
+
+            if records.holders(vid):
+                raise vas_error(errno.EBUSY, f"cannot {action} {describe(vid, name)}: "
+                                f"attached by {_holders_text(vid)}") from None
+            raise vas_error(errno.EACCES, f"cannot {action} {describe(vid, name)}: "
+                            "no permission on it") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
