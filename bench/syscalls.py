@@ -30,14 +30,32 @@ MREMAP_FIXED = 2
 PLUG_FLAGS = 0x02 | 0x20 | common.MAP_NORESERVE | common.MAP_FIXED  # PRIVATE|ANON|...
 
 
-def _child(k: int, n: int) -> None:
-    """The traced child: set up, then n round trips between two VASes."""
+def _child(case: str, n: int) -> None:
+    """The traced child: set up, then do ``case`` n times.
+
+    ``k<number>``: a round trip between two VASes with that many conflicting
+    segments; ``attach``: vas_attach + vas_detach of a VAS with one segment;
+    ``create``: vas_create + vas_delete.
+    """
     from .switch import SLOT, Pair
 
     with common.temp_registry():
         import vaspace
 
         w = vaspace.window()[0]
+        if case == "attach":
+            vid = vaspace.vas_create("sc-attach", 0o600)
+            sid = vaspace.vas_seg_create("sc-attach", w, w + SLOT, 0o600)
+            vaspace.vas_seg_attach(vid, sid, os.O_RDWR)
+            for _ in range(n):
+                vaspace.vas_attach(0, vid, os.O_RDWR)
+                vaspace.vas_detach(0, vid)
+            return
+        if case == "create":
+            for i in range(n):
+                vaspace.vas_delete(vaspace.vas_create(f"sc-create{i}", 0o600))
+            return
+        k = int(case.removeprefix("k"))
         segs = [(w + j * SLOT, 4 * KiB) for j in range(k)]
         p = Pair(f"sc{k}", segs, segs)
         sw = vaspace.vas_switch
@@ -51,8 +69,8 @@ def _child(k: int, n: int) -> None:
         p.close()
 
 
-def _child_cmd(k: int, n: int) -> list[str]:
-    return [sys.executable, "-m", "bench.syscalls", "--child", str(k), str(n)]
+def _child_cmd(case: str, n: int) -> list[str]:
+    return [sys.executable, "-m", "bench.syscalls", "--child", case, str(n)]
 
 
 def _env() -> dict[str, str]:
@@ -62,10 +80,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def strace_counts(k: int, n: int) -> dict[str, int]:
+def strace_counts(case: str, n: int) -> dict[str, int]:
     """Syscall name -> count for one child run under ``strace -f -c``."""
     with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
-        subprocess.run(["strace", "-f", "-c", "-o", out.name, *_child_cmd(k, n)],
+        subprocess.run(["strace", "-f", "-c", "-o", out.name, *_child_cmd(case, n)],
                        check=True, env=_env(), stdout=subprocess.DEVNULL)
         counts = {}
         for line in out.read().splitlines():
@@ -80,12 +98,12 @@ PERF_EVENTS = ["raw_syscalls:sys_enter", "syscalls:sys_enter_mremap",
                "syscalls:sys_enter_mmap", "syscalls:sys_enter_munmap"]
 
 
-def perf_counts(k: int, n: int) -> dict[str, int] | None:
+def perf_counts(case: str, n: int) -> dict[str, int] | None:
     """Tracepoint counts from ``perf stat``, or None if perf cannot count here."""
     if shutil.which("perf") is None:
         return None
     cmd = ["perf", "stat", "-x", ",", *[a for e in PERF_EVENTS for a in ("-e", e)],
-           *_child_cmd(k, n)]
+           *_child_cmd(case, n)]
     res = subprocess.run(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          text=True)
     counts = {}
@@ -189,21 +207,30 @@ def run(smoke: bool = False) -> Section:
     sec = Section("syscalls", "System calls per one-way switch")
     rows = []
     have_strace = shutil.which("strace") is not None
-    for k in ks:
-        row: dict[str, object] = {"k": k, "minimum": 4 * k}
+
+    def per_op(case: str, ops_per_n: int, n1: int, n2: int) -> dict[str, object]:
+        """Calls per operation: the difference of an n1 and an n2 run, divided."""
+        row: dict[str, object] = {}
         if have_strace:
-            c1, c2 = strace_counts(k, n1), strace_counts(k, n2)
-            diff = {name: (c2.get(name, 0) - c1.get(name, 0)) / (2 * (n2 - n1))
+            c1, c2 = strace_counts(case, n1), strace_counts(case, n2)
+            diff = {name: (c2.get(name, 0) - c1.get(name, 0)) / (ops_per_n * (n2 - n1))
                     for name in set(c1) | set(c2)}
             diff = {name: round(v, 3) for name, v in diff.items() if abs(v) >= 0.01}
             row["strace"] = diff
             row["strace_total"] = round(sum(diff.values()), 3)
         # perf doubles the child runs; the smoke run checks strace's path only.
-        p1, p2 = (None, None) if smoke else (perf_counts(k, n1), perf_counts(k, n2))
+        p1, p2 = (None, None) if smoke else (perf_counts(case, n1), perf_counts(case, n2))
         if p1 and p2:
-            row["perf"] = {name: round((p2[name] - p1[name]) / (2 * (n2 - n1)), 3)
+            row["perf"] = {name: round((p2[name] - p1[name]) / (ops_per_n * (n2 - n1)), 3)
                            for name in p1 if name in p2}
-        rows.append(row)
+        return row
+
+    for k in ks:
+        rows.append({"k": k, "minimum": 4 * k, **per_op(f"k{k}", 2, n1, n2)})
+    if not smoke:  # these operations are slower than switches: fewer of them
+        sec.facts["other_ops"] = {
+            "vas_attach + vas_detach (one segment)": per_op("attach", 1, n1 // 4, n2 // 4),
+            "vas_create + vas_delete": per_op("create", 1, n1 // 4, n2 // 4)}
     sec.facts["rows"] = rows
     sec.facts["perf_instructions"] = perf_insns_supported()
     sec.facts["n1_n2"] = [n1, n2]
@@ -225,7 +252,7 @@ def run(smoke: bool = False) -> Section:
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        _child(int(sys.argv[2]), int(sys.argv[3]))
+        _child(sys.argv[2], int(sys.argv[3]))
         sys.exit(0)
     if len(sys.argv) == 3 and sys.argv[1] == "--probe":  # the profiled loop
         kernel_move_cost(16 << 40, True, int(sys.argv[2]), 1)
