@@ -90,7 +90,11 @@ typedef struct {
     move_t *moves;
 } plan_t;
 
-#define PLAN_SLOTS 64
+/* The plan cache: open addressing with a short linear probe, so that every
+ * transition of a cycle over many VASes keeps its plan (a direct-mapped table
+ * let 1->2 and 5->6 evict each other). */
+#define PLAN_SLOTS 1024
+#define PLAN_PROBE 8
 static plan_t plans[PLAN_SLOTS];
 
 static void
@@ -107,11 +111,41 @@ plans_clear(void)
         plan_free(&plans[i]);
 }
 
+static unsigned long
+plan_home(long from, long to)
+{
+    uint64_t h = (uint64_t)from * 0x9E3779B97F4A7C15ull ^ (uint64_t)to * 0xC2B2AE3D27D4EB4Full;
+    return (unsigned long)(h >> 40) % PLAN_SLOTS;
+}
+
+/* The slot holding (from, to), or NULL. */
+static plan_t *
+plan_find(long from, long to)
+{
+    unsigned long h = plan_home(from, to);
+    for (int i = 0; i < PLAN_PROBE; i++) {
+        plan_t *p = &plans[(h + i) % PLAN_SLOTS];
+        if (p->moves != NULL && p->from == from && p->to == to)
+            return p;
+    }
+    return NULL;
+}
+
+/* Where to store (from, to): its own slot, else a free one in the probe
+ * window, else the home slot (evicting whatever is there). */
 static plan_t *
 plan_slot(long from, long to)
 {
-    unsigned long h = ((unsigned long)from * 2654435761u) ^ (unsigned long)to;
-    return &plans[h % PLAN_SLOTS];
+    plan_t *p = plan_find(from, to);
+    if (p != NULL)
+        return p;
+    unsigned long h = plan_home(from, to);
+    for (int i = 0; i < PLAN_PROBE; i++) {
+        p = &plans[(h + i) % PLAN_SLOTS];
+        if (p->moves == NULL)
+            return p;
+    }
+    return &plans[h];
 }
 
 /* Whether set_active(vid) will find a slot; checked before any move so a
@@ -403,8 +437,8 @@ vaspace_plan_get(PyObject *self, PyObject *args)
     long from, to;
     if (!PyArg_ParseTuple(args, "ll", &from, &to))
         return NULL;
-    plan_t *p = plan_slot(from, to);
-    if (p->moves == NULL || p->from != from || p->to != to)
+    plan_t *p = plan_find(from, to);
+    if (p == NULL)
         Py_RETURN_NONE;
     PyObject *list = PyList_New(p->n);
     if (list == NULL)
@@ -453,8 +487,8 @@ vaspace_switch_fast(PyObject *self, PyObject *arg)
     long others = threads_in_vas - (from != 0);
     if (slow_busy || others)
         return PyLong_FromLong(0);
-    plan_t *p = plan_slot(from, vid);
-    if (p->moves == NULL || p->from != from || p->to != vid || !slot_available(vid))
+    plan_t *p = plan_find(from, vid);
+    if (p == NULL || !slot_available(vid))
         return PyLong_FromLong(0);
     int err = run_moves(p->moves, p->n);
     if (err)

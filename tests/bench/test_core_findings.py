@@ -3,21 +3,16 @@
 GUPS cycles through N VASes, one switch per batch.  After one warm-up cycle
 every switch of the cycle should be served by a cached move plan
 (``_core.switch_fast``: one C call, no Python logic, no registry access).
-It is only for a ping-pong between two VASes: every slow-path switch clears
-*all* cached plans (``State.changing`` calls ``_core.plan_clear``) and then
-caches just its own pair, so in a cycle of three or more VASes every switch
-misses and takes the slow path, which re-reads the registry (about 5x the
-cost of a cached switch of a 64 MiB segment in the GUPS benchmark).  Even
-without the clearing, the cache is direct-mapped with no collision handling
-(``plan_slot`` in src/vaspace/_core.c): in a fresh registry the transitions
-1->2 and 5->6 share a slot, as do 2->3 and 6->7.
+The benchmarks found that this held only for a ping-pong between two VASes:
+every slow-path switch cleared *all* cached plans, and the cache was
+direct-mapped with no collision handling (1->2 and 5->6 shared a slot).  Now
+a switch keeps the cache (only attach and detach clear it) and the cache
+probes linearly, so cycles of 3 and 8 VASes stay on the fast path.
 """
 
 from __future__ import annotations
 
 import os
-
-import pytest
 
 import vaspace
 from vaspace import _core
@@ -55,14 +50,9 @@ def test_ping_pong_between_2_vases_stays_on_the_fast_path(registry):
     assert _fast_path_misses(_ring(2)) == []
 
 
-@pytest.mark.xfail(reason="core bug: every slow-path switch clears all cached plans "
-                   "(state.py State.changing -> _core.plan_clear), so a cycle of >= 3 VASes "
-                   "never hits the plan cache", strict=True)
 def test_round_robin_over_3_vases_stays_on_the_fast_path(registry):
     assert _fast_path_misses(_ring(3)) == []
 
 
-@pytest.mark.xfail(reason="core bug: as above, and plan_slot (_core.c) maps 1->2 and 5->6 "
-                   "to the same slot with no collision handling", strict=True)
 def test_round_robin_over_8_vases_stays_on_the_fast_path(registry):
     assert _fast_path_misses(_ring(8)) == []

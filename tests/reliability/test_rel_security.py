@@ -505,10 +505,6 @@ def test_victim_refuses_a_rewritten_region(registry: str) -> None:
 
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: process/publish.py publish() opens "
-                   "procs/<pid>-<start>.threads with O_CREAT but without O_EXCL or an owner "
-                   "check, then fchmods it: a file another user planted there makes every "
-                   "attach of the victim fail with a raw PermissionError (EPERM)")
 def test_planted_thread_slot_file_does_not_block_the_victim(registry: str) -> None:
     """Anyone can guess a process's slot file name (pid and start time are public)."""
     vid = as_user(VICTIM, vaspace.vas_create, "mine", 0o600)
@@ -551,10 +547,6 @@ def test_planted_thread_slot_file_does_not_block_the_victim(registry: str) -> No
     assert result == b"ok", result
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: process/publish.py _reap() takes "
-                   "'<pid>-<start>.threads' entries with str.isdigit(), so a planted "
-                   "'procs/\u00b2-1.threads' makes int() raise ValueError in every process's "
-                   "first attach")
 def test_planted_unicode_digit_slot_file_does_not_break_attach(registry: str) -> None:
     as_user(ATTACKER, Path(registry, "procs", "\u00b2-1.threads").touch)
     vid = as_user(VICTIM, vaspace.vas_create, "mine", 0o600)

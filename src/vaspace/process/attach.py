@@ -110,7 +110,7 @@ def attach_self(vid: object, access: object) -> None:
             root = str(rootmod.root_path())
             if st.published != root:
                 publish.publish()
-                st.published = root
+                st.published = root  # tried once per root, published or not
         except BaseException:
             if vid not in st.attachments:
                 os.close(fd)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import struct
 from pathlib import Path
 
@@ -26,14 +27,32 @@ def _path(pid: int, started: int) -> Path:
     return rootmod.root_path() / "procs" / f"{pid}-{started}.threads"
 
 
-def publish() -> None:
-    """Move this process's thread slots into its shared file (once per process)."""
+def publish() -> bool:
+    """Move this process's thread slots into its shared file; False if it cannot.
+
+    The file name is guessable (pid and start time are public), so another
+    user may have planted a file there.  Only a file this process creates
+    itself (O_EXCL), or one it owns already, is used; otherwise the process
+    simply does not publish: its attachments work, and other processes see
+    no threads for it.
+    """
     pid = os.getpid()
     started = records.start_time(pid)
     if started is None:
-        return
+        return False
     path = _path(pid, started)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        try:
+            fd = os.open(path, flags)
+        except OSError:
+            return False
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(fd)
+            return False
     try:
         os.fchmod(fd, 0o644)
         os.ftruncate(fd, _core.slots_size())
@@ -41,6 +60,7 @@ def publish() -> None:
     finally:
         os.close(fd)
     _reap()
+    return True
 
 
 def threads_of(pid: int) -> dict[int, tuple[int, ...]]:
@@ -49,9 +69,16 @@ def threads_of(pid: int) -> dict[int, tuple[int, ...]]:
     if started is None:
         return {}
     try:
-        data = _path(pid, started).read_bytes()
-    except (FileNotFoundError, PermissionError):
+        fd = os.open(_path(pid, started), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
         return {}
+    try:
+        # Only the process's own file counts: another user may plant one.
+        if os.fstat(fd).st_uid != _uid_of(pid):
+            return {}
+        data = os.read(fd, _core.slots_size())
+    finally:
+        os.close(fd)
     out: dict[int, list[int]] = {}
     for tid, vid in _SLOT.iter_unpack(data[: len(data) - len(data) % _SLOT.size]):
         if tid and vid:
@@ -59,15 +86,28 @@ def threads_of(pid: int) -> dict[int, tuple[int, ...]]:
     return {vid: tuple(sorted(tids)) for vid, tids in out.items()}
 
 
+def _uid_of(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except FileNotFoundError:
+        return None
+
+
+def _number(text: str) -> int | None:
+    """An ASCII decimal number, or None (``"²".isdigit()`` is True)."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def _reap() -> None:
     """Remove the slot files of processes that are gone."""
     base = rootmod.root_path() / "procs"
     with contextlib.suppress(FileNotFoundError):
         for entry in os.listdir(base):
-            stem, dot, ext = entry.partition(".")
-            pid, _, started = stem.partition("-")
-            if ext != "threads" or not (pid.isdigit() and started.isdigit()):
+            stem, _, ext = entry.partition(".")
+            pid_text, _, started_text = stem.partition("-")
+            pid, started = _number(pid_text), _number(started_text)
+            if ext != "threads" or pid is None or started is None:
                 continue
-            if records.start_time(int(pid)) != int(started):
+            if records.start_time(pid) != started:
                 with contextlib.suppress(OSError):
                     os.unlink(base / entry)

@@ -37,12 +37,19 @@ class State:
     published: str = ""  # the root whose procs/ holds our thread slots (publish.py)
 
     @contextlib.contextmanager
-    def changing(self) -> Iterator[State]:
-        """Hold the lock, keep the fast path out, drop cached plans, refresh ``placed``."""
+    def changing(self, attachments: bool = True) -> Iterator[State]:
+        """Hold the lock, keep the fast path out, refresh ``placed``.
+
+        When ``attachments`` may change (attach, detach), cached plans are
+        dropped: they name mappings and parking slots.  A switch changes
+        neither, so it keeps every cached plan (a cycle over many VASes then
+        runs entirely on the fast path after one warm-up round).
+        """
         with self.lock:
             _core.busy(1)
             try:
-                _core.plan_clear()
+                if attachments:
+                    _core.plan_clear()
                 self.refresh_placed()
                 yield self
             finally:

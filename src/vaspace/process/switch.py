@@ -77,7 +77,7 @@ def _switch_slow(vid: int) -> None:
         raise invalid(f"bad VAS id {vid!r}")
     attach.sync()
     st = state()
-    with st.changing():
+    with st.changing(attachments=False):
         _prune_dead_threads()
         cur = _core.active()
         if vid == cur:
