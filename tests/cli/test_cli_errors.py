@@ -146,9 +146,6 @@ def test_missing_matplotlib_is_a_clear_error(objects: str, tmp_path) -> None:
     assert text_code == 0
 
 
-@pytest.mark.xfail(reason="core bug: vas_delete without permission raises the raw os.open "
-                   "PermissionError of registry/vas.py quiesced(), naming the lock file path "
-                   "instead of the VAS", strict=True)
 def test_unprivileged_rm_names_the_vas(objects: str) -> None:
     line = in_child(lambda: invoke("rm", "db").err_line(), uid=65534).get()
     assert "Permission denied" in line and "VAS 'db'" in line
