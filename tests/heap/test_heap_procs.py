@@ -61,7 +61,22 @@ def run_concurrent(heap: Heap, writers: int, readers: int, seconds: float) -> No
     d = Dict(heap, root="shared")
     for w in range(writers):
         d[w] = make_value(w, 0)
+    # a second Dict that one writer keeps growing and clearing: readers race
+    # with table swaps to smaller tables and with freed, reused entries
+    churn = Dict(heap)
     stop_at = time.monotonic() + seconds
+
+    def churner() -> None:
+        rnd = random.Random(99)
+        while time.monotonic() < stop_at:
+            for _ in range(rnd.randrange(1, 300)):
+                k = rnd.randrange(1000)
+                churn[k] = make_value(k, rnd.randrange(1, 10**6))
+            if rnd.random() < 0.3:
+                churn.clear()
+            else:
+                for _ in range(50):
+                    churn.pop(rnd.randrange(1000), None)
 
     def writer(w: int) -> None:
         rnd = random.Random(w)
@@ -85,20 +100,29 @@ def run_concurrent(heap: Heap, writers: int, readers: int, seconds: float) -> No
                 c = parse_value(w, d[w])
                 assert c >= last[w], "counter went backwards"
                 last[w] = c
+            for _ in range(20):
+                k = random.randrange(1000)
+                v = churn.get(k)
+                if v is not None:
+                    parse_value(k, v)
             n += 1
             if n % 50 == 0:  # snapshots must be consistent too
+                for k, v in churn.items():
+                    parse_value(k, v)
                 for k, v in d.items():
                     if isinstance(k, int):
                         parse_value(k, v)
         assert n > 0
 
-    pids = [_child(lambda w=w: writer(w)) for w in range(writers)]
+    pids = [_child(churner)]
+    pids += [_child(lambda w=w: writer(w)) for w in range(writers)]
     pids += [_child(lambda r=r: reader(r)) for r in range(readers)]
     codes = [_wait(p) for p in pids]
     assert codes == [0] * len(pids)
     for w in range(writers):
         assert parse_value(w, d[w]) == d[f"final-{w}"]
     assert d.check() == len(d)
+    churn.check()
     heap.check()
 
 

@@ -32,6 +32,7 @@
 #include <sched.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef uint64_t u64;
 typedef uint32_t u32;
@@ -156,6 +157,18 @@ typedef struct {
     u64 *seq; /* container seq made odd by this operation, or NULL */
 } TX;
 
+/* Fault injection for tests: when non-zero, the process _exit()s at the
+ * crash_countdown-th crash point inside W() (process-local; see _crash_after).
+ * This is the only mutable global, and it exists so tests can "SIGKILL" a
+ * writer at every single store of an operation, deterministically. */
+static unsigned long crash_countdown;
+
+static inline void crash_point(void)
+{
+    if (crash_countdown && --crash_countdown == 0)
+        _exit(77);
+}
+
 #define U(t, off) ((u64 *)((t)->base + (off)))
 #define SF(t, b) U(t, (b) + 8)
 #define PS(t, b) U(t, (b))
@@ -174,6 +187,7 @@ static void W(TX *t, u64 *p, u64 v)
         return;
     /* No "unchanged value" shortcut: bin_remove() relies on W() to log the
      * links of a block whose memory is then overwritten without logging. */
+    crash_point();
     u64 n = h->log_count;
     if (n >= LOG_CAP) {
         /* Never expected: every operation is bounded far below LOG_CAP.
@@ -186,6 +200,7 @@ static void W(TX *t, u64 *p, u64 v)
     compiler_fence();
     __atomic_store_n(&h->log_count, n + 1, __ATOMIC_RELEASE);
     compiler_fence();
+    crash_point(); /* logged but not yet stored */
     *p = v;
 }
 
@@ -333,6 +348,7 @@ static int tx_commit(TX *t)
     for (int i = 0; i < t->ndefer; i++)
         tx_free_now(t, t->defer[i]);
     t->ndefer = 0;
+    crash_point(); /* everything stored, not yet committed */
     if (t->overflow) {
         rollback(t->base, t->h);
         tx_end_seq(t);
@@ -341,6 +357,7 @@ static int tx_commit(TX *t)
     }
     compiler_fence();
     __atomic_store_n(&t->h->log_count, 0, __ATOMIC_RELEASE);
+    crash_point(); /* committed, seq still odd */
     tx_end_seq(t);
     return 0;
 }
@@ -655,8 +672,12 @@ static int format_region(char *base, u64 size)
     int rc;
     if ((rc = pthread_mutexattr_init(&a)) != 0)
         goto fail;
+    /* ERRORCHECK: a thread that re-enters the heap while holding the lock
+     * (e.g. from a __del__ run by the garbage collector) gets EDEADLK and an
+     * OSError instead of hanging forever. */
     if ((rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED)) != 0 ||
         (rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST)) != 0 ||
+        (rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK)) != 0 ||
         (rc = pthread_mutex_init(&h->lock, &a)) != 0) {
         pthread_mutexattr_destroy(&a);
         goto fail;
@@ -1328,7 +1349,7 @@ static dict_hdr *dict_at(HeapCore *self, PyObject *ho)
  * bounded probe length).  Returns the slot index or -1; *empty gets the first
  * reusable slot (tombstone or empty) or -1. */
 static long long dict_probe(HeapCore *self, dict_hdr *d, u64 hash, const blob *k, int *bad,
-                            long long *reuse)
+                            long long *reuse, u64 *entry_out)
 {
     u64 mask = ld(&d->mask), table = ld(&d->table);
     *bad = 0;
@@ -1367,8 +1388,13 @@ static long long dict_probe(HeapCore *self, dict_hdr *d, u64 hash, const blob *k
             return -1;
         }
         if (en->ktype == k->type && kl == (u64)k->n &&
-            memcmp((char *)(en + 1), k->p, (size_t)kl) == 0)
+            memcmp((char *)(en + 1), k->p, (size_t)kl) == 0) {
+            /* hand back the entry from this same table snapshot: re-reading
+             * d->table could give a newer, smaller table */
+            if (entry_out)
+                *entry_out = e;
             return (long long)((hash + i) & mask);
+        }
     }
     return -1;
 }
@@ -1400,12 +1426,12 @@ static PyObject *HeapCore_dict_get(HeapCore *self, PyObject *args)
             locked = 1;
         }
         int bad;
-        long long i = dict_probe(self, d, hash, &k, &bad, NULL);
+        u64 e = 0;
+        long long i = dict_probe(self, d, hash, &k, &bad, NULL, &e);
         int found = 0, vtype = 0;
         u64 vl = 0;
         if (i >= 0) {
-            dict_slot *slots = (dict_slot *)(uintptr_t)ld(&d->table);
-            dict_entry *en = (dict_entry *)(uintptr_t)ld(&slots[i].entry);
+            dict_entry *en = (dict_entry *)(uintptr_t)e; /* bounds-checked by the probe */
             vl = __atomic_load_n(&en->vlen, __ATOMIC_RELAXED);
             vtype = en->vtype;
             u64 kl = __atomic_load_n(&en->klen, __ATOMIC_RELAXED);
@@ -1573,7 +1599,7 @@ static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
     }
     int bad;
     long long reuse;
-    long long i = dict_probe(self, d, hash, &k, &bad, &reuse);
+    long long i = dict_probe(self, d, hash, &k, &bad, &reuse, NULL);
     if (bad) {
         tx_abort(&t);
         heap_unlock(self);
@@ -1634,7 +1660,7 @@ static PyObject *HeapCore_dict_pop(HeapCore *self, PyObject *args)
     if (heap_lock(self) < 0)
         goto out;
     int bad;
-    long long i = dict_probe(self, d, hash, &k, &bad, NULL);
+    long long i = dict_probe(self, d, hash, &k, &bad, NULL, NULL);
     if (bad) {
         heap_unlock(self);
         PyErr_SetString(PyExc_RuntimeError, "Dict structure is corrupt");
@@ -2205,8 +2231,25 @@ static PyTypeObject HeapCoreType = {
     .tp_as_buffer = &HeapCore_as_buffer,
 };
 
+static PyObject *mod_crash_after(PyObject *m, PyObject *arg)
+{
+    unsigned long n = PyLong_AsUnsignedLong(arg);
+    if (n == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    crash_countdown = n;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"_crash_after", mod_crash_after, METH_O,
+     "_crash_after(n): testing only. _exit(77) at the n-th crash point of later heap "
+     "writes in this process (0 disables)."},
+    {NULL},
+};
+
 static struct PyModuleDef heapcore_module = {
     PyModuleDef_HEAD_INIT,
+    .m_methods = module_methods,
     .m_name = "_heapcore",
     .m_doc = "Crash-consistent shared-memory heap and containers (see vaspace.heap).",
     .m_size = -1,
