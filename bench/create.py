@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from . import common
 from .common import MiB, Section
@@ -90,9 +91,9 @@ def run(smoke: bool = False) -> Section:
 
         def delete_cost(n: int) -> None:
             create_body(n)
-            t0 = common.time.perf_counter_ns()
+            t0 = time.perf_counter_ns()
             cleanup()
-            delete_ns.append((common.time.perf_counter_ns() - t0) / n)
+            delete_ns.append((time.perf_counter_ns() - t0) / n)
 
         delete_ns: list[float] = []
         for _ in range(runs):

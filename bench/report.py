@@ -438,27 +438,31 @@ def _analysis(secs: dict[str, Section], tgts: list[dict[str, Any]]) -> list[str]
         ring = gu.get("ring_switch").median
         pair_key = f"size{gu.facts['part_bytes']}"
         pair = next((g for g in sw.figures if g.key == pair_key), None)
-        pair_txt = (f"; the same switch between just two VASes costs {fmt_ns(pair.median / 2)}"
-                    " (section 1), because a ping-pong between two VASes is the only pattern "
-                    "the core's move-plan cache serves" if pair else "")
-        mapr = gu.get(f"map_b{b}").median
-        bound = ideal / mapr
+        slow = str(gu.facts.get("slow_path_switches_per_cycle", "?"))
+        slow_n = int(slow.split()[0]) if slow.split()[0].isdigit() else -1
+        pair_txt = (f" (the same switch between just two VASes: {fmt_ns(pair.median / 2)}, "
+                    "section 1)" if pair else "")
+        if slow_n > 0:
+            cache = (f"{slow} switches per cycle missed the core's move-plan cache and took "
+                     "the slow path, which re-reads the registry: the cache must keep its "
+                     "plans across switches and handle collisions (tests/bench/"
+                     "test_core_findings.py).")
+        else:
+            cache = (f"{slow} switches per cycle missed the core's move-plan cache: since "
+                     "commit 8bf5f56 the cache keeps its plans across switches and probes on "
+                     "collision; before it, every switch of a cycle of 3 or more VASes took "
+                     "the slow path (about 5x the cost; found by this benchmark, pinned by "
+                     "tests/bench/test_core_findings.py).")
         lines.append(
             f"- **GUPS**: at batch {b} the ideal applies a batch in {batch_us:.0f} µs (random "
             "8-byte updates are TLB-miss bound: each touches a random 4 KiB page, and a "
-            f"TLB miss under nested paging is expensive), and vaspace adds {switch_us:.0f} µs "
-            f"per batch, of which one switch of the {gu.facts['nparts']}-VAS cycle is "
-            f"{fmt_ns(ring)} on its own{pair_txt}. "
-            f"{gu.facts.get('slow_path_switches_per_cycle', '?')} switches per cycle take the "
-            "slow path: every slow-path switch clears all cached plans (src/vaspace/process/"
-            "state.py, `State.changing` calls `_core.plan_clear`) and caches only its own "
-            "pair, so a cycle of 3 or more VASes never hits the cache, and the slow path "
-            "re-reads the registry (stat/open/read of its files) on every switch. The plan "
-            "cache is also direct-mapped without collision handling (`plan_slot` in "
-            "src/vaspace/_core.c: 1->2 and 5->6 share a slot). tests/bench/"
-            "test_core_findings.py pins this down (xfail, strict). Fixing both (keep plans "
-            "until the attachments change, and probe on collision) would bring the cycle's "
-            "switch to the pair's cost.")
+            f"TLB miss under nested paging is expensive), and vaspace adds "
+            f"{f'{switch_us:.0f} µs' if switch_us > 0 else 'nothing measurable'} "
+            f"per batch, while one switch of the {gu.facts['nparts']}-VAS cycle is "
+            f"{fmt_ns(ring)} on its own{pair_txt}. {cache} The rest of the switch's cost is "
+            "its system calls (above); larger batches amortise it.")
+        mapr = gu.get(f"map_b{b}").median
+        bound = ideal / mapr
         lines.append(
             f"- **GUPS against MAP**: even a free switch (the ideal) is only {bound:.1f}x "
             f"above MAP at batch {b}, and the bound falls as batches grow ("
@@ -473,17 +477,16 @@ def _analysis(secs: dict[str, Section], tgts: list[dict[str, Any]]) -> list[str]
             "- **MP** pays a pipe round trip to another process plus copying 16 bytes per "
             "update through the kernel; it runs the same numpy update in the worker, so its "
             "overhead per batch is fixed, like a switch's. "
-            + (f"It beats vaspace at batch {', '.join(map(str, mp_wins))} in this run, while "
-               "vaspace's switch is on the slow path (above)." if mp_wins else
-               "vaspace beats it at every batch size in this run."))
+            + (f"It beats vaspace at batch {', '.join(map(str, mp_wins))} in this run."
+               if mp_wins else "vaspace beats it at every batch size in this run."))
     missed = [t for t in tgts if not t["met"]]
     if not missed:
         lines += ["", "Every target was met in this run."]
     lines += ["", "### Closing note", "",
               f"{len(tgts) - len(missed)} of {len(tgts)} targets are met in this run. "
-              "In order of what they would buy: (1) make the move-plan cache keep its plans "
-              "across slow paths and handle collisions, so a cycle over many VASes switches "
-              "at the two-VAS cost (GUPS); (2) stop plugging the parking range, which "
+              "In order of what they would buy: (1) keep the move-plan cache serving every "
+              "pattern of switches (fixed in 8bf5f56 after this benchmark found cycles of 3+ "
+              "VASes always on the slow path); (2) stop plugging the parking range, which "
               "removes a plug mmap and the placeholder munmap inside the next mremap from "
               "every move (roughly halves a moving switch); (3) lay out segments so that the "
               "VASes a thread alternates between do not conflict: then a switch moves "
