@@ -424,6 +424,8 @@ def plot(rows: list[Row], path: str) -> None:
         ax.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(clients))])
         ax.set_xticklabels([str(k) for k in clients])
         ax.set_yscale("log")
+        top = max((max(r.ops_s) for r in rows if r.op == op), default=1)
+        ax.set_ylim(top=top * 30)  # headroom so the legend does not cover bars
         ax.set_xlabel("client processes")
         ax.set_ylabel("ops/s (median, log scale)")
         ax.set_title(op)

@@ -335,6 +335,8 @@ def run(args, work: str) -> int:
         ax.set_xticks([x + width * (len(modes) - 1) / 2 for x in range(len(STORES))])
         ax.set_xticklabels(STORES)
         ax.set_yscale("log")
+        top = max(statistics.median(res[m][s]["inproc"]) * 1000 for m in modes for s in STORES)
+        ax.set_ylim(top=top * 30)  # headroom for the legend
         ax.set_ylabel("time to first answer, ms (log)")
         ax.set_title(f"SAMTools-style index, {n:,} entries")
         ax.legend()

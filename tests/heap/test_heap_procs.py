@@ -280,3 +280,36 @@ def test_persistence_across_processes(tmp_path):
     assert Dict.open(h, "persist")[1] == "value-1"
     h.close()
     r.close()
+
+
+def test_threads_share_a_dict(heap):
+    """Threads of one process: the GIL is released only while waiting for the
+    heap lock, so writers in other processes and threads interleave safely."""
+    import threading
+
+    d = Dict(heap)
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(1500):
+                d[t * 10_000 + i] = make_value(t, i)
+                if i % 3 == 0:
+                    d.pop(t * 10_000 + i // 2, None)
+                v = d.get(t * 10_000 + i)
+                if v is not None:
+                    parse_value(t, v)
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    # a writer process at the same time makes the lock contended
+    pid = _child(lambda: [d.__setitem__(f"p{i % 100}", i) for i in range(5000)])
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert _wait(pid) == 0
+    assert not errors, errors
+    assert d.check() == len(d)
+    heap.check()
