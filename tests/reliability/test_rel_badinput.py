@@ -32,7 +32,10 @@ from vaspace import _core
 
 WIN_LO, WIN_HI = 0x4000_0000_0000, 0x5000_0000_0000
 
-SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
+# VASPACE_SOAK=1 turns the short default run into a long fuzz run.
+EXAMPLES = int(os.environ.get("VASPACE_FUZZ_EXAMPLES", 1000 if os.environ.get("VASPACE_SOAK") == "1"
+                              else 40))
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 40,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
 
