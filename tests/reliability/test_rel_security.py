@@ -553,3 +553,135 @@ def test_planted_unicode_digit_slot_file_does_not_break_attach(registry: str) ->
     as_user(ATTACKER, Path(registry, "procs", "\u00b2-1.threads").touch)
     vid = as_user(VICTIM, vaspace.vas_create, "mine", 0o600)
     assert as_user(VICTIM, errno_of, vaspace.vas_attach, 0, vid, os.O_RDWR) == "ok"
+
+
+def _swapper(root: Path, sid: int, target: Path, what: str, seconds: float) -> int:
+    """As the attacker: keep swapping our segment's data (or directory) for a link."""
+    d = root / f"seg/{sid}"
+    stop = time.monotonic() + seconds
+    swaps = 0
+    if what == "dir":
+        os.rename(d, root / "seg/real")
+    while time.monotonic() < stop:
+        if what == "data":
+            os.symlink(target, d / "tmp")
+            os.rename(d / "tmp", d / "data")
+            with open(d / "tmp", "wb") as f:
+                f.truncate(PAGE)
+            os.rename(d / "tmp", d / "data")
+        else:
+            os.symlink(target, root / "seg/tmp")
+            os.rename(root / "seg/tmp", d)
+            os.unlink(d)
+            os.symlink(root / "seg/real", d)
+            os.unlink(d)
+        swaps += 1
+    return swaps
+
+
+@pytest.mark.parametrize("what", ["data", "dir"])
+def test_swap_races_never_map_the_victims_file(registry: str, what: str) -> None:
+    """While the attacker swaps links in and out, the victim attaches again and again.
+
+    Each check runs on the open descriptor (O_NOFOLLOW, then fstat), and
+    names are checked against the index, so no interleaving maps the
+    victim's own data through the attacker's segment.
+    """
+    victim = as_user(VICTIM, _victim_objects, 0o600)
+    objs = as_user(ATTACKER, _attacker_vas_with_segment)
+    root = Path(registry)
+    target = root / (f"seg/{victim['sid']}/data" if what == "data" else f"seg/{victim['sid']}")
+
+    def victim_loop() -> dict[str, int]:
+        seen = {"mapped": 0, "refused": 0, "secret": 0}
+        stop = time.monotonic() + 1.5
+        while time.monotonic() < stop:
+            try:
+                vaspace.vas_attach(0, objs["vid"], os.O_RDWR)
+            except OSError:
+                seen["refused"] += 1
+                continue
+            try:
+                vaspace.vas_switch(objs["vid"])
+                maps = vaspace.proc_maps(0, objs["vid"])
+                if maps:
+                    seen["mapped"] += 1
+                    if bytes((ctypes.c_char * 6).from_address(maps[0].start)) == b"secret":
+                        seen["secret"] += 1
+                vaspace.vas_switch(0)
+            finally:
+                vaspace.vas_detach(0, objs["vid"])
+        return seen
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        out = run_child(_swapper, root, objs["sid"], target, what, 2.0, uid=ATTACKER)
+        os.write(w, str(out.value if out.error is None else -1).encode())
+        os._exit(0)
+    os.close(w)
+    seen = run_child(victim_loop, uid=VICTIM, timeout=30).get()
+    swaps = int(os.read(r, 100) or b"-1")
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert swaps > 10, "the attacker must really have been swapping"
+    assert seen["secret"] == 0, seen
+    assert seen["mapped"] + seen["refused"] > 10, seen
+
+
+def test_directory_swapped_between_check_and_open_is_refused(registry: str) -> None:
+    """The race above, made deterministic: the swap happens right after the victim's checks.
+
+    A hook in the victim stops it after its liveness and region checks and
+    lets the attacker swap its segment directory for a link to the victim's
+    own; the open that follows must not land in the victim's directory.
+    """
+    from vaspace.registry import seg as segreg
+
+    victim = as_user(VICTIM, _victim_objects, 0o600)
+    objs = as_user(ATTACKER, _attacker_vas_with_segment)
+    root = Path(registry)
+    ask_r, ask_w = os.pipe()
+    done_r, done_w = os.pipe()
+
+    def swap() -> None:
+        os.read(ask_r, 1)
+        os.rename(root / f"seg/{objs['sid']}", root / "seg/real")
+        os.symlink(root / f"seg/{victim['sid']}", root / f"seg/{objs['sid']}")
+        os.write(done_w, b"1")
+
+    def victim_attaches() -> object:
+        real_region = segreg.region
+        fired = []
+
+        def region_then_swap(sid: int) -> tuple[int, int]:
+            out = real_region(sid)
+            if sid == objs["sid"] and not fired:
+                fired.append(sid)
+                os.write(ask_w, b"1")
+                os.read(done_r, 1)
+            return out
+
+        segreg.region = region_then_swap
+        try:
+            vaspace.vas_attach(0, objs["vid"], os.O_RDWR)
+        except OSError as exc:
+            return exc.errno
+        with vaspace.VAS(objs["vid"]).active():
+            return bytes((ctypes.c_char * 6).from_address(SEG_BASE))
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        out = run_child(swap, uid=ATTACKER, timeout=20)
+        os.write(w, b"ok" if out.error is None else repr(out.error).encode())
+        os._exit(0)
+    os.close(w)
+    result = run_child(victim_attaches, uid=VICTIM, timeout=20).get()
+    assert os.read(r, 1000) == b"ok"
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert result != b"secret"
+    assert result in (errno.EINVAL, errno.EIO)

@@ -221,6 +221,50 @@ def recheck(kind: Kind, oid: int, name: str) -> None:
         raise gone(kind, oid)
 
 
+def open_in(kind: Kind, oid: int, filename: str, flags: int) -> tuple[int, str]:
+    """Open ``filename`` inside a live object's directory; return (fd, text of ``region``).
+
+    The object's directory is an entry its owner may rename, so a path
+    checked a moment ago may now lead elsewhere (a symlink to another
+    user's object directory, swapped in between a liveness check and an
+    open).  So the directory itself is opened without following links, it
+    is checked to be the object the name index points at (its ``name``,
+    read through that descriptor, must be indexed to ``oid``), and the file
+    is opened relative to it, again without following a link.  ``region``
+    (segments only; "" otherwise) is read through the same descriptor.
+    """
+    try:
+        dfd = os.open(kind.obj_dir(oid), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                      | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        raise gone(kind, oid) from None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise vas_error(errno.EIO, f"{kind.label} id {oid}: its directory is a symlink") from None
+    try:
+        try:
+            name = _read_at(dfd, "name")
+            names.check(name, kind.label)
+            if os.readlink(kind.name_link(names.encode(name.encode()))) != str(oid):
+                raise gone(kind, oid)
+            region = _read_at(dfd, "region") if kind.attr_file == "data" else ""
+            fd = os.open(filename, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        except (FileNotFoundError, NotADirectoryError):
+            raise gone(kind, oid) from None
+        return fd, region
+    finally:
+        os.close(dfd)
+
+
+def _read_at(dfd: int, filename: str) -> str:
+    fd = os.open(filename, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    try:
+        return os.read(fd, 4096).decode()
+    finally:
+        os.close(fd)
+
+
 def getattr_(kind: Kind, oid: int) -> Attr:
     """Attributes from the attribute file's metadata."""
     try:

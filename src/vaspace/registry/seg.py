@@ -83,19 +83,19 @@ def data_path(sid: int) -> Path:
 def open_data(sid: int, access: int) -> int:
     """Open the backing file for mapping; the kernel checks its mode.
 
+    The file is opened through the segment's own directory, pinned and
+    checked against the name index (``objects.open_in``), so swapping the
+    directory for a link to another one cannot redirect the open.
     O_NOFOLLOW and an fstat check that the file is a regular file of the
-    recorded size, with no other hard link, protect against a link planted
+    region's size, with no other hard link, protect against a link planted
     in place of the file.
     """
+    fd, text = objects.open_in(SEG, sid, "data", access)
     try:
-        fd = os.open(data_path(sid), access | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
-        raise objects.gone(SEG, sid) from None
-    try:
-        lo, hi = region(sid)
-    except OSError:
+        lo, hi = (int(x, 16) for x in text.strip().split("-"))
+    except ValueError:
         os.close(fd)
-        raise
+        raise vas_error(errno.EIO, f"segment id {sid}: unreadable region {text!r}") from None
     st = os.fstat(fd)
     if not (st.st_mode & 0o170000 == 0o100000 and st.st_size == hi - lo):
         os.close(fd)

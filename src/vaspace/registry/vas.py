@@ -48,11 +48,13 @@ def lock_path(vid: int) -> Path:
 
 
 def open_lock(vid: int, access: int) -> int:
-    """Open the lock file with the access being requested; the kernel checks the mode."""
-    try:
-        return os.open(lock_path(vid), access | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
-        raise objects.gone(VAS, vid) from None
+    """Open the lock file with the access being requested; the kernel checks the mode.
+
+    Through the VAS's own directory, pinned and checked against the name
+    index (``objects.open_in``): a directory swapped for a link to another
+    VAS's cannot make us lock (and then map) that other VAS.
+    """
+    return objects.open_in(VAS, vid, "lock", access)[0]
 
 
 @contextlib.contextmanager
