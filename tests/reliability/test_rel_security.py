@@ -25,6 +25,7 @@ from relutil import NOBODY, OTHER_USER, PAGE, SEG_BASE, as_user, run_child, snap
 import vaspace
 from vaspace.registry import records
 from vaspace.registry import root as rootmod
+from vaspace.registry import vas as vasreg
 
 ATTACKER, VICTIM = OTHER_USER, NOBODY
 
@@ -685,3 +686,57 @@ def test_directory_swapped_between_check_and_open_is_refused(registry: str) -> N
     os.waitpid(pid, 0)
     assert result != b"secret"
     assert result in (errno.EINVAL, errno.EIO)
+
+
+def test_vas_directory_swapped_after_the_lock_is_refused(registry: str) -> None:
+    """The same race one level up: the attacker's VAS directory becomes a link to the victim's.
+
+    Once the victim holds the attacker's VAS lock, the attacker swaps the
+    VAS directory for a link to the victim's own VAS; reading the segment
+    links through it would map the victim's private segment under the
+    attacker's VAS.
+    """
+    victim = as_user(VICTIM, _victim_objects, 0o600)
+    objs = as_user(ATTACKER, _attacker_vas_with_segment)
+    root = Path(registry)
+    ask_r, ask_w = os.pipe()
+    done_r, done_w = os.pipe()
+
+    def swap() -> None:
+        os.read(ask_r, 1)
+        os.rename(root / f"vas/{objs['vid']}", root / "vas/real")
+        os.symlink(root / f"vas/{victim['vid']}", root / f"vas/{objs['vid']}")
+        os.write(done_w, b"1")
+
+    def victim_attaches() -> object:
+        real_links = vasreg.seg_links
+        fired = []
+
+        def swap_then_links(vid: int) -> list:
+            if vid == objs["vid"] and not fired:
+                fired.append(vid)
+                os.write(ask_w, b"1")
+                os.read(done_r, 1)
+            return real_links(vid)
+
+        vasreg.seg_links = swap_then_links
+        try:
+            vaspace.vas_attach(0, objs["vid"], os.O_RDWR)
+        except OSError as exc:
+            return exc.errno
+        return [m.segment for m in vaspace.proc_maps(0, objs["vid"])]
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        out = run_child(swap, uid=ATTACKER, timeout=20)
+        os.write(w, b"ok" if out.error is None else repr(out.error).encode())
+        os._exit(0)
+    os.close(w)
+    result = run_child(victim_attaches, uid=VICTIM, timeout=20).get()
+    assert os.read(r, 1000) == b"ok"
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert result != ["v-seg"]
+    assert result in ([], errno.EINVAL, errno.EIO)

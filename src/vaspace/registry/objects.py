@@ -221,17 +221,16 @@ def recheck(kind: Kind, oid: int, name: str) -> None:
         raise gone(kind, oid)
 
 
-def open_in(kind: Kind, oid: int, filename: str, flags: int) -> tuple[int, str]:
-    """Open ``filename`` inside a live object's directory; return (fd, text of ``region``).
+def pin_dir(kind: Kind, oid: int) -> int:
+    """Open a live object's directory without following links; return its descriptor.
 
     The object's directory is an entry its owner may rename, so a path
     checked a moment ago may now lead elsewhere (a symlink to another
     user's object directory, swapped in between a liveness check and an
-    open).  So the directory itself is opened without following links, it
-    is checked to be the object the name index points at (its ``name``,
-    read through that descriptor, must be indexed to ``oid``), and the file
-    is opened relative to it, again without following a link.  ``region``
-    (segments only; "" otherwise) is read through the same descriptor.
+    open).  So the directory itself is opened with O_NOFOLLOW, and checked
+    to be the object the name index points at: its ``name``, read through
+    the descriptor, must be indexed to ``oid``.  Files opened relative to
+    the descriptor are then the object's own.
     """
     try:
         dfd = os.open(kind.obj_dir(oid), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
@@ -243,11 +242,29 @@ def open_in(kind: Kind, oid: int, filename: str, flags: int) -> tuple[int, str]:
             raise
         raise vas_error(errno.EIO, f"{kind.label} id {oid}: its directory is a symlink") from None
     try:
+        name = _read_at(dfd, "name")
+        names.check(name, kind.label)
+        if os.readlink(kind.name_link(names.encode(name.encode()))) != str(oid):
+            raise gone(kind, oid)
+    except (FileNotFoundError, NotADirectoryError):
+        os.close(dfd)
+        raise gone(kind, oid) from None
+    except BaseException:
+        os.close(dfd)
+        raise
+    return dfd
+
+
+def open_in(kind: Kind, oid: int, filename: str, flags: int) -> tuple[int, str]:
+    """Open ``filename`` in a live object's pinned directory (``pin_dir``), no links followed.
+
+    Returns (fd, text of ``region``): for segments, the region is read
+    through the same descriptor, so it belongs to the same object ("" for
+    VASes).
+    """
+    dfd = pin_dir(kind, oid)
+    try:
         try:
-            name = _read_at(dfd, "name")
-            names.check(name, kind.label)
-            if os.readlink(kind.name_link(names.encode(name.encode()))) != str(oid):
-                raise gone(kind, oid)
             region = _read_at(dfd, "region") if kind.attr_file == "data" else ""
             fd = os.open(filename, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
         except (FileNotFoundError, NotADirectoryError):

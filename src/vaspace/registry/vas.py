@@ -101,18 +101,27 @@ def _holders_text(vid: int) -> str:
 
 
 def seg_links(vid: int) -> list[SegLink]:
-    """Segments attached to the VAS, with their access types."""
-    path = VAS.obj_dir(vid)
+    """Segments attached to the VAS, with their access types.
+
+    Read through the VAS's pinned directory (``objects.pin_dir``): a
+    directory swapped for a link to another VAS's would otherwise hand an
+    attacher that other VAS's segments.  A VAS that is gone, or whose
+    directory is not its own, has no segments.
+    """
+    try:
+        dfd = objects.pin_dir(VAS, vid)
+    except OSError:
+        return []
     out = []
     try:
-        entries = os.listdir(path)
-    except FileNotFoundError:
-        return []
-    for entry in entries:
-        prefix, _, sid = entry.partition(".")
-        if prefix == "seg" and rootmod.is_id(sid):
-            with contextlib.suppress(FileNotFoundError, KeyError):
-                out.append(SegLink(sid=int(sid), type=_TYPES[os.readlink(path / entry)]))
+        entries = os.listdir(dfd)
+        for entry in entries:
+            prefix, _, sid = entry.partition(".")
+            if prefix == "seg" and rootmod.is_id(sid):
+                with contextlib.suppress(OSError, KeyError):
+                    out.append(SegLink(sid=int(sid), type=_TYPES[os.readlink(entry, dir_fd=dfd)]))
+    finally:
+        os.close(dfd)
     return sorted(out)
 
 
