@@ -39,10 +39,12 @@ def test_demo_json_measures_both_switches(registry: str) -> None:
     r = invoke("demo", "--quick", "--json")
     assert r.code == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert set(doc) == {"vas_switch_ns", "proc_switch_pinned_ns", "proc_switch_unpinned_ns",
+    assert set(doc) == {"vas_switch_ns", "vas_switch_nomove_ns", "proc_switch_pinned_ns",
+                        "proc_switch_unpinned_ns",
                         "machine", "nodes", "rounds", "n"}
     assert doc["nodes"] == 8
-    for key in ("vas_switch_ns", "proc_switch_pinned_ns", "proc_switch_unpinned_ns"):
+    for key in ("vas_switch_ns", "vas_switch_nomove_ns", "proc_switch_pinned_ns",
+                "proc_switch_unpinned_ns"):
         assert doc[key] > 0
     # the caller's registry is untouched (and still the one in use)
     assert json.loads(invoke("ls", "--json").stdout)["vases"] == []

@@ -154,7 +154,8 @@ def test_every_json_key_is_documented() -> None:
     keys = VAS_KEYS | SEG_KEYS | VAS_SEG_KEYS | {
         "registry", "window", "vases", "segments", "pid", "command", "vid", "threads",
         "access", "segment", "lanes", "label", "attached", "boxes", "shared", "x0", "x1",
-        "vas_switch_ns", "proc_switch_pinned_ns", "proc_switch_unpinned_ns", "machine",
+        "vas_switch_ns", "vas_switch_nomove_ns", "proc_switch_pinned_ns",
+        "proc_switch_unpinned_ns", "machine",
         "nodes", "rounds", "n"}
     missing = sorted(k for k in keys if f"`{k}`" not in doc and f'"{k}"' not in doc)
     assert missing == []
