@@ -30,7 +30,8 @@ def test_demo_runs_in_under_30s_and_tells_the_story() -> None:
                       "'valid'", "'everywhere'"]
     assert "in VAS 'red'   reads 'red: hello from VAS red'" in out
     assert "in VAS 'blue'  reads 'blue: VAS blue holds other bytes'" in out
-    assert out.count("VAS switch / process switch = ") == 2
+    assert "faster than the same-CPU process switch" in out  # the switch that moves nothing
+    assert "slower than the same-CPU process switch" in out  # the conflicting one, honestly
     assert _leftovers() <= before
 
 
