@@ -120,12 +120,52 @@ def _scenarios(m: mmap.mmap, h: Heap):
         h2.close()
         h2.close()
         _expect(ValueError, h2.alloc, 1)
-        _expect(TypeError, _heapcore.HeapCore, b"ro", False)
+        _expect(ValueError, _heapcore.HeapCore, b"ro", False)  # read-only, unaligned
+        _expect(TypeError, _heapcore.HeapCore, b"ro", True)  # format needs writable
         _expect(ValueError, _heapcore.HeapCore, bytearray(4096), False)
         view = memoryview(c)
         view.release()
 
+    ro_root = c.alloc(16)
+    c.set_root("ro-dict", d_addr)
+    c.set_root("ro-arr", arr.address)
+
+    def readonly():
+        # read-only mode: every reader path (seqlock, hseq) and every refusal
+        r = _heapcore.HeapCore(memoryview(m).toreadonly(), False, 0.5)
+        assert r.readonly
+        r.get_root("ro-dict")
+        r.roots()
+        r.stats()
+        r.check()
+        r.usable_size(ro_root)
+        r.dict_get(d_addr, "k" * 20, None)
+        r.dict_len(d_addr)
+        r.dict_items(d_addr, 2)
+        r.dict_check(d_addr)
+        r.array_info(arr.address)
+        view = memoryview(r)
+        assert view.readonly
+        view.release()
+        _expect(KeyError, r.get_root, "nope")
+        _expect(PermissionError, r.alloc, 8)
+        _expect(PermissionError, r.free, ro_root)
+        _expect(PermissionError, r.realloc, ro_root, 8)
+        _expect(PermissionError, r.set_root, "x", ro_root)
+        _expect(PermissionError, r.del_root, "ro-dict")
+        _expect(PermissionError, r.dict_new, 8)
+        _expect(PermissionError, r.dict_set, d_addr, 1, 1)
+        _expect(PermissionError, r.dict_pop, d_addr, 1)
+        _expect(PermissionError, r.dict_clear, d_addr)
+        _expect(PermissionError, r.dict_destroy, d_addr)
+        _expect(PermissionError, r.array_new, 8, "<f8")
+        _expect(PermissionError, r.array_resize, arr.address, 1)
+        _expect(PermissionError, r.array_append, arr.address, b"12345678")
+        _expect(PermissionError, r.array_destroy, arr.address)
+        r.close()
+
     return {
+        "read-only mode": readonly,
         "alloc/realloc/free": alloc_free,
         "allocator errors": alloc_errors,
         "usable_size": usable,
@@ -149,7 +189,7 @@ COVERED = {
 
 def test_every_entry_point_is_covered():
     public = {n for n in dir(_heapcore.HeapCore) if not n.startswith("_")}
-    public -= {"base", "size", "closed"}  # attributes, exercised everywhere
+    public -= {"base", "size", "closed", "readonly", "read_timeout"}  # attributes
     assert public == COVERED, f"untested C entry points: {public - COVERED}"
 
 
@@ -158,7 +198,8 @@ def _fds() -> int:
 
 
 NAMES = ["alloc/realloc/free", "allocator errors", "usable_size", "stats/check", "roots",
-         "dict ops", "dict errors", "dict lifecycle", "array ops", "open/close/buffer"]
+         "dict ops", "dict errors", "dict lifecycle", "array ops", "open/close/buffer",
+         "read-only mode"]
 
 
 @pytest.mark.parametrize("name", NAMES)

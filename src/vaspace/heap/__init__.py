@@ -35,6 +35,13 @@ Value = bytes | str | int
 _MISSING = object()
 
 
+def _refuse_if_readonly(core: _heapcore.HeapCore, what: str) -> None:
+    # The C layer refuses every write itself; this covers Python-level calls
+    # that might otherwise do nothing (an empty update) or fail less clearly.
+    if core.readonly:
+        raise PermissionError(f"heap opened read-only (read-only buffer): {what} would write to it")
+
+
 class HeapStats(NamedTuple):
     """Heap usage, from :meth:`Heap.stats`.
 
@@ -79,13 +86,22 @@ class Heap:
         return cls(_heapcore.HeapCore(buf, True))
 
     @classmethod
-    def open(cls, buf: Any) -> Heap:
+    def open(cls, buf: Any, *, read_timeout: float = 2.0) -> Heap:
         """Open the heap that :meth:`format` created in ``buf``.
+
+        A read-only buffer (e.g. ``Segment.view()`` of a VAS attached
+        ``O_RDONLY``, whose mapping is ``PROT_READ``) opens the heap in
+        *read-only mode* (:attr:`readonly`): lookups work lock-free through
+        the seqlocks, and every call that would write raises PermissionError
+        before touching memory.  A read-only reader cannot take the heap lock
+        (it lives in the region), so when data stays mid-update it waits at
+        most ``read_timeout`` seconds and then raises TimeoutError (a writer
+        died mid-update; a writer must open the heap to recover it).
 
         Raises ValueError if the buffer holds no heap, a heap of another
         size or version, or one formatted at a different address.
         """
-        return cls(_heapcore.HeapCore(buf, False))
+        return cls(_heapcore.HeapCore(buf, False, read_timeout))
 
     # -- lifetime ---------------------------------------------------------
     def close(self) -> None:
@@ -105,6 +121,11 @@ class Heap:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def readonly(self) -> bool:
+        """True if the heap was opened on a read-only buffer (no writes)."""
+        return self._c.readonly
 
     @property
     def base(self) -> int:
@@ -275,6 +296,7 @@ class Dict(MutableMapping):
     def update(self, other: Any = (), /, **kw: Value) -> None:  # type: ignore[override]
         """Set every item of ``other`` (mapping or pairs) and ``kw``; each
         item is atomic on its own, the update as a whole is not."""
+        _refuse_if_readonly(self._c, "Dict.update")
         items: Iterable[Any] = other.items() if isinstance(other, Mapping) else other
         setitem = self._c.dict_set
         addr = self._addr
@@ -362,8 +384,9 @@ class Array:
     def numpy(self) -> Any:
         """A numpy array viewing the current data, with no copy.
 
-        Writes through to the heap.  Stale after a resize that moves the
-        data.  While it exists the heap cannot be closed (BufferError).
+        Writes through to the heap (read-only view if the heap was opened
+        read-only).  Stale after a resize that moves the data.  While it
+        exists the heap cannot be closed (BufferError).
         """
         import numpy as np
 
@@ -383,6 +406,7 @@ class Array:
         """Append all elements of an iterable or array (one atomic step)."""
         import numpy as np
 
+        _refuse_if_readonly(self._c, "Array.extend")
         arr = np.ascontiguousarray(np.asarray(list(values) if not hasattr(values, "__len__")
                                               else values, dtype=self._dtype)).reshape(-1)
         if arr.size:
@@ -398,6 +422,7 @@ class Array:
         return v.copy() if hasattr(v, "copy") and getattr(v, "ndim", 0) else v
 
     def __setitem__(self, index: Any, value: Any) -> None:
+        _refuse_if_readonly(self._c, "Array item assignment")
         self.numpy()[index] = value
 
     def __iter__(self) -> Iterator[Any]:

@@ -32,6 +32,7 @@
 #include <sched.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef uint64_t u64;
@@ -83,7 +84,8 @@ typedef struct {
     u64 log_count;   /* undo entries; non-zero only inside an operation */
     u64 bins_nonempty[NBINS / 64];
     u64 bins[NBINS]; /* offset of the first free block in each bin, 0 = empty */
-    u64 pad_[6];
+    u64 hseq;        /* heap-wide seqlock: odd while a process holds the mutex */
+    u64 pad_[5];
     pthread_mutex_t lock __attribute__((aligned(64)));
     root_entry roots[NROOTS];
     undo_entry log[LOG_CAP];
@@ -140,6 +142,8 @@ typedef struct {
     Py_ssize_t busy;    /* calls in flight that released the GIL */
     Py_ssize_t exports; /* buffers exported through the buffer protocol */
     unsigned long long warn_pending; /* recovery to report after unlock */
+    int readonly;       /* opened on a read-only buffer: never write the region */
+    double read_timeout; /* read-only mode: seconds to wait for a busy/dead writer */
     char *base;
     u64 size;
     heap_header *h;
@@ -256,6 +260,14 @@ static int heap_lock(HeapCore *self)
 {
     heap_header *h = self->h;
     int recovered = 0;
+    if (self->readonly) {
+        /* Safety net: every writer refuses earlier (ro_refuse), and readers
+         * in read-only mode use the seqlocks.  Locking would write the
+         * mutex word, which faults on a PROT_READ mapping. */
+        PyErr_SetString(PyExc_PermissionError,
+                        "heap opened read-only: the heap lock cannot be taken");
+        return -1;
+    }
     int rc = pthread_mutex_trylock(&h->lock);
     if (rc == EBUSY) {
         self->busy++;
@@ -266,10 +278,19 @@ static int heap_lock(HeapCore *self)
         Py_END_ALLOW_THREADS
         self->busy--;
     }
+    if (rc == 0 || rc == EOWNERDEAD) {
+        /* Mark the heap busy for lock-free readers (read-only mode).  If a
+         * dead owner left hseq odd, move it to a new odd value so a reader
+         * that sampled an even value before the crash still sees a change. */
+        u64 s = h->hseq;
+        __atomic_store_n(&h->hseq, (s & 1) ? s + 2 : s + 1, __ATOMIC_RELEASE);
+        compiler_fence();
+    }
     if (rc == EOWNERDEAD) {
         recover(self->base, h);
         if (pthread_mutex_consistent(&h->lock) != 0) {
             /* Cannot happen for a robust mutex we own; fail safe. */
+            __atomic_store_n(&h->hseq, h->hseq + 1, __ATOMIC_RELEASE);
             pthread_mutex_unlock(&h->lock);
             PyErr_SetString(PyExc_RuntimeError, "pthread_mutex_consistent failed");
             return -1;
@@ -295,6 +316,8 @@ static int heap_lock(HeapCore *self)
  * might use the heap again. */
 static void heap_unlock(HeapCore *self)
 {
+    compiler_fence();
+    __atomic_store_n(&self->h->hseq, self->h->hseq + 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&self->h->lock);
     if (self->warn_pending) {
         unsigned long long n = self->warn_pending;
@@ -308,6 +331,127 @@ static void heap_unlock(HeapCore *self)
             PyErr_WriteUnraisable((PyObject *)self);
         PyErr_Restore(et, ev, tb);
     }
+}
+
+/* ======================================================================== */
+/* Seqlock readers                                                          */
+/* ======================================================================== */
+
+#define SPIN_YIELD_AFTER 64
+#define SPIN_LOCK_AFTER 2000
+#define READ_ATTEMPTS 200
+
+static inline u64 ld(const u64 *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+/* Wait until *seq is even.  Returns the even value, or -1 with *need_lock
+ * set when the writer seems stuck (dead): the caller then reads under the
+ * mutex, whose EOWNERDEAD path recovers the heap. */
+static int seq_begin(const u64 *seq, u64 *out)
+{
+    for (int spins = 0; spins < SPIN_LOCK_AFTER; spins++) {
+        u64 s = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+        if (!(s & 1)) {
+            *out = s;
+            return 0;
+        }
+        if (spins > SPIN_YIELD_AFTER)
+            sched_yield();
+    }
+    return -1;
+}
+
+static inline int seq_retry(const u64 *seq, u64 s)
+{
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return __atomic_load_n(seq, __ATOMIC_RELAXED) != s;
+}
+
+/* [a, a+n) inside the arena?  Works on absolute addresses. */
+static inline int in_arena(HeapCore *self, u64 a, u64 n)
+{
+    u64 lo = (u64)(uintptr_t)self->base + self->h->arena_off;
+    u64 hi = (u64)(uintptr_t)self->base + self->h->arena_end;
+    return a >= lo && a <= hi && n <= hi - a;
+}
+
+
+/* Writers refuse in read-only mode before touching the region: a store to a
+ * PROT_READ mapping would kill the process with SIGSEGV. */
+static int ro_refuse(HeapCore *self, const char *what)
+{
+    if (!self->readonly)
+        return 0;
+    PyErr_Format(PyExc_PermissionError,
+                 "heap opened read-only (read-only buffer): %s would write to it", what);
+    return -1;
+}
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Start one attempt of a seqlock read of *seq.
+ *
+ * Writable mode: returns 0 with *s sampled (read optimistically), or, after
+ * max_attempts or when the counter stays odd, takes the mutex (whose
+ * EOWNERDEAD path recovers a dead writer) and returns 1; the caller unlocks.
+ *
+ * Read-only mode: the mutex cannot be taken (it lives in the read-only
+ * region), so the reader waits, sleeping with the GIL released, until the
+ * counter is even; it gives up with TimeoutError once read_timeout seconds
+ * have passed since the slow path began (*deadline, 0 on the first call).
+ * A writer that died mid-update leaves the counter odd until a writer opens
+ * the heap and recovers it, so this is the only way out that cannot hang.
+ * Returns 0 or -1 (exception set). */
+static int read_begin(HeapCore *self, const u64 *seq, int attempt, int max_attempts, u64 *s,
+                      double *deadline)
+{
+    if (attempt < max_attempts && seq_begin(seq, s) == 0)
+        return 0;
+    if (!self->readonly)
+        return heap_lock(self) < 0 ? -1 : 1;
+    if (*deadline == 0)
+        *deadline = mono_now() + self->read_timeout;
+    for (;;) {
+        if (mono_now() >= *deadline) {
+            PyErr_Format(PyExc_TimeoutError,
+                         "heap opened read-only: the data stayed mid-update for %.2f s "
+                         "(a writer died mid-update, or is stuck); a writer must open "
+                         "the heap to recover it",
+                         self->read_timeout);
+            return -1;
+        }
+        struct timespec ts = {0, 200 * 1000}; /* 200 us */
+        self->busy++;
+        Py_BEGIN_ALLOW_THREADS
+        nanosleep(&ts, NULL);
+        Py_END_ALLOW_THREADS
+        self->busy--;
+        if (seq_begin(seq, s) == 0)
+            return 0;
+    }
+}
+
+/* Heap-wide read (roots, stats, check): writable mode always locks;
+ * read-only mode reads optimistically under hseq. */
+static int hread_begin(HeapCore *self, int attempt, u64 *s, double *deadline)
+{
+    if (!self->readonly)
+        return heap_lock(self) < 0 ? -1 : 1;
+    return read_begin(self, &self->h->hseq, attempt, READ_ATTEMPTS, s, deadline);
+}
+
+/* End of a heap-wide read: 0 = done, 1 = torn, retry. */
+static int hread_end(HeapCore *self, int locked, u64 s)
+{
+    if (locked) {
+        heap_unlock(self);
+        return 0;
+    }
+    return seq_retry(&self->h->hseq, s);
 }
 
 static void tx_init(TX *t, HeapCore *self)
@@ -738,20 +882,35 @@ static int validate_header(char *base, u64 size)
 
 static int HeapCore_init(HeapCore *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"buffer", "create", NULL};
+    static char *kwlist[] = {"buffer", "create", "read_timeout", NULL};
     PyObject *obj;
     int create = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|p", kwlist, &obj, &create))
+    double read_timeout = 2.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|pd", kwlist, &obj, &create, &read_timeout))
         return -1;
+    if (!(read_timeout >= 0 && read_timeout <= 86400)) {
+        PyErr_SetString(PyExc_ValueError, "read_timeout must be 0..86400 seconds");
+        return -1;
+    }
     if (self->is_open) {
         PyErr_SetString(PyExc_RuntimeError, "HeapCore already initialised");
         return -1;
     }
-    if (PyObject_GetBuffer(obj, &self->view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+    int readonly = 0;
+    int grc = PyObject_GetBuffer(obj, &self->view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS);
+    if (grc < 0 && !create && PyErr_ExceptionMatches(PyExc_BufferError)) {
+        /* A read-only buffer (e.g. a segment attached O_RDONLY): open the
+         * heap in read-only mode, which never writes the region. */
+        PyErr_Clear();
+        grc = PyObject_GetBuffer(obj, &self->view, PyBUF_C_CONTIGUOUS);
+        readonly = 1;
+    }
+    if (grc < 0) {
         if (PyErr_ExceptionMatches(PyExc_BufferError)) {
             PyErr_Clear();
             PyErr_Format(PyExc_TypeError,
-                         "a heap needs a writable, C-contiguous buffer, not %.100s",
+                         create ? "a heap needs a writable, C-contiguous buffer, not %.100s"
+                                : "a heap needs a C-contiguous buffer, not %.100s",
                          Py_TYPE(obj)->tp_name);
         }
         return -1;
@@ -772,6 +931,8 @@ static int HeapCore_init(HeapCore *self, PyObject *args, PyObject *kw)
     self->base = base;
     self->size = size;
     self->h = (heap_header *)base;
+    self->readonly = readonly;
+    self->read_timeout = read_timeout;
     self->is_open = 1;
     return 0;
 }
@@ -811,7 +972,7 @@ static PyObject *HeapCore_alloc(HeapCore *self, PyObject *args)
     u64 size, align = 16;
     if (!PyArg_ParseTuple(args, "O|O", &so, &ao))
         return NULL;
-    if (core_check(self) < 0 || parse_u64(so, &size, "size") < 0)
+    if (core_check(self) < 0 || ro_refuse(self, "alloc") < 0 || parse_u64(so, &size, "size") < 0)
         return NULL;
     if (ao && parse_u64(ao, &align, "align") < 0)
         return NULL;
@@ -840,7 +1001,8 @@ static PyObject *HeapCore_alloc(HeapCore *self, PyObject *args)
 static PyObject *HeapCore_free(HeapCore *self, PyObject *ao)
 {
     u64 addr;
-    if (core_check(self) < 0 || parse_u64(ao, &addr, "address") < 0)
+    if (core_check(self) < 0 || ro_refuse(self, "free") < 0 ||
+        parse_u64(ao, &addr, "address") < 0)
         return NULL;
     if (heap_lock(self) < 0)
         return NULL;
@@ -867,8 +1029,8 @@ static PyObject *HeapCore_realloc(HeapCore *self, PyObject *args)
     u64 addr, size;
     if (!PyArg_ParseTuple(args, "OO", &ao, &so))
         return NULL;
-    if (core_check(self) < 0 || parse_u64(ao, &addr, "address") < 0 ||
-        parse_u64(so, &size, "size") < 0)
+    if (core_check(self) < 0 || ro_refuse(self, "realloc") < 0 ||
+        parse_u64(ao, &addr, "address") < 0 || parse_u64(so, &size, "size") < 0)
         return NULL;
     if (heap_lock(self) < 0)
         return NULL;
@@ -900,11 +1062,18 @@ static PyObject *HeapCore_usable_size(HeapCore *self, PyObject *ao)
     u64 addr;
     if (core_check(self) < 0 || parse_u64(ao, &addr, "address") < 0)
         return NULL;
-    if (heap_lock(self) < 0)
-        return NULL;
-    u64 off = live_offset(self->base, self->h, addr);
-    u64 sz = off ? BSIZE(*(u64 *)(self->base + off - 8)) - 16 : 0;
-    heap_unlock(self);
+    u64 off, sz;
+    double deadline = 0;
+    for (int attempt = 0;; attempt++) {
+        u64 s = 0;
+        int locked = hread_begin(self, attempt, &s, &deadline);
+        if (locked < 0)
+            return NULL;
+        off = live_offset(self->base, self->h, addr);
+        sz = off ? BSIZE(*(u64 *)(self->base + off - 8)) - 16 : 0;
+        if (!hread_end(self, locked, s))
+            break;
+    }
     if (!off)
         return PyErr_Format(PyExc_ValueError, "%p is not a live allocation of this heap",
                             (void *)(uintptr_t)addr);
@@ -913,33 +1082,71 @@ static PyObject *HeapCore_usable_size(HeapCore *self, PyObject *ao)
 
 static PyObject *HeapCore_stats(HeapCore *self, PyObject *unused)
 {
-    if (core_check(self) < 0 || heap_lock(self) < 0)
+    if (core_check(self) < 0)
         return NULL;
     heap_header *h = self->h;
-    u64 largest = 0;
-    for (int i = NBINS - 1; i >= 0 && largest == 0; i--) {
-        u64 limit = (h->arena_end - h->arena_off) / MIN_BLOCK + 1;
-        for (u64 b = h->bins[i]; b && limit--; b = *(u64 *)(self->base + b + 16)) {
-            u64 bs = BSIZE(*(u64 *)(self->base + b + 8));
-            if (bs > largest)
-                largest = bs;
+    u64 largest, used, allocations, recoveries;
+    double deadline = 0;
+    for (int attempt = 0;; attempt++) {
+        u64 s = 0;
+        int locked = hread_begin(self, attempt, &s, &deadline);
+        if (locked < 0)
+            return NULL;
+        largest = 0;
+        for (int i = NBINS - 1; i >= 0 && largest == 0; i--) {
+            u64 limit = (h->arena_end - h->arena_off) / MIN_BLOCK + 1;
+            /* bounds-checked: a read-only reader may see a torn free list */
+            for (u64 b = ld(&h->bins[i]);
+                 b && limit-- && b % 16 == 0 && b >= h->arena_off && b < h->arena_end - 16;
+                 b = ld((u64 *)(self->base + b + 16))) {
+                u64 bs = BSIZE(ld((u64 *)(self->base + b + 8)));
+                if (bs > largest)
+                    largest = bs;
+            }
         }
+        used = ld(&h->used);
+        allocations = ld(&h->allocations);
+        recoveries = ld(&h->recoveries);
+        if (!hread_end(self, locked, s))
+            break;
     }
     u64 arena = h->arena_end - 16 - h->arena_off;
-    PyObject *r = Py_BuildValue("KKKKKK", (unsigned long long)h->size,
-                                (unsigned long long)h->used, (unsigned long long)(arena - h->used),
-                                (unsigned long long)h->allocations,
-                                (unsigned long long)(largest ? largest - 16 : 0),
-                                (unsigned long long)h->recoveries);
-    heap_unlock(self);
-    return r;
+    return Py_BuildValue("KKKKKK", (unsigned long long)h->size, (unsigned long long)used,
+                         (unsigned long long)(arena - used), (unsigned long long)allocations,
+                         (unsigned long long)(largest ? largest - 16 : 0),
+                         (unsigned long long)recoveries);
 }
 
 /* Walk every block and free list; raise RuntimeError on any inconsistency. */
+static const char *heap_check_body(HeapCore *self, u64 *where_out, u64 *nalloc_out);
+
 static PyObject *HeapCore_check(HeapCore *self, PyObject *unused)
 {
-    if (core_check(self) < 0 || heap_lock(self) < 0)
+    if (core_check(self) < 0)
         return NULL;
+    const char *err;
+    u64 where = 0, nalloc = 0;
+    double deadline = 0;
+    for (int attempt = 0;; attempt++) {
+        u64 s = 0;
+        int locked = hread_begin(self, attempt, &s, &deadline);
+        if (locked < 0)
+            return NULL;
+        err = heap_check_body(self, &where, &nalloc);
+        if (!hread_end(self, locked, s))
+            break;
+    }
+    if (err)
+        return PyErr_Format(PyExc_RuntimeError, "heap corrupt: %s (offset %p)", err,
+                            (void *)(uintptr_t)where);
+    return PyLong_FromUnsignedLongLong(nalloc);
+}
+
+/* The walk behind check().  Memory safe on a torn snapshot (every offset is
+ * bounds-checked before it is dereferenced), so read-only mode can run it
+ * optimistically and retry when hseq moved. */
+static const char *heap_check_body(HeapCore *self, u64 *where_out, u64 *nalloc_out)
+{
     char *base = self->base;
     heap_header *h = self->h;
     const char *err = NULL;
@@ -1023,11 +1230,9 @@ static PyObject *HeapCore_check(HeapCore *self, PyObject *unused)
     }
     if (!err && nfree_listed != nfree_blocks)
         err = "free blocks missing from free lists";
-    heap_unlock(self);
-    if (err)
-        return PyErr_Format(PyExc_RuntimeError, "heap corrupt: %s (offset %p)", err,
-                            (void *)(uintptr_t)where);
-    return PyLong_FromUnsignedLongLong(nalloc);
+    *where_out = where;
+    *nalloc_out = nalloc;
+    return err;
 }
 
 /* ---- named roots ---- */
@@ -1053,7 +1258,7 @@ static int root_find(heap_header *h, const char *s, Py_ssize_t n)
 {
     for (int i = 0; i < NROOTS; i++)
         if (h->roots[i].name[0] && strncmp(h->roots[i].name, s, 56) == 0 &&
-            strlen(h->roots[i].name) == (size_t)n)
+            strnlen(h->roots[i].name, 56) == (size_t)n)
             return i;
     return -1;
 }
@@ -1066,7 +1271,8 @@ static PyObject *HeapCore_set_root(HeapCore *self, PyObject *args)
     u64 addr;
     if (!PyArg_ParseTuple(args, "OO", &name, &ao))
         return NULL;
-    if (core_check(self) < 0 || root_name(name, &s, &n) < 0 || parse_u64(ao, &addr, "address") < 0)
+    if (core_check(self) < 0 || ro_refuse(self, "set_root") < 0 || root_name(name, &s, &n) < 0 ||
+        parse_u64(ao, &addr, "address") < 0)
         return NULL;
     u64 b0 = (u64)(uintptr_t)self->base;
     if (addr < b0 || addr >= b0 + self->size)
@@ -1108,11 +1314,21 @@ static PyObject *HeapCore_get_root(HeapCore *self, PyObject *name)
 {
     const char *s;
     Py_ssize_t n;
-    if (core_check(self) < 0 || root_name(name, &s, &n) < 0 || heap_lock(self) < 0)
+    if (core_check(self) < 0 || root_name(name, &s, &n) < 0)
         return NULL;
-    int i = root_find(self->h, s, n);
-    u64 a = i >= 0 ? self->h->roots[i].addr : 0;
-    heap_unlock(self);
+    int i;
+    u64 a;
+    double deadline = 0;
+    for (int attempt = 0;; attempt++) {
+        u64 sq = 0;
+        int locked = hread_begin(self, attempt, &sq, &deadline);
+        if (locked < 0)
+            return NULL;
+        i = root_find(self->h, s, n);
+        a = i >= 0 ? ld(&self->h->roots[i].addr) : 0;
+        if (!hread_end(self, locked, sq))
+            break;
+    }
     if (i < 0) {
         PyErr_SetObject(PyExc_KeyError, name);
         return NULL;
@@ -1124,7 +1340,8 @@ static PyObject *HeapCore_del_root(HeapCore *self, PyObject *name)
 {
     const char *s;
     Py_ssize_t n;
-    if (core_check(self) < 0 || root_name(name, &s, &n) < 0 || heap_lock(self) < 0)
+    if (core_check(self) < 0 || ro_refuse(self, "del_root") < 0 || root_name(name, &s, &n) < 0 ||
+        heap_lock(self) < 0)
         return NULL;
     heap_header *h = self->h;
     int i = root_find(h, s, n);
@@ -1148,71 +1365,38 @@ static PyObject *HeapCore_roots(HeapCore *self, PyObject *unused)
 {
     if (core_check(self) < 0)
         return NULL;
-    PyObject *d = PyDict_New();
-    if (!d || heap_lock(self) < 0) {
-        Py_XDECREF(d);
-        return NULL;
-    }
     heap_header *h = self->h;
-    for (int i = 0; i < NROOTS; i++) {
-        if (!h->roots[i].name[0])
-            continue;
-        PyObject *k = PyUnicode_DecodeUTF8(h->roots[i].name, (Py_ssize_t)strnlen(h->roots[i].name, 56),
-                                           "replace");
-        PyObject *v = PyLong_FromUnsignedLongLong(h->roots[i].addr);
-        if (!k || !v || PyDict_SetItem(d, k, v) < 0) {
-            Py_XDECREF(k);
-            Py_XDECREF(v);
-            Py_DECREF(d);
-            heap_unlock(self);
+    double deadline = 0;
+    for (int attempt = 0;; attempt++) {
+        /* Copy the table first (no Python calls while locked or mid-read). */
+        root_entry copy[NROOTS];
+        u64 sq = 0;
+        int locked = hread_begin(self, attempt, &sq, &deadline);
+        if (locked < 0)
             return NULL;
+        memcpy(copy, h->roots, sizeof copy);
+        if (hread_end(self, locked, sq))
+            continue;
+        PyObject *d = PyDict_New();
+        if (!d)
+            return NULL;
+        for (int i = 0; i < NROOTS; i++) {
+            if (!copy[i].name[0])
+                continue;
+            PyObject *k = PyUnicode_DecodeUTF8(copy[i].name,
+                                               (Py_ssize_t)strnlen(copy[i].name, 56), "replace");
+            PyObject *v = PyLong_FromUnsignedLongLong(copy[i].addr);
+            if (!k || !v || PyDict_SetItem(d, k, v) < 0) {
+                Py_XDECREF(k);
+                Py_XDECREF(v);
+                Py_DECREF(d);
+                return NULL;
+            }
+            Py_DECREF(k);
+            Py_DECREF(v);
         }
-        Py_DECREF(k);
-        Py_DECREF(v);
+        return d;
     }
-    heap_unlock(self);
-    return d;
-}
-
-/* ======================================================================== */
-/* Seqlock readers                                                          */
-/* ======================================================================== */
-
-#define SPIN_YIELD_AFTER 64
-#define SPIN_LOCK_AFTER 2000
-#define READ_ATTEMPTS 200
-
-static inline u64 ld(const u64 *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
-
-/* Wait until *seq is even.  Returns the even value, or -1 with *need_lock
- * set when the writer seems stuck (dead): the caller then reads under the
- * mutex, whose EOWNERDEAD path recovers the heap. */
-static int seq_begin(const u64 *seq, u64 *out)
-{
-    for (int spins = 0; spins < SPIN_LOCK_AFTER; spins++) {
-        u64 s = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
-        if (!(s & 1)) {
-            *out = s;
-            return 0;
-        }
-        if (spins > SPIN_YIELD_AFTER)
-            sched_yield();
-    }
-    return -1;
-}
-
-static inline int seq_retry(const u64 *seq, u64 s)
-{
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    return __atomic_load_n(seq, __ATOMIC_RELAXED) != s;
-}
-
-/* [a, a+n) inside the arena?  Works on absolute addresses. */
-static inline int in_arena(HeapCore *self, u64 a, u64 n)
-{
-    u64 lo = (u64)(uintptr_t)self->base + self->h->arena_off;
-    u64 hi = (u64)(uintptr_t)self->base + self->h->arena_end;
-    return a >= lo && a <= hi && n <= hi - a;
 }
 
 /* ======================================================================== */
@@ -1417,13 +1601,15 @@ static PyObject *HeapCore_dict_get(HeapCore *self, PyObject *args)
     size_t bufcap = sizeof stackbuf;
     PyObject *res = NULL;
     int locked = 0;
+    double deadline = 0;
     for (int attempt = 0;; attempt++) {
         u64 s = 0;
-        if (!locked && (attempt >= READ_ATTEMPTS || seq_begin(&d->seq, &s) < 0)) {
-            /* writer stuck or endless contention: read under the mutex */
-            if (heap_lock(self) < 0)
+        if (!locked) {
+            /* writer stuck or endless contention: read under the mutex (or,
+             * read-only, wait a bounded time) */
+            locked = read_begin(self, &d->seq, attempt, READ_ATTEMPTS, &s, &deadline);
+            if (locked < 0)
                 goto out;
-            locked = 1;
         }
         int bad;
         u64 e = 0;
@@ -1492,7 +1678,7 @@ static PyObject *HeapCore_dict_new(HeapCore *self, PyObject *args)
     Py_ssize_t cap_hint = 0;
     if (!PyArg_ParseTuple(args, "|n", &cap_hint))
         return NULL;
-    if (core_check(self) < 0)
+    if (core_check(self) < 0 || ro_refuse(self, "creating a Dict") < 0)
         return NULL;
     u64 cap = 8;
     while (cap_hint > 0 && cap < (u64)cap_hint * 2 && cap < (1ULL << 40))
@@ -1571,6 +1757,8 @@ static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
     PyObject *ho, *key, *val;
     if (!PyArg_ParseTuple(args, "OOO", &ho, &key, &val))
         return NULL;
+    if (ro_refuse(self, "Dict item assignment") < 0)
+        return NULL;
     dict_hdr *d = dict_at(self, ho);
     if (!d)
         return NULL;
@@ -1648,6 +1836,8 @@ static PyObject *HeapCore_dict_pop(HeapCore *self, PyObject *args)
 {
     PyObject *ho, *key, *dflt = NULL;
     if (!PyArg_ParseTuple(args, "OO|O", &ho, &key, &dflt))
+        return NULL;
+    if (ro_refuse(self, "Dict deletion") < 0)
         return NULL;
     dict_hdr *d = dict_at(self, ho);
     if (!d)
@@ -1756,16 +1946,19 @@ static PyObject *HeapCore_dict_items(HeapCore *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "which must be 0, 1 or 2");
         return NULL;
     }
+    double deadline = 0;
     for (int attempt = 0;; attempt++) {
-        PyObject *out = PyList_New(0);
-        if (!out)
-            return NULL;
         u64 s = 0;
-        if (attempt >= 20 || seq_begin(&d->seq, &s) < 0) {
-            if (heap_lock(self) < 0) {
-                Py_DECREF(out);
-                return NULL;
-            }
+        int locked = read_begin(self, &d->seq, attempt, 20, &s, &deadline);
+        if (locked < 0)
+            return NULL;
+        PyObject *out = PyList_New(0);
+        if (!out) {
+            if (locked)
+                heap_unlock(self);
+            return NULL;
+        }
+        if (locked) {
             int rc = dict_collect(self, d, which, out);
             heap_unlock(self);
             if (rc == 0)
@@ -1830,6 +2023,8 @@ static int dict_free_table(HeapCore *self, u64 table, u64 cap)
 /* Empty the dict: the swap to an empty table is one atomic operation. */
 static PyObject *HeapCore_dict_clear(HeapCore *self, PyObject *ho)
 {
+    if (ro_refuse(self, "Dict.clear") < 0)
+        return NULL;
     dict_hdr *d = dict_at(self, ho);
     if (!d)
         return NULL;
@@ -1863,6 +2058,8 @@ static PyObject *HeapCore_dict_clear(HeapCore *self, PyObject *ho)
  * the header is no longer a Dict, and the memory is released in batches. */
 static PyObject *HeapCore_dict_destroy(HeapCore *self, PyObject *ho)
 {
+    if (ro_refuse(self, "Dict.destroy") < 0)
+        return NULL;
     dict_hdr *d = dict_at(self, ho);
     if (!d || heap_lock(self) < 0)
         return NULL;
@@ -1885,18 +2082,44 @@ static PyObject *HeapCore_dict_destroy(HeapCore *self, PyObject *ho)
     Py_RETURN_NONE;
 }
 
+static const char *dict_check_body(HeapCore *self, dict_hdr *d, u64 *live_out);
+
 /* Verify a dict: count matches, every entry is a live allocation. */
 static PyObject *HeapCore_dict_check(HeapCore *self, PyObject *ho)
 {
     dict_hdr *d = dict_at(self, ho);
-    if (!d || heap_lock(self) < 0)
+    if (!d)
         return NULL;
+    const char *err;
+    u64 live;
+    double deadline = 0;
+    for (int attempt = 0;; attempt++) {
+        u64 sq = 0;
+        int locked = hread_begin(self, attempt, &sq, &deadline);
+        if (locked < 0)
+            return NULL;
+        err = dict_check_body(self, d, &live);
+        if (!hread_end(self, locked, sq))
+            break;
+    }
+    if (err)
+        return PyErr_Format(PyExc_RuntimeError, "Dict corrupt: %s", err);
+    return PyLong_FromUnsignedLongLong(live);
+}
+
+/* The walk behind dict_check(); bounds-checked so that read-only mode can
+ * run it optimistically under hseq. */
+static const char *dict_check_body(HeapCore *self, dict_hdr *d, u64 *live_out)
+{
     const char *err = NULL;
     u64 live = 0, used = 0;
-    if (!live_offset(self->base, self->h, d->table))
+    u64 table = ld(&d->table), mask = ld(&d->mask);
+    if (!live_offset(self->base, self->h, table))
         err = "table is not a live allocation";
-    for (u64 i = 0; !err && i <= d->mask; i++) {
-        dict_slot *s = (dict_slot *)(uintptr_t)d->table + i;
+    else if (((mask + 1) & mask) || !in_arena(self, table, (mask + 1) * sizeof(dict_slot)))
+        err = "table size is wrong";
+    for (u64 i = 0; !err && i <= mask; i++) {
+        dict_slot *s = (dict_slot *)(uintptr_t)table + i;
         if (s->entry == 0)
             continue;
         used++;
@@ -1919,10 +2142,8 @@ static PyObject *HeapCore_dict_check(HeapCore *self, PyObject *ho)
         err = "used_slots is wrong";
     if (!err && (d->seq & 1))
         err = "seq is odd outside a write";
-    heap_unlock(self);
-    if (err)
-        return PyErr_Format(PyExc_RuntimeError, "Dict corrupt: %s", err);
-    return PyLong_FromUnsignedLongLong(live);
+    *live_out = live;
+    return err;
 }
 
 /* ======================================================================== */
@@ -1950,7 +2171,7 @@ static PyObject *HeapCore_array_new(HeapCore *self, PyObject *args)
     Py_ssize_t dtlen;
     if (!PyArg_ParseTuple(args, "ns#", &itemsize, &dt, &dtlen))
         return NULL;
-    if (core_check(self) < 0)
+    if (core_check(self) < 0 || ro_refuse(self, "creating an Array") < 0)
         return NULL;
     if (itemsize <= 0 || itemsize > (1 << 20)) {
         PyErr_SetString(PyExc_ValueError, "itemsize must be 1..1 MiB");
@@ -1991,12 +2212,13 @@ static PyObject *HeapCore_array_info(HeapCore *self, PyObject *ho)
         return NULL;
     u64 data, len, cap, isz;
     int locked = 0;
+    double deadline = 0;
     for (int attempt = 0;; attempt++) {
         u64 s = 0;
-        if (!locked && (attempt >= READ_ATTEMPTS || seq_begin(&a->seq, &s) < 0)) {
-            if (heap_lock(self) < 0)
+        if (!locked) {
+            locked = read_begin(self, &a->seq, attempt, READ_ATTEMPTS, &s, &deadline);
+            if (locked < 0)
                 return NULL;
-            locked = 1;
         }
         data = ld(&a->data);
         len = ld(&a->len);
@@ -2048,6 +2270,8 @@ static PyObject *HeapCore_array_resize(HeapCore *self, PyObject *args)
     u64 n;
     if (!PyArg_ParseTuple(args, "OO", &ho, &no))
         return NULL;
+    if (ro_refuse(self, "Array.resize") < 0)
+        return NULL;
     array_hdr *a = array_at(self, ho);
     if (!a || parse_u64(no, &n, "length") < 0)
         return NULL;
@@ -2077,7 +2301,7 @@ static PyObject *HeapCore_array_append(HeapCore *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "Oy*", &ho, &b))
         return NULL;
     PyObject *res = NULL;
-    array_hdr *a = array_at(self, ho);
+    array_hdr *a = ro_refuse(self, "Array append/extend") < 0 ? NULL : array_at(self, ho);
     if (!a)
         goto out;
     if ((u64)b.len % a->itemsize) {
@@ -2110,6 +2334,8 @@ out:
 /* Free a container's memory (its header, and table/entries or data). */
 static PyObject *HeapCore_array_destroy(HeapCore *self, PyObject *ho)
 {
+    if (ro_refuse(self, "Array.destroy") < 0)
+        return NULL;
     array_hdr *a = array_at(self, ho);
     if (!a || heap_lock(self) < 0)
         return NULL;
@@ -2145,7 +2371,8 @@ static int HeapCore_getbuffer(HeapCore *self, Py_buffer *view, int flags)
         PyErr_SetString(PyExc_BufferError, "heap is closed");
         return -1;
     }
-    if (PyBuffer_FillInfo(view, (PyObject *)self, self->base, (Py_ssize_t)self->size, 0, flags) < 0)
+    if (PyBuffer_FillInfo(view, (PyObject *)self, self->base, (Py_ssize_t)self->size,
+                          self->readonly, flags) < 0)
         return -1;
     self->exports++;
     return 0;
@@ -2178,10 +2405,20 @@ static PyObject *HeapCore_get_size(HeapCore *self, void *c)
 
 static PyObject *HeapCore_get_closed(HeapCore *self, void *c) { return PyBool_FromLong(!self->is_open); }
 
+static PyObject *HeapCore_get_readonly(HeapCore *self, void *c) { return PyBool_FromLong(self->readonly); }
+
+static PyObject *HeapCore_get_read_timeout(HeapCore *self, void *c)
+{
+    return PyFloat_FromDouble(self->read_timeout);
+}
+
 static PyGetSetDef HeapCore_getset[] = {
     {"base", (getter)HeapCore_get_base, NULL, "absolute address of the region", NULL},
     {"size", (getter)HeapCore_get_size, NULL, "size of the region in bytes", NULL},
     {"closed", (getter)HeapCore_get_closed, NULL, "True after close()", NULL},
+    {"readonly", (getter)HeapCore_get_readonly, NULL, "True if opened on a read-only buffer", NULL},
+    {"read_timeout", (getter)HeapCore_get_read_timeout, NULL,
+     "read-only mode: seconds a reader waits for a busy or dead writer", NULL},
     {NULL},
 };
 
