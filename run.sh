@@ -10,12 +10,15 @@ PY=${PYTHON:-python3}
 VENV=${VASPACE_VENV:-.venv}
 
 setup() {
-    local extras=$1
+    local extras=$1 editable=${2:-}
     if [ ! -x "$VENV/bin/python" ]; then
         "$PY" -m venv "$VENV"
     fi
     "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
-    "$VENV/bin/python" -m pip install -q ".[$extras]"
+    # Tests run editable: some start subprocesses with PYTHONPATH=src, which
+    # needs the compiled modules built in place.  .ci/run checks the plain
+    # wheel separately.
+    "$VENV/bin/python" -m pip install -q $editable ".[$extras]"
 }
 
 cmd=${1:-}
@@ -26,7 +29,7 @@ case "$cmd" in
         exec "$VENV/bin/vaspace" demo "$@"
         ;;
     test)
-        setup test,bench
+        setup test,bench -e
         "$VENV/bin/ruff" check .
         exec "$VENV/bin/python" -m pytest -q "$@"
         ;;

@@ -16,7 +16,9 @@ import pytest
 
 PROT_RW = mmap.PROT_READ | mmap.PROT_WRITE
 MAP_FIXED_NOREPLACE = 0x100000
-LO, HI = 0x4800_0000_0000, 0x4900_0000_0000
+# Below vaspace's default window and parking range, which a test process may
+# already have reserved (any earlier test that attached a VAS).
+LO, HI = 0x2000_0000_0000, 0x2100_0000_0000
 _STEP = 1 << 32  # candidate addresses are 4 GiB apart
 
 _libc = ctypes.CDLL(None, use_errno=True)
