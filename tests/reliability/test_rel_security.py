@@ -634,10 +634,12 @@ def test_swap_races_never_map_the_victims_file(registry: str, what: str) -> None
 def test_directory_swapped_between_check_and_open_is_refused(registry: str) -> None:
     """The race above, made deterministic: the swap happens right after the victim's checks.
 
-    A hook in the victim stops it after its liveness and region checks and
-    lets the attacker swap its segment directory for a link to the victim's
-    own; the open that follows must not land in the victim's directory.
+    A hook in the victim stops it after it found the segment alive and lets
+    the attacker swap its segment directory for a link to the victim's own;
+    the open that follows (which reads the region through the same pinned
+    directory) must not land in the victim's directory.
     """
+    from vaspace.registry import objects
     from vaspace.registry import seg as segreg
 
     victim = as_user(VICTIM, _victim_objects, 0o600)
@@ -653,22 +655,26 @@ def test_directory_swapped_between_check_and_open_is_refused(registry: str) -> N
         os.write(done_w, b"1")
 
     def victim_attaches() -> object:
-        real_region = segreg.region
+        # Stop the victim right after it found the segment alive (its last
+        # look before opening the data file) and let the attacker swap.
+        real_name_of = objects.name_of
         fired = []
 
-        def region_then_swap(sid: int) -> tuple[int, int]:
-            out = real_region(sid)
-            if sid == objs["sid"] and not fired:
-                fired.append(sid)
+        def name_of_then_swap(kind: objects.Kind, oid: int) -> str | None:
+            out = real_name_of(kind, oid)
+            if kind is segreg.SEG and oid == objs["sid"] and not fired:
+                fired.append(oid)
                 os.write(ask_w, b"1")
                 os.read(done_r, 1)
             return out
 
-        segreg.region = region_then_swap
+        objects.name_of = name_of_then_swap
         try:
             vaspace.vas_attach(0, objs["vid"], os.O_RDWR)
         except OSError as exc:
             return exc.errno
+        finally:
+            objects.name_of = real_name_of
         with vaspace.VAS(objs["vid"]).active():
             return bytes((ctypes.c_char * 6).from_address(SEG_BASE))
 

@@ -117,15 +117,15 @@ def attach_self(vid: object, access: object) -> None:
             raise
 
 
-def _checked_region(sid: int, name: str, taken: list[tuple[int, int, str]]) -> tuple[int, int]:
-    """A segment's region, re-checked before mapping anything there.
+def _check_region(sid: int, name: str, start: int, end: int,
+                  taken: list[tuple[int, int, str]]) -> None:
+    """Re-check a segment's region before mapping anything there.
 
     ``region`` is a file its owner can rewrite after the segment was attached
     to someone's VAS; trusting it could make this process map over its own
     memory.  So the range must still lie in the window and must not overlap
     the VAS's other segments.
     """
-    start, end = segreg.region(sid)
     lo, hi = winmod.window()
     what = segreg.describe(sid, name)
     if start % winmod.PAGE or end % winmod.PAGE or not lo <= start < end <= hi:
@@ -135,7 +135,6 @@ def _checked_region(sid: int, name: str, taken: list[tuple[int, int, str]]) -> t
         if start < o_hi and o_lo < end:
             raise vas_error(errno.EFAULT, f"{what}: region overlaps segment {o_name!r}")
     taken.append((start, end, name))
-    return start, end
 
 
 def _map_segments(st, att: Attachment) -> None:
@@ -144,19 +143,22 @@ def _map_segments(st, att: Attachment) -> None:
         sname = objects.name_of(segreg.SEG, link.sid)
         if sname is None:
             continue
-        start, end = _checked_region(link.sid, sname, taken)
         prot = _prot(att.type, link.type)
-        key = (link.sid, prot)
-        if key in st.space.mappings:
-            att.maps.append(st.space.get_or_map(link.sid, sname, start, end, prot, -1))
+        shared = st.space.mappings.get((link.sid, prot))
+        if shared is not None:  # mapped (and checked) for another attachment
+            _check_region(link.sid, sname, shared.start, shared.end, taken)
+            att.maps.append(st.space.get_or_map(link.sid, sname, shared.start, shared.end,
+                                                prot, -1))
             continue
         try:
-            fd = segreg.open_data(link.sid, _open_flags(prot))
+            fd, start, end = segreg.open_mapping(link.sid, _open_flags(prot))
         except PermissionError:
             how = "writing" if prot & _core.PROT_WRITE else "reading"
             raise vas_error(errno.EACCES, f"the OS refuses to open "
                             f"{segreg.describe(link.sid, sname)} for {how}") from None
         try:
+            # The region read through the same pinned directory as the file.
+            _check_region(link.sid, sname, start, end, taken)
             att.maps.append(st.space.get_or_map(link.sid, sname, start, end, prot, fd))
         finally:
             os.close(fd)

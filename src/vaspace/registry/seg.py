@@ -81,7 +81,15 @@ def data_path(sid: int) -> Path:
 
 
 def open_data(sid: int, access: int) -> int:
-    """Open the backing file for mapping; the kernel checks its mode.
+    """Open the backing file for mapping (see ``open_mapping``); just the fd."""
+    return open_mapping(sid, access)[0]
+
+
+def open_mapping(sid: int, access: int) -> tuple[int, int, int]:
+    """Open the backing file for mapping: (fd, start, end); the kernel checks its mode.
+
+    The region comes from the same pinned directory as the file, so the
+    caller maps exactly the file whose region it checks.
 
     The file is opened through the segment's own directory, pinned and
     checked against the name index (``objects.open_in``), so swapping the
@@ -105,4 +113,4 @@ def open_data(sid: int, access: int) -> int:
         # fs.protected_hardlinks=0) would map that file: refuse it.
         os.close(fd)
         raise vas_error(errno.EIO, f"segment id {sid}: backing file has {st.st_nlink} links")
-    return fd
+    return fd, lo, hi
