@@ -249,6 +249,31 @@ def test_lazy_attach_of_other_pid(registry: str) -> None:
         assert bytes(v.Segment(sid).view()[:5]) == b"lazy!"
 
 
+def test_requests_of_dead_processes_are_reaped(registry: str) -> None:
+    vid, _ = make_vas()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.read(r, 1)  # never carries out the request: it just exits
+        os._exit(0)
+    v.vas_attach(pid, vid, os.O_RDONLY)
+    assert len(os.listdir(f"{registry}/pending")) == 1
+    os.write(w, b"x")
+    os.waitpid(pid, 0)
+    other = spawn_holder(v.vas_create("w2", 0o666), os.O_RDONLY)
+    try:
+        v.vas_attach(other, vid, os.O_RDONLY)  # any later request sweeps the dead one's
+        assert os.listdir(f"{registry}/pending") == [f"{other}-{records_start(other)}"]
+    finally:
+        kill(other)
+
+
+def records_start(pid: int) -> int:
+    from vaspace.registry import records
+
+    return records.start_time(pid)
+
+
 def test_attach_other_pid_errors(registry: str) -> None:
     vid, _ = make_vas()
     with pytest.raises(OSError) as e:

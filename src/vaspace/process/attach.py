@@ -196,6 +196,7 @@ def request_other(pid: int, vid: object, access: object) -> None:
     fd = _take_lock(vid, name, access)
     os.close(fd)
     try:
+        records.reap_pending()  # requests left for processes that died meanwhile
         records.request(pid, vid, access)
     except ProcessLookupError:
         raise vas_error(errno.ESRCH, f"no process with pid {pid}") from None
