@@ -15,9 +15,7 @@ import ctypes
 import ctypes.util
 import mmap
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -146,23 +144,17 @@ def temp_registry() -> Iterator[str]:
     afterwards (the memory of segments goes with their files once the
     process has unmapped them, which its exit does at the latest).
     """
-    base = tempfile.mkdtemp(prefix="vaspace-bench-", dir="/dev/shm")
-    old = os.environ.get("VASPACE_ROOT")
-    os.environ["VASPACE_ROOT"] = os.path.join(base, "root")
-    try:
-        yield base
-    finally:
-        with contextlib.suppress(Exception):
-            import vaspace
+    import vaspace
+    from vaspace.registry import root as rootmod
 
-            vaspace.vas_switch(0)
-            for pv in vaspace.proc_vas(0):
-                vaspace.vas_detach(0, pv.vid)
-        if old is None:
-            os.environ.pop("VASPACE_ROOT", None)
-        else:
-            os.environ["VASPACE_ROOT"] = old
-        shutil.rmtree(base, ignore_errors=True)
+    with rootmod.temporary("vaspace-bench-") as root:
+        try:
+            yield os.path.dirname(root)
+        finally:
+            with contextlib.suppress(Exception):
+                vaspace.vas_switch(0)
+                for pv in vaspace.proc_vas(0):
+                    vaspace.vas_detach(0, pv.vid)
 
 
 def array_at(addr: int, size: int, dtype: type = np.uint8) -> np.ndarray:

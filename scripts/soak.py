@@ -488,30 +488,23 @@ def run(rounds: int, procs: int, seconds: float | None = None, duration: float =
     seed = random.randrange(2**32) if seed is None else seed
     rng = random.Random(seed)
     stats = Stats()
-    base = tempfile.mkdtemp(prefix="vaspace-soak-", dir="/dev/shm")
-    old_root = os.environ.get("VASPACE_ROOT")
-    os.environ["VASPACE_ROOT"] = root or f"{base}/root"
-    rootmod.forget()
     t0 = time.monotonic()
     ledger = Ledger()
-    try:
-        for rnd in range(rounds):
-            if seconds is not None and time.monotonic() - t0 > seconds:
-                break
-            run_round(rng, rnd, procs, duration, base, ledger, stats)
-            if progress and rnd % 50 == 49:
-                print(f"round {rnd + 1}: kills {stats.kills}, writes {stats.writes}, "
-                      f"inconsistencies {len(stats.inconsistencies)}, "
-                      f"unexpected {len(stats.unexpected)}, "
-                      f"{time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
-    finally:
-        stats.seconds = round(time.monotonic() - t0, 1)
-        if old_root is None:
-            os.environ.pop("VASPACE_ROOT", None)
-        else:
-            os.environ["VASPACE_ROOT"] = old_root
-        rootmod.forget()
-        rootmod.remove_tree(Path(base))
+    # wdir: the workers' scratch files (per-segment write locks), not registry objects.
+    with tempfile.TemporaryDirectory(prefix="vaspace-soak-work-", dir="/dev/shm") as wdir, \
+            rootmod.temporary("vaspace-soak-", root):
+        try:
+            for rnd in range(rounds):
+                if seconds is not None and time.monotonic() - t0 > seconds:
+                    break
+                run_round(rng, rnd, procs, duration, wdir, ledger, stats)
+                if progress and rnd % 50 == 49:
+                    print(f"round {rnd + 1}: kills {stats.kills}, writes {stats.writes}, "
+                          f"inconsistencies {len(stats.inconsistencies)}, "
+                          f"unexpected {len(stats.unexpected)}, "
+                          f"{time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+        finally:
+            stats.seconds = round(time.monotonic() - t0, 1)
     return stats
 
 

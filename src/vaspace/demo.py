@@ -22,11 +22,9 @@ import pickle
 import select
 import signal
 import statistics
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 WORDS = ("pointers", "stored", "in", "a", "segment", "stay", "valid", "everywhere")
@@ -247,12 +245,8 @@ def run(say: Callable[[str], None], n: int = 2000, rounds: int = 7) -> dict[str,
     from vaspace.registry import root as rootmod
 
     base = vaspace.window()[0]
-    tmp = tempfile.mkdtemp(prefix="vaspace-demo-", dir="/dev/shm")
-    saved = os.environ.get("VASPACE_ROOT")
-    os.environ["VASPACE_ROOT"] = os.path.join(tmp, "root")
-    rootmod.forget()
-    try:
-        say(f"temporary registry {os.environ['VASPACE_ROOT']} (removed at the end)")
+    with rootmod.temporary("vaspace-demo-") as root:
+        say(f"temporary registry {root} (removed at the end)")
         say("")
         say("step 1  a process builds a linked list in a segment")
         built = _in_process(_build, base)
@@ -296,10 +290,3 @@ def run(say: Callable[[str], None], n: int = 2000, rounds: int = 7) -> dict[str,
                 "vas_switch_ns": vas_ns, "vas_switch_nomove_ns": nomove,
                 "proc_switch_pinned_ns": pinned,
                 "proc_switch_unpinned_ns": unpinned, "machine": machine()}
-    finally:
-        if saved is None:
-            os.environ.pop("VASPACE_ROOT", None)
-        else:
-            os.environ["VASPACE_ROOT"] = saved
-        rootmod.forget()
-        rootmod.remove_tree(Path(tmp))

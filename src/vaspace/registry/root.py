@@ -32,6 +32,7 @@ import errno
 import fcntl
 import os
 import stat
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +96,30 @@ def ensure() -> Path:
     st = os.lstat(root)
     _checked[key] = (st.st_dev, st.st_ino)
     return root
+
+
+@contextlib.contextmanager
+def temporary(prefix: str = "vaspace-", root: str | None = None) -> Iterator[str]:
+    """Point ``VASPACE_ROOT`` at a fresh registry for a while, then remove it.
+
+    The registry is ``<fresh dir under /dev/shm>/root`` unless ``root`` is
+    given; the variable is restored and the fresh directory removed on exit,
+    on errors too.  Children forked meanwhile inherit the setting.
+    """
+    base = tempfile.mkdtemp(prefix=prefix, dir="/dev/shm")
+    saved = os.environ.get("VASPACE_ROOT")
+    path = root or os.path.join(base, "root")
+    os.environ["VASPACE_ROOT"] = path
+    forget()
+    try:
+        yield path
+    finally:
+        if saved is None:
+            os.environ.pop("VASPACE_ROOT", None)
+        else:
+            os.environ["VASPACE_ROOT"] = saved
+        forget()
+        remove_tree(Path(base))
 
 
 def forget() -> None:
