@@ -43,9 +43,8 @@ def finish(vid: object, done: int) -> None:
         _guard_thread()
 
 
+# The switch itself is ``_core.vas_switch`` (api.vas_switch); this is its slow path.
 _core.set_slow_path(finish)
-# Make ``vid`` the calling thread's active VAS (0: the original AS).
-switch = _core.vas_switch
 
 
 class _ThreadGuard:

@@ -89,7 +89,7 @@ def find(kind: Kind, name: object) -> int:
     rootmod.ensure()
     try:
         target = os.readlink(kind.name_link(names.encode(raw)))
-    except (FileNotFoundError, OSError):  # EINVAL: a planted file that is not a link
+    except OSError:  # ENOENT: no such name; EINVAL: a planted file that is not a link
         raise vas_error(errno.ESRCH, f"no {kind.label} named {name!r}") from None
     if not rootmod.is_id(target):
         raise vas_error(errno.ESRCH, f"no {kind.label} named {name!r}")
