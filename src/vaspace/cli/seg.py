@@ -30,7 +30,8 @@ def command() -> None:
                  "0x4000_0000_0000 --size 64M\n  vaspace seg create idx --start 0x400010000000 "
                  "--end 0x400010200000 --mode 0640")
 @click.argument("name")
-@click.option("--start", type=ADDR, required=True, help="First address (hex), page-aligned.")
+@click.option("--start", type=ADDR, required=True,
+              help="First address (0x... or any int(x, 0) form), page-aligned.")
 @click.option("--size", type=SIZE, help="Size: bytes, or with K, M, G, T (binary units).")
 @click.option("--end", type=ADDR, help="End address (exclusive), instead of --size.")
 @click.option("--mode", type=MODE, default="0600", show_default=True,
