@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,34 @@ def test_each_example_runs_twice(registry: str, index: int) -> None:
 def test_all_examples_in_order_twice(registry: str) -> None:
     codes = examples()
     _assert_kept(codes, _run_twice(codes))
+
+
+SHELL_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
+
+
+def commands() -> list[list[str]]:
+    """The ``vaspace`` lines of the README's shell examples, as argument lists.
+
+    A line with a placeholder (an all-capitals word such as PID) stands for
+    a value the reader fills in, so it cannot run as written and is skipped.
+    """
+    found = []
+    for block in SHELL_BLOCK.findall(README.read_text()):
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:1] == ["vaspace"] and not any(w.isalpha() and w.isupper() for w in words):
+                found.append(words[1:])
+    return found
+
+
+def test_command_line_examples_run_twice(registry: str, tmp_path: Path) -> None:
+    """The shell example works as written, in order, twice: its clean-up lines clean up."""
+    cmds = commands()
+    assert ["rm", "db"] in cmds and ["seg", "rm", "table"] in cmds
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    for _ in range(2):
+        for args in cmds:
+            p = subprocess.run([sys.executable, "-m", "vaspace.cli", *args], cwd=tmp_path,
+                               capture_output=True, text=True, env=env, timeout=120)
+            assert (p.returncode, p.stderr) == (0, ""), (args, p.stderr)
+    assert vaspace.vas_ids() == [] and vaspace.seg_ids() == []
