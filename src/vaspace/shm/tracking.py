@@ -1,0 +1,105 @@
+"""``track=True``: the creating process's exit destroys the segment.
+
+No resource-tracker process is involved (that is what destroyed segments
+under other processes before Python 3.13, gh-82300): attaching never
+registers anything, so only the creator's exit can destroy a segment.
+
+- A normal exit: an ``atexit`` hook in the creator deletes the segments it
+  created with ``track=True`` and did not unlink.  Forked children inherit
+  the hook but not the duty (the hook compares pids).
+- SIGKILL or a crash: the creator writes ``shm-creator`` (``"<pid>
+  <start time>"``) into the segment's registry directory, which only it can
+  write.  The next create in any process of that user (at most once a
+  second per process) deletes shared-memory segments whose creator is gone.
+  Others' segments are left alone: the registry's sticky directories let
+  only their owner (or root) delete them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import threading
+import time
+
+from .. import api
+from ..registry import records
+from ..registry import root as rootmod
+from ..registry import seg as segreg
+
+CREATOR_FILE = "shm-creator"
+REAP_INTERVAL = 1.0
+
+_lock = threading.Lock()
+_mine: dict[tuple[str, int], int] = {}  # (registry name, sid) -> creating pid
+_last_reap = 0.0
+
+
+def track(regname: str, sid: int) -> None:
+    """Record that this process created ``sid`` with track=True."""
+    pid = os.getpid()
+    started = records.start_time(pid)
+    with contextlib.suppress(OSError):
+        rootmod.write_file(segreg.SEG.obj_dir(sid) / CREATOR_FILE, f"{pid} {started}\n")
+    with _lock:
+        _mine[(regname, sid)] = pid
+
+
+def untrack(regname: str, sid: int | None = None) -> None:
+    """Forget a segment (it was unlinked)."""
+    with _lock:
+        for key in [k for k in _mine if k[0] == regname and sid in (None, k[1])]:
+            del _mine[key]
+
+
+def _delete_if_named(sid: int, regname: str) -> None:
+    with contextlib.suppress(OSError):
+        if api.seg_name(sid) == regname:
+            api.vas_seg_delete(sid)
+
+
+@atexit.register
+def _at_exit() -> None:
+    me = os.getpid()
+    with _lock:
+        mine = [key for key, pid in _mine.items() if pid == me]
+        _mine.clear()
+    for regname, sid in mine:
+        _delete_if_named(sid, regname)
+
+
+def creator_alive(sid: int) -> bool | None:
+    """Whether the segment's recorded creator still runs (None: no record)."""
+    try:
+        text = rootmod.read_file(segreg.SEG.obj_dir(sid) / CREATOR_FILE)
+        pid, started = (int(x) for x in text.split())
+    except (OSError, ValueError):
+        return None
+    return records.start_time(pid) == started
+
+
+def reap(prefix: str) -> list[int]:
+    """Delete shared-memory segments (names starting with ``prefix``) whose creator died.
+
+    Throttled to once per ``REAP_INTERVAL`` per process; returns the sids deleted.
+    """
+    global _last_reap
+    now = time.monotonic()
+    if now - _last_reap < REAP_INTERVAL:
+        return []
+    _last_reap = now
+    gone = []
+    for sid in api.seg_ids():
+        with contextlib.suppress(OSError):
+            name = api.seg_name(sid)
+            if name.startswith(prefix) and creator_alive(sid) is False:
+                api.vas_seg_delete(sid)
+                gone.append(sid)
+    return gone
+
+
+def forget_reap_time() -> None:
+    """Let the next ``reap`` run now (tests, and after the registry changes)."""
+    global _last_reap
+    _last_reap = 0.0
