@@ -547,3 +547,52 @@ def test_manager_unlinks_its_blocks_on_shutdown(registry: str) -> None:
     while any(_exists(n) for n in names) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_exists(n) for n in names)
+
+
+def _first_heap_use(args: tuple[str, int, object]) -> None:
+    name, i, barrier = args
+    sm = vsm.SharedMemory(name)
+    barrier.wait()  # type: ignore[attr-defined]
+    heap = sm.heap()
+    heap.set_root(f"c{i}", heap.alloc(16))
+    heap.close()
+    sm.close()
+
+
+def test_concurrent_first_heap_formats_once(registry: str) -> None:
+    sm = vsm.SharedMemory(create=True, size=1 << 20)
+    try:
+        barrier = _FORK.Barrier(4)
+        procs = [_FORK.Process(target=_first_heap_use, args=((sm.name, i, barrier),))
+                 for i in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        assert [p.exitcode for p in procs] == [0] * 4
+        heap = sm.heap()
+        assert sorted(heap.roots()) == ["c0", "c1", "c2", "c3"]  # nobody formatted twice
+        heap.close()
+    finally:
+        sm.close()
+        sm.unlink()
+
+
+def test_heap_waits_bounded_for_a_held_lock(registry: str, monkeypatch) -> None:
+    import fcntl
+
+    from vaspace.registry import seg as segreg
+
+    monkeypatch.setattr(vsm, "HEAP_LOCK_TIMEOUT", 0.2)
+    sm = vsm.SharedMemory(create=True, size=1 << 20)
+    holder = os.open(segreg.data_path(vaspace.vas_seg_find("shm:" + sm._name)), os.O_RDONLY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # what any reader of the file could do
+        with pytest.raises(TimeoutError):
+            sm.heap()
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        sm.heap().close()
+    finally:
+        os.close(holder)
+        sm.close()
+        sm.unlink()

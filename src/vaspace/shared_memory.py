@@ -34,6 +34,8 @@ import os
 import secrets
 import sys
 import threading
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import api
@@ -313,17 +315,38 @@ class SharedMemory:
         if self._buf is None:
             raise ValueError(f"shared memory {self.name!r} is closed")
         buf = self._buf
-        with _heap_lock:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)  # one formatter across processes
-            try:
-                if bytes(buf[:8]) == bytes(8):
-                    return Heap.format(buf)
-                return Heap.open(buf)
-            finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        with _heap_lock, _flocked(self._fd, f"shared memory {self.name!r}"):
+            if bytes(buf[:8]) == bytes(8):
+                return Heap.format(buf)
+            return Heap.open(buf)
 
 
 _heap_lock = threading.Lock()
+# How long heap() waits for another process's first heap() (format) to end.
+HEAP_LOCK_TIMEOUT = 10.0
+
+
+@contextlib.contextmanager
+def _flocked(fd: int, what: str) -> Iterator[None]:
+    """An exclusive flock on ``fd``, waited for at most HEAP_LOCK_TIMEOUT seconds.
+
+    Anyone who can open the data file can flock it, so the wait is bounded:
+    TimeoutError rather than a hang.
+    """
+    deadline = time.monotonic() + HEAP_LOCK_TIMEOUT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{what}: its data file has been locked by another "
+                                   f"process for {HEAP_LOCK_TIMEOUT:g} s") from None
+            time.sleep(0.005)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _stdlib_classes() -> tuple[type, type]:
