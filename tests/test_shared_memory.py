@@ -23,6 +23,7 @@ rather than the module under test:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import multiprocessing
@@ -34,6 +35,8 @@ import subprocess
 import sys
 import time
 import unittest
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -49,6 +52,17 @@ except ImportError:  # an interpreter installed without its test package
     stdtests = None
 
 _FORK = multiprocessing.get_context("fork")
+
+
+@contextlib.contextmanager
+def new_block(size: int, **kwargs: Any) -> Iterator[vsm.SharedMemory]:
+    """A new block for the test's duration, closed and unlinked after it."""
+    sm = vsm.SharedMemory(create=True, size=size, **kwargs)
+    try:
+        yield sm
+    finally:
+        sm.close()
+        sm.unlink()
 
 # --------------------------------------------------------------- CPython's tests
 
@@ -108,8 +122,7 @@ def _address_and_word(name: str) -> tuple[int, bytes]:
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_same_address_in_children(registry: str, method: str) -> None:
-    sm = vsm.SharedMemory(create=True, size=10_000)
-    try:
+    with new_block(10_000) as sm:
         sm.buf[:5] = b"hello"
         lo, hi = shm_range()
         assert lo <= sm.address < sm.address + sm.size <= hi
@@ -117,14 +130,10 @@ def test_same_address_in_children(registry: str, method: str) -> None:
             results = pool.map(_address_and_word, [sm.name] * 2)
         assert results == [(sm.address, b"hello")] * 2
         assert bytes(sm.buf[5:10]) == b"child"
-    finally:
-        sm.close()
-        sm.unlink()
 
 
 def test_inherited_across_fork_at_the_same_address(registry: str) -> None:
-    sm = vsm.SharedMemory(create=True, size=4096)
-    try:
+    with new_block(4096) as sm:
         sm.buf[:3] = b"abc"
 
         def child() -> tuple[int, bytes]:
@@ -133,9 +142,6 @@ def test_inherited_across_fork_at_the_same_address(registry: str) -> None:
 
         assert in_child(child).get() == (sm.address, b"abc")
         assert bytes(sm.buf[:6]) == b"abcdef"
-    finally:
-        sm.close()
-        sm.unlink()
 
 
 def _follow_pointer(name: str) -> bytes:
@@ -148,17 +154,13 @@ def _follow_pointer(name: str) -> bytes:
 
 
 def test_pointer_stored_inside_is_valid_in_another_process(registry: str) -> None:
-    sm = vsm.SharedMemory(create=True, size=4096)
-    try:
+    with new_block(4096) as sm:
         # A pointer to the word at offset 64, stored at offset 0.
         ctypes.c_uint64.from_buffer(sm.buf, 0).value = sm.address + 64
         sm.buf[64:72] = b"pointed!"
 
         with _FORK.Pool(1) as pool:
             assert pool.apply(_follow_pointer, (sm.name,)) == b"pointed!"
-    finally:
-        sm.close()
-        sm.unlink()
 
 
 def test_visible_in_every_vas_and_vid_0(registry: str) -> None:
@@ -190,12 +192,8 @@ def test_vas_segment_in_the_shm_range_is_refused_efault(registry: str) -> None:
         vas.attach()
     assert err.value.errno == errno.EFAULT and "shared-memory range" in str(err.value)
     # Placement steps around it: a new block never overlaps a registry segment.
-    sm = vsm.SharedMemory(create=True, size=4096)
-    try:
+    with new_block(4096) as sm:
         assert sm.address >= lo + 4096
-    finally:
-        sm.close()
-        sm.unlink()
         vas.delete()
         seg.delete()
 
@@ -237,8 +235,7 @@ def _attach_and_exit(name: str) -> int:
 
 
 def test_gh82300_child_attaches_and_exits_segment_survives(registry: str) -> None:
-    sm = vsm.SharedMemory(create=True, size=100)
-    try:
+    with new_block(100) as sm:
         for method in ("fork", "spawn"):
             proc = multiprocessing.get_context(method).Process(target=_attach_and_exit,
                                                                args=(sm.name,))
@@ -248,9 +245,6 @@ def test_gh82300_child_attaches_and_exits_segment_survives(registry: str) -> Non
             again = vsm.SharedMemory(sm.name)  # still there
             assert again.buf[0] == 7
             again.close()
-    finally:
-        sm.close()
-        sm.unlink()
 
 
 _CREATOR = """
@@ -402,8 +396,7 @@ def test_errors_as_the_stdlib(registry: str) -> None:
 
 
 def test_names_size_repr_and_pickle(registry: str) -> None:
-    sm = vsm.SharedMemory(create=True, size=5000)
-    try:
+    with new_block(5000) as sm:
         assert sm._name.startswith(vsm._SHM_NAME_PREFIX) and sm.name == sm._name[1:]
         assert sm.size == 8192 and len(sm.buf) == 8192  # whole pages
         assert repr(sm) == f"SharedMemory({sm.name!r}, size=8192)"
@@ -411,9 +404,6 @@ def test_names_size_repr_and_pickle(registry: str) -> None:
         clone = pickle.loads(pickle.dumps(sm))
         assert (clone.name, clone.address, clone.size) == (sm.name, sm.address, sm.size)
         clone.close()
-    finally:
-        sm.close()
-        sm.unlink()
 
 
 # --------------------------------------------------------------- permissions
@@ -512,14 +502,10 @@ def test_heap_format_once_then_open_across_processes(registry: str) -> None:
 
 
 def test_heap_refuses_to_format_over_data(registry: str) -> None:
-    sm = vsm.SharedMemory(create=True, size=1 << 20)
-    try:
+    with new_block(1 << 20) as sm:
         sm.buf[:8] = b"userdata"
         with pytest.raises(ValueError):
             sm.heap()
-    finally:
-        sm.close()
-        sm.unlink()
 
 
 def test_shareable_list_is_vaspace_backed(registry: str) -> None:
@@ -560,8 +546,7 @@ def _first_heap_use(args: tuple[str, int, object]) -> None:
 
 
 def test_concurrent_first_heap_formats_once(registry: str) -> None:
-    sm = vsm.SharedMemory(create=True, size=1 << 20)
-    try:
+    with new_block(1 << 20) as sm:
         barrier = _FORK.Barrier(4)
         procs = [_FORK.Process(target=_first_heap_use, args=((sm.name, i, barrier),))
                  for i in range(4)]
@@ -573,9 +558,6 @@ def test_concurrent_first_heap_formats_once(registry: str) -> None:
         heap = sm.heap()
         assert sorted(heap.roots()) == ["c0", "c1", "c2", "c3"]  # nobody formatted twice
         heap.close()
-    finally:
-        sm.close()
-        sm.unlink()
 
 
 def test_heap_waits_bounded_for_a_held_lock(registry: str, monkeypatch) -> None:
