@@ -183,6 +183,26 @@ def test_visible_in_every_vas_and_vid_0(registry: str) -> None:
         sm.unlink()
 
 
+def test_forked_child_of_a_vas_user_keeps_its_blocks(registry: str) -> None:
+    seg = vaspace.Segment.create("vas-seg", start=SEG_BASE, size=4096)
+    vas = vaspace.VAS.create("v")
+    vas.attach_segment(seg)
+    vas.attach()  # reserves the VAS part of the window, which a forked child releases
+    try:
+        with new_block(4096) as sm:
+            sm.buf[:2] = b"ok"
+
+            def child() -> bytes:
+                return bytes(sm.buf[:2])
+
+            res = in_child(child)
+            assert res.signal is None and res.get() == b"ok"
+    finally:
+        vas.detach()
+        vas.delete()
+        seg.delete()
+
+
 def test_vas_segment_in_the_shm_range_is_refused_efault(registry: str) -> None:
     lo, _ = shm_range()
     seg = vaspace.Segment.create("intruder", start=lo, size=4096)

@@ -9,6 +9,10 @@ likes, then moved with ``mremap(MREMAP_FIXED)`` onto a placeholder reserved
 with ``MAP_FIXED_NOREPLACE`` at the wanted address (so nothing already
 mapped there can be replaced), and the object's data pointer is updated.
 
+The system calls go through ctypes, not ``vaspace._core``: ``_core``'s
+ranges belong to VAS switching (it re-plugs them in a forked child, which
+would wipe a block the child inherited).
+
 The object's layout (``PyObject_HEAD``, then ``char *data``, then
 ``Py_ssize_t size``) is the same in CPython 3.8 to 3.13; it is checked
 against the address and size the kernel gave before anything is written,
@@ -22,10 +26,11 @@ import errno
 import mmap
 import os
 
-from .. import _core
-
 _MREMAP_MAYMOVE = 1
 _MREMAP_FIXED = 2
+_MAP_FIXED_NOREPLACE = 0x100000
+_MAP_NORESERVE = 0x4000
+_PROT_NONE = 0
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -33,6 +38,36 @@ _mremap = _libc.mremap
 _mremap.restype = ctypes.c_void_p
 _mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int,
                     ctypes.c_void_p]
+_mmap = _libc.mmap
+_mmap.restype = ctypes.c_void_p
+_mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                  ctypes.c_long]
+_munmap = _libc.munmap
+_munmap.restype = ctypes.c_int
+_munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+
+
+def _errno_error(call: str) -> OSError:
+    err = ctypes.get_errno() or errno.EFAULT
+    return OSError(err, f"{call}: {os.strerror(err)}")
+
+
+def reserve(addr: int, size: int) -> None:
+    """Reserve [addr, addr + size) PROT_NONE; FileExistsError if anything is mapped there."""
+    p = _mmap(addr, size, _PROT_NONE,
+              mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE | _MAP_FIXED_NOREPLACE,
+              -1, 0)
+    if p is None or p == _MAP_FAILED:
+        raise _errno_error(f"mmap at {addr:#x}")
+    if p != addr:  # a kernel without MAP_FIXED_NOREPLACE took it as a hint
+        _munmap(p, size)
+        raise FileExistsError(errno.EEXIST, f"mmap at {addr:#x}: the range is in use")
+
+
+def unmap(addr: int, size: int) -> None:
+    """munmap [addr, addr + size)."""
+    if _munmap(addr, size) != 0:
+        raise _errno_error(f"munmap at {addr:#x}")
 
 # mmap_object: PyObject_HEAD, then char *data, Py_ssize_t size, Py_ssize_t
 # pos, off_t offset, Py_ssize_t exports.
@@ -102,12 +137,12 @@ def map_at(fd: int, size: int, addr: int) -> mmap.mmap:
     """
     m, here = _new(fd, size)
     try:
-        _core.reserve(addr, size)  # FileExistsError if the range is in use here
+        reserve(addr, size)  # FileExistsError if the range is in use here
         moved = _mremap(here, size, size, _MREMAP_MAYMOVE | _MREMAP_FIXED, addr)
         if moved == _MAP_FAILED or moved != addr:
-            err = ctypes.get_errno() or errno.EFAULT
-            _core.unmap(addr, size)
-            raise OSError(err, f"mremap to {addr:#x}: {os.strerror(err)}")
+            exc = _errno_error(f"mremap to {addr:#x}")
+            unmap(addr, size)
+            raise exc
     except BaseException:
         m.close()
         raise
@@ -123,7 +158,11 @@ def alias_at(fd: int, size: int, addr: int) -> mmap.mmap:
     own exports.  ``close_alias`` closes any of them without unmapping.
     """
     m, here = _new(fd, size)
-    _core.unmap(here, size)
+    try:
+        unmap(here, size)
+    except BaseException:
+        m.close()
+        raise
     _fields(m)[0].value = addr
     return m
 
