@@ -405,6 +405,13 @@ def test_errors_as_the_stdlib(registry: str) -> None:
         vsm.SharedMemory("a\0b")
     with pytest.raises(ValueError):
         vsm.SharedMemory("a\0b", create=True, size=10)
+    with pytest.raises(TypeError):
+        vsm.SharedMemory(create=True, size=1.5)
+    lo, hi = shm_range()
+    with pytest.raises(OSError) as err:
+        vsm.SharedMemory(create=True, size=hi - lo + 4096)
+    assert err.value.errno == errno.ENOMEM
+    assert vaspace.seg_ids() == []  # nothing left behind by the failures
     sm = vsm.SharedMemory("taken", create=True, size=10)
     try:
         with pytest.raises(FileExistsError) as err:
@@ -474,7 +481,6 @@ def test_other_user_block_is_not_reaped_by_us(registry: str) -> None:
     assert res.signal == signal.SIGKILL
     names = [vaspace.seg_name(s) for s in vaspace.seg_ids()]
     assert len(names) == 1
-    # Root may reap it (root may delete anything); as another user it stays.
 
     def reap_as_other() -> list[int]:
         tracking.forget_reap_time()
@@ -482,6 +488,9 @@ def test_other_user_block_is_not_reaped_by_us(registry: str) -> None:
 
     assert in_child(reap_as_other, uid=OTHER_USER).get() == []
     assert [vaspace.seg_name(s) for s in vaspace.seg_ids()] == names
+    sids = vaspace.seg_ids()
+    assert reap_as_other() == sids  # root may delete anyone's
+    assert vaspace.seg_ids() == []
 
 
 # --------------------------------------------------------------- heap, list, manager

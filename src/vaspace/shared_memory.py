@@ -93,6 +93,8 @@ def _find(name: str) -> int:
 
 def _create(name: str, size: int, mode: int) -> int:
     """Create the segment for a new block; FileExistsError if the name is taken."""
+    if not isinstance(size, int):
+        raise TypeError(f"'size' must be an integer, not {type(size).__name__}")
     regname = _regname(name)
     size = placement.page_round(size)
     lo, hi = shm_range()
