@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 import vaspace
 from vaspace import shared_memory as vsm
@@ -607,3 +608,17 @@ def test_heap_waits_bounded_for_a_held_lock(registry: str, monkeypatch) -> None:
         os.close(holder)
         sm.close()
         sm.unlink()
+
+
+def test_vaspace_ls_shows_a_block_with_owner_and_mode(registry: str) -> None:
+    import json
+
+    from vaspace.cli import cli
+
+    with new_block(10_000, mode=0o640) as sm:
+        out = CliRunner().invoke(cli, ["ls", "--json"])
+        assert out.exit_code == 0, out.output
+        (seg,) = json.loads(out.output)["segments"]
+        assert seg["name"] == "shm:" + sm._name
+        assert (seg["uid"], seg["mode"]) == (os.geteuid(), "0640")
+        assert (seg["start"], seg["size"]) == (sm.address, sm.size)

@@ -207,8 +207,11 @@ class SharedMemory:
 
     def __del__(self) -> None:
         # Views outliving the object keep its mapping (BufferError): memory stays valid.
-        with contextlib.suppress(OSError, BufferError):
+        # (No contextlib here: at interpreter exit, modules may already be torn down.)
+        try:
             self.close()
+        except (OSError, BufferError):
+            pass
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (self.__class__, (self.name, False, self.size))
