@@ -622,3 +622,32 @@ def test_vaspace_ls_shows_a_block_with_owner_and_mode(registry: str) -> None:
         assert seg["name"] == "shm:" + sm._name
         assert (seg["uid"], seg["mode"]) == (os.geteuid(), "0640")
         assert (seg["start"], seg["size"]) == (sm.address, sm.size)
+
+
+def test_a_rewritten_region_never_maps_over_memory(registry: str) -> None:
+    """A block's owner can rewrite its region file; attaching it must not clobber anything."""
+    from vaspace.registry import seg as segreg
+
+    def make_and_rewrite(target: int) -> str:
+        sm = vsm.SharedMemory(create=True, size=4096, mode=0o666, track=False)
+        sid = vaspace.vas_seg_find("shm:" + sm._name)
+        sm.close()
+        fd = os.open(segreg.SEG.obj_dir(sid) / "region", os.O_WRONLY | os.O_TRUNC)
+        os.write(fd, f"{target:x}-{target + 4096:x}\n".encode())
+        os.close(fd)
+        return sm.name
+
+    with new_block(4096) as mine:
+        mine.buf[:4] = b"mine"
+        # Aimed at a block this process maps: refused, nothing replaced.
+        name = in_child(make_and_rewrite, mine.address, uid=NOBODY).get()
+        with pytest.raises(OSError) as err:
+            vsm.SharedMemory(name)
+        assert err.value.errno == errno.EFAULT and "in use in this process" in str(err.value)
+        assert bytes(mine.buf[:4]) == b"mine"
+        # Aimed outside the shared-memory range (here: the VAS part of the window).
+        name = in_child(make_and_rewrite, SEG_BASE, uid=NOBODY).get()
+        with pytest.raises(OSError) as err:
+            vsm.SharedMemory(name)
+        assert err.value.errno == errno.EFAULT and "not in the shared-memory range" in str(
+            err.value)
