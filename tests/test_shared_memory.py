@@ -305,6 +305,15 @@ def test_creator_exit_keeps_an_untracked_block(registry: str) -> None:
     vsm.SharedMemory(name).unlink()
 
 
+def test_creator_exit_deletes_in_the_registry_it_created_in(registry: str, tmp_path) -> None:
+    elsewhere = tmp_path / "never-made"
+    ending = f"import os; os.environ['VASPACE_ROOT'] = {str(elsewhere)!r}"
+    proc, name = _run_creator(True, ending)
+    assert proc.wait() == 0
+    assert not _exists(name)  # deleted where it was made
+    assert not elsewhere.exists()  # and no registry made where VASPACE_ROOT pointed at exit
+
+
 def test_killed_creator_reaped_on_next_create(registry: str) -> None:
     proc, name = _run_creator(True, "time.sleep(60)")
     try:

@@ -32,7 +32,8 @@ CREATOR_FILE = "shm-creator"
 REAP_INTERVAL = 1.0
 
 _lock = threading.Lock()
-_mine: dict[tuple[str, int], int] = {}  # (registry name, sid) -> creating pid
+# (registry root, registry name, sid) -> creating pid
+_mine: dict[tuple[str, str, int], int] = {}
 _last_reap = 0.0
 
 
@@ -43,13 +44,14 @@ def track(regname: str, sid: int) -> None:
     with contextlib.suppress(OSError):
         rootmod.write_file(segreg.SEG.obj_dir(sid) / CREATOR_FILE, f"{pid} {started}\n")
     with _lock:
-        _mine[(regname, sid)] = pid
+        _mine[(str(rootmod.root_path()), regname, sid)] = pid
 
 
 def untrack(regname: str, sid: int | None = None) -> None:
     """Forget a segment (it was unlinked)."""
+    root = str(rootmod.root_path())
     with _lock:
-        for key in [k for k in _mine if k[0] == regname and sid in (None, k[1])]:
+        for key in [k for k in _mine if k[:2] == (root, regname) and sid in (None, k[2])]:
             del _mine[key]
 
 
@@ -65,8 +67,19 @@ def _at_exit() -> None:
     with _lock:
         mine = [key for key, pid in _mine.items() if pid == me]
         _mine.clear()
-    for regname, sid in mine:
-        _delete_if_named(sid, regname)
+    saved = os.environ.get("VASPACE_ROOT")
+    try:
+        for root, regname, sid in mine:
+            if not os.path.isdir(root):  # that registry is gone (never re-create it)
+                continue
+            # Each block in the registry it was created in (VASPACE_ROOT may have moved).
+            os.environ["VASPACE_ROOT"] = root
+            _delete_if_named(sid, regname)
+    finally:
+        if saved is None:
+            os.environ.pop("VASPACE_ROOT", None)
+        else:
+            os.environ["VASPACE_ROOT"] = saved
 
 
 def creator_alive(sid: int) -> bool | None:
