@@ -660,3 +660,32 @@ def test_a_rewritten_region_never_maps_over_memory(registry: str) -> None:
             vsm.SharedMemory(name)
         assert err.value.errno == errno.EFAULT and "not in the shared-memory range" in str(
             err.value)
+
+
+def test_fork_while_another_thread_holds_the_mapping_table(registry: str) -> None:
+    import threading
+
+    from vaspace.shm import mappings
+
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with mappings._lock:
+            held.set()
+            done.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    try:
+        def child() -> int:
+            signal.alarm(10)  # a deadlock ends as SIGALRM, not as a hung test
+            with new_block(4096) as sm:
+                sm.buf[0] = 1
+                return sm.size
+
+        res = in_child(child)
+        assert res.signal is None and res.get() == 4096
+    finally:
+        done.set()
+        holder.join()

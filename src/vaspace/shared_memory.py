@@ -33,7 +33,6 @@ import fcntl
 import os
 import secrets
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -42,6 +41,7 @@ from . import api
 from .registry import root as rootmod
 from .registry import seg as segreg
 from .shm import fixed, mappings, placement, tracking
+from .shm.forksafe import fork_safe_lock
 from .window import shm_range
 
 if TYPE_CHECKING:
@@ -326,7 +326,7 @@ class SharedMemory:
             return Heap.open(buf)
 
 
-_heap_lock = threading.Lock()
+_heap_lock = fork_safe_lock(globals(), "_heap_lock")
 # How long heap() waits for another process's first heap() (format) to end.
 HEAP_LOCK_TIMEOUT = 10.0
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import errno
 import mmap
 import os
-import threading
 from dataclasses import dataclass, field
 
 from ..errors import vas_error
 from . import fixed
+from .forksafe import fork_safe_lock
 
 
 @dataclass(eq=False)
@@ -38,7 +38,7 @@ class Mapping:
     users: list[mmap.mmap] = field(default_factory=list)
 
 
-_lock = threading.Lock()
+_lock = fork_safe_lock(globals(), "_lock")
 _by_key: dict[tuple[int, int], Mapping] = {}
 
 

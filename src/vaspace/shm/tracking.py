@@ -20,18 +20,18 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import threading
 import time
 
 from .. import api
 from ..registry import records
 from ..registry import root as rootmod
 from ..registry import seg as segreg
+from .forksafe import fork_safe_lock
 
 CREATOR_FILE = "shm-creator"
 REAP_INTERVAL = 1.0
 
-_lock = threading.Lock()
+_lock = fork_safe_lock(globals(), "_lock")
 # (registry root, registry name, sid) -> creating pid
 _mine: dict[tuple[str, str, int], int] = {}
 _last_reap = 0.0
