@@ -8,4 +8,5 @@
 - ``tracking``: ``track=True`` -- the creator's exit destroys the segment.
 - ``stdlib``: the standard library's ``ShareableList`` and manager classes,
   re-bound to ``vaspace.shared_memory``.
+- ``forksafe``: module locks that a forked child gets fresh.
 """
