@@ -327,6 +327,7 @@ class SharedMemory:
 
 
 _heap_lock = fork_safe_lock(globals(), "_heap_lock")
+
 # How long heap() waits for another process's first heap() (format) to end.
 HEAP_LOCK_TIMEOUT = 10.0
 
@@ -362,7 +363,7 @@ def _stdlib_classes() -> tuple[type, type]:
     from .shm.stdlib import rebind
 
     here = globals()
-    ns_list = dict(vars(std), SharedMemory=SharedMemory, _make_filename=_make_filename)
+    ns_list = dict(vars(std), SharedMemory=SharedMemory)
     shareable = rebind(std.ShareableList, ns_list, __name__)
     ns_list["ShareableList"] = shareable
 
