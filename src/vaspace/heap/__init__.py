@@ -327,6 +327,20 @@ class Dict(MutableMapping):
         return f"<vaspace.heap.Dict at 0x{self._addr:x} len={len(self)}>"
 
 
+def _stored_dtype(dts: bytes, itemsize: int) -> Any:
+    """The dtype an Array header names, checked against its item size (the
+    header is region bytes that any co-writer can overwrite)."""
+    import numpy as np
+
+    try:
+        dt = np.dtype(dts.decode("ascii"))
+    except (UnicodeDecodeError, TypeError, ValueError):
+        raise RuntimeError(f"heap corrupt: Array dtype {dts!r} is not a numpy dtype") from None
+    if dt.itemsize != itemsize or dt.hasobject or dt.fields is not None:
+        raise RuntimeError(f"heap corrupt: Array dtype {dts!r} does not match its item size")
+    return dt
+
+
 class Array:
     """A resizable array of one fixed numpy dtype inside a :class:`Heap`.
 
@@ -360,7 +374,8 @@ class Array:
                 self._c.set_root(root, _addr)
             self._dtype = dt
         else:
-            self._dtype = np.dtype(self._c.array_info(_addr)[4])
+            _data, _n, _cap, isz, dts = self._c.array_info(_addr)
+            self._dtype = _stored_dtype(dts, isz)
         self._addr = _addr
 
     @classmethod
