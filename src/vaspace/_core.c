@@ -591,10 +591,11 @@ vaspace_reserve(PyObject *self, PyObject *args)
     unsigned long long addr, len;
     if (!PyArg_ParseTuple(args, "KK", &addr, &len))
         return NULL;
+    /* Not below 64 KiB either: a mapping at NULL would hide NULL dereferences. */
     if (len == 0 || addr + len < addr || addr % page_size || len % page_size ||
-        addr + len > 0x800000000000ull) {
+        addr < 0x10000 || addr + len > 0x800000000000ull) {
         PyErr_SetString(PyExc_ValueError, "reserve: need a page-aligned, non-empty range "
-                        "in the 47-bit user address space");
+                        "in the 47-bit user address space, above 64 KiB");
         return NULL;
     }
     if (n_reserved == MAX_RESERVED)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import warnings
 
 from .. import _core
 from ..errors import invalid, vas_error
@@ -59,6 +60,10 @@ class _ThreadGuard:
         try:
             if _core.active():
                 _switch_slow(0)
+        except BufferError as exc:
+            # Views the thread made outlive it: its VAS's mappings stay placed
+            # (pinned) until they are released; say so, as nobody can catch it.
+            warnings.warn(f"thread exited inside a VAS: {exc}", RuntimeWarning, stacklevel=1)
         except Exception:  # noqa: BLE001 - a dying thread cannot report; the prune catches it
             pass
 
