@@ -14,10 +14,10 @@ import threading
 import time
 
 import numpy as np
+from viewutil import PAGE, refused, safely, world
 
 import vaspace as v
 from vaspace_testing import SEG_BASE
-from viewutil import PAGE, refused, safely, world
 
 
 def test_view_then_switch_and_detach_then_read(registry: str) -> None:

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from viewutil import PAGE, safely, world
 
 import vaspace as v
 from vaspace import _core, api
 from vaspace_testing import SEG_BASE
-from viewutil import PAGE, safely, world
 
 ALLOWED = (OSError, TypeError, ValueError, BufferError, OverflowError)
 JUNK: list[Any] = [None, "x", b"x", -1, 0, 2**64, 1.5, True, [], SEG_BASE + 1]
@@ -196,7 +196,8 @@ def test_core_refuses_addresses_outside_its_ranges(registry: str) -> None:
         out.append(_try("run_plan", _core.run_plan, [(12345, True, False)], 1))
         return out
     got = safely(case)
-    for i, addr_results in enumerate(zip(*[iter(got[:-2])] * 4)):
+    for i in range(0, len(got) - 2, 4):
+        addr_results = got[i:i + 4]
         plug, unmap, map_shared, reserve = addr_results
         assert (plug, unmap, map_shared) == ("ValueError",) * 3, (i, addr_results)
         assert reserve in ("FileExistsError", "ValueError"), (i, addr_results)
