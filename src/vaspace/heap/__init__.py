@@ -400,16 +400,16 @@ class Array:
         """A numpy array viewing the current data, with no copy.
 
         Writes through to the heap (read-only view if the heap was opened
-        read-only).  Stale after a resize that moves the data.  While it
-        exists the heap cannot be closed (BufferError).
+        read-only).  While it (or any array made from it) is alive, this
+        Array refuses to grow, shrink or be destroyed (BufferError, as
+        ``bytearray`` does), the heap refuses to close, and a heap in a
+        vaspace segment keeps that segment pinned (a switch away raises
+        BufferError), so no write through it can land in freed or foreign
+        memory.  Delete it, or keep a ``.copy()``, before resizing.
         """
         import numpy as np
 
-        data, n, _cap, isz, _ = self._c.array_info(self._addr)
-        if n == 0:
-            return np.zeros(0, dtype=self._dtype)
-        off = data - self._c.base
-        return np.frombuffer(memoryview(self._c)[off : off + n * isz], dtype=self._dtype)
+        return np.frombuffer(self._c.array_view(self._addr), dtype=self._dtype)
 
     def append(self, value: Any) -> None:
         """Append one element."""
@@ -432,9 +432,12 @@ class Array:
         self._c.array_resize(self._addr, n)
 
     def __getitem__(self, index: Any) -> Any:
-        v = self.numpy()[index]
-        # copy slices out so the result does not pin the heap buffer
-        return v.copy() if hasattr(v, "copy") and getattr(v, "ndim", 0) else v
+        view = self.numpy()
+        v = view[index]
+        # copy slices out so the result does not pin the Array's data
+        v = v.copy() if hasattr(v, "copy") and getattr(v, "ndim", 0) else v
+        del view
+        return v
 
     def __setitem__(self, index: Any, value: Any) -> None:
         _refuse_if_readonly(self._c, "Array item assignment")

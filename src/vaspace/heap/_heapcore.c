@@ -27,6 +27,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "../vaspace_core_api.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -157,6 +159,13 @@ typedef struct {
      * overwrites these header words later cannot steer this process's
      * accesses outside the region. */
     u64 boff, aoff, aend;
+    /* Window memory (a vaspace segment): the token of the mapping the heap
+     * was opened on, and the window generation at the last check.  Such a
+     * heap keeps no buffer export of it (that would refuse every switch
+     * away); each call checks that the mapping is still the one at base.
+     * 0 for a plain buffer, whose export (view) is kept instead. */
+    u64 token, gen;
+    int has_view;
 } HeapCore;
 
 static PyObject *HeapRecoveredWarning;
@@ -312,13 +321,75 @@ static void recover(HeapCore *c)
 /* Locking                                                                  */
 /* ======================================================================== */
 
+/* vaspace._core's C API (vaspace_core_api.h), imported on first need: the
+ * heap also works on plain buffers without it. */
+static const vaspace_core_api *core_api;
+static int core_api_tried;
+
+static const vaspace_core_api *load_core_api(void)
+{
+    if (!core_api_tried) {
+        core_api_tried = 1;
+        const vaspace_core_api *api = PyCapsule_Import(VASPACE_CORE_API_CAPSULE, 0);
+        if (!api)
+            PyErr_Clear(); /* no vaspace here: plain buffers only */
+        else if (api->version == VASPACE_CORE_API_VERSION)
+            core_api = api;
+    }
+    return core_api;
+}
+
+/* Is the heap's memory still the mapping it was opened on?  O(1): only when
+ * the window generation moved is the token looked up again.  A heap whose
+ * segment was parked, detached, or replaced by another world's segment at
+ * the same address raises ValueError and touches nothing; after a switch
+ * back it works again.  Called with the GIL held right before memory is
+ * touched, so no switch can come in between. */
+static int world_check(HeapCore *self)
+{
+    if (!self->token)
+        return 0;
+    u64 g = *core_api->window_gen;
+    if (g == self->gen)
+        return 0;
+    if (core_api->token_at((uintptr_t)self->base) != self->token) {
+        const char *name = core_api->token_name(self->token);
+        if (name)
+            PyErr_Format(PyExc_ValueError, "stale heap: segment '%s' is not mapped here", name);
+        else
+            PyErr_Format(PyExc_ValueError,
+                         "stale heap: the segment it was opened on (at %p) is not mapped here",
+                         (void *)self->base);
+        return -1;
+    }
+    self->gen = g;
+    return 0;
+}
+
+/* Around a stretch that releases the GIL: an export on the mapping, so a
+ * switch in another thread refuses (BufferError) instead of moving the
+ * memory this thread is about to touch. */
+static int world_pin(HeapCore *self)
+{
+    if (!self->token || core_api->export_hold(self->token) == 0)
+        return 0;
+    PyErr_SetString(PyExc_ValueError, "stale heap: its segment is not mapped here");
+    return -1;
+}
+
+static void world_unpin(HeapCore *self)
+{
+    if (self->token)
+        core_api->export_drop(self->token);
+}
+
 static int core_check(HeapCore *self)
 {
     if (!self->is_open) {
         PyErr_SetString(PyExc_ValueError, "operation on a closed heap");
         return -1;
     }
-    return 0;
+    return world_check(self);
 }
 
 #ifdef __GLIBC__
@@ -330,18 +401,42 @@ static int expected_lock_kind;
 #define FUTEX_TID_BITS 0x3fffffff
 #define FUTEX_OWNER_DIED_BIT 0x40000000
 
-/* While waiting for the lock: is it held by a thread that does not exist?
- * A real owner that dies has its robust list processed by the kernel (the
- * lock word gets OWNER_DIED) before its thread id disappears, so a word that
- * names a vanished thread and stays unchanged was written by someone else. */
+/* Could thread tid hold the lock of the heap at base?  Only a thread whose
+ * process maps the heap there.  1 = yes, or cannot tell (no /proc, another
+ * user's process); 0 = no such thread, or it does not map the heap. */
+static int tid_may_hold(int tid, uintptr_t base)
+{
+    if (access("/proc/self/maps", R_OK) != 0)
+        return kill(tid, 0) == 0 || errno != ESRCH;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/maps", tid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return errno != ENOENT && errno != ESRCH;
+    char line[512];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo <= base && base < hi)
+            found = 1;
+    }
+    fclose(f);
+    return found;
+}
+
+/* While waiting for the lock: can nobody be holding it?  A real owner that
+ * dies has its robust list processed by the kernel (the lock word gets
+ * OWNER_DIED) before its thread id disappears, and a free lock word is 0.
+ * So a word that stays unchanged while naming no thread (tid 0), or a
+ * thread that does not map the heap, was written by something else. */
 static int lock_owner_vanished(heap_header *h)
 {
     int *word = &h->lock.__data.__lock;
     int w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-    int tid = w & FUTEX_TID_BITS;
-    if (tid == 0 || (w & FUTEX_OWNER_DIED_BIT))
+    if (w == 0 || (w & FUTEX_OWNER_DIED_BIT))
         return 0;
-    if (kill(tid, 0) == 0 || errno != ESRCH)
+    int tid = w & FUTEX_TID_BITS;
+    if (tid != 0 && tid_may_hold(tid, (uintptr_t)h))
         return 0;
     return __atomic_load_n(word, __ATOMIC_ACQUIRE) == w;
 }
@@ -350,8 +445,8 @@ static int lock_owner_vanished(heap_header *h)
 #define LOCK_VANISHED (-1000) /* heap_lock: the lock word names no live thread */
 
 /* Block until the lock is ours (GIL released by the caller).  Waits in 1 s
- * steps so that a lock word naming a thread that does not exist (a corrupt
- * region) ends the wait instead of hanging the process. */
+ * steps so that a lock word that no thread can own (a corrupt region) ends
+ * the wait instead of hanging the process. */
 static int lock_wait(heap_header *h)
 {
     for (;;) {
@@ -374,6 +469,8 @@ static int lock_wait(heap_header *h)
  * Performs recovery on EOWNERDEAD and warns about it. */
 static int heap_lock(HeapCore *self)
 {
+    if (core_check(self) < 0) /* argument parsing may have run Python code */
+        return -1;
     heap_header *h = self->h;
     int recovered = 0;
     if (self->readonly) {
@@ -393,11 +490,14 @@ static int heap_lock(HeapCore *self)
 #endif
     int rc = pthread_mutex_trylock(&h->lock);
     if (rc == EBUSY) {
+        if (world_pin(self) < 0)
+            return -1;
         self->busy++;
         Py_BEGIN_ALLOW_THREADS
         rc = lock_wait(h);
         Py_END_ALLOW_THREADS
         self->busy--;
+        world_unpin(self);
     }
     if (rc == 0 || rc == EOWNERDEAD) {
         /* Mark the heap busy for lock-free readers (read-only mode).  If a
@@ -424,7 +524,7 @@ static int heap_lock(HeapCore *self)
         recovered = 1;
     } else if (rc == LOCK_VANISHED) {
         PyErr_SetString(PyExc_RuntimeError,
-                        "heap corrupt: the heap lock is held by a thread that does not exist");
+                        "heap corrupt: the heap lock word names no thread that maps this heap");
         return -1;
     } else if (rc == EDEADLK) {
         /* Re-entry from this thread (e.g. a __del__ during an operation). */
@@ -553,6 +653,8 @@ static int ro_refuse(HeapCore *self, const char *what)
 static int read_begin(HeapCore *self, const u64 *seq, int attempt, int max_attempts, u64 *s,
                       double *deadline)
 {
+    if (core_check(self) < 0) /* argument parsing may have run Python code */
+        return -1;
     double *dl = self->readonly ? deadline : NULL;
     if (attempt < max_attempts && seq_begin(self, seq, s, dl) == 0)
         return 0;
@@ -573,11 +675,14 @@ static int read_begin(HeapCore *self, const u64 *seq, int attempt, int max_attem
             return -1;
         }
         struct timespec ts = {0, 200 * 1000}; /* 200 us */
+        if (world_pin(self) < 0)
+            return -1;
         self->busy++;
         Py_BEGIN_ALLOW_THREADS
         nanosleep(&ts, NULL);
         Py_END_ALLOW_THREADS
         self->busy--;
+        world_unpin(self);
         if (seq_begin(self, seq, s, deadline) == 0)
             return 0;
     }
@@ -1198,14 +1303,24 @@ static int HeapCore_init(HeapCore *self, PyObject *args, PyObject *kw)
     self->aend = self->h->arena_end;
     self->readonly = readonly;
     self->read_timeout = read_timeout;
+    self->has_view = 1;
+    const vaspace_core_api *api = load_core_api();
+    self->token = api ? api->token_at((uintptr_t)base) : 0;
+    if (self->token) {
+        /* Window memory: remember the mapping instead of pinning it. */
+        self->gen = *api->window_gen;
+        PyBuffer_Release(&self->view);
+        self->has_view = 0;
+    }
     self->is_open = 1;
     return 0;
 }
 
 static void HeapCore_dealloc(HeapCore *self)
 {
-    if (self->is_open) {
-        self->is_open = 0;
+    self->is_open = 0;
+    if (self->has_view) {
+        self->has_view = 0;
         PyBuffer_Release(&self->view);
     }
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -1226,7 +1341,10 @@ static PyObject *HeapCore_close(HeapCore *self, PyObject *unused)
         return NULL;
     }
     self->is_open = 0;
-    PyBuffer_Release(&self->view);
+    if (self->has_view) {
+        self->has_view = 0;
+        PyBuffer_Release(&self->view);
+    }
     self->h = NULL;
     Py_RETURN_NONE;
 }
@@ -2649,6 +2767,72 @@ static int array_writable(HeapCore *self, array_hdr *a)
     return 0;
 }
 
+/* Live numpy views of Array data in this process, per Array header address
+ * (process-wide: two Heap objects on one region share them).  An Array
+ * with views refuses to resize, move or free its data, as bytearray does,
+ * so no view ever points at freed memory.  Protected by the GIL. */
+typedef struct {
+    u64 hdr;
+    Py_ssize_t n;
+} view_pin;
+static view_pin *pins;
+static Py_ssize_t npins, pins_cap;
+
+static Py_ssize_t pin_count(u64 hdr)
+{
+    for (Py_ssize_t i = 0; i < npins; i++)
+        if (pins[i].hdr == hdr)
+            return pins[i].n;
+    return 0;
+}
+
+static int pin_add(u64 hdr)
+{
+    for (Py_ssize_t i = 0; i < npins; i++)
+        if (pins[i].hdr == hdr) {
+            pins[i].n++;
+            return 0;
+        }
+    if (npins == pins_cap) {
+        Py_ssize_t cap = pins_cap ? 2 * pins_cap : 8;
+        view_pin *np = PyMem_Realloc(pins, (size_t)cap * sizeof *np);
+        if (!np) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        pins = np;
+        pins_cap = cap;
+    }
+    pins[npins].hdr = hdr;
+    pins[npins].n = 1;
+    npins++;
+    return 0;
+}
+
+static void pin_drop(u64 hdr)
+{
+    for (Py_ssize_t i = 0; i < npins; i++)
+        if (pins[i].hdr == hdr) {
+            if (--pins[i].n == 0)
+                pins[i] = pins[--npins];
+            return;
+        }
+}
+
+/* Under the lock: refuse (and unlock) if numpy views of the Array's data
+ * are alive in this process. */
+static int array_unpinned(HeapCore *self, array_hdr *a, const char *what)
+{
+    Py_ssize_t n = pin_count((u64)(uintptr_t)a);
+    if (!n)
+        return 0;
+    heap_unlock(self);
+    PyErr_Format(PyExc_BufferError,
+                 "cannot %s an Array while %zd numpy view(s) of its data exist; "
+                 "delete them (or keep a .copy()) first", what, n);
+    return -1;
+}
+
 static PyObject *HeapCore_array_new(HeapCore *self, PyObject *args)
 {
     Py_ssize_t itemsize;
@@ -2686,14 +2870,11 @@ static PyObject *HeapCore_array_new(HeapCore *self, PyObject *args)
     return PyLong_FromUnsignedLongLong(abs_of(self, ho));
 }
 
-/* (data address, len, cap, itemsize, dtype) read consistently */
-static PyObject *HeapCore_array_info(HeapCore *self, PyObject *ho)
+/* Read an Array header consistently (seqlock, or under the lock) and check
+ * it.  Returns 0 or -1 (exception set). */
+static int array_read(HeapCore *self, array_hdr *a, u64 *data, u64 *len, u64 *cap, u64 *isz,
+                      char dtype[sizeof a->dtype + 1])
 {
-    array_hdr *a = array_at(self, ho);
-    if (!a)
-        return NULL;
-    u64 data, len, cap, isz;
-    char dtype[sizeof a->dtype + 1];
     int locked = 0;
     double deadline = 0;
     for (int attempt = 0;; attempt++) {
@@ -2701,12 +2882,12 @@ static PyObject *HeapCore_array_info(HeapCore *self, PyObject *ho)
         if (!locked) {
             locked = read_begin(self, &a->seq, attempt, READ_ATTEMPTS, &s, &deadline);
             if (locked < 0)
-                return NULL;
+                return -1;
         }
-        data = ld(&a->data);
-        len = ld(&a->len);
-        cap = ld(&a->cap);
-        isz = ld(&a->itemsize);
+        *data = ld(&a->data);
+        *len = ld(&a->len);
+        *cap = ld(&a->cap);
+        *isz = ld(&a->itemsize);
         memcpy(dtype, a->dtype, sizeof a->dtype);
         if (locked) {
             heap_unlock(self);
@@ -2716,12 +2897,110 @@ static PyObject *HeapCore_array_info(HeapCore *self, PyObject *ho)
             break;
     }
     dtype[sizeof a->dtype] = 0;
-    const char *bad = array_fields_bad(self, data, len, cap, isz);
-    if (bad)
-        return PyErr_Format(PyExc_RuntimeError, "heap corrupt: %s at %p", bad, (void *)a);
+    const char *bad = array_fields_bad(self, *data, *len, *cap, *isz);
+    if (bad) {
+        PyErr_Format(PyExc_RuntimeError, "heap corrupt: %s at %p", bad, (void *)a);
+        return -1;
+    }
+    return 0;
+}
+
+/* (data address, len, cap, itemsize, dtype) read consistently */
+static PyObject *HeapCore_array_info(HeapCore *self, PyObject *ho)
+{
+    array_hdr *a = array_at(self, ho);
+    if (!a)
+        return NULL;
+    u64 data, len, cap, isz;
+    char dtype[sizeof a->dtype + 1];
+    if (array_read(self, a, &data, &len, &cap, &isz, dtype) < 0)
+        return NULL;
     return Py_BuildValue("KKKKy", (unsigned long long)data, (unsigned long long)len,
                          (unsigned long long)cap, (unsigned long long)isz, dtype);
 }
+
+/* ---- ArrayView: the exporter behind Array.numpy() ----
+ *
+ * Each buffer taken from it covers the Array's current data and counts as
+ * a pin (see view_pin), an export of the heap (close refuses) and, for
+ * window memory, an export of the segment's mapping (a switch away
+ * refuses).  The buffer is read from the header at the moment it is taken,
+ * so an ArrayView kept around never hands out a stale pointer. */
+typedef struct {
+    PyObject_HEAD
+    HeapCore *core;
+    u64 hdr;
+} ArrayView;
+
+static PyTypeObject ArrayViewType;
+
+static PyObject *HeapCore_array_view(HeapCore *self, PyObject *ho)
+{
+    array_hdr *a = array_at(self, ho);
+    if (!a)
+        return NULL;
+    ArrayView *v = PyObject_New(ArrayView, &ArrayViewType);
+    if (!v)
+        return NULL;
+    v->core = (HeapCore *)Py_NewRef(self);
+    v->hdr = (u64)(uintptr_t)a;
+    return (PyObject *)v;
+}
+
+static void ArrayView_dealloc(ArrayView *v)
+{
+    Py_XDECREF(v->core);
+    PyObject_Free(v);
+}
+
+static int ArrayView_getbuffer(ArrayView *v, Py_buffer *view, int flags)
+{
+    view->obj = NULL;
+    HeapCore *c = v->core;
+    PyObject *ho = PyLong_FromUnsignedLongLong(v->hdr);
+    array_hdr *a = ho ? array_at(c, ho) : NULL;
+    Py_XDECREF(ho);
+    u64 data, len, cap, isz;
+    char dtype[sizeof ((array_hdr *)0)->dtype + 1];
+    if (!a || array_read(c, a, &data, &len, &cap, &isz, dtype) < 0)
+        return -1;
+    if (pin_add(v->hdr) < 0)
+        return -1;
+    if (world_pin(c) < 0) {
+        pin_drop(v->hdr);
+        return -1;
+    }
+    if (PyBuffer_FillInfo(view, (PyObject *)v, (void *)(uintptr_t)data, (Py_ssize_t)(len * isz),
+                          c->readonly, flags) < 0) {
+        world_unpin(c);
+        pin_drop(v->hdr);
+        return -1;
+    }
+    c->exports++;
+    return 0;
+}
+
+static void ArrayView_releasebuffer(ArrayView *v, Py_buffer *view)
+{
+    v->core->exports--;
+    world_unpin(v->core);
+    pin_drop(v->hdr);
+}
+
+static PyBufferProcs ArrayView_as_buffer = {
+    (getbufferproc)ArrayView_getbuffer,
+    (releasebufferproc)ArrayView_releasebuffer,
+};
+
+static PyTypeObject ArrayViewType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "vaspace.heap._heapcore.ArrayView",
+    .tp_basicsize = sizeof(ArrayView),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Buffer exporter of one Array's data (see Array.numpy()).",
+    .tp_dealloc = (destructor)ArrayView_dealloc,
+    .tp_as_buffer = &ArrayView_as_buffer,
+};
 
 /* Under the lock, on a header array_writable() accepted: set len to n,
  * growing the buffer (moving it) if needed.  New elements are zero.
@@ -2770,6 +3049,8 @@ static PyObject *HeapCore_array_resize(HeapCore *self, PyObject *args)
         heap_unlock(self);
         return NULL;
     }
+    if (array_unpinned(self, a, "resize") < 0)
+        return NULL;
     TX t;
     tx_init(&t, self);
     tx_begin_seq(&t, &a->seq);
@@ -2801,6 +3082,8 @@ static PyObject *HeapCore_array_append(HeapCore *self, PyObject *args)
         heap_unlock(self);
         goto out;
     }
+    if (array_unpinned(self, a, "grow") < 0)
+        goto out;
     if ((u64)b.len % a->itemsize) {
         heap_unlock(self);
         PyErr_Format(PyExc_ValueError, "%zd bytes is not a whole number of %llu-byte items", b.len,
@@ -2837,6 +3120,8 @@ static PyObject *HeapCore_array_destroy(HeapCore *self, PyObject *ho)
         heap_unlock(self);
         return NULL;
     }
+    if (array_unpinned(self, a, "destroy") < 0)
+        return NULL;
     TX t;
     tx_init(&t, self);
     tx_begin_seq(&t, &a->seq);
@@ -2866,17 +3151,29 @@ static int HeapCore_getbuffer(HeapCore *self, Py_buffer *view, int flags)
 {
     if (core_check(self) < 0) {
         view->obj = NULL;
-        PyErr_SetString(PyExc_BufferError, "heap is closed");
+        if (!self->is_open) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_BufferError, "heap is closed");
+        }
         return -1;
     }
     if (PyBuffer_FillInfo(view, (PyObject *)self, self->base, (Py_ssize_t)self->size,
                           self->readonly, flags) < 0)
         return -1;
+    if (world_pin(self) < 0) {
+        view->obj = NULL;
+        Py_DECREF(self);
+        return -1;
+    }
     self->exports++;
     return 0;
 }
 
-static void HeapCore_releasebuffer(HeapCore *self, Py_buffer *view) { self->exports--; }
+static void HeapCore_releasebuffer(HeapCore *self, Py_buffer *view)
+{
+    self->exports--;
+    world_unpin(self);
+}
 
 static PyBufferProcs HeapCore_as_buffer = {
     (getbufferproc)HeapCore_getbuffer,
@@ -2949,6 +3246,8 @@ static PyMethodDef HeapCore_methods[] = {
     {"array_append", (PyCFunction)HeapCore_array_append, METH_VARARGS,
      "array_append(hdr, item_bytes)"},
     {"array_destroy", (PyCFunction)HeapCore_array_destroy, METH_O, "array_destroy(hdr)"},
+    {"array_view", (PyCFunction)HeapCore_array_view, METH_O,
+     "array_view(hdr) -> exporter of the Array's data (pins it while buffers are taken)"},
     {NULL},
 };
 
@@ -3011,7 +3310,7 @@ PyMODINIT_FUNC PyInit__heapcore(void)
         pthread_mutexattr_destroy(&a);
     }
 #endif
-    if (PyType_Ready(&HeapCoreType) < 0)
+    if (PyType_Ready(&HeapCoreType) < 0 || PyType_Ready(&ArrayViewType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&heapcore_module);
     if (!m)
@@ -3024,7 +3323,11 @@ PyMODINIT_FUNC PyInit__heapcore(void)
         PyModule_AddObjectRef(m, "HeapCore", (PyObject *)&HeapCoreType) < 0 ||
         PyModule_AddIntConstant(m, "HEADER_BYTES", (long)hdr_bytes()) < 0 ||
         PyModule_AddIntConstant(m, "MAX_ROOTS", NROOTS) < 0 ||
-        PyModule_AddIntConstant(m, "ROOT_NAME_MAX", ROOT_NAME_MAX) < 0) {
+        PyModule_AddIntConstant(m, "ROOT_NAME_MAX", ROOT_NAME_MAX) < 0 ||
+        /* where the lock lives, for tests that fake a region copied
+         * mid-operation (a non-empty undo log under a free lock) */
+        PyModule_AddIntConstant(m, "_LOCK_OFFSET", (long)offsetof(heap_header, lock)) < 0 ||
+        PyModule_AddIntConstant(m, "_LOCK_SIZE", (long)sizeof(pthread_mutex_t)) < 0) {
         Py_DECREF(m);
         return NULL;
     }
