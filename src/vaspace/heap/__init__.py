@@ -324,7 +324,10 @@ class Dict(MutableMapping):
         return self._c.dict_check(self._addr)
 
     def __repr__(self) -> str:
-        return f"<vaspace.heap.Dict at 0x{self._addr:x} len={len(self)}>"
+        try:
+            return f"<vaspace.heap.Dict at 0x{self._addr:x} len={len(self)}>"
+        except ValueError as e:  # closed or stale heap: say so, do not raise
+            return f"<vaspace.heap.Dict ({'heap closed' if self._c.closed else e})>"
 
 
 def _stored_dtype(dts: bytes, itemsize: int) -> Any:
@@ -452,4 +455,7 @@ class Array:
         self._c.array_destroy(self._addr)
 
     def __repr__(self) -> str:
-        return f"<vaspace.heap.Array at 0x{self._addr:x} dtype={self._dtype} len={len(self)}>"
+        try:
+            return f"<vaspace.heap.Array at 0x{self._addr:x} dtype={self._dtype} len={len(self)}>"
+        except ValueError as e:  # closed or stale heap: say so, do not raise
+            return f"<vaspace.heap.Array ({'heap closed' if self._c.closed else e})>"

@@ -1381,6 +1381,20 @@ static PyObject *HeapCore_alloc(HeapCore *self, PyObject *args)
     return PyLong_FromUnsignedLongLong(abs_of(self, off));
 }
 
+/* Under the lock: the raw allocator refuses (and unlocks) to free or move a
+ * live container's header: its handles would then use freed memory.
+ * destroy() clears the magic first. */
+static int container_refuse(HeapCore *self, u64 off, const char *what)
+{
+    u64 m = *(u64 *)(self->base + off);
+    if (m != DICT_MAGIC && m != ARRAY_MAGIC)
+        return 0;
+    heap_unlock(self);
+    PyErr_Format(PyExc_ValueError, "cannot %s %p: it is a live %s; use its destroy()", what,
+                 (void *)(self->base + off), m == DICT_MAGIC ? "Dict" : "Array");
+    return -1;
+}
+
 static PyObject *HeapCore_free(HeapCore *self, PyObject *ao)
 {
     u64 addr;
@@ -1396,6 +1410,8 @@ static PyObject *HeapCore_free(HeapCore *self, PyObject *ao)
                             "%p is not a live allocation of this heap (double free or "
                             "foreign pointer?)", (void *)(uintptr_t)addr);
     }
+    if (container_refuse(self, off, "free") < 0)
+        return NULL;
     TX t;
     tx_init(&t, self);
     tx_free_now(&t, off);
@@ -1423,6 +1439,8 @@ static PyObject *HeapCore_realloc(HeapCore *self, PyObject *args)
         return PyErr_Format(PyExc_ValueError, "%p is not a live allocation of this heap",
                             (void *)(uintptr_t)addr);
     }
+    if (container_refuse(self, off, "realloc") < 0)
+        return NULL;
     TX t;
     tx_init(&t, self);
     u64 n = tx_realloc(&t, off, size);
