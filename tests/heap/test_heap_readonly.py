@@ -398,7 +398,7 @@ def test_dead_writer_gives_bounded_error(heap: Heap, region: Region):
     for name, (what, waited) in out.items():
         assert what == "timeout", (name, what)
         # bounded relative to read_timeout: it gave up on time, it did not hang
-        assert READ_TIMEOUT <= waited < 2 * READ_TIMEOUT + 0.5, (name, waited)
+        assert READ_TIMEOUT <= waited < 1.5 * READ_TIMEOUT + 0.15, (name, waited)
     # a writer opening the heap recovers it; read-only readers then work again
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
