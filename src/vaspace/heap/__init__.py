@@ -62,11 +62,15 @@ class HeapStats(NamedTuple):
 class Heap:
     """An allocator whose metadata lives inside a writable buffer.
 
-    Create with :meth:`format` (new heap) or :meth:`open` (existing heap).  The
-    heap holds a buffer export of the region, so an ``mmap.mmap`` cannot be
-    closed underneath it; call :meth:`close` (or use ``with``) to release it.
+    Create with :meth:`format` (new heap) or :meth:`open` (existing heap).  On
+    a plain buffer the heap holds a buffer export of it, so an ``mmap.mmap``
+    cannot be closed underneath it; call :meth:`close` (or use ``with``) to
+    release it.  On a vaspace segment's view it holds no export (switching
+    away stays possible); instead every call checks that the segment is
+    still mapped here, and raises ``ValueError("stale heap: ...")`` if not.
     Addresses are absolute: the heap must be mapped at the address it was
-    formatted at (a vaspace segment guarantees this).
+    formatted at (a vaspace segment guarantees this).  No call order
+    crashes: see docs/heap.md for what raises.
     """
 
     __slots__ = ("_c", "__weakref__")
@@ -290,7 +294,9 @@ class Dict(MutableMapping):
         return self._c.dict_items(self._addr, 2)
 
     def clear(self) -> None:
-        """Remove all items (one atomic step) and free their memory."""
+        """Remove all items (one atomic step) and free their memory.
+
+        Works in place, with no allocation, so it works on a full heap."""
         self._c.dict_clear(self._addr)
 
     def update(self, other: Any = (), /, **kw: Value) -> None:  # type: ignore[override]
@@ -348,11 +354,11 @@ class Array:
     """A resizable array of one fixed numpy dtype inside a :class:`Heap`.
 
     :meth:`numpy` returns a zero-copy view that writes through to the heap.
-    Growing the array (``append``, ``extend``, ``resize``) may move the data
-    to a new block; views taken before that are stale (they keep pointing at
-    the old, freed block), so take a fresh view after resizing.  Element
-    writes through a view are plain stores, not locked or crash-atomic;
-    the length and the data pointer change atomically.
+    While such a view lives, growing, shrinking or destroying the Array
+    raises BufferError (as ``bytearray`` does), so a view never points at
+    freed memory.  Element writes through a view are plain stores, not
+    locked or crash-atomic; the length and the data pointer change
+    atomically.
     """
 
     __slots__ = ("_heap", "_c", "_addr", "_dtype")
