@@ -283,3 +283,82 @@ def test_fork_child_of_a_process_with_a_heap(registry):
     assert sig is None and parent_saw == 1
     assert child_saw.startswith(("ValueError", "OSError")), child_saw
     assert os.getpid()  # the test process itself is untouched
+
+
+def test_a_call_waiting_for_the_lock_pins_the_segment(registry):
+    """While a call waits for the heap lock (GIL released), a switch in
+    another thread must refuse instead of moving the memory under it.
+
+    A writer in another process (its own VAS, the same segment) is stopped
+    while it holds the heap lock.  Here the main thread is in the VAS, so
+    the segment is placed; a second thread (in no VAS) blocks in
+    ``d[k] = v``, and the main thread's switch out, which would park the
+    segment, must raise BufferError.  After the writer continues, the
+    blocked call completes and the switch works."""
+    import signal
+    import struct
+    import threading
+    import time
+
+    from vaspace.heap import _heapcore
+
+    seg = v.Segment.create("lk-seg", SEG_BASE, size=SIZE)
+    mine, theirs = v.VAS.create("lk-a"), v.VAS.create("lk-b")
+    mine.attach_segment(seg)
+    theirs.attach_segment(seg)
+    lock_word = _heapcore._LOCK_OFFSET
+
+    def case():
+        mine.attach()
+        with mine.active():
+            h = Heap.format(seg.view())
+            d = Dict(h, root="kv")
+        ready_r, ready_w = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the writer: set keys until its parent is gone
+            try:
+                theirs.attach()
+                v.vas_switch(theirs.id)
+                wd = Dict.open(Heap.open(seg.view()), "kv")
+                os.write(ready_w, b"x")
+                i = 0
+                while os.getppid() == parent:
+                    wd[i % 64] = b"v" * 100
+                    i += 1
+            finally:
+                os._exit(1)
+        os.read(ready_r, 1)
+        with mine.active():
+            view = seg.view()
+            for _ in range(10_000):  # stop it while it holds the lock
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(0.001)
+                if struct.unpack_from("<i", view, lock_word)[0] != 0:
+                    break
+                os.kill(pid, signal.SIGCONT)
+            held = struct.unpack_from("<i", view, lock_word)[0] != 0
+            del view
+        done: list[str] = []
+
+        def blocked_writer():  # in no VAS: it sees the segment the main thread placed
+            d["mine"] = 1
+            done.append(d["mine"])
+
+        v.vas_switch(mine.id)
+        t = threading.Thread(target=blocked_writer)
+        t.start()
+        time.sleep(0.3)  # it is waiting for the lock now, GIL released
+        refused = _outcome(lambda: v.vas_switch(0))  # would park the segment under it
+        waiting = t.is_alive()
+        os.kill(pid, signal.SIGCONT)
+        t.join(30)
+        v.vas_switch(0)  # the wait is over: now it may go
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return held, waiting, refused, done, v.active_vas()
+
+    held, waiting, refused, done, active = in_child(case).get()
+    assert held and waiting
+    assert refused.startswith("BufferError") and "lk-seg" in refused, refused
+    assert done == [1] and active == 0
