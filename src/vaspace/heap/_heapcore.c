@@ -233,10 +233,11 @@ static inline int store_ok(const HeapCore *c, u64 off)
 {
     if (off % 8 || off > c->size - 8)
         return 0;
+    if (__builtin_expect(off >= c->boff, 1)) /* the bitmap and the arena: most stores */
+        return 1;
     return (off >= offsetof(heap_header, used) && off < offsetof(heap_header, hseq) &&
             off != offsetof(heap_header, wseq_off) && off != offsetof(heap_header, log_count)) ||
-           (off >= offsetof(heap_header, roots) && off < offsetof(heap_header, log)) ||
-           off >= c->boff;
+           (off >= offsetof(heap_header, roots) && off < offsetof(heap_header, log));
 }
 
 /* Logged write: the old value reaches the log (and the count covers it)
@@ -2353,8 +2354,12 @@ static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
         }
     }
     int bad;
-    long long reuse;
-    long long i = dict_find(self, d, &k, &alt, &bad, &reuse, NULL);
+    long long reuse, reuse_old;
+    long long i = dict_probe(self, d, &k, &bad, &reuse, NULL);
+    /* The key in an older form (see encode_key) is replaced by a new entry
+     * in the current form, at the slot the current hash probes to. */
+    long long old_i = i < 0 && !bad && alt.p ? dict_probe(self, d, &alt, &bad, &reuse_old, NULL)
+                                             : -1;
     if (bad) {
         tx_fail(self, &t, PyExc_RuntimeError, "heap corrupt: Dict structure");
         goto out;
@@ -2365,10 +2370,14 @@ static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
         goto out;
     }
     dict_slot *slots = (dict_slot *)(uintptr_t)d->table;
+    if (old_i >= 0) {
+        u64 old = slots[old_i].entry;
+        W(&t, &slots[old_i].entry, TOMB);
+        W(&t, &d->count, d->count - 1);
+        tx_free(&t, old - (u64)(uintptr_t)self->base);
+    }
     if (i >= 0) {
         u64 old = slots[i].entry;
-        /* the key's current form (an older-format key is rewritten) */
-        W(&t, &slots[i].hash, k.hash);
         W(&t, &slots[i].entry, abs_of(self, eo));
         tx_free(&t, old - (u64)(uintptr_t)self->base);
     } else {
