@@ -234,3 +234,34 @@ def test_corrupt_segment(registry, what):
         assert reopen.startswith("ValueError"), reopen
     else:
         assert corrupt, out
+
+
+def test_open_and_format_on_junk(registry):
+    """Heap.format / Heap.open on every kind of wrong buffer: a clear error."""
+
+    def case():
+        import mmap
+
+        released = memoryview(bytearray(8192))
+        released.release()
+        small = mmap.mmap(-1, 4096)
+        zeros = mmap.mmap(-1, 1 << 20)
+        junk = {"None": None, "int": 5, "str": "x", "bytes": b"x" * 65536,
+                "bytearray": bytearray(1 << 20), "released": released, "small": small,
+                "read-only no heap": memoryview(zeros).toreadonly(),
+                "strided": memoryview(zeros)[::2], "no heap": zeros}
+        out = {}
+        for name, buf in junk.items():
+            for call in (Heap.open, Heap.format):
+                try:
+                    call(buf).close()
+                    out[f"{call.__name__}({name})"] = ""
+                except ALLOWED as exc:
+                    assert str(exc).strip(), name
+                    out[f"{call.__name__}({name})"] = type(exc).__name__
+        return out
+
+    out = safely(case)
+    # every one refused, except formatting a fresh zeroed mapping (and it
+    # formats: the buffer is writable, aligned and large enough)
+    assert [k for k, r in out.items() if not r] == ["format(no heap)"], out
