@@ -2860,6 +2860,20 @@ static int array_unpinned(HeapCore *self, array_hdr *a, const char *what)
     return -1;
 }
 
+/* Take the lock for a change of the Array's data: the header must be
+ * sound (array_writable) and no numpy view may pin the data.  Returns 0
+ * locked, or -1 unlocked with an exception set. */
+static int array_lock_for_write(HeapCore *self, array_hdr *a, const char *what)
+{
+    if (heap_lock(self) < 0)
+        return -1;
+    if (array_writable(self, a) < 0) {
+        heap_unlock(self);
+        return -1;
+    }
+    return array_unpinned(self, a, what);
+}
+
 static PyObject *HeapCore_array_new(HeapCore *self, PyObject *args)
 {
     Py_ssize_t itemsize;
@@ -3068,15 +3082,7 @@ static PyObject *HeapCore_array_resize(HeapCore *self, PyObject *args)
     if (ro_refuse(self, "Array.resize") < 0)
         return NULL;
     array_hdr *a = array_at(self, ho);
-    if (!a || parse_u64(no, &n, "length") < 0)
-        return NULL;
-    if (heap_lock(self) < 0)
-        return NULL;
-    if (array_writable(self, a) < 0) {
-        heap_unlock(self);
-        return NULL;
-    }
-    if (array_unpinned(self, a, "resize") < 0)
+    if (!a || parse_u64(no, &n, "length") < 0 || array_lock_for_write(self, a, "resize") < 0)
         return NULL;
     TX t;
     tx_init(&t, self);
@@ -3103,13 +3109,7 @@ static PyObject *HeapCore_array_append(HeapCore *self, PyObject *args)
         return NULL;
     PyObject *res = NULL;
     array_hdr *a = ro_refuse(self, "Array append/extend") < 0 ? NULL : array_at(self, ho);
-    if (!a || heap_lock(self) < 0)
-        goto out;
-    if (array_writable(self, a) < 0) {
-        heap_unlock(self);
-        goto out;
-    }
-    if (array_unpinned(self, a, "grow") < 0)
+    if (!a || array_lock_for_write(self, a, "grow") < 0)
         goto out;
     if ((u64)b.len % a->itemsize) {
         heap_unlock(self);
@@ -3141,13 +3141,7 @@ static PyObject *HeapCore_array_destroy(HeapCore *self, PyObject *ho)
     if (ro_refuse(self, "Array.destroy") < 0)
         return NULL;
     array_hdr *a = array_at(self, ho);
-    if (!a || heap_lock(self) < 0)
-        return NULL;
-    if (array_writable(self, a) < 0) {
-        heap_unlock(self);
-        return NULL;
-    }
-    if (array_unpinned(self, a, "destroy") < 0)
+    if (!a || array_lock_for_write(self, a, "destroy") < 0)
         return NULL;
     TX t;
     tx_init(&t, self);
