@@ -30,6 +30,7 @@ import numpy as np
 from heaputil import SOAK, Region, map_region, soak
 
 from vaspace.heap import Array, Dict, Heap, _heapcore
+from vaspace_testing import in_child
 
 REGION = 1 << 20
 EXPECTED = (ValueError, RuntimeError, MemoryError, KeyError, IndexError, TimeoutError, OSError)
@@ -254,3 +255,46 @@ def test_corrupt_every_header_word(tmp_path):
 @soak
 def test_corrupt_random_arena_words(tmp_path):
     _report("arena words", _fuzz(tmp_path, header=False, count=3000 if SOAK else 48, seed=12))
+
+
+def test_the_reported_corruptions(tmp_path):
+    """The two cases issue 10 reported: ``bitmap_off = 2**64-1`` wrapped past
+    the open check, and one corrupted ``bins[i]`` word crashed ``alloc``."""
+    region = map_region(str(tmp_path / "bins.heap"), REGION)
+    try:
+        image = _build(region)
+
+        def case():
+            out = {}
+            region.buf[:] = image
+            struct.pack_into("<Q", region.buf, 32, 2**64 - 1)  # bitmap_off
+            out["bitmap_off"] = _outcome(lambda: Heap.open(region.buf))
+            for i in range(128):  # bins[i], each with a garbage link
+                region.buf[:] = image
+                struct.pack_into("<Q", region.buf, 120 + 8 * i, 0x4141_4141_4141_4140)
+                with Heap.open(region.buf) as h:
+                    size = 16 * (i + 1) if i < 63 else 1 << min(i - 63 + 10, 19)
+                    out[f"bins[{i}]"] = _outcome(lambda h=h, size=size: [
+                        h.free(h.alloc(s)) for s in (size - 16, size, 4 * size)])
+            return out
+
+        res = in_child(case)
+        assert res.signal is None, f"died of {signal.Signals(res.signal).name}"
+        out = res.get()
+        assert out.pop("bitmap_off").startswith("ValueError: heap header is corrupt")
+        for name, what in out.items():  # refused, or the bin was never reached
+            assert what == "ok" or what.startswith(("MemoryError", "RuntimeError: heap corrupt")), (
+                name, what)
+        assert sum(w.startswith("RuntimeError") for w in out.values()) > 60
+    finally:
+        region.close()
+
+
+def _outcome(fn) -> str:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fn()
+    except Exception as e:  # noqa: BLE001 - returned for the test to assert on
+        return f"{type(e).__name__}: {e}"
+    return "ok"
