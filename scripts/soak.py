@@ -389,12 +389,14 @@ def _fresh_process_check(ledger: Ledger) -> list[str]:
                     continue
                 vaspace.vas_switch(vid)
                 for link in vaspace.vas_segments(vid):
-                    view = vaspace.Segment(link.sid).view()
                     name = vaspace.seg_name(link.sid)
-                    for (sid, sname, page), crc in ledger.pages.items():
-                        if sid == link.sid and sname == name:
-                            if zlib.crc32(view[page * PAGE:(page + 1) * PAGE]) != crc:
-                                problems.append(f"seg {sid} page {page}: mapped data differs")
+                    # Released at the block's end: a live view pins the segment.
+                    with vaspace.Segment(link.sid).view() as view:
+                        for (sid, sname, page), crc in ledger.pages.items():
+                            if sid == link.sid and sname == name:
+                                if zlib.crc32(view[page * PAGE:(page + 1) * PAGE]) != crc:
+                                    problems.append(f"seg {sid} page {page}: mapped data "
+                                                    "differs")
                 vaspace.vas_switch(0)
                 vaspace.vas_detach(0, vid)
         except BaseException as exc:  # noqa: BLE001 - reported to the parent

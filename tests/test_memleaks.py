@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import ast
+import ctypes
 import gc
 import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 import vaspace as v
 from vaspace import _core
-from vaspace_testing import SEG_BASE, MiB
+from vaspace_testing import SEG_BASE, MiB, in_child
 
 LOOPS = 3000
 PAGE = os.sysconf("SC_PAGE_SIZE")
-SCRATCH = 0x3000_0000_0000  # below the window and parking range: free
 
 
 def _usage() -> tuple[int, int]:
@@ -38,75 +42,231 @@ def _bad(fn, *args):  # type: ignore[no-untyped-def]
     def call() -> None:
         try:
             fn(*args)
-        except (OSError, TypeError, ValueError, OverflowError):
+        except (OSError, TypeError, ValueError, OverflowError, BufferError):
             pass
     return call
 
 
+HOME = 0x3000_0000_0000  # below the window and parking range: free
+PARK = 0x3000_4000_0000
+SPARE = 0x3000_8000_0000
+SPAN = 64 * PAGE
+
+
 @pytest.fixture
-def scratch() -> None:
-    _core.reserve(SCRATCH, 64 * PAGE)
+def scratch() -> Iterator[None]:
+    """Two private reservations: a "window" (HOME) and a "parking range" (PARK)."""
+    _core.reserve(HOME, SPAN)
+    _core.reserve(PARK, SPAN)
     yield
-    _core.unmap(SCRATCH, 64 * PAGE)
+    for token, home, *_ in _core.mappings():
+        if HOME <= home < HOME + SPAN:
+            _core.unmap_mapping(token)
+    _core.unmap(HOME, SPAN)
+    _core.unmap(PARK, SPAN)
 
 
-def test_reserve_unmap_plug_move(scratch: None) -> None:
-    def cycle() -> None:
-        _core.plug(SCRATCH, PAGE)
-        _core.move(SCRATCH, SCRATCH + 8 * PAGE, PAGE)
-        _core.move(SCRATCH + 8 * PAGE, SCRATCH, PAGE)
-    _flat(cycle)
-    _flat(_bad(_core.reserve, SCRATCH, PAGE))  # EEXIST path
-    _flat(_bad(_core.move, SCRATCH + 1, SCRATCH, PAGE))  # EINVAL path
+@pytest.fixture
+def memfd() -> Iterator[int]:
+    fd = os.memfd_create("vaspace-leak")
+    os.ftruncate(fd, 4 * PAGE)
+    yield fd
+    os.close(fd)
+
+
+@pytest.fixture
+def token(scratch: None, memfd: int) -> int:
+    """A mapping of one page with home HOME, parked at PARK."""
+    return _core.map_shared(memfd, PARK, PAGE, _core.PROT_READ | _core.PROT_WRITE, HOME, "leak")
+
+
+def test_reserve_unmap_plug(scratch: None) -> None:
+    _flat(lambda: (_core.reserve(SPARE, SPAN), _core.unmap(SPARE, SPAN)))
+    _flat(lambda: (_core.plug(HOME + 8 * PAGE, PAGE), _core.reserved()))
+    _flat(_bad(_core.reserve, HOME, PAGE))  # EEXIST path
+    _flat(_bad(_core.reserve, HOME + 1, PAGE))  # unaligned
+    _flat(_bad(_core.reserve, 0x7FFF_FFFF_F000, 2 * PAGE))  # past the user address space
+    _flat(_bad(_core.unmap, HOME, PAGE))  # not a whole reservation
     _flat(_bad(_core.unmap, "x", 1))
     _flat(_bad(_core.plug, -1, PAGE))
+    _flat(_bad(_core.plug, 0x1000, PAGE))  # outside every reservation
+    _flat(_bad(_core.plug, HOME + SPAN - PAGE, 2 * PAGE))  # runs off the end
 
 
-def test_map_shared(scratch: None, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "f"
-    path.write_bytes(b"\0" * PAGE)
-    fd = os.open(path, os.O_RDWR)
-    try:
-        _flat(lambda: _core.map_shared(fd, SCRATCH, PAGE, _core.PROT_READ))
-        _flat(_bad(_core.map_shared, -1, SCRATCH, PAGE, _core.PROT_READ))
-        _flat(_bad(_core.map_shared, fd, SCRATCH, PAGE, 0x40))
-    finally:
-        os.close(fd)
-        _core.plug(SCRATCH, PAGE)
+def test_map_shared_and_unmap_mapping(scratch: None, memfd: int) -> None:
+    rw = _core.PROT_READ | _core.PROT_WRITE
+
+    def cycle() -> None:
+        tok = _core.map_shared(memfd, PARK, PAGE, rw, HOME, "leak")
+        _core.move(tok, True)
+        assert [m for m in _core.mappings() if m[0] == tok][0][4] is True
+        _core.move(tok, False)
+        _core.unmap_mapping(tok)
+    _flat(cycle)
+    _flat(_bad(_core.map_shared, -1, PARK, PAGE, rw, HOME, "x"))  # EBADF after the checks
+    _flat(_bad(_core.map_shared, memfd, PARK, PAGE, 0x40, HOME, "x"))
+    _flat(_bad(_core.map_shared, memfd, 0x1000, PAGE, rw, HOME, "x"))  # slot outside
+    _flat(_bad(_core.map_shared, memfd, PARK, PAGE, rw, 0x1000, "x"))  # home outside
+    _flat(_bad(_core.map_shared, memfd, PARK, PAGE, rw, HOME, None))
+    _flat(_bad(_core.unmap_mapping, 2**63))
+    _flat(_bad(_core.unmap_mapping, "x"))
+    _flat(_bad(_core.move, 2**63, True))
+    tok = _core.map_shared(memfd, PARK, PAGE, rw, HOME, "leak")
+    _flat(_bad(_core.map_shared, memfd, PARK, PAGE, rw, HOME, "x"))  # the slot is taken
+    _flat(_bad(_core.move, tok, False))  # parked already
+    _flat(_bad(_core.plug, PARK, PAGE))  # a mapping is there
+    _flat(_bad(_core.unmap, PARK, SPAN))  # a mapping is in the range
+    _core.unmap_mapping(tok)
 
 
-def test_plans_and_thread_state(scratch: None) -> None:
-    moves = [(SCRATCH, SCRATCH + 8 * PAGE, PAGE), (SCRATCH + 8 * PAGE, SCRATCH, PAGE)]
+def test_window_view_exports(token: int) -> None:
+    _core.move(token, True)
+
+    def view_cycle() -> None:
+        with memoryview(_core.WindowView(token)) as mv:
+            mv[0] = 1
+    _flat(view_cycle)
+    held = memoryview(_core.WindowView(token))
+    _flat(_bad(_core.move, token, False))  # BufferError: pinned
+    _flat(_bad(_core.unmap_mapping, token))
+    assert [m[5] for m in _core.mappings() if m[0] == token] == [1]
+    held.release()
+    _core.move(token, False)
+    _flat(_bad(memoryview, _core.WindowView(token)))  # parked: ValueError
+    _flat(_bad(_core.WindowView, 2**63))
+    _flat(_bad(_core.WindowView, "x"))
+    _flat(lambda: (repr(_core.WindowView(token)), _core.window_gen()))
+
+
+def _api() -> Any:
+    """The C API struct of vaspace_core_api.h, through ctypes (GIL held: PYFUNCTYPE)."""
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+
+    class Api(ctypes.Structure):
+        _fields_ = [
+            ("version", ctypes.c_int),
+            ("window_gen", ctypes.POINTER(ctypes.c_uint64)),
+            ("token_at", ctypes.PYFUNCTYPE(ctypes.c_uint64, ctypes.c_size_t)),
+            ("export_hold", ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_uint64)),
+            ("export_drop", ctypes.PYFUNCTYPE(None, ctypes.c_uint64)),
+            ("token_name", ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.c_uint64)),
+        ]
+    return Api.from_address(get(_core._C_API, b"vaspace._core._C_API"))
+
+
+def test_c_api(token: int) -> None:
+    """The capsule keeps the header's contract; its calls leak nothing either."""
+    api = _api()
+    assert api.version == 1 and api.token_name(token) == b"leak"
+    assert api.token_at(HOME) == 0 and api.export_hold(token) == -1  # parked
+    gen = api.window_gen[0]
+    _core.move(token, True)
+    assert api.window_gen[0] != gen and api.token_at(HOME + PAGE - 1) == token
+    assert api.export_hold(token) == 0
+    with pytest.raises(BufferError, match="'leak'"):
+        _core.move(token, False)
+    api.export_drop(token)
+    _flat(lambda: (api.export_hold(token), api.export_drop(token), api.token_at(HOME),
+                   api.token_name(token), api.token_name(0)))
+    _core.move(token, False)
+
+
+def test_plans_and_thread_state(token: int) -> None:
+    place, park = [(token, True, False)], [(token, False, False)]
 
     def plans() -> None:
-        _core.plan_put(101, 102, moves)
-        _core.plan_put(102, 101, moves)
-        assert len(_core.plan_get(101, 102)) == 2 and _core.plan_get(7, 8) is None
+        _core.plan_put(101, 102, place)
+        _core.plan_put(102, 101, park)
+        assert _core.plan_get(101, 102) == [(PARK, HOME, PAGE, False)]
+        assert _core.plan_get(7, 8) is None
         _core.plan_clear()
     _flat(plans)
-    _flat(lambda: (_core.run_plan(moves, 0), _core.active(), _core.thread_vids(),
-                   _core.threads_in_vas(), _core.switch_fast(0)))
+    _flat(lambda: (_core.run_plan(place, 0), _core.run_plan(park, 0), _core.active(),
+                   _core.thread_vids(), _core.threads_in_vas(), _core.switch_fast(0)))
+
+    def fast() -> None:  # the cached-plan switch, in and out, with real moves
+        assert _core.switch_fast(103) == 2 and _core.switch_fast(0) == 1
+    _core.plan_put(0, 103, place)
+    _core.plan_put(103, 0, park)
+    _flat(fast)
+    _core.switch_fast(103)
+    held = memoryview(_core.WindowView(token))
+    _flat(_bad(_core.switch_fast, 0))  # BufferError: the plan would park a pinned mapping
+    held.release()
+    _core.switch_fast(0)
+    _core.plan_clear()
     _flat(_bad(_core.run_plan, [(1, 2)], 0))
-    _flat(_bad(_core.run_plan, [(SCRATCH + 1, SCRATCH, PAGE)], 0))
+    _flat(_bad(_core.run_plan, park, 0))  # parked already
+    _flat(_bad(_core.run_plan, [(token, False, True)], 0))  # keep_hole with no refill
+    _flat(_bad(_core.run_plan, [*place, *place], 0))  # the same mapping twice
     _flat(_bad(_core.plan_put, 1, 2, [("a", 2, 3)]))
+    _flat(_bad(_core.plan_get, "a", 1))
     _flat(_bad(_core.switch_fast, "x"))
     _flat(lambda: _core.vas_switch(0))
     for junk in ("x", None, -1, 2**80, True, 3.5):
         _flat(_bad(_core.vas_switch, junk), loops=500)
     _flat(_bad(_core.set_slow_path, 1))
+    _flat(lambda: _core.set_active(0))
     _flat(_bad(_core.set_active, None))
     _flat(lambda: (_core.busy(1), _core.busy(-1), _core.forget_tid(0), _core.slots_size()))
-    _flat(_bad(_core.plan_get, "a", 1))
-    _flat(_bad(_core.publish_threads, -1))
+    _flat(_bad(_core.busy, 5))
+    _flat(_bad(_core.forget_tid, "x"))
 
 
-def test_publish_threads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_publish_threads(tmp_path: Path) -> None:
     fd = os.open(tmp_path / "slots", os.O_RDWR | os.O_CREAT)
+    short = os.open(tmp_path / "short", os.O_RDWR | os.O_CREAT)
     try:
         os.ftruncate(fd, _core.slots_size())
         _flat(lambda: _core.publish_threads(fd), loops=300)
+        _flat(_bad(_core.publish_threads, short))  # too short: refused, not a SIGBUS
+        _flat(_bad(_core.publish_threads, -1))
     finally:
         os.close(fd)
+        os.close(short)
+
+
+def _reset_loop() -> tuple[int, int]:
+    """In a forked child: reset_after_fork many times; report rss and fd growth."""
+    for _ in range(200):
+        _core.reset_after_fork()
+    rss0, fds0 = _usage()
+    for _ in range(LOOPS):
+        _core.reset_after_fork()
+    rss1, fds1 = _usage()
+    return rss1 - rss0, fds1 - fds0
+
+
+def test_reset_after_fork(token: int) -> None:
+    """reset_after_fork runs in forked children only (it forgets every mapping)."""
+    _core.move(token, True)
+    mv = memoryview(_core.WindowView(token))
+    mv[0] = 5
+
+    def child() -> tuple[int, int, int]:
+        # The fork hook already ran reset_after_fork: the inherited view reads
+        # the child's private zero page instead of faulting.
+        first = mv[0]
+        return (*_reset_loop(), first)
+
+    out = in_child(child)
+    assert out.signal is None, out
+    rss, fds, first = out.get()
+    assert first == 0 and fds == 0 and rss < 2 * MiB, (rss, fds)
+    assert mv[0] == 5  # the parent's view is untouched
+    mv.release()
+    _core.move(token, False)
+
+
+def test_every_entry_point_is_covered() -> None:
+    """A _core entry point that no test above calls fails this guard."""
+    tree = ast.parse(Path(__file__).read_text())
+    used = {node.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id == "_core"}
+    public = {n for n in dir(_core) if not n.startswith("__") and not n.isupper()}
+    assert public - used == set(), f"_core entry points without a leak test: {public - used}"
 
 
 def test_api_cycle(registry: str) -> None:

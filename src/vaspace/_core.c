@@ -13,7 +13,16 @@
  *   - a small cache of move plans keyed by (from vid, to vid), filled by the
  *     Python slow path and consumed by switch_fast().  The cache is only valid
  *     while no other thread is inside a VAS, because then the window holds
- *     exactly the mappings of the calling thread's VAS.
+ *     exactly the mappings of the calling thread's VAS;
+ *   - the ranges reserve() took, and a table of the segment mappings in them,
+ *     each named by a *token* (see vaspace_core_api.h), with its exports.
+ *
+ * Safety: no call into this module, whatever its arguments, may crash the
+ * interpreter.  So every address a caller gives must lie in a range reserve()
+ * took, mappings are moved only by token (C knows where each one is), and a
+ * mapping with live exports (memoryviews over a WindowView, holds taken
+ * through the C API) is never moved or unmapped: that refuses with
+ * BufferError and changes nothing, as CPython's mmap does for close().
  *
  * None of these functions release the GIL: mmap/mremap on a reserved range do
  * not block on I/O, and holding the GIL makes each switch atomic with respect
@@ -21,13 +30,19 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <errno.h>
+#include <stdarg.h>
+#include <sys/stat.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "vaspace_core_api.h"
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -46,6 +61,47 @@ vaspace_oserror(int err, const char *syscall)
 {
     errno = err;
     return PyErr_SetFromErrnoWithFilename(PyExc_OSError, syscall);
+}
+
+/* PyErr_Format knows neither %#lx nor %zu everywhere: format with libc,
+ * decode leniently (a name cut mid-character must not raise instead). */
+static void
+set_errorf(PyObject *type, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(buf))
+        n = sizeof(buf) - 1;
+    PyObject *msg = PyUnicode_DecodeUTF8(buf, n, "replace");
+    if (msg != NULL) {
+        PyErr_SetObject(type, msg);
+        Py_DECREF(msg);
+    }
+}
+
+/* A rollback step failed: say loudly that the process state is unknown
+ * (ENOTRECOVERABLE), naming the first failure and the failed undo. */
+static PyObject *
+unknown_state(int err, int undo_err, const char *what)
+{
+    PyObject *msg = PyUnicode_FromFormat(
+        "%s failed (%s) and undoing it failed too (%s): this process's vaspace window is "
+        "now in an unknown state; do not touch segment memory, restart the process",
+        what, strerror(err), strerror(undo_err));
+    if (msg == NULL)
+        return NULL;
+    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iO", ENOTRECOVERABLE, msg);
+    Py_DECREF(msg);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -78,9 +134,156 @@ static long threads_in_vas = 0;
  * must not use cached plans. */
 static long slow_busy = 0;
 
+/* ------------------------------------------------------------------ */
+/* reservations and the mapping table                                  */
+/* ------------------------------------------------------------------ */
+
+/* The ranges reserve() took (the window and the parking range).  Every
+ * address a caller hands to _core must lie in one of them, so no call, not
+ * even a wrong one from Python, can map over or unmap the interpreter's own
+ * memory. */
+#define MAX_RESERVED 16
 typedef struct {
+    uintptr_t lo, hi;
+} range_t;
+static range_t reserved[MAX_RESERVED];
+static unsigned long long page_size = 4096; /* set at import */
+static int n_reserved = 0;
+
+static int
+in_reserved(unsigned long long addr, unsigned long long len)
+{
+    if (len == 0 || addr + len < addr || addr % page_size || len % page_size)
+        return 0;
+    for (int i = 0; i < n_reserved; i++)
+        if (reserved[i].lo <= addr && addr + len <= reserved[i].hi)
+            return 1;
+    return 0;
+}
+
+/* One mapping of a segment file: its token (0 = free entry), its home (the
+ * segment's own address) and parking slot, whether it is placed (at home),
+ * and how many exports pin it where it is. */
+typedef struct {
+    uint64_t token;
+    uintptr_t home, park;
+    size_t len;
+    int prot;
+    int placed;
+    Py_ssize_t exports;
+    char *name;
+} tmap_t;
+
+static tmap_t *tmaps = NULL;
+static Py_ssize_t tmaps_len = 0; /* entries [0, tmaps_len) are in use or free */
+static Py_ssize_t tmaps_cap = 0;
+static uint64_t next_token = 1;
+static volatile uint64_t window_gen = 1;
+/* Entries with exports > 0: while 0, placing needs no overlap check. */
+static Py_ssize_t pinned_maps = 0;
+
+static tmap_t *
+tmap_find(uint64_t token)
+{
+    if (token == 0)
+        return NULL;
+    for (Py_ssize_t i = 0; i < tmaps_len; i++)
+        if (tmaps[i].token == token)
+            return &tmaps[i];
+    return NULL;
+}
+
+static uintptr_t
+tmap_where(const tmap_t *e)
+{
+    return e->placed ? e->home : e->park;
+}
+
+static int
+overlaps(uintptr_t a, size_t alen, uintptr_t b, size_t blen)
+{
+    return a < b + blen && b < a + alen;
+}
+
+/* A live entry whose current range overlaps [addr, addr+len), or NULL. */
+static tmap_t *
+tmap_at(uintptr_t addr, size_t len)
+{
+    for (Py_ssize_t i = 0; i < tmaps_len; i++)
+        if (tmaps[i].token && overlaps(tmap_where(&tmaps[i]), tmaps[i].len, addr, len))
+            return &tmaps[i];
+    return NULL;
+}
+
+static void
+tmap_hold(tmap_t *e)
+{
+    if (e->exports++ == 0)
+        pinned_maps++;
+}
+
+static void
+tmap_drop(tmap_t *e)
+{
+    if (e->exports > 0 && --e->exports == 0)
+        pinned_maps--;
+}
+
+/* A free entry (growing the table), or NULL with MemoryError set. */
+static tmap_t *
+tmap_new(void)
+{
+    for (Py_ssize_t i = 0; i < tmaps_len; i++)
+        if (tmaps[i].token == 0)
+            return &tmaps[i];
+    if (tmaps_len == tmaps_cap) {
+        Py_ssize_t cap = tmaps_cap ? 2 * tmaps_cap : 16;
+        tmap_t *t = realloc(tmaps, (size_t)cap * sizeof(tmap_t));
+        if (t == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        memset(t + tmaps_cap, 0, (size_t)(cap - tmaps_cap) * sizeof(tmap_t));
+        tmaps = t;
+        tmaps_cap = cap;
+    }
+    return &tmaps[tmaps_len++];
+}
+
+static void
+tmap_forget(tmap_t *e)
+{
+    if (e->exports > 0)
+        pinned_maps--;
+    free(e->name);
+    memset(e, 0, sizeof(*e));
+    while (tmaps_len > 0 && tmaps[tmaps_len - 1].token == 0)
+        tmaps_len--;
+}
+
+/* Set BufferError: the mapping has live exports, so `what` cannot happen. */
+static void
+refuse_exported(const tmap_t *e, const char *what)
+{
+    set_errorf(PyExc_BufferError,
+               "segment '%s' at [%#lx, %#lx) still has %zd live view(s) (memoryviews, numpy "
+                 "arrays or ctypes objects made from Segment.view()/array(), or a heap on it): "
+                 "%s would move or unmap that memory; release them first (mv.release() or "
+                 "'with seg.view() as mv:', del the arrays) and retry",
+                 e->name ? e->name : "?", (unsigned long)e->home,
+                 (unsigned long)(e->home + e->len), e->exports, what);
+}
+
+/* ------------------------------------------------------------------ */
+/* move plans                                                          */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    Py_ssize_t idx; /* entry in tmaps, checked against token before use */
+    uint64_t token;
     uintptr_t src, dst;
     size_t len;
+    int place;     /* park -> home (else home -> park) */
     int keep_hole; /* the plan fills src right after: skip the plug */
 } move_t;
 
@@ -202,47 +405,111 @@ reserve_fixed(uintptr_t addr, size_t len)
     return p == MAP_FAILED ? -1 : 0;
 }
 
+/* How a move failed: 0 done; MOVE_FAILED (errno in *err, nothing changed);
+ * MOVE_LOST (the move failed and so did its own undo: state unknown). */
+#define MOVE_FAILED 1
+#define MOVE_LOST 2
+
 /* One move: mremap the mapping at src to dst (replacing dst's placeholder),
  * then plug the hole left at src so nothing else can land there -- unless
  * the plan moves another mapping into exactly that hole next, which saves a
  * syscall per conflicting segment. */
 static int
-move_one(uintptr_t src, uintptr_t dst, size_t len, int keep_hole)
+move_one(uintptr_t src, uintptr_t dst, size_t len, int keep_hole, int *err, int *undo_err)
 {
     void *p = mremap((void *)src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)dst);
-    if (p == MAP_FAILED)
-        return -1;
+    if (p == MAP_FAILED) {
+        *err = errno;
+        return MOVE_FAILED;
+    }
     if (!keep_hole && reserve_fixed(src, len) < 0) {
-        int err = errno;
+        *err = errno;
         /* Put it back; the src range was just vacated, so this cannot clash. */
-        mremap((void *)dst, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)src);
-        errno = err;
-        return -1;
+        if (mremap((void *)dst, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)src)
+            == MAP_FAILED || reserve_fixed(dst, len) < 0) {
+            *undo_err = errno;
+            return MOVE_LOST;
+        }
+        return MOVE_FAILED;
     }
     return 0;
 }
 
-/* Run moves[0..n) in order; on failure undo the ones done, in reverse.
- * Returns 0 or an errno. */
+/* Check a plan against the table before anything moves.  Returns 0 (it can
+ * run), 1 (stale: the table changed since it was made; no exception set), or
+ * -1 (BufferError set: it would move a mapping with live exports, or place a
+ * mapping over one). */
 static int
-run_moves(const move_t *moves, Py_ssize_t n)
+plan_check(const move_t *moves, Py_ssize_t n)
 {
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (move_one(moves[i].src, moves[i].dst, moves[i].len, moves[i].keep_hole) < 0) {
-            int err = errno;
-            for (Py_ssize_t j = i - 1; j >= 0; j--)
-                move_one(moves[j].dst, moves[j].src, moves[j].len, 0);
-            return err;
+        const move_t *m = &moves[i];
+        if (m->idx >= tmaps_len)
+            return 1;
+        tmap_t *e = &tmaps[m->idx];
+        if (e->token != m->token || e->placed == m->place)
+            return 1;
+        if (e->exports) {
+            refuse_exported(e, "switching away from its VAS");
+            return -1;
+        }
+        if (m->place && pinned_maps) {
+            for (Py_ssize_t j = 0; j < tmaps_len; j++) {
+                tmap_t *o = &tmaps[j];
+                if (o->exports && o->placed && overlaps(o->home, o->len, e->home, e->len)) {
+                    char what[400];
+                    snprintf(what, sizeof(what), "placing segment '%s' over it",
+                             e->name ? e->name : "?");
+                    refuse_exported(o, what);
+                    return -1;
+                }
+            }
         }
     }
     return 0;
 }
 
-/* Parse a sequence of (src, dst, len[, keep_hole]) tuples into a PyMem array. */
+/* Run moves[0..n) in order (after plan_check); on failure undo the ones
+ * done, in reverse.  Returns 0, or -1 with OSError set. */
+static int
+run_moves(const move_t *moves, Py_ssize_t n)
+{
+    int err = 0, undo_err = 0;
+    if (n > 0)
+        window_gen++;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const move_t *m = &moves[i];
+        int r = move_one(m->src, m->dst, m->len, m->keep_hole, &err, &undo_err);
+        if (r == MOVE_LOST) {
+            unknown_state(err, undo_err, "mremap");
+            return -1;
+        }
+        if (r) {
+            for (Py_ssize_t j = i - 1; j >= 0; j--) {
+                const move_t *u = &moves[j];
+                int e2 = 0, e3 = 0;
+                if (move_one(u->dst, u->src, u->len, 0, &e2, &e3)) {
+                    unknown_state(err, e2, "mremap");
+                    return -1;
+                }
+                tmaps[u->idx].placed = !u->place;
+            }
+            vaspace_oserror(err, "mremap");
+            return -1;
+        }
+        tmaps[m->idx].placed = m->place;
+    }
+    return 0;
+}
+
+/* Parse a sequence of (token, place, keep_hole) tuples into a PyMem array.
+ * Each token must name a live mapping, at most once; keep_hole is only
+ * allowed where a later move of the same plan places a mapping of exactly
+ * that range, so a plan can never leave an unreserved hole in the window. */
 static int
 parse_moves(PyObject *seq, move_t **out, Py_ssize_t *n_out)
 {
-    PyObject *fast = PySequence_Fast(seq, "moves must be a sequence of (src, dst, len)");
+    PyObject *fast = PySequence_Fast(seq, "moves must be a sequence of (token, place, keep_hole)");
     if (fast == NULL)
         return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
@@ -253,27 +520,59 @@ parse_moves(PyObject *seq, move_t **out, Py_ssize_t *n_out)
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned long long src, dst, len;
-        int keep_hole = 0;
+        unsigned long long token;
+        int place, keep_hole;
         PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
-        if (!PyTuple_Check(item) ||
-            !PyArg_ParseTuple(item, "KKK|p", &src, &dst, &len, &keep_hole)) {
-            if (!PyErr_Occurred())
+        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "Kpp", &token, &place, &keep_hole)) {
+            if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_Clear();
                 PyErr_SetString(PyExc_TypeError,
-                                "each move must be a (src, dst, len[, keep_hole]) tuple");
-            PyMem_Free(moves);
-            Py_DECREF(fast);
-            return -1;
+                                "each move must be a (token, place, keep_hole) tuple");
+            }
+            goto fail;
         }
-        moves[i].src = (uintptr_t)src;
-        moves[i].dst = (uintptr_t)dst;
-        moves[i].len = (size_t)len;
-        moves[i].keep_hole = keep_hole;
+        tmap_t *e = tmap_find(token);
+        if (e == NULL) {
+            set_errorf(PyExc_ValueError, "move %zd: no mapping with token %llu", i, token);
+            goto fail;
+        }
+        for (Py_ssize_t j = 0; j < i; j++) {
+            if (moves[j].token == token) {
+                set_errorf(PyExc_ValueError, "move %zd: token %llu moves twice", i, token);
+                goto fail;
+            }
+        }
+        move_t *m = &moves[i];
+        m->idx = e - tmaps;
+        m->token = token;
+        m->len = e->len;
+        m->place = place;
+        m->keep_hole = keep_hole;
+        m->src = place ? e->park : e->home;
+        m->dst = place ? e->home : e->park;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!moves[i].keep_hole)
+            continue;
+        int refilled = 0;
+        for (Py_ssize_t j = i + 1; j < n; j++)
+            refilled |= moves[j].place && moves[j].dst == moves[i].src &&
+                        moves[j].len == moves[i].len;
+        if (moves[i].place || !refilled) {
+            PyErr_Format(PyExc_ValueError,
+                         "move %zd: keep_hole needs a later move placing a mapping of the "
+                         "same range", i);
+            goto fail;
+        }
     }
     Py_DECREF(fast);
     *out = moves;
     *n_out = n;
     return 0;
+fail:
+    PyMem_Free(moves);
+    Py_DECREF(fast);
+    return -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -282,7 +581,8 @@ parse_moves(PyObject *seq, move_t **out, Py_ssize_t *n_out)
 
 PyDoc_STRVAR(reserve_doc,
 "reserve(addr, length)\n\n"
-"Reserve [addr, addr+length) as PROT_NONE with MAP_FIXED_NOREPLACE.\n"
+"Reserve [addr, addr+length) as PROT_NONE with MAP_FIXED_NOREPLACE and\n"
+"remember it: every other address given to _core must lie in such a range.\n"
 "Raises FileExistsError if any part of the range is already mapped.");
 
 static PyObject *
@@ -291,6 +591,15 @@ vaspace_reserve(PyObject *self, PyObject *args)
     unsigned long long addr, len;
     if (!PyArg_ParseTuple(args, "KK", &addr, &len))
         return NULL;
+    /* Not below 64 KiB either: a mapping at NULL would hide NULL dereferences. */
+    if (len == 0 || addr + len < addr || addr % page_size || len % page_size ||
+        addr < 0x10000 || addr + len > 0x800000000000ull) {
+        PyErr_SetString(PyExc_ValueError, "reserve: need a page-aligned, non-empty range "
+                        "in the 47-bit user address space, above 64 KiB");
+        return NULL;
+    }
+    if (n_reserved == MAX_RESERVED)
+        return vaspace_oserror(ENOMEM, "reserve (too many reserved ranges)");
     void *p = mmap((void *)(uintptr_t)addr, len, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
     if (p == MAP_FAILED)
@@ -300,10 +609,16 @@ vaspace_reserve(PyObject *self, PyObject *args)
         munmap(p, len);
         return vaspace_oserror(EEXIST, "mmap");
     }
+    reserved[n_reserved].lo = addr;
+    reserved[n_reserved].hi = addr + len;
+    n_reserved++;
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(unmap_doc, "unmap(addr, length)\n\nmunmap the range.");
+PyDoc_STRVAR(unmap_doc,
+"unmap(addr, length)\n\n"
+"munmap a whole range reserve() took; refused (ValueError) for any other\n"
+"range, and while a mapping still lies in it.");
 
 static PyObject *
 vaspace_unmap(PyObject *self, PyObject *args)
@@ -311,14 +626,36 @@ vaspace_unmap(PyObject *self, PyObject *args)
     unsigned long long addr, len;
     if (!PyArg_ParseTuple(args, "KK", &addr, &len))
         return NULL;
+    int i;
+    for (i = 0; i < n_reserved; i++)
+        if (reserved[i].lo == addr && reserved[i].hi == addr + len)
+            break;
+    if (i == n_reserved) {
+        set_errorf(PyExc_ValueError, "unmap: [%#llx, +%#llx) is not a range reserve() took",
+                     addr, len);
+        return NULL;
+    }
+    tmap_t *e = tmap_at(addr, len);
+    if (e != NULL) {
+        if (e->exports) {
+            refuse_exported(e, "unmapping the reserved range");
+            return NULL;
+        }
+        PyErr_Format(PyExc_ValueError, "unmap: segment '%s' is still mapped in the range",
+                     e->name);
+        return NULL;
+    }
     if (munmap((void *)(uintptr_t)addr, len) < 0)
         return vaspace_oserror(errno, "munmap");
+    reserved[i] = reserved[--n_reserved];
     Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(plug_doc,
 "plug(addr, length)\n\n"
-"Replace whatever is mapped at the range with a PROT_NONE placeholder.");
+"Replace whatever is mapped at a part of a reserved range with a PROT_NONE\n"
+"placeholder; refused (ValueError) outside the reserved ranges and over a\n"
+"mapping (unmap_mapping() discards those).");
 
 static PyObject *
 vaspace_plug(PyObject *self, PyObject *args)
@@ -326,59 +663,183 @@ vaspace_plug(PyObject *self, PyObject *args)
     unsigned long long addr, len;
     if (!PyArg_ParseTuple(args, "KK", &addr, &len))
         return NULL;
+    if (!in_reserved(addr, len)) {
+        set_errorf(PyExc_ValueError, "plug: [%#llx, +%#llx) is not inside a reserved range",
+                     addr, len);
+        return NULL;
+    }
+    tmap_t *e = tmap_at(addr, len);
+    if (e != NULL) {
+        PyErr_Format(PyExc_ValueError, "plug: segment '%s' is mapped there", e->name);
+        return NULL;
+    }
     if (reserve_fixed((uintptr_t)addr, len) < 0)
         return vaspace_oserror(errno, "mmap");
     Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(map_shared_doc,
-"map_shared(fd, addr, length, prot)\n\n"
-"Map fd MAP_SHARED|MAP_FIXED at addr (replacing a placeholder), and mark it\n"
-"MADV_DONTFORK so that a forked child does not inherit it.");
+"map_shared(fd, park, length, prot, home, name) -> token\n\n"
+"Map fd MAP_SHARED|MAP_FIXED at the parking slot park (replacing a\n"
+"placeholder), mark it MADV_DONTFORK so that a forked child does not inherit\n"
+"it, and remember it as a new mapping whose home is [home, home+length).\n"
+"Both ranges must lie in reserved ranges; the parking slot must be free.\n"
+"Returns the mapping's token (never 0, never reused).");
 
 static PyObject *
 vaspace_map_shared(PyObject *self, PyObject *args)
 {
     int fd, prot;
-    unsigned long long addr, len;
-    if (!PyArg_ParseTuple(args, "iKKi", &fd, &addr, &len, &prot))
+    unsigned long long park, len, home;
+    const char *name;
+    if (!PyArg_ParseTuple(args, "iKKiKs", &fd, &park, &len, &prot, &home, &name))
         return NULL;
     if (prot & ~(PROT_READ | PROT_WRITE)) {
         PyErr_SetString(PyExc_ValueError, "prot may only hold PROT_READ and PROT_WRITE");
         return NULL;
     }
-    void *p = mmap((void *)(uintptr_t)addr, len, prot, MAP_SHARED | MAP_FIXED, fd, 0);
-    if (p == MAP_FAILED)
+    if (!in_reserved(park, len) || !in_reserved(home, len)) {
+        set_errorf(PyExc_ValueError, "map_shared: [%#llx, +%#llx) and [%#llx, +%#llx) must "
+                     "lie in reserved ranges", park, len, home, len);
+        return NULL;
+    }
+    tmap_t *o = tmap_at(park, len);
+    if (o != NULL) {
+        PyErr_Format(PyExc_ValueError, "map_shared: segment '%s' is mapped at the slot",
+                     o->name);
+        return NULL;
+    }
+    char *copy = strdup(name);
+    if (copy == NULL)
+        return PyErr_NoMemory();
+    tmap_t *e = tmap_new();
+    if (e == NULL) {
+        free(copy);
+        return NULL;
+    }
+    void *p = mmap((void *)(uintptr_t)park, len, prot, MAP_SHARED | MAP_FIXED, fd, 0);
+    if (p == MAP_FAILED) {
+        free(copy);
         return vaspace_oserror(errno, "mmap");
+    }
     if (madvise(p, len, MADV_DONTFORK) < 0) {
         int err = errno;
-        reserve_fixed((uintptr_t)addr, len);
+        free(copy);
+        if (reserve_fixed((uintptr_t)park, len) < 0)
+            return unknown_state(err, errno, "madvise");
         return vaspace_oserror(err, "madvise");
     }
+    window_gen++;
+    e->token = next_token++;
+    e->home = home;
+    e->park = park;
+    e->len = len;
+    e->prot = prot;
+    e->placed = 0;
+    e->exports = 0;
+    e->name = copy;
+    return PyLong_FromUnsignedLongLong(e->token);
+}
+
+PyDoc_STRVAR(unmap_mapping_doc,
+"unmap_mapping(token)\n\n"
+"Discard a mapping (plugging its range, placed or parked) and forget its\n"
+"token.  BufferError while it has live exports; ValueError if unknown.");
+
+static PyObject *
+vaspace_unmap_mapping(PyObject *self, PyObject *arg)
+{
+    unsigned long long token = PyLong_AsUnsignedLongLong(arg);
+    if (token == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    tmap_t *e = tmap_find(token);
+    if (e == NULL) {
+        set_errorf(PyExc_ValueError, "no mapping with token %llu", token);
+        return NULL;
+    }
+    if (e->exports) {
+        refuse_exported(e, "unmapping it");
+        return NULL;
+    }
+    window_gen++;
+    if (reserve_fixed(tmap_where(e), e->len) < 0)
+        return vaspace_oserror(errno, "mmap");
+    tmap_forget(e);
+    /* Cached plans name table entries; make sure none outlives this one. */
+    plans_clear();
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(mappings_doc,
+"mappings() -> list[tuple[int, int, int, int, bool, int, str]]\n\n"
+"(token, home, park, length, placed, exports, name) of every mapping: what\n"
+"C knows is where, for the slow path and for messages.");
+
+static PyObject *
+vaspace_mappings(PyObject *self, PyObject *noargs)
+{
+    PyObject *list = PyList_New(0);
+    if (list == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < tmaps_len; i++) {
+        tmap_t *e = &tmaps[i];
+        if (e->token == 0)
+            continue;
+        PyObject *t = Py_BuildValue("(KKKKOns)", (unsigned long long)e->token,
+                                    (unsigned long long)e->home, (unsigned long long)e->park,
+                                    (unsigned long long)e->len, e->placed ? Py_True : Py_False,
+                                    e->exports, e->name);
+        if (t == NULL || PyList_Append(list, t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(t);
+    }
+    return list;
+}
+
 PyDoc_STRVAR(move_doc,
-"move(src, dst, length)\n\n"
-"mremap the mapping at src to dst (replacing dst's placeholder) and plug src.");
+"move(token, place)\n\n"
+"Move one mapping: to its home (place true) or to its parking slot, with\n"
+"the same checks as a switch (BufferError under live exports).");
 
 static PyObject *
 vaspace_move(PyObject *self, PyObject *args)
 {
-    unsigned long long src, dst, len;
-    if (!PyArg_ParseTuple(args, "KKK", &src, &dst, &len))
+    unsigned long long token;
+    int place;
+    if (!PyArg_ParseTuple(args, "Kp", &token, &place))
         return NULL;
-    if (move_one((uintptr_t)src, (uintptr_t)dst, len, 0) < 0)
-        return vaspace_oserror(errno, "mremap");
+    PyObject *seq = Py_BuildValue("((KOO))", token, place ? Py_True : Py_False, Py_False);
+    if (seq == NULL)
+        return NULL;
+    move_t *moves;
+    Py_ssize_t n;
+    int r = parse_moves(seq, &moves, &n);
+    Py_DECREF(seq);
+    if (r < 0)
+        return NULL;
+    r = plan_check(moves, n);
+    if (r == 1)
+        PyErr_SetString(PyExc_ValueError, place ? "move: the mapping is placed already"
+                                                : "move: the mapping is parked already");
+    if (r == 0)
+        r = run_moves(moves, n);
+    PyMem_Free(moves);
+    if (r)
+        return NULL;
     Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(run_plan_doc,
 "run_plan(moves, vid)\n\n"
-"Run a list of (src, dst, len[, keep_hole]) moves, then make vid the calling\n"
-"thread's active VAS.  keep_hole skips plugging src (the plan refills it).\n"
-"All or nothing: on failure the moves done are undone, the\n"
-"active vid is unchanged, and OSError is raised.");
+"Run a list of (token, place, keep_hole) moves, then make vid the calling\n"
+"thread's active VAS.  keep_hole skips plugging the home a parked mapping\n"
+"leaves (a later move of the plan refills it).  All or nothing: BufferError\n"
+"if a move would take away a mapping with live exports; on a failed move\n"
+"the moves done are undone, the active vid is unchanged, and OSError is\n"
+"raised (ENOTRECOVERABLE if the undo failed too).");
 
 static PyObject *
 vaspace_run_plan(PyObject *self, PyObject *args)
@@ -393,18 +854,24 @@ vaspace_run_plan(PyObject *self, PyObject *args)
         return vaspace_oserror(EAGAIN, "vas_switch (too many threads inside VASes)");
     if (parse_moves(seq, &moves, &n) < 0)
         return NULL;
-    int err = run_moves(moves, n);
+    int r = plan_check(moves, n);
+    if (r == 1)
+        PyErr_SetString(PyExc_ValueError,
+                        "run_plan: a move parks a parked mapping or places a placed one");
+    if (r == 0)
+        r = run_moves(moves, n);
     PyMem_Free(moves);
-    if (err)
-        return vaspace_oserror(err, "mremap");
+    if (r)
+        return NULL;
     set_active(vid);
     Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(plan_put_doc,
 "plan_put(from_vid, to_vid, moves)\n\n"
-"Cache the move plan for a switch from one VAS to another.  It is used by\n"
-"switch_fast() while no other thread is inside a VAS.");
+"Cache the move plan, (token, place, keep_hole) tuples, for a switch from\n"
+"one VAS to another.  It is used by switch_fast() while no other thread is\n"
+"inside a VAS.");
 
 static PyObject *
 vaspace_plan_put(PyObject *self, PyObject *args)
@@ -471,8 +938,9 @@ PyDoc_STRVAR(switch_fast_doc,
 "Switch the calling thread to vid using a cached plan.  Returns 1 when done\n"
 "(or already there), 2 when done and the thread entered a VAS from the\n"
 "original AS, and 0 when the slow path must decide (no cached plan, another\n"
-"thread is inside a VAS, or the slow path is busy).  Raises OSError if a\n"
-"cached plan fails; the thread then stays where it was.");
+"thread is inside a VAS, the slow path is busy, or the plan is stale).\n"
+"Raises BufferError if the plan would move a mapping with live exports,\n"
+"OSError if a move fails; the thread then stays where it was.");
 
 static PyObject *
 vaspace_switch_fast(PyObject *self, PyObject *arg)
@@ -490,9 +958,11 @@ vaspace_switch_fast(PyObject *self, PyObject *arg)
     plan_t *p = plan_find(from, vid);
     if (p == NULL || !slot_available(vid))
         return PyLong_FromLong(0);
-    int err = run_moves(p->moves, p->n);
-    if (err)
-        return vaspace_oserror(err, "mremap");
+    int r = plan_check(p->moves, p->n);
+    if (r == 1)
+        return PyLong_FromLong(0);
+    if (r < 0 || run_moves(p->moves, p->n) < 0)
+        return NULL;
     set_active(vid);
     return PyLong_FromLong(from == 0 ? 2 : 1);
 }
@@ -521,7 +991,8 @@ PyDoc_STRVAR(switch_doc,
 "vas_switch(vid, /)\n--\n\n"
 "Switch the calling thread to VAS ``vid`` (0: the original AS).\n\n"
 "Errors: EINVAL (not attached), EFAULT (another thread's VAS uses the\n"
-"addresses with a different mapping; the thread stays where it was).\n"
+"addresses with a different mapping; the thread stays where it was),\n"
+"BufferError (a segment the switch would take away has live views).\n"
 "The common case is this one C call running a cached move plan; otherwise\n"
 "it hands over to the Python slow path, which plans (and caches) the move.");
 
@@ -582,7 +1053,8 @@ vaspace_threads_in_vas(PyObject *self, PyObject *noargs)
 
 PyDoc_STRVAR(forget_tid_doc,
 "forget_tid(tid)\n\n"
-"Drop the slot of a thread that died while inside a VAS.");
+"Drop the slot of a thread that died while inside a VAS.  Cached plans are\n"
+"dropped too: they assumed that thread's mappings were where it left them.");
 
 static PyObject *
 vaspace_forget_tid(PyObject *self, PyObject *arg)
@@ -595,6 +1067,7 @@ vaspace_forget_tid(PyObject *self, PyObject *arg)
             tslots[i].tid = 0;
             tslots[i].vid = 0;
             threads_in_vas--;
+            plans_clear();
         }
     }
     Py_RETURN_NONE;
@@ -636,6 +1109,16 @@ vaspace_publish_threads(PyObject *self, PyObject *arg)
     int fd = PyLong_AsLong(arg);
     if (fd == -1 && PyErr_Occurred())
         return NULL;
+    /* A file shorter than the slots would fault (SIGBUS) on the copy below. */
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return vaspace_oserror(errno, "fstat");
+    off_t size = st.st_size;
+    if ((size_t)size < sizeof(private_slots)) {
+        set_errorf(PyExc_ValueError, "publish_threads: the file holds %lld bytes, "
+                     "slots need %zu", (long long)size, sizeof(private_slots));
+        return NULL;
+    }
     /* Publishing again (a new registry root) moves the slots to the new file. */
     void *p = mmap(NULL, sizeof(private_slots), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED)
@@ -671,6 +1154,10 @@ vaspace_busy(PyObject *self, PyObject *arg)
     long d = PyLong_AsLong(arg);
     if (d == -1 && PyErr_Occurred())
         return NULL;
+    if (d != 1 && d != -1) {
+        PyErr_SetString(PyExc_ValueError, "busy: delta must be 1 or -1");
+        return NULL;
+    }
     slow_busy += d;
     if (slow_busy < 0)
         slow_busy = 0;
@@ -678,14 +1165,38 @@ vaspace_busy(PyObject *self, PyObject *arg)
 }
 
 PyDoc_STRVAR(reset_after_fork_doc,
-"reset_after_fork()\n\n"
+"reset_after_fork() -> int\n\n"
 "In a forked child: the child starts in the original address space with no\n"
-"cached plans (segment mappings were MADV_DONTFORK and are gone).");
+"cached plans and no mappings (they were MADV_DONTFORK and are gone).  The\n"
+"reserved ranges stay reserved, re-plugged whole.  Where a mapping had live\n"
+"exports, the child gets private zero pages instead, so a view it inherited\n"
+"reads zeros (and writes stay private) rather than faulting.  Returns how\n"
+"many such ranges it made.");
 
 static PyObject *
 vaspace_reset_after_fork(PyObject *self, PyObject *noargs)
 {
     plans_clear();
+    /* Fill the holes the DONTFORK mappings left, so nothing else lands there. */
+    for (int i = 0; i < n_reserved; i++)
+        reserve_fixed(reserved[i].lo, reserved[i].hi - reserved[i].lo);
+    long ghosts = 0;
+    for (Py_ssize_t i = 0; i < tmaps_len; i++) {
+        tmap_t *e = &tmaps[i];
+        if (e->token && e->exports && e->placed) {
+            if (mmap((void *)e->home, e->len, PROT_READ | (e->prot & PROT_WRITE),
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0)
+                != MAP_FAILED)
+                ghosts++;
+        }
+    }
+    for (Py_ssize_t i = 0; i < tmaps_len; i++)
+        free(tmaps[i].name);
+    free(tmaps);
+    tmaps = NULL;
+    tmaps_len = tmaps_cap = 0;
+    pinned_maps = 0;
+    window_gen++;
     /* The published slots were MADV_DONTFORK: the child has its own again. */
     tslots = private_slots;
     memset(private_slots, 0, sizeof(private_slots));
@@ -694,14 +1205,244 @@ vaspace_reset_after_fork(PyObject *self, PyObject *noargs)
     active_vid = 0;
     threads_in_vas = 0;
     slow_busy = 0;
-    Py_RETURN_NONE;
+    return PyLong_FromLong(ghosts);
 }
+
+PyDoc_STRVAR(reserved_doc,
+"reserved() -> list[tuple[int, int]]\n\nThe [lo, hi) ranges reserve() took.");
+
+static PyObject *
+vaspace_reserved(PyObject *self, PyObject *noargs)
+{
+    PyObject *list = PyList_New(n_reserved);
+    if (list == NULL)
+        return NULL;
+    for (int i = 0; i < n_reserved; i++) {
+        PyObject *t = Py_BuildValue("(KK)", (unsigned long long)reserved[i].lo,
+                                    (unsigned long long)reserved[i].hi);
+        if (t == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, t);
+    }
+    return list;
+}
+
+PyDoc_STRVAR(window_gen_doc,
+"window_gen() -> int\n\nThe window generation: it changes whenever a mapping moves,\n"
+"appears or goes away.");
+
+static PyObject *
+vaspace_window_gen(PyObject *self, PyObject *noargs)
+{
+    return PyLong_FromUnsignedLongLong(window_gen);
+}
+
+/* ------------------------------------------------------------------ */
+/* WindowView: a buffer exporter that pins its mapping                 */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    uint64_t token;
+    Py_ssize_t idx;
+    uintptr_t addr;
+    Py_ssize_t size;
+    int readonly;
+    Py_ssize_t exports;
+    PyObject *name;
+} WindowView;
+
+static tmap_t *
+view_entry(WindowView *v)
+{
+    if (v->idx < tmaps_len && tmaps[v->idx].token == v->token)
+        return &tmaps[v->idx];
+    return NULL;
+}
+
+static int
+WindowView_init(WindowView *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"token", "readonly", NULL};
+    unsigned long long token;
+    int readonly = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "K|p", kwlist, &token, &readonly))
+        return -1;
+    if (self->exports) {
+        PyErr_SetString(PyExc_BufferError, "WindowView: cannot re-init while exported");
+        return -1;
+    }
+    tmap_t *e = tmap_find(token);
+    if (e == NULL) {
+        set_errorf(PyExc_ValueError, "WindowView: no mapping with token %llu", token);
+        return -1;
+    }
+    PyObject *name = PyUnicode_DecodeFSDefault(e->name);
+    if (name == NULL)
+        return -1;
+    Py_XSETREF(self->name, name);
+    self->token = token;
+    self->idx = e - tmaps;
+    self->addr = e->home;
+    self->size = (Py_ssize_t)e->len;
+    self->readonly = readonly || !(e->prot & PROT_WRITE);
+    return 0;
+}
+
+static int
+WindowView_getbuffer(WindowView *self, Py_buffer *view, int flags)
+{
+    if (self->token == 0) {
+        PyErr_SetString(PyExc_ValueError, "WindowView: not initialised");
+        return -1;
+    }
+    tmap_t *e = view_entry(self);
+    if (e == NULL || !e->placed) {
+        PyErr_Format(PyExc_ValueError, "segment '%U' is not mapped here (its mapping %s): "
+                     "switch into a VAS that holds it and take a new view",
+                     self->name, e == NULL ? "is gone" : "is parked");
+        return -1;
+    }
+    if (PyBuffer_FillInfo(view, (PyObject *)self, (void *)self->addr, self->size,
+                          self->readonly, flags) < 0)
+        return -1;
+    tmap_hold(e);
+    self->exports++;
+    return 0;
+}
+
+static void
+WindowView_releasebuffer(WindowView *self, Py_buffer *view)
+{
+    tmap_t *e = view_entry(self);
+    if (e != NULL)
+        tmap_drop(e);
+    self->exports--;
+}
+
+static void
+WindowView_dealloc(WindowView *self)
+{
+    Py_XDECREF(self->name);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+WindowView_repr(WindowView *self)
+{
+    return PyUnicode_FromFormat("<vaspace._core.WindowView segment %R at %#lx size %zd%s>",
+                                self->name ? self->name : Py_None, (unsigned long)self->addr,
+                                self->size, self->readonly ? " read-only" : "");
+}
+
+static PyObject *
+WindowView_get_token(WindowView *self, void *c)
+{
+    return PyLong_FromUnsignedLongLong(self->token);
+}
+
+static PyObject *
+WindowView_get_name(WindowView *self, void *c)
+{
+    return Py_NewRef(self->name ? self->name : Py_None);
+}
+
+static PyGetSetDef WindowView_getset[] = {
+    {"token", (getter)WindowView_get_token, NULL, "The mapping's token.", NULL},
+    {"name", (getter)WindowView_get_name, NULL, "The segment's name.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef WindowView_members[] = {
+    {"addr", T_ULONG, offsetof(WindowView, addr), READONLY, "The segment's address."},
+    {"size", T_PYSSIZET, offsetof(WindowView, size), READONLY, "The segment's size in bytes."},
+    {"readonly", T_BOOL, offsetof(WindowView, readonly), READONLY, "Whether it is read-only."},
+    {"exports", T_PYSSIZET, offsetof(WindowView, exports), READONLY,
+     "How many buffers taken from it are alive."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyBufferProcs WindowView_as_buffer = {
+    (getbufferproc)WindowView_getbuffer,
+    (releasebufferproc)WindowView_releasebuffer,
+};
+
+PyDoc_STRVAR(WindowView_doc,
+"WindowView(token, readonly=False)\n\n"
+"The bytes of one placed segment mapping, as a buffer (wrap it in a\n"
+"memoryview).  Each buffer taken from it is an export on the mapping:\n"
+"while any is alive, whatever would move or unmap the mapping refuses with\n"
+"BufferError, so no access through a view can fault.");
+
+static PyTypeObject WindowViewType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "vaspace._core.WindowView",
+    .tp_basicsize = sizeof(WindowView),
+    .tp_dealloc = (destructor)WindowView_dealloc,
+    .tp_repr = (reprfunc)WindowView_repr,
+    .tp_as_buffer = &WindowView_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = WindowView_doc,
+    .tp_getset = WindowView_getset,
+    .tp_members = WindowView_members,
+    .tp_init = (initproc)WindowView_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ------------------------------------------------------------------ */
+/* the C API for the heap (vaspace_core_api.h)                         */
+/* ------------------------------------------------------------------ */
+
+static uint64_t
+api_token_at(uintptr_t addr)
+{
+    for (Py_ssize_t i = 0; i < tmaps_len; i++) {
+        tmap_t *e = &tmaps[i];
+        if (e->token && e->placed && e->home <= addr && addr < e->home + e->len)
+            return e->token;
+    }
+    return 0;
+}
+
+static int
+api_export_hold(uint64_t token)
+{
+    tmap_t *e = tmap_find(token);
+    if (e == NULL || !e->placed)
+        return -1;
+    tmap_hold(e);
+    return 0;
+}
+
+static void
+api_export_drop(uint64_t token)
+{
+    tmap_t *e = tmap_find(token);
+    if (e != NULL)
+        tmap_drop(e);
+}
+
+static const char *
+api_token_name(uint64_t token)
+{
+    tmap_t *e = tmap_find(token);
+    return e == NULL ? NULL : e->name;
+}
+
+static const vaspace_core_api core_api = {
+    VASPACE_CORE_API_VERSION, &window_gen, api_token_at, api_export_hold, api_export_drop,
+    api_token_name,
+};
 
 static PyMethodDef core_methods[] = {
     {"reserve", vaspace_reserve, METH_VARARGS, reserve_doc},
     {"unmap", vaspace_unmap, METH_VARARGS, unmap_doc},
     {"plug", vaspace_plug, METH_VARARGS, plug_doc},
     {"map_shared", vaspace_map_shared, METH_VARARGS, map_shared_doc},
+    {"unmap_mapping", vaspace_unmap_mapping, METH_O, unmap_mapping_doc},
+    {"mappings", vaspace_mappings, METH_NOARGS, mappings_doc},
     {"move", vaspace_move, METH_VARARGS, move_doc},
     {"run_plan", vaspace_run_plan, METH_VARARGS, run_plan_doc},
     {"plan_put", vaspace_plan_put, METH_VARARGS, plan_put_doc},
@@ -719,6 +1460,8 @@ static PyMethodDef core_methods[] = {
     {"publish_threads", vaspace_publish_threads, METH_O, publish_threads_doc},
     {"slots_size", vaspace_slots_size, METH_NOARGS, slots_size_doc},
     {"reset_after_fork", vaspace_reset_after_fork, METH_NOARGS, reset_after_fork_doc},
+    {"reserved", vaspace_reserved, METH_NOARGS, reserved_doc},
+    {"window_gen", vaspace_window_gen, METH_NOARGS, window_gen_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -731,9 +1474,26 @@ static struct PyModuleDef core_module = {
 PyMODINIT_FUNC
 PyInit__core(void)
 {
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps > 0)
+        page_size = (unsigned long long)ps;
+    if (PyType_Ready(&WindowViewType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&core_module);
     if (m == NULL)
         return NULL;
+    PyObject *capsule = PyCapsule_New((void *)&core_api, VASPACE_CORE_API_CAPSULE, NULL);
+    if (capsule == NULL || PyModule_AddObject(m, "_C_API", capsule) < 0) {
+        Py_XDECREF(capsule);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&WindowViewType);
+    if (PyModule_AddObject(m, "WindowView", (PyObject *)&WindowViewType) < 0) {
+        Py_DECREF(&WindowViewType);
+        Py_DECREF(m);
+        return NULL;
+    }
     if (PyModule_AddIntConstant(m, "PROT_NONE", PROT_NONE) < 0 ||
         PyModule_AddIntConstant(m, "PROT_READ", PROT_READ) < 0 ||
         PyModule_AddIntConstant(m, "PROT_WRITE", PROT_WRITE) < 0) {

@@ -15,16 +15,18 @@ fail with the RFC's EINVAL, exactly as the raw calls do.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
+import weakref
 from collections.abc import Iterator
 from typing import Any, Self
 
-from . import api
+from . import _core, api
 from ._ntuples import Attr, Holder, SegLink
 from .errors import vas_error
+from .process import space as spacemod
 from .process import state as statemod
+from .process.space import Mapping
 
 
 class _Handle:
@@ -116,6 +118,11 @@ class VAS(_Handle):
         """Processes that have it attached."""
         return api.vas_holders(self.id)
 
+    def release_views(self) -> None:
+        """``Segment.release_views`` for every segment this VAS maps here."""
+        att = statemod.state().attachments.get(self.id)
+        _release(list(att.maps) if att else [])
+
     @contextlib.contextmanager
     def active(self) -> Iterator[VAS]:
         """Switch the calling thread in, and back to where it was on exit.
@@ -160,15 +167,15 @@ class Segment(_Handle):
             return cls(api.segment_create_sz(name, start, size, mode))
         return cls(api.vas_seg_create(name, start, end, mode))
 
-    def _visible_prot(self) -> int:
-        """The protection the segment is visible with to the calling thread, or raise."""
+    def _visible_mapping(self) -> Mapping:
+        """The mapping through which the calling thread sees the segment, or raise."""
         vid = api.active_vas()
         st = statemod.state()
         att = st.attachments.get(vid) if vid else None
         for m in att.maps if att else ():
             # The active VAS's mappings are placed (the switch's invariant).
             if m.sid == self.id:
-                return m.prot
+                return m
         where = f"VAS id {vid}" if vid else "the original address space"
         raise vas_error(errno.EFAULT, f"segment {self.name!r} (sid {self.id}) is not visible "
                         f"in {where}: switch into a VAS that holds it first")
@@ -176,17 +183,26 @@ class Segment(_Handle):
     def view(self) -> memoryview:
         """A memoryview of the segment's bytes at their fixed address.
 
-        Read-only if the segment is visible read-only.  The view is only
-        valid while the calling thread stays in a VAS that holds the
-        segment: touching it elsewhere faults, as the memory is not there.
+        Read-only if the segment is visible read-only.  While the view (or
+        anything made from it: slices, numpy arrays, ctypes objects) is
+        alive, the segment's mapping is pinned: a switch away from the VAS,
+        a detach, anything that would move or unmap it raises ``BufferError``
+        and changes nothing.  So no access through the view can fault.
+        Release it with ``mv.release()``, ``with seg.view() as mv:``, or by
+        dropping the objects made from it.
         """
-        prot = self._visible_prot()
-        buf = (ctypes.c_char * self.size).from_address(self.start)
-        view = memoryview(buf).cast("B")
-        return view if prot & 2 else view.toreadonly()
+        m = self._visible_mapping()
+        view = memoryview(_core.WindowView(m.token, readonly=not m.prot & _core.PROT_WRITE))
+        live = [r for r in _views.get(m.token, ()) if r() is not None]
+        _views[m.token] = [*live, weakref.ref(view)]
+        return view
 
     def array(self, dtype: Any = "u1", shape: int | tuple[int, ...] | None = None) -> Any:
-        """A numpy array over the segment's memory (no copy); same rules as ``view``."""
+        """A numpy array over the segment's memory (no copy); same rules as ``view``.
+
+        The array holds the view: the segment stays pinned until the array
+        (and every array made from it) is gone.
+        """
         import numpy as np
 
         dt = np.dtype(dtype)
@@ -194,6 +210,31 @@ class Segment(_Handle):
             shape = (self.size // dt.itemsize,)
         arr = np.frombuffer(self.view(), dtype=dt, count=int(np.prod(shape)))
         return arr.reshape(shape)
+
+    def release_views(self) -> None:
+        """Release every memoryview ``view()`` gave out for this segment here.
+
+        Objects that hold a view without being one (numpy arrays, slices,
+        ctypes objects) cannot be released from outside: if any is still
+        alive this raises ``BufferError`` naming the segment, and the
+        segment stays pinned until they are dropped.
+        """
+        _release([m for m in statemod.state().space.mappings.values() if m.sid == self.id])
+
+
+# Memoryviews handed out by Segment.view(), per mapping token, so that
+# release_views() can release them.
+_views: dict[int, list[weakref.ref[memoryview]]] = {}
+
+
+def _release(maps: list[Mapping]) -> None:
+    for m in maps:
+        for ref in _views.pop(m.token, ()):
+            view = ref()
+            if view is not None:
+                with contextlib.suppress(BufferError):  # a numpy array holds it: reported below
+                    view.release()
+    spacemod.check_unpinned(maps, "a switch away, a detach or a delete")
 
 
 def _sid(seg: Segment | int) -> int:

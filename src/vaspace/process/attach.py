@@ -176,8 +176,7 @@ def detach_self(vid: object) -> None:
         if inside:
             raise vas_error(errno.EBUSY, f"{vasreg.describe(vid, att.name)}: threads {inside} "
                             "are inside it; switch away first")
-        for m in att.maps:
-            st.space.put(m)
+        st.space.put_all(att.maps)
         del st.attachments[vid]
         records.remove(vid, os.getpid())
         os.close(att.lock_fd)

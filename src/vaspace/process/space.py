@@ -5,6 +5,10 @@ either *placed* (at the segment's own address, visible) or *parked* (in the
 parking range, invisible).  Attachments that use the same segment with the
 same protection share one mapping, so a switch between two VASes that share
 a segment moves nothing for it.
+
+``_core`` keeps the truth about each mapping under its *token*: where it is,
+and how many exports (live views) pin it.  A pinned mapping is never moved or
+unmapped; whatever would do so raises ``BufferError`` (see docs/safety.md).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class Mapping:
     park: int
     placed: bool = False
     refs: int = 0
+    token: int = 0  # _core's name for this mapping (never reused, never 0)
 
     @property
     def size(self) -> int:
@@ -61,13 +66,20 @@ class Space:
             raise
         self.window, self.park = win, park
 
-    def release(self) -> None:
-        """Unmap everything (used after fork, where the reservations are stale)."""
+    def after_fork(self, ghosts: int) -> Space:
+        """The space of a forked child.
+
+        ``_core.reset_after_fork`` re-plugged the reservations and made
+        ``ghosts`` ranges of zero pages where inherited views point.  With
+        none, the child starts from nothing (it may pick another window);
+        otherwise the reservations stay, so those views never fault.
+        """
+        if ghosts:
+            return Space(window=self.window, park=self.park)
         for lo_hi in (self.window, self.park):
             if lo_hi is not None:
                 _core.unmap(lo_hi[0], lo_hi[1] - lo_hi[0])
-        self.window = self.park = None
-        self.mappings.clear()
+        return Space()
 
     def park_slot(self, start: int, size: int) -> int:
         """First free parking address congruent to ``start`` modulo 1 GiB.
@@ -95,19 +107,45 @@ class Space:
         if m is None:
             _refuse_shm_range(name, start, end)
             park = self.park_slot(start, end - start)
-            _core.map_shared(fd, park, end - start, prot)
-            m = Mapping(sid=sid, name=name, start=start, end=end, prot=prot, park=park)
+            token = _core.map_shared(fd, park, end - start, prot, start, name)
+            m = Mapping(sid=sid, name=name, start=start, end=end, prot=prot, park=park,
+                        token=token)
             self.mappings[key] = m
         m.refs += 1
         return m
 
     def put(self, m: Mapping) -> None:
-        """Drop one reference; the last one unmaps (plugs) a parked mapping."""
+        """Drop one reference; the last one unmaps the mapping (BufferError,
+        and nothing changed, while it has live views)."""
+        if m.refs == 1:
+            _core.unmap_mapping(m.token)
+            del self.mappings[(m.sid, m.prot)]
         m.refs -= 1
-        if m.refs > 0:
-            return
-        del self.mappings[(m.sid, m.prot)]
-        _core.plug(m.start if m.placed else m.park, m.size)
+
+    def put_all(self, maps: list[Mapping]) -> None:
+        """``put`` each one, after checking that none that would go is pinned,
+        so that a refusal changes nothing."""
+        check_unpinned([m for m in maps if m.refs == 1], "detaching its VAS")
+        for m in maps:
+            self.put(m)
+
+
+def exports() -> dict[int, int]:
+    """Live exports per mapping token, as _core counts them."""
+    return {token: n for token, _, _, _, _, n, _ in _core.mappings()}
+
+
+def check_unpinned(maps: list[Mapping], what: str) -> None:
+    """BufferError naming the first of ``maps`` that still has live views."""
+    live = exports()
+    for m in maps:
+        n = live.get(m.token, 0)
+        if n:
+            raise BufferError(
+                f"segment {m.name!r} at [{m.start:#x}, {m.end:#x}) still has {n} live view(s) "
+                f"(memoryviews, numpy arrays or ctypes objects made from Segment.view()/array(), "
+                f"or a heap on it): {what} would unmap that memory; release them first "
+                f"(mv.release() or 'with seg.view() as mv:', del the arrays) and retry")
 
 
 def _refuse_shm_range(name: str, start: int, end: int) -> None:

@@ -56,19 +56,15 @@ class State:
                 _core.busy(-1)
 
     def refresh_placed(self) -> None:
-        """Recompute which mappings are placed from the threads' active VASes.
+        """Read which mappings are placed from _core, which moved them.
 
-        The C fast path moves mappings without telling Python, but it keeps
-        the invariant this relies on: the placed mappings are exactly those
-        of the VASes that threads (live or not yet pruned) are inside.
+        The C fast path moves mappings without telling Python, and a mapping
+        pinned by live views stays placed even after the thread that used it
+        died, so only C knows for sure.
         """
-        placed: set[int] = set()
-        for _, vid in _core.thread_vids():
-            att = self.attachments.get(vid)
-            if att is not None:
-                placed.update(id(m) for m in att.maps)
+        placed = {token for token, _, _, _, here, _, _ in _core.mappings() if here}
         for m in self.space.mappings.values():
-            m.placed = id(m) in placed
+            m.placed = m.token in placed
 
     def placed(self) -> set[Mapping]:
         return {m for m in self.space.mappings.values() if m.placed}
@@ -82,17 +78,20 @@ def _after_fork_in_child() -> None:
 
     The segment mappings were MADV_DONTFORK, so they are already gone; the
     inherited lock fds would otherwise keep the parent's flocks alive after
-    the parent dies, so they are closed.
+    the parent dies, so they are closed.  The window and parking range stay
+    reserved (``_core.reset_after_fork`` re-plugs them, and gives a view the
+    child inherited private zero pages, so touching it does not fault).
     """
     global STATE
     old = STATE
     for att in old.attachments.values():
         with contextlib.suppress(OSError):
             os.close(att.lock_fd)
-    with contextlib.suppress(OSError):
-        old.space.release()
-    _core.reset_after_fork()
-    STATE = State()
+    ghosts = _core.reset_after_fork()
+    space = Space()
+    with contextlib.suppress(OSError, ValueError):
+        space = old.space.after_fork(ghosts)
+    STATE = State(space=space)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import warnings
 
 from .. import _core
 from ..errors import invalid, vas_error
@@ -59,6 +60,10 @@ class _ThreadGuard:
         try:
             if _core.active():
                 _switch_slow(0)
+        except BufferError as exc:
+            # Views the thread made outlive it: its VAS's mappings stay placed
+            # (pinned) until they are released; say so, as nobody can catch it.
+            warnings.warn(f"thread exited inside a VAS: {exc}", RuntimeWarning, stacklevel=1)
         except Exception:  # noqa: BLE001 - a dying thread cannot report; the prune catches it
             pass
 
@@ -120,16 +125,17 @@ def _check_conflicts(st: State, to_place: set[Mapping], staying: set[Mapping],
                 )
 
 
-def _plan(to_park: set[Mapping], to_place: set[Mapping]) -> list[tuple[int, int, int, bool]]:
-    """Moves for a switch: park first (freeing the ranges), then place.
+def _plan(to_park: set[Mapping], to_place: set[Mapping]) -> list[tuple[int, bool, bool]]:
+    """Moves for a switch, as (token, place, keep_hole): park first (freeing
+    the ranges), then place.
 
     A parked mapping's hole is left unplugged when a placed mapping of the
     same range refills it in the same plan (the common case of VASes whose
     segments share addresses): that saves one syscall per such pair.
     """
     refilled = {(m.start, m.end) for m in to_place}
-    moves = [(m.start, m.park, m.size, (m.start, m.end) in refilled) for m in _ordered(to_park)]
-    moves += [(m.park, m.start, m.size, False) for m in _ordered(to_place)]
+    moves = [(m.token, False, (m.start, m.end) in refilled) for m in _ordered(to_park)]
+    moves += [(m.token, True, False) for m in _ordered(to_place)]
     return moves
 
 
