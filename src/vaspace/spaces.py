@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import os
 import weakref
 from collections.abc import Iterator
@@ -234,6 +235,8 @@ def _release(maps: list[Mapping]) -> None:
             if view is not None:
                 with contextlib.suppress(BufferError):  # a numpy array holds it: reported below
                     view.release()
+    if any(spacemod.exports().get(m.token) for m in maps):
+        gc.collect()  # arrays that only a reference cycle keeps alive
     spacemod.check_unpinned(maps, "a switch away, a detach or a delete")
 
 

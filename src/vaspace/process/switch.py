@@ -103,7 +103,8 @@ def _switch_slow(vid: int) -> None:
             m.placed = False
         for m in to_place:
             m.placed = True
-        if not others and (not cur or placed == set(st.attachments[cur].maps)):
+        cur_att = st.attachments.get(cur)  # None if _core.set_active was misused
+        if not others and (not cur or (cur_att and placed == set(cur_att.maps))):
             _cache(cur, vid, to_park, to_place)
 
 
