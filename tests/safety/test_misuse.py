@@ -239,7 +239,8 @@ def test_thread_state_misuse(registry: str) -> None:
 
 def _core_junk_walk(tokens: list[int]) -> int:
     """Every _core function, arities 0..6, junk (and live tokens) in every position."""
-    values: list[Any] = [*tokens, [(t, True, False) for t in tokens], None, "x", b"x", 1.5, [], -1, 0, 1, 2**63, 2**64, PAGE, SEG_BASE,
+    values: list[Any] = [*tokens, [(t, True, False) for t in tokens],
+                         None, "x", b"x", 1.5, [], -1, 0, 1, 2**63, 2**64, PAGE, SEG_BASE,
                          id(object()) & ~(PAGE - 1), [(1, True, False)], [(1, 2, 3)]]
     names = sorted(n for n in dir(_core) if not n.startswith("_") and not n.isupper()
                    and n not in ("reset_after_fork", "set_slow_path"))
