@@ -435,38 +435,53 @@ move_one(uintptr_t src, uintptr_t dst, size_t len, int keep_hole, int *err, int 
     return 0;
 }
 
-/* Check a plan against the table before anything moves.  Returns 0 (it can
- * run), 1 (stale: the table changed since it was made; no exception set), or
- * -1 (BufferError set: it would move a mapping with live exports, or place a
- * mapping over one). */
+/* Check a plan against the table before anything moves, simulating it
+ * (flipping `placed` in order, then flipping back) so that a mapping parked
+ * early in the plan frees its range for one placed later.  Returns 0 (it can
+ * run), 1 (stale: the table does not match the plan; no exception set), or
+ * -1 (BufferError set: it would park a mapping with live exports, or place
+ * a mapping over one).  The cost is O(1) per park and O(mappings) per place,
+ * which keeps placed mappings from ever overlapping. */
 static int
 plan_check(const move_t *moves, Py_ssize_t n)
 {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const move_t *m = &moves[i];
-        if (m->idx >= tmaps_len)
-            return 1;
+    int r = 0;
+    Py_ssize_t flipped = 0;
+    while (flipped < n) {
+        const move_t *m = &moves[flipped];
+        if (m->idx >= tmaps_len || tmaps[m->idx].token != m->token ||
+            tmaps[m->idx].placed == m->place) {
+            r = 1;
+            break;
+        }
         tmap_t *e = &tmaps[m->idx];
-        if (e->token != m->token || e->placed == m->place)
-            return 1;
         if (e->exports) {
             refuse_exported(e, "switching away from its VAS");
-            return -1;
+            r = -1;
+            break;
         }
-        if (m->place && pinned_maps) {
-            for (Py_ssize_t j = 0; j < tmaps_len; j++) {
-                tmap_t *o = &tmaps[j];
-                if (o->exports && o->placed && overlaps(o->home, o->len, e->home, e->len)) {
+        for (Py_ssize_t j = 0; m->place && j < tmaps_len && r == 0; j++) {
+            tmap_t *o = &tmaps[j];
+            if (o->token && o->placed && overlaps(o->home, o->len, e->home, e->len)) {
+                r = 1;
+                if (o->exports) {
                     char what[400];
                     snprintf(what, sizeof(what), "placing segment '%s' over it",
                              e->name ? e->name : "?");
                     refuse_exported(o, what);
-                    return -1;
+                    r = -1;
                 }
             }
         }
+        if (r)
+            break;
+        e->placed = m->place;
+        flipped++;
     }
-    return 0;
+    /* Undo the simulation (each token appears once in a plan). */
+    while (flipped-- > 0)
+        tmaps[moves[flipped].idx].placed = !moves[flipped].place;
+    return r;
 }
 
 /* Run moves[0..n) in order (after plan_check); on failure undo the ones
@@ -703,11 +718,18 @@ vaspace_map_shared(PyObject *self, PyObject *args)
                      "lie in reserved ranges", park, len, home, len);
         return NULL;
     }
-    tmap_t *o = tmap_at(park, len);
-    if (o != NULL) {
-        PyErr_Format(PyExc_ValueError, "map_shared: segment '%s' is mapped at the slot",
-                     o->name);
-        return NULL;
+    /* Parking slots stay apart from every other mapping's slot and home, so
+     * no move can land on memory another mapping owns.  Homes may overlap
+     * (several worlds at one address): only one of them is placed at a time. */
+    for (Py_ssize_t i = 0; i < tmaps_len; i++) {
+        tmap_t *o = &tmaps[i];
+        if (o->token && (overlaps(o->park, o->len, park, len) ||
+                         overlaps(o->home, o->len, park, len) ||
+                         overlaps(o->park, o->len, home, len))) {
+            PyErr_Format(PyExc_ValueError, "map_shared: the slot or home overlaps the "
+                         "parking slot or home of segment '%s'", o->name);
+            return NULL;
+        }
     }
     char *copy = strdup(name);
     if (copy == NULL)

@@ -335,3 +335,36 @@ def test_two_processes_share_pointer_structure(registry: str) -> None:
         return values
 
     assert in_child(walk).get() == [i * i for i in reversed(range(10))]
+
+
+def test_failed_move_is_rolled_back(registry: str) -> None:
+    """A move that fails mid-plan undoes the moves done: the thread stays in A, intact.
+
+    The failure is real: B's parked mapping is unmapped behind vaspace's back
+    (in a child), so mremap of it fails with EFAULT after A was parked.
+    """
+    from vaspace.process import state as statemod
+
+    a, _ = world("a", SEG_BASE, MiB)
+    b, _ = world("b", SEG_BASE, MiB)
+
+    def child() -> tuple[int, int, int]:
+        for vid in (a, b):
+            v.vas_attach(0, vid, os.O_RDWR)
+        v.vas_switch(a)
+        poke(SEG_BASE, 1)
+        v.vas_switch(b)
+        v.vas_switch(a)  # both plans cached: the next switch is the C fast path
+        m = statemod.state().attachments[b].maps[0]
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        assert libc.munmap(m.park, m.size) == 0
+        try:
+            v.vas_switch(b)
+        except OSError as exc:
+            return exc.errno or 0, v.active_vas(), peek(SEG_BASE)
+        return 0, v.active_vas(), peek(SEG_BASE)
+
+    out = in_child(child)
+    assert out.signal is None
+    assert out.get() == (errno.EFAULT, a, 1)
