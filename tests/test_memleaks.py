@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import ctypes
 import gc
 import os
@@ -287,4 +288,28 @@ def test_api_cycle(registry: str) -> None:
         v.vas_detach(0, a)
         v.vas_detach(0, b)
         v.vas_delete(v.vas_create("tmp", 0o600))
+    _flat(cycle, loops=300)
+
+
+def test_view_cycle(registry: str) -> None:
+    """Views, arrays, refusals and release_views across attach/detach cycles."""
+    vas = v.VAS.create("views")
+    seg = v.Segment.create("views-seg", SEG_BASE, size=MiB)
+    vas.attach_segment(seg)
+
+    def cycle() -> None:
+        vas.attach(os.O_RDWR)
+        v.vas_switch(vas.id)
+        with seg.view() as mv:
+            mv[0] = 1
+        held = seg.view()
+        arr = seg.array("u8")
+        with contextlib.suppress(BufferError):  # the refusal path, many times
+            v.vas_switch(0)
+        del arr
+        vas.release_views()
+        with pytest.raises(ValueError):
+            held[0]  # noqa: B018 - released by release_views
+        v.vas_switch(0)
+        vas.detach()
     _flat(cycle, loops=300)

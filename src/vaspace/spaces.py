@@ -194,8 +194,7 @@ class Segment(_Handle):
         """
         m = self._visible_mapping()
         view = memoryview(_core.WindowView(m.token, readonly=not m.prot & _core.PROT_WRITE))
-        live = [r for r in _views.get(m.token, ()) if r() is not None]
-        _views[m.token] = [*live, weakref.ref(view)]
+        m.views = [*(r for r in m.views if r() is not None), weakref.ref(view)]
         return view
 
     def array(self, dtype: Any = "u1", shape: int | tuple[int, ...] | None = None) -> Any:
@@ -223,14 +222,10 @@ class Segment(_Handle):
         _release([m for m in statemod.state().space.mappings.values() if m.sid == self.id])
 
 
-# Memoryviews handed out by Segment.view(), per mapping token, so that
-# release_views() can release them.
-_views: dict[int, list[weakref.ref[memoryview]]] = {}
-
-
 def _release(maps: list[Mapping]) -> None:
     for m in maps:
-        for ref in _views.pop(m.token, ()):
+        refs, m.views = m.views, []
+        for ref in refs:
             view = ref()
             if view is not None:
                 with contextlib.suppress(BufferError):  # a numpy array holds it: reported below
