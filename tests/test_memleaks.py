@@ -136,6 +136,7 @@ def test_window_view_exports(token: int) -> None:
     _flat(_bad(memoryview, _core.WindowView(token)))  # parked: ValueError
     _flat(_bad(_core.WindowView, 2**63))
     _flat(_bad(_core.WindowView, "x"))
+    assert repr(_core.WindowView(token)).endswith(f"'leak' at {HOME:#x} size {PAGE}>")
     _flat(lambda: (repr(_core.WindowView(token)), _core.window_gen()))
 
 

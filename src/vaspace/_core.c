@@ -1271,7 +1271,7 @@ typedef struct {
     Py_ssize_t idx;
     uintptr_t addr;
     Py_ssize_t size;
-    int readonly;
+    char readonly; /* a char: T_BOOL reads one byte */
     Py_ssize_t exports;
     PyObject *name;
 } WindowView;
@@ -1309,7 +1309,7 @@ WindowView_init(WindowView *self, PyObject *args, PyObject *kwds)
     self->idx = e - tmaps;
     self->addr = e->home;
     self->size = (Py_ssize_t)e->len;
-    self->readonly = readonly || !(e->prot & PROT_WRITE);
+    self->readonly = (char)(readonly || !(e->prot & PROT_WRITE));
     return 0;
 }
 
@@ -1354,9 +1354,11 @@ WindowView_dealloc(WindowView *self)
 static PyObject *
 WindowView_repr(WindowView *self)
 {
-    return PyUnicode_FromFormat("<vaspace._core.WindowView segment %R at %#lx size %zd%s>",
-                                self->name ? self->name : Py_None, (unsigned long)self->addr,
-                                self->size, self->readonly ? " read-only" : "");
+    char where[80]; /* PyUnicode_FromFormat has no '#' flag */
+    snprintf(where, sizeof(where), "%#lx size %zd", (unsigned long)self->addr, self->size);
+    return PyUnicode_FromFormat("<vaspace._core.WindowView segment %R at %s%s>",
+                                self->name ? self->name : Py_None, where,
+                                self->readonly ? " read-only" : "");
 }
 
 static PyObject *
