@@ -147,6 +147,35 @@ def test_thread_exits_inside_a_vas_with_a_live_view(registry: str) -> None:
     safely(case)
 
 
+def test_lazy_detach_of_a_pinned_vas_is_dropped(registry: str) -> None:
+    """Another process's detach request must not fail this process's next call."""
+    from vaspace.process import attach
+    from vaspace.registry import records
+
+    def case() -> None:
+        a, sa = world("a")
+        kept: list[memoryview] = []
+        tids: list[int] = []
+
+        def inside() -> None:
+            tids.append(threading.get_native_id())
+            v.vas_switch(a.id)
+            kept.append(sa.view())
+
+        t = threading.Thread(target=inside)
+        t.start()
+        t.join()
+        while os.path.exists(f"/proc/self/task/{tids[0]}"):
+            time.sleep(0.001)
+        records.request(os.getpid(), a.id, records.DETACH)
+        attach.sync()  # carries the request out: refused by the view, dropped
+        assert [p.vid for p in v.proc_vas(0)] == [a.id]
+        kept[0][0] = 1  # still mapped
+        kept.clear()
+        a.detach()
+    safely(case)
+
+
 def test_other_thread_switches_away_from_a_viewed_segment(registry: str) -> None:
     """The export pins the mapping, whichever thread made the view."""
     def case() -> list[str]:
