@@ -244,3 +244,68 @@ def test_readonly_views_refuse_writes(registry: str) -> None:
             del arr
             refused(TypeError, (ctypes.c_char * 4).from_buffer, seg.view())
     safely(case)
+
+
+def test_threads_racing_between_two_worlds(registry: str) -> None:
+    """Threads switch between worlds at one address, holding views across tries.
+
+    Every view reads its own world's byte (never the other world's), every
+    refusal is EFAULT or BufferError, and nothing dies.
+    """
+    def case() -> dict[str, int]:
+        import random
+
+        worlds = [world(name) for name in ("a", "b")]
+        for byte, (vas, seg) in enumerate(worlds, 1):
+            with vas.active(), seg.view() as mv:
+                mv[0] = byte
+        counts: dict[str, int] = {}
+        problems: list[str] = []
+        lock = threading.Lock()
+
+        def note(what: str) -> None:
+            with lock:
+                counts[what] = counts.get(what, 0) + 1
+
+        def worker(seed: int) -> None:
+            try:
+                work(seed)
+            except BaseException as exc:  # noqa: BLE001 - reported to the test's thread
+                problems.append(f"{type(exc).__name__}: {exc}")
+
+        def work(seed: int) -> None:
+            rng = random.Random(seed)
+            for _ in range(150):
+                k = rng.randrange(2)
+                vas, seg = worlds[k]
+                try:
+                    v.vas_switch(vas.id)
+                except OSError as exc:
+                    note(f"enter:{errno.errorcode[exc.errno or 0]}")
+                    continue
+                mv = seg.view()
+                if mv[0] != k + 1:
+                    problems.append(f"world {k} read {mv[0]}")
+                try:
+                    v.vas_switch(worlds[1 - k][0].id)  # away, with the view alive
+                    problems.append("switched away under a live view")
+                except BufferError:
+                    note("away:BufferError")
+                except OSError as exc:  # another thread holds the other world's range
+                    note(f"away:{errno.errorcode[exc.errno or 0]}")
+                if mv[0] != k + 1:
+                    problems.append(f"world {k} read {mv[0]} after a refused switch")
+                mv.release()
+                v.vas_switch(0)
+                note("ok")
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert problems == [], problems[:5]
+        return counts
+    counts = safely(case)
+    assert counts.get("ok", 0) > 0, counts
+    assert set(counts) <= {"ok", "away:BufferError", "away:EFAULT", "enter:EFAULT"}, counts

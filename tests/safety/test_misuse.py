@@ -212,7 +212,7 @@ def ctypes_addr() -> int:
 
 
 def test_thread_state_misuse(registry: str) -> None:
-    """Threads leaving in odd states; switches from many threads with views."""
+    """Many threads entering one VAS, each with a view it releases before leaving."""
     import threading
 
     def case() -> str:
@@ -234,7 +234,7 @@ def test_thread_state_misuse(registry: str) -> None:
         v.vas_switch(0)
         os.sched_yield()
         return ",".join(sorted(set(errors)))
-    assert safely(case) in ("", "BufferError")
+    assert safely(case) == ""  # each view dies before its thread leaves the VAS
 
 
 def _core_junk_walk(tokens: list[int]) -> int:
