@@ -368,3 +368,31 @@ def test_failed_move_is_rolled_back(registry: str) -> None:
     out = in_child(child)
     assert out.signal is None
     assert out.get() == (errno.EFAULT, a, 1)
+
+
+def test_core_table_matches_the_kernel(registry: str) -> None:
+    """After fast and slow switches among worlds, _core's placed flags are true.
+
+    A placed mapping shows its segment file at its home in /proc/self/maps; a
+    parked one shows it at its parking slot.  The heap and the views trust
+    this table, so it must never drift from the kernel's view.
+    """
+    worlds = [world(n, SEG_BASE, MiB)[0] for n in "abc"]
+    shared = v.vas_seg_create("shared", SEG_BASE + 4 * MiB, SEG_BASE + 5 * MiB, 0o600)
+    for vid in worlds[:2]:
+        v.vas_seg_attach(vid, shared, os.O_RDWR)
+    for vid in worlds:
+        v.vas_attach(0, vid, os.O_RDWR)
+    from vaspace import _core
+
+    for target in [*worlds, 0, *worlds[::-1], worlds[0], 0, worlds[2], worlds[1]]:
+        v.vas_switch(target)
+        for _, home, park, _, placed, _, name in _core.mappings():
+            file = f"/seg/{v.vas_seg_find(name)}/data"
+            at_home, at_park = _maps_line(home), _maps_line(park)
+            here, there = (at_home, at_park) if placed else (at_park, at_home)
+            assert here.rstrip().endswith(file), (target, name, placed, here)
+            assert not there.rstrip().endswith(file), (target, name, placed, there)
+            if placed:
+                assert "---p" in at_park, (target, name, at_park)  # the slot is plugged
+    v.vas_switch(0)
