@@ -248,8 +248,10 @@ def test_reset_after_fork(token: int) -> None:
 
     def child() -> tuple[int, int, int]:
         # The fork hook already ran reset_after_fork: the inherited view reads
-        # the child's private zero page instead of faulting.
+        # the child's private zero page (a ghost) instead of faulting, and the
+        # ghost has a new token, so a heap bound to the old one sees it is stale.
         first = mv[0]
+        assert _api().token_at(HOME) not in (0, token)
         return (*_reset_loop(), first)
 
     out = in_child(child)

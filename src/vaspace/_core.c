@@ -163,9 +163,16 @@ in_reserved(unsigned long long addr, unsigned long long len)
 
 /* One mapping of a segment file: its token (0 = free entry), its home (the
  * segment's own address) and parking slot, whether it is placed (at home),
- * and how many exports pin it where it is. */
+ * and how many exports pin it where it is.
+ *
+ * In a forked child, a mapping that had exports becomes a *ghost*: private
+ * zero pages at its home, under a new token, remembering the parent's token
+ * (ghost_of) so the inherited views can drop their exports.  A ghost is
+ * placed and pinned until its last export goes, then it is plugged and
+ * forgotten: no inherited view ever points at memory that went away. */
 typedef struct {
     uint64_t token;
+    uint64_t ghost_of;
     uintptr_t home, park;
     size_t len;
     int prot;
@@ -189,6 +196,18 @@ tmap_find(uint64_t token)
         return NULL;
     for (Py_ssize_t i = 0; i < tmaps_len; i++)
         if (tmaps[i].token == token)
+            return &tmaps[i];
+    return NULL;
+}
+
+/* The entry whose exports `token` took: the mapping, or its ghost in a child. */
+static tmap_t *
+tmap_find_export(uint64_t token)
+{
+    if (token == 0)
+        return NULL;
+    for (Py_ssize_t i = 0; i < tmaps_len; i++)
+        if (tmaps[i].token == token || tmaps[i].ghost_of == token)
             return &tmaps[i];
     return NULL;
 }
@@ -222,11 +241,20 @@ tmap_hold(tmap_t *e)
         pinned_maps++;
 }
 
+static void tmap_forget(tmap_t *e);
+static int reserve_fixed(uintptr_t addr, size_t len);
+
 static void
 tmap_drop(tmap_t *e)
 {
-    if (e->exports > 0 && --e->exports == 0)
+    if (e->exports > 0 && --e->exports == 0) {
         pinned_maps--;
+        if (e->ghost_of) { /* the last inherited view is gone: so is the ghost */
+            reserve_fixed(e->home, e->len);
+            tmap_forget(e);
+            window_gen++;
+        }
+    }
 }
 
 /* A free entry (growing the table), or NULL with MemoryError set. */
@@ -723,9 +751,9 @@ vaspace_map_shared(PyObject *self, PyObject *args)
      * (several worlds at one address): only one of them is placed at a time. */
     for (Py_ssize_t i = 0; i < tmaps_len; i++) {
         tmap_t *o = &tmaps[i];
-        if (o->token && (overlaps(o->park, o->len, park, len) ||
-                         overlaps(o->home, o->len, park, len) ||
-                         overlaps(o->park, o->len, home, len))) {
+        if (o->token && (overlaps(o->home, o->len, park, len) ||
+                         (!o->ghost_of && (overlaps(o->park, o->len, park, len) ||
+                                           overlaps(o->park, o->len, home, len))))) {
             PyErr_Format(PyExc_ValueError, "map_shared: the slot or home overlaps the "
                          "parking slot or home of segment '%s'", o->name);
             return NULL;
@@ -1191,9 +1219,9 @@ PyDoc_STRVAR(reset_after_fork_doc,
 "In a forked child: the child starts in the original address space with no\n"
 "cached plans and no mappings (they were MADV_DONTFORK and are gone).  The\n"
 "reserved ranges stay reserved, re-plugged whole.  Where a mapping had live\n"
-"exports, the child gets private zero pages instead, so a view it inherited\n"
-"reads zeros (and writes stay private) rather than faulting.  Returns how\n"
-"many such ranges it made.");
+"exports, the child gets private zero pages instead (a ghost, pinned until\n"
+"those exports go), so a view it inherited reads zeros (and writes stay\n"
+"private) rather than faulting.  Returns how many ghosts it made.");
 
 static PyObject *
 vaspace_reset_after_fork(PyObject *self, PyObject *noargs)
@@ -1203,21 +1231,27 @@ vaspace_reset_after_fork(PyObject *self, PyObject *noargs)
     for (int i = 0; i < n_reserved; i++)
         reserve_fixed(reserved[i].lo, reserved[i].hi - reserved[i].lo);
     long ghosts = 0;
+    pinned_maps = 0;
     for (Py_ssize_t i = 0; i < tmaps_len; i++) {
         tmap_t *e = &tmaps[i];
-        if (e->token && e->exports && e->placed) {
-            if (mmap((void *)e->home, e->len, PROT_READ | (e->prot & PROT_WRITE),
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0)
-                != MAP_FAILED)
-                ghosts++;
+        if (e->token && e->exports && e->placed &&
+            mmap((void *)e->home, e->len, PROT_READ | (e->prot & PROT_WRITE),
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED) {
+            /* Keep the entry (same index: inherited views find it) as a ghost
+             * under a new token, so a heap bound to the old one sees it is stale. */
+            if (!e->ghost_of)
+                e->ghost_of = e->token;
+            e->token = next_token++;
+            e->park = e->home;
+            pinned_maps++;
+            ghosts++;
+        } else if (e->token) {
+            free(e->name);
+            memset(e, 0, sizeof(*e));
         }
     }
-    for (Py_ssize_t i = 0; i < tmaps_len; i++)
-        free(tmaps[i].name);
-    free(tmaps);
-    tmaps = NULL;
-    tmaps_len = tmaps_cap = 0;
-    pinned_maps = 0;
+    while (tmaps_len > 0 && tmaps[tmaps_len - 1].token == 0)
+        tmaps_len--;
     window_gen++;
     /* The published slots were MADV_DONTFORK: the child has its own again. */
     tslots = private_slots;
@@ -1279,7 +1313,8 @@ typedef struct {
 static tmap_t *
 view_entry(WindowView *v)
 {
-    if (v->idx < tmaps_len && tmaps[v->idx].token == v->token)
+    if (v->idx < tmaps_len &&
+        (tmaps[v->idx].token == v->token || tmaps[v->idx].ghost_of == v->token))
         return &tmaps[v->idx];
     return NULL;
 }
@@ -1443,7 +1478,7 @@ api_export_hold(uint64_t token)
 static void
 api_export_drop(uint64_t token)
 {
-    tmap_t *e = tmap_find(token);
+    tmap_t *e = tmap_find_export(token);
     if (e != NULL)
         tmap_drop(e);
 }

@@ -220,6 +220,36 @@ def test_fork_with_a_live_view(registry: str) -> None:
     assert safely(case) == (0, 0)
 
 
+def test_fork_child_enters_the_vas_its_inherited_view_shows(registry: str) -> None:
+    """Readers share: the child may attach the VAS too, but may not place the
+    segment over the zero pages its inherited view still reads (that view
+    would fault once the segment is parked again), until it drops the view."""
+    def case() -> tuple[int, str, int, int]:
+        vas, seg = world("a", attach=False)
+        with vas.attach(os.O_RDWR).active(), seg.view() as mv:
+            mv[0] = 77
+        vas.detach()
+        vas.attach(os.O_RDONLY)
+        v.vas_switch(vas.id)
+        mv = seg.view()
+
+        def child() -> tuple[int, str, int, int]:
+            ghost = mv[0]
+            vas.attach(os.O_RDONLY)  # many readers: allowed
+            exc = refused(BufferError, v.vas_switch, vas.id, match="'a-seg'")
+            mv.release()  # the last inherited view: the zero pages go
+            v.vas_switch(vas.id)
+            real = seg.view()[0]
+            v.vas_switch(0)
+            return ghost, type(exc).__name__, real, v.active_vas()
+
+        got = safely(child)
+        mv.release()
+        v.vas_switch(0)
+        return got
+    assert safely(case) == (0, "BufferError", 77, 0)
+
+
 def test_view_where_the_segment_is_not_visible(registry: str) -> None:
     def case() -> None:
         vas, seg = world("a")
