@@ -18,7 +18,6 @@ import contextlib
 import errno
 import gc
 import os
-import weakref
 from collections.abc import Iterator
 from typing import Any, Self
 
@@ -194,7 +193,7 @@ class Segment(_Handle):
         """
         m = self._visible_mapping()
         view = memoryview(_core.WindowView(m.token, readonly=not m.prot & _core.PROT_WRITE))
-        m.views = [*(r for r in m.views if r() is not None), weakref.ref(view)]
+        m.views[id(view)] = view
         return view
 
     def array(self, dtype: Any = "u1", shape: int | tuple[int, ...] | None = None) -> Any:
@@ -224,12 +223,9 @@ class Segment(_Handle):
 
 def _release(maps: list[Mapping]) -> None:
     for m in maps:
-        refs, m.views = m.views, []
-        for ref in refs:
-            view = ref()
-            if view is not None:
-                with contextlib.suppress(BufferError):  # a numpy array holds it: reported below
-                    view.release()
+        for view in list(m.views.values()):
+            with contextlib.suppress(BufferError):  # a numpy array holds it: reported below
+                view.release()
     if any(spacemod.exports().get(m.token) for m in maps):
         gc.collect()  # arrays that only a reference cycle keeps alive
     spacemod.check_unpinned(maps, "a switch away, a detach or a delete")

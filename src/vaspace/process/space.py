@@ -36,8 +36,10 @@ class Mapping:
     placed: bool = False
     refs: int = 0
     token: int = 0  # _core's name for this mapping (never reused, never 0)
-    # Memoryviews Segment.view() made of it, for release_views().
-    views: list[weakref.ref[memoryview]] = field(default_factory=list)
+    # Memoryviews Segment.view() made of it (by id), for release_views();
+    # weak, so a view that dies leaves by itself.
+    views: weakref.WeakValueDictionary[int, memoryview] = field(
+        default_factory=weakref.WeakValueDictionary)
 
     @property
     def size(self) -> int:
