@@ -1336,15 +1336,21 @@ WindowView_init(WindowView *self, PyObject *args, PyObject *kwds)
         set_errorf(PyExc_ValueError, "WindowView: no mapping with token %llu", token);
         return -1;
     }
+    /* Copy what we need first: decoding the name allocates, a GC pass can
+     * run finalizers, and those may change (even move) the table. */
+    Py_ssize_t idx = e - tmaps;
+    uintptr_t addr = e->home;
+    Py_ssize_t size = (Py_ssize_t)e->len;
+    char ro = (char)(readonly || !(e->prot & PROT_WRITE));
     PyObject *name = PyUnicode_DecodeFSDefault(e->name);
     if (name == NULL)
         return -1;
     Py_XSETREF(self->name, name);
     self->token = token;
-    self->idx = e - tmaps;
-    self->addr = e->home;
-    self->size = (Py_ssize_t)e->len;
-    self->readonly = (char)(readonly || !(e->prot & PROT_WRITE));
+    self->idx = idx;
+    self->addr = addr;
+    self->size = size;
+    self->readonly = ro;
     return 0;
 }
 
