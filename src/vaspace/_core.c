@@ -475,6 +475,7 @@ plan_check(const move_t *moves, Py_ssize_t n)
 {
     int r = 0;
     Py_ssize_t flipped = 0;
+    tmap_t *pinned = NULL, *mover = NULL; /* what to name in the BufferError */
     while (flipped < n) {
         const move_t *m = &moves[flipped];
         if (m->idx >= tmaps_len || tmaps[m->idx].token != m->token ||
@@ -484,8 +485,7 @@ plan_check(const move_t *moves, Py_ssize_t n)
         }
         tmap_t *e = &tmaps[m->idx];
         if (e->exports) {
-            refuse_exported(e, "switching away from its VAS");
-            r = -1;
+            pinned = e;
             break;
         }
         for (Py_ssize_t j = 0; m->place && j < tmaps_len && r == 0; j++) {
@@ -493,23 +493,32 @@ plan_check(const move_t *moves, Py_ssize_t n)
             if (o->token && o->placed && overlaps(o->home, o->len, e->home, e->len)) {
                 r = 1;
                 if (o->exports) {
-                    char what[400];
-                    snprintf(what, sizeof(what), "placing segment '%s' over it",
-                             e->name ? e->name : "?");
-                    refuse_exported(o, what);
-                    r = -1;
+                    pinned = o;
+                    mover = e;
                 }
             }
         }
-        if (r)
+        if (r || pinned)
             break;
         e->placed = m->place;
         flipped++;
     }
-    /* Undo the simulation (each token appears once in a plan). */
+    /* Undo the simulation (each token appears once in a plan) before any
+     * Python code can run: building the message allocates, and a GC pass may
+     * run finalizers that change the plans or the table. */
     while (flipped-- > 0)
         tmaps[moves[flipped].idx].placed = !moves[flipped].place;
-    return r;
+    if (pinned == NULL)
+        return r;
+    if (mover == NULL) {
+        refuse_exported(pinned, "switching away from its VAS");
+    } else {
+        char what[400];
+        snprintf(what, sizeof(what), "placing segment '%s' over it",
+                 mover->name ? mover->name : "?");
+        refuse_exported(pinned, what);
+    }
+    return -1;
 }
 
 /* Run moves[0..n) in order (after plan_check); on failure undo the ones
@@ -957,20 +966,25 @@ vaspace_plan_get(PyObject *self, PyObject *args)
     plan_t *p = plan_find(from, to);
     if (p == NULL)
         Py_RETURN_NONE;
-    PyObject *list = PyList_New(p->n);
-    if (list == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < p->n; i++) {
-        PyObject *t = Py_BuildValue("(KKKO)", (unsigned long long)p->moves[i].src,
-                                    (unsigned long long)p->moves[i].dst,
-                                    (unsigned long long)p->moves[i].len,
-                                    p->moves[i].keep_hole ? Py_True : Py_False);
-        if (t == NULL) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, i, t);
+    /* Copy first: building tuples allocates, and a GC pass may run
+     * finalizers that replace or drop this plan. */
+    Py_ssize_t n = p->n;
+    move_t *copy = PyMem_Calloc(n ? n : 1, sizeof(move_t));
+    if (copy == NULL)
+        return PyErr_NoMemory();
+    memcpy(copy, p->moves, (size_t)n * sizeof(move_t));
+    PyObject *list = PyList_New(n);
+    for (Py_ssize_t i = 0; list != NULL && i < n; i++) {
+        PyObject *t = Py_BuildValue("(KKKO)", (unsigned long long)copy[i].src,
+                                    (unsigned long long)copy[i].dst,
+                                    (unsigned long long)copy[i].len,
+                                    copy[i].keep_hole ? Py_True : Py_False);
+        if (t == NULL)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, i, t);
     }
+    PyMem_Free(copy);
     return list;
 }
 
