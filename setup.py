@@ -13,6 +13,7 @@ libpython, no compiler for it) the package still builds, without it, and
 says why.
 """
 
+import json
 import os
 import sys
 import sysconfig
@@ -81,7 +82,8 @@ class BuildWithCapi(build_ext):
             include_dirs=[sysconfig.get_path("include"), "src/vaspace/include"],
             # The interpreter to start when the package is not under a
             # site-packages (an in-place or editable build).
-            macros=[("VASPACE_BUILD_EXECUTABLE", '"%s"' % os.path.abspath(sys.executable))],
+            macros=[("VASPACE_BUILD_EXECUTABLE",
+                     json.dumps(os.path.abspath(sys.executable), ensure_ascii=False))],
             extra_postargs=[*CFLAGS, "-fPIC"],
         )
         self.compiler.link_shared_object(
