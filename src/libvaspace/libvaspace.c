@@ -180,11 +180,14 @@ static void
 unpin(void *tstate)
 {
     /* The thread exits: clearing its thread state drops its thread-locals,
-     * whose guard leaves the thread's VAS; then the state is deleted. */
+     * whose guard leaves the thread's VAS; then the state is deleted.  Not
+     * PyGILState_Release: glibc has already emptied Python's own TSS slot
+     * for this thread by the time key destructors run. */
     if (_Py_IsFinalizing())
         return;
     PyEval_RestoreThread((PyThreadState *)tstate);
-    PyGILState_Release(PyGILState_UNLOCKED);
+    PyThreadState_Clear((PyThreadState *)tstate);
+    PyThreadState_DeleteCurrent();
 }
 
 static int
