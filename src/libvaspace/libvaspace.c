@@ -319,9 +319,20 @@ initialize(void)
 
 /* ------------------------------------------------------------ calls */
 
-/* Take the GIL for a call; -1 (errno set) if vaspace could not start. */
+/* How a call got the GIL, so that it gives it back the same way. */
+typedef struct {
+    enum { GIL_HELD_ALREADY, GIL_RESTORED, GIL_STATE } how;
+    PyGILState_STATE state;
+} gil_t;
+
+/* Take the GIL for a call; -1 (errno set) if vaspace could not start.
+ *
+ * A pinned thread (the embedding main thread, or a thread Python never
+ * saw) swaps its own thread state in and out: the cheapest way to take and
+ * drop the GIL, which matters for vas_switch.  A Python thread calling from
+ * C goes through PyGILState (it may hold the GIL already). */
 static int
-enter(PyGILState_STATE *gil)
+enter(gil_t *gil)
 {
     pthread_once(&init_once, initialize);
     if (init_errno) {
@@ -335,14 +346,31 @@ enter(PyGILState_STATE *gil)
         pinned = PyEval_SaveThread();
         pthread_setspecific(pin_key, pinned);
     }
-    *gil = PyGILState_Ensure();
+    if (pinned == NULL) {
+        gil->how = GIL_STATE;
+        gil->state = PyGILState_Ensure();
+    } else if (_PyThreadState_UncheckedGet() == pinned) {
+        gil->how = GIL_HELD_ALREADY;  /* called back from Python code on this thread */
+    } else {
+        gil->how = GIL_RESTORED;
+        PyEval_RestoreThread(pinned);
+    }
     return 0;
+}
+
+static void
+give_back(gil_t gil)
+{
+    if (gil.how == GIL_RESTORED)
+        PyEval_SaveThread();
+    else if (gil.how == GIL_STATE)
+        PyGILState_Release(gil.state);
 }
 
 /* Finish a call whose result is r (NULL: an exception is set).  Returns
  * r's int value (0 for None), or -1 with errno set. */
 static long
-leave(PyGILState_STATE gil, PyObject *r)
+leave(gil_t gil, PyObject *r)
 {
     long value = 0;
     int err = 0;
@@ -374,7 +402,7 @@ leave(PyGILState_STATE gil, PyObject *r)
         }
         Py_DECREF(r);
     }
-    PyGILState_Release(gil);
+    give_back(gil);
     if (err) {
         errno = err;
         return -1;
@@ -397,7 +425,7 @@ call_named(int f, const char *name, const char *fmt, ...)
 {
     if (name == NULL)
         return bad_arg("NULL name");
-    PyGILState_STATE gil;
+    gil_t gil;
     if (enter(&gil) < 0)
         return -1;
     PyObject *r = NULL;
@@ -428,7 +456,7 @@ call_named(int f, const char *name, const char *fmt, ...)
 static long
 call_ids(int f, const char *fmt, ...)
 {
-    PyGILState_STATE gil;
+    gil_t gil;
     if (enter(&gil) < 0)
         return -1;
     va_list ap;
@@ -443,7 +471,7 @@ call_ids(int f, const char *fmt, ...)
 static int
 get_attr(int f, int id, unsigned int *mode, unsigned int *user, unsigned int *group)
 {
-    PyGILState_STATE gil;
+    gil_t gil;
     if (enter(&gil) < 0)
         return -1;
     PyObject *t = PyObject_CallFunction(fns[f], "i", id);
@@ -471,7 +499,7 @@ get_attr(int f, int id, unsigned int *mode, unsigned int *user, unsigned int *gr
 static int
 set_attr(int f, int id, unsigned int mode, unsigned int user, unsigned int group)
 {
-    PyGILState_STATE gil;
+    gil_t gil;
     if (enter(&gil) < 0)
         return -1;
     PyObject *attr = PyObject_CallFunction(fns[F_ATTR], "III", mode, user, group);
@@ -518,7 +546,7 @@ vas_switch(vasid_t vid)
 {
     /* The hot path: one call of _core.vas_switch, which runs a cached plan
      * in C and only enters Python when it must plan. */
-    PyGILState_STATE gil;
+    gil_t gil;
     if (enter(&gil) < 0)
         return -1;
     PyObject *arg = PyLong_FromLong(vid);
