@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,13 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #define PY_VERSION_MM STR(PY_MAJOR_VERSION) "." STR(PY_MINOR_VERSION)
+
+/* Sticky GIL (see "the GIL" below) relies on 3.11's global current thread state. */
+#if PY_VERSION_HEX < 0x030C0000
+#define STICKY_GIL_POSSIBLE 1
+#else
+#define STICKY_GIL_POSSIBLE 0
+#endif
 
 #ifndef VASPACE_BUILD_EXECUTABLE
 #define VASPACE_BUILD_EXECUTABLE ""
@@ -62,7 +70,7 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_errno;           /* 0 once vaspace is imported; sticky otherwise */
 static char init_message[1024];
 static pthread_key_t pin_key;
-static __thread PyThreadState *pinned;
+static __thread PyThreadState *pinned __attribute__((tls_model("initial-exec")));
 static __thread char last_error[1024];
 
 static void set_message(char *buf, size_t size, const char *fmt, ...)
@@ -153,42 +161,12 @@ find_executable(const char *pkgdir, char *out, size_t size)
     return -1;
 }
 
-static void
-before_fork(void)
-{
-    PyGILState_Ensure();
-    PyOS_BeforeFork();
-}
-
-static void
-after_fork_parent(void)
-{
-    PyOS_AfterFork_Parent();
-    PyGILState_Release(PyGILState_UNLOCKED);
-}
-
-/* vaspace's own after-fork hook (os.register_at_fork) runs in here: the
- * child starts in the original address space with no attachments. */
-static void
-after_fork_child(void)
-{
-    PyOS_AfterFork_Child();
-    PyGILState_Release(PyGILState_UNLOCKED);
-}
-
-static void
-unpin(void *tstate)
-{
-    /* The thread exits: clearing its thread state drops its thread-locals,
-     * whose guard leaves the thread's VAS; then the state is deleted.  Not
-     * PyGILState_Release: glibc has already emptied Python's own TSS slot
-     * for this thread by the time key destructors run. */
-    if (_Py_IsFinalizing())
-        return;
-    PyEval_RestoreThread((PyThreadState *)tstate);
-    PyThreadState_Clear((PyThreadState *)tstate);
-    PyThreadState_DeleteCurrent();
-}
+static void before_fork(void);
+static void after_fork_parent(void);
+static void after_fork_child(void);
+static void unpin(void *tstate);
+static void release_pinned(void);
+static atomic_int sticky;
 
 static int
 start_interpreter(const char *pkgdir)
@@ -311,26 +289,82 @@ initialize(void)
          * protocol (locks, os.register_at_fork hooks).  A Python host runs
          * it itself in os.fork. */
         pthread_atfork(before_fork, after_fork_parent, after_fork_child);
-        pinned = PyEval_SaveThread();  /* let other threads in */
+        pinned = PyThreadState_Get();
+        atomic_store(&sticky, STICKY_GIL_POSSIBLE);
+        release_pinned();  /* let other threads in */
     } else {
         PyGILState_Release(gil);
     }
 }
 
-/* ------------------------------------------------------------ calls */
+/* ------------------------------------------------------------ the GIL */
+
+/*
+ * Every call holds the GIL while it runs Python.  Taking and dropping it
+ * costs about 100 ns, twice a vas_switch's own cost, so while only one
+ * thread has ever called in (the common C program), an embedding process
+ * keeps the GIL "sticky": the thread leaving a call marks itself
+ * idle_owner and keeps the GIL; its next call takes it back with one
+ * compare-and-swap.  The first call from a second thread ends sticky mode
+ * for good (a thread waiting for the GIL inside Python's own hand-over
+ * would not be seen), and takes the GIL from an idle owner by releasing it
+ * on the owner's behalf (CPython 3.11 keeps the current thread state in one
+ * global, so any thread may release it); an owner leaving a call while
+ * others wait (waiters) releases as usual.  Sticky mode needs every GIL
+ * user to be a caller of this library, which holds when we started the
+ * interpreter (vaspace starts no thread); never in a Python host, and not
+ * from 3.12 on (the current thread state is per thread there).
+ */
+static atomic_int sticky;
+static _Atomic(PyThreadState *) idle_owner;
+static atomic_int waiters;
+static __thread int call_depth __attribute__((tls_model("initial-exec")));
+
+/* The pinned thread state takes the GIL, by the protocol. */
+static void
+acquire_pinned(void)
+{
+    PyThreadState *mine = pinned;
+    if (atomic_compare_exchange_strong(&idle_owner, &mine, NULL))
+        return;  /* still ours since the last call */
+    atomic_fetch_add(&waiters, 1);
+    for (;;) {
+        PyThreadState *cur = atomic_load(&idle_owner);
+        if (cur == NULL)
+            break;  /* a busy holder will see waiters and release */
+        if (atomic_compare_exchange_strong(&idle_owner, &cur, NULL)) {
+            PyEval_SaveThread();  /* cur is idle: release for it */
+            break;
+        }
+    }
+    PyEval_RestoreThread(pinned);
+    atomic_fetch_sub(&waiters, 1);
+}
+
+static void
+release_pinned(void)
+{
+    if (atomic_load(&sticky)) {
+        atomic_store(&idle_owner, pinned);
+        if (atomic_load(&waiters) == 0)
+            return;
+        PyThreadState *mine = pinned;
+        if (!atomic_compare_exchange_strong(&idle_owner, &mine, NULL))
+            return;  /* a waiter took it and releases it for us */
+    }
+    PyEval_SaveThread();
+}
 
 /* How a call got the GIL, so that it gives it back the same way. */
 typedef struct {
-    enum { GIL_HELD_ALREADY, GIL_RESTORED, GIL_STATE } how;
+    enum { GIL_HELD_ALREADY, GIL_PINNED, GIL_STATE } how;
     PyGILState_STATE state;
 } gil_t;
 
 /* Take the GIL for a call; -1 (errno set) if vaspace could not start.
- *
  * A pinned thread (the embedding main thread, or a thread Python never
- * saw) swaps its own thread state in and out: the cheapest way to take and
- * drop the GIL, which matters for vas_switch.  A Python thread calling from
- * C goes through PyGILState (it may hold the GIL already). */
+ * saw) swaps its own thread state in; a Python thread calling from C goes
+ * through PyGILState (it may hold the GIL already). */
 static int
 enter(gil_t *gil)
 {
@@ -340,20 +374,25 @@ enter(gil_t *gil)
         errno = init_errno;
         return -1;
     }
-    if (pinned == NULL && PyGILState_GetThisThreadState() == NULL) {
-        /* A thread Python does not know: give it a state for its whole life. */
-        PyGILState_Ensure();
-        pinned = PyEval_SaveThread();
-        pthread_setspecific(pin_key, pinned);
+    if (call_depth++ > 0) {
+        gil->how = GIL_HELD_ALREADY;  /* called back from Python code in a call */
+        return 0;
     }
-    if (pinned == NULL) {
+    if (pinned == NULL && PyGILState_GetThisThreadState() == NULL) {
+        /* A thread Python does not know: a thread state for its whole life
+         * (made without the GIL; PyThreadState_New binds it to this thread). */
+        pinned = PyThreadState_New(PyInterpreterState_Main());
+        pthread_setspecific(pin_key, pinned);
+        /* Two threads call in: Python's own GIL hand-over (a thread waiting
+         * inside a call) knows nothing of idle owners, so stop idling. */
+        atomic_store(&sticky, 0);
+    }
+    if (pinned != NULL) {
+        gil->how = GIL_PINNED;
+        acquire_pinned();
+    } else {
         gil->how = GIL_STATE;
         gil->state = PyGILState_Ensure();
-    } else if (_PyThreadState_UncheckedGet() == pinned) {
-        gil->how = GIL_HELD_ALREADY;  /* called back from Python code on this thread */
-    } else {
-        gil->how = GIL_RESTORED;
-        PyEval_RestoreThread(pinned);
     }
     return 0;
 }
@@ -361,11 +400,59 @@ enter(gil_t *gil)
 static void
 give_back(gil_t gil)
 {
-    if (gil.how == GIL_RESTORED)
-        PyEval_SaveThread();
+    call_depth--;
+    if (gil.how == GIL_PINNED)
+        release_pinned();
     else if (gil.how == GIL_STATE)
         PyGILState_Release(gil.state);
 }
+
+/* fork() from C: Python's fork protocol (its locks, os.register_at_fork
+ * hooks; vaspace's own hook makes the child start in the original address
+ * space with no attachments).  A Python host runs it itself in os.fork. */
+static __thread gil_t fork_gil;
+
+static void
+before_fork(void)
+{
+    enter(&fork_gil);
+    PyOS_BeforeFork();
+}
+
+static void
+after_fork_parent(void)
+{
+    PyOS_AfterFork_Parent();
+    give_back(fork_gil);
+}
+
+static void
+after_fork_child(void)
+{
+    PyOS_AfterFork_Child();
+    /* The other threads are gone: nobody waits, nobody idles. */
+    atomic_store(&idle_owner, NULL);
+    atomic_store(&waiters, 0);
+    give_back(fork_gil);
+}
+
+static void
+unpin(void *tstate)
+{
+    /* The thread exits: clearing its thread state drops its thread-locals,
+     * whose guard leaves the thread's VAS; then the state is deleted (which
+     * releases the GIL).  Not PyGILState_Release: glibc has already emptied
+     * Python's own TSS slot for this thread when key destructors run. */
+    if (_Py_IsFinalizing())
+        return;
+    pinned = tstate;
+    acquire_pinned();
+    PyThreadState_Clear(pinned);
+    PyThreadState_DeleteCurrent();
+    pinned = NULL;
+}
+
+/* ------------------------------------------------------------ calls */
 
 /* Finish a call whose result is r (NULL: an exception is set).  Returns
  * r's int value (0 for None), or -1 with errno set. */
