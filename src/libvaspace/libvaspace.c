@@ -67,7 +67,7 @@ static const char *const fn_names[F_COUNT] = {
 static PyObject *fns[F_COUNT];
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static int init_errno;           /* 0 once vaspace is imported; sticky otherwise */
+static int init_errno;           /* 0 once vaspace is imported; kept for good otherwise */
 static char init_message[1024];
 static pthread_key_t pin_key;
 static __thread PyThreadState *pinned __attribute__((tls_model("initial-exec")));
