@@ -45,6 +45,11 @@ def _commands(outdir: Path) -> list[list[str]]:
     flags = [*config.cflags().split(), *config.libs().split()]
     cmds = [["cc", "-O1", "-Wall", "-Werror", "-pthread", str(src), "-o", str(outdir / name),
              *flags] for name, src in PROGRAMS.items()]
+    # libmvas's own link line: -lmvas (a linker script naming libvaspace.so).
+    libdir = str(config.lib_dir())
+    cmds.append(["cc", "-O1", "-Wall", "-Werror", str(PROGRAMS["hello"]), "-o",
+                 str(outdir / "hello_mvas"), *config.cflags().split(), f"-L{libdir}",
+                 f"-Wl,-rpath,{libdir}", "-lmvas"])
     ext = outdir / "ext" / ("capi_ext" + sysconfig.get_config_var("EXT_SUFFIX"))
     cmds.append(["cc", "-O1", "-Wall", "-Werror", "-shared", "-fPIC", "-pthread",
                  f"-I{sysconfig.get_path('include')}", str(HERE / "c/capi_ext.c"),

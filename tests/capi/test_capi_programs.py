@@ -73,6 +73,15 @@ def test_hello_under_env_i(capi, registry: str) -> None:
     assert vaspace.vas_ids() == [] and vaspace.seg_ids() == []
 
 
+def test_lmvas_links_the_same_library(capi, registry: str) -> None:
+    """A libmvas Makefile's -lmvas works, and the process loads libvaspace.so only."""
+    out = run(capi["hello_mvas"], registry=registry)
+    assert "hello from a VAS" in out
+    ldd = subprocess.run(["ldd", capi["hello_mvas"]], capture_output=True, text=True).stdout
+    if ldd:
+        assert "libvaspace.so" in ldd and "libmvas" not in ldd
+
+
 def test_vaspace_window_applies_from_c(capi, registry: str) -> None:
     """VASPACE_WINDOW moves the window for C programs too: hello's segment falls outside."""
     env = {**bare_env(registry), "VASPACE_WINDOW": "500000000000-600000000000"}
