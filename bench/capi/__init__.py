@@ -5,7 +5,9 @@ and ``vaspace config --cflags --libs``, runs it with a bare environment on a
 temporary registry, and turns its output into a ``Section``:
 
   * a pipe ping-pong between two processes pinned to CPU 0 (the baseline);
-  * a VAS switch that moves nothing (two VASes with no segments);
+  * a VAS switch that moves nothing (two VASes with no segments), and the
+    same once a second thread has called in (the GIL then changes hands on
+    every call);
   * a VAS switch of one conflicting 4 KiB segment (A's and B's at one address);
   * ``vas_create`` against ``fork()`` + ``_exit`` + ``waitpid`` of a small C
     process (before the interpreter starts), and the same fork once the
@@ -37,6 +39,8 @@ TARGETS = [
 LABELS = {
     "pingpong_pinned": "process switch: pipe ping-pong, both on CPU 0 (round trip)",
     "switch_nothing": "VAS switch from C, nothing to move (round trip)",
+    "switch_nothing_threaded": "VAS switch from C, nothing to move, once two threads have "
+                               "called in (the GIL handed over on every call; round trip)",
     "switch_one_conflicting": "VAS switch from C, one conflicting 4 KiB segment (round trip)",
     "fork": "fork() + _exit + waitpid, a small C process",
     "vas_create": "vas_create from C",
@@ -44,7 +48,8 @@ LABELS = {
     "first_call": "first call (interpreter start-up + import vaspace)",
     "second_call": "second call (vas_find of a missing name)",
 }
-BASELINES = {"switch_nothing": "pingpong_pinned", "switch_one_conflicting": "pingpong_pinned",
+BASELINES = {"switch_nothing": "pingpong_pinned", "switch_nothing_threaded": "pingpong_pinned",
+             "switch_one_conflicting": "pingpong_pinned",
              "vas_create": "fork"}
 
 

@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +113,13 @@ make_pair(const char *tag, int seg)
     if (vas_switch(p.a) < 0 || vas_switch(p.b) < 0 || vas_switch(p.a) < 0)
         die("warm-up");
     return p;
+}
+
+static void *
+call_once(void *arg)
+{
+    active_vas();
+    return NULL;
 }
 
 static void
@@ -254,5 +262,13 @@ main(int argc, char **argv)
 
     create_figure(runs, n > 2000 ? 2000 : n);
     figure("fork_embedded", fork_body, NULL, runs, secs);
+
+    /* Once a second thread has called in, every call hands the GIL over. */
+    pthread_t th;
+    if (pthread_create(&th, NULL, call_once, NULL) != 0 || pthread_join(th, NULL) != 0)
+        die("pthread");
+    none = make_pair("none2", 0);
+    figure("switch_nothing_threaded", switch_body, &none, runs, secs);
+    drop_pair(none);
     return 0;
 }

@@ -324,6 +324,11 @@ static __thread int call_depth __attribute__((tls_model("initial-exec")));
 static void
 acquire_pinned(void)
 {
+    if (!atomic_load(&sticky) && atomic_load(&idle_owner) == NULL) {
+        /* Nobody idles, and nobody will (see release_pinned's re-check). */
+        PyEval_RestoreThread(pinned);
+        return;
+    }
     PyThreadState *mine = pinned;
     if (atomic_compare_exchange_strong(&idle_owner, &mine, NULL))
         return;  /* still ours since the last call */
@@ -346,7 +351,9 @@ release_pinned(void)
 {
     if (atomic_load(&sticky)) {
         atomic_store(&idle_owner, pinned);
-        if (atomic_load(&waiters) == 0)
+        /* Sticky again after the store: a thread that ends sticky mode
+         * stores 0 before it looks for an idle owner, so it finds us. */
+        if (atomic_load(&waiters) == 0 && atomic_load(&sticky))
             return;
         PyThreadState *mine = pinned;
         if (!atomic_compare_exchange_strong(&idle_owner, &mine, NULL))
