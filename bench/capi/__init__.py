@@ -103,8 +103,10 @@ def markdown(sec: Section) -> list[str]:
     lines = ["## The C API (issue 13): the cover letter's table from C", ""]
     if "skipped" in sec.facts:
         return [*lines, f"Not run: {sec.facts['skipped']}.", ""]
-    lines += [__doc__.split("\n\n")[1].replace("\n", " "), "",
-              "| target | verdict | measured |", "|---|---|---|"]
+    lines += ["Measured from C through the C API (`bench/capi/capi_bench.c`, built with "
+              "`vaspace config --cflags --libs`, run with a bare environment). Switches are "
+              "round trips; the fork baseline is a small C process, before the interpreter "
+              "starts.", "", "| target | verdict | measured |", "|---|---|---|"]
     for key, base, want, words in TARGETS:
         r = sec.ratio(key) or 0.0
         lines.append(f"| {words} | **{'MET' if r >= want else 'MISSED'}** | "
@@ -115,7 +117,8 @@ def markdown(sec: Section) -> list[str]:
         r = sec.ratio(f.key)
         lines.append(f"| {f.label} | {fmt_ns(f.median)} ({fmt_ns(f.min)} – {fmt_ns(f.max)}) | "
                      f"{f'{r:.3g}x' if r is not None else '–'} |")
-    lines += ["", f"Compiler: {sec.facts.get('compiler', '?')}. A C call takes the GIL and "
-              "gives it back (the interpreter may serve other threads meanwhile); that "
-              "hand-over, not the switch, is most of a C switch's cost.", ""]
+    lines += ["", f"Compiler: {sec.facts.get('compiler', '?')}. A C call enters the embedded "
+              "interpreter: while one thread calls in, it keeps the GIL between calls; once "
+              "several threads do, the GIL changes hands on every call, which costs more "
+              "than the switch itself (docs/capi.md).", ""]
     return lines
