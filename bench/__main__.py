@@ -21,12 +21,15 @@ import tempfile
 import time
 
 from . import machine, report
+from .capi import markdown as capi_markdown
 from .common import Section
 
 SECTIONS = ["switch", "create", "gups", "attach", "syscalls"]
 OTHERS = ["redisjmp", "samtools", "shared_memory"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+# The C API's figures, measured from C (bench/capi/); its markdown follows the report's.
+SECTIONS.append("capi")
 
 
 def _vaspace_dir() -> str:
@@ -125,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vaspace-bench-") as work:
         for name in names:
             secs[name] = run_section(name, args.smoke, work)
+        if "capi" in secs:  # the C API's figures, from C (bench/capi/)
+            extra += capi_markdown(secs["capi"])
         if args.others:
             for name in OTHERS:
                 with contextlib.suppress(OSError):

@@ -112,9 +112,9 @@ def cli(root: str | None) -> None:
 
 
 def _register() -> None:
-    from . import create, demo, ls, maps, picture, ps, rm, seg, show
+    from . import config, create, demo, ls, maps, picture, ps, rm, seg, show
 
-    for mod in (ls, show, create, rm, seg, ps, maps, picture, demo):
+    for mod in (ls, show, create, rm, seg, ps, maps, picture, demo, config):
         cli.add_command(mod.command)
 
 
