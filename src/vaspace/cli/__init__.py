@@ -80,7 +80,7 @@ class VaspaceGroup(click.Group):
             # vaspace's errors carry "<strerror>: <what>" and name the object
             # (and the holders, for EBUSY); plain OS errors name the file.
             text = exc.strerror or str(exc)
-            if exc.filename is not None:
+            if exc.filename is not None and str(exc.filename) not in text:
                 text = f"{text}: {exc.filename}"
             code = _fail(text, 1)
         except ValueError as exc:
