@@ -968,6 +968,7 @@ def test_fifos_never_hang_anyone(registry: str, what: str) -> None:
             "vas_ids": vaspace.vas_ids(), "seg_ids": vaspace.seg_ids(),
             "snapshot": sorted(v.name for v in model.snapshot().vases),
             "attach": errno_of(vaspace.vas_attach, 0, objs["vid"], os.O_RDWR),
+            "attach_ro": errno_of(vaspace.vas_attach, 0, objs["vid"], os.O_RDONLY),
             "seg_attach": errno_of(vaspace.vas_seg_attach, mine["vid"], objs["sid"], os.O_RDWR),
             "seg_delete": errno_of(vaspace.vas_seg_delete, mine["sid"]),
         }
@@ -981,7 +982,7 @@ def test_fifos_never_hang_anyone(registry: str, what: str) -> None:
     assert mine["vid"] in out["vas_ids"] and out["seg_delete"] == "ok" and out["create"] == "ok"
     assert "mine" in out["snapshot"]
     if what in ("data", "lock", "region", "seg-name"):
-        assert out["attach"] == errno.EIO, out
+        assert out["attach"] == out["attach_ro"] == errno.EIO, out
     if what in ("region", "seg-name"):
         assert out["seg_attach"] == errno.EIO, out
 
