@@ -112,10 +112,11 @@ def cli(root: str | None) -> None:
 
 
 def _register() -> None:
-    from . import create, demo, ls, maps, picture, ps, rm, seg, show
+    from . import create, demo, fsck, ls, maps, picture, ps, rm, seg, show
 
     for mod in (ls, show, create, rm, seg, ps, maps, picture, demo):
         cli.add_command(mod.command)
+    cli.add_command(fsck.command)
 
 
 _register()

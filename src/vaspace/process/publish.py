@@ -10,7 +10,6 @@ always does, so publishing costs nothing per switch.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
 
@@ -52,7 +51,7 @@ def publish() -> bool:
         _core.publish_threads(fd)
     finally:
         os.close(fd)
-    _reap()
+    _reap(limit=64)  # bounded: housekeeping must not make an attach slow
     return True
 
 
@@ -87,33 +86,6 @@ def _uid_of(pid: int) -> int | None:
         return None
 
 
-def _number(text: str) -> int | None:
-    """An ASCII decimal number, or None (``"²".isdigit()`` is True)."""
-    return int(text) if text.isascii() and text.isdigit() else None
-
-
-def stale_slot_files(limit: int | None = None) -> list[str]:
-    """Names of ``procs/<pid>-<start>.threads`` files whose process is gone."""
-    try:
-        entries = os.listdir(f"{rootmod.root_path()}/procs")
-    except FileNotFoundError:
-        return []
-    out = []
-    for entry in entries if limit is None else entries[:limit]:
-        stem, _, ext = entry.partition(".")
-        pid_text, _, started_text = stem.partition("-")
-        pid, started = _number(pid_text), _number(started_text)
-        if ext == "threads" and pid is not None and started is not None \
-                and records.start_time(pid) != started:
-            out.append(entry)
-    return out
-
-
 def _reap(limit: int | None = None) -> list[str]:
-    """Remove the slot files of processes that are gone (unlink never follows a link)."""
-    gone = []
-    for entry in stale_slot_files(limit):
-        with contextlib.suppress(OSError):
-            os.unlink(f"{rootmod.root_path()}/procs/{entry}")
-            gone.append(entry)
-    return gone
+    """Remove the slot files of processes that are gone (records.reap_slot_files)."""
+    return records.reap_slot_files(limit)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from .. import names
 from .._ntuples import Attr
 from ..errors import invalid, vas_error
-from . import fs
+from . import fs, records
 from . import root as rootmod
 from .kind import MAX_ID, SEG, VAS, Kind, check_id, describe
 from .ref import Ref, is_live, pin
@@ -177,6 +177,9 @@ def _reap_once(kind: Kind, root: str) -> None:
     _reaped.add(key)
     try:
         reap_orphans(kind, limit=REAP_BATCH)
+        if kind is VAS:  # process records: once per process is enough
+            records.reap_pending(REAP_BATCH)
+            records.reap_slot_files(REAP_BATCH)
     except OSError:
         pass  # housekeeping never fails a create
 

@@ -286,3 +286,38 @@ def reap_pending(limit: int | None = 64) -> list[str]:
     finally:
         os.close(base)
     return gone
+
+
+# ---------------------------------------------------------------- thread slot files
+
+
+def _number(text: str) -> int | None:
+    """An ASCII decimal number, or None (``"²".isdigit()`` is True)."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def stale_slot_files(limit: int | None = None) -> list[str]:
+    """Names of ``procs/<pid>-<start>.threads`` files whose process is gone."""
+    try:
+        entries = os.listdir(_procs())
+    except FileNotFoundError:
+        return []
+    out = []
+    for entry in entries if limit is None else entries[:limit]:
+        stem, _, ext = entry.partition(".")
+        pid_text, _, started_text = stem.partition("-")
+        pid, started = _number(pid_text), _number(started_text)
+        if ext == "threads" and pid is not None and started is not None \
+                and not _alive(pid, started):
+            out.append(entry)
+    return out
+
+
+def reap_slot_files(limit: int | None = None) -> list[str]:
+    """Remove the slot files of processes that are gone (``unlink`` never follows a link)."""
+    gone = []
+    for entry in stale_slot_files(limit):
+        with contextlib.suppress(OSError):
+            os.unlink(f"{_procs()}/{entry}")
+            gone.append(entry)
+    return gone
