@@ -85,7 +85,7 @@ def _check_dir(path: Path, owner: int) -> None:
         raise vas_error(errno.EACCES, f"registry path {path} is world-writable but not sticky")
 
 
-def existing() -> Path:
+def existing() -> str:
     """The registry root, which must exist: ENOENT naming it otherwise.
 
     Read-only calls use this, so a typo in ``--root`` or ``VASPACE_ROOT``
@@ -93,9 +93,10 @@ def existing() -> Path:
     directory without the registry's layout is not a registry).  The layout
     is checked once per process, as in ``ensure``.
     """
-    root = root_path()
-    if str(root) in _checked:
-        return root
+    key = os.environ.get("VASPACE_ROOT") or DEFAULT_ROOT
+    if key in _checked:  # the hot path: no Path object, one dict lookup
+        return key
+    root = Path(key)
     try:
         _check_dir(root, os.geteuid())
         owner = os.lstat(root).st_uid
@@ -105,17 +106,16 @@ def existing() -> Path:
         raise vas_error(errno.ENOENT, f"no vaspace registry at {root} (the first call that "
                         "creates a VAS or a segment makes it)", str(root)) from None
     st = os.lstat(root)
-    _checked[str(root)] = (st.st_dev, st.st_ino)
-    return root
+    _checked[key] = (st.st_dev, st.st_ino)
+    return key
 
 
-def ensure() -> Path:
+def ensure() -> str:
     """Create the layout on first use, check it once per process, return the root."""
-    root = root_path()
-    key = str(root)
-    st_cached = _checked.get(key)
-    if st_cached is not None:
-        return root
+    key = os.environ.get("VASPACE_ROOT") or DEFAULT_ROOT
+    if key in _checked:
+        return key
+    root = Path(key)
     root.parent.mkdir(parents=True, exist_ok=True)
     _mkdir_shared(root)
     _check_dir(root, os.geteuid())
@@ -127,7 +127,7 @@ def ensure() -> Path:
         fs.write_new("lock", "", 0o644, rfd)
     st = os.lstat(root)
     _checked[key] = (st.st_dev, st.st_ino)
-    return root
+    return key
 
 
 @contextlib.contextmanager
@@ -166,7 +166,7 @@ LOCK_TIMEOUT = 10.0
 
 
 @contextlib.contextmanager
-def locked() -> Iterator[Path]:
+def locked() -> Iterator[str]:
     """Hold the registry-wide lock around a change that spans objects.
 
     Used for segment attach/detach and deletes, whose checks ("is this
@@ -194,7 +194,7 @@ def locked() -> Iterator[Path]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise vas_error(errno.EBUSY, f"the registry lock {root / 'lock'} has been "
+                    raise vas_error(errno.EBUSY, f"the registry lock {root}/lock has been "
                                     f"held by another process for {LOCK_TIMEOUT:g} s",
                                     str(root)) from None
                 time.sleep(pause)

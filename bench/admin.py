@@ -1,0 +1,235 @@
+"""Admin calls (issue 11 §3): find, getattr, a warm attach, a delete, the first answer, ``ls``.
+
+Each figure has a baseline measured in the same run:
+
+- ``vas_find`` and ``vas_getattr`` against ``os.stat`` of a file in the
+  registry (one system call from Python: the floor of any answer from files);
+- a warm ``vas_attach`` of a one-segment VAS (in a process that has attached
+  before) against what its kernel work costs by hand: open the data file,
+  ``mmap`` it, close it;
+- ``vas_seg_delete`` with 0 and with ``many`` unrelated VASes in the
+  registry (the reverse index makes it independent of that number);
+- the first answer in a fresh (forked, imports done) process: find the VAS,
+  attach it, switch in, open the heap and the Dict, get one key; against
+  LMDB's ``Environment`` open + ``get`` of the same key;
+- ``vaspace ls --json`` with n objects, for several n (linear: the cost per
+  object stays flat).
+
+Run ``python -m bench.admin`` (``--smoke`` for tiny sizes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import sys
+import tempfile
+import time
+
+from . import common
+from .common import MiB, Section
+
+
+def _in_fork(fn) -> float:  # type: ignore[no-untyped-def]
+    """Run ``fn`` in a forked child; return the float it sends back."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(w, repr(fn()).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 100):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return float(data)
+
+
+def _lookups(sec: Section, vaspace, root: str, runs: int, n: int) -> None:  # type: ignore[no-untyped-def]
+    vid = vaspace.vas_create("bench-find", 0o600)
+    path = f"{root}/vas/{vid}/lock"
+    sec.add("stat", "os.stat of a registry file (one syscall)", "ns",
+            common.per_op_ns(lambda k: [os.stat(path) for _ in range(k)], n, runs))
+    sec.add("vas_find", "vas_find", "ns",
+            common.per_op_ns(lambda k: [vaspace.vas_find("bench-find") for _ in range(k)],
+                             n, runs), baseline="stat")
+    sec.add("vas_getattr", "vas_getattr", "ns",
+            common.per_op_ns(lambda k: [vaspace.vas_getattr(vid) for _ in range(k)], n, runs),
+            baseline="stat")
+
+
+def _attach(sec: Section, vaspace, root: str, runs: int, n: int) -> None:  # type: ignore[no-untyped-def]
+    w = vaspace.window()[0]
+    vid = vaspace.vas_create("bench-attach", 0o600)
+    sid = vaspace.vas_seg_create("bench-attach", w, w + 2 * MiB, 0o600)
+    vaspace.vas_seg_attach(vid, sid, os.O_RDWR)
+    vaspace.vas_attach(0, vid, os.O_RDWR)  # warm: this process has attached before
+    vaspace.vas_detach(0, vid)
+    data = f"{root}/seg/{sid}/data"
+
+    def by_hand(k: int) -> None:
+        for _ in range(k):
+            fd = os.open(data, os.O_RDWR | os.O_CLOEXEC)
+            m = mmap.mmap(fd, 2 * MiB)
+            os.close(fd)
+            m.close()
+
+    sec.add("open_mmap", "open + mmap + close of the data file (by hand)", "ns",
+            common.per_op_ns(by_hand, n, runs))
+    vals = []
+    for _ in range(runs):
+        total = 0
+        for _ in range(n):
+            t0 = time.perf_counter_ns()
+            vaspace.vas_attach(0, vid, os.O_RDWR)
+            total += time.perf_counter_ns() - t0
+            vaspace.vas_detach(0, vid)
+        vals.append(total / n)
+    sec.add("vas_attach", "vas_attach, one segment, warm", "ns", vals, baseline="open_mmap")
+
+
+def _seg_delete(sec: Section, vaspace, runs: int, many: int) -> None:  # type: ignore[no-untyped-def]
+    w = vaspace.window()[0]
+    counter = iter(range(10**9))
+
+    def one_delete() -> float:
+        sid = vaspace.vas_seg_create(f"d{next(counter)}", w, w + 4096, 0o600)
+        holder = vaspace.vas_create(f"h{next(counter)}", 0o600)
+        vaspace.vas_seg_attach(holder, sid, os.O_RDWR)
+        vaspace.vas_seg_detach(holder, sid)
+        t0 = time.perf_counter_ns()
+        vaspace.vas_seg_delete(sid)
+        dt = time.perf_counter_ns() - t0
+        vaspace.vas_delete(holder)
+        return dt
+
+    sec.add("seg_delete_0", "vas_seg_delete, no other VASes", "ns",
+            [sorted(one_delete() for _ in range(9))[4] for _ in range(runs)])
+    others = [vaspace.vas_create(f"other{i}", 0o600) for i in range(many)]
+    sec.add("seg_delete_many", f"vas_seg_delete, {many} other VASes", "ns",
+            [sorted(one_delete() for _ in range(9))[4] for _ in range(runs)],
+            baseline="seg_delete_0")
+    for vid in others:
+        vaspace.vas_delete(vid)
+
+
+def _first_answer(sec: Section, vaspace, runs: int) -> None:  # type: ignore[no-untyped-def]
+    import lmdb
+
+    from vaspace.heap import Dict, Heap
+    from vaspace.process import state as statemod
+    from vaspace.registry import root as rootmod
+
+    w = vaspace.window()[0]
+    vid = vaspace.vas_create("bench-first", 0o600)
+    sid = vaspace.vas_seg_create("bench-first", w + 64 * MiB, w + 80 * MiB, 0o600)
+    vaspace.vas_seg_attach(vid, sid, os.O_RDWR)
+    vaspace.vas_attach(0, vid, os.O_RDWR)
+    with vaspace.VAS(vid).active():
+        heap = Heap.format(vaspace.Segment(sid).view())
+        d = Dict(heap, root="idx")
+        for i in range(1000):
+            d[f"key{i}"] = i
+        heap.close()
+    vaspace.vas_detach(0, vid)
+    tmp = tempfile.mkdtemp(dir="/dev/shm", prefix="vaspace-bench-lmdb-")
+    env = lmdb.open(tmp, map_size=64 * MiB)
+    with env.begin(write=True) as txn:
+        for i in range(1000):
+            txn.put(f"key{i}".encode(), str(i).encode())
+    env.close()
+
+    def ours() -> float:
+        # A fresh process: nothing attached, no registry checked yet.
+        statemod.state().attachments.clear()
+        rootmod.forget()
+        t0 = time.perf_counter_ns()
+        v = vaspace.vas_find("bench-first")
+        vaspace.vas_attach(0, v, os.O_RDONLY)
+        vaspace.vas_switch(v)
+        h = Heap.open(vaspace.Segment(sid).view())
+        value = Dict.open(h, "idx")["key500"]
+        dt = time.perf_counter_ns() - t0
+        assert value == 500
+        return dt
+
+    def theirs() -> float:
+        t0 = time.perf_counter_ns()
+        e = lmdb.open(tmp, readonly=True, lock=True)
+        with e.begin() as txn:
+            value = txn.get(b"key500")
+        dt = time.perf_counter_ns() - t0
+        assert value == b"500"
+        e.close()
+        return dt
+
+    sec.add("lmdb_first", "LMDB: Environment open + begin + get (fresh process)", "ns",
+            [_in_fork(theirs) for _ in range(runs)])
+    sec.add("first_answer", "find + attach + switch + Heap.open + Dict.open + get (fresh)",
+            "ns", [_in_fork(ours) for _ in range(runs)], baseline="lmdb_first")
+    with contextlib.suppress(OSError):
+        for f in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, f))
+        os.rmdir(tmp)
+
+
+def _listing(sec: Section, vaspace, sizes: list[int], runs: int) -> None:  # type: ignore[no-untyped-def]
+    from vaspace.cli import cli
+    from vaspace.cli.model import seg_json, snapshot, vas_json
+
+    w = vaspace.window()[0]
+    made = 0
+    per_object = {}
+    for n in sizes:
+        while made < n:  # half VASes, half segments, each VAS holding one segment
+            sid = vaspace.vas_seg_create(f"ls{made}", w + (made % 1024) * 4096,
+                                         w + (made % 1024) * 4096 + 4096, 0o600)
+            vid = vaspace.vas_create(f"ls{made}", 0o600)
+            vaspace.vas_seg_attach(vid, sid, os.O_RDWR)
+            made += 2
+        vals = []
+        for _ in range(runs):
+            t0 = time.perf_counter_ns()
+            snap = snapshot()
+            names = {v.id: v.name for v in snap.vases}
+            out = [vas_json(v, snap.segs) for v in snap.vases]
+            out += [seg_json(s, names) for s in snap.segs.values()]
+            vals.append(time.perf_counter_ns() - t0)
+        sec.add(f"ls_{n}", f"ls --json model, {n} objects (total)", "ns", vals)
+        per_object[n] = min(vals) / n
+    sec.facts["ls_ns_per_object"] = {n: round(v) for n, v in per_object.items()}
+    # The command itself once at the largest size, output included.
+    from click.testing import CliRunner
+
+    t0 = time.perf_counter_ns()
+    res = CliRunner().invoke(cli, ["ls", "--json"], prog_name="vaspace")
+    sec.facts[f"vaspace_ls_json_{sizes[-1]}_s"] = round((time.perf_counter_ns() - t0) / 1e9, 3)
+    sec.facts["ls_exit"] = res.exit_code
+
+
+def run(smoke: bool = False) -> Section:
+    """Measure the admin calls; returns the section for the report."""
+    runs = 3 if smoke else 7
+    n = 200 if smoke else 5000
+    sec = Section("admin", "Admin calls: find, getattr, attach, delete, first answer, ls")
+    with common.temp_registry() as base:
+        import vaspace
+
+        vaspace.vas_create("bench-root", 0o600)  # makes the registry
+        root = vaspace.registry_root()
+        _lookups(sec, vaspace, root, runs, n)
+        _attach(sec, vaspace, root, runs, max(20, n // 20))
+        _seg_delete(sec, vaspace, runs, 50 if smoke else 1000)
+        _first_answer(sec, vaspace, runs)
+        _listing(sec, vaspace, [200, 400] if smoke else [1000, 2000, 4000, 10000], 1 if smoke
+                 else 3)
+        del base
+    return sec
+
+
+if __name__ == "__main__":
+    sys.exit(common.section_main(run, __doc__))
