@@ -231,5 +231,74 @@ def run(smoke: bool = False) -> Section:
     return sec
 
 
+
+# ------------------------------------------------------------------ system calls per call
+
+CASES = ("vas_find", "vas_getattr", "attach+detach", "create+delete", "seg_create+delete")
+
+
+def _syscall_child(case: str, n: int) -> None:
+    """The traced child: set up, then do ``case`` n times."""
+    with common.temp_registry():
+        import vaspace
+
+        w = vaspace.window()[0]
+        vid = vaspace.vas_create("sc", 0o600)
+        sid = vaspace.vas_seg_create("sc", w, w + 2 * MiB, 0o600)
+        vaspace.vas_seg_attach(vid, sid, os.O_RDWR)
+        vaspace.vas_attach(0, vid, os.O_RDWR)
+        vaspace.vas_detach(0, vid)
+        for i in range(n):
+            if case == "vas_find":
+                vaspace.vas_find("sc")
+            elif case == "vas_getattr":
+                vaspace.vas_getattr(vid)
+            elif case == "attach+detach":
+                vaspace.vas_attach(0, vid, os.O_RDWR)
+                vaspace.vas_detach(0, vid)
+            elif case == "create+delete":
+                vaspace.vas_delete(vaspace.vas_create(f"c{i}", 0o600))
+            else:
+                vaspace.vas_seg_delete(vaspace.vas_seg_create(f"s{i}", w + 4 * MiB,
+                                                              w + 6 * MiB, 0o600))
+
+
+def syscalls_per_call(case: str, src: str | None = None, n1: int = 50, n2: int = 250) -> float:
+    """System calls per ``case``: strace -f -c at two counts, differenced (no start-up noise).
+
+    ``src`` puts another checkout's ``src`` first on the path (the "before" column).
+    """
+    import subprocess
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, here) if p)
+
+    def total(n: int) -> int:
+        with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
+            subprocess.run(["strace", "-f", "-c", "-o", out.name, sys.executable, "-m",
+                            "bench.admin", "--child", case, str(n)],
+                           check=True, env=env, stdout=subprocess.DEVNULL)
+            for line in out.read().splitlines():
+                parts = line.split()
+                if parts and parts[-1] == "total":
+                    return int(parts[3])
+        raise RuntimeError("strace printed no total")
+
+    return (total(n2) - total(n1)) / (n2 - n1)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--child"]:
+    _syscall_child(sys.argv[2], int(sys.argv[3]))
+    sys.exit(0)
+if __name__ == "__main__" and sys.argv[1:2] == ["--syscalls"]:
+    before = sys.argv[2] if len(sys.argv) > 2 else None
+    print("| call | before | after |\n|---|---|---|")
+    for c in CASES:
+        old = f"{syscalls_per_call(c, before):.1f}" if before else "?"
+        print(f"| `{c}` | {old} | {syscalls_per_call(c):.1f} |")
+    sys.exit(0)
+
+
 if __name__ == "__main__":
     sys.exit(common.section_main(run, __doc__))

@@ -13,6 +13,7 @@ encoded as ``%23``).
 from __future__ import annotations
 
 import hashlib
+import urllib.parse
 
 from .errors import invalid
 
@@ -50,3 +51,20 @@ def encode(raw: bytes) -> str:
     if len(enc) > _MAX_FILE_NAME:
         enc = "#" + hashlib.sha256(raw).hexdigest()
     return enc
+
+
+
+def decode(enc: str) -> str | None:
+    """The name that ``encode`` turned into ``enc``; None if it was hashed or is not ours.
+
+    Reading a name back from its encoding saves opening the ``name`` file.
+    The result is checked by encoding it again, so an entry that ``encode``
+    would never produce gives None rather than a wrong name.
+    """
+    if enc.startswith("#"):
+        return None
+    try:
+        name = urllib.parse.unquote_to_bytes(enc).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return name if encode(name.encode("utf-8")) == enc else None

@@ -49,14 +49,21 @@ def open_file(name: str, flags: int, dir_fd: int | None = None) -> int:
     Raises ``NotRegular`` (EIO) for anything but a regular file, and what
     ``open`` raises otherwise (ENOENT, EACCES, ELOOP for a symlink).
     """
+    return open_file_stat(name, flags, dir_fd)[0]
+
+
+def open_file_stat(name: str, flags: int,
+                   dir_fd: int | None = None) -> tuple[int, os.stat_result]:
+    """``open_file``, also returning the ``fstat`` it checked (callers need not fstat again)."""
     fd = os.open(name, flags | FILE_FLAGS, dir_fd=dir_fd)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise NotRegular(name)
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, st
 
 
 def read_small(name: str, dir_fd: int | None = None) -> str:
@@ -117,8 +124,10 @@ def open_checked_dir(name: str, parent_fd: int, dev: int,
     return fd
 
 
-def clear_dir(dfd: int, subdirs: tuple[str, ...] = ()) -> bool:
+def clear_dir(dfd: int, subdirs: tuple[str, ...] = (), removed: list[str] | None = None) -> bool:
     """Unlink every entry of the pinned directory ``dfd``; True if it is now empty.
+
+    The names of the entries removed are appended to ``removed``, if given.
 
     Entries are unlinked by name relative to ``dfd``, so a link is removed,
     never followed.  Directories are not recursed into, except the known
@@ -133,6 +142,8 @@ def clear_dir(dfd: int, subdirs: tuple[str, ...] = ()) -> bool:
     for entry in os.listdir(dfd):
         try:
             os.unlink(entry, dir_fd=dfd)
+            if removed is not None:
+                removed.append(entry)
             continue
         except FileNotFoundError:
             continue
@@ -157,14 +168,15 @@ def clear_dir(dfd: int, subdirs: tuple[str, ...] = ()) -> bool:
     return empty
 
 
-def remove_pinned(name: str, parent_fd: int, dfd: int, subdirs: tuple[str, ...] = ()) -> bool:
+def remove_pinned(name: str, parent_fd: int, dfd: int, subdirs: tuple[str, ...] = (),
+                  removed: list[str] | None = None) -> bool:
     """Empty the pinned directory ``dfd`` and remove its entry ``name`` in ``parent_fd``.
 
     The entry is removed only while it still is the pinned directory, and
     ``rmdir`` removes only an empty directory, so a swap can at worst leave
     something behind, never remove something else.  True if it is gone.
     """
-    if not clear_dir(dfd, subdirs):
+    if not clear_dir(dfd, subdirs, removed):
         return False
     now = lstat_at(name, parent_fd)
     if now is None or not os.path.samestat(now, os.fstat(dfd)):

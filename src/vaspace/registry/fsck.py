@@ -42,7 +42,8 @@ def _damage(kind: Kind, oid: int) -> str | None:
     """Why a live object is damaged, or None."""
     try:
         with objects.pin(kind, oid) as ref:
-            _ = ref.name
+            if ref.read("name") != ref.name:
+                return "its name file does not match the name index"
             ref.attr()
             if kind is SEG:
                 from .seg import open_mapping

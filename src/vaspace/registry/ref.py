@@ -68,6 +68,10 @@ class Ref:
     def name(self) -> str:
         """The object's name (its ``name`` file, which must encode to its index entry)."""
         if self._name is None:
+            # The index link already spells the name (percent-encoded); only
+            # names too long for that (stored by hash) need the name file.
+            self._name = names.decode(self.enc)
+        if self._name is None:
             try:
                 text = fs.read_small("name", self.dirfd)
             except FileNotFoundError:
@@ -138,8 +142,12 @@ class Ref:
 
         PermissionError passes through: callers turn it into the RFC's EACCES.
         """
+        return self.open_stat(filename, flags)[0]
+
+    def open_stat(self, filename: str, flags: int) -> tuple[int, os.stat_result]:
+        """``open``, also returning the file's ``fstat``."""
         try:
-            return fs.open_file(filename, flags, self.dirfd)
+            return fs.open_file_stat(filename, flags, self.dirfd)
         except (FileNotFoundError, NotADirectoryError):
             raise self.gone() from None
         except fs.NotRegular:
@@ -202,13 +210,14 @@ class Ref:
 
     # ------------------------------------------------------------ removal
 
-    def unpublish(self) -> None:
+    def unpublish(self) -> list[str]:
         """Make the object invisible (remove its name link), then reclaim its files.
 
         The files are removed relative to the pinned directory, never by
         path and never by recursing into something a writer could swap
         (``fs.remove_pinned``); what cannot be removed (a non-empty
         directory a writer planted) stays behind, invisible, for ``fsck``.
+        Returns the names of the entries removed.
         """
         try:
             if os.readlink(self.link_path()) != str(self.id):
@@ -222,8 +231,10 @@ class Ref:
                 f"{self.what}: only its owner or root may delete it "
                 "(the registry directories are sticky, like /tmp)", self._name,
             ) from None
+        removed: list[str] = []
         with fs.pinned_dir(f"{self.root}/{self.kind.dirname}") as parent:
-            fs.remove_pinned(str(self.id), parent, self.dirfd, self.kind.subdirs)
+            fs.remove_pinned(str(self.id), parent, self.dirfd, self.kind.subdirs, removed)
+        return removed
 
 
 def pin(kind: Kind, oid: object, enc: str | None = None) -> Ref:

@@ -55,6 +55,7 @@ DEFAULT_ROOT = "/dev/shm/vaspace"
 SUBDIRS = ("vas", "seg", "names", "names/vas", "names/seg", "procs", "pending")
 DIR_MODE = 0o1777
 _checked: dict[str, tuple[int, int]] = {}
+_lock_checked: set[str] = set()
 
 
 def root_path() -> Path:
@@ -157,6 +158,7 @@ def temporary(prefix: str = "vaspace-", root: str | None = None) -> Iterator[str
 def forget() -> None:
     """Forget which roots were checked (after VASPACE_ROOT changes in tests)."""
     _checked.clear()
+    _lock_checked.clear()
 
 
 # How long a change waits for the registry lock before giving up with EBUSY.
@@ -182,10 +184,12 @@ def locked() -> Iterator[str]:
         raise vas_error(exc.errno or errno.EIO, f"cannot open the registry lock {root}/lock",
                         str(root)) from None
     try:
-        if os.fstat(fd).st_uid not in (0, os.lstat(root).st_uid):
-            # Planted by another user before the registry's creator made it.
-            raise vas_error(errno.EACCES, f"the registry lock {root}/lock belongs to "
-                            "another user", str(root))
+        if root not in _lock_checked:
+            if os.fstat(fd).st_uid not in (0, os.lstat(root).st_uid):
+                # Planted by another user before the registry's creator made it.
+                raise vas_error(errno.EACCES, f"the registry lock {root}/lock belongs to "
+                                "another user", str(root))
+            _lock_checked.add(root)  # the sticky root keeps it ours from now on
         deadline = time.monotonic() + LOCK_TIMEOUT
         pause = 0.0005
         while True:

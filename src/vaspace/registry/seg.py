@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 from collections.abc import Iterable
 
 from .. import perms
@@ -95,13 +94,12 @@ def open_mapping(ref: Ref, access: int) -> tuple[int, int, int]:
     that file).
     """
     lo, hi = ref.region()
-    fd = ref.open("data", access)
-    st = os.fstat(fd)
+    fd, st = ref.open_stat("data", access)  # a regular file, or refused
     why = ("has the wrong size" if st.st_size != hi - lo
            else f"has {st.st_nlink} links" if st.st_nlink != 1 else None)
-    if why is not None or not stat.S_ISREG(st.st_mode):
+    if why is not None:
         os.close(fd)
-        raise ref.damaged(f"its backing file {why or 'is not a regular file'}")
+        raise ref.damaged(f"its backing file {why}")
     return fd, lo, hi
 
 

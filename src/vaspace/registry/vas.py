@@ -149,10 +149,10 @@ def delete(vid: object) -> None:
         ref.recheck()
         attr = ref.attr()
         perms.check(attr.user, attr.group, attr.mode, perms.MAY_WRITE, ref.what, ref.name)
-        links = ref.links()
-        ref.unpublish()
-        for link in links:
-            drop_reverse(link.sid, ref.id)
+        for entry in ref.unpublish():
+            sid = entry.removeprefix("seg.")
+            if sid != entry and rootmod.is_id(sid):
+                drop_reverse(int(sid), ref.id)
 
 
 def dir_mode(mode: int) -> int:
