@@ -22,7 +22,7 @@ import time
 from . import machine, report
 from .common import Section
 
-SECTIONS = ["switch", "create", "gups", "attach", "syscalls"]
+SECTIONS = ["switch", "create", "gups", "attach", "syscalls", "admin"]
 OTHERS = ["redisjmp", "samtools"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

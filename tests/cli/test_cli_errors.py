@@ -48,7 +48,7 @@ CASES = [
     (["seg", "create", "table", "--start", "0x480000000000", "--size", "4K"], 1,
      ["File exists", "'table'"]),
     (["seg", "rm", "table"], 1,
-     ["Device or resource busy", "'table'", "attached to VAS id(s) [1]"]),
+     ["Device or resource busy", "'table'", "attached to VAS 'db'"]),
     (["seg", "rm", "nosuch"], 1, ["no segment named 'nosuch'"]),
     (["seg", "attach", "db", "idx"], 2, ["give --ro or --rw"]),
     (["seg", "attach", "db", "nosuch", "--rw"], 1, ["no segment named 'nosuch'"]),

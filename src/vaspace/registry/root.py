@@ -75,15 +75,16 @@ def _mkdir_shared(path: Path) -> None:
 def _check_dir(path: Path, owner: int) -> None:
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
-        raise vas_error(errno.ENOTDIR, f"registry path {path} is not a directory")
+        raise vas_error(errno.ENOTDIR, f"registry path {path} is not a directory", str(path))
     if st.st_uid not in (0, owner, os.geteuid()):
         raise vas_error(
             errno.EACCES,
             f"registry path {path} is owned by uid {st.st_uid}, not by root or you; "
-            "refusing it (set VASPACE_ROOT to a directory you trust)",
+            "refusing it (set VASPACE_ROOT to a directory you trust)", str(path),
         )
     if st.st_uid != os.geteuid() and st.st_mode & 0o1002 == 0o0002:
-        raise vas_error(errno.EACCES, f"registry path {path} is world-writable but not sticky")
+        raise vas_error(errno.EACCES, f"registry path {path} is world-writable but not sticky",
+                        str(path))
 
 
 def existing() -> str:
@@ -103,7 +104,7 @@ def existing() -> str:
         owner = os.lstat(root).st_uid
         for sub in SUBDIRS:
             _check_dir(root / sub, owner)
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:  # ENOTDIR (a file in the way) passes through, naming the path
         raise vas_error(errno.ENOENT, f"no vaspace registry at {root} (the first call that "
                         "creates a VAS or a segment makes it)", str(root)) from None
     st = os.lstat(root)
