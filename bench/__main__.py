@@ -4,8 +4,9 @@ Each section runs as ``python -m bench.<section> --json FILE`` so that one
 section's memory (a 1 GiB segment, say) and process state cannot skew the
 next one, and the fork baseline sees a small process.  Then report.py
 writes BENCHMARKS.md and bench/plots/*.png.  The other engineers' workloads
-(bench/redisjmp.py, bench/samtools.py), when present and when they accept
-``--smoke``/``--out``, run too and their markdown is appended.
+(bench/redisjmp.py, bench/samtools.py) and bench/shared_memory.py, when
+present and when they accept ``--smoke``/``--out``, run too and their
+markdown is appended.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from . import machine, report
 from .common import Section
 
 SECTIONS = ["switch", "create", "gups", "attach", "syscalls", "admin"]
-OTHERS = ["redisjmp", "samtools"]
+OTHERS = ["redisjmp", "samtools", "shared_memory"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
