@@ -15,7 +15,10 @@ Each figure has a baseline measured in the same run:
 - ``vaspace ls --json`` with n objects, for several n (linear: the cost per
   object stays flat).
 
-Run ``python -m bench.admin`` (``--smoke`` for tiny sizes).
+Run ``python -m bench.admin`` (``--smoke`` for tiny sizes).  With
+``VASPACE_BENCH_BEFORE=<another checkout>/src``, the main calls are also timed
+against that checkout, alternating in fresh processes (the same machine load);
+``--syscalls [SRC]`` and ``--before-after SRC`` print just those tables.
 """
 
 from __future__ import annotations
@@ -219,6 +222,9 @@ def run(smoke: bool = False) -> Section:
         _listing(sec, vaspace, [200, 400] if smoke else [1000, 2000, 4000, 10000], 1 if smoke
                  else 3)
         del base
+    before_src = os.environ.get("VASPACE_BENCH_BEFORE")  # another checkout's src/
+    if before_src and not smoke:
+        sec.facts["before_after"] = before_after(before_src, runs, n // 2)
     if not smoke and shutil.which("strace"):
         sec.facts["syscalls"] = {c: {"before": BEFORE[c], "after": syscalls_per_call(c)}
                                  for c in CASES}
@@ -296,6 +302,74 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--syscalls"]:
     for c in CASES:
         old = f"{syscalls_per_call(c, before):.1f}" if before else "?"
         print(f"| `{c}` | {old} | {syscalls_per_call(c):.1f} |")
+    sys.exit(0)
+
+# ------------------------------------------------------------------ before and after, same run
+
+_PROBE = """
+import os, statistics, sys, time
+from vaspace.registry import root as rootmod
+import vaspace
+with rootmod.temporary("vaspace-bench-probe-"):
+    w = vaspace.window()[0]
+    vid = vaspace.vas_create("x", 0o600)
+    sid = vaspace.vas_seg_create("x", w, w + (2 << 20), 0o600)
+    vaspace.vas_seg_attach(vid, sid, os.O_RDWR)
+    vaspace.vas_attach(0, vid, os.O_RDWR)
+    vaspace.vas_detach(0, vid)
+    c = iter(range(10**9))
+
+    def per(f, n):
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            f()
+        return (time.perf_counter_ns() - t0) / n
+
+    def attach():
+        t0 = time.perf_counter_ns()
+        vaspace.vas_attach(0, vid, os.O_RDWR)
+        dt = time.perf_counter_ns() - t0
+        vaspace.vas_detach(0, vid)
+        return dt
+
+    n = int(sys.argv[1])
+    out = {"vas_find": per(lambda: vaspace.vas_find("x"), n),
+           "vas_getattr": per(lambda: vaspace.vas_getattr(vid), n),
+           "vas_create": per(lambda: vaspace.vas_create(f"c{next(c)}", 0o600), n // 10),
+           "vas_attach": statistics.mean(attach() for _ in range(n // 20))}
+    print(out)
+"""
+
+
+def before_after(src: str, runs: int, n: int) -> dict[str, dict[str, float]]:
+    """The same calls timed with another checkout's ``src`` (before) and this one (after).
+
+    The two alternate, ``runs`` times each, in fresh processes, so both see
+    the same machine load; returns {call: {"before": ns, "after": ns}} (medians).
+    """
+    import ast
+    import statistics
+    import subprocess
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    import vaspace
+
+    ours = os.path.dirname(os.path.dirname(os.path.abspath(vaspace.__file__)))
+    got: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    for _ in range(runs):
+        for label, path in (("before", src), ("after", ours)):
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join((path, here)))
+            res = subprocess.run([sys.executable, "-c", _PROBE, str(n)], env=env, check=True,
+                                 capture_output=True, text=True)
+            got[label].append(ast.literal_eval(res.stdout.strip().splitlines()[-1]))
+    return {k: {lab: statistics.median(r[k] for r in got[lab]) for lab in got}
+            for k in got["after"][0]}
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--before-after"]:
+    for call, v in before_after(sys.argv[2], 5, 2000).items():
+        print(f"{call}: before {v['before'] / 1000:.1f} us, after {v['after'] / 1000:.1f} us, "
+              f"{v['before'] / v['after']:.1f}x")
     sys.exit(0)
 
 

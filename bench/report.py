@@ -304,6 +304,13 @@ def _admin_md(sec: Section) -> list[str]:
     if per:
         md += ["`ls --json` model cost per object, by registry size (flat = linear): "
                + ", ".join(f"{n}: {v / 1000:.1f} µs" for n, v in per.items()) + ".", ""]
+    ba = sec.facts.get("before_after")
+    if ba:
+        md += ["The same calls before issue 11's registry (commit a0c41a9) and now, alternating "
+               "in fresh processes of one run (so both see the same load):", "",
+               *_table(["call", "before", "after", "speed-up"],
+                       [[f"`{c}`", fmt_ns(v["before"]), fmt_ns(v["after"]),
+                         f"{v['before'] / v['after']:.1f}x"] for c, v in ba.items()]), ""]
     calls = sec.facts.get("syscalls")
     if calls:
         md += ["System calls per call (strace -f -c, two counts differenced), before issue 11's "

@@ -72,7 +72,7 @@ def attach_self(vid: object, access: object) -> None:
                     raise
                 st.attachments[ref.id] = att
                 records.add(ref.id, os.getpid(), access)
-                root = str(rootmod.root_path())
+                root = rootmod.root_str()
                 if st.published != root:
                     publish.publish()
                     st.published = root  # tried once per root, published or not

@@ -5,7 +5,9 @@ attach a process moves those slots into a shared file,
 ``procs/<pid>-<start time>.threads``, so ``proc_vas(pid)`` in another
 process can say which of its threads are in each VAS: the RFC's
 ``/proc/<pid>/vas/<vid>/status``.  The switch keeps writing the slots as it
-always does, so publishing costs nothing per switch.
+always does, so publishing costs nothing per switch.  Files left by dead
+processes are reaped by a process's first create (bounded) and by
+``vaspace fsck --repair`` (registry/records.py), not on the attach path.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ _SLOT = struct.Struct("=i4xq")  # int32 tid, padding, int64 vid (the C tslot_t)
 
 
 def _path(pid: int, started: int) -> str:
-    return f"{rootmod.root_path()}/procs/{pid}-{started}.threads"
+    return f"{rootmod.root_str()}/procs/{pid}-{started}.threads"
 
 
 def publish() -> bool:
@@ -51,7 +53,6 @@ def publish() -> bool:
         _core.publish_threads(fd)
     finally:
         os.close(fd)
-    _reap(limit=64)  # bounded: housekeeping must not make an attach slow
     return True
 
 
@@ -84,8 +85,3 @@ def _uid_of(pid: int) -> int | None:
         return os.stat(f"/proc/{pid}").st_uid
     except FileNotFoundError:
         return None
-
-
-def _reap(limit: int | None = None) -> list[str]:
-    """Remove the slot files of processes that are gone (records.reap_slot_files)."""
-    return records.reap_slot_files(limit)

@@ -58,7 +58,7 @@ def _alive(pid: int, started: int) -> bool:
 
 
 def _procs() -> str:
-    return f"{rootmod.root_path()}/procs"
+    return f"{rootmod.root_str()}/procs"
 
 
 def add(vid: int, pid: int, access: int) -> None:
@@ -149,7 +149,7 @@ def _pending_name(pid: int, started: int) -> str:
 
 
 def _pending_dir(pid: int, started: int) -> str:
-    return f"{rootmod.root_path()}/pending/{_pending_name(pid, started)}"
+    return f"{rootmod.root_str()}/pending/{_pending_name(pid, started)}"
 
 
 def request(pid: int, vid: int, access: int) -> None:
@@ -227,7 +227,7 @@ def take_requests(pid: int) -> list[tuple[int, int]]:
     it, or root made it and gave it to us); anything else there was planted
     by someone who may not act on us.
     """
-    root = rootmod.root_path()
+    root = rootmod.root_str()
     try:
         base = fs.open_dir(f"{root}/pending")
     except OSError:
@@ -256,7 +256,7 @@ def take_requests(pid: int) -> list[tuple[int, int]]:
 def stale_pending(limit: int | None = None) -> list[str]:
     """Names of request directories in ``pending/`` whose process is gone."""
     try:
-        entries = os.listdir(f"{rootmod.root_path()}/pending")
+        entries = os.listdir(f"{rootmod.root_str()}/pending")
     except FileNotFoundError:
         return []
     out = []
@@ -275,7 +275,7 @@ def reap_pending(limit: int | None = 64) -> list[str]:
     is left where it is, and what it points at is never touched.
     """
     try:
-        base = fs.open_dir(f"{rootmod.root_path()}/pending")
+        base = fs.open_dir(f"{rootmod.root_str()}/pending")
     except OSError:
         return []
     gone = []

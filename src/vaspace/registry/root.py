@@ -60,7 +60,12 @@ _lock_checked: set[str] = set()
 
 def root_path() -> Path:
     """The registry root: ``$VASPACE_ROOT`` or /dev/shm/vaspace."""
-    return Path(os.environ.get("VASPACE_ROOT") or DEFAULT_ROOT)
+    return Path(root_str())
+
+
+def root_str() -> str:
+    """``root_path()`` as a string: what the hot paths build file names from."""
+    return os.environ.get("VASPACE_ROOT") or DEFAULT_ROOT
 
 
 def _mkdir_shared(path: Path) -> None:
@@ -95,7 +100,7 @@ def existing() -> str:
     directory without the registry's layout is not a registry).  The layout
     is checked once per process, as in ``ensure``.
     """
-    key = os.environ.get("VASPACE_ROOT") or DEFAULT_ROOT
+    key = root_str()
     if key in _checked:  # the hot path: no Path object, one dict lookup
         return key
     root = Path(key)
@@ -114,7 +119,7 @@ def existing() -> str:
 
 def ensure() -> str:
     """Create the layout on first use, check it once per process, return the root."""
-    key = os.environ.get("VASPACE_ROOT") or DEFAULT_ROOT
+    key = root_str()
     if key in _checked:
         return key
     root = Path(key)

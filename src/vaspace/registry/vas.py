@@ -140,7 +140,7 @@ def drop_reverse(sid: int, vid: int) -> None:
     we may not remove (another user's, in the sticky directory) can stay.
     """
     with contextlib.suppress(OSError):
-        os.unlink(f"{rootmod.root_path()}/seg/{sid}/{REVERSE}/{vid}")
+        os.unlink(f"{rootmod.root_str()}/seg/{sid}/{REVERSE}/{vid}")
 
 
 def delete(vid: object) -> None:
