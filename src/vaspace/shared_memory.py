@@ -100,6 +100,7 @@ def _create(name: str, size: int, mode: int) -> int:
     regname = _regname(name)
     size = placement.page_round(size)
     lo, hi = shm_range()
+    rootmod.ensure()  # creating a block is a creating call: it may make the registry
     tracking.reap(REGISTRY_PREFIX)
     with rootmod.locked():  # placement and publication, atomic among creators
         taken = placement.registry_taken(lo, hi) + mappings.taken()

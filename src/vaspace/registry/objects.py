@@ -26,7 +26,7 @@ from .kind import MAX_ID, SEG, VAS, Kind, check_id, describe
 from .ref import Ref, is_live, pin
 
 __all__ = ["MAX_ID", "SEG", "VAS", "Kind", "Ref", "all_ids", "check_attr", "check_id", "create",
-           "describe", "describe_id", "find", "orphans", "pin", "reap_orphans", "setattr_"]
+           "describe", "find", "orphans", "pin", "reap_orphans", "setattr_"]
 
 
 def find(kind: Kind, name: object) -> Ref:
@@ -233,14 +233,3 @@ def all_ids(kind: Kind) -> list[int]:
     with fs.pinned_dir(f"{root}/{kind.dirname}") as parent:
         ids = rootmod.numeric_entries(parent)
     return [oid for oid in ids if is_live(kind, oid, root)]
-
-
-def describe_id(kind: Kind, oid: int) -> str:
-    """``describe`` for an id whose name is unknown or unreadable."""
-    try:
-        with pin(kind, oid) as ref:
-            return describe(kind, oid, ref.name)
-    except OSError:
-        return f"{kind.label} id {oid}"
-
-

@@ -199,8 +199,8 @@ class Ref:
 
     def reverse(self) -> list[int]:
         """A segment's reverse index: ids of VASes that may hold it (hints, unchecked)."""
-        sub = fs.open_checked_dir(REVERSE, self.dirfd, os.fstat(self.dirfd).st_dev,
-                                  (os.fstat(self.dirfd).st_uid,))
+        st = os.fstat(self.dirfd)
+        sub = fs.open_checked_dir(REVERSE, self.dirfd, st.st_dev, (st.st_uid,))
         if sub is None:
             return []
         try:
