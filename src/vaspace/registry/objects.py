@@ -49,9 +49,9 @@ def create(kind: Kind, name: object, dir_mode: int, populate: Callable[[int], No
     """Create an object atomically and return its id.
 
     ``mkdir <kind>/<id>`` claims the first free id (mkdir is atomic, so two
-    creators never share one) and gets ``dir_mode`` (whatever the umask);
-    ``populate`` fills the directory through its descriptor; the ``index``
-    link, then the name link publish it
+    creators never share one); ``populate`` fills the directory through its
+    descriptor; the directory gets ``dir_mode`` (whatever the umask); the
+    ``index`` link, then the name link publish it
     (``symlink`` fails with EEXIST if the name is taken, so exactly one
     racing creator wins).  Until then the directory is not an object, and a
     crash in between leaves only an invisible directory, which
@@ -59,68 +59,70 @@ def create(kind: Kind, name: object, dir_mode: int, populate: Callable[[int], No
     """
     raw = names.check(name, kind.label)
     enc = names.encode(raw)
-    root = str(rootmod.ensure())
-    with fs.pinned_dir(f"{root}/{kind.dirname}") as parent:
-        oid, dfd = _claim_id(kind, parent, dir_mode)
-        try:
-            fs.write_new("name", name, 0o644, dfd)  # type: ignore[arg-type]
-            populate(dfd)
-            os.symlink(enc, "index", dir_fd=dfd)
-            os.symlink(str(oid), f"{root}/names/{kind.dirname}/{enc}")
-        except FileExistsError:
+    root = rootmod.ensure()
+    base = f"{root}/{kind.dirname}"  # trusted: the root and its subdirectories were checked
+    oid, dfd = _claim_id(kind, base)
+    try:
+        fs.write_new("name", name, 0o644, dfd)  # type: ignore[arg-type]
+        populate(dfd)
+        os.symlink(enc, "index", dir_fd=dfd)
+        # Only now may others write here (a VAS's writers): nothing of ours
+        # can be pre-empted by an entry they plant.
+        os.fchmod(dfd, dir_mode)
+        os.symlink(str(oid), f"{root}/names/{kind.dirname}/{enc}")
+    except BaseException as exc:
+        with fs.pinned_dir(base) as parent:
             fs.remove_pinned(str(oid), parent, dfd, kind.subdirs)
+        if isinstance(exc, FileExistsError):
             raise vas_error(errno.EEXIST, f"a {kind.label} named {name!r} already exists",
                             str(name)) from None
-        except BaseException:
-            fs.remove_pinned(str(oid), parent, dfd, kind.subdirs)
-            raise
-        finally:
-            os.close(dfd)
+        raise
+    finally:
+        os.close(dfd)
     _reap_once(kind, root)
     return oid
 
 
 # The next id to try, per kind directory: avoids listing it on every create.
-_next_id: dict[tuple[int, int], int] = {}
+_next_id: dict[str, int] = {}
 
 
-def _claim_id(kind: Kind, parent: int, mode: int) -> tuple[int, int]:
-    """mkdir the first free id under ``parent`` with ``mode``; return (id, pinned descriptor)."""
-    st = os.fstat(parent)
-    key = (st.st_dev, st.st_ino)
-    oid = _next_id.get(key) or _scan_next(parent)
+def _claim_id(kind: Kind, base: str) -> tuple[int, int]:
+    """mkdir the first free id under ``base`` (mode 0700); return (id, pinned descriptor)."""
+    oid = _next_id.get(base) or _scan_next(base)
     collisions = 0
     while True:
         if oid > MAX_ID:
             # Ids above the highest are used up: anyone can mkdir
             # "<kind>/2147483647", so that is no proof the space is full.
             # Take the lowest free id instead.
-            oid = _lowest_free(kind, parent)
+            oid = _lowest_free(kind, base)
+        path = f"{base}/{oid}"
         try:
-            os.mkdir(str(oid), 0o700, dir_fd=parent)
+            os.mkdir(path, 0o700)
         except FileExistsError:
             collisions += 1
             # Others created many objects since we last looked: look again.
-            oid = _scan_next(parent) if collisions % 8 == 0 else oid + 1
+            oid = _scan_next(base) if collisions % 8 == 0 else oid + 1
             continue
-        _next_id[key] = oid + 1
+        _next_id[base] = oid + 1
         # mkdir's mode is masked by the umask (0o277 would leave us unable to
         # populate our own directory): set it explicitly.  Nobody else can
         # replace our fresh entry meanwhile (the parent is sticky).
-        os.chmod(str(oid), mode, dir_fd=parent)
-        return oid, fs.open_dir(str(oid), parent)
+        os.chmod(path, 0o700)
+        return oid, fs.open_dir(path)
 
 
-def _lowest_free(kind: Kind, parent: int) -> int:
-    taken = set(rootmod.numeric_entries(parent))
+def _lowest_free(kind: Kind, base: str) -> int:
+    taken = set(rootmod.numeric_entries(base))
     oid = next((i for i in range(1, len(taken) + 2) if i not in taken), MAX_ID + 1)
     if oid > MAX_ID:
         raise vas_error(errno.ENOSPC, f"no free {kind.label} id")
     return oid
 
 
-def _scan_next(parent: int) -> int:
-    ids = rootmod.numeric_entries(parent)
+def _scan_next(base: str) -> int:
+    ids = rootmod.numeric_entries(base)
     return (ids[-1] if ids else 0) + 1
 
 

@@ -233,7 +233,7 @@ def is_id(text: str) -> bool:
     return text.isascii() and text.isdigit() and str(int(text)) == text
 
 
-def numeric_entries(path: Path | int) -> list[int]:
+def numeric_entries(path: str | Path | int) -> list[int]:
     """The id-named entries of a directory (a path or a descriptor), sorted."""
     try:
         names = os.listdir(path)
