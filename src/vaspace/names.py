@@ -25,17 +25,18 @@ _MAX_FILE_NAME = 255
 def check(name: object, kind: str) -> bytes:
     """Validate a name and return its UTF-8 bytes; EINVAL if it is not valid."""
     if not isinstance(name, str):
-        raise invalid(f"{kind} name must be str, not {type(name).__name__}")
+        raise invalid(f"{kind} name must be str, not {type(name).__name__}", repr(name))
     try:
         raw = name.encode("utf-8")
     except UnicodeEncodeError:
-        raise invalid(f"{kind} name {name!r} is not encodable as UTF-8") from None
+        raise invalid(f"{kind} name {name!r} is not encodable as UTF-8", repr(name)) from None
     if not raw:
-        raise invalid(f"{kind} name is empty")
+        raise invalid(f"{kind} name is empty", name)
     if len(raw) > MAX_NAME_BYTES:
-        raise invalid(f"{kind} name is {len(raw)} bytes long (at most {MAX_NAME_BYTES})")
+        raise invalid(f"{kind} name is {len(raw)} bytes long (at most {MAX_NAME_BYTES})",
+                      name[:40] + "...")
     if b"\0" in raw:
-        raise invalid(f"{kind} name {name!r} contains NUL")
+        raise invalid(f"{kind} name {name!r} contains NUL", repr(name))
     return raw
 
 

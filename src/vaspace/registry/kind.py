@@ -27,9 +27,9 @@ SEG = Kind(label="segment", dirname="seg", attr_file="data", idname="sid", subdi
 def check_id(kind: Kind, oid: object) -> int:
     """An id must be an int in [1, 2**31-1] (bool is refused); EINVAL otherwise."""
     if not isinstance(oid, int) or isinstance(oid, bool):
-        raise invalid(f"{kind.label} id must be int, not {type(oid).__name__}")
+        raise invalid(f"{kind.label} id must be int, not {type(oid).__name__}", repr(oid))
     if not 0 < oid <= MAX_ID:
-        raise invalid(f"{kind.label} id {oid} is out of range")
+        raise invalid(f"{kind.label} id {oid} is out of range", str(oid))
     return oid
 
 
