@@ -67,8 +67,7 @@ def vas_setattr(vid: int, attr: Attr) -> None:
     """
     with objects.pin(VAS, vid) as ref:
         new = objects.check_attr(attr, ref.what)
-        cur = ref.attr()
-        perms.check(cur.user, cur.group, cur.mode, perms.MAY_WRITE, ref.what, ref.name)
+        ref.require(perms.MAY_WRITE)
         objects.setattr_(ref, new)
         vasreg.apply_dir_mode(ref, new.mode)
 
@@ -169,8 +168,7 @@ def vas_seg_setattr(sid: int, attr: Attr) -> None:
     """Set the segment's attributes; the same rules as ``vas_setattr``."""
     with objects.pin(SEG, sid) as ref:
         new = objects.check_attr(attr, ref.what)
-        cur = ref.attr()
-        perms.check(cur.user, cur.group, cur.mode, perms.MAY_WRITE, ref.what, ref.name)
+        ref.require(perms.MAY_WRITE)
         objects.setattr_(ref, new)
 
 

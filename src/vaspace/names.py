@@ -12,6 +12,7 @@ encoded as ``%23``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import urllib.parse
 
@@ -40,6 +41,7 @@ def check(name: object, kind: str) -> bytes:
     return raw
 
 
+@functools.lru_cache(maxsize=4096)  # pure; a process uses few names over and over
 def encode(raw: bytes) -> str:
     """The file name under which a (valid) name is registered."""
     parts = []
@@ -55,6 +57,7 @@ def encode(raw: bytes) -> str:
 
 
 
+@functools.lru_cache(maxsize=4096)
 def decode(enc: str) -> str | None:
     """The name that ``encode`` turned into ``enc``; None if it was hashed or is not ours.
 

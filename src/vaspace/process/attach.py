@@ -51,13 +51,12 @@ def attach_self(vid: object, access: object) -> None:
     """Attach a VAS to the calling process."""
     st = state()
     with objects.pin(VAS, vid) as ref:
-        may = perms.may_for_type(access, ref.what, ref.name)
+        may = perms.may_for_type(access, ref)
         assert isinstance(access, int)
         with st.changing():
             if ref.id in st.attachments:
                 return
-            attr = ref.attr()
-            perms.check(attr.user, attr.group, attr.mode, may, ref.what, ref.name)
+            ref.require(may)
             fd = vasreg.take_lock(ref, access)
             try:
                 # Deletion may have won the race for the lock: re-check liveness.
@@ -153,10 +152,9 @@ def request_other(pid: int, vid: object, access: object) -> None:
     """Ask another process to attach a VAS (lazy attach)."""
     _signalable(pid)
     with objects.pin(VAS, vid) as ref:
-        may = perms.may_for_type(access, ref.what, ref.name)
+        may = perms.may_for_type(access, ref)
         assert isinstance(access, int)
-        attr = ref.attr()
-        perms.check(attr.user, attr.group, attr.mode, may, ref.what, ref.name)
+        ref.require(may)
         # The sharing rule, checked now; the target takes the lock for real.
         os.close(vasreg.take_lock(ref, access))
         try:

@@ -15,7 +15,7 @@ import os
 import re
 import stat
 
-from .. import names
+from .. import names, perms
 from .._ntuples import Attr, SegLink
 from ..access import BY_NAME
 from ..errors import invalid, vas_error
@@ -165,6 +165,12 @@ class Ref:
         if not stat.S_ISREG(st.st_mode):
             raise self.damaged(f"its {self.kind.attr_file} is not a regular file")
         return Attr(mode=st.st_mode & 0o666, user=st.st_uid, group=st.st_gid)
+
+    def require(self, may: int) -> Attr:
+        """The object's attributes, after the RFC's permission check for ``may`` (EACCES)."""
+        attr = self.attr()
+        perms.check(attr.user, attr.group, attr.mode, may, self)
+        return attr
 
     def links(self) -> list[SegLink]:
         """A VAS's attached segments ``seg.<sid> -> <type>``, sorted; junk is ignored."""

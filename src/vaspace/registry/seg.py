@@ -124,20 +124,16 @@ def delete(sid: object) -> None:
             vasreg.drop_reverse(ref.id, vid)  # a stale hint
         if users:
             raise ref.error(errno.EBUSY, f"is attached to {', '.join(users)}")
-        attr = ref.attr()
-        perms.check(attr.user, attr.group, attr.mode, perms.MAY_WRITE, ref.what, ref.name)
+        ref.require(perms.MAY_WRITE)
         ref.unpublish()
 
 
 def attach_to(vid: object, sid: object, access: object) -> None:
     """Attach segment ``sid`` to VAS ``vid`` (the RFC's ``vas_seg_attach``; see api.py)."""
     with pin(VAS, vid) as vref, pin(SEG, sid) as sref:
-        may = perms.may_for_type(access, sref.what, sref.name)
+        sref.require(perms.may_for_type(access, sref))
         assert isinstance(access, int)
-        sattr = sref.attr()
-        perms.check(sattr.user, sattr.group, sattr.mode, may, sref.what, sref.name)
-        vattr = vref.attr()
-        perms.check(vattr.user, vattr.group, vattr.mode, perms.MAY_WRITE, vref.what, vref.name)
+        vref.require(perms.MAY_WRITE)
         with rootmod.locked(), vasreg.quiesced(vref, f"attach {sref.what} to"):
             vref.recheck()
             sref.recheck()

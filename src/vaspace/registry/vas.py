@@ -147,8 +147,7 @@ def delete(vid: object) -> None:
     """Delete a VAS: EINVAL, EBUSY (attached; checked first, as in the RFC), EACCES, EPERM."""
     with pin(VAS, vid) as ref, rootmod.locked(), quiesced(ref, "delete"):
         ref.recheck()
-        attr = ref.attr()
-        perms.check(attr.user, attr.group, attr.mode, perms.MAY_WRITE, ref.what, ref.name)
+        ref.require(perms.MAY_WRITE)
         for entry in ref.unpublish():
             sid = entry.removeprefix("seg.")
             if sid != entry and rootmod.is_id(sid):
