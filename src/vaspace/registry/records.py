@@ -70,10 +70,14 @@ def add(vid: int, pid: int, access: int) -> None:
     """
     path = f"{_procs()}/{vid}.{pid}"
     started = my_start_time() if pid == os.getpid() else start_time(pid)
-    with contextlib.suppress(FileNotFoundError, PermissionError):
-        os.unlink(path)
-    with contextlib.suppress(FileExistsError):
-        os.symlink(f"{started}:{access_type_name(access)}", path)
+    target = f"{started}:{access_type_name(access)}"
+    try:
+        os.symlink(target, path)
+    except FileExistsError:  # a stale record (or a planted one, which stays)
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            os.unlink(path)
+        with contextlib.suppress(FileExistsError):
+            os.symlink(target, path)
 
 
 def remove(vid: int, pid: int) -> None:

@@ -246,8 +246,9 @@ class Ref:
 def pin(kind: Kind, oid: object, enc: str | None = None) -> Ref:
     """Pin the live object ``oid`` of ``kind``; EINVAL if there is none.
 
-    ``enc``, when given, is the encoded name the caller expects (``find``):
-    an object under another name is then not the one looked for.
+    ``enc``, when given, is the encoded name whose index link the caller
+    has just read and found to name ``oid`` (``find``): then only the other
+    direction, the directory's ``index``, is left to check.
     """
     oid = check_id(kind, oid)
     root = str(rootmod.existing())
@@ -262,7 +263,7 @@ def pin(kind: Kind, oid: object, enc: str | None = None) -> Ref:
         index = os.readlink("index", dir_fd=dfd)
         if (enc is not None and index != enc) or "/" in index or index in (".", ".."):
             raise FileNotFoundError
-        if os.readlink(f"{root}/names/{kind.dirname}/{index}") != str(oid):
+        if enc is None and os.readlink(f"{root}/names/{kind.dirname}/{index}") != str(oid):
             raise FileNotFoundError
     except OSError:
         # No index (half made, or half deleted), or the index does not lead
