@@ -331,11 +331,20 @@ with rootmod.temporary("vaspace-bench-probe-"):
         vaspace.vas_detach(0, vid)
         return dt
 
+    def seg_delete():
+        s = vaspace.vas_seg_create(f"d{next(c)}", w + (4 << 20), w + (6 << 20), 0o600)
+        t0 = time.perf_counter_ns()
+        vaspace.vas_seg_delete(s)
+        return time.perf_counter_ns() - t0
+
     n = int(sys.argv[1])
     out = {"vas_find": per(lambda: vaspace.vas_find("x"), n),
            "vas_getattr": per(lambda: vaspace.vas_getattr(vid), n),
            "vas_create": per(lambda: vaspace.vas_create(f"c{next(c)}", 0o600), n // 10),
            "vas_attach": statistics.mean(attach() for _ in range(n // 20))}
+    for i in range(1000 - n // 10):
+        vaspace.vas_create(f"pad{i}", 0o600)
+    out["vas_seg_delete, 1000 VASes"] = statistics.median(seg_delete() for _ in range(5))
     print(out)
 """
 

@@ -304,6 +304,10 @@ def _admin_md(sec: Section) -> list[str]:
     if per:
         md += ["`ls --json` model cost per object, by registry size (flat = linear): "
                + ", ".join(f"{n}: {v / 1000:.1f} µs" for n, v in per.items()) + ".", ""]
+    whole = {k: v for k, v in sec.facts.items() if k.startswith("vaspace_ls_json_")}
+    for k, v in whole.items():
+        md += [f"The whole command, `vaspace ls --json` with {k.split('_')[-2]} objects "
+               f"(output included): {v} s.", ""]
     ba = sec.facts.get("before_after")
     if ba:
         md += ["The same calls before issue 11's registry (commit a0c41a9) and now, alternating "
