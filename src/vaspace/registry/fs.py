@@ -91,7 +91,7 @@ def write_new(name: str, text: str, mode: int, dir_fd: int) -> None:
         os.close(fd)
 
 
-def lstat_at(name: str, dir_fd: int) -> os.stat_result | None:
+def lstat_at(name: str, dir_fd: int | None) -> os.stat_result | None:
     """``lstat`` relative to ``dir_fd``; None if the entry does not exist."""
     try:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -137,7 +137,7 @@ def clear_dir(dfd: int, subdirs: tuple[str, ...] = (), removed: list[str] | None
     Entries we may not remove (another user's, in a sticky directory) are
     left, and make the result False.
     """
-    st = os.fstat(dfd)
+    st: os.stat_result | None = None
     empty = True
     for entry in os.listdir(dfd):
         try:
@@ -153,6 +153,7 @@ def clear_dir(dfd: int, subdirs: tuple[str, ...] = (), removed: list[str] | None
             empty = False
             continue
         if entry in subdirs:
+            st = st or os.fstat(dfd)
             sub = open_checked_dir(entry, dfd, st.st_dev, (st.st_uid,))
             if sub is not None:
                 try:
@@ -168,9 +169,12 @@ def clear_dir(dfd: int, subdirs: tuple[str, ...] = (), removed: list[str] | None
     return empty
 
 
-def remove_pinned(name: str, parent_fd: int, dfd: int, subdirs: tuple[str, ...] = (),
+def remove_pinned(name: str, parent_fd: int | None, dfd: int, subdirs: tuple[str, ...] = (),
                   removed: list[str] | None = None) -> bool:
     """Empty the pinned directory ``dfd`` and remove its entry ``name`` in ``parent_fd``.
+
+    ``parent_fd`` None means ``name`` is a path whose parent is trusted
+    (a registry kind directory, checked once per process).
 
     The entry is removed only while it still is the pinned directory, and
     ``rmdir`` removes only an empty directory, so a swap can at worst leave

@@ -238,8 +238,8 @@ class Ref:
                 "(the registry directories are sticky, like /tmp)", self._name,
             ) from None
         removed: list[str] = []
-        with fs.pinned_dir(f"{self.root}/{self.kind.dirname}") as parent:
-            fs.remove_pinned(str(self.id), parent, self.dirfd, self.kind.subdirs, removed)
+        fs.remove_pinned(f"{self.root}/{self.kind.dirname}/{self.id}", None, self.dirfd,
+                         self.kind.subdirs, removed)
         return removed
 
 
