@@ -77,19 +77,21 @@ def _mkdir_shared(path: Path) -> None:
     os.chmod(path, DIR_MODE)
 
 
-def _check_dir(path: Path, owner: int) -> None:
+def _check_dir(path: str | Path, owner: int, me: int) -> os.stat_result:
+    """Refuse a registry directory that is not one, or that someone untrusted controls."""
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
         raise vas_error(errno.ENOTDIR, f"registry path {path} is not a directory", str(path))
-    if st.st_uid not in (0, owner, os.geteuid()):
+    if st.st_uid not in (0, owner, me):
         raise vas_error(
             errno.EACCES,
             f"registry path {path} is owned by uid {st.st_uid}, not by root or you; "
             "refusing it (set VASPACE_ROOT to a directory you trust)", str(path),
         )
-    if st.st_uid != os.geteuid() and st.st_mode & 0o1002 == 0o0002:
+    if st.st_uid != me and st.st_mode & 0o1002 == 0o0002:
         raise vas_error(errno.EACCES, f"registry path {path} is world-writable but not sticky",
                         str(path))
+    return st
 
 
 def existing() -> str:
@@ -103,16 +105,14 @@ def existing() -> str:
     key = root_str()
     if key in _checked:  # the hot path: no Path object, one dict lookup
         return key
-    root = Path(key)
+    me = os.geteuid()
     try:
-        _check_dir(root, os.geteuid())
-        owner = os.lstat(root).st_uid
+        st = _check_dir(key, me, me)
         for sub in SUBDIRS:
-            _check_dir(root / sub, owner)
+            _check_dir(f"{key}/{sub}", st.st_uid, me)
     except FileNotFoundError:  # ENOTDIR (a file in the way) passes through, naming the path
-        raise vas_error(errno.ENOENT, f"no vaspace registry at {root} (the first call that "
-                        "creates a VAS or a segment makes it)", str(root)) from None
-    st = os.lstat(root)
+        raise vas_error(errno.ENOENT, f"no vaspace registry at {key} (the first call that "
+                        "creates a VAS or a segment makes it)", key) from None
     _checked[key] = (st.st_dev, st.st_ino)
     return key
 
@@ -125,11 +125,11 @@ def ensure() -> str:
     root = Path(key)
     root.parent.mkdir(parents=True, exist_ok=True)
     _mkdir_shared(root)
-    _check_dir(root, os.geteuid())
-    owner = os.lstat(root).st_uid
+    me = os.geteuid()
+    owner = _check_dir(root, me, me).st_uid
     for sub in SUBDIRS:
         _mkdir_shared(root / sub)
-        _check_dir(root / sub, owner)
+        _check_dir(root / sub, owner, me)
     with fs.pinned_dir(str(root)) as rfd, contextlib.suppress(FileExistsError):
         fs.write_new("lock", "", 0o644, rfd)
     st = os.lstat(root)
