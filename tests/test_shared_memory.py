@@ -602,11 +602,10 @@ def test_concurrent_first_heap_formats_once(registry: str) -> None:
 def test_heap_waits_bounded_for_a_held_lock(registry: str, monkeypatch) -> None:
     import fcntl
 
-    from vaspace.registry import seg as segreg
-
     monkeypatch.setattr(vsm, "HEAP_LOCK_TIMEOUT", 0.2)
     sm = vsm.SharedMemory(create=True, size=1 << 20)
-    holder = os.open(segreg.data_path(vaspace.vas_seg_find("shm:" + sm._name)), os.O_RDONLY)
+    holder = os.open(f"{vaspace.registry_root()}/seg/{vaspace.vas_seg_find('shm:' + sm._name)}"
+                     "/data", os.O_RDONLY)
     try:
         fcntl.flock(holder, fcntl.LOCK_EX)  # what any reader of the file could do
         with pytest.raises(TimeoutError):
@@ -635,13 +634,11 @@ def test_vaspace_ls_shows_a_block_with_owner_and_mode(registry: str) -> None:
 
 def test_a_rewritten_region_never_maps_over_memory(registry: str) -> None:
     """A block's owner can rewrite its region file; attaching it must not clobber anything."""
-    from vaspace.registry import seg as segreg
-
     def make_and_rewrite(target: int) -> str:
         sm = vsm.SharedMemory(create=True, size=4096, mode=0o666, track=False)
         sid = vaspace.vas_seg_find("shm:" + sm._name)
         sm.close()
-        fd = os.open(segreg.SEG.obj_dir(sid) / "region", os.O_WRONLY | os.O_TRUNC)
+        fd = os.open(f"{vaspace.registry_root()}/seg/{sid}/region", os.O_WRONLY | os.O_TRUNC)
         os.write(fd, f"{target:x}-{target + 4096:x}\n".encode())
         os.close(fd)
         return sm.name

@@ -38,8 +38,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import api
+from .registry import objects
 from .registry import root as rootmod
 from .registry import seg as segreg
+from .registry.kind import SEG
 from .shm import fixed, mappings, placement, tracking
 from .shm.forksafe import fork_safe_lock
 from .window import shm_range
@@ -98,6 +100,7 @@ def _create(name: str, size: int, mode: int) -> int:
     regname = _regname(name)
     size = placement.page_round(size)
     lo, hi = shm_range()
+    rootmod.ensure()  # creating a block is a creating call: it may make the registry
     tracking.reap(REGISTRY_PREFIX)
     with rootmod.locked():  # placement and publication, atomic among creators
         taken = placement.registry_taken(lo, hi) + mappings.taken()
@@ -111,7 +114,8 @@ def _create(name: str, size: int, mode: int) -> int:
 def _open_data(sid: int, name: str) -> tuple[int, int, int]:
     """Open the block's data file read-write: (fd, start, end), checked to lie in shm_range."""
     try:
-        fd, start, end = segreg.open_mapping(sid, os.O_RDWR)
+        with objects.pin(SEG, sid) as ref:
+            fd, start, end = segreg.open_mapping(ref, os.O_RDWR)
     except PermissionError:
         raise _oserror(errno.EACCES, name) from None
     except OSError as exc:

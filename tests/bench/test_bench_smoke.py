@@ -50,7 +50,7 @@ def test_smoke_run_writes_a_complete_report(tmp_path):
 
     data = json.loads(results.read_text())
     sections = {s["name"]: s for s in data["sections"]}
-    assert set(sections) == {"switch", "create", "gups", "attach", "syscalls", "capi"}
+    assert set(sections) == {"switch", "create", "gups", "attach", "syscalls", "capi", "admin"}
     for sec in sections.values():
         keys = {f["key"] for f in sec["figures"]}
         for fig in sec["figures"]:

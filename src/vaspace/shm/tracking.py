@@ -23,9 +23,9 @@ import os
 import time
 
 from .. import api
-from ..registry import records
+from ..registry import fs, objects, records
 from ..registry import root as rootmod
-from ..registry import seg as segreg
+from ..registry.kind import SEG
 from .forksafe import fork_safe_lock
 
 CREATOR_FILE = "shm-creator"
@@ -40,9 +40,9 @@ _last_reap = 0.0
 def track(regname: str, sid: int) -> None:
     """Record that this process created ``sid`` with track=True."""
     pid = os.getpid()
-    started = records.start_time(pid)
-    with contextlib.suppress(OSError):
-        rootmod.write_file(segreg.SEG.obj_dir(sid) / CREATOR_FILE, f"{pid} {started}\n")
+    started = records.my_start_time()
+    with contextlib.suppress(OSError), objects.pin(SEG, sid) as ref:
+        fs.write_new(CREATOR_FILE, f"{pid} {started}\n", 0o644, ref.dirfd)
     with _lock:
         _mine[(str(rootmod.root_path()), regname, sid)] = pid
 
@@ -85,7 +85,8 @@ def _at_exit() -> None:
 def creator_alive(sid: int) -> bool | None:
     """Whether the segment's recorded creator still runs (None: no record)."""
     try:
-        text = rootmod.read_file(segreg.SEG.obj_dir(sid) / CREATOR_FILE)
+        with objects.pin(SEG, sid) as ref:
+            text = ref.read(CREATOR_FILE)
         pid, started = (int(x) for x in text.split())
     except (OSError, ValueError):
         return None
