@@ -50,6 +50,7 @@ class State:
             try:
                 if attachments:
                     _core.plan_clear()
+                prune_dead_threads()
                 self.refresh_placed()
                 yield self
             finally:
@@ -72,6 +73,18 @@ class State:
 
     def placed(self) -> set[Mapping]:
         return {m for m in self.space.mappings.values() if m.placed}
+
+
+def prune_dead_threads() -> None:
+    """Forget threads that died inside a VAS without leaving it.
+
+    A thread's guard normally switches it out as it exits; one that ended
+    at the OS level (the exit system call) skipped it, and its slot would
+    keep its VAS placed and undetachable for the life of the process.
+    """
+    for tid, _ in _core.thread_vids():
+        if not os.path.exists(f"/proc/self/task/{tid}"):
+            _core.forget_tid(tid)
 
 
 STATE = State()
