@@ -96,8 +96,6 @@ def test_thread_dead_inside_vas_is_pruned(registry: str) -> None:
 def _detach_after_death(a: int) -> dict:
     v.vas_attach(0, a, os.O_RDWR)
     tid = _die_inside(a)
-    v.proc_vas(0)  # any slow-path call
-    v.vas_switch(0)
     out: dict = {"slot_before": (tid, a) in _core.thread_vids()}
     try:
         v.vas_detach(0, a)
