@@ -18,7 +18,7 @@ import pytest
 
 import vaspace as v
 from vaspace import perms
-from vaspace_testing import NOBODY, SEG_BASE, MiB, in_child
+from vaspace_testing import NOBODY, SEG_BASE, MiB, in_child, require_root
 
 GROUP = 4242  # no user of the test machine has it
 
@@ -43,6 +43,7 @@ def errno_of(fn, *args) -> int:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def objs(registry: str) -> dict[str, int]:
     """For each mode, a root-owned VAS and segment in group GROUP."""
+    require_root()  # giving objects to GROUP is a chown
     out = {}
     for i, (name, mode) in enumerate(MODES.items()):
         vid = v.vas_create(f"vas-{name}", mode)

@@ -27,6 +27,9 @@ import vaspace
 from vaspace.registry import records
 from vaspace.registry import root as rootmod
 from vaspace.registry import vas as vasreg
+from vaspace_testing import needs_root
+
+pytestmark = needs_root  # every test here plays two users (setuid) or chowns
 
 ATTACKER, VICTIM = OTHER_USER, NOBODY
 
