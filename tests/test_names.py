@@ -24,7 +24,8 @@ from vaspace_testing import SEG_BASE, MiB
 LONG = [
     "é" * 127,            # 254 bytes, 762 once encoded
     "/" * 255,            # every byte encoded
-    "a" * 200 + "%" * 20,  # 260 characters once encoded: just over
+    "a" * 200 + "%" * 20,  # 260 characters once encoded
+    "a" * 253 + "/",      # 256 characters once encoded: one over
 ]
 FITS = ["a" * 255, "%" * 85, "." + "a" * 252]  # 255, 255 and 255 characters once encoded
 
@@ -53,6 +54,14 @@ def test_encoding_is_readable_and_safe() -> None:
     assert names.encode(b"..") == "%2E."  # a leading dot is encoded, so never "." or ".."
     assert names.encode(b"#1") == "%231"
     assert names.encode("é".encode()) == "%C3%A9"
+
+
+@pytest.mark.parametrize("name", LONG + FITS)
+def test_names_near_the_limit_can_be_created(registry: str, name: str) -> None:
+    """Every valid name makes a file name the filesystem takes (no ENAMETOOLONG)."""
+    vid = v.vas_create(name, 0o600)
+    assert v.vas_find(name) == vid and v.vas_name(vid) == name
+    v.vas_delete(vid)
 
 
 CREATE = {
