@@ -41,6 +41,7 @@ import argparse
 import ast
 import contextlib
 import copy
+import fcntl
 import json
 import os
 import shutil
@@ -55,6 +56,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "src" / "vaspace"
 BACKUP = REPO / ".mutate-backup"
+LOCK = REPO / ".mutate.lock"  # one run at a time: a second would restore the first's mutant
 
 # The policy modules and the tests that cover each (paths relative to tests/).
 MODULES: dict[str, tuple[list[str], list[str]]] = {
@@ -463,8 +465,6 @@ def main(argv: list[str] | None = None) -> int:
     if not modules and not args.c:
         ap.error("name a module, or --all, or --c")
 
-    for rel in restore_leftovers():
-        print(f"mutate: restored {rel}, left mutated by an interrupted run", file=sys.stderr)
     if args.list:
         for name in modules:
             for rel in MODULES[name][0]:
@@ -474,6 +474,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"src/vaspace/{rel}: {what}  =>  sed -e '{expr}'")
         return 0
 
+    lock = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit("mutate: another run is going on in this tree") from None
+    for rel in restore_leftovers():
+        print(f"mutate: restored {rel}, left mutated by an interrupted run", file=sys.stderr)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     by_module: dict[str, list[Mutant]] = {}
