@@ -134,22 +134,21 @@ _FLIP = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.GtE, ast.GtE: ast.Lt,
          ast.Is: ast.IsNot, ast.IsNot: ast.Is}
 
 
-def _skipped_ranges(tree: ast.AST) -> list[tuple[int, int]]:
-    """Line ranges never mutated: docstrings and annotations."""
-    out = []
+def _skipped_nodes(tree: ast.AST) -> set[int]:
+    """ids of the nodes never mutated: docstrings and annotations, with all they contain."""
+    roots: list[ast.AST] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             body = node.body
             if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-                out.append((body[0].lineno, body[0].end_lineno or body[0].lineno))
+                roots.append(body[0])
         if isinstance(node, ast.arg) and node.annotation is not None:
-            a = node.annotation
-            out.append((a.lineno, a.end_lineno or a.lineno))
+            roots.append(node.annotation)
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
-            out.append((node.returns.lineno, node.returns.end_lineno or node.returns.lineno))
+            roots.append(node.returns)
         if isinstance(node, ast.AnnAssign):
-            out.append((node.annotation.lineno, node.annotation.end_lineno or node.lineno))
-    return out
+            roots.append(node.annotation)
+    return {id(n) for root in roots for n in ast.walk(root)}
 
 
 class _Finder(ast.NodeVisitor):
@@ -224,6 +223,11 @@ class _Finder(ast.NodeVisitor):
                 self.add(node, f"({node.value + d})", f"{node.value} -> {node.value + d}")
 
 
+def _rel(path: Path) -> str:
+    """A path as reports show it: relative to the repo when inside it."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def _offsets(src: bytes) -> list[int]:
     """Byte offset of the start of each line (1-based line numbers: index line - 1)."""
     out, pos = [], 0
@@ -238,22 +242,22 @@ def mutants_of(path: Path) -> list[Mutant]:
     """Every mutant of one source file, in file order."""
     src = path.read_bytes()
     tree = ast.parse(src)
-    skip = _skipped_ranges(tree)
+    skip = _skipped_nodes(tree)
     lines = src.splitlines()
     starts = _offsets(src)
     finder = _Finder(src)
     finder.visit(tree)
     out = []
     for node, new, what in finder.found:
-        lo, hi = node.lineno, node.end_lineno or node.lineno
-        if any(a <= lo and hi <= b for a, b in skip):
+        if id(node) in skip:
             continue
+        lo, hi = node.lineno, node.end_lineno or node.lineno
         if b"pragma: no mutate" in lines[lo - 1]:
             continue
         # ast offsets are in UTF-8 bytes, so the file is edited as bytes.
         start = starts[lo - 1] + node.col_offset
         end = starts[hi - 1] + (node.end_col_offset or 0)
-        out.append(Mutant(str(path.relative_to(REPO)), lo, start, end, new, what))
+        out.append(Mutant(_rel(path), lo, start, end, new, what))
     out.sort(key=lambda m: (m.start, m.what))
     return out
 
@@ -272,7 +276,7 @@ def restore_leftovers() -> list[str]:
         return []
     done = []
     for rel, info in json.loads(manifest.read_text()).items():
-        target = REPO / rel
+        target = REPO / rel  # an absolute rel stays as it is
         shutil.copyfile(BACKUP / info["copy"], target)
         os.utime(target, ns=(info["mtime_ns"], info["mtime_ns"]))
         done.append(rel)
@@ -286,10 +290,10 @@ def mutable(path: Path) -> Iterator[bytes]:
     original = path.read_bytes()
     mtime_ns = path.stat().st_mtime_ns
     BACKUP.mkdir(exist_ok=True)
-    copy_name = str(path.relative_to(REPO)).replace("/", "__")
+    copy_name = _rel(path).replace("/", "__")
     (BACKUP / copy_name).write_bytes(original)
     (BACKUP / "manifest.json").write_text(json.dumps(
-        {str(path.relative_to(REPO)): {"copy": copy_name, "mtime_ns": mtime_ns}}))
+        {_rel(path): {"copy": copy_name, "mtime_ns": mtime_ns}}))
     try:
         yield original
     finally:
@@ -373,7 +377,7 @@ def run_c(factor: float, floor: float, echo: bool) -> list[Mutant]:
             t0 = baseline(tests, 600)
             with mutable(path) as original:
                 subprocess.run(["sed", "-i", "-e", expr, str(path)], check=True)
-                m = Mutant(str(path.relative_to(REPO)), 0, 0, 0, expr, what)
+                m = Mutant(_rel(path), 0, 0, 0, expr, what)
                 changed = path.read_bytes()
                 if changed == original:
                     m.outcome = "not applied"
