@@ -178,11 +178,14 @@ def reset_process_state() -> None:
     """Leave every VAS this process entered or attached (between tests)."""
     st = statemod.state()
     vaspace.vas_switch(0)
-    for vid in list(st.attachments):
-        att = st.attachments.pop(vid)
-        for m in att.maps:
-            st.space.put(m)
-        os.close(att.lock_fd)
+    # Under the state's lock with fresh ``placed`` flags (a fast-path switch
+    # does not update them), so put() unmaps each mapping where it really is.
+    with st.changing():
+        for vid in list(st.attachments):
+            att = st.attachments.pop(vid)
+            for m in att.maps:
+                st.space.put(m)
+            os.close(att.lock_fd)
     import vaspace._core as core
 
     for tid, _ in core.thread_vids():

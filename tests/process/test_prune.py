@@ -112,3 +112,19 @@ def test_detach_after_thread_died_inside(registry: str) -> None:
     out = in_child(_detach_after_death, a).get()
     assert out["slot_before"], out
     assert out.get("detached") and "errno" not in out, out  # not EBUSY
+
+
+def test_thread_that_exits_inside_leaves_at_once(registry: str) -> None:
+    """The common path: the thread's guard parks its VAS as it ends, before any prune.
+
+    Until then the dead thread would still count as inside: other processes
+    would see it in /proc-style views and the fast path would stand aside.
+    """
+    a = world("a", 0xA1)
+    v.vas_attach(0, a, os.O_RDWR)
+    t = threading.Thread(target=v.vas_switch, args=(a,))
+    t.start()
+    t.join()
+    assert (t.native_id, a) not in _core.thread_vids()
+    assert _core.threads_in_vas() == 0
+    v.vas_detach(0, a)

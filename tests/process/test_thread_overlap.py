@@ -64,6 +64,7 @@ def _two_threads(first: int, second: int, first_pages: list[int]) -> dict:
     t.start()
     t.join()
     out["first_view"] = [peek(addr) for addr in first_pages]
+    out["main_tid"] = threading.get_native_id()
     out["main_active"] = v.active_vas()
     # Once the first thread leaves, the second VAS may be entered.
     v.vas_switch(0)
@@ -84,6 +85,7 @@ def test_partial_overlap_is_efault(registry: str, shift: int) -> None:
     tried = out["try"]
     assert tried["errno"] == errno.EFAULT, out
     assert "collides" in tried["message"] and "first-seg" in tried["message"]
+    assert f"thread(s) [{out['main_tid']}]" in tried["message"]  # who is in the way
     assert tried["active"] == 0  # the worker stayed in the original AS
     # The first thread's view is intact, every page of it.
     assert out["first_view"] == [0x40, 0x41, 0x42]

@@ -1,0 +1,77 @@
+"""The cached move plans: used when they are valid, dropped when they are not.
+
+A switch the slow path planned is cached in C, so the next switch between
+the same two VASes is one C call (``switch_fast`` returns nonzero).  The
+slow path holds the fast path off while it runs and must let it back in
+afterwards; and a plan names mappings and parking slots, so an attach or a
+detach, which changes them, must drop every cached plan.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import vaspace as v
+from vaspace import _core
+from vaspace_testing import SEG_BASE, MiB
+
+
+def world(name: str, byte: int) -> int:
+    """A VAS with a segment at SEG_BASE whose first byte is ``byte``."""
+    vid = v.vas_create(name, 0o600)
+    sid = v.vas_seg_create(f"{name}-seg", SEG_BASE, SEG_BASE + MiB, 0o600)
+    v.vas_seg_attach(vid, sid, os.O_RDWR)
+    v.vas_attach(0, vid, os.O_RDWR)
+    with v.VAS(vid).active():
+        ctypes.c_ubyte.from_address(SEG_BASE).value = byte
+    return vid
+
+
+def peek() -> int:
+    return ctypes.c_ubyte.from_address(SEG_BASE).value
+
+
+def test_warm_switch_takes_the_fast_path(registry: str) -> None:
+    a, b = world("a", 0xA), world("b", 0xB)
+    v.vas_switch(a)
+    v.vas_switch(b)  # planned by the slow path, and cached both ways
+    assert _core.plan_get(b, a) is not None and _core.plan_get(a, b) is not None
+    # The slow path let the fast path back in: these are single C calls.
+    assert _core.switch_fast(a) == 1 and v.active_vas() == a and peek() == 0xA
+    assert _core.switch_fast(b) == 1 and v.active_vas() == b and peek() == 0xB
+    assert _core.switch_fast(0) == 1 and v.active_vas() == 0
+    assert _core.switch_fast(a) == 2  # entered from the original AS
+    v.vas_switch(0)
+
+
+def test_a_slow_switch_keeps_the_other_plans(registry: str) -> None:
+    """A switch changes no mapping's identity: planning a new pair drops no cached plan."""
+    a, b, c = world("a", 0xA), world("b", 0xB), world("c", 0xC)
+    v.vas_switch(a)
+    v.vas_switch(b)
+    v.vas_switch(c)  # a new pair (b, c): the slow path
+    assert _core.plan_get(a, b) is not None and _core.plan_get(b, c) is not None
+    v.vas_switch(a)
+    assert _core.switch_fast(b) == 1 and peek() == 0xB  # still one C call
+    v.vas_switch(0)
+
+
+def test_attach_and_detach_drop_cached_plans(registry: str) -> None:
+    a, b = world("a", 0xA), world("b", 0xB)
+    v.vas_switch(a)
+    v.vas_switch(b)
+    v.vas_switch(a)
+    assert _core.plan_get(a, b) is not None
+    v.vas_detach(0, b)
+    assert _core.plan_get(a, b) is None and _core.plan_get(b, a) is None
+    v.vas_attach(0, b, os.O_RDWR)  # a fresh mapping in a fresh parking slot
+    v.vas_switch(b)
+    assert peek() == 0xB
+    v.vas_switch(a)
+    assert peek() == 0xA
+    c = world("c", 0xC)  # an attach drops them too
+    assert _core.plan_get(a, b) is None
+    v.vas_switch(c)
+    assert peek() == 0xC
+    v.vas_switch(0)
