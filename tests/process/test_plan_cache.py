@@ -14,6 +14,7 @@ import os
 
 import vaspace as v
 from vaspace import _core
+from vaspace.process import state as statemod
 from vaspace_testing import SEG_BASE, MiB
 
 
@@ -74,4 +75,20 @@ def test_attach_and_detach_drop_cached_plans(registry: str) -> None:
     assert _core.plan_get(a, b) is None
     v.vas_switch(c)
     assert peek() == 0xC
+    v.vas_switch(0)
+
+
+def test_fast_path_stands_aside_while_state_changes(registry: str) -> None:
+    """While a slow path holds the state (even nested), no cached plan runs."""
+    a, b = world("a", 0xA), world("b", 0xB)
+    v.vas_switch(a)
+    v.vas_switch(b)
+    v.vas_switch(a)
+    st = statemod.state()
+    with st.changing(attachments=False):
+        with st.changing(attachments=False):  # nested, as attach inside a switch's sync
+            assert _core.switch_fast(b) == 0
+        assert _core.switch_fast(b) == 0  # the outer one still holds it
+        assert v.active_vas() == a and peek() == 0xA
+    assert _core.switch_fast(b) == 1 and peek() == 0xB
     v.vas_switch(0)
