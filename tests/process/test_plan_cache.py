@@ -10,12 +10,14 @@ detach, which changes them, must drop every cached plan.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
+import threading
 
 import vaspace as v
 from vaspace import _core
 from vaspace.process import state as statemod
-from vaspace_testing import SEG_BASE, MiB
+from vaspace_testing import SEG_BASE, MiB, in_child
 
 
 def world(name: str, byte: int) -> int:
@@ -92,3 +94,42 @@ def test_fast_path_stands_aside_while_state_changes(registry: str) -> None:
         assert v.active_vas() == a and peek() == 0xA
     assert _core.switch_fast(b) == 1 and peek() == 0xB
     v.vas_switch(0)
+
+
+def _switch_while_another_thread_is_inside(a: int, b: int) -> dict:
+    v.vas_attach(0, a, os.O_RDWR)  # a forked child starts with no attachments
+    v.vas_attach(0, b, os.O_RDWR)
+    v.vas_switch(a)
+    v.vas_switch(0)  # the plans 0 <-> a are cached now
+    assert _core.plan_get(0, a) is not None
+    inside, leave = threading.Event(), threading.Event()
+    seen: dict = {}
+
+    def other() -> None:
+        v.vas_switch(b)  # b maps the same range with another segment
+        inside.set()
+        leave.wait(10)
+        seen["other_view"] = peek()
+        v.vas_switch(0)
+
+    t = threading.Thread(target=other)
+    t.start()
+    assert inside.wait(10)
+    try:
+        v.vas_switch(a)  # the cached plan would move a's mapping over b's
+        seen["switched"] = True
+    except OSError as exc:
+        seen["errno"] = exc.errno
+    seen["active"] = v.active_vas()
+    leave.set()
+    t.join()
+    return seen
+
+
+def test_cached_plan_not_run_while_another_thread_is_inside(registry: str) -> None:
+    """A cached plan assumes the window holds only this thread's VAS."""
+    a, b = world("a", 0xA), world("b", 0xB)
+    v.vas_detach(0, a)
+    v.vas_detach(0, b)
+    out = in_child(_switch_while_another_thread_is_inside, a, b).get()
+    assert out == {"errno": errno.EFAULT, "active": 0, "other_view": 0xB}
