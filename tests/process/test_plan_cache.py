@@ -133,3 +133,40 @@ def test_cached_plan_not_run_while_another_thread_is_inside(registry: str) -> No
     v.vas_detach(0, b)
     out = in_child(_switch_while_another_thread_is_inside, a, b).get()
     assert out == {"errno": errno.EFAULT, "active": 0, "other_view": 0xB}
+
+
+def _maps_line(addr: int) -> str:
+    with open("/proc/self/maps") as f:
+        for line in f:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            if lo <= addr < hi:
+                return line
+    return ""
+
+
+def _half_failing_plan(a: int) -> dict:
+    v.vas_attach(0, a, os.O_RDWR)
+    (m,) = statemod.state().attachments[a].maps
+    nowhere = 0x3000_0000_0000  # below the window: nothing is mapped there
+    assert _maps_line(nowhere) == ""
+    plan = [(m.park, m.start, m.size, False),  # would place the segment ...
+            (nowhere, m.park + m.size, 4096, False)]  # ... but this move fails
+    out: dict = {"before": _maps_line(m.start).split()[1]}
+    try:
+        _core.run_plan(plan, a)
+    except OSError as exc:
+        out["errno"] = exc.errno
+    out["after_start"] = _maps_line(m.start).split()[1]
+    out["after_park"] = "vaspace" in _maps_line(m.park) or "data" in _maps_line(m.park)
+    out["active"] = v.active_vas()
+    return out
+
+
+def test_a_failed_plan_is_undone(registry: str) -> None:
+    """When a move fails, the moves before it are undone: the thread stays where it was."""
+    a = world("a", 0xA)
+    v.vas_detach(0, a)
+    out = in_child(_half_failing_plan, a).get()
+    assert "errno" in out, out
+    assert out["before"] == out["after_start"] == "---p", out  # the segment was not left placed
+    assert out["after_park"] and out["active"] == 0, out
