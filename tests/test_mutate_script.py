@@ -69,28 +69,29 @@ def test_policy_modules_give_valid_mutants(mutate: ModuleType) -> None:
                 ast.parse(mutate.apply(m, original), filename=m.describe())
 
 
-def test_file_is_restored_on_error(mutate: ModuleType, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def victim(mutate: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A file to mutate, with the script's backups kept under tmp_path."""
     monkeypatch.setattr(mutate, "BACKUP", tmp_path / "backup")
     path = tmp_path / "m.py"
     path.write_text("x = 1\n")
-    before = path.stat().st_mtime_ns
-    with pytest.raises(KeyboardInterrupt), mutate.mutable(path):
-        path.write_text("x = 2\n")
+    return path
+
+
+def test_file_is_restored_on_error(mutate: ModuleType, victim: Path) -> None:
+    before = victim.stat().st_mtime_ns
+    with pytest.raises(KeyboardInterrupt), mutate.mutable(victim):
+        victim.write_text("x = 2\n")
         raise KeyboardInterrupt
-    assert path.read_text() == "x = 1\n" and path.stat().st_mtime_ns == before
-    assert not (tmp_path / "backup").exists()
+    assert victim.read_text() == "x = 1\n" and victim.stat().st_mtime_ns == before
+    assert not mutate.BACKUP.exists()
 
 
-def test_a_killed_run_is_undone_by_the_next(mutate: ModuleType, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mutate, "BACKUP", tmp_path / "backup")
-    path = tmp_path / "m.py"
-    path.write_text("x = 1\n")
-    before = path.stat().st_mtime_ns
-    cm = mutate.mutable(path)
+def test_a_killed_run_is_undone_by_the_next(mutate: ModuleType, victim: Path) -> None:
+    before = victim.stat().st_mtime_ns
+    cm = mutate.mutable(victim)
     cm.__enter__()
-    path.write_text("x = 2\n")  # ... and the run is SIGKILLed here: no exit
-    assert mutate.restore_leftovers() == [str(path)]
-    assert path.read_text() == "x = 1\n" and path.stat().st_mtime_ns == before
+    victim.write_text("x = 2\n")  # ... and the run is SIGKILLed here: no exit
+    assert mutate.restore_leftovers() == [str(victim)]
+    assert victim.read_text() == "x = 1\n" and victim.stat().st_mtime_ns == before
     assert mutate.restore_leftovers() == []
