@@ -20,6 +20,7 @@ that reason (``needs_root``), not failed.
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import os
 import pickle
@@ -195,3 +196,33 @@ def reset_process_state() -> None:
 
 SEG_BASE = 0x4000_0000_0000
 MiB = 1 << 20
+
+
+def peek(addr: int) -> int:
+    """The byte at ``addr`` of this process (it faults if nothing readable is there)."""
+    return ctypes.c_ubyte.from_address(addr).value
+
+
+def poke(addr: int, value: int) -> None:
+    ctypes.c_ubyte.from_address(addr).value = value
+
+
+def vas_with_byte(name: str, byte: int, start: int = SEG_BASE, size: int = MiB) -> int:
+    """A VAS with one segment at ``start`` whose first byte is ``byte``; left attached O_RDWR."""
+    vid = vaspace.vas_create(name, 0o600)
+    sid = vaspace.vas_seg_create(f"{name}-seg", start, start + size, 0o600)
+    vaspace.vas_seg_attach(vid, sid, os.O_RDWR)
+    vaspace.vas_attach(0, vid, os.O_RDWR)
+    with vaspace.VAS(vid).active():
+        poke(start, byte)
+    return vid
+
+
+def maps_line(addr: int) -> str:
+    """The line of /proc/self/maps that covers ``addr`` ("" if none does)."""
+    with open("/proc/self/maps") as f:
+        for line in f:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            if lo <= addr < hi:
+                return line
+    return ""

@@ -9,7 +9,6 @@ detach, which changes them, must drop every cached plan.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import threading
@@ -17,22 +16,13 @@ import threading
 import vaspace as v
 from vaspace import _core
 from vaspace.process import state as statemod
-from vaspace_testing import SEG_BASE, MiB, in_child
-
-
-def world(name: str, byte: int) -> int:
-    """A VAS with a segment at SEG_BASE whose first byte is ``byte``."""
-    vid = v.vas_create(name, 0o600)
-    sid = v.vas_seg_create(f"{name}-seg", SEG_BASE, SEG_BASE + MiB, 0o600)
-    v.vas_seg_attach(vid, sid, os.O_RDWR)
-    v.vas_attach(0, vid, os.O_RDWR)
-    with v.VAS(vid).active():
-        ctypes.c_ubyte.from_address(SEG_BASE).value = byte
-    return vid
+from vaspace_testing import SEG_BASE, in_child, maps_line
+from vaspace_testing import peek as peek_at
+from vaspace_testing import vas_with_byte as world
 
 
 def peek() -> int:
-    return ctypes.c_ubyte.from_address(SEG_BASE).value
+    return peek_at(SEG_BASE)
 
 
 def test_warm_switch_takes_the_fast_path(registry: str) -> None:
@@ -135,29 +125,20 @@ def test_cached_plan_not_run_while_another_thread_is_inside(registry: str) -> No
     assert out == {"errno": errno.EFAULT, "active": 0, "other_view": 0xB}
 
 
-def _maps_line(addr: int) -> str:
-    with open("/proc/self/maps") as f:
-        for line in f:
-            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-            if lo <= addr < hi:
-                return line
-    return ""
-
-
 def _half_failing_plan(a: int) -> dict:
     v.vas_attach(0, a, os.O_RDWR)
     (m,) = statemod.state().attachments[a].maps
     nowhere = 0x3000_0000_0000  # below the window: nothing is mapped there
-    assert _maps_line(nowhere) == ""
+    assert maps_line(nowhere) == ""
     plan = [(m.park, m.start, m.size, False),  # would place the segment ...
             (nowhere, m.park + m.size, 4096, False)]  # ... but this move fails
-    out: dict = {"before": _maps_line(m.start).split()[1]}
+    out: dict = {"before": maps_line(m.start).split()[1]}
     try:
         _core.run_plan(plan, a)
     except OSError as exc:
         out["errno"] = exc.errno
-    out["after_start"] = _maps_line(m.start).split()[1]
-    out["after_park"] = "vaspace" in _maps_line(m.park) or "data" in _maps_line(m.park)
+    out["after_start"] = maps_line(m.start).split()[1]
+    out["after_park"] = "vaspace" in maps_line(m.park) or "data" in maps_line(m.park)
     out["active"] = v.active_vas()
     return out
 

@@ -19,19 +19,14 @@ import time
 
 import vaspace as v
 from vaspace import _core
-from vaspace_testing import SEG_BASE, MiB, in_child
+from vaspace_testing import SEG_BASE, in_child, vas_with_byte
 
 SYS_exit = 60  # x86-64: ends the calling thread only (exit_group ends the process)
 
 
 def world(name: str, byte: int) -> int:
-    """A VAS with one segment at SEG_BASE whose first byte is ``byte``."""
-    vid = v.vas_create(name, 0o600)
-    sid = v.vas_seg_create(f"{name}-seg", SEG_BASE, SEG_BASE + MiB, 0o600)
-    v.vas_seg_attach(vid, sid, os.O_RDWR)
-    v.vas_attach(0, vid, os.O_RDWR)
-    with v.VAS(vid).active():
-        ctypes.c_ubyte.from_address(SEG_BASE).value = byte
+    """A VAS with one segment at SEG_BASE whose first byte is ``byte`` (not attached)."""
+    vid = vas_with_byte(name, byte)
     v.vas_detach(0, vid)
     return vid
 

@@ -11,7 +11,6 @@ missed conflict can end in SIGSEGV.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import threading
@@ -19,7 +18,7 @@ import threading
 import pytest
 
 import vaspace as v
-from vaspace_testing import SEG_BASE, in_child
+from vaspace_testing import SEG_BASE, in_child, peek, poke
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 BASE = SEG_BASE + (1 << 30)  # room below for the segment that starts earlier
@@ -30,14 +29,6 @@ def world(name: str, start: int, pages: int) -> tuple[int, int]:
     sid = v.vas_seg_create(f"{name}-seg", start, start + pages * PAGE, 0o600)
     v.vas_seg_attach(vid, sid, os.O_RDWR)
     return vid, sid
-
-
-def peek(addr: int) -> int:
-    return ctypes.c_ubyte.from_address(addr).value
-
-
-def poke(addr: int, value: int) -> None:
-    ctypes.c_ubyte.from_address(addr).value = value
 
 
 def _two_threads(first: int, second: int, first_pages: list[int]) -> dict:
