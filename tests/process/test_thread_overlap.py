@@ -31,15 +31,32 @@ def world(name: str, start: int, pages: int) -> tuple[int, int]:
     return vid, sid
 
 
-def _two_threads(first: int, second: int, first_pages: list[int]) -> dict:
+def _two_threads(first: int, second: int, first_pages: list[int], side: int = 0) -> dict:
     """The main thread enters ``first`` and tags its pages; a second thread
-    tries ``second``.  Report what each saw."""
+    tries ``second``.  Report what each saw.
+
+    With ``side``, a bystander thread sits in that VAS meanwhile: it is in
+    nobody's way, so the EFAULT must not name it.
+    """
     v.vas_attach(0, first, os.O_RDWR)
     v.vas_attach(0, second, os.O_RDWR)
     v.vas_switch(first)
     for i, addr in enumerate(first_pages):
         poke(addr, 0x40 + i)
     out: dict = {}
+    inside, leave = threading.Event(), threading.Event()
+
+    def bystander() -> None:
+        v.vas_switch(side)
+        inside.set()
+        leave.wait(10)
+        v.vas_switch(0)
+
+    if side:
+        v.vas_attach(0, side, os.O_RDWR)
+        by = threading.Thread(target=bystander)
+        by.start()
+        assert inside.wait(10)
 
     def worker(key: str) -> None:
         seen: dict[str, object] = {}
@@ -54,6 +71,9 @@ def _two_threads(first: int, second: int, first_pages: list[int]) -> dict:
     t = threading.Thread(target=worker, args=("try",))
     t.start()
     t.join()
+    if side:
+        leave.set()
+        by.join()
     out["first_view"] = [peek(addr) for addr in first_pages]
     out["main_tid"] = threading.get_native_id()
     out["main_active"] = v.active_vas()
@@ -71,8 +91,9 @@ def test_partial_overlap_is_efault(registry: str, shift: int) -> None:
     # they overlap in 3 - |shift| pages and never share a start address.
     first, _ = world("first", BASE, 3)
     second, _ = world("second", BASE + shift * PAGE, 3)
+    side, _ = world("side", BASE + 16 * PAGE, 1)  # clear of both
     pages = [BASE + i * PAGE for i in range(3)]
-    out = in_child(_two_threads, first, second, pages).get()
+    out = in_child(_two_threads, first, second, pages, side).get()
     tried = out["try"]
     assert tried["errno"] == errno.EFAULT, out
     assert "collides" in tried["message"] and "first-seg" in tried["message"]
