@@ -18,7 +18,7 @@ import pytest
 
 import vaspace as v
 from vaspace import perms
-from vaspace_testing import NOBODY, SEG_BASE, MiB, in_child, require_root
+from vaspace_testing import NOBODY, SEG_BASE, MiB, errno_of, in_child, require_root
 
 GROUP = 4242  # no user of the test machine has it
 
@@ -30,14 +30,6 @@ OUTSIDER = {"uid": NOBODY}
 
 # mode -> (group member may read, may write); the other bits say the opposite.
 MODES = {"rw-group": 0o660, "ro-group": 0o642, "none-group": 0o606}
-
-
-def errno_of(fn, *args) -> int:  # type: ignore[no-untyped-def]
-    try:
-        fn(*args)
-    except OSError as exc:
-        return exc.errno or -1
-    return 0
 
 
 @pytest.fixture

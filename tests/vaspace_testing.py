@@ -226,3 +226,12 @@ def maps_line(addr: int) -> str:
             if lo <= addr < hi:
                 return line
     return ""
+
+
+def errno_of(fn: Callable[..., Any], *args: Any) -> int:
+    """The errno a call fails with (-1 for an OSError without one), or 0 if it succeeds."""
+    try:
+        fn(*args)
+    except OSError as exc:
+        return exc.errno or -1
+    return 0

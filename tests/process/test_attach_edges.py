@@ -13,7 +13,7 @@ import select
 import pytest
 
 import vaspace as v
-from vaspace_testing import SEG_BASE, MiB, in_child
+from vaspace_testing import SEG_BASE, MiB, errno_of, in_child
 
 
 def make_vas(name: str = "v", segs: int = 1) -> tuple[int, list[int]]:
@@ -25,14 +25,6 @@ def make_vas(name: str = "v", segs: int = 1) -> tuple[int, list[int]]:
         v.vas_seg_attach(vid, sid, os.O_RDWR)
         sids.append(sid)
     return vid, sids
-
-
-def errno_of(fn, *args) -> int:  # type: ignore[no-untyped-def]
-    try:
-        fn(*args)
-    except OSError as exc:
-        return exc.errno or -1
-    return 0
 
 
 def test_pid_bounds(registry: str) -> None:
