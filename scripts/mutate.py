@@ -321,14 +321,41 @@ def run_tests(tests: list[str], timeout: float) -> tuple[str, float]:
     try:
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the whole session: its children too
-        proc.wait()
+        _kill_session(proc)
         return "timeout", time.monotonic() - t0
     except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        _kill_session(proc)
         raise
+    _kill_session(proc)  # a test may have left a child behind
     return ("passed" if code == 0 else "failed"), time.monotonic() - t0
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL pytest and every process of its session, strays that outlived it included.
+
+    Killing the process group is not enough: a child a test forks while the
+    group is being killed can escape it, and would then hang on forever.
+    """
+    sid = proc.pid  # start_new_session: pytest leads its own session
+    for _ in range(10):
+        found = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if os.getsid(int(entry)) == sid and not _zombie(entry):
+                    os.kill(int(entry), signal.SIGKILL)
+                    found = True
+        with contextlib.suppress(ChildProcessError):
+            proc.wait()
+        if not found:
+            return
+        time.sleep(0.05)
+
+
+def _zombie(pid: str) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # dead, awaiting its reaper
 
 
 def baseline(tests: list[str], limit: float) -> float:
