@@ -17,6 +17,7 @@ from relutil import PAGE, SEG_BASE, run_child
 import vaspace
 from vaspace.registry import objects
 from vaspace.registry import ref as refmod
+from vaspace_testing import needs_root
 
 # ------------------------------------------------ half-made objects, planted files
 
@@ -143,6 +144,7 @@ def test_delete_does_not_hit_an_object_that_reused_the_id(registry: str, monkeyp
 # ------------------------------------------------ a registry lock held forever
 
 
+@needs_root  # its child becomes nobody by hand
 def test_registry_lock_held_forever_gives_ebusy_not_a_hang(registry: str, monkeypatch) -> None:
     """Any user can open and flock the registry lock; others used to block forever.
 

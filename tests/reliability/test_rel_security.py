@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import select
 import signal
 import stat
 import time
@@ -26,6 +27,9 @@ from relutil import NOBODY, OTHER_USER, PAGE, SEG_BASE, as_user, run_child, snap
 import vaspace
 from vaspace.registry import records
 from vaspace.registry import root as rootmod
+from vaspace_testing import needs_root
+
+pytestmark = needs_root  # every test here plays two users (setuid) or chowns
 
 ATTACKER, VICTIM = OTHER_USER, NOBODY
 
@@ -556,14 +560,17 @@ def test_planted_unicode_digit_slot_file_does_not_break_attach(registry: str) ->
     assert as_user(VICTIM, errno_of, vaspace.vas_attach, 0, vid, os.O_RDWR) == "ok"
 
 
-def _swapper(root: Path, sid: int, target: Path, what: str, seconds: float) -> int:
-    """As the attacker: keep swapping our segment's data (or directory) for a link."""
+def _swapper(root: Path, sid: int, target: Path, what: str, started: int, stop: int) -> int:
+    """As the attacker: keep swapping our segment's data (or directory) for a link.
+
+    Counted, not timed: it says so on ``started`` after its first swap and
+    goes on until ``stop`` is readable.
+    """
     d = root / f"seg/{sid}"
-    stop = time.monotonic() + seconds
     swaps = 0
     if what == "dir":
         os.rename(d, root / "seg/real")
-    while time.monotonic() < stop:
+    while not select.select([stop], [], [], 0)[0]:
         if what == "data":
             os.symlink(target, d / "tmp")
             os.rename(d / "tmp", d / "data")
@@ -577,6 +584,8 @@ def _swapper(root: Path, sid: int, target: Path, what: str, seconds: float) -> i
             os.symlink(root / "seg/real", d)
             os.unlink(d)
         swaps += 1
+        if swaps == 1:
+            os.write(started, b"s")
     return swaps
 
 
@@ -593,10 +602,14 @@ def test_swap_races_never_map_the_victims_file(registry: str, what: str) -> None
     root = Path(registry)
     target = root / (f"seg/{victim['sid']}/data" if what == "data" else f"seg/{victim['sid']}")
 
+    attempts = 300
+    started_r, started_w = os.pipe()
+    stop_r, stop_w = os.pipe()
+
     def victim_loop() -> dict[str, int]:
-        seen = {"mapped": 0, "refused": 0, "secret": 0, "empty": 0}
-        stop = time.monotonic() + 1.5
-        while time.monotonic() < stop:
+        seen = {"mapped": 0, "empty": 0, "refused": 0, "secret": 0}
+        assert select.select([started_r], [], [], 20)[0], "the attacker never swapped"
+        for _ in range(attempts):  # all of them while the attacker swaps
             try:
                 vaspace.vas_attach(0, objs["vid"], os.O_RDWR)
             except OSError:
@@ -610,6 +623,8 @@ def test_swap_races_never_map_the_victims_file(registry: str, what: str) -> None
                     seen["mapped"] += 1
                     if bytes((ctypes.c_char * 6).from_address(maps[0].start)) == b"secret":
                         seen["secret"] += 1
+                else:
+                    seen["empty"] += 1
                 vaspace.vas_switch(0)
             finally:
                 vaspace.vas_detach(0, objs["vid"])
@@ -619,17 +634,22 @@ def test_swap_races_never_map_the_victims_file(registry: str, what: str) -> None
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        out = run_child(_swapper, root, objs["sid"], target, what, 2.0, uid=ATTACKER)
+        out = run_child(_swapper, root, objs["sid"], target, what, started_w, stop_r,
+                        uid=ATTACKER)
         os.write(w, str(out.value if out.error is None else -1).encode())
         os._exit(0)
     os.close(w)
-    seen = run_child(victim_loop, uid=VICTIM, timeout=30).get()
-    swaps = int(os.read(r, 100) or b"-1")
-    os.close(r)
-    os.waitpid(pid, 0)
-    assert swaps > 10, "the attacker must really have been swapping"
+    try:
+        seen = run_child(victim_loop, uid=VICTIM, timeout=60).get()
+    finally:
+        os.write(stop_w, b"x")  # a byte, not EOF: every fork holds the pipe's ends
+        swaps = int(os.read(r, 100) or b"-1")
+        for fd in (r, started_r, started_w, stop_r, stop_w):
+            os.close(fd)
+        os.waitpid(pid, 0)
+    assert swaps > 0, "the attacker must really have been swapping"
     assert seen["secret"] == 0, seen
-    assert seen["mapped"] + seen["refused"] + seen["empty"] > 10, seen
+    assert seen["mapped"] + seen["empty"] + seen["refused"] == attempts, seen
 
 
 def test_directory_swapped_between_check_and_open_is_refused(registry: str) -> None:
