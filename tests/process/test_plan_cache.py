@@ -16,7 +16,7 @@ import threading
 import vaspace as v
 from vaspace import _core
 from vaspace.process import state as statemod
-from vaspace_testing import SEG_BASE, in_child, maps_line
+from vaspace_testing import SEG_BASE, in_child
 from vaspace_testing import peek as peek_at
 from vaspace_testing import vas_with_byte as world
 
@@ -125,29 +125,3 @@ def test_cached_plan_not_run_while_another_thread_is_inside(registry: str) -> No
     assert out == {"errno": errno.EFAULT, "active": 0, "other_view": 0xB}
 
 
-def _half_failing_plan(a: int) -> dict:
-    v.vas_attach(0, a, os.O_RDWR)
-    (m,) = statemod.state().attachments[a].maps
-    nowhere = 0x3000_0000_0000  # below the window: nothing is mapped there
-    assert maps_line(nowhere) == ""
-    plan = [(m.park, m.start, m.size, False),  # would place the segment ...
-            (nowhere, m.park + m.size, 4096, False)]  # ... but this move fails
-    out: dict = {"before": maps_line(m.start).split()[1]}
-    try:
-        _core.run_plan(plan, a)
-    except OSError as exc:
-        out["errno"] = exc.errno
-    out["after_start"] = maps_line(m.start).split()[1]
-    out["after_park"] = "vaspace" in maps_line(m.park) or "data" in maps_line(m.park)
-    out["active"] = v.active_vas()
-    return out
-
-
-def test_a_failed_plan_is_undone(registry: str) -> None:
-    """When a move fails, the moves before it are undone: the thread stays where it was."""
-    a = world("a", 0xA)
-    v.vas_detach(0, a)
-    out = in_child(_half_failing_plan, a).get()
-    assert "errno" in out, out
-    assert out["before"] == out["after_start"] == "---p", out  # the segment was not left placed
-    assert out["after_park"] and out["active"] == 0, out
