@@ -4,8 +4,9 @@ Each section runs as ``python -m bench.<section> --json FILE`` so that one
 section's memory (a 1 GiB segment, say) and process state cannot skew the
 next one, and the fork baseline sees a small process.  Then report.py
 writes BENCHMARKS.md and bench/plots/*.png.  The other engineers' workloads
-(bench/redisjmp.py, bench/samtools.py), when present and when they accept
-``--smoke``/``--out``, run too and their markdown is appended.
+(bench/redisjmp.py, bench/samtools.py) and bench/shared_memory.py, when
+present and when they accept ``--smoke``/``--out``, run too and their
+markdown is appended.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ import tempfile
 import time
 
 from . import machine, report
+from .capi import markdown as capi_markdown
 from .common import Section
 
-SECTIONS = ["switch", "create", "gups", "attach", "syscalls"]
-OTHERS = ["redisjmp", "samtools"]
+SECTIONS = ["switch", "create", "gups", "attach", "syscalls", "admin"]
+OTHERS = ["redisjmp", "samtools", "shared_memory"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+# The C API's figures, measured from C (bench/capi/); its markdown follows the report's.
+SECTIONS.append("capi")
 
 
 def _vaspace_dir() -> str:
@@ -124,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vaspace-bench-") as work:
         for name in names:
             secs[name] = run_section(name, args.smoke, work)
+        if "capi" in secs:  # the C API's figures, from C (bench/capi/)
+            extra += capi_markdown(secs["capi"])
         if args.others:
             for name in OTHERS:
                 with contextlib.suppress(OSError):

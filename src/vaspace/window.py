@@ -5,6 +5,10 @@ Segments must lie in ``window()``; the default ``[0x4000_0000_0000,
 stacks, PIE executables (>= about 0x5455_... even with ASLR) and the ASan and
 TSan shadow layouts.  ``VASPACE_WINDOW="START-END"`` (hex) moves it.
 
+The top sixteenth of the window is set aside for ``vaspace.shared_memory``
+(``shm_range()``): its segments are mapped there directly, outside VAS
+switching, so VAS mappings never go there (``vas_range()`` is the rest).
+
 Mappings of attached VASes that are not active wait in the *parking* range,
 which by default is the 4 TiB just above the window (``VASPACE_PARK`` moves
 it).  Neither range is touched until a process first attaches a VAS.
@@ -12,6 +16,7 @@ it).  Neither range is touched until a process first attaches a VAS.
 
 from __future__ import annotations
 
+import functools
 import os
 
 DEFAULT_WINDOW = (0x4000_0000_0000, 0x5000_0000_0000)
@@ -22,6 +27,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 PARK_ALIGN = 1 << 30
 
 
+@functools.lru_cache(maxsize=64)  # pure: the same variable's text parses the same
 def _parse_range(var: str, text: str) -> tuple[int, int]:
     try:
         lo, hi = (int(part, 16) for part in text.split("-"))
@@ -47,3 +53,23 @@ def park() -> tuple[int, int]:
         return _parse_range("VASPACE_PARK", text)
     lo, hi = window()
     return hi, hi + min(DEFAULT_PARK_SIZE, hi - lo)
+
+
+# The share of the window set aside for vaspace.shared_memory (its top part).
+SHM_SHARE = 16
+
+
+def shm_range() -> tuple[int, int]:
+    """The [start, end) part of the window where ``vaspace.shared_memory`` places segments.
+
+    It is the window's top sixteenth (1 TiB of the default window).  A VAS
+    never maps anything there, so shared memory and VASes cannot collide.
+    """
+    lo, hi = window()
+    size = (hi - lo) // SHM_SHARE // PAGE * PAGE
+    return hi - size, hi
+
+
+def vas_range() -> tuple[int, int]:
+    """The [start, end) part of the window that VAS mappings use (the window minus shm_range)."""
+    return window()[0], shm_range()[0]

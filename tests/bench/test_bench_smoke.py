@@ -36,7 +36,7 @@ def test_smoke_run_writes_a_complete_report(tmp_path):
 
     md = out.read_text()
     for heading in ("## Machine", "## Targets", "## 1.", "## 2. GUPS", "## 3. Attach",
-                    "## 4. System calls"):
+                    "## 4. System calls", "## The C API"):
         assert heading in md
     targets = md.split("## Targets")[1].split("\n## ")[0]
     verdicts = targets.count("**MET**") + targets.count("**MISSED**")
@@ -50,7 +50,7 @@ def test_smoke_run_writes_a_complete_report(tmp_path):
 
     data = json.loads(results.read_text())
     sections = {s["name"]: s for s in data["sections"]}
-    assert set(sections) == {"switch", "create", "gups", "attach", "syscalls"}
+    assert set(sections) == {"switch", "create", "gups", "attach", "syscalls", "capi", "admin"}
     for sec in sections.values():
         keys = {f["key"] for f in sec["figures"]}
         for fig in sec["figures"]:

@@ -153,3 +153,36 @@ def test_crash_everywhere_in_array(region):
     sweep(region.buf, setup, lambda a: a.extend(range(100)), snap)  # grows: moves the data
     sweep(region.buf, setup, lambda a: a.resize(2), snap)
     sweep(region.buf, setup, lambda a: a.append(7), snap)
+
+
+def test_debris_under_a_free_lock_is_rolled_back(region):
+    """An unfinished undo log found under a normally taken lock is rolled back.
+
+    This is the "debris" case of docs/heap.md: a region copied (or restored)
+    mid-operation carries a non-empty undo log, but its lock is simply free,
+    so the EOWNERDEAD path never runs.  The test makes that state exactly: a
+    writer dies mid-insert, then the lock's bytes are put back as they were
+    before the operation (free).  The next operation must still roll the log
+    back (issue 17, seeded bug #5)."""
+    lock = slice(_heapcore._LOCK_OFFSET, _heapcore._LOCK_OFFSET + _heapcore._LOCK_SIZE)
+    rolled_back = 0
+    for point in (3, 9, 17, 30):
+        heap = Heap.format(region.buf)
+        d = Dict(heap, root="d")
+        for i in range(5):  # the next insert resizes the table
+            d[i] = b"v" * i
+        before = sorted(d.items()), heap.stats().allocations, heap.stats().used
+        free_lock = bytes(region.buf[lock])
+        assert _run_crashing(lambda d=d: d.__setitem__(100, b"new"), point) == CRASHED
+        region.buf[lock] = free_lock  # the copy: a free lock, a log in flight
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            heap.check()  # takes the lock normally; must find and undo the log
+        assert any(issubclass(w.category, HeapRecoveredWarning) for w in caught), point
+        d.check()
+        assert (sorted(d.items()), heap.stats().allocations, heap.stats().used) == before, point
+        assert heap.stats().recoveries == 1
+        d[100] = b"after"  # and the heap works on
+        heap.check()
+        rolled_back += 1
+    assert rolled_back == 4

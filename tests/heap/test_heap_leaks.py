@@ -105,6 +105,11 @@ def _scenarios(m: mmap.mmap, h: Heap):
         c.array_append(a, np.arange(10.0).tobytes())
         c.array_resize(a, 100)
         c.array_info(a)
+        view = memoryview(c.array_view(a))
+        _expect(BufferError, c.array_resize, a, 5)  # pinned while the view lives
+        _expect(BufferError, c.array_append, a, b"12345678")
+        view.release()
+        _expect(ValueError, c.array_view, 12345)
         _expect(ValueError, c.array_append, a, b"123")
         _expect(ValueError, c.array_new, 0, "<f8")
         _expect(ValueError, c.array_info, 12345)
@@ -183,7 +188,7 @@ COVERED = {
     "alloc", "free", "realloc", "usable_size", "stats", "check", "set_root", "get_root",
     "del_root", "roots", "dict_new", "dict_get", "dict_set", "dict_pop", "dict_len",
     "dict_items", "dict_clear", "dict_check", "dict_destroy", "array_new", "array_info",
-    "array_resize", "array_append", "array_destroy", "close",
+    "array_resize", "array_append", "array_destroy", "array_view", "close",
 }
 
 

@@ -25,7 +25,6 @@ from pathlib import Path
 from relutil import PAGE, SEG_BASE, run_child
 
 import vaspace
-from vaspace.registry import vas as vasreg
 
 
 def _fork(fn, *args) -> tuple[int, int]:  # type: ignore[no-untyped-def]
@@ -132,7 +131,7 @@ def test_sharing_rule_holds_at_every_instant(registry: str) -> None:
     sid = vaspace.vas_seg_create("c-seg", SEG_BASE, SEG_BASE + PAGE, 0o666)
     vaspace.vas_seg_attach(vid, sid, os.O_RDWR)
     seconds = 2.0
-    kids = [_fork(_observer, vid, str(vasreg.lock_path(vid)), seconds + 0.3)]
+    kids = [_fork(_observer, vid, f"{vaspace.registry_root()}/vas/{vid}/lock", seconds + 0.3)]
     for i in range(3):
         kids.append(_fork(_attacher, vid, os.O_RDONLY, 3, seconds, i))
     for i in range(2):

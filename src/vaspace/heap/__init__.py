@@ -62,11 +62,15 @@ class HeapStats(NamedTuple):
 class Heap:
     """An allocator whose metadata lives inside a writable buffer.
 
-    Create with :meth:`format` (new heap) or :meth:`open` (existing heap).  The
-    heap holds a buffer export of the region, so an ``mmap.mmap`` cannot be
-    closed underneath it; call :meth:`close` (or use ``with``) to release it.
+    Create with :meth:`format` (new heap) or :meth:`open` (existing heap).  On
+    a plain buffer the heap holds a buffer export of it, so an ``mmap.mmap``
+    cannot be closed underneath it; call :meth:`close` (or use ``with``) to
+    release it.  On a vaspace segment's view it holds no export (switching
+    away stays possible); instead every call checks that the segment is
+    still mapped here, and raises ``ValueError("stale heap: ...")`` if not.
     Addresses are absolute: the heap must be mapped at the address it was
-    formatted at (a vaspace segment guarantees this).
+    formatted at (a vaspace segment guarantees this).  No call order
+    crashes: see docs/heap.md for what raises.
     """
 
     __slots__ = ("_c", "__weakref__")
@@ -290,7 +294,9 @@ class Dict(MutableMapping):
         return self._c.dict_items(self._addr, 2)
 
     def clear(self) -> None:
-        """Remove all items (one atomic step) and free their memory."""
+        """Remove all items (one atomic step) and free their memory.
+
+        Works in place, with no allocation, so it works on a full heap."""
         self._c.dict_clear(self._addr)
 
     def update(self, other: Any = (), /, **kw: Value) -> None:  # type: ignore[override]
@@ -324,18 +330,35 @@ class Dict(MutableMapping):
         return self._c.dict_check(self._addr)
 
     def __repr__(self) -> str:
-        return f"<vaspace.heap.Dict at 0x{self._addr:x} len={len(self)}>"
+        try:
+            return f"<vaspace.heap.Dict at 0x{self._addr:x} len={len(self)}>"
+        except ValueError as e:  # closed or stale heap: say so, do not raise
+            return f"<vaspace.heap.Dict ({'heap closed' if self._c.closed else e})>"
+
+
+def _stored_dtype(dts: bytes, itemsize: int) -> Any:
+    """The dtype an Array header names, checked against its item size (the
+    header is region bytes that any co-writer can overwrite)."""
+    import numpy as np
+
+    try:
+        dt = np.dtype(dts.decode("ascii"))
+    except (UnicodeDecodeError, TypeError, ValueError):
+        raise RuntimeError(f"heap corrupt: Array dtype {dts!r} is not a numpy dtype") from None
+    if dt.itemsize != itemsize or dt.hasobject or dt.fields is not None:
+        raise RuntimeError(f"heap corrupt: Array dtype {dts!r} does not match its item size")
+    return dt
 
 
 class Array:
     """A resizable array of one fixed numpy dtype inside a :class:`Heap`.
 
     :meth:`numpy` returns a zero-copy view that writes through to the heap.
-    Growing the array (``append``, ``extend``, ``resize``) may move the data
-    to a new block; views taken before that are stale (they keep pointing at
-    the old, freed block), so take a fresh view after resizing.  Element
-    writes through a view are plain stores, not locked or crash-atomic;
-    the length and the data pointer change atomically.
+    While such a view lives, growing, shrinking or destroying the Array
+    raises BufferError (as ``bytearray`` does), so a view never points at
+    freed memory.  Element writes through a view are plain stores, not
+    locked or crash-atomic; the length and the data pointer change
+    atomically.
     """
 
     __slots__ = ("_heap", "_c", "_addr", "_dtype")
@@ -360,7 +383,8 @@ class Array:
                 self._c.set_root(root, _addr)
             self._dtype = dt
         else:
-            self._dtype = np.dtype(self._c.array_info(_addr)[4])
+            _data, _n, _cap, isz, dts = self._c.array_info(_addr)
+            self._dtype = _stored_dtype(dts, isz)
         self._addr = _addr
 
     @classmethod
@@ -385,16 +409,16 @@ class Array:
         """A numpy array viewing the current data, with no copy.
 
         Writes through to the heap (read-only view if the heap was opened
-        read-only).  Stale after a resize that moves the data.  While it
-        exists the heap cannot be closed (BufferError).
+        read-only).  While it (or any array made from it) is alive, this
+        Array refuses to grow, shrink or be destroyed (BufferError, as
+        ``bytearray`` does), the heap refuses to close, and a heap in a
+        vaspace segment keeps that segment pinned (a switch away raises
+        BufferError), so no write through it can land in freed or foreign
+        memory.  Delete it, or keep a ``.copy()``, before resizing.
         """
         import numpy as np
 
-        data, n, _cap, isz, _ = self._c.array_info(self._addr)
-        if n == 0:
-            return np.zeros(0, dtype=self._dtype)
-        off = data - self._c.base
-        return np.frombuffer(memoryview(self._c)[off : off + n * isz], dtype=self._dtype)
+        return np.frombuffer(self._c.array_view(self._addr), dtype=self._dtype)
 
     def append(self, value: Any) -> None:
         """Append one element."""
@@ -417,9 +441,12 @@ class Array:
         self._c.array_resize(self._addr, n)
 
     def __getitem__(self, index: Any) -> Any:
-        v = self.numpy()[index]
-        # copy slices out so the result does not pin the heap buffer
-        return v.copy() if hasattr(v, "copy") and getattr(v, "ndim", 0) else v
+        view = self.numpy()
+        v = view[index]
+        # copy slices out so the result does not pin the Array's data
+        v = v.copy() if hasattr(v, "copy") and getattr(v, "ndim", 0) else v
+        del view
+        return v
 
     def __setitem__(self, index: Any, value: Any) -> None:
         _refuse_if_readonly(self._c, "Array item assignment")
@@ -434,4 +461,7 @@ class Array:
         self._c.array_destroy(self._addr)
 
     def __repr__(self) -> str:
-        return f"<vaspace.heap.Array at 0x{self._addr:x} dtype={self._dtype} len={len(self)}>"
+        try:
+            return f"<vaspace.heap.Array at 0x{self._addr:x} dtype={self._dtype} len={len(self)}>"
+        except ValueError as e:  # closed or stale heap: say so, do not raise
+            return f"<vaspace.heap.Array ({'heap closed' if self._c.closed else e})>"

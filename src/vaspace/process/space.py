@@ -61,7 +61,8 @@ class Space:
         """Reserve the window and the parking range (PROT_NONE) on first use."""
         if self.window is not None:
             return
-        win, park = winmod.window(), winmod.park()
+        # The shared-memory part of the window stays out: it is mapped outside VAS switching.
+        win, park = winmod.vas_range(), winmod.park()
         _reserve(win, "window")
         try:
             _reserve(park, "parking range")
@@ -109,6 +110,7 @@ class Space:
         key = (sid, prot)
         m = self.mappings.get(key)
         if m is None:
+            _refuse_shm_range(name, start, end)
             park = self.park_slot(start, end - start)
             token = _core.map_shared(fd, park, end - start, prot, start, name)
             m = Mapping(sid=sid, name=name, start=start, end=end, prot=prot, park=park,
@@ -149,6 +151,14 @@ def check_unpinned(maps: list[Mapping], what: str) -> None:
                 f"(memoryviews, numpy arrays or ctypes objects made from Segment.view()/array(), "
                 f"or a heap on it): {what} would unmap that memory; release them first "
                 f"(mv.release() or 'with seg.view() as mv:', del the arrays) and retry")
+
+
+def _refuse_shm_range(name: str, start: int, end: int) -> None:
+    """EFAULT for a VAS segment in the shared-memory range: a switch would map over it."""
+    lo, hi = winmod.shm_range()
+    if start < hi and lo < end:
+        raise vas_error(errno.EFAULT, f"segment {name!r} [{start:#x}, {end:#x}) lies in the "
+                        f"shared-memory range [{lo:#x}, {hi:#x}), which VASes may not map")
 
 
 def _congruent_at_or_above(floor: int, start: int) -> int:
