@@ -433,45 +433,64 @@ reserve_fixed(uintptr_t addr, size_t len)
     return p == MAP_FAILED ? -1 : 0;
 }
 
-/* How a move failed: 0 done; MOVE_FAILED (errno in *err, nothing changed);
- * MOVE_LOST (the move failed and so did its own undo: state unknown). */
-#define MOVE_FAILED 1
-#define MOVE_LOST 2
+/* A move's plug failed after its mremap: put the mapping back.  Returns the
+ * plug's errno; sets *undo_err if putting it back failed too. */
+static __attribute__((noinline, cold)) int
+move_undo(uintptr_t src, uintptr_t dst, size_t len, int *undo_err)
+{
+    int err = errno;
+    /* The src range was just vacated, so this cannot clash. */
+    if (mremap((void *)dst, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)src) == MAP_FAILED
+        || reserve_fixed(dst, len) < 0)
+        *undo_err = errno;
+    return err;
+}
 
 /* One move: mremap the mapping at src to dst (replacing dst's placeholder),
  * then plug the hole left at src so nothing else can land there -- unless
  * the plan moves another mapping into exactly that hole next, which saves a
- * syscall per conflicting segment. */
-static int
-move_one(uintptr_t src, uintptr_t dst, size_t len, int keep_hole, int *err, int *undo_err)
+ * syscall per conflicting segment.  Returns 0, or the errno of a failed move
+ * (nothing changed, unless *undo_err was set: then the state is unknown). */
+static inline int
+move_one(uintptr_t src, uintptr_t dst, size_t len, int keep_hole, int *undo_err)
 {
-    void *p = mremap((void *)src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)dst);
-    if (p == MAP_FAILED) {
-        *err = errno;
-        return MOVE_FAILED;
-    }
-    if (!keep_hole && reserve_fixed(src, len) < 0) {
-        *err = errno;
-        /* Put it back; the src range was just vacated, so this cannot clash. */
-        if (mremap((void *)dst, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)src)
-            == MAP_FAILED || reserve_fixed(dst, len) < 0) {
-            *undo_err = errno;
-            return MOVE_LOST;
-        }
-        return MOVE_FAILED;
+    if (mremap((void *)src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)dst) == MAP_FAILED)
+        return errno;
+    if (keep_hole || reserve_fixed(src, len) == 0)
+        return 0;
+    return move_undo(src, dst, len, undo_err);
+}
+
+/* Check a plan against the table before anything moves.  Returns 0 (it can
+ * run), 1 (stale: the table does not match the plan; no exception set), or
+ * -1 (BufferError set: it would park a mapping with live exports, or place
+ * a mapping over one).
+ *
+ * The cached-plan switch (full = 0) pays only for what keeps views safe:
+ * while no mapping has exports, an O(1) test per move that the plan matches
+ * the table (right token, moving the right way).  Otherwise, and always for
+ * plans that come straight from Python (full = 1), the plan is simulated
+ * (flipping `placed` in order, then back), so that a mapping parked early in
+ * the plan frees its range for one placed later, and a place that would
+ * land on a placed mapping is refused: O(mappings) per place. */
+static int plan_check_full(const move_t *moves, Py_ssize_t n);
+
+static inline __attribute__((always_inline)) int
+plan_check(const move_t *moves, Py_ssize_t n, int full)
+{
+    if (full || pinned_maps)
+        return plan_check_full(moves, n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const move_t *m = &moves[i];
+        if (m->idx >= tmaps_len || tmaps[m->idx].token != m->token ||
+            tmaps[m->idx].placed == m->place)
+            return 1;
     }
     return 0;
 }
 
-/* Check a plan against the table before anything moves, simulating it
- * (flipping `placed` in order, then flipping back) so that a mapping parked
- * early in the plan frees its range for one placed later.  Returns 0 (it can
- * run), 1 (stale: the table does not match the plan; no exception set), or
- * -1 (BufferError set: it would park a mapping with live exports, or place
- * a mapping over one).  The cost is O(1) per park and O(mappings) per place,
- * which keeps placed mappings from ever overlapping. */
 static int
-plan_check(const move_t *moves, Py_ssize_t n)
+plan_check_full(const move_t *moves, Py_ssize_t n)
 {
     int r = 0;
     Py_ssize_t flipped = 0;
@@ -521,34 +540,42 @@ plan_check(const move_t *moves, Py_ssize_t n)
     return -1;
 }
 
+/* Move i of a plan failed with err: undo moves [0, i) in reverse, set the
+ * error (ENOTRECOVERABLE if an undo failed), return -1. */
+static __attribute__((noinline, cold)) int
+moves_failed(const move_t *moves, Py_ssize_t i, int err, int undo_err)
+{
+    if (undo_err) {
+        unknown_state(err, undo_err, "mremap");
+        return -1;
+    }
+    for (Py_ssize_t j = i - 1; j >= 0; j--) {
+        const move_t *u = &moves[j];
+        int e3 = 0;
+        int e2 = move_one(u->dst, u->src, u->len, 0, &e3);
+        if (e2) {
+            unknown_state(err, e2, "mremap");
+            return -1;
+        }
+        tmaps[u->idx].placed = !u->place;
+    }
+    vaspace_oserror(err, "mremap");
+    return -1;
+}
+
 /* Run moves[0..n) in order (after plan_check); on failure undo the ones
  * done, in reverse.  Returns 0, or -1 with OSError set. */
 static int
 run_moves(const move_t *moves, Py_ssize_t n)
 {
-    int err = 0, undo_err = 0;
+    int undo_err = 0;
     if (n > 0)
         window_gen++;
     for (Py_ssize_t i = 0; i < n; i++) {
         const move_t *m = &moves[i];
-        int r = move_one(m->src, m->dst, m->len, m->keep_hole, &err, &undo_err);
-        if (r == MOVE_LOST) {
-            unknown_state(err, undo_err, "mremap");
-            return -1;
-        }
-        if (r) {
-            for (Py_ssize_t j = i - 1; j >= 0; j--) {
-                const move_t *u = &moves[j];
-                int e2 = 0, e3 = 0;
-                if (move_one(u->dst, u->src, u->len, 0, &e2, &e3)) {
-                    unknown_state(err, e2, "mremap");
-                    return -1;
-                }
-                tmaps[u->idx].placed = !u->place;
-            }
-            vaspace_oserror(err, "mremap");
-            return -1;
-        }
+        int err = move_one(m->src, m->dst, m->len, m->keep_hole, &undo_err);
+        if (err)
+            return moves_failed(moves, i, err, undo_err);
         tmaps[m->idx].placed = m->place;
     }
     return 0;
@@ -879,7 +906,7 @@ vaspace_move(PyObject *self, PyObject *args)
     Py_DECREF(seq);
     if (r < 0)
         return NULL;
-    r = plan_check(moves, n);
+    r = plan_check(moves, n, 1);
     if (r == 1)
         PyErr_SetString(PyExc_ValueError, place ? "move: the mapping is placed already"
                                                 : "move: the mapping is parked already");
@@ -913,10 +940,10 @@ vaspace_run_plan(PyObject *self, PyObject *args)
         return vaspace_oserror(EAGAIN, "vas_switch (too many threads inside VASes)");
     if (parse_moves(seq, &moves, &n) < 0)
         return NULL;
-    int r = plan_check(moves, n);
+    int r = plan_check(moves, n, 1);
     if (r == 1)
-        PyErr_SetString(PyExc_ValueError,
-                        "run_plan: a move parks a parked mapping or places a placed one");
+        PyErr_SetString(PyExc_ValueError, "run_plan: a move parks a parked mapping, places a "
+                        "placed one, or places one over a placed mapping");
     if (r == 0)
         r = run_moves(moves, n);
     PyMem_Free(moves);
@@ -1022,11 +1049,13 @@ vaspace_switch_fast(PyObject *self, PyObject *arg)
     plan_t *p = plan_find(from, vid);
     if (p == NULL || !slot_available(vid))
         return PyLong_FromLong(0);
-    int r = plan_check(p->moves, p->n);
-    if (r == 1)
-        return PyLong_FromLong(0);
-    if (r < 0 || run_moves(p->moves, p->n) < 0)
-        return NULL;
+    if (p->n) { /* nothing to move: nothing to check either */
+        int r = plan_check(p->moves, p->n, 0);
+        if (r == 1)
+            return PyLong_FromLong(0);
+        if (r < 0 || run_moves(p->moves, p->n) < 0)
+            return NULL;
+    }
     set_active(vid);
     return PyLong_FromLong(from == 0 ? 2 : 1);
 }
