@@ -618,7 +618,6 @@ def test_swap_races_never_map_the_victims_file(registry: str, what: str) -> None
             try:
                 vaspace.vas_switch(objs["vid"])
                 maps = vaspace.proc_maps(0, objs["vid"])
-                seen["empty"] += not maps  # the directory was a link: no such segment
                 if maps:
                     seen["mapped"] += 1
                     if bytes((ctypes.c_char * 6).from_address(maps[0].start)) == b"secret":
