@@ -139,11 +139,13 @@ def ensure() -> str:
 
 @contextlib.contextmanager
 def temporary(prefix: str = "vaspace-", root: str | None = None) -> Iterator[str]:
-    """Point ``VASPACE_ROOT`` at a fresh registry for a while, then remove it.
+    """Point ``VASPACE_ROOT`` at a fresh, created registry for a while, then remove it.
 
     The registry is ``<fresh dir under /dev/shm>/root`` unless ``root`` is
     given; the variable is restored and the fresh directory removed on exit,
-    on errors too.  Children forked meanwhile inherit the setting.
+    on errors too.  Children forked meanwhile inherit the setting.  The
+    layout is made up front, so that read-only calls (which never create a
+    registry) work in it from the start, whichever process comes first.
     """
     base = tempfile.mkdtemp(prefix=prefix, dir="/dev/shm")
     saved = os.environ.get("VASPACE_ROOT")
@@ -151,6 +153,7 @@ def temporary(prefix: str = "vaspace-", root: str | None = None) -> Iterator[str
     os.environ["VASPACE_ROOT"] = path
     forget()
     try:
+        ensure()
         yield path
     finally:
         if saved is None:
