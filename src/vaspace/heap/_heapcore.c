@@ -1286,8 +1286,15 @@ static int HeapCore_init(HeapCore *self, PyObject *args, PyObject *kw)
     char *base = self->view.buf;
     u64 size = (u64)self->view.len;
     int rc;
+    const vaspace_core_api *api = load_core_api();
+    self->token = api && size ? api->token_at((uintptr_t)base) : 0;
     if ((uintptr_t)base % 4096) {
         PyErr_SetString(PyExc_ValueError, "heap buffer must be page aligned (map it with mmap)");
+        rc = -1;
+    } else if (api && size && api->token_at((uintptr_t)base + size - 1) != self->token) {
+        /* Parts of it could move independently: no single check covers it. */
+        PyErr_SetString(PyExc_ValueError,
+                        "heap buffer spans more than one vaspace mapping (use one segment's view)");
         rc = -1;
     } else {
         rc = create ? format_region(base, size) : validate_header(base, size);
@@ -1305,8 +1312,6 @@ static int HeapCore_init(HeapCore *self, PyObject *args, PyObject *kw)
     self->readonly = readonly;
     self->read_timeout = read_timeout;
     self->has_view = 1;
-    const vaspace_core_api *api = load_core_api();
-    self->token = api ? api->token_at((uintptr_t)base) : 0;
     if (self->token) {
         /* Window memory: remember the mapping instead of pinning it. */
         self->gen = *api->window_gen;
