@@ -15,12 +15,19 @@ Baselines, in the same run: the pipe ping-pong, pinned to CPU 0 and unpinned
 MAP approach, munmap + mmap(MAP_FIXED) of the files plus a read of every page,
 because the page tables are gone after a remap.
 
-``python -m bench.switch`` prints issue 3's figures.
+``python -m bench.switch`` prints issue 3's figures.  ``python -m bench.switch
+--ab OLD_TREE`` compares the fast path ("nothing to move" and "one conflicting
+4 KiB segment") with another checkout built in place (e.g. before a change to
+_core.c): the two run alternately in fresh processes, and the medians and
+their ratio are printed.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
+import subprocess
 import sys
 
 from . import common
@@ -204,5 +211,45 @@ def run(smoke: bool = False) -> Section:
     return sec
 
 
+def fast_path(runs: int = 9, target: float = 0.05) -> dict[str, float]:
+    """Round trips of the two fast-path cases in this process's vaspace: the
+    median and the minimum (the least disturbed run) of ``runs`` runs."""
+    with common.temp_registry():
+        import vaspace
+
+        w = vaspace.window()[0]
+        out = {}
+        for key, segs in (("empty", []), ("one", [(w, 4 * KiB)])):
+            p = Pair(f"ab-{key}", segs, segs)
+            times = p.round_trips(runs, target)
+            out[key], out[f"{key}_min"] = statistics.median(times), min(times)
+            p.close()
+    return out
+
+
+def ab(old_tree: str, rounds: int = 6) -> dict[str, dict[str, float]]:
+    """``fast_path`` of this tree against ``old_tree``, alternating processes;
+    prints the median over processes of each figure, and new/old."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    trees = {"old": old_tree, "new": here}
+    got: dict[str, dict[str, list[float]]] = {t: {} for t in trees}
+    code = "import json; from bench.switch import fast_path; print(json.dumps(fast_path()))"
+    for _ in range(rounds):
+        for tag, tree in trees.items():
+            env = dict(os.environ, PYTHONPATH=f"{tree}/src:{tree}")
+            line = subprocess.run([sys.executable, "-c", code], env=env, cwd=tree, check=True,
+                                  capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            for key, ns in json.loads(line).items():
+                got[tag].setdefault(key, []).append(ns)
+    med = {t: {k: statistics.median(v) for k, v in d.items()} for t, d in got.items()}
+    for key in med["new"]:
+        print(f"{key:9} old {med['old'][key]:10.0f} ns  new {med['new'][key]:10.0f} ns  "
+              f"new/old {med['new'][key] / med['old'][key]:.3f}  ({rounds} alternating runs)")
+    return med
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--ab"]:
+        ab(sys.argv[2], rounds=int(sys.argv[3]) if len(sys.argv) > 3 else 6)
+        sys.exit(0)
     sys.exit(common.section_main(run, __doc__))

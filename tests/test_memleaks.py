@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import ctypes
 import gc
 import os
@@ -135,6 +136,7 @@ def test_window_view_exports(token: int) -> None:
     _flat(_bad(memoryview, _core.WindowView(token)))  # parked: ValueError
     _flat(_bad(_core.WindowView, 2**63))
     _flat(_bad(_core.WindowView, "x"))
+    assert repr(_core.WindowView(token)).endswith(f"'leak' at {HOME:#x} size {PAGE}>")
     _flat(lambda: (repr(_core.WindowView(token)), _core.window_gen()))
 
 
@@ -246,8 +248,10 @@ def test_reset_after_fork(token: int) -> None:
 
     def child() -> tuple[int, int, int]:
         # The fork hook already ran reset_after_fork: the inherited view reads
-        # the child's private zero page instead of faulting.
+        # the child's private zero page (a ghost) instead of faulting, and the
+        # ghost has a new token, so a heap bound to the old one sees it is stale.
         first = mv[0]
+        assert _api().token_at(HOME) not in (0, token)
         return (*_reset_loop(), first)
 
     out = in_child(child)
@@ -287,4 +291,28 @@ def test_api_cycle(registry: str) -> None:
         v.vas_detach(0, a)
         v.vas_detach(0, b)
         v.vas_delete(v.vas_create("tmp", 0o600))
+    _flat(cycle, loops=300)
+
+
+def test_view_cycle(registry: str) -> None:
+    """Views, arrays, refusals and release_views across attach/detach cycles."""
+    vas = v.VAS.create("views")
+    seg = v.Segment.create("views-seg", SEG_BASE, size=MiB)
+    vas.attach_segment(seg)
+
+    def cycle() -> None:
+        vas.attach(os.O_RDWR)
+        v.vas_switch(vas.id)
+        with seg.view() as mv:
+            mv[0] = 1
+        held = seg.view()
+        arr = seg.array("u8")
+        with contextlib.suppress(BufferError):  # the refusal path, many times
+            v.vas_switch(0)
+        del arr
+        vas.release_views()
+        with pytest.raises(ValueError):
+            held[0]  # noqa: B018 - released by release_views
+        v.vas_switch(0)
+        vas.detach()
     _flat(cycle, loops=300)

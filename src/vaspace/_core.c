@@ -163,9 +163,16 @@ in_reserved(unsigned long long addr, unsigned long long len)
 
 /* One mapping of a segment file: its token (0 = free entry), its home (the
  * segment's own address) and parking slot, whether it is placed (at home),
- * and how many exports pin it where it is. */
+ * and how many exports pin it where it is.
+ *
+ * In a forked child, a mapping that had exports becomes a *ghost*: private
+ * zero pages at its home, under a new token, remembering the parent's token
+ * (ghost_of) so the inherited views can drop their exports.  A ghost is
+ * placed and pinned until its last export goes, then it is plugged and
+ * forgotten: no inherited view ever points at memory that went away. */
 typedef struct {
     uint64_t token;
+    uint64_t ghost_of;
     uintptr_t home, park;
     size_t len;
     int prot;
@@ -189,6 +196,18 @@ tmap_find(uint64_t token)
         return NULL;
     for (Py_ssize_t i = 0; i < tmaps_len; i++)
         if (tmaps[i].token == token)
+            return &tmaps[i];
+    return NULL;
+}
+
+/* The entry whose exports `token` took: the mapping, or its ghost in a child. */
+static tmap_t *
+tmap_find_export(uint64_t token)
+{
+    if (token == 0)
+        return NULL;
+    for (Py_ssize_t i = 0; i < tmaps_len; i++)
+        if (tmaps[i].token == token || tmaps[i].ghost_of == token)
             return &tmaps[i];
     return NULL;
 }
@@ -222,11 +241,20 @@ tmap_hold(tmap_t *e)
         pinned_maps++;
 }
 
+static void tmap_forget(tmap_t *e);
+static int reserve_fixed(uintptr_t addr, size_t len);
+
 static void
 tmap_drop(tmap_t *e)
 {
-    if (e->exports > 0 && --e->exports == 0)
+    if (e->exports > 0 && --e->exports == 0) {
         pinned_maps--;
+        if (e->ghost_of) { /* the last inherited view is gone: so is the ghost */
+            reserve_fixed(e->home, e->len);
+            tmap_forget(e);
+            window_gen++;
+        }
+    }
 }
 
 /* A free entry (growing the table), or NULL with MemoryError set. */
@@ -435,38 +463,62 @@ move_one(uintptr_t src, uintptr_t dst, size_t len, int keep_hole, int *err, int 
     return 0;
 }
 
-/* Check a plan against the table before anything moves.  Returns 0 (it can
- * run), 1 (stale: the table changed since it was made; no exception set), or
- * -1 (BufferError set: it would move a mapping with live exports, or place a
- * mapping over one). */
+/* Check a plan against the table before anything moves, simulating it
+ * (flipping `placed` in order, then flipping back) so that a mapping parked
+ * early in the plan frees its range for one placed later.  Returns 0 (it can
+ * run), 1 (stale: the table does not match the plan; no exception set), or
+ * -1 (BufferError set: it would park a mapping with live exports, or place
+ * a mapping over one).  The cost is O(1) per park and O(mappings) per place,
+ * which keeps placed mappings from ever overlapping. */
 static int
 plan_check(const move_t *moves, Py_ssize_t n)
 {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const move_t *m = &moves[i];
-        if (m->idx >= tmaps_len)
-            return 1;
-        tmap_t *e = &tmaps[m->idx];
-        if (e->token != m->token || e->placed == m->place)
-            return 1;
-        if (e->exports) {
-            refuse_exported(e, "switching away from its VAS");
-            return -1;
+    int r = 0;
+    Py_ssize_t flipped = 0;
+    tmap_t *pinned = NULL, *mover = NULL; /* what to name in the BufferError */
+    while (flipped < n) {
+        const move_t *m = &moves[flipped];
+        if (m->idx >= tmaps_len || tmaps[m->idx].token != m->token ||
+            tmaps[m->idx].placed == m->place) {
+            r = 1;
+            break;
         }
-        if (m->place && pinned_maps) {
-            for (Py_ssize_t j = 0; j < tmaps_len; j++) {
-                tmap_t *o = &tmaps[j];
-                if (o->exports && o->placed && overlaps(o->home, o->len, e->home, e->len)) {
-                    char what[400];
-                    snprintf(what, sizeof(what), "placing segment '%s' over it",
-                             e->name ? e->name : "?");
-                    refuse_exported(o, what);
-                    return -1;
+        tmap_t *e = &tmaps[m->idx];
+        if (e->exports) {
+            pinned = e;
+            break;
+        }
+        for (Py_ssize_t j = 0; m->place && j < tmaps_len && r == 0; j++) {
+            tmap_t *o = &tmaps[j];
+            if (o->token && o->placed && overlaps(o->home, o->len, e->home, e->len)) {
+                r = 1;
+                if (o->exports) {
+                    pinned = o;
+                    mover = e;
                 }
             }
         }
+        if (r || pinned)
+            break;
+        e->placed = m->place;
+        flipped++;
     }
-    return 0;
+    /* Undo the simulation (each token appears once in a plan) before any
+     * Python code can run: building the message allocates, and a GC pass may
+     * run finalizers that change the plans or the table. */
+    while (flipped-- > 0)
+        tmaps[moves[flipped].idx].placed = !moves[flipped].place;
+    if (pinned == NULL)
+        return r;
+    if (mover == NULL) {
+        refuse_exported(pinned, "switching away from its VAS");
+    } else {
+        char what[400];
+        snprintf(what, sizeof(what), "placing segment '%s' over it",
+                 mover->name ? mover->name : "?");
+        refuse_exported(pinned, what);
+    }
+    return -1;
 }
 
 /* Run moves[0..n) in order (after plan_check); on failure undo the ones
@@ -703,11 +755,18 @@ vaspace_map_shared(PyObject *self, PyObject *args)
                      "lie in reserved ranges", park, len, home, len);
         return NULL;
     }
-    tmap_t *o = tmap_at(park, len);
-    if (o != NULL) {
-        PyErr_Format(PyExc_ValueError, "map_shared: segment '%s' is mapped at the slot",
-                     o->name);
-        return NULL;
+    /* Parking slots stay apart from every other mapping's slot and home, so
+     * no move can land on memory another mapping owns.  Homes may overlap
+     * (several worlds at one address): only one of them is placed at a time. */
+    for (Py_ssize_t i = 0; i < tmaps_len; i++) {
+        tmap_t *o = &tmaps[i];
+        if (o->token && (overlaps(o->home, o->len, park, len) ||
+                         (!o->ghost_of && (overlaps(o->park, o->len, park, len) ||
+                                           overlaps(o->park, o->len, home, len))))) {
+            PyErr_Format(PyExc_ValueError, "map_shared: the slot or home overlaps the "
+                         "parking slot or home of segment '%s'", o->name);
+            return NULL;
+        }
     }
     char *copy = strdup(name);
     if (copy == NULL)
@@ -907,20 +966,25 @@ vaspace_plan_get(PyObject *self, PyObject *args)
     plan_t *p = plan_find(from, to);
     if (p == NULL)
         Py_RETURN_NONE;
-    PyObject *list = PyList_New(p->n);
-    if (list == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < p->n; i++) {
-        PyObject *t = Py_BuildValue("(KKKO)", (unsigned long long)p->moves[i].src,
-                                    (unsigned long long)p->moves[i].dst,
-                                    (unsigned long long)p->moves[i].len,
-                                    p->moves[i].keep_hole ? Py_True : Py_False);
-        if (t == NULL) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, i, t);
+    /* Copy first: building tuples allocates, and a GC pass may run
+     * finalizers that replace or drop this plan. */
+    Py_ssize_t n = p->n;
+    move_t *copy = PyMem_Calloc(n ? n : 1, sizeof(move_t));
+    if (copy == NULL)
+        return PyErr_NoMemory();
+    memcpy(copy, p->moves, (size_t)n * sizeof(move_t));
+    PyObject *list = PyList_New(n);
+    for (Py_ssize_t i = 0; list != NULL && i < n; i++) {
+        PyObject *t = Py_BuildValue("(KKKO)", (unsigned long long)copy[i].src,
+                                    (unsigned long long)copy[i].dst,
+                                    (unsigned long long)copy[i].len,
+                                    copy[i].keep_hole ? Py_True : Py_False);
+        if (t == NULL)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, i, t);
     }
+    PyMem_Free(copy);
     return list;
 }
 
@@ -1169,9 +1233,9 @@ PyDoc_STRVAR(reset_after_fork_doc,
 "In a forked child: the child starts in the original address space with no\n"
 "cached plans and no mappings (they were MADV_DONTFORK and are gone).  The\n"
 "reserved ranges stay reserved, re-plugged whole.  Where a mapping had live\n"
-"exports, the child gets private zero pages instead, so a view it inherited\n"
-"reads zeros (and writes stay private) rather than faulting.  Returns how\n"
-"many such ranges it made.");
+"exports, the child gets private zero pages instead (a ghost, pinned until\n"
+"those exports go), so a view it inherited reads zeros (and writes stay\n"
+"private) rather than faulting.  Returns how many ghosts it made.");
 
 static PyObject *
 vaspace_reset_after_fork(PyObject *self, PyObject *noargs)
@@ -1181,21 +1245,27 @@ vaspace_reset_after_fork(PyObject *self, PyObject *noargs)
     for (int i = 0; i < n_reserved; i++)
         reserve_fixed(reserved[i].lo, reserved[i].hi - reserved[i].lo);
     long ghosts = 0;
+    pinned_maps = 0;
     for (Py_ssize_t i = 0; i < tmaps_len; i++) {
         tmap_t *e = &tmaps[i];
-        if (e->token && e->exports && e->placed) {
-            if (mmap((void *)e->home, e->len, PROT_READ | (e->prot & PROT_WRITE),
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0)
-                != MAP_FAILED)
-                ghosts++;
+        if (e->token && e->exports && e->placed &&
+            mmap((void *)e->home, e->len, PROT_READ | (e->prot & PROT_WRITE),
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED) {
+            /* Keep the entry (same index: inherited views find it) as a ghost
+             * under a new token, so a heap bound to the old one sees it is stale. */
+            if (!e->ghost_of)
+                e->ghost_of = e->token;
+            e->token = next_token++;
+            e->park = e->home;
+            pinned_maps++;
+            ghosts++;
+        } else if (e->token) {
+            free(e->name);
+            memset(e, 0, sizeof(*e));
         }
     }
-    for (Py_ssize_t i = 0; i < tmaps_len; i++)
-        free(tmaps[i].name);
-    free(tmaps);
-    tmaps = NULL;
-    tmaps_len = tmaps_cap = 0;
-    pinned_maps = 0;
+    while (tmaps_len > 0 && tmaps[tmaps_len - 1].token == 0)
+        tmaps_len--;
     window_gen++;
     /* The published slots were MADV_DONTFORK: the child has its own again. */
     tslots = private_slots;
@@ -1249,7 +1319,7 @@ typedef struct {
     Py_ssize_t idx;
     uintptr_t addr;
     Py_ssize_t size;
-    int readonly;
+    char readonly; /* a char: T_BOOL reads one byte */
     Py_ssize_t exports;
     PyObject *name;
 } WindowView;
@@ -1257,7 +1327,8 @@ typedef struct {
 static tmap_t *
 view_entry(WindowView *v)
 {
-    if (v->idx < tmaps_len && tmaps[v->idx].token == v->token)
+    if (v->idx < tmaps_len &&
+        (tmaps[v->idx].token == v->token || tmaps[v->idx].ghost_of == v->token))
         return &tmaps[v->idx];
     return NULL;
 }
@@ -1279,15 +1350,21 @@ WindowView_init(WindowView *self, PyObject *args, PyObject *kwds)
         set_errorf(PyExc_ValueError, "WindowView: no mapping with token %llu", token);
         return -1;
     }
+    /* Copy what we need first: decoding the name allocates, a GC pass can
+     * run finalizers, and those may change (even move) the table. */
+    Py_ssize_t idx = e - tmaps;
+    uintptr_t addr = e->home;
+    Py_ssize_t size = (Py_ssize_t)e->len;
+    char ro = (char)(readonly || !(e->prot & PROT_WRITE));
     PyObject *name = PyUnicode_DecodeFSDefault(e->name);
     if (name == NULL)
         return -1;
     Py_XSETREF(self->name, name);
     self->token = token;
-    self->idx = e - tmaps;
-    self->addr = e->home;
-    self->size = (Py_ssize_t)e->len;
-    self->readonly = readonly || !(e->prot & PROT_WRITE);
+    self->idx = idx;
+    self->addr = addr;
+    self->size = size;
+    self->readonly = ro;
     return 0;
 }
 
@@ -1332,9 +1409,11 @@ WindowView_dealloc(WindowView *self)
 static PyObject *
 WindowView_repr(WindowView *self)
 {
-    return PyUnicode_FromFormat("<vaspace._core.WindowView segment %R at %#lx size %zd%s>",
-                                self->name ? self->name : Py_None, (unsigned long)self->addr,
-                                self->size, self->readonly ? " read-only" : "");
+    char where[80]; /* PyUnicode_FromFormat has no '#' flag */
+    snprintf(where, sizeof(where), "%#lx size %zd", (unsigned long)self->addr, self->size);
+    return PyUnicode_FromFormat("<vaspace._core.WindowView segment %R at %s%s>",
+                                self->name ? self->name : Py_None, where,
+                                self->readonly ? " read-only" : "");
 }
 
 static PyObject *
@@ -1419,7 +1498,7 @@ api_export_hold(uint64_t token)
 static void
 api_export_drop(uint64_t token)
 {
-    tmap_t *e = tmap_find(token);
+    tmap_t *e = tmap_find_export(token);
     if (e != NULL)
         tmap_drop(e);
 }

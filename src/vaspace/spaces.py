@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import os
-import weakref
 from collections.abc import Iterator
 from typing import Any, Self
 
@@ -193,8 +193,7 @@ class Segment(_Handle):
         """
         m = self._visible_mapping()
         view = memoryview(_core.WindowView(m.token, readonly=not m.prot & _core.PROT_WRITE))
-        live = [r for r in _views.get(m.token, ()) if r() is not None]
-        _views[m.token] = [*live, weakref.ref(view)]
+        m.views[id(view)] = view
         return view
 
     def array(self, dtype: Any = "u1", shape: int | tuple[int, ...] | None = None) -> Any:
@@ -222,18 +221,13 @@ class Segment(_Handle):
         _release([m for m in statemod.state().space.mappings.values() if m.sid == self.id])
 
 
-# Memoryviews handed out by Segment.view(), per mapping token, so that
-# release_views() can release them.
-_views: dict[int, list[weakref.ref[memoryview]]] = {}
-
-
 def _release(maps: list[Mapping]) -> None:
     for m in maps:
-        for ref in _views.pop(m.token, ()):
-            view = ref()
-            if view is not None:
-                with contextlib.suppress(BufferError):  # a numpy array holds it: reported below
-                    view.release()
+        for view in list(m.views.values()):
+            with contextlib.suppress(BufferError):  # a numpy array holds it: reported below
+                view.release()
+    if any(spacemod.exports().get(m.token) for m in maps):
+        gc.collect()  # arrays that only a reference cycle keeps alive
     spacemod.check_unpinned(maps, "a switch away, a detach or a delete")
 
 

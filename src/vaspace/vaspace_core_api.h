@@ -12,6 +12,10 @@
  * A *token* names one mapping of one segment file in this process for its
  * whole life (a u64 counter, never reused, never 0).  A mapping is *placed*
  * while it sits at its segment's own address (visible), *parked* otherwise.
+ * A forked child has none of its parent's mappings: where the parent had
+ * exports, the child gets zero pages under a new token (so any handle bound
+ * to a parent's token finds token_at() != its token: stale), and
+ * export_drop() of the parent's token still drops what the parent held.
  *
  * Every function below must be called with the GIL held: the GIL is what
  * makes "check, then touch the memory" atomic against a switch in another

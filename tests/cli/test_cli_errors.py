@@ -27,7 +27,7 @@ def objects(registry: str) -> str:
 
 # (arguments, exit status, words the one stderr line must contain)
 CASES = [
-    (["show", "nosuch"], 1, ["No such process", "no VAS named 'nosuch'"]),
+    (["show", "nosuch"], 1, ["no VAS or segment named 'nosuch'"]),
     (["show", "99"], 1, ["Invalid argument", "no VAS with id 99", "name:99"]),
     (["show", "--seg", "nosuch"], 1, ["no segment named 'nosuch'"]),
     (["create", "db"], 1, ["File exists", "'db'"]),
@@ -48,14 +48,27 @@ CASES = [
     (["seg", "create", "table", "--start", "0x480000000000", "--size", "4K"], 1,
      ["File exists", "'table'"]),
     (["seg", "rm", "table"], 1,
-     ["Device or resource busy", "'table'", "attached to VAS id(s) [1]"]),
+     ["Device or resource busy", "segment 'table'", "in VAS 'db' (vid 1);",
+      "(vaspace seg detach db table)"]),
     (["seg", "rm", "nosuch"], 1, ["no segment named 'nosuch'"]),
     (["seg", "attach", "db", "idx"], 2, ["give --ro or --rw"]),
+    (["seg", "attach", "db", "idx", "--ro", "--rw"], 2, ["give --ro or --rw, not both"]),
+    (["seg", "attach", "db", "idx", "--rw", "--ro"], 2, ["give --ro or --rw, not both"]),
     (["seg", "attach", "db", "nosuch", "--rw"], 1, ["no segment named 'nosuch'"]),
     (["seg", "attach", "nosuch", "idx", "--rw"], 1, ["no VAS named 'nosuch'"]),
     (["seg", "detach", "db", "idx"], 1, ["Invalid argument", "'idx'", "not attached", "'db'"]),
-    (["ps", "abc"], 2, ["'abc' is not a valid integer"]),
-    (["ps", "0"], 2, ["0"]),
+    (["ps", "abc"], 2, ["'abc' is not a process id", "such as 1234", "vaspace ps --help"]),
+    (["ps", "0"], 2, ["'0' is not a process id: pids run from 1"]),
+    (["ps", "--", "-5"], 2, ["'-5' is not a process id"]),
+    (["ps", "99999999999999999999"], 2, ["is not a process id", "(pid_max)"]),
+    (["maps", "12x", "db"], 2, ["'12x' is not a process id", "vaspace maps --help"]),
+    (["seg", "create", "s", "--start", "400000000000", "--size", "1M"], 2,
+     ["'400000000000' read as decimal is 0x5d21dba000", "outside the window",
+      "did you mean 0x400000000000?"]),
+    (["seg", "create", "s", "--start", "0x400000000000", "--end", "4000_0010_0000"], 2,
+     ["did you mean 0x4000_0010_0000?"]),
+    (["seg", "create", "s", "--start", "4000abc00000", "--size", "1M"], 2,
+     ["'4000abc00000' is not an address; did you mean 0x4000abc00000?"]),
     (["maps", str(os.getpid()), "nosuch"], 1, ["no VAS named 'nosuch'"]),
     (["maps", str(os.getpid()), "db"], 1, ["Invalid argument", "not attached"]),
     (["map", "--out", "picture.txt"], 2, [".svg or .png"]),
@@ -90,7 +103,51 @@ def test_unknown_pid(objects: str) -> None:
     for args in (["ps", str(pid)], ["maps", str(pid), "db"]):
         r = invoke(*args)
         assert r.code == 1
-        assert r.err_line() == f"vaspace: error: No such process: no process with pid {pid}"
+        assert r.err_line() == f"vaspace: error: no process with pid {pid}"
+
+
+@pytest.mark.parametrize("start", [
+    "0x4000_0000_0000", "0X400000000000", str(BASE), f"{BASE:_d}", f"{BASE:#o}", f"{BASE:#b}",
+    f"{BASE:#_x}"])
+def test_addresses_in_every_int_form(registry: str, start: str) -> None:
+    """--start/--end take what int(x, 0) takes; a decimal inside the window is no mistake."""
+    end = f"{BASE + 2 * MiB:#o}"
+    r = invoke("seg", "create", "s", "--start", start, "--end", end, "--json")
+    assert (r.code, r.stderr) == (0, "")
+    assert vaspace.seg_region(vaspace.vas_seg_find("s")) == (BASE, BASE + 2 * MiB)
+
+
+def test_unknown_name_is_not_a_process_error(objects: str) -> None:
+    """ESRCH's "No such process" is the RFC's errno, not a sentence for someone who typed a name."""
+    for args, line in ((["rm", "name:nosuch"], "no VAS named 'nosuch'"),
+                       (["seg", "show", "nosuch"], "no segment named 'nosuch'"),
+                       (["seg", "detach", "nosuch", "table"], "no VAS named 'nosuch'")):
+        r = invoke(*args)
+        assert r.code == 1
+        assert r.err_line() == f"vaspace: error: {line}"
+
+
+def test_busy_segment_names_every_vas_holding_it(objects: str) -> None:
+    """A refused ``seg rm`` names each VAS (name and id), and the hint's command works."""
+    other = vaspace.vas_create("42", 0o600)
+    vaspace.vas_seg_attach(other, vaspace.vas_seg_find("table"), os.O_RDONLY)
+    r = invoke("seg", "rm", "table")
+    assert r.code == 1
+    line = r.err_line()
+    assert f"in VAS 'db' (vid {vaspace.vas_find('db')}), VAS '42' (vid {other});" in line
+    assert "[" not in line.split("(sid")[1]  # no Python list of ids
+    hint = line.rsplit("(", 1)[1].rstrip(")").split()
+    assert hint[:3] == ["vaspace", "seg", "detach"]
+    for vas in ("db", "name:42"):
+        assert invoke(*hint[1:3], vas, hint[4]).code == 0
+    assert invoke("seg", "rm", "table").code == 0
+
+
+def test_ro_and_rw_together_change_nothing(objects: str) -> None:
+    r = invoke("seg", "attach", "db", "idx", "--ro", "--rw")
+    assert r.code == 2
+    assert vaspace.vas_seg_find("idx") not in {s.sid for s in vaspace.vas_segments(
+        vaspace.vas_find("db"))}
 
 
 def test_busy_objects_name_their_holder(objects: str) -> None:

@@ -330,3 +330,22 @@ def test_rewritten_region_is_refused(registry: str) -> None:
         v.vas_attach(0, vid, os.O_RDWR)
     assert e.value.errno == errno.EFAULT and "outside the window" in str(e.value)
     assert v.proc_vas(0) == [] and v.vas_holders(vid) == []
+
+
+def test_mappings_get_tokens_and_lose_them_on_detach(registry: str) -> None:
+    """Each mapping is named by a fresh token; detach forgets it, never reused."""
+    from vaspace import _core
+
+    vid, _ = make_vas(segs=2)
+    seen: set[int] = set()
+    for _ in range(3):
+        v.vas_attach(0, vid, os.O_RDWR)
+        tokens = {m[0] for m in _core.mappings()}
+        assert len(tokens) == 2 and not tokens & seen and 0 not in tokens
+        seen |= tokens
+        gen = _core.window_gen()
+        v.vas_switch(vid)
+        assert _core.window_gen() != gen and all(m[4] for m in _core.mappings())
+        v.vas_switch(0)
+        v.vas_detach(0, vid)
+        assert _core.mappings() == []

@@ -335,3 +335,64 @@ def test_two_processes_share_pointer_structure(registry: str) -> None:
         return values
 
     assert in_child(walk).get() == [i * i for i in reversed(range(10))]
+
+
+def test_failed_move_is_rolled_back(registry: str) -> None:
+    """A move that fails mid-plan undoes the moves done: the thread stays in A, intact.
+
+    The failure is real: B's parked mapping is unmapped behind vaspace's back
+    (in a child), so mremap of it fails with EFAULT after A was parked.
+    """
+    from vaspace.process import state as statemod
+
+    a, _ = world("a", SEG_BASE, MiB)
+    b, _ = world("b", SEG_BASE, MiB)
+
+    def child() -> tuple[int, int, int]:
+        for vid in (a, b):
+            v.vas_attach(0, vid, os.O_RDWR)
+        v.vas_switch(a)
+        poke(SEG_BASE, 1)
+        v.vas_switch(b)
+        v.vas_switch(a)  # both plans cached: the next switch is the C fast path
+        m = statemod.state().attachments[b].maps[0]
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        assert libc.munmap(m.park, m.size) == 0
+        try:
+            v.vas_switch(b)
+        except OSError as exc:
+            return exc.errno or 0, v.active_vas(), peek(SEG_BASE)
+        return 0, v.active_vas(), peek(SEG_BASE)
+
+    out = in_child(child)
+    assert out.signal is None
+    assert out.get() == (errno.EFAULT, a, 1)
+
+
+def test_core_table_matches_the_kernel(registry: str) -> None:
+    """After fast and slow switches among worlds, _core's placed flags are true.
+
+    A placed mapping shows its segment file at its home in /proc/self/maps; a
+    parked one shows it at its parking slot.  The heap and the views trust
+    this table, so it must never drift from the kernel's view.
+    """
+    worlds = [world(n, SEG_BASE, MiB)[0] for n in "abc"]
+    shared = v.vas_seg_create("shared", SEG_BASE + 4 * MiB, SEG_BASE + 5 * MiB, 0o600)
+    for vid in worlds[:2]:
+        v.vas_seg_attach(vid, shared, os.O_RDWR)
+    for vid in worlds:
+        v.vas_attach(0, vid, os.O_RDWR)
+    from vaspace import _core
+
+    for target in [*worlds, 0, *worlds[::-1], worlds[0], 0, worlds[2], worlds[1]]:
+        v.vas_switch(target)
+        for _, home, park, _, placed, _, name in _core.mappings():
+            file = f"/seg/{v.vas_seg_find(name)}/data"
+            at_home, at_park = _maps_line(home), _maps_line(park)
+            here, there = (at_home, at_park) if placed else (at_park, at_home)
+            assert here.rstrip().endswith(file), (target, name, placed, here)
+            assert not there.rstrip().endswith(file), (target, name, placed, there)
+            if placed:
+                assert "---p" in at_park, (target, name, at_park)  # the slot is plugged
+    v.vas_switch(0)

@@ -147,6 +147,35 @@ def test_thread_exits_inside_a_vas_with_a_live_view(registry: str) -> None:
     safely(case)
 
 
+def test_lazy_detach_of_a_pinned_vas_is_dropped(registry: str) -> None:
+    """Another process's detach request must not fail this process's next call."""
+    from vaspace.process import attach
+    from vaspace.registry import records
+
+    def case() -> None:
+        a, sa = world("a")
+        kept: list[memoryview] = []
+        tids: list[int] = []
+
+        def inside() -> None:
+            tids.append(threading.get_native_id())
+            v.vas_switch(a.id)
+            kept.append(sa.view())
+
+        t = threading.Thread(target=inside)
+        t.start()
+        t.join()
+        while os.path.exists(f"/proc/self/task/{tids[0]}"):
+            time.sleep(0.001)
+        records.request(os.getpid(), a.id, records.DETACH)
+        attach.sync()  # carries the request out: refused by the view, dropped
+        assert [p.vid for p in v.proc_vas(0)] == [a.id]
+        kept[0][0] = 1  # still mapped
+        kept.clear()
+        a.detach()
+    safely(case)
+
+
 def test_other_thread_switches_away_from_a_viewed_segment(registry: str) -> None:
     """The export pins the mapping, whichever thread made the view."""
     def case() -> list[str]:
@@ -191,6 +220,36 @@ def test_fork_with_a_live_view(registry: str) -> None:
     assert safely(case) == (0, 0)
 
 
+def test_fork_child_enters_the_vas_its_inherited_view_shows(registry: str) -> None:
+    """Readers share: the child may attach the VAS too, but may not place the
+    segment over the zero pages its inherited view still reads (that view
+    would fault once the segment is parked again), until it drops the view."""
+    def case() -> tuple[int, str, int, int]:
+        vas, seg = world("a", attach=False)
+        with vas.attach(os.O_RDWR).active(), seg.view() as mv:
+            mv[0] = 77
+        vas.detach()
+        vas.attach(os.O_RDONLY)
+        v.vas_switch(vas.id)
+        mv = seg.view()
+
+        def child() -> tuple[int, str, int, int]:
+            ghost = mv[0]
+            vas.attach(os.O_RDONLY)  # many readers: allowed
+            exc = refused(BufferError, v.vas_switch, vas.id, match="'a-seg'")
+            mv.release()  # the last inherited view: the zero pages go
+            v.vas_switch(vas.id)
+            real = seg.view()[0]
+            v.vas_switch(0)
+            return ghost, type(exc).__name__, real, v.active_vas()
+
+        got = safely(child)
+        mv.release()
+        v.vas_switch(0)
+        return got
+    assert safely(case) == (0, "BufferError", 77, 0)
+
+
 def test_view_where_the_segment_is_not_visible(registry: str) -> None:
     def case() -> None:
         vas, seg = world("a")
@@ -215,3 +274,68 @@ def test_readonly_views_refuse_writes(registry: str) -> None:
             del arr
             refused(TypeError, (ctypes.c_char * 4).from_buffer, seg.view())
     safely(case)
+
+
+def test_threads_racing_between_two_worlds(registry: str) -> None:
+    """Threads switch between worlds at one address, holding views across tries.
+
+    Every view reads its own world's byte (never the other world's), every
+    refusal is EFAULT or BufferError, and nothing dies.
+    """
+    def case() -> dict[str, int]:
+        import random
+
+        worlds = [world(name) for name in ("a", "b")]
+        for byte, (vas, seg) in enumerate(worlds, 1):
+            with vas.active(), seg.view() as mv:
+                mv[0] = byte
+        counts: dict[str, int] = {}
+        problems: list[str] = []
+        lock = threading.Lock()
+
+        def note(what: str) -> None:
+            with lock:
+                counts[what] = counts.get(what, 0) + 1
+
+        def worker(seed: int) -> None:
+            try:
+                work(seed)
+            except BaseException as exc:  # noqa: BLE001 - reported to the test's thread
+                problems.append(f"{type(exc).__name__}: {exc}")
+
+        def work(seed: int) -> None:
+            rng = random.Random(seed)
+            for _ in range(150):
+                k = rng.randrange(2)
+                vas, seg = worlds[k]
+                try:
+                    v.vas_switch(vas.id)
+                except OSError as exc:
+                    note(f"enter:{errno.errorcode[exc.errno or 0]}")
+                    continue
+                mv = seg.view()
+                if mv[0] != k + 1:
+                    problems.append(f"world {k} read {mv[0]}")
+                try:
+                    v.vas_switch(worlds[1 - k][0].id)  # away, with the view alive
+                    problems.append("switched away under a live view")
+                except BufferError:
+                    note("away:BufferError")
+                except OSError as exc:  # another thread holds the other world's range
+                    note(f"away:{errno.errorcode[exc.errno or 0]}")
+                if mv[0] != k + 1:
+                    problems.append(f"world {k} read {mv[0]} after a refused switch")
+                mv.release()
+                v.vas_switch(0)
+                note("ok")
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert problems == [], problems[:5]
+        return counts
+    counts = safely(case)
+    assert counts.get("ok", 0) > 0, counts
+    assert set(counts) <= {"ok", "away:BufferError", "away:EFAULT", "enter:EFAULT"}, counts

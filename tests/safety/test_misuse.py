@@ -212,7 +212,7 @@ def ctypes_addr() -> int:
 
 
 def test_thread_state_misuse(registry: str) -> None:
-    """Threads leaving in odd states; switches from many threads with views."""
+    """Many threads entering one VAS, each with a view it releases before leaving."""
     import threading
 
     def case() -> str:
@@ -234,4 +234,39 @@ def test_thread_state_misuse(registry: str) -> None:
         v.vas_switch(0)
         os.sched_yield()
         return ",".join(sorted(set(errors)))
-    assert safely(case) in ("", "BufferError")
+    assert safely(case) == ""  # each view dies before its thread leaves the VAS
+
+
+def _core_junk_walk(tokens: list[int]) -> int:
+    """Every _core function, arities 0..6, junk (and live tokens) in every position."""
+    values: list[Any] = [*tokens, [(t, True, False) for t in tokens],
+                         None, "x", b"x", 1.5, [], -1, 0, 1, 2**63, 2**64, PAGE, SEG_BASE,
+                         id(object()) & ~(PAGE - 1), [(1, True, False)], [(1, 2, 3)]]
+    names = sorted(n for n in dir(_core) if not n.startswith("_") and not n.isupper()
+                   and n not in ("reset_after_fork", "set_slow_path"))
+    n = 0
+    for name in names:
+        fn = getattr(_core, name)
+        for arity in range(7):
+            for pos in range(max(arity, 1)):
+                for junk in values:
+                    args = [SEG_BASE] * arity
+                    if arity:
+                        args[pos] = junk
+                    _try(name, fn, *args)
+                    n += 1
+    return n
+
+
+def test_core_junk_never_crashes(registry: str) -> None:
+    """With a segment mapped and viewed, junk into every _core function only raises."""
+    def case() -> int:
+        vas, seg = world("a")
+        world("b", start=SEG_BASE + 64 * PAGE)  # attached, parked
+        v.vas_switch(vas.id)
+        mv = seg.view()
+        mv[0] = 1
+        n = _core_junk_walk([m[0] for m in _core.mappings()])
+        assert mv[0] == 1  # the view survived every call
+        return n
+    assert safely(case) > 1000

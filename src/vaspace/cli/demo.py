@@ -21,12 +21,12 @@ def command(quick: bool, as_json: bool) -> None:
     different data at one address and times vas_switch against a process
     switch measured in the same run.
     """
-    from .. import demo
+    from . import demo_steps
 
     con = out()
     n, rounds = (500, 5) if quick else (2000, 7)
     if as_json:
-        res = demo.run(lambda line: None, n=n, rounds=rounds)
+        res = demo_steps.run(lambda line: None, n=n, rounds=rounds)
         keys = ("vas_switch_ns", "vas_switch_nomove_ns", "proc_switch_pinned_ns",
                 "proc_switch_unpinned_ns", "machine")
         emit_json({key: res[key] for key in keys}
@@ -35,4 +35,4 @@ def command(quick: bool, as_json: bool) -> None:
     def say(line: str) -> None:
         con.print(line, style="bold" if line.startswith("step ") else "", soft_wrap=True)
 
-    demo.run(say, n=n, rounds=rounds)
+    demo_steps.run(say, n=n, rounds=rounds)

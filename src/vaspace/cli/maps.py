@@ -6,21 +6,23 @@ import click
 
 import vaspace
 
-from .model import complete_vas, resolve_vas
+from .lookup import vas_ref
+from .model import complete_vas
 from .output import emit_json, human_size, out
+from .params import PID
 from .ps import check_process
 
 
 @click.command("maps", short_help="The segments a process sees through a VAS.",
                epilog="\b\nExamples:\n  vaspace maps 1234 db\n"
                "  vaspace maps 1234 3 --json")
-@click.argument("pid", type=click.IntRange(min=1))
+@click.argument("pid", type=PID)
 @click.argument("vas", metavar="VAS", shell_complete=complete_vas)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list (keys: docs/cli.md).")
 def command(pid: int, vas: str, as_json: bool) -> None:
     """Show the mappings of VAS (NAME or ID) in process PID, like /proc/PID/vas/VID/maps."""
     check_process(pid)
-    vid = resolve_vas(vas)
+    vid = vas_ref(vas)
     maps = vaspace.proc_maps(pid, vid)
     if as_json:
         emit_json([{"start": m.start, "end": m.end, "size": m.end - m.start,

@@ -76,7 +76,8 @@ def parse_size(text: str) -> int:
 
 
 def parse_addr(text: str) -> int:
-    """An address: hex with ``0x`` (underscores allowed), or decimal.  ValueError otherwise."""
+    """An address as ``int(x, 0)`` reads it: ``0x``, ``0o``, ``0b`` or decimal, underscores
+    allowed.  ValueError otherwise."""
     try:
         value = int(text.strip(), 0)
     except ValueError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 
 import click
 import psutil
@@ -11,8 +10,10 @@ from rich.table import Table
 
 import vaspace
 
-from ..errors import access_type_name, vas_error
+from ..errors import access_type_name
+from .lookup import NotFound
 from .output import emit_json, out
+from .params import PID
 
 
 def _command_of(pid: int) -> str:
@@ -22,9 +23,9 @@ def _command_of(pid: int) -> str:
 
 
 def check_process(pid: int) -> None:
-    """ESRCH, naming the pid, when no such process exists."""
+    """``NotFound``, naming the pid, when no such process exists."""
     if not psutil.pid_exists(pid):
-        raise vas_error(errno.ESRCH, f"no process with pid {pid}")
+        raise NotFound(f"no process with pid {pid}")
 
 
 def attachments(pid: int | None) -> list[dict]:
@@ -52,7 +53,7 @@ def _holders(vid: int) -> list:
 
 @click.command("ps", short_help="Which processes have which VAS attached.",
                epilog="\b\nExamples:\n  vaspace ps\n  vaspace ps 1234 --json")
-@click.argument("pid", type=click.IntRange(min=1), required=False)
+@click.argument("pid", type=PID, required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list (keys: docs/cli.md).")
 def command(pid: int | None, as_json: bool) -> None:
     """Show which processes have which VAS attached, with type and active threads.

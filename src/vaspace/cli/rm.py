@@ -6,7 +6,8 @@ import click
 
 import vaspace
 
-from .model import complete_vas, resolve_vas
+from .lookup import vas_ref
+from .model import complete_vas
 from .output import out
 
 
@@ -18,7 +19,7 @@ def command(what: str) -> None:
 
     Refused (EBUSY) while a process has it attached; the error names the pids.
     """
-    vid = resolve_vas(what)
+    vid = vas_ref(what)
     name = vaspace.vas_name(vid)
     vaspace.vas_delete(vid)
     out().print(f"deleted VAS {name!r} (vid {vid})")

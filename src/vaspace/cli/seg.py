@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import click
 
 import vaspace
 
+from .lookup import busy_segment, seg_ref, vas_ref
 from .ls import print_tables
-from .model import complete_seg, complete_vas, resolve_seg, resolve_vas, snapshot
+from .model import complete_seg, complete_vas, snapshot
 from .output import emit_json, human_size, mode_text, out
 from .params import ADDR, MODE, SIZE
 from .show import show_object
@@ -28,7 +30,8 @@ def command() -> None:
                  "0x4000_0000_0000 --size 64M\n  vaspace seg create idx --start 0x400010000000 "
                  "--end 0x400010200000 --mode 0640")
 @click.argument("name")
-@click.option("--start", type=ADDR, required=True, help="First address (hex), page-aligned.")
+@click.option("--start", type=ADDR, required=True,
+              help="First address (0x... or any int(x, 0) form), page-aligned.")
 @click.option("--size", type=SIZE, help="Size: bytes, or with K, M, G, T (binary units).")
 @click.option("--end", type=ADDR, help="End address (exclusive), instead of --size.")
 @click.option("--mode", type=MODE, default="0600", show_default=True,
@@ -58,9 +61,15 @@ def create(name: str, start: int, size: int | None, end: int | None, mode: int,
 @click.argument("what", metavar="NAME|ID", shell_complete=complete_seg)
 def rm(what: str) -> None:
     """Delete a segment and its data.  Refused (EBUSY) while a VAS holds it."""
-    sid = resolve_seg(what)
+    sid = seg_ref(what)
     name = vaspace.seg_name(sid)
-    vaspace.vas_seg_delete(sid)
+    try:
+        vaspace.vas_seg_delete(sid)
+    except OSError as exc:
+        busy = busy_segment(sid, name) if exc.errno == errno.EBUSY else None
+        if busy is None:
+            raise
+        raise busy from None
     out().print(f"deleted segment {name!r} (sid {sid})")
 
 
@@ -68,17 +77,20 @@ def rm(what: str) -> None:
                  "  vaspace seg attach reader table --ro")
 @click.argument("vas", metavar="VAS", shell_complete=complete_vas)
 @click.argument("seg", metavar="SEG", shell_complete=complete_seg)
-@click.option("--ro", "access", flag_value="ro", help="Read-only in this VAS.")
-@click.option("--rw", "access", flag_value="rw", help="Readable and writable in this VAS.")
-def attach(vas: str, seg: str, access: str | None) -> None:
+@click.option("--ro", is_flag=True, help="Read-only in this VAS.")
+@click.option("--rw", is_flag=True, help="Readable and writable in this VAS.")
+def attach(vas: str, seg: str, ro: bool, rw: bool) -> None:
     """Put segment SEG into VAS (each NAME or ID), read-only or read-write.
 
     Refused (EBUSY) while a process has the VAS attached, and (EFAULT) if SEG
     overlaps a segment already in it.
     """
-    if access is None:
-        raise click.UsageError("give --ro or --rw")
-    vid, sid = resolve_vas(vas), resolve_seg(seg)
+    # Two flags, not one shared destination: click would let the last one
+    # win silently, and "--ro --rw" must not quietly mean read-write.
+    if ro == rw:
+        raise click.UsageError("give --ro or --rw, not both" if ro else "give --ro or --rw")
+    access = "ro" if ro else "rw"
+    vid, sid = vas_ref(vas), seg_ref(seg)
     vaspace.vas_seg_attach(vid, sid, _TYPES[access])
     out().print(f"attached segment {vaspace.seg_name(sid)!r} to VAS "
                 f"{vaspace.vas_name(vid)!r} ({access})")
@@ -89,7 +101,7 @@ def attach(vas: str, seg: str, access: str | None) -> None:
 @click.argument("seg", metavar="SEG", shell_complete=complete_seg)
 def detach(vas: str, seg: str) -> None:
     """Take segment SEG out of VAS.  Refused (EBUSY) while the VAS is attached."""
-    vid, sid = resolve_vas(vas), resolve_seg(seg)
+    vid, sid = vas_ref(vas), seg_ref(seg)
     vaspace.vas_seg_detach(vid, sid)
     out().print(f"detached segment {vaspace.seg_name(sid)!r} from VAS "
                 f"{vaspace.vas_name(vid)!r}")

@@ -7,8 +7,9 @@ import errno
 import click
 
 from ..errors import access_type_name, vas_error
+from .lookup import NotFound, seg_ref, typed_name, vas_ref
 from .ls import holders_text
-from .model import complete_vas, resolve_seg, resolve_vas, seg_json, snapshot, vas_json
+from .model import complete_vas, seg_json, snapshot, vas_json
 from .output import emit_json, group_name, human_size, mode_text, out, perm_string, user_name
 
 
@@ -18,7 +19,7 @@ def show_object(what: str, as_json: bool, segment: bool) -> None:
     names = {v.id: v.name for v in snap.vases}
     con = out()
     if segment:
-        sid = resolve_seg(what)
+        sid = seg_ref(what)
         s = snap.segs.get(sid)
         if s is None:
             raise vas_error(errno.EINVAL, f"segment {what!r} was deleted meanwhile")
@@ -32,7 +33,7 @@ def show_object(what: str, as_json: bool, segment: bool) -> None:
         vases = ", ".join(f"{names.get(v, v)} ({access_type_name(t)})" for v, t in s.vases)
         con.print(f"  in      {vases or 'no VAS'}")
         return
-    vid = resolve_vas(what)
+    vid = vas_ref(what)
     v = next((v for v in snap.vases if v.id == vid), None)
     if v is None:
         raise vas_error(errno.EINVAL, f"VAS {what!r} was deleted meanwhile")
@@ -64,16 +65,12 @@ def command(what: str, segment: bool, as_json: bool) -> None:
     """
     if not segment and not what.isdigit():
         try:
-            resolve_vas(what)
-        except ProcessLookupError:
-            segment = _is_segment(what)
+            vas_ref(what)
+        except NotFound:
+            try:
+                seg_ref(what)
+            except NotFound:
+                raise NotFound(f"no VAS or segment named {typed_name(what)!r}") from None
+            segment = True
     show_object(what, as_json, segment)
-
-
-def _is_segment(what: str) -> bool:
-    try:
-        resolve_seg(what)
-    except OSError:
-        return False
-    return True
 

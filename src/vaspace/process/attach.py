@@ -216,7 +216,10 @@ def request_detach_other(pid: int, vid: object) -> None:
 def sync() -> None:
     """Carry out lazy attach/detach requests other processes left for us."""
     for vid, access in records.take_requests(os.getpid()):
-        with contextlib.suppress(OSError):
+        # A request that cannot be carried out now (EBUSY, or views that pin
+        # the VAS's segments: BufferError) is dropped, as the RFC's lazy
+        # attach drops a failed one; it must not fail the caller's own call.
+        with contextlib.suppress(OSError, BufferError):
             if access == records.DETACH:
                 detach_self(vid)
             else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import weakref
 from dataclasses import dataclass, field
 
 from .. import _core
@@ -35,6 +36,10 @@ class Mapping:
     placed: bool = False
     refs: int = 0
     token: int = 0  # _core's name for this mapping (never reused, never 0)
+    # Memoryviews Segment.view() made of it (by id), for release_views();
+    # weak, so a view that dies leaves by itself.
+    views: weakref.WeakValueDictionary[int, memoryview] = field(
+        default_factory=weakref.WeakValueDictionary)
 
     @property
     def size(self) -> int:

@@ -50,6 +50,7 @@ class State:
             try:
                 if attachments:
                     _core.plan_clear()
+                prune_dead_threads()
                 self.refresh_placed()
                 yield self
             finally:
@@ -68,6 +69,14 @@ class State:
 
     def placed(self) -> set[Mapping]:
         return {m for m in self.space.mappings.values() if m.placed}
+
+
+def prune_dead_threads() -> None:
+    """Forget threads that died inside a VAS (a thread that could not leave,
+    because views pinned its VAS, stays in the slots until this runs)."""
+    for tid, _ in _core.thread_vids():
+        if not os.path.exists(f"/proc/self/task/{tid}"):
+            _core.forget_tid(tid)
 
 
 STATE = State()

@@ -17,7 +17,6 @@ switch between the same two VASes is one C call with no Python logic.
 from __future__ import annotations
 
 import errno
-import os
 import threading
 import warnings
 
@@ -81,8 +80,7 @@ def _switch_slow(vid: int) -> None:
         raise invalid(f"bad VAS id {vid!r}")
     attach.sync()
     st = state()
-    with st.changing(attachments=False):
-        _prune_dead_threads()
+    with st.changing(attachments=False):  # prunes threads that died inside a VAS
         cur = _core.active()
         if vid == cur:
             return
@@ -103,7 +101,8 @@ def _switch_slow(vid: int) -> None:
             m.placed = False
         for m in to_place:
             m.placed = True
-        if not others and (not cur or placed == set(st.attachments[cur].maps)):
+        cur_att = st.attachments.get(cur)  # None if _core.set_active was misused
+        if not others and (not cur or (cur_att and placed == set(cur_att.maps))):
             _cache(cur, vid, to_park, to_place)
 
 
@@ -142,13 +141,6 @@ def _plan(to_park: set[Mapping], to_place: set[Mapping]) -> list[tuple[int, bool
 def _cache(cur: int, vid: int, to_park: set[Mapping], to_place: set[Mapping]) -> None:
     _core.plan_put(cur, vid, _plan(to_park, to_place))
     _core.plan_put(vid, cur, _plan(to_place, to_park))
-
-
-def _prune_dead_threads() -> None:
-    """Forget threads that died inside a VAS (their mappings then get parked)."""
-    for tid, _ in _core.thread_vids():
-        if not os.path.exists(f"/proc/self/task/{tid}"):
-            _core.forget_tid(tid)
 
 
 def active() -> int:
