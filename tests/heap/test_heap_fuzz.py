@@ -309,3 +309,37 @@ def _outcome(fn) -> str:
     except Exception as e:  # noqa: BLE001 - returned for the test to assert on
         return f"{type(e).__name__}: {e}"
     return "ok"
+
+
+def test_a_lock_word_that_names_no_owner_ends_the_wait(tmp_path):
+    """A lock word overwritten with a thread id that cannot hold the lock (no
+    such thread; init, which does not map the heap; "waiters" with no owner)
+    would block a writer forever.  The wait checks every second and raises;
+    a word marked OWNER_DIED is taken over and recovered as usual."""
+    region = map_region(str(tmp_path / "lock.heap"), REGION)
+    try:
+        image = _build(region)
+
+        def case():
+            out = {}
+            words = {"no such thread": 0x3ABCDEF, "init": 1, "waiters only": 0x80000000,
+                     "owner died": 0x40000000 | 12345}
+            for name, word in words.items():
+                region.buf[:] = image
+                struct.pack_into("<I", region.buf, _heapcore._LOCK_OFFSET, word)
+                with Heap.open(region.buf) as h:
+                    t0 = time.monotonic()
+                    out[name] = (_outcome(lambda h=h: Dict.open(h, "kv").__setitem__("k", 1)),
+                                 time.monotonic() - t0)
+            return out
+
+        res = in_child(case)
+        assert res.signal is None
+        out = res.get()
+        for name in ("no such thread", "init", "waiters only"):
+            what, waited = out[name]
+            assert what.startswith("RuntimeError: heap corrupt: the heap lock word"), (name, what)
+            assert waited < 10, (name, waited)
+        assert out["owner died"][0] == "ok"
+    finally:
+        region.close()
