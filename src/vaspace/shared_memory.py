@@ -37,12 +37,12 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import api
+from . import _core, api
 from .registry import objects
 from .registry import root as rootmod
 from .registry import seg as segreg
 from .registry.kind import SEG
-from .shm import fixed, mappings, placement, tracking
+from .shm import mappings, placement, tracking
 from .shm.forksafe import fork_safe_lock
 from .window import shm_range
 
@@ -145,7 +145,7 @@ class SharedMemory:
     _name: str | None = None
     _fd = -1
     _mapping: mappings.Mapping | None = None
-    _mmap = None
+    _fm: _core.FixedMap | None = None
     _buf: memoryview | None = None
     _size = 0
     _flags = os.O_RDWR
@@ -197,7 +197,8 @@ class SharedMemory:
         try:
             fd, start, end = _open_data(sid, name)
             self._fd = fd
-            self._mapping, self._mmap = mappings.acquire(fd, name, start, end - start)
+            self._mapping, self._fm = mappings.acquire(fd, name, start, end - start,
+                                                       shm_range())
         except BaseException:
             self.close()
             if created:
@@ -205,7 +206,7 @@ class SharedMemory:
                     api.vas_seg_delete(sid)
             raise
         self._size = end - start
-        self._buf = memoryview(self._mmap)
+        self._buf = memoryview(self._fm)
         if created and self._track:
             tracking.track(_regname(name), sid)
 
@@ -253,17 +254,17 @@ class SharedMemory:
 
         ``buf.release()`` refuses while buffers taken from ``buf`` live
         (memoryviews, numpy arrays, a heap); slices of ``buf`` keep its
-        export on this object's mmap alive after ``buf`` is released.
+        export on this object's exporter alive after ``buf`` is released.
         """
-        if self._mmap is None or self._buf is None:
+        if self._fm is None or self._buf is None:
             return
         try:
             self._buf.release()
         except BufferError:
             busy = True
         else:
-            busy = fixed.exports(self._mmap) > 0
-            self._buf = memoryview(self._mmap)
+            busy = self._fm.exports > 0
+            self._buf = memoryview(self._fm)
         if busy:
             raise BufferError(
                 f"shared memory {self.name!r}: views of its buffer are alive (memoryviews, "
@@ -279,13 +280,13 @@ class SharedMemory:
         if self._buf is not None:
             self._buf.release()
             self._buf = None
-        if self._mapping is not None and self._mmap is not None:
+        if self._mapping is not None and self._fm is not None:
             try:
-                mappings.release(self._mapping, self._mmap)
+                mappings.release(self._mapping, self._fm)
             except BufferError:  # a view appeared meanwhile (another thread)
-                self._buf = memoryview(self._mmap)
+                self._buf = memoryview(self._fm)
                 raise
-            self._mapping = self._mmap = None
+            self._mapping = self._fm = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
