@@ -85,16 +85,23 @@ def _oserror(err: int, name: str) -> OSError:
 
 
 def _find(name: str) -> int:
+    """The id of the block's segment; FileNotFoundError if there is none."""
+    with _pin(name) as ref:
+        return ref.id
+
+
+def _pin(name: str) -> objects.Ref:
+    """The block's segment, pinned (one registry look-up); FileNotFoundError if none."""
     try:
-        return api.vas_seg_find(_regname(name))
+        return objects.find(SEG, _regname(name))
     except OSError as exc:
         if exc.errno == errno.ESRCH:
             raise _oserror(errno.ENOENT, name) from None
         raise
 
 
-def _create(name: str, size: int, mode: int) -> int:
-    """Create the segment for a new block; FileExistsError if the name is taken."""
+def _create(name: str, size: int, mode: int) -> objects.Ref:
+    """Create the segment for a new block, pinned; FileExistsError if the name is taken."""
     if not isinstance(size, int):
         raise TypeError(f"'size' must be an integer, not {type(size).__name__}")
     regname = _regname(name)
@@ -106,16 +113,23 @@ def _create(name: str, size: int, mode: int) -> int:
         taken = placement.registry_taken(lo, hi) + mappings.taken()
         start = placement.first_fit(size, taken, lo, hi)
         try:
-            return api.vas_seg_create(regname, start, start + size, mode)
+            sid = api.vas_seg_create(regname, start, start + size, mode)
         except FileExistsError:
             raise _oserror(errno.EEXIST, name) from None
+    try:
+        ref = objects.pin(SEG, sid)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:  # deleted meanwhile (by name, by someone else)
+            raise _oserror(errno.ENOENT, name) from None
+        raise
+    placement.remember(ref, start, start + size)  # the next create need not read it
+    return ref
 
 
-def _open_data(sid: int, name: str) -> tuple[int, int, int]:
+def _open_data(ref: objects.Ref, name: str) -> tuple[int, int, int]:
     """Open the block's data file read-write: (fd, start, end), checked to lie in shm_range."""
     try:
-        with objects.pin(SEG, sid) as ref:
-            fd, start, end = segreg.open_mapping(ref, os.O_RDWR)
+        fd, start, end = segreg.open_mapping(ref, os.O_RDWR)
     except PermissionError:
         raise _oserror(errno.EACCES, name) from None
     except OSError as exc:
@@ -180,35 +194,37 @@ class SharedMemory:
     def _open(self, name: str, size: int, mode: int) -> None:
         created = False
         if self._flags & os.O_CREAT and self._flags & os.O_EXCL:
-            sid, created = _create(name, size, mode), True
+            ref, created = _create(name, size, mode), True
         elif self._flags & os.O_CREAT:  # attach or create
             try:
-                sid = _find(name)
+                ref = _pin(name)
             except FileNotFoundError:
                 if size <= 0:
                     raise ValueError("cannot create an empty shared memory block") from None
                 try:
-                    sid, created = _create(name, size, mode), True
+                    ref, created = _create(name, size, mode), True
                 except FileExistsError:  # another process won the race: attach
-                    sid = _find(name)
+                    ref = _pin(name)
         else:
-            sid = _find(name)
+            ref = _pin(name)
         self._name = name
-        try:
-            fd, start, end = _open_data(sid, name)
-            self._fd = fd
-            self._mapping, self._fm = mappings.acquire(fd, name, start, end - start,
-                                                       shm_range())
-        except BaseException:
-            self.close()
-            if created:
-                with contextlib.suppress(OSError):
-                    api.vas_seg_delete(sid)
-            raise
-        self._size = end - start
-        self._buf = memoryview(self._fm)
-        if created and self._track:
-            tracking.track(_regname(name), sid)
+        # One pinned reference serves the whole open: data file, then the creator record.
+        with ref:
+            try:
+                fd, start, end = _open_data(ref, name)
+                self._fd = fd
+                self._mapping, self._fm = mappings.acquire(fd, name, start, end - start,
+                                                           shm_range())
+            except BaseException:
+                self.close()
+                if created:
+                    with contextlib.suppress(OSError):
+                        api.vas_seg_delete(ref.id)
+                raise
+            self._size = end - start
+            self._buf = memoryview(self._fm)
+            if created and self._track:
+                tracking.track(_regname(name), ref)
 
     def __del__(self) -> None:
         # Views outliving the object keep its mapping (BufferError): memory stays valid.
