@@ -161,6 +161,16 @@ in_reserved(unsigned long long addr, unsigned long long len)
     return 0;
 }
 
+/* Whether [addr, addr+len) is a page-aligned, non-empty range of the 47-bit
+ * user address space, not below 64 KiB (a mapping at NULL would hide NULL
+ * dereferences): what reserve() and set_fixed_range() accept. */
+static int
+user_range(unsigned long long addr, unsigned long long len)
+{
+    return len != 0 && addr + len >= addr && addr % page_size == 0 && len % page_size == 0 &&
+           addr >= 0x10000 && addr + len <= 0x800000000000ull;
+}
+
 /* One mapping of a segment file: its token (0 = free entry), its home (the
  * segment's own address) and parking slot, whether it is placed (at home),
  * and how many exports pin it where it is.
@@ -643,9 +653,7 @@ vaspace_reserve(PyObject *self, PyObject *args)
     unsigned long long addr, len;
     if (!PyArg_ParseTuple(args, "KK", &addr, &len))
         return NULL;
-    /* Not below 64 KiB either: a mapping at NULL would hide NULL dereferences. */
-    if (len == 0 || addr + len < addr || addr % page_size || len % page_size ||
-        addr < 0x10000 || addr + len > 0x800000000000ull) {
+    if (!user_range(addr, len)) {
         PyErr_SetString(PyExc_ValueError, "reserve: need a page-aligned, non-empty range "
                         "in the 47-bit user address space, above 64 KiB");
         return NULL;
@@ -1515,8 +1523,7 @@ vaspace_set_fixed_range(PyObject *self, PyObject *args)
     unsigned long long addr, len;
     if (!PyArg_ParseTuple(args, "KK", &addr, &len))
         return NULL;
-    if (len == 0 || addr + len < addr || addr % page_size || len % page_size ||
-        addr < 0x10000 || addr + len > 0x800000000000ull) {
+    if (!user_range(addr, len)) {
         PyErr_SetString(PyExc_ValueError, "set_fixed_range: need a page-aligned, non-empty "
                         "range in the 47-bit user address space, above 64 KiB");
         return NULL;
