@@ -74,7 +74,8 @@ def _regname(name: object) -> str:
     if "\0" in name:
         raise ValueError("embedded null character in shared memory name")
     regname = REGISTRY_PREFIX + name
-    if len(regname.encode("utf-8", "surrogatepass")) > 255:
+    # At most 4 bytes a character: short names need no encoding to be within 255 bytes.
+    if len(regname) > 255 // 4 and len(regname.encode("utf-8", "surrogatepass")) > 255:
         raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), name)
     return regname
 
