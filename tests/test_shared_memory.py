@@ -377,6 +377,31 @@ def test_close_and_unlink_refuse_with_live_exports(registry: str) -> None:
     assert sm.buf is None
 
 
+def _maps(addr: int) -> bool:
+    with open("/proc/self/maps") as f:
+        return any(int(line.split("-")[0], 16) == addr for line in f)
+
+
+@pytest.mark.parametrize("first", ["creator", "attacher"])
+def test_two_handles_in_one_process_share_one_mapping(registry: str, first: str) -> None:
+    """Each handle counts its own views; the memory goes with the last handle closed."""
+    a = vsm.SharedMemory(create=True, size=4096)
+    b = vsm.SharedMemory(a.name)
+    assert b.address == a.address
+    gone, kept = (a, b) if first == "creator" else (b, a)
+    view = kept.buf[:8]
+    gone.close()  # its own buffer has no views: allowed, the mapping stays
+    assert _maps(kept.address)
+    view[:2] = b"ok"
+    with pytest.raises(BufferError):
+        kept.close()
+    view.release()
+    addr = kept.address
+    kept.close()
+    assert not _maps(addr)
+    a.unlink()
+
+
 def test_close_with_a_heap_open_refuses(registry: str) -> None:
     sm = vsm.SharedMemory(create=True, size=1 << 20)
     heap = sm.heap()

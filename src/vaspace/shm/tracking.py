@@ -37,19 +37,20 @@ _mine: dict[tuple[str, str, int], int] = {}
 _last_reap = 0.0
 
 
-def track(regname: str, sid: int) -> None:
-    """Record that this process created ``sid`` with track=True."""
+def track(regname: str, ref: objects.Ref) -> None:
+    """Record that this process created the pinned segment ``ref`` with track=True."""
     pid = os.getpid()
-    started = records.my_start_time()
-    with contextlib.suppress(OSError), objects.pin(SEG, sid) as ref:
-        fs.write_new(CREATOR_FILE, f"{pid} {started}\n", 0o644, ref.dirfd)
+    with contextlib.suppress(OSError):
+        fs.write_new(CREATOR_FILE, f"{pid} {records.my_start_time()}\n", 0o644, ref.dirfd)
     with _lock:
-        _mine[(str(rootmod.root_path()), regname, sid)] = pid
+        _mine[(ref.root, regname, ref.id)] = pid
 
 
 def untrack(regname: str, sid: int | None = None) -> None:
     """Forget a segment (it was unlinked)."""
-    root = str(rootmod.root_path())
+    if not _mine:
+        return
+    root = rootmod.root_str()
     with _lock:
         for key in [k for k in _mine if k[:2] == (root, regname) and sid in (None, k[2])]:
             del _mine[key]
