@@ -45,7 +45,8 @@ def find(kind: Kind, name: object) -> Ref:
         raise vas_error(errno.ESRCH, f"no {kind.label} named {name!r}", str(name)) from None
 
 
-def create(kind: Kind, name: object, dir_mode: int, populate: Callable[[int], None]) -> int:
+def create(kind: Kind, name: object, dir_mode: int,
+           populate: Callable[[int, int], None]) -> int:
     """Create an object atomically and return its id.
 
     ``mkdir <kind>/<id>`` claims the first free id (mkdir is atomic, so two
@@ -64,7 +65,7 @@ def create(kind: Kind, name: object, dir_mode: int, populate: Callable[[int], No
     oid, dfd = _claim_id(kind, base)
     try:
         fs.write_new("name", name, 0o644, dfd)  # type: ignore[arg-type]
-        populate(dfd)
+        populate(dfd, oid)
         os.symlink(enc, "index", dir_fd=dfd)
         # Only now may others write here (a VAS's writers): nothing of ours
         # can be pre-empted by an entry they plant.
