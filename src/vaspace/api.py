@@ -70,6 +70,7 @@ def vas_setattr(vid: int, attr: Attr) -> None:
         ref.require(perms.MAY_WRITE)
         objects.setattr_(ref, new)
         vasreg.apply_dir_mode(ref, new.mode)
+        private.apply_attr(ref, new)
 
 
 def vas_attach(pid: int, vid: int, type: int) -> None:  # noqa: A002 - the RFC's name

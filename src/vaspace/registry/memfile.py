@@ -34,6 +34,17 @@ class Range(NamedTuple):
     prot: int
     file: str
 
+    @property
+    def access(self) -> int:
+        """The access type the range gives, as a segment link's (O_RDWR or O_RDONLY)."""
+        return os.O_RDWR if self.prot & mmap.PROT_WRITE else os.O_RDONLY
+
+
+def private_key(vid: int, start: int) -> int:
+    """The id under which a process keeps a private range's mapping: negative, so
+    never a segment's, and one per (VAS, start)."""
+    return -((vid << 40) | (start >> 12))
+
 
 def filename(start: int, end: int, prot: int) -> str:
     return f"{PREFIX}{start:x}-{end:x}.{PROTS[prot]}"

@@ -202,23 +202,23 @@ def check_attr(attr: object, what: str) -> Attr:
     return Attr(mode=mode & 0o666, user=user, group=group)
 
 
-def setattr_(ref: Ref, attr: Attr) -> None:
-    """Apply attributes to the attribute file (chown first, then chmod).
+def setattr_(ref: Ref, attr: Attr, filename: str | None = None) -> None:
+    """Apply attributes to the attribute file, or ``filename`` (chown first, then chmod).
 
     The kernel's rules apply: only the owner (or root) may chmod, and only
     root may give a file away; those refusals surface as EPERM.  The file
     is reached through the pinned directory and changed through an
     ``O_PATH`` descriptor, so no link is followed.
     """
+    filename = filename or ref.kind.attr_file
     try:
-        fd = os.open(ref.kind.attr_file, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     dir_fd=ref.dirfd)
+        fd = os.open(filename, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=ref.dirfd)
     except (FileNotFoundError, NotADirectoryError):
         raise ref.gone() from None
     try:
         cur = os.fstat(fd)
         if not stat.S_ISREG(cur.st_mode):
-            raise ref.damaged(f"its {ref.kind.attr_file} is not a regular file")
+            raise ref.damaged(f"its {filename} is not a regular file")
         try:
             if (attr.user, attr.group) != (cur.st_uid, cur.st_gid):
                 os.chown(f"/proc/self/fd/{fd}", attr.user, attr.group)

@@ -12,12 +12,14 @@ Changing it follows ``vas_seg_attach``'s rule: not while the VAS is attached.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 
 from .. import perms
 from .. import window as winmod
-from . import memfile
+from .._ntuples import Attr
+from . import memfile, objects
 from . import root as rootmod
 from . import seg as segreg
 from . import vas as vasreg
@@ -138,3 +140,14 @@ def listing(vid: object) -> list[tuple[int, int, int]]:
     """(start, end, prot) of a VAS's private ranges.  Errors: EINVAL."""
     with pin(VAS, vid) as ref:
         return [(r.start, r.end, r.prot) for r in memfile.ranges(ref)]
+
+
+def apply_attr(ref: Ref, attr: Attr) -> None:
+    """Give the VAS's private files its new attributes (``vas_setattr``), where we may.
+
+    A file another writer of the VAS made stays theirs (only its owner may
+    chmod it); the VAS's own permission check still guards every attach.
+    """
+    for rng in memfile.ranges(ref):
+        with contextlib.suppress(OSError):
+            objects.setattr_(ref, attr, rng.file)
