@@ -189,3 +189,27 @@ def test_planted_private_files_are_refused(registry: str, tmp_path) -> None:
     assert a.private() == []
     a.attach()
     a.detach()
+
+
+def test_a_view_of_private_memory_pins_it(registry: str) -> None:
+    """Issue 10's rule: a view is an export; a switch away or a detach refuses."""
+    a = v.VAS.create("a")
+    addr = a.mmap(MiB)
+    a.attach()
+    v.vas_switch(a.id)
+    mv = a.view(addr)
+    arr = memoryview(mv)[:16]  # a second export made from the first
+    with pytest.raises(BufferError) as e:
+        v.vas_switch(0)
+    assert "[private]" in str(e.value)
+    assert v.active_vas() == a.id
+    mv.release()
+    with pytest.raises(BufferError):
+        v.vas_switch(0)
+    arr.release()
+    v.vas_switch(0)
+    # Outside the VAS there is no view to get.
+    with pytest.raises(OSError) as e2:
+        a.view(addr)
+    assert e2.value.errno == errno.EFAULT
+    a.detach()
