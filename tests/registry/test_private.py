@@ -213,3 +213,15 @@ def test_a_view_of_private_memory_pins_it(registry: str) -> None:
         a.view(addr)
     assert e2.value.errno == errno.EFAULT
     a.detach()
+
+
+def test_fsck_reports_a_damaged_private_file(registry: str) -> None:
+    from vaspace.registry import fsck
+
+    a = v.VAS.create("a")
+    addr = a.mmap(MiB)
+    assert fsck.check() == []
+    os.truncate(f"{registry}/vas/{a.id}/mem.{addr:x}-{addr + MiB:x}.rw", 4096)
+    (problem,) = fsck.check()
+    assert problem.kind == "damaged" and problem.path == f"vas/{a.id}"
+    assert "private memory" in problem.detail
