@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import itertools
 import mmap
 import os
 import signal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import vaspace as v
 from vaspace_testing import SEG_BASE, MiB, in_child
@@ -225,3 +228,39 @@ def test_fsck_reports_a_damaged_private_file(registry: str) -> None:
     (problem,) = fsck.check()
     assert problem.kind == "damaged" and problem.path == f"vas/{a.id}"
     assert "private memory" in problem.detail
+
+
+_PAGE = mmap.PAGESIZE
+_ints = st.one_of(st.integers(min_value=-2**65, max_value=2**65),
+                  st.integers(min_value=0, max_value=1 << 12).map(lambda n: n * _PAGE),
+                  st.integers(min_value=0, max_value=1 << 12).map(
+                      lambda n: START + n * _PAGE))
+_args = st.one_of(_ints, st.booleans(), st.none(), st.floats(), st.text(max_size=3))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])
+@given(calls=st.lists(st.tuples(st.booleans(), _args, _args, _args), max_size=8))
+def test_hostile_ranges_never_break_the_invariants(registry: str, calls: list) -> None:
+    """Any arguments: an OSError with the RFC's errno, or a range that is in the
+    window, aligned and overlaps nothing else of the VAS."""
+    name = f"h{len(os.listdir(f'{registry}/vas'))}"
+    a = v.VAS.create(name)
+    seg = v.Segment.find("hs") if v.seg_ids() else v.Segment.create("hs", START, size=MiB)
+    a.attach_segment(seg)
+    lo, hi = v.window()
+    for is_map, addr, length, prot in calls:
+        try:
+            if is_map:
+                got = v.vas_mmap(a.id, addr, length, prot)
+                assert got % _PAGE == 0 and lo <= got
+            else:
+                v.vas_munmap(a.id, addr, length)
+        except OSError as e:
+            assert e.errno in (errno.EINVAL, errno.EFAULT, errno.ENOMEM), e
+    ranges = sorted([(s, e) for s, e, _ in a.private()] + [(seg.start, seg.end)])
+    assert all(e1 <= s2 for (_, e1), (s2, _) in itertools.pairwise(ranges))
+    assert all(lo <= s < e <= hi for s, e in ranges)
+    a.attach()  # what is registered maps
+    a.detach()
+    a.delete()

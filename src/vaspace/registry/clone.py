@@ -27,11 +27,12 @@ from collections.abc import Iterator
 
 from .. import perms
 from ..access import BY_NAME, access_type_name
-from . import filecopy, memfile, records
+from ..errors import vas_error
+from . import filecopy, memfile, objects, records
 from . import root as rootmod
 from . import seg as segreg
 from . import vas as vasreg
-from .kind import SEG, VAS
+from .kind import SEG, VAS, Kind
 from .objects import create as create_object
 from .objects import pin
 from .ref import Ref
@@ -47,6 +48,7 @@ def seg_clone(sid: object, name: object) -> int:
     with pin(SEG, sid) as src, rootmod.locked(), contextlib.ExitStack() as held:
         src.recheck()
         attr = src.require(perms.MAY_READ)
+        _name_free(SEG, name)
         for vid in src.reverse():
             held.enter_context(_no_writer(vid, src))
         try:
@@ -58,6 +60,18 @@ def seg_clone(sid: object, name: object) -> int:
                                  lambda dst: filecopy.copy(fd, dst, hi - lo))
         finally:
             os.close(fd)
+
+
+def _name_free(kind: Kind, name: object) -> None:
+    """EINVAL for a bad name, EEXIST for a taken one, before any copying starts.
+
+    Only a fast refusal: the create that publishes the clone decides for good.
+    """
+    try:
+        objects.find(kind, name).close()
+    except ProcessLookupError:  # ESRCH: free
+        return
+    raise vas_error(errno.EEXIST, f"a {kind.label} named {name!r} already exists", str(name))
 
 
 @contextlib.contextmanager
@@ -126,6 +140,7 @@ def vas_clone(vid: object, name: object) -> int:
     with pin(VAS, vid) as src, rootmod.locked(), contextlib.ExitStack() as held:
         src.recheck()
         attr = src.require(perms.MAY_READ)
+        _name_free(VAS, name)
         segs: list[tuple[Ref, int]] = []
         for link in src.links():
             try:
