@@ -23,11 +23,14 @@ ALIASES = {"segment_create": "vas_seg_create", "segment_delete": "vas_seg_delete
 
 def test_all_names_exported() -> None:
     for name in [*RFC_CALLS, *ALIASES, "segment_create_sz", "window", "proc_vas", "proc_maps",
-                 "VAS", "Segment", "Attr", "ProcVas", "ProcMap"]:
+                 "VAS", "Segment", "Attr", "ProcVas", "ProcMap", *ISSUE16_CALLS]:
         assert name in v.__all__, name
         assert hasattr(v, name), name
     for name in v.__all__:
         assert hasattr(v, name), name
+
+
+ISSUE16_CALLS = ["vas_seg_clone", "vas_clone", "vas_mmap", "vas_munmap", "vas_private"]
 
 
 def test_aliases_are_the_same_calls() -> None:
@@ -45,6 +48,9 @@ def test_rfc_argument_order() -> None:
         "vas_seg_attach": ["vid", "sid", "type"], "vas_seg_detach": ["vid", "sid"],
         "vas_seg_getattr": ["sid"], "vas_seg_setattr": ["sid", "attr"],
         "segment_create_sz": ["name", "start", "size", "mode"],
+        "vas_seg_clone": ["sid", "name"], "vas_clone": ["vid", "name"],
+        "vas_mmap": ["vid", "addr", "length", "prot"], "vas_munmap": ["vid", "addr", "length"],
+        "vas_private": ["vid"],
     }
     for name, params in expect.items():
         assert list(inspect.signature(getattr(v, name)).parameters) == params, name
@@ -73,6 +79,12 @@ def test_return_types(registry: str) -> None:
     assert all(isinstance(m, v.ProcMap) for m in v.proc_maps(0, vid))
     w = v.window()
     assert isinstance(w, tuple) and len(w) == 2 and all(type(x) is int for x in w)
+    v.vas_switch(0)
+    v.vas_detach(0, vid)
+    assert type(v.vas_seg_clone(sid, "c2")) is int and type(v.vas_clone(vid, "c2")) is int
+    addr = v.vas_mmap(vid, 0, 4096, 3)
+    assert type(addr) is int and v.vas_private(vid) == [(addr, addr + 4096, 3)]
+    assert v.vas_munmap(vid, addr, 4096) is None
 
 
 ERRNO_TABLE = [
@@ -93,6 +105,11 @@ ERRNO_TABLE = [
     ("vas_seg_detach", (424242, 1), errno.EINVAL),
     ("vas_seg_getattr", (0,), errno.EINVAL),
     ("vas_seg_setattr", (0, v.Attr(0o600, 0, 0)), errno.EINVAL),
+    ("vas_seg_clone", (424242, "c"), errno.EINVAL),
+    ("vas_clone", (424242, "c"), errno.EINVAL),
+    ("vas_mmap", (424242, 0, 4096, 3), errno.EINVAL),
+    ("vas_munmap", (424242, 0, 4096), errno.EINVAL),
+    ("vas_private", (0,), errno.EINVAL),
     ("proc_vas", (-1,), errno.EINVAL),
     ("proc_maps", (0, 424242), errno.EINVAL),
 ]

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,13 +57,15 @@
 enum {
     F_VAS_CREATE, F_VAS_DELETE, F_VAS_FIND, F_VAS_ATTACH, F_VAS_DETACH, F_VAS_SWITCH,
     F_ACTIVE_VAS, F_VAS_GETATTR, F_VAS_SETATTR, F_SEG_CREATE, F_SEG_CREATE_SZ, F_SEG_DELETE,
-    F_SEG_FIND, F_SEG_ATTACH, F_SEG_DETACH, F_SEG_GETATTR, F_SEG_SETATTR, F_ATTR, F_COUNT
+    F_SEG_FIND, F_SEG_ATTACH, F_SEG_DETACH, F_SEG_GETATTR, F_SEG_SETATTR, F_ATTR,
+    F_SEG_CLONE, F_VAS_CLONE, F_VAS_MMAP, F_VAS_MUNMAP, F_COUNT
 };
 static const char *const fn_names[F_COUNT] = {
     "vas_create", "vas_delete", "vas_find", "vas_attach", "vas_detach", "vas_switch",
     "active_vas", "vas_getattr", "vas_setattr", "vas_seg_create", "segment_create_sz",
     "vas_seg_delete", "vas_seg_find", "vas_seg_attach", "vas_seg_detach", "vas_seg_getattr",
     "vas_seg_setattr", "Attr",
+    "vas_seg_clone", "vas_clone", "vas_mmap", "vas_munmap",
 };
 static PyObject *fns[F_COUNT];
 
@@ -744,6 +747,51 @@ vas_seg_setattr(segid_t sid, const struct vas_seg_attr *attr)
     if (attr == NULL)
         return bad_arg("NULL attr");
     return set_attr(F_SEG_SETATTR, sid, attr->mode, attr->user, attr->group);
+}
+
+/* ------------------------------------------------------------ issue 16 */
+
+/* f(id, name): the clones, whose name comes second. */
+static long
+call_id_name(int f, int id, const char *name)
+{
+    if (name == NULL)
+        return bad_arg("NULL name");
+    gil_t gil;
+    if (enter(&gil) < 0)
+        return -1;
+    PyObject *pyname = PyUnicode_DecodeUTF8(name, (Py_ssize_t)strlen(name), "surrogateescape");
+    PyObject *r = pyname ? PyObject_CallFunction(fns[f], "iO", id, pyname) : NULL;
+    Py_XDECREF(pyname);
+    return leave(gil, r);
+}
+
+API segid_t
+vas_seg_clone(segid_t sid, const char *name)
+{
+    return (segid_t)call_id_name(F_SEG_CLONE, sid, name);
+}
+
+API vasid_t
+vas_clone(vasid_t vid, const char *name)
+{
+    return (vasid_t)call_id_name(F_VAS_CLONE, vid, name);
+}
+
+API void *
+vas_mmap(vasid_t vid, void *addr, size_t length, int prot)
+{
+    /* Addresses in the window are below 2**47: a long holds them, and -1 is
+     * the failure, as mmap's MAP_FAILED. */
+    long r = call_ids(F_VAS_MMAP, "(ikki)", vid, (unsigned long)addr, (unsigned long)length,
+                      prot);
+    return r == -1 ? MAP_FAILED : (void *)r;
+}
+
+API int
+vas_munmap(vasid_t vid, void *addr, size_t length)
+{
+    return (int)call_ids(F_VAS_MUNMAP, "(ikk)", vid, (unsigned long)addr, (unsigned long)length);
 }
 
 /* libmvas's names for the same functions. */

@@ -19,7 +19,7 @@ from .errors import invalid
 from .process import attach as attachmod
 from .process import procfs
 from .process import switch as switchmod
-from .registry import objects, records
+from .registry import clone, objects, private, records
 from .registry import root as rootmod
 from .registry import seg as segreg
 from .registry import vas as vasreg
@@ -70,6 +70,7 @@ def vas_setattr(vid: int, attr: Attr) -> None:
         ref.require(perms.MAY_WRITE)
         objects.setattr_(ref, new)
         vasreg.apply_dir_mode(ref, new.mode)
+        private.apply_attr(ref, new)
 
 
 def vas_attach(pid: int, vid: int, type: int) -> None:  # noqa: A002 - the RFC's name
@@ -172,6 +173,60 @@ def vas_seg_setattr(sid: int, attr: Attr) -> None:
         objects.setattr_(ref, new)
 
 
+# ------------------------------------------------------------------ clones and private memory
+
+
+def vas_seg_clone(sid: int, name: str) -> int:
+    """A new segment ``name`` with the same region, mode and a copy of the data; its id.
+
+    The copy is a reflink where the filesystem has one, else only the
+    written extents are copied (holes stay holes).  Errors: EINVAL (bad id
+    or name), EEXIST (the name is taken), EACCES (the caller may not read
+    the segment), EBUSY (a process has it attached for writing).
+    """
+    return clone.seg_clone(sid, name)
+
+
+def vas_clone(vid: int, name: str) -> int:
+    """A new VAS ``name`` with the same segments and access types, and a copy of its
+    private memory; its id.  Segments stay shared; the mode is kept; the caller owns it.
+
+    Errors: EINVAL, EEXIST, EACCES (the caller may not read the VAS or may
+    not attach one of its segments that way), EBUSY (a process has it
+    attached for writing, and it has private memory to copy).
+    """
+    return clone.vas_clone(vid, name)
+
+
+def vas_mmap(vid: int, addr: int, length: int, prot: int) -> int:
+    """Add private memory [addr, addr+length) to a VAS; return its address.
+
+    ``addr`` 0 picks the lowest free range of the window.  The memory
+    belongs to the VAS: it is visible exactly when a thread is inside it,
+    zero-filled at first, kept across detach and restarts, deleted with the
+    VAS; its permissions are the VAS's.  ``prot`` is PROT_READ or
+    PROT_READ|PROT_WRITE.  Errors: EINVAL (bad id, alignment or prot),
+    EFAULT (outside the window, or overlapping a segment or private range of
+    the VAS), EBUSY (a process has the VAS attached), EACCES (no write
+    permission on the VAS), ENOMEM (no free range that big).
+    """
+    return private.mmap_(vid, addr, length, prot)
+
+
+def vas_munmap(vid: int, addr: int, length: int) -> None:
+    """Remove the private memory of a VAS inside [addr, addr+length), whole ranges only.
+
+    Errors: EINVAL (bad id or alignment, no private memory there, or a
+    range the span cuts), EBUSY (attached), EACCES.
+    """
+    private.munmap_(vid, addr, length)
+
+
+def vas_private(vid: int) -> list[tuple[int, int, int]]:
+    """A VAS's private ranges as (start, end, prot).  Errors: EINVAL."""
+    return private.listing(vid)
+
+
 # ------------------------------------------------------------------ libmvas names
 
 segment_create = vas_seg_create
@@ -262,8 +317,9 @@ __all__ = [
     "access_type_name", "active_vas", "proc_maps", "proc_vas", "registry_root", "seg_ids",
     "seg_name", "seg_region", "segment_attach", "segment_create", "segment_create_sz",
     "segment_delete", "segment_detach", "segment_find", "segment_getattr", "segment_setattr",
-    "vas_attach", "vas_create", "vas_delete", "vas_detach", "vas_find", "vas_getattr",
-    "vas_holders", "vas_ids", "vas_name", "vas_segments", "vas_seg_attach", "vas_seg_create",
+    "vas_attach", "vas_clone", "vas_create", "vas_delete", "vas_detach", "vas_find", "vas_getattr",
+    "vas_holders", "vas_ids", "vas_mmap", "vas_munmap", "vas_name", "vas_private",
+    "vas_segments", "vas_seg_attach", "vas_seg_clone", "vas_seg_create",
     "vas_seg_delete", "vas_seg_detach", "vas_seg_find", "vas_seg_getattr", "vas_seg_setattr",
     "vas_setattr", "vas_switch", "window",
 ]

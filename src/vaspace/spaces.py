@@ -118,6 +118,45 @@ class VAS(_Handle):
         """Processes that have it attached."""
         return api.vas_holders(self.id)
 
+    def clone(self, name: str) -> VAS:
+        """A new VAS with the same segments and access, and a copy of its private
+        memory (``vas_clone``)."""
+        return VAS(api.vas_clone(self.id, name))
+
+    def mmap(self, length: int, addr: int = 0, prot: int = _core.PROT_READ | _core.PROT_WRITE
+             ) -> int:
+        """Add private memory of ``length`` bytes to the VAS (``vas_mmap``); its address.
+
+        ``addr`` 0 picks a free range.  The memory is visible only while a
+        thread is inside this VAS; see ``view``.
+        """
+        return api.vas_mmap(self.id, addr, length, prot)
+
+    def munmap(self, addr: int, length: int) -> None:
+        """Remove the private memory inside [addr, addr+length) (``vas_munmap``)."""
+        api.vas_munmap(self.id, addr, length)
+
+    def private(self) -> list[tuple[int, int, int]]:
+        """The private ranges as (start, end, prot)."""
+        return api.vas_private(self.id)
+
+    def view(self, addr: int) -> memoryview:
+        """A memoryview of the private range that starts at ``addr``.
+
+        The calling thread must be inside this VAS.  The same rules as
+        ``Segment.view``: read-only if mapped read-only, and while it lives
+        the mapping is pinned (a switch away or a detach raises BufferError).
+        """
+        if api.active_vas() != self.id:
+            raise vas_error(errno.EFAULT, f"VAS {self.name!r} (vid {self.id}) is not the "
+                            "calling thread's active VAS: switch into it first")
+        att = statemod.state().attachments.get(self.id)
+        for m in att.maps if att else ():
+            if m.sid < 0 and m.start == addr:
+                return _export(m)
+        raise vas_error(errno.EFAULT, f"VAS {self.name!r} (vid {self.id}) has no private "
+                        f"range at {addr:#x}")
+
     def release_views(self) -> None:
         """``Segment.release_views`` for every segment this VAS maps here."""
         att = statemod.state().attachments.get(self.id)
@@ -191,10 +230,7 @@ class Segment(_Handle):
         Release it with ``mv.release()``, ``with seg.view() as mv:``, or by
         dropping the objects made from it.
         """
-        m = self._visible_mapping()
-        view = memoryview(_core.WindowView(m.token, readonly=not m.prot & _core.PROT_WRITE))
-        m.views[id(view)] = view
-        return view
+        return _export(self._visible_mapping())
 
     def array(self, dtype: Any = "u1", shape: int | tuple[int, ...] | None = None) -> Any:
         """A numpy array over the segment's memory (no copy); same rules as ``view``.
@@ -210,6 +246,11 @@ class Segment(_Handle):
         arr = np.frombuffer(self.view(), dtype=dt, count=int(np.prod(shape)))
         return arr.reshape(shape)
 
+    def clone(self, name: str) -> Segment:
+        """A new segment with the same region and mode and a copy of the data
+        (``vas_seg_clone``); EBUSY while a process has it attached for writing."""
+        return Segment(api.vas_seg_clone(self.id, name))
+
     def release_views(self) -> None:
         """Release every memoryview ``view()`` gave out for this segment here.
 
@@ -219,6 +260,13 @@ class Segment(_Handle):
         segment stays pinned until they are dropped.
         """
         _release([m for m in statemod.state().space.mappings.values() if m.sid == self.id])
+
+
+def _export(m: Mapping) -> memoryview:
+    """A memoryview of a placed mapping; it pins the mapping while it lives."""
+    view = memoryview(_core.WindowView(m.token, readonly=not m.prot & _core.PROT_WRITE))
+    m.views[id(view)] = view
+    return view
 
 
 def _release(maps: list[Mapping]) -> None:

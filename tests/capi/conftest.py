@@ -27,6 +27,7 @@ PROGRAMS = {
     "errno_table": HERE / "c/errno_table.c",
     "fork": HERE / "c/fork.c",
     "hold": HERE / "c/hold.c",
+    "clone": HERE / "c/clone.c",
 }
 
 

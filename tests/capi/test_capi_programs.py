@@ -130,3 +130,25 @@ def test_pkgconfig_files_point_into_the_package() -> None:
         assert any(f.startswith("-Wl,-rpath,") and os.path.realpath(f.split(",", 2)[2])
                    == str(libdir) for f in out)
         assert "-lvaspace" in out
+
+
+CLONE_TABLE = {
+    "seg_attach": 0, "mmap_anywhere": 0, "mmap_overlap": E.EFAULT, "mmap_unaligned": E.EINVAL,
+    "mmap_bad_vid": E.EINVAL, "attach": 0, "switch": 0, "switch_back": 0,
+    "seg_clone_busy": E.EBUSY, "mmap_attached": E.EBUSY, "detach": 0, "seg_clone": 0,
+    "seg_clone_again": E.EEXIST, "seg_clone_null": E.EINVAL, "clone": 0,
+    "clone_unknown": E.EINVAL, "attach_clone": 0, "switch_clone": 0, "switch_back_clone": 0,
+    "detach_clone": 0, "attach_orig": 0, "switch_orig": 0, "switch_back_orig": 0,
+    "detach_orig": 0, "munmap": 0, "munmap_again": E.EINVAL,
+}
+
+
+def test_clones_and_private_memory_from_c(capi, registry: str) -> None:
+    """Issue 16's calls in <vaspace.h>: the RFC's errno, clones that copy private
+    memory and share segments, and an original the clone's writes do not reach."""
+    out = run(capi["clone"], registry=registry)
+    got = {parts[0]: int(parts[1]) for parts in (line.split() for line in out.splitlines())
+           if len(parts) == 2}
+    assert {k: _name(v) for k, v in got.items()} == {k: _name(v) for k, v in CLONE_TABLE.items()}
+    assert checks(out) == dict.fromkeys(
+        ["clone_mode", "private_copied", "segment_shared", "original_untouched"], "1")

@@ -14,7 +14,7 @@ BASE = 0x4000_0000_0000
 MiB = 1 << 20
 
 VAS_KEYS = {"kind", "id", "name", "uid", "gid", "owner", "group", "mode", "size", "segments",
-            "holders", "damaged"}
+            "holders", "damaged", "private"}
 SEG_KEYS = {"kind", "id", "name", "uid", "gid", "owner", "group", "mode", "start", "end", "size",
             "vases", "damaged"}
 VAS_SEG_KEYS = {"id", "name", "type", "start", "end", "size"}
@@ -104,9 +104,9 @@ def test_ps_and_maps_json_of_another_process(registry: str) -> None:
         maps = json.loads(invoke("maps", str(h.pid), "db", "--json").stdout)
         assert maps == [
             {"start": BASE, "end": BASE + 64 * MiB, "size": 64 * MiB, "access": "rw-",
-             "segment": "table"},
+             "segment": "table", "private": False},
             {"start": BASE + 256 * MiB, "end": BASE + 256 * MiB + 4096, "size": 4096,
-             "access": "r--", "segment": "idx"}]
+             "access": "r--", "segment": "idx", "private": False}]
         doc = json.loads(invoke("ls", "--json").stdout)
         db = next(v for v in doc["vases"] if v["name"] == "db")
         assert db["holders"] == [{"pid": h.pid, "type": "rw"}]
@@ -154,6 +154,7 @@ def test_every_json_key_is_documented() -> None:
     keys = VAS_KEYS | SEG_KEYS | VAS_SEG_KEYS | {
         "registry", "window", "vases", "segments", "pid", "command", "vid", "threads",
         "access", "segment", "lanes", "label", "attached", "boxes", "shared", "x0", "x1",
+        "private", "from",
         "vas_switch_ns", "vas_switch_nomove_ns", "proc_switch_pinned_ns",
         "proc_switch_unpinned_ns", "machine",
         "nodes", "rounds", "n"}

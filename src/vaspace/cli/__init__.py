@@ -112,11 +112,13 @@ def cli(root: str | None) -> None:
 
 
 def _register() -> None:
-    from . import config, create, demo, fsck, ls, maps, picture, ps, rm, seg, show
+    from . import clone, config, create, demo, fsck, ls, maps, picture, ps, rm, seg, show
 
     for mod in (ls, show, create, rm, seg, ps, maps, picture, demo, config):
         cli.add_command(mod.command)
     cli.add_command(fsck.command)
+    cli.add_command(clone.command)
+    seg.command.add_command(clone.seg_command)
 
 
 _register()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import functools
+import mmap
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,7 @@ import vaspace
 from ..access import access_type_name
 from ..errors import vas_error
 from ..registry import listing
+from ..registry.memfile import NAME as PRIVATE
 from .output import group_name, mode_text, user_name
 
 
@@ -52,6 +55,12 @@ class VasInfo:
     links: list[vaspace.SegLink]
     holders: list[vaspace.Holder]
     damaged: bool = False
+    private: list[tuple[int, int, int]] = field(default_factory=list)  # (start, end, prot)
+
+    def private_infos(self) -> list[SegInfo]:
+        """The private ranges, shaped as segments for drawing (id 0, name ``[private]``)."""
+        return [SegInfo(0, PRIVATE, lo, hi, self.attr, [(self.id, _access(prot))])
+                for lo, hi, prot in self.private]
 
 
 @dataclass
@@ -72,11 +81,15 @@ def snapshot() -> Snapshot:
     vases = []
     for v in listing.vases():
         info = VasInfo(v.id, v.name, v.attr, [link for link in v.links if link.sid in segs],
-                       v.holders, v.damaged)
+                       v.holders, v.damaged, v.private)
         vases.append(info)
         for link in info.links:
             segs[link.sid].vases.append((v.id, link.type))
     return Snapshot(root, vaspace.window(), vases, segs)
+
+
+def _access(prot: int) -> int:
+    return os.O_RDWR if prot & mmap.PROT_WRITE else os.O_RDONLY
 
 
 # ---------------------------------------------------------------- NAME|ID
@@ -131,6 +144,8 @@ def vas_json(v: VasInfo, segs: dict[int, SegInfo]) -> dict[str, Any]:
         "kind": "vas", "id": v.id, "name": v.name, **_attr_json(v.attr),
         "size": sum(s["size"] for s in seg_list),
         "segments": seg_list,
+        "private": [{"start": lo, "end": hi, "size": hi - lo,
+                     "type": access_type_name(_access(prot))} for lo, hi, prot in v.private],
         "holders": [{"pid": h.pid, "type": access_type_name(h.type)} for h in v.holders],
         "damaged": v.damaged,
     }

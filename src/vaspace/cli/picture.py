@@ -46,6 +46,7 @@ class Box:
     x1: float
     shared: bool
     color: int
+    private: bool = False  # the VAS's own memory (vas_mmap), not a segment
 
 
 @dataclass
@@ -75,10 +76,12 @@ def interval_units(nbytes: int) -> float:
 
 
 def layout(snap: Snapshot) -> Layout:
-    """Place every segment of every VAS on the broken axis."""
+    """Place every segment and private range of every VAS on the broken axis."""
     segs = sorted(snap.segs.values(), key=lambda s: (s.start, s.end, s.id))
     color = {s.id: i % len(_COLORS) for i, s in enumerate(segs)}
-    points = sorted({p for s in segs for p in (s.start, s.end)})
+    private = {v.id: v.private_infos() for v in snap.vases}
+    occupied = segs + [p for ps in private.values() for p in ps]
+    points = sorted({p for s in occupied for p in (s.start, s.end)})
     xs: dict[int, float] = {}
     gaps = []
     x = 0.0
@@ -87,7 +90,7 @@ def layout(snap: Snapshot) -> Layout:
         if i + 1 == len(points):
             break
         nxt = points[i + 1]
-        if any(s.start < nxt and p < s.end for s in segs):
+        if any(s.start < nxt and p < s.end for s in occupied):
             x += interval_units(nxt - p)
         else:
             gaps.append((x, x + GAP_UNITS, nxt - p))
@@ -100,6 +103,9 @@ def layout(snap: Snapshot) -> Layout:
             s = snap.segs[link.sid]
             lane.boxes.append(Box(s, access_type_name(link.type), xs[s.start], xs[s.end],
                                   len(s.vases) > 1, color[s.id]))
+        for p in private[v.id]:
+            lane.boxes.append(Box(p, access_type_name(p.vases[0][1]), xs[p.start], xs[p.end],
+                                  False, len(_COLORS) - 1, private=True))
         lanes.append(lane)
     loose = [s for s in segs if not s.vases]
     if loose:
@@ -340,6 +346,7 @@ def layout_json(lay: Layout) -> dict[str, Any]:
         "lanes": [{"label": lane.label, "attached": lane.holders,
                    "boxes": [{"segment": b.seg.name, "id": b.seg.id, "start": b.seg.start,
                               "end": b.seg.end, "size": b.seg.size, "type": b.access,
-                              "shared": b.shared, "x0": round(b.x0, 3), "x1": round(b.x1, 3)}
+                              "shared": b.shared, "private": b.private,
+                              "x0": round(b.x0, 3), "x1": round(b.x1, 3)}
                              for b in lane.boxes]} for lane in lay.lanes],
     }

@@ -50,6 +50,13 @@ def show_object(what: str, as_json: bool, segment: bool) -> None:
     for s, t in segs:
         con.print(f"    {s.start:#014x}-{s.end:#014x} {access_type_name(t):2} "
                   f"{human_size(s.size):>6}  {s.name} (sid {s.id})")
+    private = v.private_infos()
+    if private:
+        con.print(f"  private   {len(private)}, {human_size(sum(p.size for p in private))} "
+                  "(this VAS's own memory)")
+    for p in private:
+        con.print(f"    {p.start:#014x}-{p.end:#014x} {access_type_name(p.vases[0][1]):2} "
+                  f"{human_size(p.size):>6}  {p.name}")
 
 
 @click.command("show", short_help="Show one VAS (or segment) in detail.",

@@ -19,6 +19,7 @@
 #ifndef VASPACE_H
 #define VASPACE_H
 
+#include <stddef.h>
 #include <mvas/vas.h>
 #include <mvas/segment.h>
 
@@ -33,6 +34,18 @@ int vas_seg_attach(vasid_t vid, segid_t sid, int type);
 int vas_seg_detach(vasid_t vid, segid_t sid);
 int vas_seg_getattr(segid_t sid, struct vas_seg_attr *attr);
 int vas_seg_setattr(segid_t sid, const struct vas_seg_attr *attr);
+
+/* Clones (SpaceJMP's vas_clone): a new object NAME from an existing one; its
+ * id, or -1 with errno EINVAL, EEXIST, EACCES, EBUSY. */
+segid_t vas_seg_clone(segid_t sid, const char *name);
+vasid_t vas_clone(vasid_t vid, const char *name);
+
+/* Private memory of a VAS (the RFC's mmap made inside it): [addr, addr+length),
+ * addr NULL = anywhere free in the window; prot PROT_READ or
+ * PROT_READ|PROT_WRITE.  Returns the address, or MAP_FAILED with errno
+ * EINVAL, EFAULT, EBUSY, EACCES, ENOMEM.  vas_munmap removes whole ranges. */
+void *vas_mmap(vasid_t vid, void *addr, size_t length, int prot);
+int vas_munmap(vasid_t vid, void *addr, size_t length);
 
 /* The message of the calling thread's last failure ("" if none yet): it
  * names the object, as vaspace's Python errors do.  Valid until the

@@ -20,7 +20,7 @@ from .. import _core, perms
 from .. import window as winmod
 from ..access import open_flags, prot_for
 from ..errors import invalid, vas_error
-from ..registry import objects, records
+from ..registry import memfile, objects, records
 from ..registry import root as rootmod
 from ..registry import seg as segreg
 from ..registry import vas as vasreg
@@ -108,6 +108,36 @@ def _map_segments(st, att: Attachment, vas: Ref) -> None:
             continue  # deleted meanwhile: the VAS no longer holds it
         with seg:
             _map_one(st, att, seg, prot_for(att.type, link.type), taken)
+    for rng in memfile.ranges(vas):
+        _map_private(st, att, vas, rng, taken)
+
+
+def _map_private(st, att: Attachment, vas: Ref, rng: memfile.Range,
+                 taken: list[tuple[int, int, str]]) -> None:
+    """Map one private range of the VAS: a mapping of this attachment alone.
+
+    Its key (a negative id per VAS and start) can never be a segment's, so no
+    other attachment shares it.  The range is checked like a segment's region.
+    """
+    prot = prot_for(att.type, rng.access)
+    try:
+        fd = memfile.open_range(vas, rng, open_flags(prot))
+    except PermissionError:
+        raise vas.error(errno.EACCES, f"private memory {rng.file} cannot be opened: "
+                        "the OS refuses") from None
+    try:
+        lo, hi = winmod.vas_range()
+        if not lo <= rng.start < rng.end <= hi:
+            raise vas.error(errno.EFAULT, f"has private memory [{rng.start:#x}, {rng.end:#x}) "
+                            "outside the window")
+        hit = segreg.first_overlap(rng.start, rng.end, taken)
+        if hit is not None:
+            raise vas.error(errno.EFAULT, f"has private memory that overlaps {hit[2]!r}")
+        taken.append((rng.start, rng.end, memfile.NAME))
+        key = memfile.private_key(vas.id, rng.start)
+        att.maps.append(st.space.get_or_map(key, memfile.NAME, rng.start, rng.end, prot, fd))
+    finally:
+        os.close(fd)
 
 
 def _map_one(st, att: Attachment, seg: Ref, prot: int, taken: list[tuple[int, int, str]]) -> None:

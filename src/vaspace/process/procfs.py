@@ -14,7 +14,7 @@ from .. import _core
 from .._ntuples import ProcMap, ProcVas
 from ..access import prot_for, prot_text
 from ..errors import invalid
-from ..registry import objects, records
+from ..registry import memfile, objects, records
 from ..registry import root as rootmod
 from ..registry.kind import SEG, VAS
 from . import attach, publish
@@ -50,7 +50,11 @@ def proc_vas(pid: object) -> list[ProcVas]:
 
 
 def proc_maps(pid: object, vid: object) -> list[ProcMap]:
-    """Segments of one attachment: start, end, access ("r--"/"rw-") and name."""
+    """Segments of one attachment: start, end, access ("r--"/"rw-") and name.
+
+    The VAS's private ranges are listed too, named ``[private]`` (as the
+    kernel names anonymous ranges in /proc/<pid>/maps).
+    """
     pid = attach.check_pid(pid)
     vid = objects.check_id(VAS, vid)
     if _is_self(pid):
@@ -65,9 +69,10 @@ def proc_maps(pid: object, vid: object) -> list[ProcMap]:
     held = dict(records.attached_vids(pid))
     if vid not in held:
         raise invalid(f"VAS id {vid} is not attached to pid {pid}")
-    out = []
     with objects.pin(VAS, vid) as vas:
         links = vas.links()
+        out = [ProcMap(r.start, r.end, prot_text(prot_for(held[vid], r.access)),
+                       memfile.NAME) for r in memfile.ranges(vas)]
     for link in links:
         try:
             with objects.pin(SEG, link.sid) as seg:
@@ -77,3 +82,4 @@ def proc_maps(pid: object, vid: object) -> list[ProcMap]:
         except OSError:
             continue  # deleted meanwhile, or damaged: not mapped there
     return sorted(out)
+

@@ -24,7 +24,7 @@ import errno
 import os
 from typing import NamedTuple
 
-from . import objects, records
+from . import memfile, objects, records
 from . import root as rootmod
 from .kind import SEG, VAS, Kind
 
@@ -50,6 +50,8 @@ def _damage(kind: Kind, oid: int) -> str | None:
 
                 fd, _, _ = open_mapping(ref, os.O_RDONLY)
                 os.close(fd)
+            for rng in memfile.ranges(ref):  # a VAS's private memory files (issue 16)
+                os.close(memfile.open_range(ref, rng, os.O_RDONLY))
     except PermissionError:
         return None  # the mode keeps us out: not a fault of the registry
     except OSError as exc:

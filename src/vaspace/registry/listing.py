@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .._ntuples import Attr, Holder, SegLink
-from . import objects, records
+from . import memfile, objects, records
 from .kind import SEG, VAS, Kind
 
 NO_ATTR = Attr(mode=0, user=-1, group=-1)
@@ -34,6 +34,7 @@ class VasEntry(NamedTuple):
     links: list[SegLink]
     holders: list[Holder]
     damaged: bool
+    private: list[tuple[int, int, int]] = []  # noqa: RUF012 - a NamedTuple default, never mutated
 
 
 def _name_attr(ref: objects.Ref) -> tuple[str, Attr, bool]:
@@ -73,10 +74,12 @@ def segments() -> list[SegEntry]:
 
 
 def vases() -> list[VasEntry]:
-    """Every live VAS with its segment links and live holders."""
+    """Every live VAS with its segment links, private ranges and live holders."""
     holders = records.all_holders()
     out = []
     for ref in _pinned(VAS):
         name, attr, damaged = _name_attr(ref)
-        out.append(VasEntry(ref.id, name, attr, ref.links(), holders.get(ref.id, []), damaged))
+        private = [(r.start, r.end, r.prot) for r in memfile.ranges(ref)]
+        out.append(VasEntry(ref.id, name, attr, ref.links(), holders.get(ref.id, []), damaged,
+                            private))
     return out

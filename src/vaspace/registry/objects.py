@@ -45,7 +45,8 @@ def find(kind: Kind, name: object) -> Ref:
         raise vas_error(errno.ESRCH, f"no {kind.label} named {name!r}", str(name)) from None
 
 
-def create(kind: Kind, name: object, dir_mode: int, populate: Callable[[int], None]) -> int:
+def create(kind: Kind, name: object, dir_mode: int,
+           populate: Callable[[int, int], None]) -> int:
     """Create an object atomically and return its id.
 
     ``mkdir <kind>/<id>`` claims the first free id (mkdir is atomic, so two
@@ -64,7 +65,7 @@ def create(kind: Kind, name: object, dir_mode: int, populate: Callable[[int], No
     oid, dfd = _claim_id(kind, base)
     try:
         fs.write_new("name", name, 0o644, dfd)  # type: ignore[arg-type]
-        populate(dfd)
+        populate(dfd, oid)
         os.symlink(enc, "index", dir_fd=dfd)
         # Only now may others write here (a VAS's writers): nothing of ours
         # can be pre-empted by an entry they plant.
@@ -201,23 +202,23 @@ def check_attr(attr: object, what: str) -> Attr:
     return Attr(mode=mode & 0o666, user=user, group=group)
 
 
-def setattr_(ref: Ref, attr: Attr) -> None:
-    """Apply attributes to the attribute file (chown first, then chmod).
+def setattr_(ref: Ref, attr: Attr, filename: str | None = None) -> None:
+    """Apply attributes to the attribute file, or ``filename`` (chown first, then chmod).
 
     The kernel's rules apply: only the owner (or root) may chmod, and only
     root may give a file away; those refusals surface as EPERM.  The file
     is reached through the pinned directory and changed through an
     ``O_PATH`` descriptor, so no link is followed.
     """
+    filename = filename or ref.kind.attr_file
     try:
-        fd = os.open(ref.kind.attr_file, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     dir_fd=ref.dirfd)
+        fd = os.open(filename, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=ref.dirfd)
     except (FileNotFoundError, NotADirectoryError):
         raise ref.gone() from None
     try:
         cur = os.fstat(fd)
         if not stat.S_ISREG(cur.st_mode):
-            raise ref.damaged(f"its {ref.kind.attr_file} is not a regular file")
+            raise ref.damaged(f"its {filename} is not a regular file")
         try:
             if (attr.user, attr.group) != (cur.st_uid, cur.st_gid):
                 os.chown(f"/proc/self/fd/{fd}", attr.user, attr.group)

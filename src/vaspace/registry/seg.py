@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .. import perms
 from .. import window as winmod
 from ..errors import invalid, vas_error
-from . import fs
+from . import fs, memfile
 from . import root as rootmod
 from . import vas as vasreg
 from .kind import SEG, VAS
@@ -62,18 +62,25 @@ def first_overlap(lo: int, hi: int,
                  if lo < o_hi and o_lo < hi), None)
 
 
-def create(name: object, start: object, end: object, mode: object) -> int:
-    """Create a segment; its data file is sized, owned by the caller, mode & 0o666."""
+def create(name: object, start: object, end: object, mode: object,
+           fill: Callable[[int], None] | None = None) -> int:
+    """Create a segment; its data file is sized, owned by the caller, mode & 0o666.
+
+    ``fill``, if given, writes the new data file (its descriptor) before the
+    segment is published: a clone's copy (clone.py).
+    """
     if not isinstance(mode, int) or isinstance(mode, bool):
         raise invalid(f"segment {name!r}: mode must be int, not {type(mode).__name__}", str(name))
     lo, hi = check_region(name, start, end)
 
-    def populate(dfd: int) -> None:
+    def populate(dfd: int, _sid: int) -> None:
         fs.write_new("region", f"{lo:x}-{hi:x}\n", 0o644, dfd)
         fd = os.open("data", os.O_CREAT | os.O_EXCL | os.O_RDWR | fs.FILE_FLAGS, 0o600,
                      dir_fd=dfd)
         try:
             os.ftruncate(fd, hi - lo)
+            if fill is not None:
+                fill(fd)
             os.fchmod(fd, mode & 0o666)
         finally:
             os.close(fd)
@@ -141,15 +148,18 @@ def attach_to(vid: object, sid: object, access: object) -> None:
             if sref.id in {link.sid for link in links}:
                 return
             lo, hi = sref.region()
-            hit = first_overlap(lo, hi, _regions(link.sid for link in links))
+            others = [*regions(link.sid for link in links),
+                      *((r.start, r.end, memfile.NAME) for r in memfile.ranges(vref))]
+            hit = first_overlap(lo, hi, others)
             if hit is not None:
                 o_lo, o_hi, o_name = hit
-                raise sref.error(errno.EFAULT, f"[{lo:#x}, {hi:#x}) overlaps segment {o_name!r} "
+                what = "private memory" if o_name == memfile.NAME else f"segment {o_name!r}"
+                raise sref.error(errno.EFAULT, f"[{lo:#x}, {hi:#x}) overlaps {what} "
                                  f"[{o_lo:#x}, {o_hi:#x}) in {vref.what}")
             vasreg.link_seg(vref, sref, access)
 
 
-def _regions(sids: Iterable[int]) -> Iterable[tuple[int, int, str]]:
+def regions(sids: Iterable[int]) -> Iterable[tuple[int, int, str]]:
     """(start, end, name) of live segments; gone or damaged ones hold no range."""
     for sid in sids:
         try:

@@ -29,10 +29,15 @@ def create(name: object, mode: object) -> int:
     if not isinstance(mode, int) or isinstance(mode, bool):
         raise invalid(f"VAS {name!r}: mode must be int, not {type(mode).__name__}", str(name))
 
-    def populate(dfd: int) -> None:
-        fs.write_new("lock", "", mode & 0o666, dfd)
+    def populate(dfd: int, _vid: int) -> None:
+        write_lock_file(dfd, mode)  # type: ignore[arg-type]
 
     return create_object(VAS, name, dir_mode(mode & 0o666), populate)
+
+
+def write_lock_file(dfd: int, mode: int) -> None:
+    """The new VAS's ``lock`` file, whose metadata holds its attributes."""
+    fs.write_new("lock", "", mode & 0o666, dfd)
 
 
 def open_lock(ref: Ref, access: int) -> int:
