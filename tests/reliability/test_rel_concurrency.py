@@ -168,11 +168,36 @@ def _lock_key(lock_path: str) -> str:
     return f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
 
 
-def _flocks(key: str) -> list[str]:
-    """The kinds (READ, WRITE) of the flocks held on the file with ``key``, from /proc/locks."""
+def _flocks(key: str) -> list[tuple[str, int]]:
+    """(kind, pid) of the flocks held on the file with ``key``, from /proc/locks."""
     with open("/proc/locks") as f:
         mine = [line.split() for line in f if f" {key} " in line]
-    return [fields[3] for fields in mine if fields[1] == "FLOCK"]
+    return sorted((fields[3], int(fields[4])) for fields in mine if fields[1] == "FLOCK")
+
+
+def _kernel_break(key: str) -> list[tuple[str, int]] | None:
+    """The flocks on ``key`` if they break the rule (a writer beside anyone), else None."""
+    locks = _flocks(key)
+    return locks if len(locks) > 1 and any(k == "WRITE" for k, _ in locks) else None
+
+
+def _records_break(vid: int) -> list[tuple[int, int]] | None:
+    """The registry's holders of ``vid`` if they break the rule, else None."""
+    holders = sorted((h.pid, h.type) for h in vaspace.vas_holders(vid))
+    return holders if len(holders) > 1 and any(t != os.O_RDONLY for _, t in holders) else None
+
+
+def _confirmed(look):  # type: ignore[no-untyped-def]
+    """A break that a second look at once sees again, with the same holders.
+
+    /proc/locks (read a page per pass) and a directory listing are not
+    atomic snapshots: while locks and records come and go, one read can show
+    a writer that just left beside the one that just came.  Such a torn read
+    does not repeat itself; a real break lasts as long as an attachment does
+    (the attach and detach calls around it), so it is seen twice.
+    """
+    first = look()
+    return first if first is not None and look() == first else None
 
 
 def _observer(w: int, vid: int, lock_path: str, stop: int) -> None:
@@ -180,12 +205,12 @@ def _observer(w: int, vid: int, lock_path: str, stop: int) -> None:
     key = _lock_key(lock_path)
     samples = 0
     while True:
-        kinds = _flocks(key)
-        if "WRITE" in kinds and len(kinds) > 1:
-            _line(w, "bad", "kernel", kinds)
-        holders = vaspace.vas_holders(vid)
-        if any(h.type != os.O_RDONLY for h in holders) and len(holders) > 1:
-            _line(w, "bad", "records", [list(h) for h in holders])
+        bad = _confirmed(lambda: _kernel_break(key))
+        if bad is not None:
+            _line(w, "bad", "kernel", bad)
+        bad = _confirmed(lambda: _records_break(vid))
+        if bad is not None:
+            _line(w, "bad", "records", bad)
         samples += 1
         if select.select([stop], [], [], 0)[0]:
             break
@@ -224,7 +249,7 @@ def test_sharing_rule_holds_at_every_instant(registry: str) -> None:
         kids.append(_fork(_attacher, vid, os.O_RDONLY, 3, cycles, i, barrier, close=(stop_w,)))
     try:
         barrier.wait()  # every reader holds the VAS now (or reported why not)
-        sharing = {"kernel": _flocks(_lock_key(lock_path)),
+        sharing = {"kernel": [k for k, _ in _flocks(_lock_key(lock_path))],
                    "records": sorted(h.type for h in vaspace.vas_holders(vid)),
                    "writer": in_child(_try_attach, vid, os.O_RDWR).get()}
         barrier.wait()
