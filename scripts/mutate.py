@@ -58,16 +58,20 @@ PKG = REPO / "src" / "vaspace"
 BACKUP = REPO / ".mutate-backup"
 LOCK = REPO / ".mutate.lock"  # one run at a time: a second would restore the first's mutant
 
+# Every module of the registry package, so that a module added there is
+# mutated too; each can also be named alone ("registry.ref").
+_REGISTRY_FILES = sorted(f"registry/{p.name}" for p in (PKG / "registry").glob("*.py")
+                         if p.name != "__init__.py")
+_REGISTRY_TESTS = ["registry", "test_api_objects.py", "test_names.py", "test_permissions.py",
+                   "process/test_attach.py", "reliability/test_rel_regressions.py",
+                   "reliability/test_rel_security.py", "reliability/test_rel_badinput.py"]
+
 # The policy modules and the tests that cover each (paths relative to tests/).
 MODULES: dict[str, tuple[list[str], list[str]]] = {
     "perms": (["perms.py"], ["test_permissions.py", "test_permissions_group.py"]),
     "names": (["names.py"], ["test_names.py", "test_api_objects.py",
                              "reliability/test_rel_badinput.py"]),
-    "registry": ([f"registry/{n}" for n in ("objects.py", "records.py", "root.py", "seg.py",
-                                            "vas.py")],
-                 ["registry", "test_api_objects.py", "test_names.py", "test_permissions.py",
-                  "process/test_attach.py", "reliability/test_rel_regressions.py",
-                  "reliability/test_rel_security.py", "reliability/test_rel_badinput.py"]),
+    "registry": (_REGISTRY_FILES, _REGISTRY_TESTS),
     "process.attach": (["process/attach.py"],
                        ["process", "test_permissions.py", "test_permissions_group.py",
                         "reliability/test_rel_concurrency.py",
@@ -78,6 +82,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                       ["process", "reliability/test_rel_concurrency.py"]),
     "spaces": (["spaces.py"], ["test_spaces.py", "test_api_objects.py"]),
 }
+MODULES.update({f"registry.{Path(f).stem}": ([f], _REGISTRY_TESTS) for f in _REGISTRY_FILES})
 
 HEAP_TESTS = ["heap"]
 SWITCH_TESTS = ["process/test_switch.py", "process/test_thread_overlap.py",
