@@ -56,6 +56,16 @@ SUBDIRS = ("vas", "seg", "names", "names/vas", "names/seg", "procs", "pending")
 DIR_MODE = 0o1777
 _checked: dict[str, tuple[int, int]] = {}
 _lock_checked: set[str] = set()
+# The bytes mapping behind os.environ (CPython on POSIX): reading it costs a
+# dict lookup, where ``os.environ.get`` encodes the key and decodes the value
+# on every call.  ``os.environ[...] = ...`` updates it, like putenv.
+_ENV = getattr(os.environ, "_data", None)
+_ENV_KEY = os.fsencode("VASPACE_ROOT")
+_NOT_READ = object()
+# The last checked root and the environment value it came from: ``existing``
+# answers from it while ``$VASPACE_ROOT`` is the very same object (a string
+# once checked stays checked for the process, as in ``_checked``).
+_last: tuple[object, str | None] = (_NOT_READ, None)
 
 
 def root_path() -> Path:
@@ -65,7 +75,10 @@ def root_path() -> Path:
 
 def root_str() -> str:
     """``root_path()`` as a string: what the hot paths build file names from."""
-    return os.environ.get("VASPACE_ROOT") or DEFAULT_ROOT
+    if _ENV is None:
+        return os.environ.get("VASPACE_ROOT") or DEFAULT_ROOT
+    raw = _ENV.get(_ENV_KEY)
+    return os.fsdecode(raw) if raw else DEFAULT_ROOT
 
 
 def _mkdir_shared(path: Path) -> None:
@@ -102,8 +115,16 @@ def existing() -> str:
     directory without the registry's layout is not a registry).  The layout
     is checked once per process, as in ``ensure``.
     """
+    global _last
+    if _ENV is not None:
+        raw = _ENV.get(_ENV_KEY)
+        if raw is _last[0] and _last[1] is not None:  # the hot path: two dict lookups
+            return _last[1]
+    else:
+        raw = _NOT_READ
     key = root_str()
-    if key in _checked:  # the hot path: no Path object, one dict lookup
+    if key in _checked:
+        _last = (raw, key)
         return key
     me = os.geteuid()
     try:
@@ -114,6 +135,7 @@ def existing() -> str:
         raise vas_error(errno.ENOENT, f"no vaspace registry at {key} (the first call that "
                         "creates a VAS or a segment makes it)", key) from None
     _checked[key] = (st.st_dev, st.st_ino)
+    _last = (raw, key)
     return key
 
 
@@ -166,8 +188,10 @@ def temporary(prefix: str = "vaspace-", root: str | None = None) -> Iterator[str
 
 def forget() -> None:
     """Forget which roots were checked (after VASPACE_ROOT changes in tests)."""
+    global _last
     _checked.clear()
     _lock_checked.clear()
+    _last = (_NOT_READ, None)
 
 
 # How long a change waits for the registry lock before giving up with EBUSY.
