@@ -58,13 +58,16 @@ _checked: dict[str, tuple[int, int]] = {}
 _lock_checked: set[str] = set()
 # The bytes mapping behind os.environ (CPython on POSIX): reading it costs a
 # dict lookup, where ``os.environ.get`` encodes the key and decodes the value
-# on every call.  ``os.environ[...] = ...`` updates it, like putenv.
+# on every call.  ``os.environ[...] = ...`` (and monkeypatch.setenv) update it.
+_ENVIRON = os.environ
 _ENV = getattr(os.environ, "_data", None)
 _ENV_KEY = os.fsencode("VASPACE_ROOT")
 _NOT_READ = object()
-# The last checked root and the environment value it came from: ``existing``
-# answers from it while ``$VASPACE_ROOT`` is the very same object (a string
-# once checked stays checked for the process, as in ``_checked``).
+# root_str's last answer, and the environment value it was decoded from.
+_decoded: tuple[object, str] = (_NOT_READ, DEFAULT_ROOT)
+# The last root ``existing`` checked, and the value it came from: it answers
+# from this while ``$VASPACE_ROOT`` is the very same object (values are
+# immutable and this holds a reference, so identity means the same text).
 _last: tuple[object, str | None] = (_NOT_READ, None)
 
 
@@ -73,12 +76,20 @@ def root_path() -> Path:
     return Path(root_str())
 
 
+def _raw_root() -> object:
+    """``$VASPACE_ROOT`` as os.environ stores it (bytes), or None; one dict lookup."""
+    if os.environ is _ENVIRON and _ENV is not None:
+        return _ENV.get(_ENV_KEY)
+    return os.environ.get("VASPACE_ROOT")  # os.environ was replaced: ask it
+
+
 def root_str() -> str:
     """``root_path()`` as a string: what the hot paths build file names from."""
-    if _ENV is None:
-        return os.environ.get("VASPACE_ROOT") or DEFAULT_ROOT
-    raw = _ENV.get(_ENV_KEY)
-    return os.fsdecode(raw) if raw else DEFAULT_ROOT
+    global _decoded
+    raw = _raw_root()
+    if raw is not _decoded[0]:  # decode once per value the variable takes
+        _decoded = (raw, os.fsdecode(raw) if raw else DEFAULT_ROOT)  # type: ignore[arg-type]
+    return _decoded[1]
 
 
 def _mkdir_shared(path: Path) -> None:
@@ -116,12 +127,9 @@ def existing() -> str:
     is checked once per process, as in ``ensure``.
     """
     global _last
-    if _ENV is not None:
-        raw = _ENV.get(_ENV_KEY)
-        if raw is _last[0] and _last[1] is not None:  # the hot path: two dict lookups
-            return _last[1]
-    else:
-        raw = _NOT_READ
+    raw = _raw_root()
+    if raw is _last[0] and _last[1] is not None:  # the hot path: no syscall, no decoding
+        return _last[1]
     key = root_str()
     if key in _checked:
         _last = (raw, key)
