@@ -87,9 +87,10 @@ def root_str() -> str:
     """``root_path()`` as a string: what the hot paths build file names from."""
     global _decoded
     raw = _raw_root()
-    if raw is not _decoded[0]:  # decode once per value the variable takes
-        _decoded = (raw, os.fsdecode(raw) if raw else DEFAULT_ROOT)  # type: ignore[arg-type]
-    return _decoded[1]
+    last = _decoded  # one read of the global: another thread may replace it meanwhile
+    if raw is not last[0]:  # decode once per value the variable takes
+        last = _decoded = (raw, os.fsdecode(raw) if raw else DEFAULT_ROOT)  # type: ignore[arg-type]
+    return last[1]
 
 
 def _mkdir_shared(path: Path) -> None:
@@ -128,8 +129,9 @@ def existing() -> str:
     """
     global _last
     raw = _raw_root()
-    if raw is _last[0] and _last[1] is not None:  # the hot path: no syscall, no decoding
-        return _last[1]
+    last = _last  # one read of the global, as in root_str
+    if raw is last[0] and last[1] is not None:  # the hot path: no syscall, no decoding
+        return last[1]
     key = root_str()
     if key in _checked:
         _last = (raw, key)
