@@ -49,14 +49,12 @@ def vas_delete(vid: int) -> None:
 
 def vas_find(name: str) -> int:
     """The id of the VAS called ``name``.  Errors: EINVAL (bad name), ESRCH (none)."""
-    with objects.find(VAS, name) as ref:
-        return ref.id
+    return objects.find_id(VAS, name)
 
 
 def vas_getattr(vid: int) -> Attr:
     """The VAS's mode, user and group.  Errors: EINVAL."""
-    with objects.pin(VAS, vid) as ref:
-        return ref.attr()
+    return objects.getattr_(VAS, vid)
 
 
 def vas_setattr(vid: int, attr: Attr) -> None:
@@ -135,8 +133,7 @@ def vas_seg_delete(sid: int) -> None:
 
 def vas_seg_find(name: str) -> int:
     """The id of the segment called ``name``.  Errors: EINVAL, ESRCH."""
-    with objects.find(SEG, name) as ref:
-        return ref.id
+    return objects.find_id(SEG, name)
 
 
 def vas_seg_attach(vid: int, sid: int, type: int) -> None:  # noqa: A002
@@ -161,8 +158,7 @@ def vas_seg_detach(vid: int, sid: int) -> None:
 
 def vas_seg_getattr(sid: int) -> Attr:
     """The segment's mode, user and group.  Errors: EINVAL."""
-    with objects.pin(SEG, sid) as ref:
-        return ref.attr()
+    return objects.getattr_(SEG, sid)
 
 
 def vas_seg_setattr(sid: int, attr: Attr) -> None:

@@ -41,6 +41,30 @@ def check(name: object, kind: str) -> bytes:
     return raw
 
 
+# Valid names already seen, and their encodings.  Pure (a name's validity and
+# encoding never change), so no other process can make an entry stale.
+_ENCODED: dict[str, str] = {}
+_ENCODED_MAX = 4096
+
+
+def checked_encoding(name: object, kind: str) -> str:
+    """``encode(check(name, kind))``, answered from a dict for names seen before.
+
+    Only exact ``str`` objects are remembered: a subclass could hash or
+    compare unlike the text it holds.
+    """
+    if type(name) is str:
+        enc = _ENCODED.get(name)
+        if enc is not None:
+            return enc
+    enc = encode(check(name, kind))
+    if type(name) is str:
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        _ENCODED[name] = enc
+    return enc
+
+
 @functools.lru_cache(maxsize=4096)  # pure; a process uses few names over and over
 def encode(raw: bytes) -> str:
     """The file name under which a (valid) name is registered."""

@@ -57,12 +57,17 @@ def test_planted_non_link_in_name_index_is_not_a_name(registry: str) -> None:
 
 def _delete_after_lookup(monkeypatch: pytest.MonkeyPatch, kind, kind_delete,
                          recreate: str | None = None) -> None:
-    """Make the next pin of an object of ``kind`` be followed by another process's delete."""
-    real = refmod.Ref.__init__
+    """Make the next lookup of an object of ``kind`` be followed by another process's delete.
+
+    The hook is ``ref._open_live``, the liveness check that every lookup
+    passes (``pin``, and the fast paths of find and getattr that build no
+    ``Ref``): the delete lands right after the object was found live.
+    """
+    real = refmod._open_live
     fired = []
 
-    def hooked(self, k, oid, *args):
-        real(self, k, oid, *args)
+    def hooked(k, oid, *args):
+        out = real(k, oid, *args)
         if k is kind and not fired:
             fired.append(oid)
 
@@ -73,8 +78,9 @@ def _delete_after_lookup(monkeypatch: pytest.MonkeyPatch, kind, kind_delete,
                     assert vaspace.vas_create(recreate, 0o600) == oid
 
             run_child(other).get()
+        return out
 
-    monkeypatch.setattr(refmod.Ref, "__init__", hooked)
+    monkeypatch.setattr(refmod, "_open_live", hooked)
 
 
 def _seg(name: str = "s") -> int:

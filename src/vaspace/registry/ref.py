@@ -21,7 +21,7 @@ from ..access import BY_NAME
 from ..errors import invalid, vas_error
 from . import fs
 from . import root as rootmod
-from .kind import Kind, check_id, describe
+from .kind import MAX_ID, Kind, check_id, describe
 
 _REGION = re.compile(r"([0-9a-f]{1,16})-([0-9a-f]{1,16})\n?")
 REVERSE = "vases"  # a segment's reverse index: the VASes that may hold it
@@ -251,26 +251,89 @@ def pin(kind: Kind, oid: object, enc: str | None = None) -> Ref:
     direction, the directory's ``index``, is left to check.
     """
     oid = check_id(kind, oid)
-    root = str(rootmod.existing())
+    root = rootmod.existing()
     try:
-        dfd = fs.open_dir(f"{root}/{kind.dirname}/{oid}")
+        dfd, index = _open_live(kind, oid, root, enc)
     except OSError as exc:
+        # ENOENT/ENOTDIR: no such directory, or no index (half made or half
+        # deleted) or one that does not lead back here (planted, stale);
+        # ELOOP: the entry is a symlink, which no object is.
         if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
-            # ELOOP: the entry is a symlink, which no object is.
             raise invalid(f"no {kind.label} with id {oid}", str(oid)) from None
         raise
+    return Ref(kind, oid, index, dfd, root)
+
+
+def _open_live(kind: Kind, oid: int, root: str, enc: str | None) -> tuple[int, str]:
+    """Open the directory of live object ``oid`` (no link followed); (descriptor, index).
+
+    The directory's ``index`` must be ``enc`` when given (the caller read
+    the name link), else the name link it names must point back at ``oid``.
+    Raises OSError (ENOENT for a failed check) if the object is not live.
+    """
+    dfd = os.open(f"{root}/{kind.dirname}/{oid}", fs.DIR_FLAGS)
     try:
         index = os.readlink("index", dir_fd=dfd)
-        if (enc is not None and index != enc) or "/" in index or index in (".", ".."):
-            raise FileNotFoundError
-        if enc is None and os.readlink(f"{root}/names/{kind.dirname}/{index}") != str(oid):
-            raise FileNotFoundError
+        if ((enc is not None and index != enc) or "/" in index or index in (".", "..")
+                or (enc is None
+                    and os.readlink(f"{root}/names/{kind.dirname}/{index}") != str(oid))):
+            raise FileNotFoundError(errno.ENOENT, "not a live object")
     except OSError:
-        # No index (half made, or half deleted), or the index does not lead
-        # back here (a planted or stale entry): not a live object.
         os.close(dfd)
-        raise invalid(f"no {kind.label} with id {oid}", str(oid)) from None
-    return Ref(kind, oid, index, dfd, root)
+        # EINVAL included: an index or name entry that is not a link was planted.
+        raise FileNotFoundError(errno.ENOENT, "not a live object") from None
+    except BaseException:
+        os.close(dfd)
+        raise
+    return dfd, index
+
+
+def live_id(kind: Kind, enc: str, root: str) -> int | None:
+    """The id that the name link ``enc`` names, if that object is live; else None.
+
+    ``find``'s work without a ``Ref``: the name link, then the object's
+    ``index`` through its directory opened ``O_NOFOLLOW`` (a planted
+    symlink is never followed), then the descriptor is closed at once.
+    Four system calls; nothing is remembered between calls.
+    """
+    try:
+        target = os.readlink(f"{root}/names/{kind.dirname}/{enc}")
+    except OSError:
+        return None
+    # An id as vaspace writes it: ASCII digits, no leading zero, in range.
+    if not (target.isascii() and target.isdigit() and target[0] != "0" and len(target) <= 10):
+        return None
+    oid = int(target)
+    if oid > MAX_ID:
+        return None
+    try:
+        dfd, _ = _open_live(kind, oid, root, enc)
+    except OSError:
+        return None
+    os.close(dfd)
+    return oid
+
+
+def attr_of(kind: Kind, oid: int, root: str) -> Attr | None:
+    """The attributes of live object ``oid`` (an int in range); None if anything is off.
+
+    ``Ref.attr`` without a ``Ref``: callers fall back to ``pin`` for the
+    exact error.  The object is checked both ways and its attribute file
+    ``lstat``-ed through the pinned directory, as ``pin`` + ``attr`` do.
+    """
+    try:
+        dfd, _ = _open_live(kind, oid, root, None)
+    except OSError:
+        return None
+    try:
+        st = os.stat(kind.attr_file, dir_fd=dfd, follow_symlinks=False)
+    except OSError:
+        return None
+    finally:
+        os.close(dfd)
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return Attr(mode=st.st_mode & 0o666, user=st.st_uid, group=st.st_gid)
 
 
 def is_live(kind: Kind, oid: int, root: str) -> bool:

@@ -56,6 +56,19 @@ SUBDIRS = ("vas", "seg", "names", "names/vas", "names/seg", "procs", "pending")
 DIR_MODE = 0o1777
 _checked: dict[str, tuple[int, int]] = {}
 _lock_checked: set[str] = set()
+# The bytes mapping behind os.environ (CPython on POSIX): reading it costs a
+# dict lookup, where ``os.environ.get`` encodes the key and decodes the value
+# on every call.  ``os.environ[...] = ...`` (and monkeypatch.setenv) update it.
+_ENVIRON = os.environ
+_ENV = getattr(os.environ, "_data", None)
+_ENV_KEY = os.fsencode("VASPACE_ROOT")
+_NOT_READ = object()
+# root_str's last answer, and the environment value it was decoded from.
+_decoded: tuple[object, str] = (_NOT_READ, DEFAULT_ROOT)
+# The last root ``existing`` checked, and the value it came from: it answers
+# from this while ``$VASPACE_ROOT`` is the very same object (values are
+# immutable and this holds a reference, so identity means the same text).
+_last: tuple[object, str | None] = (_NOT_READ, None)
 
 
 def root_path() -> Path:
@@ -63,9 +76,21 @@ def root_path() -> Path:
     return Path(root_str())
 
 
+def _raw_root() -> object:
+    """``$VASPACE_ROOT`` as os.environ stores it (bytes), or None; one dict lookup."""
+    if os.environ is _ENVIRON and _ENV is not None:
+        return _ENV.get(_ENV_KEY)
+    return os.environ.get("VASPACE_ROOT")  # os.environ was replaced: ask it
+
+
 def root_str() -> str:
     """``root_path()`` as a string: what the hot paths build file names from."""
-    return os.environ.get("VASPACE_ROOT") or DEFAULT_ROOT
+    global _decoded
+    raw = _raw_root()
+    last = _decoded  # one read of the global: another thread may replace it meanwhile
+    if raw is not last[0]:  # decode once per value the variable takes
+        last = _decoded = (raw, os.fsdecode(raw) if raw else DEFAULT_ROOT)  # type: ignore[arg-type]
+    return last[1]
 
 
 def _mkdir_shared(path: Path) -> None:
@@ -102,8 +127,14 @@ def existing() -> str:
     directory without the registry's layout is not a registry).  The layout
     is checked once per process, as in ``ensure``.
     """
+    global _last
+    raw = _raw_root()
+    last = _last  # one read of the global, as in root_str
+    if raw is last[0] and last[1] is not None:  # the hot path: no syscall, no decoding
+        return last[1]
     key = root_str()
-    if key in _checked:  # the hot path: no Path object, one dict lookup
+    if key in _checked:
+        _last = (raw, key)
         return key
     me = os.geteuid()
     try:
@@ -114,6 +145,7 @@ def existing() -> str:
         raise vas_error(errno.ENOENT, f"no vaspace registry at {key} (the first call that "
                         "creates a VAS or a segment makes it)", key) from None
     _checked[key] = (st.st_dev, st.st_ino)
+    _last = (raw, key)
     return key
 
 
@@ -166,8 +198,10 @@ def temporary(prefix: str = "vaspace-", root: str | None = None) -> Iterator[str
 
 def forget() -> None:
     """Forget which roots were checked (after VASPACE_ROOT changes in tests)."""
+    global _last
     _checked.clear()
     _lock_checked.clear()
+    _last = (_NOT_READ, None)
 
 
 # How long a change waits for the registry lock before giving up with EBUSY.
