@@ -81,6 +81,13 @@ def token(scratch: None, memfd: int) -> int:
     return _core.map_shared(memfd, PARK, PAGE, _core.PROT_READ | _core.PROT_WRITE, HOME, "leak")
 
 
+def test_park_plugs_and_wake(scratch: None) -> None:
+    """The parking mode switch and the lazy-attach word (nothing placed here)."""
+    _flat(lambda: (_core.park_plugs(True), _core.park_plugs(False), _core.park_plugs()))
+    _flat(lambda: (_core.wake_offset(), _core.wake_take()))
+    _flat(_bad(_core.park_plugs, 1, 2))
+
+
 def test_reserve_unmap_plug(scratch: None) -> None:
     _flat(lambda: (_core.reserve(SPARE, SPAN), _core.unmap(SPARE, SPAN)))
     _flat(lambda: (_core.plug(HOME + 8 * PAGE, PAGE), _core.reserved()))

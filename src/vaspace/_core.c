@@ -127,6 +127,22 @@ static tslot_t *tslots = private_slots;
 static __thread int my_slot = -1;
 static __thread pid_t my_tid = 0;
 
+/* The lazy-attach word: another process that leaves a lazy attach (or
+ * detach) request for us sets it to nonzero, and the fast path, which runs
+ * no Python and so never reads the registry, declines while it is set (one
+ * load).  The slow path clears it before it takes the requests.  Once the
+ * slots are published it lives in the same shared file, right after them
+ * (a slot-sized record whose tid is always 0, so readers of the slots skip
+ * it). */
+typedef struct {
+    int32_t zero;
+    int32_t pad;
+    int64_t pending;
+} wake_t;
+static wake_t private_wake;
+static volatile wake_t *wake = &private_wake;
+#define SHARED_BYTES (sizeof(private_slots) + sizeof(wake_t))
+
 /* Threads of this process whose active vid is not 0. */
 static long threads_in_vas = 0;
 
@@ -433,24 +449,50 @@ reserve_fixed(uintptr_t addr, size_t len)
     return p == MAP_FAILED ? -1 : 0;
 }
 
+/* Plug [addr, addr+len) only where nothing is mapped (MAP_FIXED_NOREPLACE):
+ * for a parking slot that should be a hole, so that a foreign mapping that
+ * landed there is never destroyed.  Returns 0, or -1 (errno EEXIST: occupied). */
+static int
+plug_noreplace(uintptr_t addr, size_t len)
+{
+    void *p = mmap((void *)addr, len, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    if ((uintptr_t)p != addr) { /* a kernel without MAP_FIXED_NOREPLACE: a hint */
+        munmap(p, len);
+        errno = EEXIST;
+        return -1;
+    }
+    return 0;
+}
+
 /* How a move failed: 0 done; MOVE_FAILED (errno in *err, nothing changed);
  * MOVE_LOST (the move failed and so did its own undo: state unknown). */
 #define MOVE_FAILED 1
 #define MOVE_LOST 2
 
-/* One move: mremap the mapping at src to dst (replacing dst's placeholder),
- * then plug the hole left at src so nothing else can land there -- unless
- * the plan moves another mapping into exactly that hole next, which saves a
- * syscall per conflicting segment. */
+/* Whether a mapping's parking slot is plugged while the mapping is placed.
+ * 0 (the default): the slot stays an unmapped hole, so a park is one mremap
+ * into it and a place is one mremap out of it (2 calls per conflicting
+ * segment).  1 (VASPACE_PARK_PLUGS=1, or the fallback after an audit found
+ * something foreign in the parking range): every slot is plugged again after
+ * its mapping leaves, as the window always is. */
+static int park_plugs = 0;
+
+/* One move: mremap the mapping at src to dst (into a hole, or replacing a
+ * placeholder), then plug the hole left at src if plug_src says so.  The
+ * caller decides: a home in the window is plugged unless the plan refills it
+ * at once; a parking slot only in plugged mode. */
 static int
-move_one(uintptr_t src, uintptr_t dst, size_t len, int keep_hole, int *err, int *undo_err)
+move_one(uintptr_t src, uintptr_t dst, size_t len, int plug_src, int *err, int *undo_err)
 {
     void *p = mremap((void *)src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)dst);
     if (p == MAP_FAILED) {
         *err = errno;
         return MOVE_FAILED;
     }
-    if (!keep_hole && reserve_fixed(src, len) < 0) {
+    if (plug_src && reserve_fixed(src, len) < 0) {
         *err = errno;
         /* Put it back; the src range was just vacated, so this cannot clash. */
         if (mremap((void *)dst, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)src)
@@ -461,6 +503,13 @@ move_one(uintptr_t src, uintptr_t dst, size_t len, int keep_hole, int *err, int 
         return MOVE_FAILED;
     }
     return 0;
+}
+
+/* Whether the forward move m plugs the range it leaves. */
+static int
+move_plugs_src(const move_t *m)
+{
+    return m->place ? park_plugs : !m->keep_hole;
 }
 
 /* Check a plan against the table before anything moves, simulating it
@@ -531,7 +580,7 @@ run_moves(const move_t *moves, Py_ssize_t n)
         window_gen++;
     for (Py_ssize_t i = 0; i < n; i++) {
         const move_t *m = &moves[i];
-        int r = move_one(m->src, m->dst, m->len, m->keep_hole, &err, &undo_err);
+        int r = move_one(m->src, m->dst, m->len, move_plugs_src(m), &err, &undo_err);
         if (r == MOVE_LOST) {
             unknown_state(err, undo_err, "mremap");
             return -1;
@@ -540,7 +589,9 @@ run_moves(const move_t *moves, Py_ssize_t n)
             for (Py_ssize_t j = i - 1; j >= 0; j--) {
                 const move_t *u = &moves[j];
                 int e2 = 0, e3 = 0;
-                if (move_one(u->dst, u->src, u->len, 0, &e2, &e3)) {
+                /* Undoing a place leaves a hole at home: plug it.  Undoing a
+                 * park leaves a hole in the parking slot: as any slot. */
+                if (move_one(u->dst, u->src, u->len, u->place ? 1 : park_plugs, &e2, &e3)) {
                     unknown_state(err, e2, "mremap");
                     return -1;
                 }
@@ -823,6 +874,10 @@ vaspace_unmap_mapping(PyObject *self, PyObject *arg)
     window_gen++;
     if (reserve_fixed(tmap_where(e), e->len) < 0)
         return vaspace_oserror(errno, "mmap");
+    /* A placed mapping's slot is a hole unless in plugged mode: fill it, but
+     * never over something foreign (the audit reports that). */
+    if (e->placed && !park_plugs && e->park != e->home)
+        plug_noreplace(e->park, e->len);
     tmap_forget(e);
     /* Cached plans name table entries; make sure none outlives this one. */
     plans_clear();
@@ -1017,7 +1072,7 @@ vaspace_switch_fast(PyObject *self, PyObject *arg)
         return PyLong_FromLong(1);
     /* Cached plans assume the window holds only this thread's VAS. */
     long others = threads_in_vas - (from != 0);
-    if (slow_busy || others)
+    if (slow_busy || others || wake->pending)
         return PyLong_FromLong(0);
     plan_t *p = plan_find(from, vid);
     if (p == NULL || !slot_available(vid))
@@ -1163,9 +1218,11 @@ vaspace_thread_vids(PyObject *self, PyObject *noargs)
 
 PyDoc_STRVAR(publish_threads_doc,
 "publish_threads(fd) -> int\n\n"
-"Move the thread slots into a MAP_SHARED mapping of fd (which must be at\n"
-"least slots_size() bytes) so other processes can read them.  Returns the\n"
-"slot size in bytes (each slot: int32 tid, 4 bytes padding, int64 vid).");
+"Move the thread slots, and the lazy-attach word after them, into a\n"
+"MAP_SHARED mapping of fd (which must be at least slots_size() bytes) so\n"
+"other processes can read the slots and set the word.  Returns the slot\n"
+"size in bytes (each slot: int32 tid, 4 bytes padding, int64 vid; the word\n"
+"is the int64 of one more slot, at wake_offset(), whose tid stays 0).");
 
 static PyObject *
 vaspace_publish_threads(PyObject *self, PyObject *arg)
@@ -1178,33 +1235,60 @@ vaspace_publish_threads(PyObject *self, PyObject *arg)
     if (fstat(fd, &st) < 0)
         return vaspace_oserror(errno, "fstat");
     off_t size = st.st_size;
-    if ((size_t)size < sizeof(private_slots)) {
+    if ((size_t)size < SHARED_BYTES) {
         set_errorf(PyExc_ValueError, "publish_threads: the file holds %lld bytes, "
-                     "slots need %zu", (long long)size, sizeof(private_slots));
+                     "slots need %zu", (long long)size, (size_t)SHARED_BYTES);
         return NULL;
     }
     /* Publishing again (a new registry root) moves the slots to the new file. */
-    void *p = mmap(NULL, sizeof(private_slots), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *p = mmap(NULL, SHARED_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED)
         return vaspace_oserror(errno, "mmap");
-    if (madvise(p, sizeof(private_slots), MADV_DONTFORK) < 0) {
+    if (madvise(p, SHARED_BYTES, MADV_DONTFORK) < 0) {
         int err = errno;
-        munmap(p, sizeof(private_slots));
+        munmap(p, SHARED_BYTES);
         return vaspace_oserror(err, "madvise");
     }
     memcpy(p, tslots, sizeof(private_slots));
+    wake_t *w = (wake_t *)((char *)p + sizeof(private_slots));
+    w->zero = 0;
+    w->pending = wake->pending;
     if (tslots != private_slots)
-        munmap(tslots, sizeof(private_slots));
+        munmap(tslots, SHARED_BYTES);
     tslots = p;
+    wake = w;
     return PyLong_FromSize_t(sizeof(tslot_t));
 }
 
-PyDoc_STRVAR(slots_size_doc, "slots_size() -> int\n\nBytes needed by publish_threads().");
+PyDoc_STRVAR(slots_size_doc,
+"slots_size() -> int\n\nBytes needed by publish_threads(): the slots and the lazy-attach word.");
 
 static PyObject *
 vaspace_slots_size(PyObject *self, PyObject *noargs)
 {
-    return PyLong_FromSize_t(sizeof(private_slots));
+    return PyLong_FromSize_t(SHARED_BYTES);
+}
+
+PyDoc_STRVAR(wake_offset_doc,
+"wake_offset() -> int\n\n"
+"Where, in the published slots file, the lazy-attach word (an int64) lies.");
+
+static PyObject *
+vaspace_wake_offset(PyObject *self, PyObject *noargs)
+{
+    return PyLong_FromSize_t(sizeof(private_slots) + offsetof(wake_t, pending));
+}
+
+PyDoc_STRVAR(wake_take_doc,
+"wake_take() -> bool\n\n"
+"Clear the lazy-attach word; True if it was set.  The slow path calls it\n"
+"before it reads the requests, so a request left after that sets it again.");
+
+static PyObject *
+vaspace_wake_take(PyObject *self, PyObject *noargs)
+{
+    int64_t was = __atomic_exchange_n(&wake->pending, 0, __ATOMIC_SEQ_CST);
+    return PyBool_FromLong(was != 0);
 }
 
 PyDoc_STRVAR(busy_doc,
@@ -1270,12 +1354,50 @@ vaspace_reset_after_fork(PyObject *self, PyObject *noargs)
     /* The published slots were MADV_DONTFORK: the child has its own again. */
     tslots = private_slots;
     memset(private_slots, 0, sizeof(private_slots));
+    /* A request left for the parent is not the child's. */
+    wake = &private_wake;
+    private_wake.pending = 0;
     my_slot = -1;
     my_tid = 0;
     active_vid = 0;
     threads_in_vas = 0;
     slow_busy = 0;
     return PyLong_FromLong(ghosts);
+}
+
+PyDoc_STRVAR(park_plugs_doc,
+"park_plugs(flag=None) -> int\n\n"
+"Whether a placed mapping's parking slot is plugged (1) or left a hole (0).\n"
+"With a flag, set the mode first: turning plugging on plugs every placed\n"
+"mapping's slot, but only where nothing is mapped (a foreign mapping there\n"
+"is left alone); turning it off needs no mapping placed.  Cached plans stay\n"
+"valid (they do not say how to plug).  Returns the mode, or with a flag the\n"
+"number of slots that could not be plugged or unplugged.");
+
+static PyObject *
+vaspace_park_plugs(PyObject *self, PyObject *args)
+{
+    int flag = -1;
+    if (!PyArg_ParseTuple(args, "|p", &flag))
+        return NULL;
+    if (flag < 0 || flag == park_plugs)
+        return PyLong_FromLong(flag < 0 ? park_plugs : 0);
+    long failed = 0;
+    for (Py_ssize_t i = 0; i < tmaps_len; i++) {
+        tmap_t *e = &tmaps[i];
+        if (!e->token || !e->placed || e->park == e->home)
+            continue;
+        if (!flag) {
+            /* Unplugging would munmap whatever sits in the slot: it may not be ours. */
+            PyErr_SetString(PyExc_ValueError, "park_plugs: cannot leave plugged mode while "
+                            "a mapping is placed; switch every thread to vid 0 first");
+            return NULL;
+        }
+        if (plug_noreplace(e->park, e->len) < 0)
+            failed++;
+    }
+    park_plugs = flag;
+    return PyLong_FromLong(failed);
 }
 
 PyDoc_STRVAR(reserved_doc,
@@ -1538,8 +1660,11 @@ static PyMethodDef core_methods[] = {
     {"busy", vaspace_busy, METH_O, busy_doc},
     {"publish_threads", vaspace_publish_threads, METH_O, publish_threads_doc},
     {"slots_size", vaspace_slots_size, METH_NOARGS, slots_size_doc},
+    {"wake_offset", vaspace_wake_offset, METH_NOARGS, wake_offset_doc},
+    {"wake_take", vaspace_wake_take, METH_NOARGS, wake_take_doc},
     {"reset_after_fork", vaspace_reset_after_fork, METH_NOARGS, reset_after_fork_doc},
     {"reserved", vaspace_reserved, METH_NOARGS, reserved_doc},
+    {"park_plugs", vaspace_park_plugs, METH_VARARGS, park_plugs_doc},
     {"window_gen", vaspace_window_gen, METH_NOARGS, window_gen_doc},
     {NULL, NULL, 0, NULL},
 };

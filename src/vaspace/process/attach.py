@@ -7,7 +7,9 @@ until a thread switches in.  The lock lives in this process's open file, so
 the kernel drops it when the process dies, by SIGKILL too.
 
 Another process can be asked to attach a VAS (``pid != 0``); it does so at its
-next vaspace call (the RFC's lazy attach, moved to the process level).
+next vaspace call (the RFC's lazy attach, moved to the process level), a
+cached switch included: the requester sets the target's lazy-attach word
+(``publish.wake``), which the switch's C fast path tests.
 """
 
 from __future__ import annotations
@@ -199,6 +201,7 @@ def request_other(pid: int, vid: object, access: object) -> None:
         records.request(pid, vid, access)
     except ProcessLookupError:
         raise vas_error(errno.ESRCH, f"no process with pid {pid}") from None
+    publish.wake(pid)  # after the request: the target clears the word, then reads
 
 
 def request_detach_other(pid: int, vid: object) -> None:
@@ -211,10 +214,13 @@ def request_detach_other(pid: int, vid: object) -> None:
         records.request(pid, vid, records.DETACH)
     except ProcessLookupError:
         raise vas_error(errno.ESRCH, f"no process with pid {pid}") from None
+    publish.wake(pid)
 
 
 def sync() -> None:
     """Carry out lazy attach/detach requests other processes left for us."""
+    # Clear the word first: a request left after this sets it again.
+    _core.wake_take()
     for vid, access in records.take_requests(os.getpid()):
         # A request that cannot be carried out now (EBUSY, or views that pin
         # the VAS's segments: BufferError) is dropped, as the RFC's lazy

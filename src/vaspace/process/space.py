@@ -14,7 +14,9 @@ unmapped; whatever would do so raises ``BufferError`` (see docs/safety.md).
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import struct
 import weakref
 from dataclasses import dataclass, field
 
@@ -70,6 +72,8 @@ class Space:
             _core.unmap(win[0], win[1] - win[0])
             raise
         self.window, self.park = win, park
+        if winmod.park_plugs():
+            _core.park_plugs(True)
 
     def after_fork(self, ghosts: int) -> Space:
         """The space of a forked child.
@@ -104,6 +108,43 @@ class Space:
         if cand + size > hi:
             raise vas_error(errno.ENOMEM, "the parking range is full")
         return cand
+
+    def audit_parking(self) -> None:
+        """Check that every hole in the parking range is still empty.
+
+        A placed mapping's parking slot is left unmapped (unless in plugged
+        mode), and parking it again is an ``mremap(MREMAP_FIXED)`` into that
+        hole, which would silently unmap anything that landed there.  The
+        kernel's top-down allocator keeps the process's own mappings far
+        above (docs/switch.md), but a mapping made with an address hint can
+        land anywhere.  So the slow path asks the kernel: if anything is
+        mapped in a hole, vaspace falls back to plugged parking (plugging
+        every hole that is still empty, leaving the foreign mapping alone)
+        and raises EEXIST naming it; switches keep raising while it stays,
+        because parking that segment would destroy it.
+        """
+        holes = [(park, park + size, name) for _, home, park, size, placed, _, name
+                 in _core.mappings() if placed and park != home]
+        if not holes:
+            return
+        fd = os.open("/proc/self/maps", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            for lo, hi, name in holes:
+                vma = _first_vma_from(fd, lo)
+                if vma is None or vma[0] >= hi:
+                    continue
+                if _core.park_plugs() and _is_plug(vma, lo, hi):
+                    continue
+                _core.park_plugs(True)
+                _core.plan_clear()
+                raise vas_error(
+                    errno.EEXIST,
+                    f"a mapping vaspace did not make, [{vma[0]:#x}, {vma[1]:#x}), lies in the "
+                    f"parking slot [{lo:#x}, {hi:#x}) of segment {name!r}; parking the segment "
+                    f"would destroy it.  vaspace now plugs its parking slots "
+                    f"(VASPACE_PARK_PLUGS=1); switches refuse until that mapping goes")
+        finally:
+            os.close(fd)
 
     def get_or_map(self, sid: int, name: str, start: int, end: int, prot: int, fd: int) -> Mapping:
         """The shared mapping of (sid, prot), mapping the file into a parking slot if new."""
@@ -151,6 +192,50 @@ def check_unpinned(maps: list[Mapping], what: str) -> None:
                 f"(memoryviews, numpy arrays or ctypes objects made from Segment.view()/array(), "
                 f"or a heap on it): {what} would unmap that memory; release them first "
                 f"(mv.release() or 'with seg.view() as mv:', del the arrays) and retry")
+
+
+# PROCMAP_QUERY (linux/fs.h, Linux 6.11): ask /proc/<pid>/maps for one VMA by
+# address, without reading the whole text.  struct procmap_query: 9 u64, 4 u32, 2 u64.
+_QUERY = struct.Struct("=9Q4I2Q")
+_PROCMAP_QUERY = 0xC000_0000 | _QUERY.size << 16 | ord("f") << 8 | 17
+_COVERING_OR_NEXT_VMA = 0x10
+_VM_FLAGS_RWXS = 0x0F  # vma_flags: readable, writable, executable, shared
+
+
+def _first_vma_from(fd: int, addr: int) -> tuple[int, int, int, int] | None:
+    """(start, end, flags, inode) of the first VMA ending above ``addr``, or None.
+
+    Kernels without PROCMAP_QUERY (ENOTTY, EINVAL) get the answer from the text.
+    """
+    buf = bytearray(_QUERY.pack(_QUERY.size, _COVERING_OR_NEXT_VMA, addr, *[0] * 12))
+    try:
+        fcntl.ioctl(fd, _PROCMAP_QUERY, buf)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        if exc.errno not in (errno.ENOTTY, errno.EINVAL):
+            raise
+        return _first_vma_from_text(addr)
+    f = _QUERY.unpack(buf)
+    return f[3], f[4], f[5], f[8]
+
+
+def _first_vma_from_text(addr: int) -> tuple[int, int, int, int] | None:
+    with open("/proc/self/maps") as f:
+        for line in f:
+            rng, perms, _, _, inode, *_ = line.split(None, 5) + [""]
+            lo, hi = (int(x, 16) for x in rng.split("-"))
+            if hi > addr:
+                flags = sum(bit for bit, ch in zip((1, 2, 4, 8), perms[:4], strict=True) if ch in "rwxs")
+                return lo, hi, flags, int(inode)
+    return None
+
+
+def _is_plug(vma: tuple[int, int, int, int], lo: int, hi: int) -> bool:
+    """Whether the VMA over [lo, hi) looks like vaspace's own plug (inaccessible,
+    private, anonymous) and covers it whole."""
+    start, end, flags, inode = vma
+    return start <= lo and hi <= end and not flags & _VM_FLAGS_RWXS and inode == 0
 
 
 def _refuse_shm_range(name: str, start: int, end: int) -> None:
