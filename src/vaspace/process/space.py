@@ -226,7 +226,8 @@ def _first_vma_from_text(addr: int) -> tuple[int, int, int, int] | None:
             rng, perms, _, _, inode, *_ = line.split(None, 5) + [""]
             lo, hi = (int(x, 16) for x in rng.split("-"))
             if hi > addr:
-                flags = sum(bit for bit, ch in zip((1, 2, 4, 8), perms[:4], strict=True) if ch in "rwxs")
+                bits = zip((1, 2, 4, 8), perms[:4], strict=True)
+                flags = sum(bit for bit, ch in bits if ch in "rwxs")
                 return lo, hi, flags, int(inode)
     return None
 
