@@ -88,6 +88,12 @@ def test_park_plugs_and_wake(scratch: None) -> None:
     _flat(_bad(_core.park_plugs, 1, 2))
 
 
+def test_shrink(token: int) -> None:
+    """Cutting a VMA back (a no-op at the segment's length) and a bad token."""
+    _flat(lambda: _core.shrink(token))
+    _flat(_bad(_core.shrink, 0))
+
+
 def test_reserve_unmap_plug(scratch: None) -> None:
     _flat(lambda: (_core.reserve(SPARE, SPAN), _core.unmap(SPARE, SPAN)))
     _flat(lambda: (_core.plug(HOME + 8 * PAGE, PAGE), _core.reserved()))

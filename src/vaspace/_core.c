@@ -190,7 +190,8 @@ typedef struct {
     uint64_t token;
     uint64_t ghost_of;
     uintptr_t home, park;
-    size_t len;
+    size_t len;  /* the segment's bytes: views, exports and lookups use these */
+    size_t vlen; /* the VMA's bytes (>= len): a whole-PUD VMA moves as one entry */
     int prot;
     int placed;
     Py_ssize_t exports;
@@ -245,7 +246,7 @@ static tmap_t *
 tmap_at(uintptr_t addr, size_t len)
 {
     for (Py_ssize_t i = 0; i < tmaps_len; i++)
-        if (tmaps[i].token && overlaps(tmap_where(&tmaps[i]), tmaps[i].len, addr, len))
+        if (tmaps[i].token && overlaps(tmap_where(&tmaps[i]), tmaps[i].vlen, addr, len))
             return &tmaps[i];
     return NULL;
 }
@@ -539,7 +540,7 @@ plan_check(const move_t *moves, Py_ssize_t n)
         }
         for (Py_ssize_t j = 0; m->place && j < tmaps_len && r == 0; j++) {
             tmap_t *o = &tmaps[j];
-            if (o->token && o->placed && overlaps(o->home, o->len, e->home, e->len)) {
+            if (o->token && o->placed && overlaps(o->home, o->vlen, e->home, e->vlen)) {
                 r = 1;
                 if (o->exports) {
                     pinned = o;
@@ -648,7 +649,7 @@ parse_moves(PyObject *seq, move_t **out, Py_ssize_t *n_out)
         move_t *m = &moves[i];
         m->idx = e - tmaps;
         m->token = token;
-        m->len = e->len;
+        m->len = e->vlen;
         m->place = place;
         m->keep_hole = keep_hole;
         m->src = place ? e->park : e->home;
@@ -782,10 +783,13 @@ vaspace_plug(PyObject *self, PyObject *args)
 }
 
 PyDoc_STRVAR(map_shared_doc,
-"map_shared(fd, park, length, prot, home, name) -> token\n\n"
+"map_shared(fd, park, length, prot, home, name, vma_length=length) -> token\n\n"
 "Map fd MAP_SHARED|MAP_FIXED at the parking slot park (replacing a\n"
 "placeholder), mark it MADV_DONTFORK so that a forked child does not inherit\n"
 "it, and remember it as a new mapping whose home is [home, home+length).\n"
+"vma_length (a page multiple >= length) makes the VMA longer than the file:\n"
+"a VMA that covers whole 1 GiB page-table entries moves with one entry per\n"
+"GiB (an access past the file's end there gets SIGBUS, not SIGSEGV).\n"
 "Both ranges must lie in reserved ranges; the parking slot must be free.\n"
 "Returns the mapping's token (never 0, never reused).");
 
@@ -793,15 +797,22 @@ static PyObject *
 vaspace_map_shared(PyObject *self, PyObject *args)
 {
     int fd, prot;
-    unsigned long long park, len, home;
+    unsigned long long park, len, home, vlen = 0;
     const char *name;
-    if (!PyArg_ParseTuple(args, "iKKiKs", &fd, &park, &len, &prot, &home, &name))
+    if (!PyArg_ParseTuple(args, "iKKiKs|K", &fd, &park, &len, &prot, &home, &name, &vlen))
         return NULL;
+    if (vlen == 0)
+        vlen = len;
+    if (vlen < len || vlen % page_size) {
+        PyErr_SetString(PyExc_ValueError, "map_shared: vma_length must be a page multiple "
+                        ">= length");
+        return NULL;
+    }
     if (prot & ~(PROT_READ | PROT_WRITE)) {
         PyErr_SetString(PyExc_ValueError, "prot may only hold PROT_READ and PROT_WRITE");
         return NULL;
     }
-    if (!in_reserved(park, len) || !in_reserved(home, len)) {
+    if (!in_reserved(park, vlen) || !in_reserved(home, vlen)) {
         set_errorf(PyExc_ValueError, "map_shared: [%#llx, +%#llx) and [%#llx, +%#llx) must "
                      "lie in reserved ranges", park, len, home, len);
         return NULL;
@@ -811,9 +822,9 @@ vaspace_map_shared(PyObject *self, PyObject *args)
      * (several worlds at one address): only one of them is placed at a time. */
     for (Py_ssize_t i = 0; i < tmaps_len; i++) {
         tmap_t *o = &tmaps[i];
-        if (o->token && (overlaps(o->home, o->len, park, len) ||
-                         (!o->ghost_of && (overlaps(o->park, o->len, park, len) ||
-                                           overlaps(o->park, o->len, home, len))))) {
+        if (o->token && (overlaps(o->home, o->vlen, park, vlen) ||
+                         (!o->ghost_of && (overlaps(o->park, o->vlen, park, vlen) ||
+                                           overlaps(o->park, o->vlen, home, vlen))))) {
             PyErr_Format(PyExc_ValueError, "map_shared: the slot or home overlaps the "
                          "parking slot or home of segment '%s'", o->name);
             return NULL;
@@ -827,15 +838,15 @@ vaspace_map_shared(PyObject *self, PyObject *args)
         free(copy);
         return NULL;
     }
-    void *p = mmap((void *)(uintptr_t)park, len, prot, MAP_SHARED | MAP_FIXED, fd, 0);
+    void *p = mmap((void *)(uintptr_t)park, vlen, prot, MAP_SHARED | MAP_FIXED, fd, 0);
     if (p == MAP_FAILED) {
         free(copy);
         return vaspace_oserror(errno, "mmap");
     }
-    if (madvise(p, len, MADV_DONTFORK) < 0) {
+    if (madvise(p, vlen, MADV_DONTFORK) < 0) {
         int err = errno;
         free(copy);
-        if (reserve_fixed((uintptr_t)park, len) < 0)
+        if (reserve_fixed((uintptr_t)park, vlen) < 0)
             return unknown_state(err, errno, "madvise");
         return vaspace_oserror(err, "madvise");
     }
@@ -844,6 +855,7 @@ vaspace_map_shared(PyObject *self, PyObject *args)
     e->home = home;
     e->park = park;
     e->len = len;
+    e->vlen = vlen;
     e->prot = prot;
     e->placed = 0;
     e->exports = 0;
@@ -872,15 +884,51 @@ vaspace_unmap_mapping(PyObject *self, PyObject *arg)
         return NULL;
     }
     window_gen++;
-    if (reserve_fixed(tmap_where(e), e->len) < 0)
+    if (reserve_fixed(tmap_where(e), e->vlen) < 0)
         return vaspace_oserror(errno, "mmap");
     /* A placed mapping's slot is a hole unless in plugged mode: fill it, but
      * never over something foreign (the audit reports that). */
     if (e->placed && !park_plugs && e->park != e->home)
-        plug_noreplace(e->park, e->len);
+        plug_noreplace(e->park, e->vlen);
     tmap_forget(e);
     /* Cached plans name table entries; make sure none outlives this one. */
     plans_clear();
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(shrink_doc,
+"shrink(token)\n\n"
+"Cut a mapping's VMA back to its segment's length (mremap in place, then\n"
+"plug the tail), wherever it is: before another mapping may use the\n"
+"addresses of its tail.  Views are unaffected (they cover the segment only).\n"
+"Cached plans are dropped (they hold the old length).");
+
+static PyObject *
+vaspace_shrink(PyObject *self, PyObject *arg)
+{
+    unsigned long long token = PyLong_AsUnsignedLongLong(arg);
+    if (token == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    tmap_t *e = tmap_find(token);
+    if (e == NULL) {
+        set_errorf(PyExc_ValueError, "no mapping with token %llu", token);
+        return NULL;
+    }
+    if (e->vlen == e->len)
+        Py_RETURN_NONE;
+    uintptr_t at = tmap_where(e);
+    if (mremap((void *)at, e->vlen, e->len, 0) == MAP_FAILED)
+        return vaspace_oserror(errno, "mremap");
+    size_t tail = e->vlen - e->len;
+    e->vlen = e->len;
+    plans_clear();
+    window_gen++;
+    if (reserve_fixed(at + e->len, tail) < 0)
+        return vaspace_oserror(errno, "mmap");
+    /* A placed mapping's slot is a hole of the old length: the tail is no
+     * longer part of the slot. */
+    if (e->placed && !park_plugs && e->park != e->home)
+        plug_noreplace(e->park + e->len, tail);
     Py_RETURN_NONE;
 }
 
@@ -1341,6 +1389,7 @@ vaspace_reset_after_fork(PyObject *self, PyObject *noargs)
                 e->ghost_of = e->token;
             e->token = next_token++;
             e->park = e->home;
+            e->vlen = e->len;
             pinned_maps++;
             ghosts++;
         } else if (e->token) {
@@ -1393,7 +1442,7 @@ vaspace_park_plugs(PyObject *self, PyObject *args)
                             "a mapping is placed; switch every thread to vid 0 first");
             return NULL;
         }
-        if (plug_noreplace(e->park, e->len) < 0)
+        if (plug_noreplace(e->park, e->vlen) < 0)
             failed++;
     }
     park_plugs = flag;
@@ -1644,6 +1693,7 @@ static PyMethodDef core_methods[] = {
     {"map_shared", vaspace_map_shared, METH_VARARGS, map_shared_doc},
     {"unmap_mapping", vaspace_unmap_mapping, METH_O, unmap_mapping_doc},
     {"mappings", vaspace_mappings, METH_NOARGS, mappings_doc},
+    {"shrink", vaspace_shrink, METH_O, shrink_doc},
     {"move", vaspace_move, METH_VARARGS, move_doc},
     {"run_plan", vaspace_run_plan, METH_VARARGS, run_plan_doc},
     {"plan_put", vaspace_plan_put, METH_VARARGS, plan_put_doc},

@@ -61,6 +61,12 @@ def park_plugs() -> bool:
     return os.environ.get("VASPACE_PARK_PLUGS", "") not in ("", "0")
 
 
+def whole_pud() -> bool:
+    """Whether a GiB-aligned segment's VMA may reach the next GiB
+    (``VASPACE_WHOLE_PUD=0`` turns it off; see ``Space.vma_length``)."""
+    return os.environ.get("VASPACE_WHOLE_PUD", "1") != "0"
+
+
 # The share of the window set aside for vaspace.shared_memory (its top part).
 SHM_SHARE = 16
 

@@ -16,6 +16,7 @@ import mmap
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ import pytest
 
 import vaspace as v
 from vaspace import _core
+from vaspace.process import state as statemod
 from vaspace.window import park as park_range
 from vaspace_testing import SEG_BASE, MiB, in_child
 
@@ -69,9 +71,10 @@ def park_vmas() -> list[tuple[int, int, str]]:
 def check_parking_range_is_ours() -> None:
     """Every VMA in the parking range is a parked segment file or a plug, and
     (unless in plugged mode) no placed mapping's slot holds anything."""
-    parked = {park: size for _, _, park, size, placed, _, _ in _core.mappings() if not placed}
-    holes = [(park, park + size) for _, home, park, size, placed, _, _ in _core.mappings()
-             if placed and park != home and not _core.park_plugs()]
+    statemod.state().refresh_placed()  # the C fast path moves without telling Python
+    maps = statemod.state().space.mappings.values()
+    parked = {m.park: m.vlen for m in maps if not m.placed}
+    holes = [(m.park, m.park + m.vlen) for m in maps if m.placed and not _core.park_plugs()]
     for a, b, rest in park_vmas():
         perms = rest.split()[0]
         is_plug = perms == "---p" and len(rest.split()) == 4
@@ -89,8 +92,8 @@ def test_conflicting_switch_plan_leaves_slots_unplugged(registry: str) -> None:
     park, place = _core.plan_get(a, b)
     assert park[0] == SEG_BASE and park[3] is True
     assert place[1] == SEG_BASE and place[3] is False
-    b_slot = place[0]
-    assert not [vma for vma in park_vmas() if vma[0] < b_slot + MiB and b_slot < vma[1]]
+    b_slot, b_len = place[0], place[2]
+    assert not [vma for vma in park_vmas() if vma[0] < b_slot + b_len and b_slot < vma[1]]
     check_parking_range_is_ours()
     v.vas_switch(0)  # the window's holes are plugged; parked slots hold the files again
     check_parking_range_is_ours()
@@ -278,3 +281,55 @@ def test_switch_to_vid0_plugs_the_window(registry: str) -> None:
         assert got != SEG_BASE
     finally:
         _libc.munmap(ctypes.c_void_p(got), ctypes.c_size_t(4096))
+
+
+def _vma_at(addr: int) -> tuple[int, int, str]:
+    with open("/proc/self/maps") as f:
+        for line in f:
+            rng, rest = line.split(None, 1)
+            a, b = (int(x, 16) for x in rng.split("-"))
+            if a <= addr < b:
+                return a, b, rest.strip()
+    return 0, 0, ""
+
+
+def test_gib_aligned_segment_gets_a_whole_pud_vma(registry: str) -> None:
+    """A 64 MiB segment at a GiB boundary, alone in its GiB, is mapped with a
+    VMA to the next GiB (it then moves as one page-table entry); its data and
+    page tables survive switches; a neighbour attached later into that tail
+    cuts the VMA back first, and both then work."""
+    a, b = worlds([64 * MiB])
+    v.vas_switch(a)
+    lo, hi, rest = _vma_at(SEG_BASE)
+    assert (lo, hi) == (SEG_BASE, SEG_BASE + GiB) and "/seg/" in rest, (hex(lo), hex(hi))
+    ctypes.c_ubyte.from_address(SEG_BASE + 64 * MiB - 1).value = 7
+    for vid in (b, a, b, a):
+        v.vas_switch(vid)
+    assert ctypes.c_ubyte.from_address(SEG_BASE + 64 * MiB - 1).value == 7
+    # A third VAS with a segment inside a's tail: a's VMA is cut back on attach.
+    c = v.vas_create("park-c", 0o600)
+    sid = v.vas_seg_create("park-c0", SEG_BASE + 512 * MiB, SEG_BASE + 513 * MiB, 0o600)
+    v.vas_seg_attach(c, sid, os.O_RDWR)
+    v.vas_attach(0, c, os.O_RDWR)
+    assert _vma_at(SEG_BASE)[:2] == (SEG_BASE, SEG_BASE + 64 * MiB)
+    assert _vma_at(SEG_BASE + 512 * MiB)[2].split()[0] == "---p"  # the tail is plugged
+    for vid in (c, a, b, a):
+        v.vas_switch(vid)
+    assert ctypes.c_ubyte.from_address(SEG_BASE + 64 * MiB - 1).value == 7
+    check_parking_range_is_ours()
+    v.vas_switch(0)
+
+
+@pytest.mark.parametrize("whole_pud", ["1", "0"])
+def test_access_past_the_segment_faults(registry: str, whole_pud: str) -> None:
+    """Past a segment's end there is no memory: SIGBUS inside a whole-PUD VMA
+    (the file ends there), SIGSEGV with ``VASPACE_WHOLE_PUD=0`` (a plug)."""
+
+    def child() -> None:
+        os.environ["VASPACE_WHOLE_PUD"] = whole_pud
+        a, _ = worlds([MiB])
+        v.vas_switch(a)
+        ctypes.c_ubyte.from_address(SEG_BASE + MiB).value = 1
+
+    out = in_child(child)
+    assert out.signal == (signal.SIGBUS if whole_pud == "1" else signal.SIGSEGV), out

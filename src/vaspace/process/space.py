@@ -38,6 +38,7 @@ class Mapping:
     placed: bool = False
     refs: int = 0
     token: int = 0  # _core's name for this mapping (never reused, never 0)
+    vlen: int = 0  # the VMA's length (>= size; whole GiB when it may be, see vma_length)
     # Memoryviews Segment.view() made of it (by id), for release_views();
     # weak, so a view that dies leaves by itself.
     views: weakref.WeakValueDictionary[int, memoryview] = field(
@@ -46,6 +47,11 @@ class Mapping:
     @property
     def size(self) -> int:
         return self.end - self.start
+
+    @property
+    def tail(self) -> tuple[int, int]:
+        """The addresses the VMA covers past the segment's end (empty if none)."""
+        return self.end, self.start + max(self.vlen, self.size)
 
     def overlaps(self, other: Mapping) -> bool:
         return self.start < other.end and other.start < self.end
@@ -98,7 +104,7 @@ class Space:
         """
         assert self.park is not None
         lo, hi = self.park
-        used = sorted((m.park, m.park + m.size) for m in self.mappings.values())
+        used = sorted((m.park, m.park + max(m.vlen, m.size)) for m in self.mappings.values())
         cand = _congruent_at_or_above(lo, start)
         for u_lo, u_hi in used:
             if cand + size <= u_lo:
@@ -123,8 +129,8 @@ class Space:
         and raises EEXIST naming it; switches keep raising while it stays,
         because parking that segment would destroy it.
         """
-        holes = [(park, park + size, name) for _, home, park, size, placed, _, name
-                 in _core.mappings() if placed and park != home]
+        holes = [(m.park, m.park + max(m.vlen, m.size), m.name)
+                 for m in self.mappings.values() if m.placed]
         if not holes:
             return
         fd = os.open("/proc/self/maps", os.O_RDONLY | os.O_CLOEXEC)
@@ -152,13 +158,45 @@ class Space:
         m = self.mappings.get(key)
         if m is None:
             _refuse_shm_range(name, start, end)
-            park = self.park_slot(start, end - start)
-            token = _core.map_shared(fd, park, end - start, prot, start, name)
+            self._shrink_tails_over(start, end)
+            vlen = self.vma_length(start, end)
+            park = self.park_slot(start, vlen)
+            token = _core.map_shared(fd, park, end - start, prot, start, name, vlen)
             m = Mapping(sid=sid, name=name, start=start, end=end, prot=prot, park=park,
-                        token=token)
+                        token=token, vlen=vlen)
             self.mappings[key] = m
         m.refs += 1
         return m
+
+    def vma_length(self, start: int, end: int) -> int:
+        """How long to make a new mapping's VMA: up to the next GiB when that is free.
+
+        mremap moves page tables entry by entry at the highest level both
+        ends allow, with a TLB flush per entry (docs/switch.md): a 64 MiB
+        segment moves as 32 PMD entries, a GiB-aligned GiB as one PUD entry.
+        So a segment that starts on a GiB boundary gets a VMA to the next
+        one when no other mapping's home, nor the shared-memory range, lies
+        in that tail; it then moves as one entry per GiB, whatever its size.
+        ``VASPACE_WHOLE_PUD=0`` turns this off.
+        """
+        size = end - start
+        if not winmod.whole_pud() or start % winmod.PARK_ALIGN:
+            return size
+        hi = -(-end // winmod.PARK_ALIGN) * winmod.PARK_ALIGN
+        if hi == end or hi > winmod.vas_range()[1]:
+            return size
+        for m in self.mappings.values():
+            if m.start < hi and end < m.end:
+                return size
+        return hi - start
+
+    def _shrink_tails_over(self, start: int, end: int) -> None:
+        """Cut back every VMA whose tail covers [start, end): a new mapping lives there."""
+        for m in self.mappings.values():
+            t_lo, t_hi = m.tail
+            if t_lo < end and start < t_hi:
+                _core.shrink(m.token)
+                m.vlen = m.size
 
     def put(self, m: Mapping) -> None:
         """Drop one reference; the last one unmaps the mapping (BufferError,
