@@ -89,9 +89,12 @@ def test_park_plugs_and_wake(scratch: None) -> None:
 
 
 def test_shrink(token: int) -> None:
-    """Cutting a VMA back (a no-op at the segment's length) and a bad token."""
+    """Cutting a VMA back (a no-op at the segment's length) and a bad token;
+    the fast path's table of which mappings a VAS uses."""
     _flat(lambda: _core.shrink(token))
     _flat(_bad(_core.shrink, 0))
+    _flat(lambda: (_core.vas_members(99, [token, token]), _core.vas_members(99, None)))
+    _flat(_bad(_core.vas_members, 99, ["x"]))
 
 
 def test_reserve_unmap_plug(scratch: None) -> None:

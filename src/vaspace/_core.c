@@ -125,6 +125,8 @@ static tslot_t private_slots[MAX_THREAD_SLOTS];
  * RFC's /proc/<pid>/vas/<vid>/status) at no cost to the switch. */
 static tslot_t *tslots = private_slots;
 static __thread int my_slot = -1;
+/* Slots [0, slots_hwm) may be in use: the fast path scans only those. */
+static int slots_hwm = 0;
 static __thread pid_t my_tid = 0;
 
 /* The lazy-attach word: another process that leaves a lazy attach (or
@@ -396,6 +398,60 @@ plan_slot(long from, long to)
     return &plans[h];
 }
 
+/* Which mappings each attached VAS uses (set by the Python layer at attach
+ * and detach).  With them the fast path can run a cached plan while other
+ * threads are inside VASes: a plan may park a mapping only if no other
+ * thread's VAS uses it (and plan_check refuses to place over anything
+ * placed), so the window still shows the union of the threads' VASes. */
+typedef struct {
+    long vid;
+    Py_ssize_t n;
+    uint64_t *tokens;
+} members_t;
+static members_t *members = NULL;
+static Py_ssize_t n_members = 0;
+
+static members_t *
+members_find(long vid)
+{
+    for (Py_ssize_t i = 0; i < n_members; i++)
+        if (members[i].vid == vid)
+            return &members[i];
+    return NULL;
+}
+
+static void
+members_clear(void)
+{
+    for (Py_ssize_t i = 0; i < n_members; i++)
+        PyMem_Free(members[i].tokens);
+    PyMem_Free(members);
+    members = NULL;
+    n_members = 0;
+}
+
+/* Whether the plan parks a mapping that another thread's VAS uses (or one
+ * whose VAS is unknown here): then only the slow path may decide. */
+static int
+parks_shared(const plan_t *p)
+{
+    for (int i = 0; i < slots_hwm; i++) {
+        if (tslots[i].tid == 0 || i == my_slot)
+            continue;
+        const members_t *mb = members_find(tslots[i].vid);
+        if (mb == NULL)
+            return 1;
+        for (Py_ssize_t j = 0; j < p->n; j++) {
+            if (p->moves[j].place)
+                continue;
+            for (Py_ssize_t k = 0; k < mb->n; k++)
+                if (mb->tokens[k] == p->moves[j].token)
+                    return 1;
+        }
+    }
+    return 0;
+}
+
 /* Whether set_active(vid) will find a slot; checked before any move so a
  * switch never half-happens. */
 static int
@@ -422,6 +478,8 @@ set_active(long vid)
         if (i == MAX_THREAD_SLOTS)
             return -1;
         tslots[i].tid = my_tid;
+        if (i >= slots_hwm)
+            slots_hwm = i + 1;
         my_slot = i;
         threads_in_vas++;
     } else if (active_vid != 0 && vid == 0) {
@@ -518,10 +576,12 @@ move_plugs_src(const move_t *m)
  * early in the plan frees its range for one placed later.  Returns 0 (it can
  * run), 1 (stale: the table does not match the plan; no exception set), or
  * -1 (BufferError set: it would park a mapping with live exports, or place
- * a mapping over one).  The cost is O(1) per park and O(mappings) per place,
- * which keeps placed mappings from ever overlapping. */
+ * a mapping over one; with `others`, other threads are inside VASes and a
+ * place over a pinned mapping is stale instead, for the slow path to name).
+ * The cost is O(1) per park and O(mappings) per place, which keeps placed
+ * mappings from ever overlapping. */
 static int
-plan_check(const move_t *moves, Py_ssize_t n)
+plan_check(const move_t *moves, Py_ssize_t n, int others)
 {
     int r = 0;
     Py_ssize_t flipped = 0;
@@ -542,7 +602,9 @@ plan_check(const move_t *moves, Py_ssize_t n)
             tmap_t *o = &tmaps[j];
             if (o->token && o->placed && overlaps(o->home, o->vlen, e->home, e->vlen)) {
                 r = 1;
-                if (o->exports) {
+                /* With other threads inside VASes the slow path names the
+                 * collision (EFAULT: another thread's VAS holds the range). */
+                if (o->exports && !others) {
                     pinned = o;
                     mover = e;
                 }
@@ -982,7 +1044,7 @@ vaspace_move(PyObject *self, PyObject *args)
     Py_DECREF(seq);
     if (r < 0)
         return NULL;
-    r = plan_check(moves, n);
+    r = plan_check(moves, n, 0);
     if (r == 1)
         PyErr_SetString(PyExc_ValueError, place ? "move: the mapping is placed already"
                                                 : "move: the mapping is parked already");
@@ -1016,7 +1078,7 @@ vaspace_run_plan(PyObject *self, PyObject *args)
         return vaspace_oserror(EAGAIN, "vas_switch (too many threads inside VASes)");
     if (parse_moves(seq, &moves, &n) < 0)
         return NULL;
-    int r = plan_check(moves, n);
+    int r = plan_check(moves, n, 0);
     if (r == 1)
         PyErr_SetString(PyExc_ValueError,
                         "run_plan: a move parks a parked mapping or places a placed one");
@@ -1091,6 +1153,63 @@ vaspace_plan_get(PyObject *self, PyObject *args)
     return list;
 }
 
+PyDoc_STRVAR(vas_members_doc,
+"vas_members(vid, tokens)\n\n"
+"Tell the fast path which mappings (tokens) VAS vid uses; None forgets\n"
+"vid.  With it, a cached plan can run while other threads are\n"
+"inside VASes, if it parks none of their mappings.");
+
+static PyObject *
+vaspace_vas_members(PyObject *self, PyObject *args)
+{
+    long vid;
+    PyObject *seq;
+    if (!PyArg_ParseTuple(args, "lO", &vid, &seq))
+        return NULL;
+    members_t *mb = members_find(vid);
+    if (seq == Py_None) {
+        if (mb != NULL) {
+            PyMem_Free(mb->tokens);
+            *mb = members[--n_members];
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *fast = PySequence_Fast(seq, "tokens must be a sequence of ints");
+    if (fast == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    uint64_t *tokens = PyMem_Calloc(n ? n : 1, sizeof(uint64_t));
+    if (tokens == NULL) {
+        Py_DECREF(fast);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        tokens[i] = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(fast, i));
+        if (tokens[i] == (uint64_t)-1 && PyErr_Occurred()) {
+            PyMem_Free(tokens);
+            Py_DECREF(fast);
+            return NULL;
+        }
+    }
+    Py_DECREF(fast);
+    mb = members_find(vid); /* converting the tokens may have run Python code */
+    if (mb == NULL) {
+        members_t *grown = PyMem_Realloc(members, (size_t)(n_members + 1) * sizeof(members_t));
+        if (grown == NULL) {
+            PyMem_Free(tokens);
+            return PyErr_NoMemory();
+        }
+        members = grown;
+        mb = &members[n_members++];
+        mb->tokens = NULL;
+    }
+    PyMem_Free(mb->tokens);
+    mb->vid = vid;
+    mb->n = n;
+    mb->tokens = tokens;
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(plan_clear_doc, "plan_clear()\n\nDrop every cached plan.");
 
 static PyObject *
@@ -1118,14 +1237,17 @@ vaspace_switch_fast(PyObject *self, PyObject *arg)
     long from = active_vid;
     if (vid == from)
         return PyLong_FromLong(1);
-    /* Cached plans assume the window holds only this thread's VAS. */
-    long others = threads_in_vas - (from != 0);
-    if (slow_busy || others || wake->pending)
+    if (slow_busy || wake->pending)
         return PyLong_FromLong(0);
     plan_t *p = plan_find(from, vid);
     if (p == NULL || !slot_available(vid))
         return PyLong_FromLong(0);
-    int r = plan_check(p->moves, p->n);
+    /* A cached plan moves what differs between the two VASes.  With other
+     * threads inside VASes it may run only if it parks nothing they use. */
+    long others = threads_in_vas - (from != 0);
+    if (others && parks_shared(p))
+        return PyLong_FromLong(0);
+    int r = plan_check(p->moves, p->n, others != 0);
     if (r == 1)
         return PyLong_FromLong(0);
     if (r < 0 || run_moves(p->moves, p->n) < 0)
@@ -1408,6 +1530,8 @@ vaspace_reset_after_fork(PyObject *self, PyObject *noargs)
     private_wake.pending = 0;
     my_slot = -1;
     my_tid = 0;
+    slots_hwm = 0;
+    members_clear();
     active_vid = 0;
     threads_in_vas = 0;
     slow_busy = 0;
@@ -1699,6 +1823,7 @@ static PyMethodDef core_methods[] = {
     {"plan_put", vaspace_plan_put, METH_VARARGS, plan_put_doc},
     {"plan_get", vaspace_plan_get, METH_VARARGS, plan_get_doc},
     {"plan_clear", vaspace_plan_clear, METH_NOARGS, plan_clear_doc},
+    {"vas_members", vaspace_vas_members, METH_VARARGS, vas_members_doc},
     {"switch_fast", vaspace_switch_fast, METH_O, switch_fast_doc},
     {"vas_switch", vaspace_switch, METH_O, switch_doc},
     {"set_slow_path", vaspace_set_slow_path, METH_O, set_slow_path_doc},

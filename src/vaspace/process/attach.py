@@ -108,6 +108,7 @@ def attach_self(vid: object, access: object) -> None:
                     st.space.put(m)
                 raise
             st.attachments[vid] = att
+            _core.vas_members(vid, [m.token for m in att.maps])
             records.add(vid, os.getpid(), access)
             root = str(rootmod.root_path())
             if st.published != root:
@@ -180,6 +181,7 @@ def detach_self(vid: object) -> None:
                             "are inside it; switch away first")
         st.space.put_all(att.maps)
         del st.attachments[vid]
+        _core.vas_members(vid, None)
         records.remove(vid, os.getpid())
         os.close(att.lock_fd)
 

@@ -9,9 +9,11 @@ need.  A mapping another thread still uses is never parked, and a switch
 that needs an address range that another thread's VAS occupies with a
 different mapping fails with EFAULT; the thread stays where it was.
 
-The slow path below computes a move plan; when only the calling thread is
-inside a VAS it also caches the plan (and its reverse) in C, so the next
-switch between the same two VASes is one C call with no Python logic.
+The slow path below computes a move plan, and caches in C the plan between
+the two VASes alone (and its reverse), so the next switch between the same
+two VASes is one C call with no Python logic.  C knows which mappings each
+VAS uses (``_core.vas_members``), so the cached plan runs even while other
+threads are inside VASes, as long as it parks none of their mappings.
 Moving a segment costs two mremaps and nothing else (docs/switch.md).
 """
 
@@ -105,8 +107,12 @@ def _switch_slow(vid: int) -> None:
         for m in to_place:
             m.placed = True
         cur_att = st.attachments.get(cur)  # None if _core.set_active was misused
-        if not others and (not cur or (cur_att and placed == set(cur_att.maps))):
-            _cache(cur, vid, to_park, to_place)
+        if not cur or (cur_att and placed == set(cur_att.maps) | kept):
+            # The window held exactly the union of the threads' VASes: the
+            # plan between the two VASes alone is right whenever C finds that
+            # it parks nothing another thread uses (and places over nothing).
+            here = set(cur_att.maps) if cur_att else set()
+            _cache(cur, vid, here - target, target - here)
 
 
 def _ordered(maps: set[Mapping]) -> list[Mapping]:
