@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from . import common
 from .common import GiB, KiB, MiB, Remapper, Section
@@ -73,7 +74,8 @@ class Pair:
         self.sids.append(sid)
         return sid
 
-    def round_trips(self, runs: int, target_s: float) -> list[float]:
+    def body(self) -> Callable[[int], None]:
+        """n round trips A -> B -> A, after a warm-up that caches both plans."""
         sw, a, b = self.v.vas_switch, self.a, self.b
         sw(a)
         sw(b)
@@ -84,9 +86,13 @@ class Pair:
                 sw(b)
                 sw(a)
 
+        return body
+
+    def round_trips(self, runs: int, target_s: float) -> list[float]:
+        body = self.body()
         n = common.calibrate(body, target_s)
         out = common.per_op_ns(body, n, runs)
-        sw(0)
+        self.v.vas_switch(0)
         return out
 
     def faults_after(self, segs: list[tuple[int, int]], trips: int = 10) -> float:
@@ -247,7 +253,8 @@ class BareMremaps:
         if self.mremap(src, self.vma, self.vma, 3, dst) != dst:  # MAYMOVE | FIXED
             raise OSError(ctypes.get_errno(), "mremap")
 
-    def round_trips(self, runs: int, target_s: float) -> list[float]:
+    def body(self) -> Callable[[int], None]:
+        """n round trips: X out and Y in, then Y out and X in."""
         h, px, py, mv = self.home, self.px, self.py, self._mv
 
         def body(n: int) -> None:
@@ -257,8 +264,7 @@ class BareMremaps:
                 mv(h, py)
                 mv(px, h)
 
-        n = common.calibrate(body, target_s)
-        return common.per_op_ns(body, n, runs)
+        return body
 
     def close(self) -> None:
         common.raw_munmap(self.raw, 13 * GiB)
@@ -325,6 +331,19 @@ def _strace_per_switch(case: str) -> dict[str, float] | None:
             for k in ("mmap", "mremap", "munmap")}
 
 
+def interleaved(bodies: dict[str, Callable[[int], None]], runs: int,
+                target_s: float) -> dict[str, list[float]]:
+    """ns per iteration of each body, its runs interleaved with the others'
+    (ABCABC...), so that load from other work on the machine hits all of
+    them alike and their ratio stays meaningful."""
+    ns = {k: common.calibrate(b, target_s) for k, b in bodies.items()}
+    out: dict[str, list[float]] = {k: [] for k in bodies}
+    for _ in range(runs):
+        for k, b in bodies.items():
+            out[k] += common.per_op_ns(b, ns[k], 1)
+    return out
+
+
 def floor(smoke: bool = False) -> Section:
     """Issue 12's figures, from one run: the switch at its floor."""
     runs = 5 if smoke else 7
@@ -343,19 +362,24 @@ def floor(smoke: bool = False) -> Section:
         p.close()
         for size in sizes:
             tag = common.fmt_size(size)
-            floor_ = BareMremaps(base, size)
-            sec.add(f"bare{size}", f"two bare mremaps into holes, {tag} (VMA = size)", "ns",
-                    [t / 2 for t in floor_.round_trips(runs, target)])
-            floor_.close()
-            if size < GiB:
-                pud = BareMremaps(base, size, vma=GiB)
-                sec.add(f"bare_pud{size}", f"two bare mremaps into holes, {tag} in a 1 GiB VMA",
-                        "ns", [t / 2 for t in pud.round_trips(runs, target)])
-                pud.close()
+            bare = BareMremaps(base, size)
+            pud = BareMremaps(base, size, vma=GiB) if size < GiB else None
             p = Pair(f"fl{size}", [(w, size)], [(w, size)])
+            bodies = {"bare": bare.body(), "vas": p.body()}
+            if pud is not None:
+                bodies["pud"] = pud.body()
+            got = interleaved(bodies, runs, target)
+            sec.add(f"bare{size}", f"two bare mremaps into holes, {tag} (VMA = size)", "ns",
+                    [t / 2 for t in got["bare"]])
+            if pud is not None:
+                sec.add(f"bare_pud{size}", f"two bare mremaps into holes, {tag} in a 1 GiB VMA",
+                        "ns", [t / 2 for t in got["pud"]])
             sec.add(f"vas{size}", f"VAS switch, one conflicting {tag} segment", "ns",
-                    [t / 2 for t in p.round_trips(runs, target)], baseline=f"bare{size}")
+                    [t / 2 for t in got["vas"]], baseline=f"bare{size}")
             p.close()
+            bare.close()
+            if pud is not None:
+                pud.close()
         per_thread = 200 if smoke else 2000
         for n in (1, 2, 4, 8):
             sec.add(f"threads{n}", f"{n} thread(s), each between its own two VASes, "
