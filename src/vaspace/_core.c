@@ -925,6 +925,19 @@ vaspace_map_shared(PyObject *self, PyObject *args)
     return PyLong_FromUnsignedLongLong(e->token);
 }
 
+/* The live entry a Python int token names, or NULL with an exception set. */
+static tmap_t *
+tmap_from_arg(PyObject *arg)
+{
+    unsigned long long token = PyLong_AsUnsignedLongLong(arg);
+    if (token == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    tmap_t *e = tmap_find(token);
+    if (e == NULL)
+        set_errorf(PyExc_ValueError, "no mapping with token %llu", token);
+    return e;
+}
+
 PyDoc_STRVAR(unmap_mapping_doc,
 "unmap_mapping(token)\n\n"
 "Discard a mapping (plugging its range, placed or parked) and forget its\n"
@@ -933,14 +946,9 @@ PyDoc_STRVAR(unmap_mapping_doc,
 static PyObject *
 vaspace_unmap_mapping(PyObject *self, PyObject *arg)
 {
-    unsigned long long token = PyLong_AsUnsignedLongLong(arg);
-    if (token == (unsigned long long)-1 && PyErr_Occurred())
+    tmap_t *e = tmap_from_arg(arg);
+    if (e == NULL)
         return NULL;
-    tmap_t *e = tmap_find(token);
-    if (e == NULL) {
-        set_errorf(PyExc_ValueError, "no mapping with token %llu", token);
-        return NULL;
-    }
     if (e->exports) {
         refuse_exported(e, "unmapping it");
         return NULL;
@@ -968,14 +976,9 @@ PyDoc_STRVAR(shrink_doc,
 static PyObject *
 vaspace_shrink(PyObject *self, PyObject *arg)
 {
-    unsigned long long token = PyLong_AsUnsignedLongLong(arg);
-    if (token == (unsigned long long)-1 && PyErr_Occurred())
+    tmap_t *e = tmap_from_arg(arg);
+    if (e == NULL)
         return NULL;
-    tmap_t *e = tmap_find(token);
-    if (e == NULL) {
-        set_errorf(PyExc_ValueError, "no mapping with token %llu", token);
-        return NULL;
-    }
     if (e->vlen == e->len)
         Py_RETURN_NONE;
     uintptr_t at = tmap_where(e);
