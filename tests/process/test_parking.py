@@ -40,14 +40,14 @@ _libc.free.argtypes = [ctypes.c_void_p]
 _MAP_NORESERVE = 0x4000
 
 
-def worlds(sizes: list[int]) -> tuple[int, int]:
+def worlds(sizes: list[int], base: int = SEG_BASE, tag: str = "park") -> tuple[int, int]:
     """Two attached VASes whose segments (one per size) sit at the same addresses."""
     vids = []
     for side in "ab":
-        vid = v.vas_create(f"park-{side}", 0o600)
-        at = SEG_BASE
+        vid = v.vas_create(f"{tag}-{side}", 0o600)
+        at = base
         for j, size in enumerate(sizes):
-            sid = v.vas_seg_create(f"park-{side}{j}", at, at + size, 0o600)
+            sid = v.vas_seg_create(f"{tag}-{side}{j}", at, at + size, 0o600)
             v.vas_seg_attach(vid, sid, os.O_RDWR)
             at += max(size, 2 * MiB)
         v.vas_attach(0, vid, os.O_RDWR)
@@ -220,6 +220,9 @@ def test_own_mappings_never_land_in_the_parking_range(registry: str) -> None:
     def child() -> int:
         lo, hi = park_range()
         a, b = worlds([4096, MiB, 64 * MiB])
+        # And a pair whose 64 MiB segments get whole-GiB VMAs: 1 GiB holes.
+        c, d = worlds([64 * MiB], base=SEG_BASE + 4 * GiB, tag="pud")
+        assert max(m.vlen for m in statemod.state().space.mappings.values()) == GiB
         seen: list[tuple[int, int]] = []
         maps: list[tuple[int, int]] = []
         libs: list[ctypes.CDLL] = []
@@ -236,7 +239,7 @@ def test_own_mappings_never_land_in_the_parking_range(registry: str) -> None:
 
         sizes = [4096, 65536, MiB, 3 * MiB + 4096, 64 * MiB, GiB, 2 * GiB]
         for i in range(3000):
-            v.vas_switch(a if i % 2 == 0 else b)
+            v.vas_switch((a, c, b, d)[i % 4])
             if i % 100 == 0:
                 size = sizes[(i // 100) % len(sizes)]
                 addr = _libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE,
