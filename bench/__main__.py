@@ -24,7 +24,7 @@ from . import machine, report
 from .capi import markdown as capi_markdown
 from .common import Section
 
-SECTIONS = ["switch", "create", "gups", "attach", "syscalls"]
+SECTIONS = ["switch", "create", "gups", "attach", "syscalls", "admin"]
 OTHERS = ["redisjmp", "samtools", "shared_memory"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

@@ -291,6 +291,40 @@ def _attach_md(sec: Section) -> list[str]:
             *_table(["operation", "median (min – max)", "faster than the read by"], rows), ""]
 
 
+def _admin_md(sec: Section) -> list[str]:
+    """Issue 11's admin calls: each figure beside its same-run baseline, then syscalls."""
+    rows = []
+    for f in sec.figures:
+        r = sec.ratio(f.key) if f.baseline else None
+        rows.append([f.label, _rng(f), f"{_x(r)} vs {f.baseline}" if f.baseline else ""])
+    md = ["## 5. Admin calls (issue 11)", "",
+          "Each row's baseline ran in the same process, in the same run.", "",
+          *_table(["call", "median (min – max)", "ratio to baseline (> 1: faster)"], rows), ""]
+    per = sec.facts.get("ls_ns_per_object")
+    if per:
+        md += ["`ls --json` model cost per object, by registry size (flat = linear): "
+               + ", ".join(f"{n}: {v / 1000:.1f} µs" for n, v in per.items()) + ".", ""]
+    whole = {k: v for k, v in sec.facts.items() if k.startswith("vaspace_ls_json_")}
+    for k, v in whole.items():
+        md += [f"The whole command, `vaspace ls --json` with {k.split('_')[-2]} objects "
+               f"(output included): {v} s.", ""]
+    ba = sec.facts.get("before_after")
+    if ba:
+        md += ["The same calls before issue 11's registry (commit a0c41a9) and now, alternating "
+               "in fresh processes of one run (so both see the same load):", "",
+               *_table(["call", "before", "after", "speed-up"],
+                       [[f"`{c}`", fmt_ns(v["before"]), fmt_ns(v["after"]),
+                         f"{v['before'] / v['after']:.1f}x"] for c, v in ba.items()]), ""]
+    calls = sec.facts.get("syscalls")
+    if calls:
+        md += ["System calls per call (strace -f -c, two counts differenced), before issue 11's "
+               "registry (commit a0c41a9) and now:", "",
+               *_table(["call", "before", "after"],
+                       [[f"`{c}`", f"{v['before']:.0f}", f"{v['after']:.0f}"]
+                        for c, v in calls.items()]), ""]
+    return md
+
+
 def _other_ops_md(sec: Section) -> list[str]:
     ops = sec.facts.get("other_ops")
     if not ops:
@@ -547,6 +581,8 @@ def write(out_md: str, plot_dir: str, machine: dict[str, Any], secs: dict[str, S
         md += _attach_md(secs["attach"])
     if "syscalls" in secs:
         md += _syscalls_md(secs["syscalls"])
+    if "admin" in secs:
+        md += _admin_md(secs["admin"])
     md += _analysis(secs, tgts)
     md += extra_md
     with open(out_md, "w") as f:

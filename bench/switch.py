@@ -22,7 +22,9 @@ batch 1024).  ``python -m bench.switch
 --ab OLD_TREE`` compares the fast path ("nothing to move" and "one conflicting
 4 KiB segment") with another checkout built in place (e.g. before a change to
 _core.c): the two run alternately in fresh processes, and the medians and
-their ratio are printed.
+their ratio are printed.  ``--ab-ir OLD_TREE`` counts user-space instructions
+per round trip instead (valgrind's callgrind; slow, but immune to the load
+that other processes put on the machine).
 """
 
 from __future__ import annotations
@@ -433,9 +435,56 @@ def ab(old_tree: str, rounds: int = 6) -> dict[str, dict[str, float]]:
     return med
 
 
+def _ir_body(case: str, n: int) -> None:
+    """``n`` round trips of one fast-path case, for instruction counting."""
+    with common.temp_registry():
+        import vaspace
+
+        w = vaspace.window()[0]
+        segs = [(w, 4 * KiB)] if case == "one" else []
+        p = Pair(f"ir-{case}", segs, segs)
+        sw, a, b = vaspace.vas_switch, p.a, p.b
+        sw(a)
+        sw(b)
+        sw(a)
+        for _ in range(n):
+            sw(b)
+            sw(a)
+        sw(0)
+        p.close()
+
+
+def _instructions(tree: str, case: str, n: int) -> int:
+    code = f"from bench.switch import _ir_body; _ir_body({case!r}, {n})"
+    env = dict(os.environ, PYTHONPATH=f"{tree}/src:{tree}", PYTHONHASHSEED="0")
+    # Count only inside the C switch (and what it calls): the interpreter's
+    # loop around it is the same in both trees, and start-up work varies.
+    err = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                          "--toggle-collect=vaspace_switch", sys.executable, "-c", code],
+                         env=env, cwd=tree, check=True, capture_output=True, text=True).stderr
+    return int(next(line for line in err.splitlines() if "Collected" in line).split()[-1])
+
+
+def ab_instructions(old_tree: str, n: int = 100_000) -> dict[str, dict[str, float]]:
+    """User-space instructions per round trip spent in the C switch, this tree
+    against ``old_tree``: (count at n round trips - count at 0) / n, so the
+    warm-up switches (which run the Python slow path) cancel out."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out: dict[str, dict[str, float]] = {}
+    for case in ("empty", "one"):
+        out[case] = {tag: (_instructions(tree, case, n) - _instructions(tree, case, 0)) / n
+                     for tag, tree in (("old", old_tree), ("new", here))}
+        print(f"{case:6} old {out[case]['old']:7.0f}  new {out[case]['new']:7.0f} "
+              f"instructions/round trip  new/old {out[case]['new'] / out[case]['old']:.3f}")
+    return out
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--floor"]:
         sys.exit(common.section_main(floor, floor.__doc__, sys.argv[2:]))
+    if sys.argv[1:2] == ["--ab-ir"]:
+        ab_instructions(sys.argv[2])
+        sys.exit(0)
     if sys.argv[1:2] == ["--ab"]:
         ab(sys.argv[2], rounds=int(sys.argv[3]) if len(sys.argv) > 3 else 6)
         sys.exit(0)

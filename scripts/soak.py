@@ -299,6 +299,15 @@ def _drain(fd: int, buf: dict[int, bytes], ledger: Ledger, stats: Stats) -> None
             ledger.take(line.decode(), stats)
 
 
+def _name_of(kind: objects.Kind, oid: int) -> str | None:
+    """The name of a live object, or None (through one pinned reference)."""
+    try:
+        with objects.pin(kind, oid) as ref:
+            return ref.name
+    except OSError:
+        return None
+
+
 def check_registry(ledger: Ledger, stats: Stats) -> list[str]:
     """Check the registry while no worker is alive; return the problems found."""
     bad: list[str] = []
@@ -309,7 +318,7 @@ def check_registry(ledger: Ledger, stats: Stats) -> list[str]:
         # Every name link must lead to a whole object.
         for enc in os.listdir(root / "names" / label):
             target = os.readlink(root / "names" / label / enc)
-            if not target.isdigit() or objects.name_of(kind, int(target)) is None:
+            if not target.isdigit() or _name_of(kind, int(target)) is None:
                 bad.append(f"{label} name link {enc!r} -> {target!r} leads to no object")
         for oid in ids:
             stats.objects_checked += 1
@@ -322,14 +331,14 @@ def check_registry(ledger: Ledger, stats: Stats) -> list[str]:
                     bad.append(f"{label} {oid}: mode {attr.mode:o}")
                 if label == "seg":
                     lo, hi = vaspace.seg_region(oid)
-                    st = os.lstat(seg.data_path(oid))
+                    st = os.lstat(root / 'seg' / str(oid) / 'data')
                     if st.st_size != hi - lo:
                         bad.append(f"seg {oid}: data is {st.st_size} bytes, region {hi - lo}")
                 else:
                     if vaspace.vas_holders(oid):
                         bad.append(f"vas {oid}: held by {vaspace.vas_holders(oid)} after all died")
                     for link in vaspace.vas_segments(oid):
-                        if objects.name_of(seg.SEG, link.sid) is None:
+                        if _name_of(seg.SEG, link.sid) is None:
                             bad.append(f"vas {oid}: links deleted segment {link.sid}")
             except OSError as exc:
                 bad.append(f"{label} {oid}: listed but not whole: {exc}")
@@ -337,7 +346,7 @@ def check_registry(ledger: Ledger, stats: Stats) -> list[str]:
     doomed_ids = {(label, oid) for label, oid, _ in ledger.doomed}
     for (label, oid), name in list(ledger.created.items()):
         kind = vas.VAS if label == "vas" else seg.SEG
-        if objects.name_of(kind, oid) == name:
+        if _name_of(kind, oid) == name:
             continue
         del ledger.created[(label, oid)]  # report each loss once
         if (label, oid, name) in ledger.doomed:
@@ -351,12 +360,12 @@ def check_registry(ledger: Ledger, stats: Stats) -> list[str]:
         bad.append(f"{label} {oid} {name!r} was created, never deleted, and is gone")
     # Committed pages are intact in the backing files.
     for (sid, name, page), crc in list(ledger.pages.items()):
-        if objects.name_of(seg.SEG, sid) != name:
+        if _name_of(seg.SEG, sid) != name:
             if ("seg", sid, name) not in ledger.doomed:
                 bad.append(f"seg {sid} {name!r} holding committed data vanished")
             del ledger.pages[(sid, name, page)]  # deleted as intended: nothing left to check
             continue
-        with open(seg.data_path(sid), "rb") as f:
+        with open(root / 'seg' / str(sid) / 'data', "rb") as f:
             f.seek(page * PAGE)
             if zlib.crc32(f.read(PAGE)) != crc:
                 bad.append(f"seg {sid} {name!r} page {page}: committed data changed")

@@ -1,4 +1,4 @@
-"""The fixture every test uses: a fresh registry root per test."""
+"""The fixture every test uses (a fresh registry root per test), and suite-wide rules."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ import pytest
 
 from vaspace.registry import root as rootmod
 from vaspace_testing import reset_process_state
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # An assert that fails in a worker thread only ends that thread; pytest
+    # notices the unhandled exception but merely warns.  Make it fail the test.
+    config.addinivalue_line("filterwarnings",
+                            "error::pytest.PytestUnhandledThreadExceptionWarning")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import os
 import pytest
 
 import vaspace as v
-from vaspace_testing import SEG_BASE, MiB, in_child
+from vaspace_testing import SEG_BASE, MiB, in_child, needs_root
 
 
 def err(exc_info: pytest.ExceptionInfo[OSError]) -> int:
@@ -101,6 +101,7 @@ def test_deleted_id_einval_and_name_free(registry: str) -> None:
     assert v.vas_create("gone", 0o600) > 0
 
 
+@needs_root  # gives a segment to another group (chown)
 def test_setattr(registry: str) -> None:
     vid = v.vas_create("s", 0o600)
     v.vas_setattr(vid, v.Attr(mode=0o7644, user=os.geteuid(), group=os.getegid()))

@@ -106,3 +106,36 @@ def test_errno_table(registry: str, call: str, args: tuple, code: int) -> None:
     assert type(e.value) is type(OSError(code, "x"))  # the matching OSError subclass
     assert e.value.errno == code
     assert e.value.strerror and os.strerror(code) in str(e.value)
+
+
+# Calls on registry objects: their errors name the object in ``filename`` too.
+NAMED_FAILURES = [
+    ("vas_find", ("missing",), "missing"),
+    ("vas_getattr", (424242,), "424242"),
+    ("vas_delete", (0,), "0"),
+    ("vas_create", ("", 0o600), ""),
+    ("vas_seg_find", ("nope",), "nope"),
+    ("vas_seg_getattr", (424242,), "424242"),
+    ("vas_name", (7,), "7"),
+]
+
+
+@pytest.mark.parametrize("call,args,filename", NAMED_FAILURES,
+                         ids=[c for c, _, _ in NAMED_FAILURES])
+def test_errors_carry_the_object_as_filename(registry: str, call: str, args: tuple,
+                                             filename: str) -> None:
+    """One shape everywhere: ``OSError(errno, strerror, filename)``."""
+    with pytest.raises(OSError) as e:
+        getattr(v, call)(*args)
+    assert e.value.filename == filename
+    assert e.value.strerror.startswith(os.strerror(e.value.errno) + ": ")
+
+
+def test_busy_errors_name_the_object(registry: str) -> None:
+    vid = v.vas_create("db", 0o600)
+    sid = v.vas_seg_create("table", 0x4000_0000_0000, 0x4000_0000_1000, 0o600)
+    v.vas_seg_attach(vid, sid, os.O_RDWR)
+    with pytest.raises(OSError) as e:
+        v.vas_seg_delete(sid)
+    assert e.value.errno == errno.EBUSY and e.value.filename == "table"
+    assert "VAS 'db' (vid 1)" in e.value.strerror

@@ -16,6 +16,7 @@ import pytest
 
 import vaspace as v
 from vaspace import _core
+from vaspace.window import shm_range
 from vaspace_testing import SEG_BASE, MiB, in_child
 
 LOOPS = 3000
@@ -240,6 +241,45 @@ def test_publish_threads(tmp_path: Path) -> None:
         _flat(lambda: _core.publish_threads(fd), loops=300)
         _flat(_bad(_core.publish_threads, short))  # too short: refused, not a SIGBUS
         _flat(_bad(_core.publish_threads, -1))
+    finally:
+        os.close(fd)
+        os.close(short)
+
+
+def test_fixed_map(tmp_path: Path) -> None:
+    """vaspace.shared_memory's exporter: map, alias, views, refusals, close."""
+    lo, hi = shm_range()
+    _core.set_fixed_range(lo, hi - lo)
+    addr = hi - 4 * PAGE
+    fd = os.open(tmp_path / "data", os.O_RDWR | os.O_CREAT, 0o600)
+    short = os.open(tmp_path / "short", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.ftruncate(fd, 2 * PAGE)
+
+        def cycle() -> None:
+            m = _core.FixedMap(fd, addr, 2 * PAGE)
+            alias = m.alias()
+            with memoryview(alias) as mv:
+                mv[0] = 1
+                with contextlib.suppress(BufferError):
+                    alias.close()  # refused: a view is alive
+            m.close()
+            alias.close()
+            repr(alias)
+        _flat(cycle)
+        _flat(lambda: _core.set_fixed_range(lo, hi - lo))
+        _flat(_bad(_core.set_fixed_range, 0, PAGE))
+        _flat(_bad(_core.set_fixed_range, "x", PAGE))
+        _flat(_bad(_core.FixedMap, fd, lo - PAGE, PAGE))  # outside the range
+        _flat(_bad(_core.FixedMap, short, addr, PAGE))  # shorter than the map
+        _flat(_bad(_core.FixedMap, -1, addr, PAGE))
+        _flat(_bad(_core.FixedMap, fd, "x", PAGE))
+        held = _core.FixedMap(fd, addr, PAGE)
+        _flat(_bad(_core.FixedMap, fd, addr, PAGE))  # EEXIST: never over a mapping
+        held.close()
+        _flat(_bad(held.close))  # closed already
+        _flat(_bad(memoryview, held))
+        _flat(_bad(held.alias))
     finally:
         os.close(fd)
         os.close(short)

@@ -157,3 +157,13 @@ def test_umask_does_not_decide_modes(registry: str) -> None:
     vid, sid = as_nobody(make)
     assert v.vas_getattr(vid).mode == 0o666 and v.vas_seg_getattr(sid).mode == 0o644
     assert as_nobody(v.vas_name, vid, uid=65533) == "um"  # names stay readable to others
+
+
+@pytest.mark.parametrize("bad", [3, -1, 0o100, True, False, 1.0, "0", None])
+def test_access_type_is_one_of_the_three(registry: str, bad: object) -> None:
+    """O_RDONLY, O_WRONLY or O_RDWR as a plain int; anything else (a bool too) is EINVAL."""
+    vid = v.vas_create("v", 0o600)
+    with pytest.raises(OSError) as e:
+        v.vas_attach(0, vid, bad)  # type: ignore[arg-type]
+    assert e.value.errno == errno.EINVAL and "bad access type" in str(e.value)
+    assert v.proc_vas(0) == []

@@ -377,6 +377,31 @@ def test_close_and_unlink_refuse_with_live_exports(registry: str) -> None:
     assert sm.buf is None
 
 
+def _maps(addr: int) -> bool:
+    with open("/proc/self/maps") as f:
+        return any(int(line.split("-")[0], 16) == addr for line in f)
+
+
+@pytest.mark.parametrize("first", ["creator", "attacher"])
+def test_two_handles_in_one_process_share_one_mapping(registry: str, first: str) -> None:
+    """Each handle counts its own views; the memory goes with the last handle closed."""
+    a = vsm.SharedMemory(create=True, size=4096)
+    b = vsm.SharedMemory(a.name)
+    assert b.address == a.address
+    gone, kept = (a, b) if first == "creator" else (b, a)
+    view = kept.buf[:8]
+    gone.close()  # its own buffer has no views: allowed, the mapping stays
+    assert _maps(kept.address)
+    view[:2] = b"ok"
+    with pytest.raises(BufferError):
+        kept.close()
+    view.release()
+    addr = kept.address
+    kept.close()
+    assert not _maps(addr)
+    a.unlink()
+
+
 def test_close_with_a_heap_open_refuses(registry: str) -> None:
     sm = vsm.SharedMemory(create=True, size=1 << 20)
     heap = sm.heap()
@@ -602,11 +627,10 @@ def test_concurrent_first_heap_formats_once(registry: str) -> None:
 def test_heap_waits_bounded_for_a_held_lock(registry: str, monkeypatch) -> None:
     import fcntl
 
-    from vaspace.registry import seg as segreg
-
     monkeypatch.setattr(vsm, "HEAP_LOCK_TIMEOUT", 0.2)
     sm = vsm.SharedMemory(create=True, size=1 << 20)
-    holder = os.open(segreg.data_path(vaspace.vas_seg_find("shm:" + sm._name)), os.O_RDONLY)
+    holder = os.open(f"{vaspace.registry_root()}/seg/{vaspace.vas_seg_find('shm:' + sm._name)}"
+                     "/data", os.O_RDONLY)
     try:
         fcntl.flock(holder, fcntl.LOCK_EX)  # what any reader of the file could do
         with pytest.raises(TimeoutError):
@@ -635,13 +659,11 @@ def test_vaspace_ls_shows_a_block_with_owner_and_mode(registry: str) -> None:
 
 def test_a_rewritten_region_never_maps_over_memory(registry: str) -> None:
     """A block's owner can rewrite its region file; attaching it must not clobber anything."""
-    from vaspace.registry import seg as segreg
-
     def make_and_rewrite(target: int) -> str:
         sm = vsm.SharedMemory(create=True, size=4096, mode=0o666, track=False)
         sid = vaspace.vas_seg_find("shm:" + sm._name)
         sm.close()
-        fd = os.open(segreg.SEG.obj_dir(sid) / "region", os.O_WRONLY | os.O_TRUNC)
+        fd = os.open(f"{vaspace.registry_root()}/seg/{sid}/region", os.O_WRONLY | os.O_TRUNC)
         os.write(fd, f"{target:x}-{target + 4096:x}\n".encode())
         os.close(fd)
         return sm.name

@@ -10,24 +10,47 @@ killed it).  ``as_nobody`` does the same after dropping to uid/gid 65534, the
 way the OS sees an unprivileged user (the interpreter lives under a root-only
 home, so ``su nobody -c python`` cannot work here: the child imports first,
 then drops privileges).
+
+Every child gets a bounded wait: one that outlives its ``timeout`` is
+killed and the test fails naming the function and the timeout, instead of
+hanging the suite until faulthandler fires.  Tests that need a second user
+(``uid=``) need root to become it: run as anyone else they are skipped with
+that reason (``needs_root``), not failed.
 """
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import os
 import pickle
+import select
 import signal
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 import vaspace
 from vaspace.process import state as statemod
 
 NOBODY = 65534
 OTHER_USER = 65533  # a second unprivileged user, for cross-user tests
+CHILD_TIMEOUT = 30.0  # seconds; a child is killed after this (well under faulthandler's 120)
+
+IS_ROOT = os.geteuid() == 0
+NEEDS_ROOT_REASON = ("needs root: the test becomes a second user (setuid) or gives objects "
+                     "away (chown); run the full suite as root")
+needs_root = pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT_REASON)
+
+
+def require_root() -> None:
+    """Skip the calling test, with the reason, unless it runs as root."""
+    if not IS_ROOT:
+        pytest.skip(NEEDS_ROOT_REASON)
 
 
 @dataclass
@@ -48,43 +71,97 @@ class ChildResult:
         return self.value
 
 
-def _drop_to(uid: int, gid: int) -> None:
-    os.setgroups([])
+def _drop_to(uid: int, gid: int, groups: list[int]) -> None:
+    os.setgroups(groups)
     os.setgid(gid)
     os.setuid(uid)
 
 
+def _run_in_child(w: int, fn: Callable[..., Any], args: tuple, kwargs: dict,
+                  ids: tuple[int, int, list[int]] | None) -> None:
+    """The child's half of ``in_child``: never returns."""
+    # A child that must die of SIGSEGV should not print pytest's traceback.
+    faulthandler.disable()
+    code = 0
+    try:
+        if ids is not None:
+            _drop_to(*ids)
+        try:
+            payload = ("ok", fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            code = 1
+            payload = ("err", exc)
+        try:
+            data = pickle.dumps(payload)
+        except Exception:  # noqa: BLE001 - an unpicklable result or exception
+            data = pickle.dumps(("err", RuntimeError(traceback.format_exc())))
+        with os.fdopen(w, "wb") as f:
+            f.write(data)
+    finally:
+        os._exit(code)
+
+
+def _collect(pid: int, r: int, timeout: float, what: str) -> tuple[bytes, int]:
+    """Read the child's report and reap it; kill it and fail once ``timeout`` runs out.
+
+    The child may have forked a process that still holds the pipe's write
+    end, so the report ends when the child is gone, not at EOF.
+    """
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    status = None
+    os.set_blocking(r, False)
+    try:
+        while status is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise AssertionError(f"child running {what} did not finish within "
+                                     f"{timeout:g} s and was killed")
+            ready, _, _ = select.select([r], [], [], min(left, 0.05))
+            if ready:
+                chunk = os.read(r, 1 << 16)
+                if chunk:
+                    chunks.append(chunk)
+                    continue
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = st
+        while True:  # whatever it wrote before it exited
+            try:
+                chunk = os.read(r, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+    return b"".join(chunks), status
+
+
 def in_child(fn: Callable[..., Any], *args: Any, uid: int | None = None,
-             timeout: float = 60.0, **kwargs: Any) -> ChildResult:
-    """Fork, optionally drop to ``uid`` (gid = uid), run ``fn``, report the outcome."""
+             gid: int | None = None, groups: list[int] | None = None,
+             timeout: float = CHILD_TIMEOUT, **kwargs: Any) -> ChildResult:
+    """Fork, optionally become ``uid`` (gid ``gid``, default uid; supplementary
+    ``groups``, default none), run ``fn``, report the outcome.
+
+    The child is killed, and the test fails naming ``fn``, if it has not
+    finished after ``timeout`` seconds.  Becoming another user needs root:
+    otherwise the test is skipped with that reason.
+    """
+    ids = None
+    if uid is not None:
+        require_root()
+        ids = (uid, uid if gid is None else gid, list(groups or []))
     r, w = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child
+    if pid == 0:
         os.close(r)
-        # A child that must die of SIGSEGV should not print pytest's traceback.
-        faulthandler.disable()
-        code = 0
-        try:
-            if uid is not None:
-                _drop_to(uid, uid)
-            try:
-                payload = ("ok", fn(*args, **kwargs))
-            except BaseException as exc:  # noqa: BLE001 - reported to the parent
-                code = 1
-                try:
-                    pickle.dumps(exc)
-                    payload = ("err", exc)
-                except Exception:
-                    payload = ("err", RuntimeError(traceback.format_exc()))
-            data = pickle.dumps(payload)
-            with os.fdopen(w, "wb") as f:
-                f.write(data)
-        finally:
-            os._exit(code)
+        _run_in_child(w, fn, args, kwargs, ids)
     os.close(w)
-    with os.fdopen(r, "rb") as f:
-        data = f.read()
-    _, status = os.waitpid(pid, 0)
+    data, status = _collect(pid, r, timeout, getattr(fn, "__qualname__", repr(fn)))
     if os.WIFSIGNALED(status):
         return ChildResult(signal=os.WTERMSIG(status))
     kind, obj = pickle.loads(data) if data else ("err", RuntimeError("child wrote nothing"))
@@ -102,11 +179,14 @@ def reset_process_state() -> None:
     """Leave every VAS this process entered or attached (between tests)."""
     st = statemod.state()
     vaspace.vas_switch(0)
-    for vid in list(st.attachments):
-        att = st.attachments.pop(vid)
-        for m in att.maps:
-            st.space.put(m)
-        os.close(att.lock_fd)
+    # Under the state's lock with fresh ``placed`` flags (a fast-path switch
+    # does not update them), so put() unmaps each mapping where it really is.
+    with st.changing():
+        for vid in list(st.attachments):
+            att = st.attachments.pop(vid)
+            for m in att.maps:
+                st.space.put(m)
+            os.close(att.lock_fd)
     import vaspace._core as core
 
     for tid, _ in core.thread_vids():
@@ -116,3 +196,42 @@ def reset_process_state() -> None:
 
 SEG_BASE = 0x4000_0000_0000
 MiB = 1 << 20
+
+
+def peek(addr: int) -> int:
+    """The byte at ``addr`` of this process (it faults if nothing readable is there)."""
+    return ctypes.c_ubyte.from_address(addr).value
+
+
+def poke(addr: int, value: int) -> None:
+    ctypes.c_ubyte.from_address(addr).value = value
+
+
+def vas_with_byte(name: str, byte: int, start: int = SEG_BASE, size: int = MiB) -> int:
+    """A VAS with one segment at ``start`` whose first byte is ``byte``; left attached O_RDWR."""
+    vid = vaspace.vas_create(name, 0o600)
+    sid = vaspace.vas_seg_create(f"{name}-seg", start, start + size, 0o600)
+    vaspace.vas_seg_attach(vid, sid, os.O_RDWR)
+    vaspace.vas_attach(0, vid, os.O_RDWR)
+    with vaspace.VAS(vid).active():
+        poke(start, byte)
+    return vid
+
+
+def maps_line(addr: int) -> str:
+    """The line of /proc/self/maps that covers ``addr`` ("" if none does)."""
+    with open("/proc/self/maps") as f:
+        for line in f:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            if lo <= addr < hi:
+                return line
+    return ""
+
+
+def errno_of(fn: Callable[..., Any], *args: Any) -> int:
+    """The errno a call fails with (-1 for an OSError without one), or 0 if it succeeds."""
+    try:
+        fn(*args)
+    except OSError as exc:
+        return exc.errno or -1
+    return 0

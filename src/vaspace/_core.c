@@ -179,6 +179,16 @@ in_reserved(unsigned long long addr, unsigned long long len)
     return 0;
 }
 
+/* Whether [addr, addr+len) is a page-aligned, non-empty range of the 47-bit
+ * user address space, not below 64 KiB (a mapping at NULL would hide NULL
+ * dereferences): what reserve() and set_fixed_range() accept. */
+static int
+user_range(unsigned long long addr, unsigned long long len)
+{
+    return len != 0 && addr + len >= addr && addr % page_size == 0 && len % page_size == 0 &&
+           addr >= 0x10000 && addr + len <= 0x800000000000ull;
+}
+
 /* One mapping of a segment file: its token (0 = free entry), its home (the
  * segment's own address) and parking slot, whether it is placed (at home),
  * and how many exports pin it where it is.
@@ -526,11 +536,6 @@ plug_noreplace(uintptr_t addr, size_t len)
     return 0;
 }
 
-/* How a move failed: 0 done; MOVE_FAILED (errno in *err, nothing changed);
- * MOVE_LOST (the move failed and so did its own undo: state unknown). */
-#define MOVE_FAILED 1
-#define MOVE_LOST 2
-
 /* Whether a mapping's parking slot is plugged while the mapping is placed.
  * 0 (the default): the slot stays an unmapped hole, so a park is one mremap
  * into it and a place is one mremap out of it (2 calls per conflicting
@@ -539,49 +544,77 @@ plug_noreplace(uintptr_t addr, size_t len)
  * its mapping leaves, as the window always is. */
 static int park_plugs = 0;
 
+/* A move's plug failed after its mremap: put the mapping back.  Returns the
+ * plug's errno; sets *undo_err if putting it back failed too. */
+static __attribute__((noinline, cold)) int
+move_undo(uintptr_t src, uintptr_t dst, size_t len, int *undo_err)
+{
+    int err = errno;
+    /* The src range was just vacated, so this cannot clash. */
+    if (mremap((void *)dst, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)src) == MAP_FAILED
+        || reserve_fixed(dst, len) < 0)
+        *undo_err = errno;
+    return err;
+}
+
 /* One move: mremap the mapping at src to dst (into a hole, or replacing a
  * placeholder), then plug the hole left at src if plug_src says so.  The
  * caller decides: a home in the window is plugged unless the plan refills it
- * at once; a parking slot only in plugged mode. */
-static int
-move_one(uintptr_t src, uintptr_t dst, size_t len, int plug_src, int *err, int *undo_err)
+ * at once; a parking slot only in plugged mode.  Returns 0, or the errno of
+ * a failed move (nothing changed, unless *undo_err was set: then the state
+ * is unknown). */
+static inline int
+move_one(uintptr_t src, uintptr_t dst, size_t len, int plug_src, int *undo_err)
 {
-    void *p = mremap((void *)src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)dst);
-    if (p == MAP_FAILED) {
-        *err = errno;
-        return MOVE_FAILED;
-    }
-    if (plug_src && reserve_fixed(src, len) < 0) {
-        *err = errno;
-        /* Put it back; the src range was just vacated, so this cannot clash. */
-        if (mremap((void *)dst, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)src)
-            == MAP_FAILED || reserve_fixed(dst, len) < 0) {
-            *undo_err = errno;
-            return MOVE_LOST;
-        }
-        return MOVE_FAILED;
-    }
-    return 0;
+    if (mremap((void *)src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)dst) == MAP_FAILED)
+        return errno;
+    if (!plug_src || reserve_fixed(src, len) == 0)
+        return 0;
+    return move_undo(src, dst, len, undo_err);
 }
 
 /* Whether the forward move m plugs the range it leaves. */
-static int
+static inline int
 move_plugs_src(const move_t *m)
 {
     return m->place ? park_plugs : !m->keep_hole;
 }
 
-/* Check a plan against the table before anything moves, simulating it
- * (flipping `placed` in order, then flipping back) so that a mapping parked
- * early in the plan frees its range for one placed later.  Returns 0 (it can
+/* Check a plan against the table before anything moves.  Returns 0 (it can
  * run), 1 (stale: the table does not match the plan; no exception set), or
  * -1 (BufferError set: it would park a mapping with live exports, or place
- * a mapping over one; with `others`, other threads are inside VASes and a
- * place over a pinned mapping is stale instead, for the slow path to name).
- * The cost is O(1) per park and O(mappings) per place, which keeps placed
- * mappings from ever overlapping. */
+ * a mapping over one).
+ *
+ * The cached-plan switch (full = 0) pays only for what keeps views safe:
+ * while no mapping has exports and no other thread is inside a VAS, an O(1)
+ * test per move that the plan matches the table (right token, moving the
+ * right way).  Otherwise, and always for plans that come straight from
+ * Python (full = 1), the plan is simulated: see plan_check_full. */
+static int plan_check_full(const move_t *moves, Py_ssize_t n, int others);
+
+static inline __attribute__((always_inline)) int
+plan_check(const move_t *moves, Py_ssize_t n, int full, int others)
+{
+    if (full || others || pinned_maps)
+        return plan_check_full(moves, n, others);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const move_t *m = &moves[i];
+        if (m->idx >= tmaps_len || tmaps[m->idx].token != m->token ||
+            tmaps[m->idx].placed == m->place)
+            return 1;
+    }
+    return 0;
+}
+
+/* The simulated check: flip `placed` in order, then flip back, so that a
+ * mapping parked early in the plan frees its range for one placed later,
+ * and a place that would land on a placed mapping is refused (stale).  With
+ * `others` (other threads are inside VASes) a place over a pinned mapping
+ * is stale too, for the slow path to name; without, it is a BufferError.
+ * O(1) per park, O(mappings) per place, which keeps placed mappings from
+ * ever overlapping. */
 static int
-plan_check(const move_t *moves, Py_ssize_t n, int others)
+plan_check_full(const move_t *moves, Py_ssize_t n, int others)
 {
     int r = 0;
     Py_ssize_t flipped = 0;
@@ -633,36 +666,44 @@ plan_check(const move_t *moves, Py_ssize_t n, int others)
     return -1;
 }
 
+/* Move i of a plan failed with err: undo moves [0, i) in reverse, set the
+ * error (ENOTRECOVERABLE if an undo failed), return -1. */
+static __attribute__((noinline, cold)) int
+moves_failed(const move_t *moves, Py_ssize_t i, int err, int undo_err)
+{
+    if (undo_err) {
+        unknown_state(err, undo_err, "mremap");
+        return -1;
+    }
+    for (Py_ssize_t j = i - 1; j >= 0; j--) {
+        const move_t *u = &moves[j];
+        int e3 = 0;
+        /* Undoing a place leaves a hole at home: plug it.  Undoing a park
+         * leaves a hole in the parking slot: as any slot. */
+        int e2 = move_one(u->dst, u->src, u->len, u->place ? 1 : park_plugs, &e3);
+        if (e2) {
+            unknown_state(err, e2, "mremap");
+            return -1;
+        }
+        tmaps[u->idx].placed = !u->place;
+    }
+    vaspace_oserror(err, "mremap");
+    return -1;
+}
+
 /* Run moves[0..n) in order (after plan_check); on failure undo the ones
  * done, in reverse.  Returns 0, or -1 with OSError set. */
 static int
 run_moves(const move_t *moves, Py_ssize_t n)
 {
-    int err = 0, undo_err = 0;
+    int undo_err = 0;
     if (n > 0)
         window_gen++;
     for (Py_ssize_t i = 0; i < n; i++) {
         const move_t *m = &moves[i];
-        int r = move_one(m->src, m->dst, m->len, move_plugs_src(m), &err, &undo_err);
-        if (r == MOVE_LOST) {
-            unknown_state(err, undo_err, "mremap");
-            return -1;
-        }
-        if (r) {
-            for (Py_ssize_t j = i - 1; j >= 0; j--) {
-                const move_t *u = &moves[j];
-                int e2 = 0, e3 = 0;
-                /* Undoing a place leaves a hole at home: plug it.  Undoing a
-                 * park leaves a hole in the parking slot: as any slot. */
-                if (move_one(u->dst, u->src, u->len, u->place ? 1 : park_plugs, &e2, &e3)) {
-                    unknown_state(err, e2, "mremap");
-                    return -1;
-                }
-                tmaps[u->idx].placed = !u->place;
-            }
-            vaspace_oserror(err, "mremap");
-            return -1;
-        }
+        int err = move_one(m->src, m->dst, m->len, move_plugs_src(m), &undo_err);
+        if (err)
+            return moves_failed(moves, i, err, undo_err);
         tmaps[m->idx].placed = m->place;
     }
     return 0;
@@ -757,9 +798,7 @@ vaspace_reserve(PyObject *self, PyObject *args)
     unsigned long long addr, len;
     if (!PyArg_ParseTuple(args, "KK", &addr, &len))
         return NULL;
-    /* Not below 64 KiB either: a mapping at NULL would hide NULL dereferences. */
-    if (len == 0 || addr + len < addr || addr % page_size || len % page_size ||
-        addr < 0x10000 || addr + len > 0x800000000000ull) {
+    if (!user_range(addr, len)) {
         PyErr_SetString(PyExc_ValueError, "reserve: need a page-aligned, non-empty range "
                         "in the 47-bit user address space, above 64 KiB");
         return NULL;
@@ -1047,7 +1086,7 @@ vaspace_move(PyObject *self, PyObject *args)
     Py_DECREF(seq);
     if (r < 0)
         return NULL;
-    r = plan_check(moves, n, 0);
+    r = plan_check(moves, n, 1, 0);
     if (r == 1)
         PyErr_SetString(PyExc_ValueError, place ? "move: the mapping is placed already"
                                                 : "move: the mapping is parked already");
@@ -1081,10 +1120,10 @@ vaspace_run_plan(PyObject *self, PyObject *args)
         return vaspace_oserror(EAGAIN, "vas_switch (too many threads inside VASes)");
     if (parse_moves(seq, &moves, &n) < 0)
         return NULL;
-    int r = plan_check(moves, n, 0);
+    int r = plan_check(moves, n, 1, 0);
     if (r == 1)
-        PyErr_SetString(PyExc_ValueError,
-                        "run_plan: a move parks a parked mapping or places a placed one");
+        PyErr_SetString(PyExc_ValueError, "run_plan: a move parks a parked mapping, places a "
+                        "placed one, or places one over a placed mapping");
     if (r == 0)
         r = run_moves(moves, n);
     PyMem_Free(moves);
@@ -1246,15 +1285,18 @@ vaspace_switch_fast(PyObject *self, PyObject *arg)
     if (p == NULL || !slot_available(vid))
         return PyLong_FromLong(0);
     /* A cached plan moves what differs between the two VASes.  With other
-     * threads inside VASes it may run only if it parks nothing they use. */
+     * threads inside VASes it may run only if it parks nothing they use,
+     * and it gets the full check (their mappings may be in the way). */
     long others = threads_in_vas - (from != 0);
     if (others && parks_shared(p))
         return PyLong_FromLong(0);
-    int r = plan_check(p->moves, p->n, others != 0);
-    if (r == 1)
-        return PyLong_FromLong(0);
-    if (r < 0 || run_moves(p->moves, p->n) < 0)
-        return NULL;
+    if (p->n) { /* nothing to move: nothing to check either */
+        int r = plan_check(p->moves, p->n, 0, others != 0);
+        if (r == 1)
+            return PyLong_FromLong(0);
+        if (r < 0 || run_moves(p->moves, p->n) < 0)
+            return NULL;
+    }
     set_active(vid);
     return PyLong_FromLong(from == 0 ? 2 : 1);
 }
@@ -1768,6 +1810,287 @@ static PyTypeObject WindowViewType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ================================================================== */
+/* FixedMap: vaspace.shared_memory's blocks (issue 14)                 */
+/*                                                                    */
+/* A shared-memory block is a segment file mapped MAP_SHARED at its    */
+/* fixed address in the shared-memory range of the window, outside VAS */
+/* switching: it is not a reserved range (reset_after_fork re-plugs    */
+/* those) and not in the token table, so a forked child keeps it.      */
+/* Mapping uses MAP_FIXED_NOREPLACE and unmapping only ever touches    */
+/* what a FixedMap itself mapped, so no argument can clobber memory.   */
+/* ================================================================== */
+
+/* The range set_fixed_range() allows: every FixedMap lies inside it. */
+static range_t fixed_range = {0, 0};
+
+/* One mapping, shared by the FixedMap objects that alias it; the last
+ * one closed unmaps it. */
+typedef struct {
+    uintptr_t addr;
+    size_t len;
+    Py_ssize_t refs;
+} fixed_region_t;
+
+typedef struct {
+    PyObject_HEAD
+    fixed_region_t *region; /* NULL once closed */
+    unsigned long addr;
+    Py_ssize_t size;
+    Py_ssize_t exports;
+} FixedMap;
+
+static PyTypeObject FixedMapType;
+
+PyDoc_STRVAR(set_fixed_range_doc,
+"set_fixed_range(addr, length)\n\n"
+"Allow FixedMap in [addr, addr+length) (the shared-memory range of the\n"
+"window) from now on.  Refused (ValueError) unless page-aligned, in the\n"
+"47-bit user address space above 64 KiB and clear of every reserved range.\n"
+"Maps that exist keep their place.");
+
+static PyObject *
+vaspace_set_fixed_range(PyObject *self, PyObject *args)
+{
+    unsigned long long addr, len;
+    if (!PyArg_ParseTuple(args, "KK", &addr, &len))
+        return NULL;
+    if (!user_range(addr, len)) {
+        PyErr_SetString(PyExc_ValueError, "set_fixed_range: need a page-aligned, non-empty "
+                        "range in the 47-bit user address space, above 64 KiB");
+        return NULL;
+    }
+    for (int i = 0; i < n_reserved; i++) {
+        if (overlaps(reserved[i].lo, reserved[i].hi - reserved[i].lo, addr, len)) {
+            set_errorf(PyExc_ValueError, "set_fixed_range: [%#llx, +%#llx) overlaps the "
+                       "reserved range [%#lx, %#lx)", addr, len,
+                       (unsigned long)reserved[i].lo, (unsigned long)reserved[i].hi);
+            return NULL;
+        }
+    }
+    fixed_range.lo = addr;
+    fixed_range.hi = addr + len;
+    Py_RETURN_NONE;
+}
+
+/* FixedMap(fd, addr, length): map the regular file open at fd, which must
+ * hold at least length bytes (a shorter one would SIGBUS on access). */
+static PyObject *
+FixedMap_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fd", "addr", "length", NULL};
+    int fd;
+    unsigned long long addr, len;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iKK", kwlist, &fd, &addr, &len))
+        return NULL;
+    if (len == 0 || addr + len < addr || addr % page_size || len % page_size ||
+        addr < fixed_range.lo || addr + len > fixed_range.hi) {
+        set_errorf(PyExc_ValueError, "FixedMap: [%#llx, +%#llx) is not a page-aligned, "
+                   "non-empty part of the shared-memory range [%#lx, %#lx)", addr, len,
+                   (unsigned long)fixed_range.lo, (unsigned long)fixed_range.hi);
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return vaspace_oserror(errno, "fstat");
+    if (!S_ISREG(st.st_mode) || (unsigned long long)st.st_size < len) {
+        set_errorf(PyExc_ValueError, "FixedMap: fd %d is not a regular file of at least "
+                   "%llu bytes", fd, len);
+        return NULL;
+    }
+    fixed_region_t *r = PyMem_RawMalloc(sizeof(*r));
+    if (r == NULL)
+        return PyErr_NoMemory();
+    FixedMap *self = (FixedMap *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        PyMem_RawFree(r);
+        return NULL;
+    }
+    void *p = mmap((void *)(uintptr_t)addr, len, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+    int err = errno;
+    if (p != MAP_FAILED && (uintptr_t)p != addr) {
+        munmap(p, len); /* a kernel without MAP_FIXED_NOREPLACE took it as a hint */
+        p = MAP_FAILED;
+        err = EEXIST;
+    }
+    if (p == MAP_FAILED) {
+        PyMem_RawFree(r);
+        Py_DECREF(self);
+        return vaspace_oserror(err, "mmap");
+    }
+    r->addr = addr;
+    r->len = len;
+    r->refs = 1;
+    self->region = r;
+    self->addr = (unsigned long)addr;
+    self->size = (Py_ssize_t)len;
+    return (PyObject *)self;
+}
+
+static PyObject *
+fixed_closed_error(void)
+{
+    PyErr_SetString(PyExc_ValueError, "FixedMap is closed");
+    return NULL;
+}
+
+/* Drop this object's reference to its region; the last one unmaps it. */
+static int
+fixed_release_region(FixedMap *self)
+{
+    fixed_region_t *r = self->region;
+    if (r == NULL)
+        return 0;
+    if (r->refs == 1) {
+        if (munmap((void *)r->addr, r->len) < 0)
+            return -1;
+        PyMem_RawFree(r);
+    } else {
+        r->refs--;
+    }
+    self->region = NULL;
+    return 0;
+}
+
+PyDoc_STRVAR(FixedMap_close_doc,
+"close()\n\n"
+"Let go of the mapping (the last alias unmaps it).  BufferError, changing\n"
+"nothing, while buffers taken from this object are alive; ValueError if it\n"
+"is closed already.");
+
+static PyObject *
+FixedMap_close(FixedMap *self, PyObject *noargs)
+{
+    if (self->region == NULL)
+        return fixed_closed_error();
+    if (self->exports > 0) {
+        set_errorf(PyExc_BufferError, "FixedMap at %#lx: %zd buffer(s) taken from it are "
+                   "alive; release them first", self->addr, self->exports);
+        return NULL;
+    }
+    if (fixed_release_region(self) < 0)
+        return vaspace_oserror(errno, "munmap");
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(FixedMap_alias_doc,
+"alias() -> FixedMap\n\n"
+"A new FixedMap of the same mapping, with its own export count (the\n"
+"mapping stays until every alias is closed).  ValueError if closed.");
+
+static PyObject *
+FixedMap_alias(FixedMap *self, PyObject *noargs)
+{
+    if (self->region == NULL)
+        return fixed_closed_error();
+    FixedMap *other = (FixedMap *)FixedMapType.tp_alloc(&FixedMapType, 0);
+    if (other == NULL)
+        return NULL;
+    self->region->refs++;
+    other->region = self->region;
+    other->addr = self->addr;
+    other->size = self->size;
+    return (PyObject *)other;
+}
+
+static int
+FixedMap_getbuffer(FixedMap *self, Py_buffer *view, int flags)
+{
+    if (self->region == NULL) {
+        fixed_closed_error();
+        return -1;
+    }
+    if (PyBuffer_FillInfo(view, (PyObject *)self, (void *)self->region->addr, self->size, 0,
+                          flags) < 0)
+        return -1;
+    self->exports++;
+    return 0;
+}
+
+static void
+FixedMap_releasebuffer(FixedMap *self, Py_buffer *view)
+{
+    self->exports--;
+}
+
+static void
+FixedMap_dealloc(FixedMap *self)
+{
+    /* No buffer is alive (each holds a reference), so this cannot pull
+     * memory from under a view.  An munmap failure here has no caller to
+     * tell: the range stays mapped, which is safe. */
+    if (fixed_release_region(self) < 0)
+        self->region = NULL;
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+FixedMap_repr(FixedMap *self)
+{
+    char where[64]; /* PyUnicode_FromFormat has no '#' flag */
+    snprintf(where, sizeof(where), "%#lx size %zd", self->addr, self->size);
+    return PyUnicode_FromFormat("<vaspace._core.FixedMap at %s%s>", where,
+                                self->region == NULL ? " closed" : "");
+}
+
+static PyObject *
+FixedMap_get_closed(FixedMap *self, void *c)
+{
+    return PyBool_FromLong(self->region == NULL);
+}
+
+static PyMethodDef FixedMap_methods[] = {
+    {"close", (PyCFunction)FixedMap_close, METH_NOARGS, FixedMap_close_doc},
+    {"alias", (PyCFunction)FixedMap_alias, METH_NOARGS, FixedMap_alias_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef FixedMap_getset[] = {
+    {"closed", (getter)FixedMap_get_closed, NULL, "Whether close() has run.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef FixedMap_members[] = {
+    {"addr", T_ULONG, offsetof(FixedMap, addr), READONLY, "The mapping's address."},
+    {"size", T_PYSSIZET, offsetof(FixedMap, size), READONLY, "The mapping's size in bytes."},
+    {"exports", T_PYSSIZET, offsetof(FixedMap, exports), READONLY,
+     "How many buffers taken from this object are alive."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyBufferProcs FixedMap_as_buffer = {
+    (getbufferproc)FixedMap_getbuffer,
+    (releasebufferproc)FixedMap_releasebuffer,
+};
+
+PyDoc_STRVAR(FixedMap_doc,
+"FixedMap(fd, addr, length)\n\n"
+"Map the regular file open read-write at fd, MAP_SHARED, at exactly\n"
+"[addr, addr+length) inside the range set_fixed_range() allows\n"
+"(FileExistsError if anything is mapped there already).  A writable buffer\n"
+"exporter that counts its exports, as mmap.mmap does; a forked child\n"
+"inherits the mapping.");
+
+static PyTypeObject FixedMapType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "vaspace._core.FixedMap",
+    .tp_basicsize = sizeof(FixedMap),
+    .tp_dealloc = (destructor)FixedMap_dealloc,
+    .tp_repr = (reprfunc)FixedMap_repr,
+    .tp_as_buffer = &FixedMap_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = FixedMap_doc,
+    .tp_methods = FixedMap_methods,
+    .tp_getset = FixedMap_getset,
+    .tp_members = FixedMap_members,
+    .tp_new = FixedMap_new,
+};
+
+/* ================================================================== */
+/* end of FixedMap                                                     */
+/* ================================================================== */
+
 /* ------------------------------------------------------------------ */
 /* the C API for the heap (vaspace_core_api.h)                         */
 /* ------------------------------------------------------------------ */
@@ -1844,6 +2167,7 @@ static PyMethodDef core_methods[] = {
     {"reserved", vaspace_reserved, METH_NOARGS, reserved_doc},
     {"park_plugs", vaspace_park_plugs, METH_VARARGS, park_plugs_doc},
     {"window_gen", vaspace_window_gen, METH_NOARGS, window_gen_doc},
+    {"set_fixed_range", vaspace_set_fixed_range, METH_VARARGS, set_fixed_range_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1861,6 +2185,8 @@ PyInit__core(void)
         page_size = (unsigned long long)ps;
     if (PyType_Ready(&WindowViewType) < 0)
         return NULL;
+    if (PyType_Ready(&FixedMapType) < 0) /* vaspace.shared_memory's exporter */
+        return NULL;
     PyObject *m = PyModule_Create(&core_module);
     if (m == NULL)
         return NULL;
@@ -1873,6 +2199,12 @@ PyInit__core(void)
     Py_INCREF(&WindowViewType);
     if (PyModule_AddObject(m, "WindowView", (PyObject *)&WindowViewType) < 0) {
         Py_DECREF(&WindowViewType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&FixedMapType);
+    if (PyModule_AddObject(m, "FixedMap", (PyObject *)&FixedMapType) < 0) {
+        Py_DECREF(&FixedMapType);
         Py_DECREF(m);
         return NULL;
     }

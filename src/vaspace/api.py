@@ -1,20 +1,21 @@
 """The RFC's 16 calls, with its argument order and errno, plus libmvas aliases.
 
-Every failure is ``OSError(errno, message)``, with the errno the RFC's
-system call returns and a message that names the object.  The calls are
+Every failure is ``OSError(errno, strerror, filename)``, with the errno the
+RFC's system call returns, a message that names the object, and the
+object's name (or the registry path) as ``filename``.  The calls are
 thin: the logic lives in ``registry`` (objects as files) and ``process``
 (attachments and switches).
 """
 
 from __future__ import annotations
 
-import errno
 import os
 
 from . import _core, perms
 from . import window as winmod
 from ._ntuples import Attr, Holder, ProcMap, ProcVas, SegLink
-from .errors import access_type_name, invalid, vas_error
+from .access import access_type_name
+from .errors import invalid
 from .process import attach as attachmod
 from .process import procfs
 from .process import switch as switchmod
@@ -22,6 +23,7 @@ from .registry import objects, records
 from .registry import root as rootmod
 from .registry import seg as segreg
 from .registry import vas as vasreg
+from .registry.kind import SEG, VAS
 
 # ------------------------------------------------------------------ VASes
 
@@ -42,24 +44,19 @@ def vas_delete(vid: int) -> None:
     first, as in the RFC), EACCES (no write permission), EPERM (not the
     owner: the registry is sticky, like /tmp).
     """
-    vid, name = vasreg.lookup(vid)
-    what = vasreg.describe(vid, name)
-    with rootmod.locked(), vasreg.quiesced(vid, name, "delete"):
-        objects.recheck(vasreg.VAS, vid, name)
-        attr = objects.getattr_(vasreg.VAS, vid)
-        perms.check(attr.user, attr.group, attr.mode, perms.MAY_WRITE, what)
-        objects.unpublish(vasreg.VAS, vid, name)
+    vasreg.delete(vid)
 
 
 def vas_find(name: str) -> int:
     """The id of the VAS called ``name``.  Errors: EINVAL (bad name), ESRCH (none)."""
-    return objects.find(vasreg.VAS, name)
+    with objects.find(VAS, name) as ref:
+        return ref.id
 
 
 def vas_getattr(vid: int) -> Attr:
     """The VAS's mode, user and group.  Errors: EINVAL."""
-    vid, _ = vasreg.lookup(vid)
-    return objects.getattr_(vasreg.VAS, vid)
+    with objects.pin(VAS, vid) as ref:
+        return ref.attr()
 
 
 def vas_setattr(vid: int, attr: Attr) -> None:
@@ -68,12 +65,11 @@ def vas_setattr(vid: int, attr: Attr) -> None:
     Errors: EINVAL, EACCES (no write permission), EPERM (the OS refuses a
     chmod by a non-owner or a chown by a non-root user).
     """
-    vid, name = vasreg.lookup(vid)
-    what = vasreg.describe(vid, name)
-    new = objects.check_attr(attr, what)
-    cur = objects.getattr_(vasreg.VAS, vid)
-    perms.check(cur.user, cur.group, cur.mode, perms.MAY_WRITE, what)
-    objects.setattr_(vasreg.VAS, vid, new, lambda a: vasreg.apply_dir_mode(vid, a.mode))
+    with objects.pin(VAS, vid) as ref:
+        new = objects.check_attr(attr, ref.what)
+        ref.require(perms.MAY_WRITE)
+        objects.setattr_(ref, new)
+        vasreg.apply_dir_mode(ref, new.mode)
 
 
 def vas_attach(pid: int, vid: int, type: int) -> None:  # noqa: A002 - the RFC's name
@@ -133,22 +129,13 @@ def vas_seg_delete(sid: int) -> None:
     Errors: EINVAL, EBUSY (attached to some VAS), EACCES (no write
     permission), EPERM (not the owner).
     """
-    sid, name = segreg.lookup(sid)
-    what = segreg.describe(sid, name)
-    with rootmod.locked():
-        objects.recheck(segreg.SEG, sid, name)
-        users = [vid for vid in objects.all_ids(vasreg.VAS)
-                 if sid in {link.sid for link in vasreg.seg_links(vid)}]
-        if users:
-            raise vas_error(errno.EBUSY, f"{what} is attached to VAS id(s) {users}")
-        attr = objects.getattr_(segreg.SEG, sid)
-        perms.check(attr.user, attr.group, attr.mode, perms.MAY_WRITE, what)
-        objects.unpublish(segreg.SEG, sid, name)
+    segreg.delete(sid)
 
 
 def vas_seg_find(name: str) -> int:
     """The id of the segment called ``name``.  Errors: EINVAL, ESRCH."""
-    return objects.find(segreg.SEG, name)
+    with objects.find(SEG, name) as ref:
+        return ref.id
 
 
 def vas_seg_attach(vid: int, sid: int, type: int) -> None:  # noqa: A002
@@ -159,31 +146,7 @@ def vas_seg_attach(vid: int, sid: int, type: int) -> None:  # noqa: A002
     VAS attached), EFAULT (overlaps a segment already in the VAS).
     Attaching an attached segment again does nothing.
     """
-    vid, vname = vasreg.lookup(vid)
-    sid, sname = segreg.lookup(sid)
-    vwhat, swhat = vasreg.describe(vid, vname), segreg.describe(sid, sname)
-    may = perms.may_for_type(type, swhat)
-    sattr = objects.getattr_(segreg.SEG, sid)
-    perms.check(sattr.user, sattr.group, sattr.mode, may, swhat)
-    vattr = objects.getattr_(vasreg.VAS, vid)
-    perms.check(vattr.user, vattr.group, vattr.mode, perms.MAY_WRITE, vwhat)
-    with rootmod.locked(), vasreg.quiesced(vid, vname, f"attach {swhat} to"):
-        objects.recheck(vasreg.VAS, vid, vname)
-        objects.recheck(segreg.SEG, sid, sname)
-        links = vasreg.seg_links(vid)
-        if sid in {link.sid for link in links}:
-            return
-        lo, hi = segreg.region(sid)
-        for link in links:
-            o_lo, o_hi = segreg.region(link.sid)
-            if lo < o_hi and o_lo < hi:
-                oname = objects.name_of(segreg.SEG, link.sid)
-                raise vas_error(errno.EFAULT, f"{swhat} [{lo:#x}, {hi:#x}) overlaps segment "
-                                f"{oname!r} [{o_lo:#x}, {o_hi:#x}) in {vwhat}")
-        try:
-            vasreg.link_seg(vid, sid, type)
-        except PermissionError:
-            raise vas_error(errno.EACCES, f"the OS refuses to change {vwhat}") from None
+    segreg.attach_to(vid, sid, type)
 
 
 def vas_seg_detach(vid: int, sid: int) -> None:
@@ -192,33 +155,21 @@ def vas_seg_detach(vid: int, sid: int) -> None:
     Errors: EINVAL (unknown ids, or not attached), EBUSY (a process has the
     VAS attached), EACCES (the OS refuses: the VAS is not writable by you).
     """
-    vid, vname = vasreg.lookup(vid)
-    sid, sname = segreg.lookup(sid)
-    vwhat, swhat = vasreg.describe(vid, vname), segreg.describe(sid, sname)
-    with rootmod.locked(), vasreg.quiesced(vid, vname, f"detach {swhat} from"):
-        objects.recheck(vasreg.VAS, vid, vname)
-        try:
-            removed = vasreg.unlink_seg(vid, sid)
-        except PermissionError:
-            raise vas_error(errno.EACCES, f"the OS refuses to change {vwhat}") from None
-        if not removed:
-            raise invalid(f"{swhat} is not attached to {vwhat}")
+    segreg.detach_from(vid, sid)
 
 
 def vas_seg_getattr(sid: int) -> Attr:
     """The segment's mode, user and group.  Errors: EINVAL."""
-    sid, _ = segreg.lookup(sid)
-    return objects.getattr_(segreg.SEG, sid)
+    with objects.pin(SEG, sid) as ref:
+        return ref.attr()
 
 
 def vas_seg_setattr(sid: int, attr: Attr) -> None:
     """Set the segment's attributes; the same rules as ``vas_setattr``."""
-    sid, name = segreg.lookup(sid)
-    what = segreg.describe(sid, name)
-    new = objects.check_attr(attr, what)
-    cur = objects.getattr_(segreg.SEG, sid)
-    perms.check(cur.user, cur.group, cur.mode, perms.MAY_WRITE, what)
-    objects.setattr_(segreg.SEG, sid, new)
+    with objects.pin(SEG, sid) as ref:
+        new = objects.check_attr(attr, ref.what)
+        ref.require(perms.MAY_WRITE)
+        objects.setattr_(ref, new)
 
 
 # ------------------------------------------------------------------ libmvas names
@@ -261,45 +212,50 @@ def proc_maps(pid: int, vid: int) -> list[ProcMap]:
 
 def vas_ids() -> list[int]:
     """Ids of every VAS in the registry."""
-    return objects.all_ids(vasreg.VAS)
+    return objects.all_ids(VAS)
 
 
 def seg_ids() -> list[int]:
     """Ids of every segment in the registry."""
-    return objects.all_ids(segreg.SEG)
+    return objects.all_ids(SEG)
 
 
 def vas_name(vid: int) -> str:
     """The name of a VAS.  Errors: EINVAL."""
-    return vasreg.lookup(vid)[1]
+    with objects.pin(VAS, vid) as ref:
+        return ref.name
 
 
 def seg_name(sid: int) -> str:
     """The name of a segment.  Errors: EINVAL."""
-    return segreg.lookup(sid)[1]
+    with objects.pin(SEG, sid) as ref:
+        return ref.name
 
 
 def vas_segments(vid: int) -> list[SegLink]:
     """The segments attached to a VAS, with their access types.  Errors: EINVAL."""
-    vid, _ = vasreg.lookup(vid)
-    return vasreg.seg_links(vid)
+    with objects.pin(VAS, vid) as ref:
+        return ref.links()
 
 
 def seg_region(sid: int) -> tuple[int, int]:
-    """A segment's [start, end).  Errors: EINVAL."""
-    sid, _ = segreg.lookup(sid)
-    return segreg.region(sid)
+    """A segment's [start, end).  Errors: EINVAL, EIO (its region file is damaged)."""
+    with objects.pin(SEG, sid) as ref:
+        return ref.region()
 
 
 def vas_holders(vid: int) -> list[Holder]:
     """Live processes that have a VAS attached, with their access types."""
-    vid, _ = vasreg.lookup(vid)
-    return records.holders(vid)
+    with objects.pin(VAS, vid) as ref:
+        return records.holders(ref.id)
 
 
 def registry_root() -> str:
-    """The registry directory in use (``$VASPACE_ROOT`` or /dev/shm/vaspace)."""
-    return str(rootmod.ensure())
+    """The registry directory in use (``$VASPACE_ROOT`` or /dev/shm/vaspace).
+
+    Errors: ENOENT if it does not exist yet (only creating calls make it).
+    """
+    return str(rootmod.existing())
 
 
 __all__ = [

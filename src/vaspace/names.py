@@ -12,7 +12,9 @@ encoded as ``%23``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import urllib.parse
 
 from .errors import invalid
 
@@ -24,20 +26,22 @@ _MAX_FILE_NAME = 255
 def check(name: object, kind: str) -> bytes:
     """Validate a name and return its UTF-8 bytes; EINVAL if it is not valid."""
     if not isinstance(name, str):
-        raise invalid(f"{kind} name must be str, not {type(name).__name__}")
+        raise invalid(f"{kind} name must be str, not {type(name).__name__}", repr(name))
     try:
         raw = name.encode("utf-8")
     except UnicodeEncodeError:
-        raise invalid(f"{kind} name {name!r} is not encodable as UTF-8") from None
+        raise invalid(f"{kind} name {name!r} is not encodable as UTF-8", repr(name)) from None
     if not raw:
-        raise invalid(f"{kind} name is empty")
+        raise invalid(f"{kind} name is empty", name)
     if len(raw) > MAX_NAME_BYTES:
-        raise invalid(f"{kind} name is {len(raw)} bytes long (at most {MAX_NAME_BYTES})")
+        raise invalid(f"{kind} name is {len(raw)} bytes long (at most {MAX_NAME_BYTES})",
+                      name[:40] + "...")
     if b"\0" in raw:
-        raise invalid(f"{kind} name {name!r} contains NUL")
+        raise invalid(f"{kind} name {name!r} contains NUL", repr(name))
     return raw
 
 
+@functools.lru_cache(maxsize=4096)  # pure; a process uses few names over and over
 def encode(raw: bytes) -> str:
     """The file name under which a (valid) name is registered."""
     parts = []
@@ -50,3 +54,21 @@ def encode(raw: bytes) -> str:
     if len(enc) > _MAX_FILE_NAME:
         enc = "#" + hashlib.sha256(raw).hexdigest()
     return enc
+
+
+
+@functools.lru_cache(maxsize=4096)
+def decode(enc: str) -> str | None:
+    """The name that ``encode`` turned into ``enc``; None if it was hashed or is not ours.
+
+    Reading a name back from its encoding saves opening the ``name`` file.
+    The result is checked by encoding it again, so an entry that ``encode``
+    would never produce gives None rather than a wrong name.
+    """
+    if enc.startswith("#"):
+        return None
+    try:
+        name = urllib.parse.unquote_to_bytes(enc).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return name if encode(name.encode("utf-8")) == enc else None

@@ -9,19 +9,27 @@ from __future__ import annotations
 import errno
 import os
 
-from .errors import access_type_name, vas_error
-
-MAY_READ = 4
-MAY_WRITE = 2
-
-_MAY = {os.O_RDONLY: MAY_READ, os.O_WRONLY: MAY_WRITE, os.O_RDWR: MAY_READ | MAY_WRITE}
+from .access import BY_FLAG, MAY_READ, MAY_WRITE, access_type_name, may_text
+from .errors import vas_error
 
 
-def may_for_type(access: object, what: str) -> int:
+def _naming(what: object, filename: str | None) -> tuple[str, str | None]:
+    """``what`` is a description, or an object (a registry Ref) with ``.what`` and ``.name``.
+
+    Objects are described only when an error is raised: the check itself
+    costs nothing for the message.
+    """
+    if isinstance(what, str):
+        return what, filename
+    return what.what, what.name  # type: ignore[attr-defined]
+
+
+def may_for_type(access: object, what: object, filename: str | None = None) -> int:
     """Turn an access type (O_RDONLY, O_WRONLY, O_RDWR) into MAY_* bits; EINVAL otherwise."""
-    if type(access) is not int or access not in _MAY:
-        raise vas_error(errno.EINVAL, f"bad access type {access!r} for {what}")
-    return _MAY[access]
+    if type(access) is not int or access not in BY_FLAG:
+        text, filename = _naming(what, filename)
+        raise vas_error(errno.EINVAL, f"bad access type {access!r} for {text}", filename)
+    return BY_FLAG[access].may
 
 
 def _in_group(gid: int) -> bool:
@@ -42,11 +50,12 @@ def allowed(uid: int, gid: int, mode: int, may: int) -> bool:
     return (may & ~bits & (MAY_READ | MAY_WRITE)) == 0
 
 
-def check(uid: int, gid: int, mode: int, may: int, what: str) -> None:
-    """Raise EACCES naming ``what`` unless access ``may`` is allowed."""
+def check(uid: int, gid: int, mode: int, may: int, what: object,
+          filename: str | None = None) -> None:
+    """Raise EACCES naming ``what`` (a description, or a Ref) unless ``may`` is allowed."""
     if not allowed(uid, gid, mode, may):
-        want = {MAY_READ: "read", MAY_WRITE: "write"}.get(may, "read and write")
-        raise vas_error(errno.EACCES, f"no {want} permission on {what}")
+        text, filename = _naming(what, filename)
+        raise vas_error(errno.EACCES, f"no {may_text(may)} permission on {text}", filename)
 
 
 __all__ = ["MAY_READ", "MAY_WRITE", "access_type_name", "allowed", "check", "may_for_type"]

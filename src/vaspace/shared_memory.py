@@ -37,10 +37,12 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import api
+from . import _core, api
+from .registry import objects
 from .registry import root as rootmod
 from .registry import seg as segreg
-from .shm import fixed, mappings, placement, tracking
+from .registry.kind import SEG
+from .shm import mappings, placement, tracking
 from .shm.forksafe import fork_safe_lock
 from .window import shm_range
 
@@ -72,7 +74,8 @@ def _regname(name: object) -> str:
     if "\0" in name:
         raise ValueError("embedded null character in shared memory name")
     regname = REGISTRY_PREFIX + name
-    if len(regname.encode("utf-8", "surrogatepass")) > 255:
+    # At most 4 bytes a character: short names need no encoding to be within 255 bytes.
+    if len(regname) > 255 // 4 and len(regname.encode("utf-8", "surrogatepass")) > 255:
         raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), name)
     return regname
 
@@ -83,35 +86,51 @@ def _oserror(err: int, name: str) -> OSError:
 
 
 def _find(name: str) -> int:
+    """The id of the block's segment; FileNotFoundError if there is none."""
+    with _pin(name) as ref:
+        return ref.id
+
+
+def _pin(name: str) -> objects.Ref:
+    """The block's segment, pinned (one registry look-up); FileNotFoundError if none."""
     try:
-        return api.vas_seg_find(_regname(name))
+        return objects.find(SEG, _regname(name))
     except OSError as exc:
         if exc.errno == errno.ESRCH:
             raise _oserror(errno.ENOENT, name) from None
         raise
 
 
-def _create(name: str, size: int, mode: int) -> int:
-    """Create the segment for a new block; FileExistsError if the name is taken."""
+def _create(name: str, size: int, mode: int) -> objects.Ref:
+    """Create the segment for a new block, pinned; FileExistsError if the name is taken."""
     if not isinstance(size, int):
         raise TypeError(f"'size' must be an integer, not {type(size).__name__}")
     regname = _regname(name)
     size = placement.page_round(size)
     lo, hi = shm_range()
+    rootmod.ensure()  # creating a block is a creating call: it may make the registry
     tracking.reap(REGISTRY_PREFIX)
     with rootmod.locked():  # placement and publication, atomic among creators
         taken = placement.registry_taken(lo, hi) + mappings.taken()
         start = placement.first_fit(size, taken, lo, hi)
         try:
-            return api.vas_seg_create(regname, start, start + size, mode)
+            sid = api.vas_seg_create(regname, start, start + size, mode)
         except FileExistsError:
             raise _oserror(errno.EEXIST, name) from None
+    try:
+        ref = objects.pin(SEG, sid)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:  # deleted meanwhile (by name, by someone else)
+            raise _oserror(errno.ENOENT, name) from None
+        raise
+    placement.remember(ref, start, start + size)  # the next create need not read it
+    return ref
 
 
-def _open_data(sid: int, name: str) -> tuple[int, int, int]:
+def _open_data(ref: objects.Ref, name: str) -> tuple[int, int, int]:
     """Open the block's data file read-write: (fd, start, end), checked to lie in shm_range."""
     try:
-        fd, start, end = segreg.open_mapping(sid, os.O_RDWR)
+        fd, start, end = segreg.open_mapping(ref, os.O_RDWR)
     except PermissionError:
         raise _oserror(errno.EACCES, name) from None
     except OSError as exc:
@@ -141,7 +160,7 @@ class SharedMemory:
     _name: str | None = None
     _fd = -1
     _mapping: mappings.Mapping | None = None
-    _mmap = None
+    _fm: _core.FixedMap | None = None
     _buf: memoryview | None = None
     _size = 0
     _flags = os.O_RDWR
@@ -176,34 +195,37 @@ class SharedMemory:
     def _open(self, name: str, size: int, mode: int) -> None:
         created = False
         if self._flags & os.O_CREAT and self._flags & os.O_EXCL:
-            sid, created = _create(name, size, mode), True
+            ref, created = _create(name, size, mode), True
         elif self._flags & os.O_CREAT:  # attach or create
             try:
-                sid = _find(name)
+                ref = _pin(name)
             except FileNotFoundError:
                 if size <= 0:
                     raise ValueError("cannot create an empty shared memory block") from None
                 try:
-                    sid, created = _create(name, size, mode), True
+                    ref, created = _create(name, size, mode), True
                 except FileExistsError:  # another process won the race: attach
-                    sid = _find(name)
+                    ref = _pin(name)
         else:
-            sid = _find(name)
+            ref = _pin(name)
         self._name = name
-        try:
-            fd, start, end = _open_data(sid, name)
-            self._fd = fd
-            self._mapping, self._mmap = mappings.acquire(fd, name, start, end - start)
-        except BaseException:
-            self.close()
-            if created:
-                with contextlib.suppress(OSError):
-                    api.vas_seg_delete(sid)
-            raise
-        self._size = end - start
-        self._buf = memoryview(self._mmap)
-        if created and self._track:
-            tracking.track(_regname(name), sid)
+        # One pinned reference serves the whole open: data file, then the creator record.
+        with ref:
+            try:
+                fd, start, end = _open_data(ref, name)
+                self._fd = fd
+                self._mapping, self._fm = mappings.acquire(fd, name, start, end - start,
+                                                           shm_range())
+            except BaseException:
+                self.close()
+                if created:
+                    with contextlib.suppress(OSError):
+                        api.vas_seg_delete(ref.id)
+                raise
+            self._size = end - start
+            self._buf = memoryview(self._fm)
+            if created and self._track:
+                tracking.track(_regname(name), ref)
 
     def __del__(self) -> None:
         # Views outliving the object keep its mapping (BufferError): memory stays valid.
@@ -249,17 +271,17 @@ class SharedMemory:
 
         ``buf.release()`` refuses while buffers taken from ``buf`` live
         (memoryviews, numpy arrays, a heap); slices of ``buf`` keep its
-        export on this object's mmap alive after ``buf`` is released.
+        export on this object's exporter alive after ``buf`` is released.
         """
-        if self._mmap is None or self._buf is None:
+        if self._fm is None or self._buf is None:
             return
         try:
             self._buf.release()
         except BufferError:
             busy = True
         else:
-            busy = fixed.exports(self._mmap) > 0
-            self._buf = memoryview(self._mmap)
+            busy = self._fm.exports > 0
+            self._buf = memoryview(self._fm)
         if busy:
             raise BufferError(
                 f"shared memory {self.name!r}: views of its buffer are alive (memoryviews, "
@@ -275,13 +297,13 @@ class SharedMemory:
         if self._buf is not None:
             self._buf.release()
             self._buf = None
-        if self._mapping is not None and self._mmap is not None:
+        if self._mapping is not None and self._fm is not None:
             try:
-                mappings.release(self._mapping, self._mmap)
+                mappings.release(self._mapping, self._fm)
             except BufferError:  # a view appeared meanwhile (another thread)
-                self._buf = memoryview(self._mmap)
+                self._buf = memoryview(self._fm)
                 raise
-            self._mapping = self._mmap = None
+            self._mapping = self._fm = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

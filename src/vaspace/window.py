@@ -19,6 +19,7 @@ too (docs/switch.md says why the holes are safe, and how they are audited).
 
 from __future__ import annotations
 
+import functools
 import os
 
 DEFAULT_WINDOW = (0x4000_0000_0000, 0x5000_0000_0000)
@@ -29,6 +30,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 PARK_ALIGN = 1 << 30
 
 
+@functools.lru_cache(maxsize=64)  # pure: the same variable's text parses the same
 def _parse_range(var: str, text: str) -> tuple[int, int]:
     try:
         lo, hi = (int(part, 16) for part in text.split("-"))

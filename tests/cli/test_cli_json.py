@@ -14,9 +14,9 @@ BASE = 0x4000_0000_0000
 MiB = 1 << 20
 
 VAS_KEYS = {"kind", "id", "name", "uid", "gid", "owner", "group", "mode", "size", "segments",
-            "holders"}
+            "holders", "damaged"}
 SEG_KEYS = {"kind", "id", "name", "uid", "gid", "owner", "group", "mode", "start", "end", "size",
-            "vases"}
+            "vases", "damaged"}
 VAS_SEG_KEYS = {"id", "name", "type", "start", "end", "size"}
 
 

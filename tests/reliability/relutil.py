@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vaspace_testing import require_root
+
 NOBODY = 65534
 OTHER_USER = 65533
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -61,6 +63,8 @@ def drop_privileges(uid: int) -> None:
 def run_child(fn: Callable[..., Any], *args: Any, uid: int | None = None,
               timeout: float = 30.0, **kwargs: Any) -> Outcome:
     """Fork, optionally drop to ``uid``, run ``fn``; kill the child if it outlives ``timeout``."""
+    if uid is not None:
+        require_root()  # becoming another user needs root: skip, with the reason
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:

@@ -29,6 +29,7 @@ from relutil import PAGE, SEG_BASE, run_child, snapshot
 
 import vaspace
 from vaspace import _core
+from vaspace_testing import needs_root
 
 WIN_LO, WIN_HI = 0x4000_0000_0000, 0x5000_0000_0000
 
@@ -223,6 +224,7 @@ def ctx(registry: str) -> Ctx:
     return Ctx()
 
 
+@needs_root  # objects of any mode: only root can read and delete them all
 @pytest.mark.parametrize("call", sorted(CALLS))
 def test_bad_input_gets_a_documented_error(registry: str, ctx: Ctx, call: str) -> None:
     fn, strategies, allowed = CALLS[call]

@@ -16,8 +16,8 @@ from relutil import PAGE, SEG_BASE, run_child
 
 import vaspace
 from vaspace.registry import objects
-from vaspace.registry import seg as segreg
-from vaspace.registry import vas as vasreg
+from vaspace.registry import ref as refmod
+from vaspace_testing import needs_root
 
 # ------------------------------------------------ half-made objects, planted files
 
@@ -55,27 +55,26 @@ def test_planted_non_link_in_name_index_is_not_a_name(registry: str) -> None:
 # ------------------------------------------------ calls racing a delete
 
 
-def _delete_after_lookup(monkeypatch: pytest.MonkeyPatch, module, kind_delete,
+def _delete_after_lookup(monkeypatch: pytest.MonkeyPatch, kind, kind_delete,
                          recreate: str | None = None) -> None:
-    """Make the next lookup on ``module`` be followed by another process's delete."""
-    real = module.lookup
+    """Make the next pin of an object of ``kind`` be followed by another process's delete."""
+    real = refmod.Ref.__init__
     fired = []
 
-    def hooked(oid):
-        result = real(oid)
-        if not fired:
+    def hooked(self, k, oid, *args):
+        real(self, k, oid, *args)
+        if k is kind and not fired:
             fired.append(oid)
 
             def other() -> None:
-                kind_delete(result[0])
+                kind_delete(oid)
                 if recreate is not None:
                     objects._next_id.clear()  # rescan: the freed id is reused
-                    assert vaspace.vas_create(recreate, 0o600) == result[0]
+                    assert vaspace.vas_create(recreate, 0o600) == oid
 
             run_child(other).get()
-        return result
 
-    monkeypatch.setattr(module, "lookup", hooked)
+    monkeypatch.setattr(refmod.Ref, "__init__", hooked)
 
 
 def _seg(name: str = "s") -> int:
@@ -96,7 +95,7 @@ VAS_CALLS = {
 def test_vas_deleted_under_a_call_gives_einval(registry: str, monkeypatch, call: str) -> None:
     """Used to leak FileNotFoundError (ENOENT) from the VAS's vanished files."""
     vid, sid = vaspace.vas_create("v", 0o600), _seg()
-    _delete_after_lookup(monkeypatch, vasreg, vaspace.vas_delete)
+    _delete_after_lookup(monkeypatch, objects.VAS, vaspace.vas_delete)
     try:
         VAS_CALLS[call](vid, sid)
     except OSError as exc:
@@ -120,7 +119,7 @@ SEG_CALLS = {
 def test_segment_deleted_under_a_call_gives_einval(registry: str, monkeypatch, call) -> None:
     """Used to leak FileNotFoundError from ``region``/``data`` (soak: api.py vas_seg_attach)."""
     vid, sid = vaspace.vas_create("v", 0o600), _seg()
-    _delete_after_lookup(monkeypatch, segreg, vaspace.vas_seg_delete)
+    _delete_after_lookup(monkeypatch, objects.SEG, vaspace.vas_seg_delete)
     with pytest.raises(OSError) as e:
         SEG_CALLS[call](vid, sid)
     assert e.value.errno == errno.EINVAL and type(e.value) is OSError
@@ -134,7 +133,7 @@ def test_delete_does_not_hit_an_object_that_reused_the_id(registry: str, monkeyp
     newcomer; now it re-checks under the lock and reports EINVAL.
     """
     vid = vaspace.vas_create("a", 0o600)
-    _delete_after_lookup(monkeypatch, vasreg, vaspace.vas_delete, recreate="b")
+    _delete_after_lookup(monkeypatch, objects.VAS, vaspace.vas_delete, recreate="b")
     with pytest.raises(OSError) as e:
         vaspace.vas_delete(vid)
     assert e.value.errno == errno.EINVAL
@@ -145,6 +144,7 @@ def test_delete_does_not_hit_an_object_that_reused_the_id(registry: str, monkeyp
 # ------------------------------------------------ a registry lock held forever
 
 
+@needs_root  # its child becomes nobody by hand
 def test_registry_lock_held_forever_gives_ebusy_not_a_hang(registry: str, monkeypatch) -> None:
     """Any user can open and flock the registry lock; others used to block forever.
 

@@ -10,9 +10,11 @@ files and links: every test here plants one and checks the victim refuses it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
+import select
 import signal
 import stat
 import time
@@ -25,7 +27,9 @@ from relutil import NOBODY, OTHER_USER, PAGE, SEG_BASE, as_user, run_child, snap
 import vaspace
 from vaspace.registry import records
 from vaspace.registry import root as rootmod
-from vaspace.registry import vas as vasreg
+from vaspace_testing import needs_root
+
+pytestmark = needs_root  # every test here plays two users (setuid) or chowns
 
 ATTACKER, VICTIM = OTHER_USER, NOBODY
 
@@ -181,7 +185,7 @@ def test_cannot_attach_to_a_process_it_may_not_signal(registry: str, victim_proc
 
 def _plant_request(pid: int, vid: int) -> None:
     """What an attacker can do by hand: write a lazy-attach request for ``pid``."""
-    d = records._pending_dir(pid, records.start_time(pid))
+    d = Path(records._pending_dir(pid, records.start_time(pid)))
     os.mkdir(d, 0o755)
     os.symlink("rw", d / str(vid))
 
@@ -556,14 +560,17 @@ def test_planted_unicode_digit_slot_file_does_not_break_attach(registry: str) ->
     assert as_user(VICTIM, errno_of, vaspace.vas_attach, 0, vid, os.O_RDWR) == "ok"
 
 
-def _swapper(root: Path, sid: int, target: Path, what: str, seconds: float) -> int:
-    """As the attacker: keep swapping our segment's data (or directory) for a link."""
+def _swapper(root: Path, sid: int, target: Path, what: str, started: int, stop: int) -> int:
+    """As the attacker: keep swapping our segment's data (or directory) for a link.
+
+    Counted, not timed: it says so on ``started`` after its first swap and
+    goes on until ``stop`` is readable.
+    """
     d = root / f"seg/{sid}"
-    stop = time.monotonic() + seconds
     swaps = 0
     if what == "dir":
         os.rename(d, root / "seg/real")
-    while time.monotonic() < stop:
+    while not select.select([stop], [], [], 0)[0]:
         if what == "data":
             os.symlink(target, d / "tmp")
             os.rename(d / "tmp", d / "data")
@@ -577,6 +584,8 @@ def _swapper(root: Path, sid: int, target: Path, what: str, seconds: float) -> i
             os.symlink(root / "seg/real", d)
             os.unlink(d)
         swaps += 1
+        if swaps == 1:
+            os.write(started, b"s")
     return swaps
 
 
@@ -593,10 +602,14 @@ def test_swap_races_never_map_the_victims_file(registry: str, what: str) -> None
     root = Path(registry)
     target = root / (f"seg/{victim['sid']}/data" if what == "data" else f"seg/{victim['sid']}")
 
+    attempts = 300
+    started_r, started_w = os.pipe()
+    stop_r, stop_w = os.pipe()
+
     def victim_loop() -> dict[str, int]:
-        seen = {"mapped": 0, "refused": 0, "secret": 0}
-        stop = time.monotonic() + 1.5
-        while time.monotonic() < stop:
+        seen = {"mapped": 0, "empty": 0, "refused": 0, "secret": 0}
+        assert select.select([started_r], [], [], 20)[0], "the attacker never swapped"
+        for _ in range(attempts):  # all of them while the attacker swaps
             try:
                 vaspace.vas_attach(0, objs["vid"], os.O_RDWR)
             except OSError:
@@ -609,6 +622,8 @@ def test_swap_races_never_map_the_victims_file(registry: str, what: str) -> None
                     seen["mapped"] += 1
                     if bytes((ctypes.c_char * 6).from_address(maps[0].start)) == b"secret":
                         seen["secret"] += 1
+                else:
+                    seen["empty"] += 1
                 vaspace.vas_switch(0)
             finally:
                 vaspace.vas_detach(0, objs["vid"])
@@ -618,17 +633,22 @@ def test_swap_races_never_map_the_victims_file(registry: str, what: str) -> None
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        out = run_child(_swapper, root, objs["sid"], target, what, 2.0, uid=ATTACKER)
+        out = run_child(_swapper, root, objs["sid"], target, what, started_w, stop_r,
+                        uid=ATTACKER)
         os.write(w, str(out.value if out.error is None else -1).encode())
         os._exit(0)
     os.close(w)
-    seen = run_child(victim_loop, uid=VICTIM, timeout=30).get()
-    swaps = int(os.read(r, 100) or b"-1")
-    os.close(r)
-    os.waitpid(pid, 0)
-    assert swaps > 10, "the attacker must really have been swapping"
+    try:
+        seen = run_child(victim_loop, uid=VICTIM, timeout=60).get()
+    finally:
+        os.write(stop_w, b"x")  # a byte, not EOF: every fork holds the pipe's ends
+        swaps = int(os.read(r, 100) or b"-1")
+        for fd in (r, started_r, started_w, stop_r, stop_w):
+            os.close(fd)
+        os.waitpid(pid, 0)
+    assert swaps > 0, "the attacker must really have been swapping"
     assert seen["secret"] == 0, seen
-    assert seen["mapped"] + seen["refused"] > 10, seen
+    assert seen["mapped"] + seen["empty"] + seen["refused"] == attempts, seen
 
 
 def test_directory_swapped_between_check_and_open_is_refused(registry: str) -> None:
@@ -639,7 +659,6 @@ def test_directory_swapped_between_check_and_open_is_refused(registry: str) -> N
     the open that follows (which reads the region through the same pinned
     directory) must not land in the victim's directory.
     """
-    from vaspace.registry import objects
     from vaspace.registry import seg as segreg
 
     victim = as_user(VICTIM, _victim_objects, 0o600)
@@ -657,24 +676,25 @@ def test_directory_swapped_between_check_and_open_is_refused(registry: str) -> N
     def victim_attaches() -> object:
         # Stop the victim right after it found the segment alive (its last
         # look before opening the data file) and let the attacker swap.
-        real_name_of = objects.name_of
+        from vaspace.registry import ref as refmod
+
+        real_init = refmod.Ref.__init__
         fired = []
 
-        def name_of_then_swap(kind: objects.Kind, oid: int) -> str | None:
-            out = real_name_of(kind, oid)
+        def pin_then_swap(self, kind, oid, *args) -> None:  # type: ignore[no-untyped-def]
+            real_init(self, kind, oid, *args)
             if kind is segreg.SEG and oid == objs["sid"] and not fired:
                 fired.append(oid)
                 os.write(ask_w, b"1")
                 os.read(done_r, 1)
-            return out
 
-        objects.name_of = name_of_then_swap
+        refmod.Ref.__init__ = pin_then_swap
         try:
             vaspace.vas_attach(0, objs["vid"], os.O_RDWR)
         except OSError as exc:
             return exc.errno
         finally:
-            objects.name_of = real_name_of
+            refmod.Ref.__init__ = real_init
         with vaspace.VAS(objs["vid"]).active():
             return bytes((ctypes.c_char * 6).from_address(SEG_BASE))
 
@@ -691,7 +711,8 @@ def test_directory_swapped_between_check_and_open_is_refused(registry: str) -> N
     os.close(r)
     os.waitpid(pid, 0)
     assert result != b"secret"
-    assert result in (errno.EINVAL, errno.EIO)
+    # The pinned directory is the attacker's own: its (zero) data, or a refusal.
+    assert result in (b"\0" * 6, errno.EINVAL, errno.EIO)
 
 
 def test_vas_directory_swapped_after_the_lock_is_refused(registry: str) -> None:
@@ -715,17 +736,19 @@ def test_vas_directory_swapped_after_the_lock_is_refused(registry: str) -> None:
         os.write(done_w, b"1")
 
     def victim_attaches() -> object:
-        real_links = vasreg.seg_links
+        from vaspace.registry import ref as refmod
+
+        real_links = refmod.Ref.links
         fired = []
 
-        def swap_then_links(vid: int) -> list:
-            if vid == objs["vid"] and not fired:
-                fired.append(vid)
+        def swap_then_links(self) -> list:  # type: ignore[no-untyped-def]
+            if self.id == objs["vid"] and not fired:
+                fired.append(self.id)
                 os.write(ask_w, b"1")
                 os.read(done_r, 1)
-            return real_links(vid)
+            return real_links(self)
 
-        vasreg.seg_links = swap_then_links
+        refmod.Ref.links = swap_then_links
         try:
             vaspace.vas_attach(0, objs["vid"], os.O_RDWR)
         except OSError as exc:
@@ -745,4 +768,351 @@ def test_vas_directory_swapped_after_the_lock_is_refused(registry: str) -> None:
     os.close(r)
     os.waitpid(pid, 0)
     assert result != ["v-seg"]
-    assert result in ([], errno.EINVAL, errno.EIO)
+    # Read through the pinned directory: the attacker's own segment, or nothing.
+    assert result in ([], ["bait"], errno.EINVAL, errno.EIO)
+
+
+# ------------------------------------------------ issue 11: hostile registry entries
+#
+# Each test below performs an attack that worked before the registry was
+# rewritten to pin directories and never follow, block on or recurse into
+# what another user can plant (registry/fs.py).
+
+
+def _precious_dir(parent: Path, owner: int) -> Path:
+    """A private directory of ``owner`` outside the registry, with a file in it."""
+    d = parent / f"precious-{owner}"
+    d.mkdir()
+    (d / "keep").write_text("mine")
+    (d / "sub").mkdir()
+    (d / "sub" / "keep2").write_text("mine too")
+    for p in (d, d / "keep", d / "sub", d / "sub" / "keep2"):
+        os.chown(p, owner, owner)
+    d.chmod(0o700)
+    return d
+
+
+def _intact(d: Path) -> bool:
+    return (d / "keep").read_text() == "mine" and (d / "sub" / "keep2").read_text() == "mine too"
+
+
+def _dead_pid() -> tuple[int, int]:
+    """(pid, start time) of a process that has exited (and been reaped)."""
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(0.05)
+        os._exit(0)
+    started = records.start_time(pid)
+    os.waitpid(pid, 0)
+    assert started is not None
+    return pid, started
+
+
+def test_reap_pending_does_not_follow_a_planted_symlink(registry: str, victim_process) -> None:
+    """1.1: a symlink planted as pending/<dead pid>-<n> must not aim root's reaper.
+
+    Every lazy attach ``vas_attach(other_pid, ...)`` reaps the request
+    directories of dead processes; root makes one here.
+    """
+    precious = _precious_dir(Path(registry).parent, 0)
+    pid, started = _dead_pid()
+    link = Path(registry) / "pending" / f"{pid}-{started}"
+    as_user(ATTACKER, os.symlink, precious, link)
+    vid = vaspace.vas_create("open", 0o666)
+    vaspace.vas_attach(victim_process[0], vid, os.O_RDONLY)
+    assert _intact(precious)
+    assert os.path.islink(link)  # left alone: not a directory, so not ours to reap
+    assert _victim_attachments(victim_process) == [vid]
+
+
+def test_reap_pending_removes_a_dead_process_directory_without_recursing(registry: str) -> None:
+    """A dead process's request directory is reaped; links inside are unlinked, not followed."""
+    precious = _precious_dir(Path(registry).parent, 0)
+    pid, started = _dead_pid()
+    d = Path(registry) / "pending" / f"{pid}-{started}"
+
+    def plant() -> None:
+        d.mkdir()
+        os.symlink(precious, d / "7")
+        os.symlink(precious / "keep", d / "8")
+
+    as_user(ATTACKER, plant)
+    assert records.reap_pending() == [d.name]
+    assert not os.path.lexists(d) and _intact(precious)
+
+
+@pytest.mark.parametrize("how", ["explicit", "automatic"])
+def test_reap_orphans_does_not_follow_a_planted_symlink(registry: str, how: str) -> None:
+    """1.1: a backdated symlink planted as vas/<N> must not aim the orphan reaper."""
+    from vaspace.registry import objects
+
+    precious = _precious_dir(Path(registry).parent, VICTIM)
+    link = Path(registry) / "vas" / "999"
+
+    def plant() -> None:
+        os.symlink(precious, link)
+        os.utime(link, (1, 1), follow_symlinks=False)
+
+    as_user(ATTACKER, plant)
+
+    def reap() -> object:
+        rootmod.forget()
+        if how == "explicit":
+            return objects.reap_orphans(objects.VAS)
+        return vaspace.vas_create("first-create-reaps", 0o600)  # the automatic, bounded reap
+
+    run_child(reap, uid=VICTIM).get()
+    assert objects.reap_orphans(objects.VAS) == []  # root's reaper refuses it too
+    assert _intact(precious) and os.path.islink(link)
+
+
+def test_reap_orphans_removes_a_half_made_directory(registry: str) -> None:
+    """A directory left by a creator that died before publishing is reaped, links unfollowed."""
+    from vaspace.registry import objects
+
+    precious = _precious_dir(Path(registry).parent, 0)
+    d = Path(registry) / "vas" / "77"
+    d.mkdir()
+    (d / "name").write_text("half")
+    os.symlink(precious, d / "seg.1")
+    os.utime(d, (1, 1))
+    assert objects.orphans(objects.VAS) == [77]
+    assert objects.reap_orphans(objects.VAS) == [77]
+    assert not d.exists() and _intact(precious)
+
+
+def _renameat2_exchange(dfd: int, a: str, b: str) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd_rel = dfd
+    return libc.renameat2(at_fdcwd_rel, a.encode(), at_fdcwd_rel, b.encode(), 2)  # EXCHANGE
+
+
+def _exchanger(root: Path, precious: Path, rounds_r: int, ack_w: int) -> int:
+    """As a writer of the victim's VASes: in each one, swap a dir and a link to ``precious``."""
+    swaps = 0
+    while True:
+        line = os.read(rounds_r, 32)
+        if not line:
+            return swaps
+        vid = int(line)
+        d = root / "vas" / str(vid)
+        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        os.mkdir("x", dir_fd=dfd)
+        fd = os.open("x/inner", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=dfd)
+        os.close(fd)
+        os.symlink(str(precious), "y", dir_fd=dfd)
+        os.write(ack_w, b"1")
+        stop = time.monotonic() + 0.2
+        while time.monotonic() < stop:
+            if _renameat2_exchange(dfd, "x", "y") != 0:
+                break  # the VAS is being deleted under us
+            swaps += 1
+        os.close(dfd)
+
+
+def test_delete_is_not_redirected_by_exchanged_entries(registry: str) -> None:
+    """1.2: a VAS's writer swaps a planted dir and a link to the owner's files during a delete.
+
+    The owner's ``vas_delete`` must succeed (or fail with a clean OSError)
+    and must never remove anything outside the registry.
+    """
+    root = Path(registry)
+    os.chmod(root.parent, 0o755)
+    precious = _precious_dir(root.parent, VICTIM)
+    rounds_r, rounds_w = os.pipe()
+    ack_r, ack_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rounds_w)
+        os.close(ack_r)
+        out = run_child(_exchanger, root, precious, rounds_r, ack_w, uid=ATTACKER, timeout=60)
+        os.write(ack_w, b"S" + str(out.value if out.error is None else -1).encode())
+        os._exit(0)
+    os.close(rounds_r)
+    os.close(ack_w)
+
+    def owner() -> list[object]:
+        results: list[object] = []
+        for i in range(15):
+            vid = vaspace.vas_create(f"v{i}", 0o666)
+            os.write(rounds_w, f"{vid}".ljust(32).encode())
+            os.read(ack_r, 1)
+            time.sleep(0.01)
+            results.append(errno_of(vaspace.vas_delete, vid))
+            results.append(errno_of(vaspace.vas_find, f"v{i}"))
+        return results
+
+    try:
+        results = run_child(owner, uid=VICTIM, timeout=60).get()
+    finally:
+        os.close(rounds_w)
+    tail = os.read(ack_r, 100)
+    os.close(ack_r)
+    os.waitpid(pid, 0)
+    assert tail.startswith(b"S") and int(tail[1:]) > 100, tail  # it really swapped
+    assert results == ["ok", errno.ESRCH] * 15
+    assert _intact(precious)
+
+
+def _attacker_fifo_objects(root: Path, what: str) -> dict[str, int]:
+    """As the attacker: a VAS and a segment of its own (mode 0o666), one file a FIFO."""
+    objs = _attacker_vas_with_segment()
+    target = {"vas-name": f"vas/{objs['vid']}/name", "seg-name": f"seg/{objs['sid']}/name",
+              "region": f"seg/{objs['sid']}/region", "data": f"seg/{objs['sid']}/data",
+              "lock": f"vas/{objs['vid']}/lock"}[what]
+    os.unlink(root / target)
+    os.mkfifo(root / target, 0o666)
+    os.chmod(root / target, 0o666)  # so that only the file type stops the victim
+    return objs
+
+
+@pytest.mark.parametrize("what", ["vas-name", "seg-name", "region", "data", "lock"])
+def test_fifos_never_hang_anyone(registry: str, what: str) -> None:
+    """1.3: a FIFO in place of any registry file; every call returns, none blocks.
+
+    Before, ``vas_ids``, ``vaspace ls`` and ``vas_seg_delete`` opened ``name``
+    files blocking, and ``vas_seg_attach`` blocked on a FIFO ``region``
+    while holding the registry lock.
+    """
+    from vaspace.cli import model
+
+    root = Path(registry)
+    objs = as_user(ATTACKER, _attacker_fifo_objects, root, what)
+    mine = as_user(VICTIM, lambda: {"vid": vaspace.vas_create("mine", 0o600),
+                                    "sid": vaspace.vas_seg_create("mine", SEG_BASE + 16 * PAGE,
+                                                                  SEG_BASE + 17 * PAGE, 0o600)})
+
+    def victim() -> dict[str, object]:
+        out: dict[str, object] = {
+            "vas_ids": vaspace.vas_ids(), "seg_ids": vaspace.seg_ids(),
+            "snapshot": sorted(v.name for v in model.snapshot().vases),
+            "attach": errno_of(vaspace.vas_attach, 0, objs["vid"], os.O_RDWR),
+            "attach_ro": errno_of(vaspace.vas_attach, 0, objs["vid"], os.O_RDONLY),
+            "seg_attach": errno_of(vaspace.vas_seg_attach, mine["vid"], objs["sid"], os.O_RDWR),
+            "seg_delete": errno_of(vaspace.vas_seg_delete, mine["sid"]),
+        }
+        # The registry lock is free: another change goes through at once.
+        out["create"] = errno_of(vaspace.vas_create, "after", 0o600)
+        return out
+
+    result = run_child(victim, uid=VICTIM, timeout=20)
+    assert not result.hung
+    out = result.get()
+    assert mine["vid"] in out["vas_ids"] and out["seg_delete"] == "ok" and out["create"] == "ok"
+    assert "mine" in out["snapshot"]
+    if what in ("data", "lock", "region"):
+        assert out["attach"] == out["attach_ro"] == errno.EIO, out
+    if what == "region":
+        assert out["seg_attach"] == errno.EIO, out
+    # A name is read back from the name index, so a FIFO as the name file is
+    # never even opened (only names too long to encode are read from it).
+
+
+def test_fifo_slot_file_does_not_hang_proc_vas(registry: str, victim_process) -> None:
+    """1.3: a FIFO at procs/<pid>-<start>.threads hangs neither proc_vas(pid) nor root."""
+    pid = victim_process[0]
+    vid = as_user(VICTIM, vaspace.vas_create, "victims-own", 0o600)
+    as_user(VICTIM, vaspace.vas_attach, pid, vid, os.O_RDONLY)
+    assert _victim_attachments(victim_process) == [vid]
+    slots = Path(registry) / f"procs/{pid}-{records.start_time(pid)}.threads"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(slots)  # the attacker got there first in the real attack
+    as_user(ATTACKER, os.mkfifo, slots, 0o666)
+    for uid in (None, VICTIM):
+        out = run_child(lambda: [(p.vid, p.name) for p in vaspace.proc_vas(pid)], uid=uid,
+                        timeout=10)
+        assert not out.hung
+        assert out.get() == [(vid, "victims-own")]
+
+
+def _junk_region(root: Path) -> dict[str, int]:
+    objs = _attacker_vas_with_segment()
+    (root / f"seg/{objs['sid']}/region").write_text("not a region at all")
+    return objs
+
+
+def test_junk_region_is_eio_in_calls_and_damaged_in_listings(registry: str) -> None:
+    """1.4: junk in one's own region file breaks nobody else's listing."""
+    from vaspace.cli import model
+
+    root = Path(registry)
+    objs = as_user(ATTACKER, _junk_region, root)
+    vid = vaspace.vas_create("unrelated", 0o600)
+
+    def victim() -> dict[str, object]:
+        snap = model.snapshot()
+        seg = snap.segs[objs["sid"]]
+        return {
+            "seg_region": errno_of(vaspace.vas_seg_getattr, objs["sid"]) == "ok"
+            and errno_of(vaspace.seg_region, objs["sid"]),
+            "damaged": seg.damaged,
+            "json": model.seg_json(seg, {}),
+            "vases": sorted(v.name for v in snap.vases),
+            "attach": errno_of(vaspace.vas_attach, 0, objs["vid"], os.O_RDWR),
+        }
+
+    out = run_child(victim, uid=VICTIM).get()
+    assert out["seg_region"] == errno.EIO
+    assert out["damaged"] is True and out["json"]["damaged"] is True
+    assert out["vases"] == ["shared", "unrelated"] and vid
+    assert out["attach"] == errno.EIO
+
+
+def test_seg_delete_uses_the_reverse_index(registry: str) -> None:
+    """1.5: a segment knows the VASes holding it; stale or planted hints do not block a delete."""
+    root = Path(registry)
+    sid = vaspace.vas_seg_create("s", SEG_BASE, SEG_BASE + PAGE, 0o666)
+    a = vaspace.vas_create("a", 0o666)
+    b = vaspace.vas_create("b", 0o666)
+    vaspace.vas_seg_attach(a, sid, os.O_RDWR)
+    vaspace.vas_seg_attach(b, sid, os.O_RDONLY)
+    assert sorted(os.listdir(root / f"seg/{sid}/vases")) == [str(a), str(b)]
+    with pytest.raises(OSError) as e:
+        vaspace.vas_seg_delete(sid)
+    assert e.value.errno == errno.EBUSY
+    assert "VAS 'a' (vid 1)" in str(e.value) and "VAS 'b' (vid 2)" in str(e.value)
+    vaspace.vas_seg_detach(a, sid)
+    vaspace.vas_delete(b)  # drops its hint with its links
+    assert os.listdir(root / f"seg/{sid}/vases") == []
+    # An attacker plants hints naming VASes that do not hold the segment.
+    as_user(ATTACKER, os.symlink, "rw", root / f"seg/{sid}/vases/{a}")
+    as_user(ATTACKER, os.symlink, "rw", root / f"seg/{sid}/vases/12345")
+    vaspace.vas_seg_delete(sid)
+    assert not (root / f"seg/{sid}").exists()
+
+
+def test_truncation_by_a_writer_kills_mappers_with_sigbus(registry: str) -> None:
+    """1.6, the documented behaviour: any user the mode lets write a segment can truncate it.
+
+    That is inherent to shared file mappings (POSIX shm has it too); the
+    README's threat model says so.  A process touching the lost pages dies
+    of SIGBUS; this pins that down.
+    """
+    objs = as_user(VICTIM, _victim_objects, 0o666)
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+
+    def mapper() -> None:
+        import faulthandler
+
+        faulthandler.disable()
+        vaspace.vas_attach(0, objs["vid"], os.O_RDWR)
+        vaspace.vas_switch(objs["vid"])
+        assert bytes((ctypes.c_char * 6).from_address(SEG_BASE)) == b"secret"
+        os.write(ready_w, b"1")
+        os.read(go_r, 1)
+        ctypes.string_at(SEG_BASE, 1)  # the page is gone: SIGBUS
+
+    def truncate() -> None:
+        os.read(ready_r, 1)
+        os.truncate(Path(registry) / f"seg/{objs['sid']}/data", 0)
+        os.write(go_w, b"1")
+
+    pid = os.fork()
+    if pid == 0:
+        out = run_child(truncate, uid=ATTACKER, timeout=20)
+        os._exit(0 if out.error is None and not out.hung else 1)
+    out = run_child(mapper, uid=VICTIM, timeout=20)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert out.signal == signal.SIGBUS, out

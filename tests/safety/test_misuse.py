@@ -270,3 +270,23 @@ def test_core_junk_never_crashes(registry: str) -> None:
         assert mv[0] == 1  # the view survived every call
         return n
     assert safely(case) > 1000
+
+
+def test_fixed_map_refuses_addresses_outside_the_shm_range(registry: str, tmp_path) -> None:
+    """vaspace.shared_memory's exporter maps nowhere but the shared-memory range."""
+    from vaspace.window import shm_range
+
+    def case() -> list[str]:
+        world("a")  # the window and parking range are reserved
+        lo, hi = shm_range()
+        out = [_try("set_fixed_range over the window", _core.set_fixed_range, SEG_BASE, PAGE)]
+        _core.set_fixed_range(lo, hi - lo)
+        fd = os.open(tmp_path / "data", os.O_RDWR | os.O_CREAT, 0o600)
+        os.ftruncate(fd, PAGE)
+        for addr in (id(object()) & ~(PAGE - 1), ctypes_addr(), 0, PAGE, SEG_BASE, lo - PAGE):
+            out.append(_try("FixedMap", _core.FixedMap, fd, addr, PAGE))
+        fm = _core.FixedMap(fd, lo, PAGE)
+        out.append(_try("FixedMap twice", _core.FixedMap, fd, lo, PAGE))
+        fm.close()
+        return out
+    assert safely(case) == ["ValueError"] * 7 + ["FileExistsError"]

@@ -80,7 +80,7 @@ class VaspaceGroup(click.Group):
             # vaspace's errors carry "<strerror>: <what>" and name the object
             # (and the holders, for EBUSY); plain OS errors name the file.
             text = exc.strerror or str(exc)
-            if exc.filename is not None:
+            if exc.filename is not None and str(exc.filename) not in text:
                 text = f"{text}: {exc.filename}"
             code = _fail(text, 1)
         except ValueError as exc:
@@ -112,10 +112,11 @@ def cli(root: str | None) -> None:
 
 
 def _register() -> None:
-    from . import config, create, demo, ls, maps, picture, ps, rm, seg, show
+    from . import config, create, demo, fsck, ls, maps, picture, ps, rm, seg, show
 
     for mod in (ls, show, create, rm, seg, ps, maps, picture, demo, config):
         cli.add_command(mod.command)
+    cli.add_command(fsck.command)
 
 
 _register()

@@ -8,20 +8,26 @@ the documented, stable ones (docs/cli.md); add keys, never rename them.
 
 from __future__ import annotations
 
-import contextlib
 import errno
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 import vaspace
 
-from ..errors import access_type_name, vas_error
+from ..access import access_type_name
+from ..errors import vas_error
+from ..registry import listing
 from .output import group_name, mode_text, user_name
 
 
 @dataclass
 class SegInfo:
-    """A segment and the VASes it is attached to: [(vid, type)]."""
+    """A segment and the VASes it is attached to: [(vid, type)].
+
+    ``damaged``: its files are not what vaspace writes (junk in ``region``,
+    say); it is listed with start = end = 0 rather than failing the listing.
+    """
 
     id: int
     name: str
@@ -29,6 +35,7 @@ class SegInfo:
     end: int
     attr: vaspace.Attr
     vases: list[tuple[int, int]] = field(default_factory=list)
+    damaged: bool = False
 
     @property
     def size(self) -> int:
@@ -44,6 +51,7 @@ class VasInfo:
     attr: vaspace.Attr
     links: list[vaspace.SegLink]
     holders: list[vaspace.Holder]
+    damaged: bool = False
 
 
 @dataclass
@@ -57,23 +65,17 @@ class Snapshot:
 
 
 def snapshot() -> Snapshot:
-    """Read the whole registry (objects deleted meanwhile are skipped)."""
+    """Read the whole registry once (objects deleted meanwhile are skipped)."""
     root = vaspace.registry_root()
-    segs: dict[int, SegInfo] = {}
-    for sid in vaspace.seg_ids():
-        with contextlib.suppress(OSError):
-            start, end = vaspace.seg_region(sid)
-            segs[sid] = SegInfo(sid, vaspace.seg_name(sid), start, end,
-                                vaspace.vas_seg_getattr(sid))
+    segs = {s.id: SegInfo(s.id, s.name, s.start, s.end, s.attr, damaged=s.damaged)
+            for s in listing.segments()}
     vases = []
-    for vid in vaspace.vas_ids():
-        with contextlib.suppress(OSError):
-            info = VasInfo(vid, vaspace.vas_name(vid), vaspace.vas_getattr(vid),
-                           vaspace.vas_segments(vid), vaspace.vas_holders(vid))
-            info.links = [link for link in info.links if link.sid in segs]
-            vases.append(info)
-            for link in info.links:
-                segs[link.sid].vases.append((vid, link.type))
+    for v in listing.vases():
+        info = VasInfo(v.id, v.name, v.attr, [link for link in v.links if link.sid in segs],
+                       v.holders, v.damaged)
+        vases.append(info)
+        for link in info.links:
+            segs[link.sid].vases.append((v.id, link.type))
     return Snapshot(root, vaspace.window(), vases, segs)
 
 
@@ -107,9 +109,15 @@ def resolve_seg(text: str) -> int:
 # ---------------------------------------------------------------- JSON
 
 
+# One name lookup per distinct id per listing: with 10k objects owned by a
+# handful of users, the password database is read a handful of times.
+_user_name = functools.lru_cache(maxsize=256)(user_name)
+_group_name = functools.lru_cache(maxsize=256)(group_name)
+
+
 def _attr_json(attr: vaspace.Attr) -> dict[str, Any]:
-    return {"uid": attr.user, "gid": attr.group, "owner": user_name(attr.user),
-            "group": group_name(attr.group), "mode": mode_text(attr.mode)}
+    return {"uid": attr.user, "gid": attr.group, "owner": _user_name(attr.user),
+            "group": _group_name(attr.group), "mode": mode_text(attr.mode)}
 
 
 def vas_json(v: VasInfo, segs: dict[int, SegInfo]) -> dict[str, Any]:
@@ -124,6 +132,7 @@ def vas_json(v: VasInfo, segs: dict[int, SegInfo]) -> dict[str, Any]:
         "size": sum(s["size"] for s in seg_list),
         "segments": seg_list,
         "holders": [{"pid": h.pid, "type": access_type_name(h.type)} for h in v.holders],
+        "damaged": v.damaged,
     }
 
 
@@ -134,6 +143,7 @@ def seg_json(s: SegInfo, names: dict[int, str]) -> dict[str, Any]:
         "start": s.start, "end": s.end, "size": s.size,
         "vases": [{"id": vid, "name": names.get(vid, "?"), "type": access_type_name(t)}
                   for vid, t in s.vases],
+        "damaged": s.damaged,
     }
 
 

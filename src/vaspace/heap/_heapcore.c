@@ -412,8 +412,8 @@ static int tid_may_hold(int tid, uintptr_t base)
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/maps", tid);
     FILE *f = fopen(path, "re");
-    if (!f)
-        return errno != ENOENT && errno != ESRCH;
+    if (!f) /* hidden (hidepid) or gone: ask the kernel whether the id exists */
+        return errno != ENOENT || kill(tid, 0) == 0 || errno != ESRCH;
     char line[512];
     int found = 0;
     while (!found && fgets(line, sizeof line, f)) {
@@ -425,21 +425,26 @@ static int tid_may_hold(int tid, uintptr_t base)
     return found;
 }
 
-/* While waiting for the lock: can nobody be holding it?  A real owner that
- * dies has its robust list processed by the kernel (the lock word gets
- * OWNER_DIED) before its thread id disappears, and a free lock word is 0.
- * So a word that stays unchanged while naming no thread (tid 0), or a
- * thread that does not map the heap, was written by something else. */
-static int lock_owner_vanished(heap_header *h)
+/* While waiting for the lock: is the lock word one that no thread can own?
+ * A free lock word is 0; a held one names its owner's thread id, which
+ * glibc also stores in __owner right after taking it; a real owner that
+ * dies has its robust list processed by the kernel (the word gets
+ * OWNER_DIED) before its thread id disappears.  Returns 2 if no thread can
+ * own it (the id names no thread that maps this heap), 1 if it is suspect
+ * (no owner id, or one __owner disagrees with), 0 if it looks held. */
+static int lock_word_state(heap_header *h, int *w_out, int *o_out)
 {
     int *word = &h->lock.__data.__lock;
     int w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+    int o = __atomic_load_n(&h->lock.__data.__owner, __ATOMIC_ACQUIRE);
+    *w_out = w;
+    *o_out = o;
     if (w == 0 || (w & FUTEX_OWNER_DIED_BIT))
         return 0;
     int tid = w & FUTEX_TID_BITS;
-    if (tid != 0 && tid_may_hold(tid, (uintptr_t)h))
-        return 0;
-    return __atomic_load_n(word, __ATOMIC_ACQUIRE) == w;
+    if (tid != 0 && !tid_may_hold(tid, (uintptr_t)h) && __atomic_load_n(word, __ATOMIC_ACQUIRE) == w)
+        return 2;
+    return tid == 0 || o != tid;
 }
 #endif
 
@@ -450,6 +455,7 @@ static int lock_owner_vanished(heap_header *h)
  * the wait instead of hanging the process. */
 static int lock_wait(heap_header *h)
 {
+    int strikes = 0, last_w = 0, last_o = 0;
     for (;;) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -460,8 +466,17 @@ static int lock_wait(heap_header *h)
         if (rc != ETIMEDOUT)
             return rc;
 #ifdef __GLIBC__
-        if (lock_owner_vanished(h))
+        /* Definitely ownerless: stop now.  Suspect (the owner may only be
+         * between its atomic take and its __owner store): stop only if the
+         * same words are still there one second later. */
+        int w, o, st = lock_word_state(h, &w, &o);
+        if (st == 2 || (st == 1 && strikes && w == last_w && o == last_o))
             return LOCK_VANISHED;
+        strikes = st == 1;
+        last_w = w;
+        last_o = o;
+#else
+        (void)strikes, (void)last_w, (void)last_o;
 #endif
     }
 }
@@ -525,7 +540,7 @@ static int heap_lock(HeapCore *self)
         recovered = 1;
     } else if (rc == LOCK_VANISHED) {
         PyErr_SetString(PyExc_RuntimeError,
-                        "heap corrupt: the heap lock word names no thread that maps this heap");
+                        "heap corrupt: the heap lock word names no thread that could hold it");
         return -1;
     } else if (rc == EDEADLK) {
         /* Re-entry from this thread (e.g. a __del__ during an operation). */
@@ -1286,8 +1301,15 @@ static int HeapCore_init(HeapCore *self, PyObject *args, PyObject *kw)
     char *base = self->view.buf;
     u64 size = (u64)self->view.len;
     int rc;
+    const vaspace_core_api *api = load_core_api();
+    self->token = api && size ? api->token_at((uintptr_t)base) : 0;
     if ((uintptr_t)base % 4096) {
         PyErr_SetString(PyExc_ValueError, "heap buffer must be page aligned (map it with mmap)");
+        rc = -1;
+    } else if (api && size && api->token_at((uintptr_t)base + size - 1) != self->token) {
+        /* Parts of it could move independently: no single check covers it. */
+        PyErr_SetString(PyExc_ValueError,
+                        "heap buffer spans more than one vaspace mapping (use one segment's view)");
         rc = -1;
     } else {
         rc = create ? format_region(base, size) : validate_header(base, size);
@@ -1305,8 +1327,6 @@ static int HeapCore_init(HeapCore *self, PyObject *args, PyObject *kw)
     self->readonly = readonly;
     self->read_timeout = read_timeout;
     self->has_view = 1;
-    const vaspace_core_api *api = load_core_api();
-    self->token = api ? api->token_at((uintptr_t)base) : 0;
     if (self->token) {
         /* Window memory: remember the mapping instead of pinning it. */
         self->gen = *api->window_gen;

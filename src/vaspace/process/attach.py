@@ -16,26 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 
 from .. import _core, perms
 from .. import window as winmod
-from .._ntuples import Attr
-from ..errors import access_type_name, invalid, vas_error
+from ..access import open_flags, prot_for
+from ..errors import invalid, vas_error
 from ..registry import objects, records
 from ..registry import root as rootmod
 from ..registry import seg as segreg
 from ..registry import vas as vasreg
+from ..registry.kind import SEG, VAS
+from ..registry.ref import Ref
 from . import publish
 from .state import Attachment, state
-
-_PROT = {
-    # (VAS attach type, segment link type) -> protection
-    "ro": _core.PROT_READ,
-    "wo": _core.PROT_READ | _core.PROT_WRITE,  # x86 cannot map write-only
-    "rw": _core.PROT_READ | _core.PROT_WRITE,
-}
 
 
 def check_pid(pid: object) -> int:
@@ -55,73 +49,42 @@ def _signalable(pid: int) -> None:
         raise vas_error(errno.EPERM, f"not allowed to act on pid {pid}") from None
 
 
-def _prot(vas_type: int, link_type: int) -> int:
-    if vas_type == os.O_RDONLY:
-        return _PROT["ro"]
-    return _PROT[access_type_name(link_type)]
-
-
-def _open_flags(prot: int) -> int:
-    return os.O_RDWR if prot & _core.PROT_WRITE else os.O_RDONLY
-
-
-def _take_lock(vid: int, name: str, access: int) -> int:
-    try:
-        fd = vasreg.open_lock(vid, access)
-    except PermissionError:
-        raise vas_error(errno.EACCES, f"the OS refuses to open {vasreg.describe(vid, name)} "
-                        f"for {access_type_name(access)}") from None
-    op = fcntl.LOCK_SH if access == os.O_RDONLY else fcntl.LOCK_EX
-    try:
-        fcntl.flock(fd, op | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        holders = ", ".join(f"pid {h.pid} ({access_type_name(h.type)})"
-                            for h in records.holders(vid)) or "another process"
-        raise vas_error(errno.EBUSY, f"{vasreg.describe(vid, name)} is attached by {holders}; "
-                        "the sharing rule allows one writer or many readers") from None
-    return fd
-
-
 def attach_self(vid: object, access: object) -> None:
     """Attach a VAS to the calling process."""
     st = state()
-    vid, name = vasreg.lookup(vid)
-    may = perms.may_for_type(access, vasreg.describe(vid, name))
-    assert isinstance(access, int)
-    with st.changing():
-        if vid in st.attachments:
-            return
-        attr: Attr = objects.getattr_(vasreg.VAS, vid)
-        perms.check(attr.user, attr.group, attr.mode, may, vasreg.describe(vid, name))
-        fd = _take_lock(vid, name, access)
-        try:
-            # Deletion may have won the race for the lock: re-check liveness.
-            if objects.name_of(vasreg.VAS, vid) != name:
-                raise invalid(f"{vasreg.describe(vid, name)} was deleted")
-            st.space.ensure_reserved()
-            att = Attachment(vid=vid, name=name, type=access, lock_fd=fd)
+    with objects.pin(VAS, vid) as ref:
+        may = perms.may_for_type(access, ref)
+        assert isinstance(access, int)
+        with st.changing():
+            if ref.id in st.attachments:
+                return
+            ref.require(may)
+            fd = vasreg.take_lock(ref, access)
             try:
-                _map_segments(st, att)
+                # Deletion may have won the race for the lock: re-check liveness.
+                ref.recheck()
+                st.space.ensure_reserved()
+                att = Attachment(vid=ref.id, name=ref.name, type=access, lock_fd=fd)
+                try:
+                    _map_segments(st, att, ref)
+                except BaseException:
+                    for m in att.maps:
+                        st.space.put(m)
+                    raise
+                st.attachments[ref.id] = att
+                _core.vas_members(ref.id, [m.token for m in att.maps])
+                records.add(ref.id, os.getpid(), access)
+                root = rootmod.root_str()
+                if st.published != root:
+                    publish.publish()
+                    st.published = root  # tried once per root, published or not
             except BaseException:
-                for m in att.maps:
-                    st.space.put(m)
+                if ref.id not in st.attachments:
+                    os.close(fd)
                 raise
-            st.attachments[vid] = att
-            _core.vas_members(vid, [m.token for m in att.maps])
-            records.add(vid, os.getpid(), access)
-            root = str(rootmod.root_path())
-            if st.published != root:
-                publish.publish()
-                st.published = root  # tried once per root, published or not
-        except BaseException:
-            if vid not in st.attachments:
-                os.close(fd)
-            raise
 
 
-def _check_region(sid: int, name: str, start: int, end: int,
-                  taken: list[tuple[int, int, str]]) -> None:
+def _check_region(seg: Ref, start: int, end: int, taken: list[tuple[int, int, str]]) -> None:
     """Re-check a segment's region before mapping anything there.
 
     ``region`` is a file its owner can rewrite after the segment was attached
@@ -130,55 +93,57 @@ def _check_region(sid: int, name: str, start: int, end: int,
     the VAS's other segments.
     """
     lo, hi = winmod.window()
-    what = segreg.describe(sid, name)
     if start % winmod.PAGE or end % winmod.PAGE or not lo <= start < end <= hi:
-        raise vas_error(errno.EFAULT, f"{what}: region [{start:#x}, {end:#x}) is outside "
+        raise seg.error(errno.EFAULT, f"has region [{start:#x}, {end:#x}) outside "
                         f"the window [{lo:#x}, {hi:#x}) or unaligned")
-    for o_lo, o_hi, o_name in taken:
-        if start < o_hi and o_lo < end:
-            raise vas_error(errno.EFAULT, f"{what}: region overlaps segment {o_name!r}")
-    taken.append((start, end, name))
+    hit = segreg.first_overlap(start, end, taken)
+    if hit is not None:
+        raise seg.error(errno.EFAULT, f"has a region that overlaps segment {hit[2]!r}")
+    taken.append((start, end, seg.name))
 
 
-def _map_segments(st, att: Attachment) -> None:
+def _map_segments(st, att: Attachment, vas: Ref) -> None:
     taken: list[tuple[int, int, str]] = []
-    for link in vasreg.seg_links(att.vid):
-        sname = objects.name_of(segreg.SEG, link.sid)
-        if sname is None:
-            continue
-        prot = _prot(att.type, link.type)
-        shared = st.space.mappings.get((link.sid, prot))
-        if shared is not None:  # mapped (and checked) for another attachment
-            _check_region(link.sid, sname, shared.start, shared.end, taken)
-            att.maps.append(st.space.get_or_map(link.sid, sname, shared.start, shared.end,
-                                                prot, -1))
-            continue
+    for link in vas.links():
         try:
-            fd, start, end = segreg.open_mapping(link.sid, _open_flags(prot))
-        except PermissionError:
-            how = "writing" if prot & _core.PROT_WRITE else "reading"
-            raise vas_error(errno.EACCES, f"the OS refuses to open "
-                            f"{segreg.describe(link.sid, sname)} for {how}") from None
-        try:
-            # The region read through the same pinned directory as the file.
-            _check_region(link.sid, sname, start, end, taken)
-            att.maps.append(st.space.get_or_map(link.sid, sname, start, end, prot, fd))
-        finally:
-            os.close(fd)
+            seg = objects.pin(SEG, link.sid)
+        except OSError:
+            continue  # deleted meanwhile: the VAS no longer holds it
+        with seg:
+            _map_one(st, att, seg, prot_for(att.type, link.type), taken)
+
+
+def _map_one(st, att: Attachment, seg: Ref, prot: int, taken: list[tuple[int, int, str]]) -> None:
+    shared = st.space.mappings.get((seg.id, prot))
+    if shared is not None:  # mapped (and checked) for another attachment
+        _check_region(seg, shared.start, shared.end, taken)
+        att.maps.append(st.space.get_or_map(seg.id, seg.name, shared.start, shared.end, prot, -1))
+        return
+    try:
+        fd, start, end = segreg.open_mapping(seg, open_flags(prot))
+    except PermissionError:
+        how = "writing" if prot & _core.PROT_WRITE else "reading"
+        raise seg.error(errno.EACCES, f"cannot be opened for {how}: the OS refuses") from None
+    try:
+        # The region read through the same pinned directory as the file.
+        _check_region(seg, start, end, taken)
+        att.maps.append(st.space.get_or_map(seg.id, seg.name, start, end, prot, fd))
+    finally:
+        os.close(fd)
 
 
 def detach_self(vid: object) -> None:
     """Detach a VAS from the calling process; EBUSY while a thread is inside it."""
     st = state()
-    vid = objects.check_id(vasreg.VAS, vid)
+    vid = objects.check_id(VAS, vid)
     with st.changing():
         att = st.attachments.get(vid)
         if att is None:
             raise invalid(f"VAS id {vid} is not attached to this process")
         inside = [tid for tid, v in _core.thread_vids() if v == vid]
         if inside:
-            raise vas_error(errno.EBUSY, f"{vasreg.describe(vid, att.name)}: threads {inside} "
-                            "are inside it; switch away first")
+            raise vas_error(errno.EBUSY, f"{objects.describe(VAS, vid, att.name)}: threads "
+                            f"{inside} are inside it; switch away first", att.name)
         st.space.put_all(att.maps)
         del st.attachments[vid]
         _core.vas_members(vid, None)
@@ -189,34 +154,31 @@ def detach_self(vid: object) -> None:
 def request_other(pid: int, vid: object, access: object) -> None:
     """Ask another process to attach a VAS (lazy attach)."""
     _signalable(pid)
-    vid, name = vasreg.lookup(vid)
-    what = vasreg.describe(vid, name)
-    may = perms.may_for_type(access, what)
-    assert isinstance(access, int)
-    attr = objects.getattr_(vasreg.VAS, vid)
-    perms.check(attr.user, attr.group, attr.mode, may, what)
-    # The sharing rule, checked now; the target takes the lock for real.
-    fd = _take_lock(vid, name, access)
-    os.close(fd)
-    try:
-        records.reap_pending()  # requests left for processes that died meanwhile
-        records.request(pid, vid, access)
-    except ProcessLookupError:
-        raise vas_error(errno.ESRCH, f"no process with pid {pid}") from None
-    publish.wake(pid)  # after the request: the target clears the word, then reads
+    with objects.pin(VAS, vid) as ref:
+        may = perms.may_for_type(access, ref)
+        assert isinstance(access, int)
+        ref.require(may)
+        # The sharing rule, checked now; the target takes the lock for real.
+        os.close(vasreg.take_lock(ref, access))
+        try:
+            records.reap_pending()  # requests left for processes that died meanwhile
+            records.request(pid, ref.id, access)
+        except ProcessLookupError:
+            raise vas_error(errno.ESRCH, f"no process with pid {pid}", str(pid)) from None
+        publish.wake(pid)  # after the request: the target clears the word, then reads
 
 
 def request_detach_other(pid: int, vid: object) -> None:
     """Ask another process to detach a VAS at its next vaspace call."""
     _signalable(pid)
-    vid, name = vasreg.lookup(vid)
-    if vid not in {v for v, _ in records.attached_vids(pid)}:
-        raise invalid(f"{vasreg.describe(vid, name)} is not attached to pid {pid}")
-    try:
-        records.request(pid, vid, records.DETACH)
-    except ProcessLookupError:
-        raise vas_error(errno.ESRCH, f"no process with pid {pid}") from None
-    publish.wake(pid)
+    with objects.pin(VAS, vid) as ref:
+        if ref.id not in {v for v, _ in records.attached_vids(pid)}:
+            raise ref.error(errno.EINVAL, f"is not attached to pid {pid}")
+        try:
+            records.request(pid, ref.id, records.DETACH)
+        except ProcessLookupError:
+            raise vas_error(errno.ESRCH, f"no process with pid {pid}", str(pid)) from None
+        publish.wake(pid)
 
 
 def sync() -> None:

@@ -12,11 +12,11 @@ import os
 
 from .. import _core
 from .._ntuples import ProcMap, ProcVas
-from ..errors import access_type_name, invalid
+from ..access import prot_for, prot_text
+from ..errors import invalid
 from ..registry import objects, records
 from ..registry import root as rootmod
-from ..registry import seg as segreg
-from ..registry import vas as vasreg
+from ..registry.kind import SEG, VAS
 from . import attach, publish
 from .state import state
 
@@ -37,20 +37,22 @@ def proc_vas(pid: object) -> list[ProcVas]:
                 inside.setdefault(v, []).append(tid)
             return [ProcVas(a.vid, a.name, a.type, tuple(sorted(inside.get(a.vid, ()))))
                     for a in sorted(st.attachments.values(), key=lambda a: a.vid)]
-    rootmod.ensure()
+    rootmod.existing()
     inside = publish.threads_of(pid)
     out = []
     for vid, access in records.attached_vids(pid):
-        name = objects.name_of(vasreg.VAS, vid)
-        if name is not None:
-            out.append(ProcVas(vid, name, access, inside.get(vid, ())))
+        try:
+            with objects.pin(VAS, vid) as ref:
+                out.append(ProcVas(vid, ref.name, access, inside.get(vid, ())))
+        except OSError:
+            continue  # deleted meanwhile, or damaged
     return out
 
 
 def proc_maps(pid: object, vid: object) -> list[ProcMap]:
     """Segments of one attachment: start, end, access ("r--"/"rw-") and name."""
     pid = attach.check_pid(pid)
-    vid = objects.check_id(vasreg.VAS, vid)
+    vid = objects.check_id(VAS, vid)
     if _is_self(pid):
         attach.sync()
         st = state()
@@ -58,21 +60,20 @@ def proc_maps(pid: object, vid: object) -> list[ProcMap]:
             att = st.attachments.get(vid)
             if att is None:
                 raise invalid(f"VAS id {vid} is not attached to this process")
-            return [ProcMap(m.start, m.end, _access(m.prot), m.name)
+            return [ProcMap(m.start, m.end, prot_text(m.prot), m.name)
                     for m in sorted(att.maps, key=lambda m: m.start)]
     held = dict(records.attached_vids(pid))
     if vid not in held:
         raise invalid(f"VAS id {vid} is not attached to pid {pid}")
     out = []
-    for link in vasreg.seg_links(vid):
-        name = objects.name_of(segreg.SEG, link.sid)
-        if name is None:
-            continue
-        start, end = segreg.region(link.sid)
-        kind = "ro" if held[vid] == os.O_RDONLY else access_type_name(link.type)
-        out.append(ProcMap(start, end, "r--" if kind == "ro" else "rw-", name))
+    with objects.pin(VAS, vid) as vas:
+        links = vas.links()
+    for link in links:
+        try:
+            with objects.pin(SEG, link.sid) as seg:
+                start, end = seg.region()
+                out.append(ProcMap(start, end, prot_text(prot_for(held[vid], link.type)),
+                                   seg.name))
+        except OSError:
+            continue  # deleted meanwhile, or damaged: not mapped there
     return sorted(out)
-
-
-def _access(prot: int) -> str:
-    return "rw-" if prot & _core.PROT_WRITE else "r--"

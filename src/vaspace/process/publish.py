@@ -8,26 +8,26 @@ process can say which of its threads are in each VAS: the RFC's
 always does, so publishing costs nothing per switch.  After the slots lies
 the process's lazy-attach word, which a process that leaves it a request
 sets (``wake``), so that even a loop of cached switches picks the request up.
+Files left by dead processes are reaped by a process's first create
+(bounded) and by ``vaspace fsck --repair`` (registry/records.py), not on the
+attach path.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import stat
 import struct
-from pathlib import Path
 
 from .. import _core
-from ..registry import records
+from ..registry import fs, records
 from ..registry import root as rootmod
 
 _SLOT = struct.Struct("=i4xq")  # int32 tid, padding, int64 vid (the C tslot_t)
 _WAKE = struct.Struct("=q")  # the lazy-attach word (the C wake_t's pending)
 
 
-def _path(pid: int, started: int) -> Path:
-    return rootmod.root_path() / "procs" / f"{pid}-{started}.threads"
+def _path(pid: int, started: int) -> str:
+    return f"{rootmod.root_str()}/procs/{pid}-{started}.threads"
 
 
 def publish() -> bool:
@@ -39,21 +39,16 @@ def publish() -> bool:
     simply does not publish: its attachments work, and other processes see
     no threads for it.
     """
-    pid = os.getpid()
-    started = records.start_time(pid)
-    if started is None:
-        return False
-    path = _path(pid, started)
-    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    path = _path(os.getpid(), records.my_start_time())
     try:
-        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | fs.FILE_FLAGS, 0o644)
     except FileExistsError:
         try:
-            fd = os.open(path, flags)
+            fd = fs.open_file(path, os.O_RDWR)  # no link, no FIFO, no blocking
         except OSError:
             return False
         st = os.fstat(fd)
-        if st.st_uid != os.geteuid() or not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        if st.st_uid != os.geteuid() or st.st_nlink != 1:
             os.close(fd)
             return False
     try:
@@ -62,7 +57,6 @@ def publish() -> bool:
         _core.publish_threads(fd)
     finally:
         os.close(fd)
-    _reap()
     return True
 
 
@@ -79,13 +73,12 @@ def wake(pid: int) -> bool:
     if started is None:
         return False
     try:
-        fd = os.open(_path(pid, started), os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-                     | os.O_NONBLOCK)
+        # No link followed, no FIFO waited on, nothing but a regular file.
+        fd, st = fs.open_file_stat(_path(pid, started), os.O_WRONLY)
     except OSError:
         return False
     try:
-        st = os.fstat(fd)
-        if (st.st_uid != _uid_of(pid) or not stat.S_ISREG(st.st_mode) or st.st_nlink != 1
+        if (st.st_uid != _uid_of(pid) or st.st_nlink != 1
                 or st.st_size < _core.slots_size()):
             return False
         os.pwrite(fd, _WAKE.pack(1), _core.wake_offset())
@@ -100,7 +93,8 @@ def threads_of(pid: int) -> dict[int, tuple[int, ...]]:
     if started is None:
         return {}
     try:
-        fd = os.open(_path(pid, started), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # A FIFO or a link planted under this guessable name is refused, not waited on.
+        fd = fs.open_file(_path(pid, started), os.O_RDONLY)
     except OSError:
         return {}
     try:
@@ -122,23 +116,3 @@ def _uid_of(pid: int) -> int | None:
         return os.stat(f"/proc/{pid}").st_uid
     except FileNotFoundError:
         return None
-
-
-def _number(text: str) -> int | None:
-    """An ASCII decimal number, or None (``"²".isdigit()`` is True)."""
-    return int(text) if text.isascii() and text.isdigit() else None
-
-
-def _reap() -> None:
-    """Remove the slot files of processes that are gone."""
-    base = rootmod.root_path() / "procs"
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.listdir(base):
-            stem, _, ext = entry.partition(".")
-            pid_text, _, started_text = stem.partition("-")
-            pid, started = _number(pid_text), _number(started_text)
-            if ext != "threads" or pid is None or started is None:
-                continue
-            if records.start_time(pid) != started:
-                with contextlib.suppress(OSError):
-                    os.unlink(base / entry)

@@ -72,8 +72,14 @@ class State:
 
 
 def prune_dead_threads() -> None:
-    """Forget threads that died inside a VAS (a thread that could not leave,
-    because views pinned its VAS, stays in the slots until this runs)."""
+    """Forget threads that died inside a VAS without leaving it.
+
+    A thread's guard normally switches it out as it exits; one that ended
+    at the OS level (the exit system call) skipped it, and its slot would
+    keep its VAS placed and undetachable for the life of the process.  A
+    thread that could not leave because views pinned its VAS also stays in
+    the slots until this runs.
+    """
     for tid, _ in _core.thread_vids():
         if not os.path.exists(f"/proc/self/task/{tid}"):
             _core.forget_tid(tid)

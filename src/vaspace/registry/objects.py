@@ -1,136 +1,94 @@
 """Generic registry objects: what VASes and segments have in common.
 
 An object of a kind ("VAS" or "segment") is a directory ``<kind dir>/<id>``
-plus a name link ``names/<kind dir>/<encoded name> -> <id>``.  Its attributes
-(owner, group, mode) are the real metadata of one file inside it, the
-*attribute file* (``lock`` for a VAS, ``data`` for a segment), so the kernel
-enforces them on whoever opens that file.
+plus a name link ``names/<kind dir>/<encoded name> -> <id>``; the directory's
+``index`` link names the encoded name, so each side leads to the other.  Its
+attributes (owner, group, mode) are the real metadata of one file inside it,
+the *attribute file* (``lock`` for a VAS, ``data`` for a segment), so the
+kernel enforces them on whoever opens that file.  Calls work on a pinned
+``Ref`` (ref.py).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 from .. import names
 from .._ntuples import Attr
 from ..errors import invalid, vas_error
+from . import fs, records
 from . import root as rootmod
+from .kind import MAX_ID, SEG, VAS, Kind, check_id, describe
+from .ref import Ref, is_live, pin
 
-MAX_ID = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class Kind:
-    """Describes one kind of registry object."""
-
-    label: str  # "VAS" or "segment", for messages
-    dirname: str  # "vas" or "seg"
-    attr_file: str  # the file whose metadata holds the attributes
-
-    def obj_dir(self, oid: int) -> Path:
-        return rootmod.root_path() / self.dirname / str(oid)
-
-    def name_link(self, enc: str) -> Path:
-        return rootmod.root_path() / "names" / self.dirname / enc
+__all__ = ["MAX_ID", "SEG", "VAS", "Kind", "Ref", "all_ids", "check_attr", "check_id", "create",
+           "describe", "find", "orphans", "pin", "reap_orphans", "setattr_"]
 
 
-def check_id(kind: Kind, oid: object) -> int:
-    """An id must be an int in [1, 2**31-1] (bool is refused); EINVAL otherwise."""
-    if not isinstance(oid, int) or isinstance(oid, bool):
-        raise invalid(f"{kind.label} id must be int, not {type(oid).__name__}")
-    if not 0 < oid <= MAX_ID:
-        raise invalid(f"{kind.label} id {oid} is out of range")
-    return oid
-
-
-def name_of(kind: Kind, oid: int) -> str | None:
-    """The name of a live object, or None if there is no such object.
-
-    An object is live exactly when its name link points back at it, so a
-    half-made (or half-deleted) directory is never seen.
-    """
-    try:
-        name = rootmod.read_file(kind.obj_dir(oid) / "name")
-        # A creator killed between creating and writing ``name`` leaves it
-        # empty; that directory is not an object (and "" would name the
-        # index directory itself).
-        names.check(name, kind.label)
-        target = os.readlink(kind.name_link(names.encode(name.encode())))
-    except (OSError, UnicodeError):
-        # ENOENT/ENOTDIR: gone or half-made; EINVAL: not a symlink (planted
-        # by someone who can write the shared index); ELOOP: a planted link.
-        return None
-    return name if target == str(oid) else None
-
-
-def lookup(kind: Kind, oid: object) -> tuple[int, str]:
-    """Validate an id and return (id, name); EINVAL if it is unknown or deleted."""
-    oid = check_id(kind, oid)
-    rootmod.ensure()
-    name = name_of(kind, oid)
-    if name is None:
-        raise invalid(f"no {kind.label} with id {oid}")
-    return oid, name
-
-
-def describe(kind: Kind, oid: int, name: str) -> str:
-    """How messages name an object: ``VAS 'db' (vid 3)``."""
-    idname = "vid" if kind.dirname == "vas" else "sid"
-    return f"{kind.label} {name!r} ({idname} {oid})"
-
-
-def find(kind: Kind, name: object) -> int:
-    """The id of the object called ``name``; ESRCH if there is none."""
+def find(kind: Kind, name: object) -> Ref:
+    """Pin the object called ``name``; ESRCH if there is none."""
     raw = names.check(name, kind.label)
-    rootmod.ensure()
+    enc = names.encode(raw)
+    root = rootmod.existing()
     try:
-        target = os.readlink(kind.name_link(names.encode(raw)))
+        target = os.readlink(f"{root}/names/{kind.dirname}/{enc}")
+        if not rootmod.is_id(target):
+            raise FileNotFoundError
+        # The index entry may be planted (names/ is writable by everyone):
+        # the object's own directory must name it back.
+        return pin(kind, int(target), enc)
     except OSError:  # ENOENT: no such name; EINVAL: a planted file that is not a link
-        raise vas_error(errno.ESRCH, f"no {kind.label} named {name!r}") from None
-    if not rootmod.is_id(target):
-        raise vas_error(errno.ESRCH, f"no {kind.label} named {name!r}")
-    oid = int(target)
-    if name_of(kind, oid) != name:
-        raise vas_error(errno.ESRCH, f"no {kind.label} named {name!r}")
-    return oid
+        raise vas_error(errno.ESRCH, f"no {kind.label} named {name!r}", str(name)) from None
 
 
-def create(kind: Kind, name: object, populate: Callable[[str], None]) -> int:
+def create(kind: Kind, name: object, dir_mode: int, populate: Callable[[int], None]) -> int:
     """Create an object atomically and return its id.
 
     ``mkdir <kind>/<id>`` claims the first free id (mkdir is atomic, so two
-    creators never share one); ``populate`` fills the directory; creating the
-    name link publishes it (``symlink`` fails with EEXIST if the name is
-    taken, so exactly one racing creator wins).  Until then the directory is
-    not an object: ``name_of`` requires the link, so a crash in between
-    leaves only an invisible directory, which ``reap_orphans`` removes.
+    creators never share one); ``populate`` fills the directory through its
+    descriptor; the directory gets ``dir_mode`` (whatever the umask); the
+    ``index`` link, then the name link publish it
+    (``symlink`` fails with EEXIST if the name is taken, so exactly one
+    racing creator wins).  Until then the directory is not an object, and a
+    crash in between leaves only an invisible directory, which
+    ``reap_orphans`` removes.
     """
     raw = names.check(name, kind.label)
-    root = str(rootmod.ensure())
-    link = f"{root}/names/{kind.dirname}/{names.encode(raw)}"
-    oid, path = _claim_id(kind, root)
+    enc = names.encode(raw)
+    root = rootmod.ensure()
+    base = f"{root}/{kind.dirname}"  # trusted: the root and its subdirectories were checked
+    oid, dfd = _claim_id(kind, base)
     try:
-        populate(path)
-        os.symlink(str(oid), link)
-    except FileExistsError:
-        rootmod.remove_tree(Path(path))
-        raise vas_error(errno.EEXIST, f"a {kind.label} named {name!r} already exists") from None
-    except BaseException:
-        rootmod.remove_tree(Path(path))
+        fs.write_new("name", name, 0o644, dfd)  # type: ignore[arg-type]
+        populate(dfd)
+        os.symlink(enc, "index", dir_fd=dfd)
+        # Only now may others write here (a VAS's writers): nothing of ours
+        # can be pre-empted by an entry they plant.
+        os.fchmod(dfd, dir_mode)
+        os.symlink(str(oid), f"{root}/names/{kind.dirname}/{enc}")
+    except BaseException as exc:
+        with fs.pinned_dir(base) as parent:
+            fs.remove_pinned(str(oid), parent, dfd, kind.subdirs)
+        if isinstance(exc, FileExistsError):
+            raise vas_error(errno.EEXIST, f"a {kind.label} named {name!r} already exists",
+                            str(name)) from None
         raise
+    finally:
+        os.close(dfd)
+    _reap_once(kind, root)
     return oid
 
 
-# The next id to try, per kind: avoids listing the directory on every create.
+# The next id to try, per kind directory: avoids listing it on every create.
 _next_id: dict[str, int] = {}
 
 
-def _claim_id(kind: Kind, root: str) -> tuple[int, str]:
-    base = f"{root}/{kind.dirname}"
+def _claim_id(kind: Kind, base: str) -> tuple[int, int]:
+    """mkdir the first free id under ``base`` (mode 0700); return (id, pinned descriptor)."""
     oid = _next_id.get(base) or _scan_next(base)
     collisions = 0
     while True:
@@ -138,7 +96,7 @@ def _claim_id(kind: Kind, root: str) -> tuple[int, str]:
             # Ids above the highest are used up: anyone can mkdir
             # "<kind>/2147483647", so that is no proof the space is full.
             # Take the lowest free id instead.
-            oid = _lowest_free(base)
+            oid = _lowest_free(kind, base)
         path = f"{base}/{oid}"
         try:
             os.mkdir(path, 0o700)
@@ -147,148 +105,88 @@ def _claim_id(kind: Kind, root: str) -> tuple[int, str]:
             # Others created many objects since we last looked: look again.
             oid = _scan_next(base) if collisions % 8 == 0 else oid + 1
             continue
-        # mkdir's mode is masked by the umask (0o277 would leave us unable to
-        # populate our own directory): set it explicitly.
-        os.chmod(path, 0o700)
         _next_id[base] = oid + 1
-        return oid, path
+        # mkdir's mode is masked by the umask (0o277 would leave us unable to
+        # populate our own directory): set it explicitly.  Nobody else can
+        # replace our fresh entry meanwhile (the parent is sticky).
+        os.chmod(path, 0o700)
+        return oid, fs.open_dir(path)
 
 
-def _lowest_free(base: str) -> int:
-    taken = set(rootmod.numeric_entries(Path(base)))
+def _lowest_free(kind: Kind, base: str) -> int:
+    taken = set(rootmod.numeric_entries(base))
     oid = next((i for i in range(1, len(taken) + 2) if i not in taken), MAX_ID + 1)
     if oid > MAX_ID:
-        raise vas_error(errno.ENOSPC, "no free id")
+        raise vas_error(errno.ENOSPC, f"no free {kind.label} id")
     return oid
 
 
 def _scan_next(base: str) -> int:
-    ids = rootmod.numeric_entries(Path(base))
+    ids = rootmod.numeric_entries(base)
     return (ids[-1] if ids else 0) + 1
 
 
-def reap_orphans(kind: Kind, min_age: float = 60.0) -> list[int]:
-    """Remove directories left unpublished by a creator that crashed.
+# ---------------------------------------------------------------- orphans
 
-    Only directories older than ``min_age`` seconds are touched, so a create
-    in progress is never disturbed.  Returns the ids removed.
+ORPHAN_AGE = 60.0  # seconds: a create in progress is never younger than this when reaped
+REAP_BATCH = 64  # at most this many entries are examined by one automatic reap
+
+
+def orphans(kind: Kind, min_age: float = ORPHAN_AGE, limit: int | None = None) -> list[int]:
+    """Ids of directories that are provably half-made (or half-deleted) objects.
+
+    Such a directory is a real directory (not a link), not live (no index
+    leading back to it) and unchanged for ``min_age`` seconds, so no create
+    in progress is among them.
     """
-    import time
+    root = str(rootmod.existing())
+    out = []
+    with fs.pinned_dir(f"{root}/{kind.dirname}") as parent:
+        ids = rootmod.numeric_entries(parent)
+        now = time.time()
+        for oid in ids if limit is None else ids[:limit]:
+            st = fs.lstat_at(str(oid), parent)
+            if (st is not None and stat.S_ISDIR(st.st_mode) and now - st.st_mtime >= min_age
+                    and not is_live(kind, oid, root)):
+                out.append(oid)
+    return out
 
-    rootmod.ensure()
-    base = rootmod.root_path() / kind.dirname
+
+def reap_orphans(kind: Kind, min_age: float = ORPHAN_AGE, limit: int | None = None) -> list[int]:
+    """Remove half-made objects (``orphans``) this process may remove; the ids removed.
+
+    Removal is ``fs.remove_dir``: relative to the kind directory's
+    descriptor, never through a link, never recursing into what a writer
+    could swap.  A planted symlink is not a directory and is left alone.
+    """
+    root = str(rootmod.existing())
     gone = []
-    for oid in rootmod.numeric_entries(base):
-        path = base / str(oid)
-        try:
-            age = time.time() - os.lstat(path).st_mtime
-        except FileNotFoundError:
-            continue
-        if age >= min_age and name_of(kind, oid) is None:
-            rootmod.remove_tree(path)
-            gone.append(oid)
+    with fs.pinned_dir(f"{root}/{kind.dirname}") as parent:
+        for oid in orphans(kind, min_age, limit):
+            if not is_live(kind, oid, root) and fs.remove_dir(str(oid), parent, kind.subdirs):
+                gone.append(oid)
     return gone
 
 
-def unpublish(kind: Kind, oid: int, name: str) -> None:
-    """Make an object invisible (remove its name link), then reclaim its files."""
-    link = kind.name_link(names.encode(name.encode()))
+_reaped: set[tuple[str, str]] = set()
+
+
+def _reap_once(kind: Kind, root: str) -> None:
+    """The automatic reap: once per process and root, after its first create, bounded."""
+    key = (root, kind.dirname)
+    if key in _reaped:
+        return
+    _reaped.add(key)
     try:
-        os.unlink(link)
-    except FileNotFoundError:
-        raise gone(kind, oid) from None
-    except PermissionError:
-        raise vas_error(
-            errno.EPERM,
-            f"{describe(kind, oid, name)}: only its owner or root may delete it "
-            "(the registry directories are sticky, like /tmp)",
-        ) from None
-    rootmod.remove_tree(kind.obj_dir(oid))
+        reap_orphans(kind, limit=REAP_BATCH)
+        if kind is VAS:  # process records: once per process is enough
+            records.reap_pending(REAP_BATCH)
+            records.reap_slot_files(REAP_BATCH)
+    except OSError:
+        pass  # housekeeping never fails a create
 
 
-def gone(kind: Kind, oid: int) -> OSError:
-    """EINVAL for an object deleted while a call was using it (its files vanished)."""
-    return invalid(f"no {kind.label} with id {oid} (it was deleted)")
-
-
-def recheck(kind: Kind, oid: int, name: str) -> None:
-    """EINVAL unless ``oid`` is still the object called ``name``.
-
-    Calls look an id up, then take locks: in between, the object may have
-    been deleted and its id reused, so changes re-check under their locks.
-    """
-    if name_of(kind, oid) != name:
-        raise gone(kind, oid)
-
-
-def pin_dir(kind: Kind, oid: int) -> int:
-    """Open a live object's directory without following links; return its descriptor.
-
-    The object's directory is an entry its owner may rename, so a path
-    checked a moment ago may now lead elsewhere (a symlink to another
-    user's object directory, swapped in between a liveness check and an
-    open).  So the directory itself is opened with O_NOFOLLOW, and checked
-    to be the object the name index points at: its ``name``, read through
-    the descriptor, must be indexed to ``oid``.  Files opened relative to
-    the descriptor are then the object's own.
-    """
-    try:
-        dfd = os.open(kind.obj_dir(oid), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                      | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
-        raise gone(kind, oid) from None
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-        raise vas_error(errno.EIO, f"{kind.label} id {oid}: its directory is a symlink") from None
-    try:
-        name = _read_at(dfd, "name")
-        names.check(name, kind.label)
-        if os.readlink(kind.name_link(names.encode(name.encode()))) != str(oid):
-            raise gone(kind, oid)
-    except (FileNotFoundError, NotADirectoryError):
-        os.close(dfd)
-        raise gone(kind, oid) from None
-    except BaseException:
-        os.close(dfd)
-        raise
-    return dfd
-
-
-def open_in(kind: Kind, oid: int, filename: str, flags: int) -> tuple[int, str]:
-    """Open ``filename`` in a live object's pinned directory (``pin_dir``), no links followed.
-
-    Returns (fd, text of ``region``): for segments, the region is read
-    through the same descriptor, so it belongs to the same object ("" for
-    VASes).
-    """
-    dfd = pin_dir(kind, oid)
-    try:
-        try:
-            region = _read_at(dfd, "region") if kind.attr_file == "data" else ""
-            fd = os.open(filename, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-        except (FileNotFoundError, NotADirectoryError):
-            raise gone(kind, oid) from None
-        return fd, region
-    finally:
-        os.close(dfd)
-
-
-def _read_at(dfd: int, filename: str) -> str:
-    fd = os.open(filename, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-    try:
-        return os.read(fd, 4096).decode()
-    finally:
-        os.close(fd)
-
-
-def getattr_(kind: Kind, oid: int) -> Attr:
-    """Attributes from the attribute file's metadata."""
-    try:
-        st = os.lstat(kind.obj_dir(oid) / kind.attr_file)
-    except (FileNotFoundError, NotADirectoryError):
-        raise gone(kind, oid) from None
-    return Attr(mode=st.st_mode & 0o666, user=st.st_uid, group=st.st_gid)
+# ---------------------------------------------------------------- attributes
 
 
 def check_attr(attr: object, what: str) -> Attr:
@@ -303,37 +201,37 @@ def check_attr(attr: object, what: str) -> Attr:
     return Attr(mode=mode & 0o666, user=user, group=group)
 
 
-def setattr_(kind: Kind, oid: int, attr: Attr, extra: Callable[[Attr], None] | None = None) -> None:
+def setattr_(ref: Ref, attr: Attr) -> None:
     """Apply attributes to the attribute file (chown first, then chmod).
 
     The kernel's rules apply: only the owner (or root) may chmod, and only
-    root may give a file away; those refusals surface as EPERM.
+    root may give a file away; those refusals surface as EPERM.  The file
+    is reached through the pinned directory and changed through an
+    ``O_PATH`` descriptor, so no link is followed.
     """
-    path = kind.obj_dir(oid) / kind.attr_file
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_PATH)
+        fd = os.open(ref.kind.attr_file, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=ref.dirfd)
     except (FileNotFoundError, NotADirectoryError):
-        raise gone(kind, oid) from None
+        raise ref.gone() from None
     try:
-        cur = os.stat(fd)
+        cur = os.fstat(fd)
+        if not stat.S_ISREG(cur.st_mode):
+            raise ref.damaged(f"its {ref.kind.attr_file} is not a regular file")
         try:
             if (attr.user, attr.group) != (cur.st_uid, cur.st_gid):
                 os.chown(f"/proc/self/fd/{fd}", attr.user, attr.group)
             os.chmod(f"/proc/self/fd/{fd}", attr.mode)
         except PermissionError:
-            raise vas_error(
-                errno.EPERM,
-                f"{kind.label} id {oid}: the OS refuses this change of owner, group or mode "
-                "(only the owner may chmod, only root may chown)",
-            ) from None
+            raise ref.error(errno.EPERM, "cannot take this owner, group or mode: only the "
+                            "owner may chmod, only root may chown") from None
     finally:
         os.close(fd)
-    if extra is not None:
-        extra(attr)
 
 
 def all_ids(kind: Kind) -> list[int]:
     """Ids of every live object of a kind, sorted."""
-    rootmod.ensure()
-    ids = rootmod.numeric_entries(rootmod.root_path() / kind.dirname)
-    return [oid for oid in ids if name_of(kind, oid) is not None]
+    root = str(rootmod.existing())
+    with fs.pinned_dir(f"{root}/{kind.dirname}") as parent:
+        ids = rootmod.numeric_entries(parent)
+    return [oid for oid in ids if is_live(kind, oid, root)]

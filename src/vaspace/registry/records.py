@@ -4,6 +4,10 @@ The sharing rule itself is enforced by flock (see vas.py); these records only
 serve introspection (``proc_vas``, ``vaspace ps``) and error messages.  Each
 names a pid and that process's start time, so a record left by a dead
 process (or a recycled pid) is recognised as stale, ignored and reaped.
+
+``procs/`` and ``pending/`` are writable by everyone: entries are read with
+``readlink`` and ``lstat`` (never opened), and request directories are
+worked on through a pinned, checked descriptor (fs.py).
 """
 
 from __future__ import annotations
@@ -12,87 +16,137 @@ import contextlib
 import errno
 import os
 import stat
-from pathlib import Path
 
 from .._ntuples import Holder
-from ..errors import access_type_name, vas_error
+from ..access import BY_NAME, access_type_name
+from ..errors import vas_error
+from . import fs
 from . import root as rootmod
-from .vas import _TYPES
 
 
 def start_time(pid: int) -> int | None:
     """A process's start time in clock ticks (field 22 of /proc/<pid>/stat), or None."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        # os.open/os.read: three system calls, where open() would make eight.
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):
         return None
+    try:
+        data = os.read(fd, 4096)
+    except ProcessLookupError:  # exited between the open and the read
+        return None
+    finally:
+        os.close(fd)
     # The command name may hold spaces and parentheses: split after the last ')'.
     fields = data[data.rindex(b")") + 2 :].split()
     return int(fields[19])
 
 
+_mine: list[int] = []  # [start time of this process], computed once (reset in a forked child)
+
+
+def my_start_time() -> int:
+    """This process's start time: read once per process, not on every call."""
+    if not _mine:
+        started = start_time(os.getpid())
+        assert started is not None  # we are alive
+        _mine.append(started)
+    return _mine[0]
+
+
+os.register_at_fork(after_in_child=_mine.clear)
+
+
 def _alive(pid: int, started: int) -> bool:
+    if pid == os.getpid():
+        return started == my_start_time()
     return start_time(pid) == started
 
 
-def _procs() -> Path:
-    return rootmod.root_path() / "procs"
+def _procs() -> str:
+    return f"{rootmod.root_str()}/procs"
 
 
 def add(vid: int, pid: int, access: int) -> None:
-    """Record that ``pid`` has ``vid`` attached (replacing a stale record).
+    """Record that ``pid`` (this process) has ``vid`` attached, replacing a stale record.
 
     A record another user planted under our name cannot be removed (the
-    directory is sticky); it is ignored by readers (see ``_all``), and the
+    directory is sticky); it is ignored by readers (see ``_read``), and the
     attachment itself, which the flock makes, does not depend on the record.
     """
-    path = _procs() / f"{vid}.{pid}"
-    target = f"{start_time(pid)}:{access_type_name(access)}"
-    with contextlib.suppress(FileNotFoundError, PermissionError):
-        os.unlink(path)
-    with contextlib.suppress(FileExistsError):
+    path = f"{_procs()}/{vid}.{pid}"
+    started = my_start_time() if pid == os.getpid() else start_time(pid)
+    target = f"{started}:{access_type_name(access)}"
+    try:
         os.symlink(target, path)
+    except FileExistsError:  # a stale record (or a planted one, which stays)
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            os.unlink(path)
+        with contextlib.suppress(FileExistsError):
+            os.symlink(target, path)
 
 
 def remove(vid: int, pid: int) -> None:
     with contextlib.suppress(FileNotFoundError, PermissionError):
-        os.unlink(_procs() / f"{vid}.{pid}")
+        os.unlink(f"{_procs()}/{vid}.{pid}")
 
 
-def _all() -> list[tuple[int, int, int]]:
-    """Every live (vid, pid, type) record; stale ones are reaped on the way."""
-    out = []
+def _read(want_vid: int | None = None, want_pid: int | None = None) -> list[tuple[int, int, int]]:
+    """Live (vid, pid, type) records, optionally of one VAS or one pid; stale ones are reaped."""
+    base = _procs()
     try:
-        entries = os.listdir(_procs())
+        entries = os.listdir(base)
     except FileNotFoundError:
         return []
+    uids: dict[int, int | None] = {}
+    out = []
     for entry in entries:
-        vid, _, pid = entry.partition(".")
-        if not (rootmod.is_id(vid) and rootmod.is_id(pid)):
+        vid_text, _, pid_text = entry.partition(".")
+        if not (rootmod.is_id(vid_text) and rootmod.is_id(pid_text)):
+            continue
+        vid, pid = int(vid_text), int(pid_text)
+        if (want_vid is not None and vid != want_vid) or (want_pid is not None and pid != want_pid):
             continue
         try:
-            started, kind = os.readlink(_procs() / entry).split(":")
-            owner = os.lstat(_procs() / entry).st_uid
+            started, kind = os.readlink(f"{base}/{entry}").split(":")
+            owner = os.lstat(f"{base}/{entry}").st_uid
         except (OSError, ValueError):
             continue
-        if rootmod.is_id(started) and _alive(int(pid), int(started)):
-            if owner not in (0, _uid_or_none(int(pid))):
-                continue  # planted by another user: not the process's own record
-            out.append((int(vid), int(pid), _TYPES.get(kind, os.O_RDONLY)))
-        else:
-            remove(int(vid), int(pid))
+        if not (rootmod.is_id(started) and _alive(pid, int(started))):
+            remove(vid, pid)
+            continue
+        if pid not in uids:
+            uids[pid] = _uid_or_none(pid)
+        if owner not in (0, uids[pid]):
+            continue  # planted by another user: not the process's own record
+        row = BY_NAME.get(kind)
+        out.append((vid, pid, row.flag if row else os.O_RDONLY))
     return sorted(out)
 
 
 def holders(vid: int) -> list[Holder]:
     """Live processes that have the VAS attached."""
-    return [Holder(pid=p, type=t) for v, p, t in _all() if v == vid]
+    return [Holder(pid=p, type=t) for _, p, t in _read(want_vid=vid)]
+
+
+def all_holders() -> dict[int, list[Holder]]:
+    """{vid: holders} for every VAS, from one pass over the records (for listings)."""
+    out: dict[int, list[Holder]] = {}
+    for v, p, t in _read():
+        out.setdefault(v, []).append(Holder(pid=p, type=t))
+    return out
+
+
+def holders_text(holders_: list[Holder]) -> str:
+    """The one way messages list holders: ``pid 12 (rw), pid 13 (ro)``."""
+    if not holders_:
+        return "another process"
+    return ", ".join(f"pid {h.pid} ({access_type_name(h.type)})" for h in holders_)
 
 
 def attached_vids(pid: int) -> list[tuple[int, int]]:
     """(vid, type) of every VAS whose records name a live ``pid``."""
-    return [(v, t) for v, p, t in _all() if p == pid]
+    return [(v, t) for v, _, t in _read(want_pid=pid)]
 
 
 # ---------------------------------------------------------------- lazy attach
@@ -100,8 +154,12 @@ def attached_vids(pid: int) -> list[tuple[int, int]]:
 DETACH = -1  # a request's "type" that asks for a detach
 
 
-def _pending_dir(pid: int, started: int) -> Path:
-    return rootmod.root_path() / "pending" / f"{pid}-{started}"
+def _pending_name(pid: int, started: int) -> str:
+    return f"{pid}-{started}"
+
+
+def _pending_dir(pid: int, started: int) -> str:
+    return f"{rootmod.root_str()}/pending/{_pending_name(pid, started)}"
 
 
 def request(pid: int, vid: int, access: int) -> None:
@@ -109,56 +167,56 @@ def request(pid: int, vid: int, access: int) -> None:
     started = start_time(pid)
     if started is None:
         raise ProcessLookupError(pid)
-    d = _pending_dir(pid, started)
-    _request_dir(pid, d)
-    link = d / str(vid)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(link)
-    os.symlink("detach" if access == DETACH else access_type_name(access), link)
+    fd = _request_dir(pid, started)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(str(vid), dir_fd=fd)
+        os.symlink("detach" if access == DETACH else access_type_name(access), str(vid),
+                   dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
-def _request_dir(pid: int, d: Path) -> None:
-    """Make ``d`` a real directory owned by ``pid``'s user, holding requests for it.
+def _request_dir(pid: int, started: int) -> int:
+    """A pinned descriptor of the real directory holding requests for ``pid``.
 
-    ``pending/`` is writable by everyone, so what is already at ``d`` may be
+    ``pending/`` is writable by everyone, so what is already there may be
     planted: a symlink (root would chown its target) or another user's
     directory (its requests would bypass the check that we may signal
     ``pid``).  Root removes such things; another user cannot, and gets
-    EPERM.  The checks go through an O_NOFOLLOW descriptor, never the path.
+    EPERM.  Everything goes through O_NOFOLLOW descriptors, never the path.
     """
     owner = _uid_of(pid)
     me = os.geteuid()
-    for _ in range(3):
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(d, 0o700)
-        try:
-            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except (NotADirectoryError, OSError) as exc:
-            if isinstance(exc, FileNotFoundError):
+    name = _pending_name(pid, started)
+    with fs.pinned_dir(f"{rootmod.existing()}/pending") as base:
+        for _ in range(3):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=base)
+            st = fs.lstat_at(name, base)
+            if st is None:
                 continue
-            fd = -1
-        try:
-            st = os.fstat(fd) if fd >= 0 else os.lstat(d)
-            if fd >= 0 and st.st_uid in (owner, me):
-                if st.st_uid == me:
+            fd = fs.open_checked_dir(name, base, st.st_dev, (owner, me))
+            if fd is not None:
+                if os.fstat(fd).st_uid == me:
                     # The target must be able to consume (unlink) requests,
                     # whatever the umask was at mkdir.
                     os.fchmod(fd, 0o700)
                     if me != owner:
                         os.fchown(fd, owner, -1)
-                return
-        finally:
-            if fd >= 0:
-                os.close(fd)
-        if me != 0:
-            raise vas_error(errno.EPERM, f"the lazy-attach request directory {d} for pid {pid} "
-                            f"belongs to uid {st.st_uid}, not to the process's user")
-        if stat.S_ISDIR(st.st_mode):
-            rootmod.remove_tree(d)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(d)
-    raise vas_error(errno.EAGAIN, f"cannot make the lazy-attach request directory {d}")
+                return fd
+            if me != 0:
+                raise vas_error(errno.EPERM, f"the lazy-attach request directory pending/{name} "
+                                f"for pid {pid} belongs to uid {st.st_uid}, not to the process's "
+                                "user", name)
+            # Root: remove what was planted (a link is unlinked, never followed).
+            if stat.S_ISDIR(st.st_mode):
+                fs.remove_dir(name, base)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=base)
+    raise vas_error(errno.EAGAIN, f"cannot make the lazy-attach request directory for pid {pid}",
+                    name)
 
 
 def _uid_of(pid: int) -> int:
@@ -173,37 +231,103 @@ def _uid_or_none(pid: int) -> int | None:
 
 
 def take_requests(pid: int) -> list[tuple[int, int]]:
-    """Consume this process's pending lazy-attach requests: [(vid, type)]."""
-    started = start_time(pid)
-    if started is None:
-        return []
-    d = _pending_dir(pid, started)
+    """Consume this process's pending lazy-attach requests: [(vid, type)].
+
+    Only our own directory holds real requests (a requester of our uid made
+    it, or root made it and gave it to us); anything else there was planted
+    by someone who may not act on us.
+    """
+    root = rootmod.root_str()
     try:
-        st = os.lstat(d)
-        # Only our own directory holds real requests (a requester of our uid
-        # made it, or root made it and gave it to us); anything else there
-        # was planted by someone who may not act on us.
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        base = fs.open_dir(f"{root}/pending")
+    except OSError:
+        return []
+    try:
+        name = _pending_name(pid, my_start_time() if pid == os.getpid() else start_time(pid) or 0)
+        fd = fs.open_checked_dir(name, base, os.fstat(base).st_dev, (os.geteuid(),))
+        if fd is None:
             return []
-        names = os.listdir(d)
+        out = []
+        try:
+            for n in os.listdir(fd):
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    kind = os.readlink(n, dir_fd=fd)
+                    os.unlink(n, dir_fd=fd)
+                    out.append((int(n), DETACH if kind == "detach" else BY_NAME[kind].flag))
+        finally:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.rmdir(name, dir_fd=base)
+        return sorted(out)
+    finally:
+        os.close(base)
+
+
+def stale_pending(limit: int | None = None) -> list[str]:
+    """Names of request directories in ``pending/`` whose process is gone."""
+    try:
+        entries = os.listdir(f"{rootmod.root_str()}/pending")
     except FileNotFoundError:
         return []
     out = []
-    for n in names:
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            kind = os.readlink(d / n)
-            os.unlink(d / n)
-            out.append((int(n), DETACH if kind == "detach" else _TYPES[kind]))
-    with contextlib.suppress(OSError):
-        os.rmdir(d)
-    return sorted(out)
+    for entry in entries if limit is None else entries[:limit]:
+        pid, _, started = entry.partition("-")
+        if rootmod.is_id(pid) and rootmod.is_id(started) and not _alive(int(pid), int(started)):
+            out.append(entry)
+    return out
 
 
-def reap_pending() -> None:
-    """Remove request directories of processes that are gone."""
-    base = rootmod.root_path() / "pending"
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.listdir(base):
-            pid, _, started = entry.partition("-")
-            if rootmod.is_id(pid) and rootmod.is_id(started) and not _alive(int(pid), int(started)):
-                rootmod.remove_tree(base / entry)
+def reap_pending(limit: int | None = 64) -> list[str]:
+    """Remove request directories of processes that are gone (at most ``limit`` looked at).
+
+    Only real directories are removed, through a pinned descriptor and
+    without recursion (fs.remove_dir); a symlink planted under such a name
+    is left where it is, and what it points at is never touched.
+    """
+    try:
+        base = fs.open_dir(f"{rootmod.root_str()}/pending")
+    except OSError:
+        return []
+    gone = []
+    try:
+        for entry in stale_pending(limit):
+            if fs.remove_dir(entry, base):
+                gone.append(entry)
+    finally:
+        os.close(base)
+    return gone
+
+
+# ---------------------------------------------------------------- thread slot files
+
+
+def _number(text: str) -> int | None:
+    """An ASCII decimal number, or None (``"²".isdigit()`` is True)."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def stale_slot_files(limit: int | None = None) -> list[str]:
+    """Names of ``procs/<pid>-<start>.threads`` files whose process is gone."""
+    try:
+        entries = os.listdir(_procs())
+    except FileNotFoundError:
+        return []
+    out = []
+    for entry in entries if limit is None else entries[:limit]:
+        stem, _, ext = entry.partition(".")
+        pid_text, _, started_text = stem.partition("-")
+        pid, started = _number(pid_text), _number(started_text)
+        if ext == "threads" and pid is not None and started is not None \
+                and not _alive(pid, started):
+            out.append(entry)
+    return out
+
+
+def reap_slot_files(limit: int | None = None) -> list[str]:
+    """Remove the slot files of processes that are gone (``unlink`` never follows a link)."""
+    gone = []
+    for entry in stale_slot_files(limit):
+        with contextlib.suppress(OSError):
+            os.unlink(f"{_procs()}/{entry}")
+            gone.append(entry)
+    return gone

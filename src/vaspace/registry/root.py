@@ -3,11 +3,17 @@
 Layout (all under ``$VASPACE_ROOT``, default ``/dev/shm/vaspace``)::
 
     vas/<vid>/name          the VAS's name (cat-able)
+    vas/<vid>/index         symlink -> "<encoded name>": the way back to the
+                            name index, so liveness is two readlinks
     vas/<vid>/lock          owner, group and mode ARE the VAS's attributes;
                             attachments hold flock()s on it (the sharing rule)
     vas/<vid>/seg.<sid>     symlink -> "ro" | "wo" | "rw": an attached segment
     procs/<vid>.<pid>       symlink -> "<starttime>:<type>": a process attachment
     seg/<sid>/name          the segment's name
+    seg/<sid>/index         as for a VAS
+    seg/<sid>/vases/<vid>   symlink -> "<type>": the reverse index, a hint
+                            that VAS <vid> may hold the segment (sticky,
+                            world-writable; checked against vas/<vid>/seg.<sid>)
     seg/<sid>/region        "start-end" in hex, as the RFC's sysfs ``region``
     seg/<sid>/data          the backing file, end - start bytes (sparse until
                             touched); owner, group and mode ARE the segment's
@@ -18,7 +24,11 @@ Layout (all under ``$VASPACE_ROOT``, default ``/dev/shm/vaspace``)::
 
 Every step that makes an object visible is one atomic ``mkdir`` or
 ``symlink``, so a crash leaves either no object or a whole one.  An object
-exists exactly when its name link points at its directory.
+exists exactly when its name link points at its directory and the
+directory's ``index`` points back at the name link.
+
+Only calls that create an object create the registry (``ensure``); every
+other call uses ``existing``, which fails with ENOENT naming the root.
 
 The root and its subdirectories are sticky and world-writable, like /tmp.  A
 root that is not owned by root or by the caller is refused: its owner could
@@ -31,6 +41,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import stat
 import tempfile
 import time
@@ -38,16 +49,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import vas_error
+from . import fs
 
 DEFAULT_ROOT = "/dev/shm/vaspace"
 SUBDIRS = ("vas", "seg", "names", "names/vas", "names/seg", "procs", "pending")
 DIR_MODE = 0o1777
 _checked: dict[str, tuple[int, int]] = {}
+_lock_checked: set[str] = set()
 
 
 def root_path() -> Path:
     """The registry root: ``$VASPACE_ROOT`` or /dev/shm/vaspace."""
-    return Path(os.environ.get("VASPACE_ROOT") or DEFAULT_ROOT)
+    return Path(root_str())
+
+
+def root_str() -> str:
+    """``root_path()`` as a string: what the hot paths build file names from."""
+    return os.environ.get("VASPACE_ROOT") or DEFAULT_ROOT
 
 
 def _mkdir_shared(path: Path) -> None:
@@ -59,52 +77,75 @@ def _mkdir_shared(path: Path) -> None:
     os.chmod(path, DIR_MODE)
 
 
-def _check_dir(path: Path, owner: int) -> None:
+def _check_dir(path: str | Path, owner: int, me: int) -> os.stat_result:
+    """Refuse a registry directory that is not one, or that someone untrusted controls."""
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
-        raise vas_error(errno.ENOTDIR, f"registry path {path} is not a directory")
-    if st.st_uid not in (0, owner, os.geteuid()):
+        raise vas_error(errno.ENOTDIR, f"registry path {path} is not a directory", str(path))
+    if st.st_uid not in (0, owner, me):
         raise vas_error(
             errno.EACCES,
             f"registry path {path} is owned by uid {st.st_uid}, not by root or you; "
-            "refusing it (set VASPACE_ROOT to a directory you trust)",
+            "refusing it (set VASPACE_ROOT to a directory you trust)", str(path),
         )
-    if st.st_uid != os.geteuid() and st.st_mode & 0o1002 == 0o0002:
-        raise vas_error(errno.EACCES, f"registry path {path} is world-writable but not sticky")
+    if st.st_uid != me and st.st_mode & 0o1002 == 0o0002:
+        raise vas_error(errno.EACCES, f"registry path {path} is world-writable but not sticky",
+                        str(path))
+    return st
 
 
-def ensure() -> Path:
+def existing() -> str:
+    """The registry root, which must exist: ENOENT naming it otherwise.
+
+    Read-only calls use this, so a typo in ``--root`` or ``VASPACE_ROOT``
+    never creates a directory, and ``--root /tmp`` leaves /tmp as it is (a
+    directory without the registry's layout is not a registry).  The layout
+    is checked once per process, as in ``ensure``.
+    """
+    key = root_str()
+    if key in _checked:  # the hot path: no Path object, one dict lookup
+        return key
+    me = os.geteuid()
+    try:
+        st = _check_dir(key, me, me)
+        for sub in SUBDIRS:
+            _check_dir(f"{key}/{sub}", st.st_uid, me)
+    except FileNotFoundError:  # ENOTDIR (a file in the way) passes through, naming the path
+        raise vas_error(errno.ENOENT, f"no vaspace registry at {key} (the first call that "
+                        "creates a VAS or a segment makes it)", key) from None
+    _checked[key] = (st.st_dev, st.st_ino)
+    return key
+
+
+def ensure() -> str:
     """Create the layout on first use, check it once per process, return the root."""
-    root = root_path()
-    key = str(root)
-    st_cached = _checked.get(key)
-    if st_cached is not None:
-        return root
+    key = root_str()
+    if key in _checked:
+        return key
+    root = Path(key)
     root.parent.mkdir(parents=True, exist_ok=True)
     _mkdir_shared(root)
-    _check_dir(root, os.geteuid())
-    owner = os.lstat(root).st_uid
+    me = os.geteuid()
+    owner = _check_dir(root, me, me).st_uid
     for sub in SUBDIRS:
         _mkdir_shared(root / sub)
-        _check_dir(root / sub, owner)
-    lock = root / "lock"
-    if not lock.exists():
-        with contextlib.suppress(FileExistsError):
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
-            os.fchmod(fd, 0o644)
-            os.close(fd)
+        _check_dir(root / sub, owner, me)
+    with fs.pinned_dir(str(root)) as rfd, contextlib.suppress(FileExistsError):
+        fs.write_new("lock", "", 0o644, rfd)
     st = os.lstat(root)
     _checked[key] = (st.st_dev, st.st_ino)
-    return root
+    return key
 
 
 @contextlib.contextmanager
 def temporary(prefix: str = "vaspace-", root: str | None = None) -> Iterator[str]:
-    """Point ``VASPACE_ROOT`` at a fresh registry for a while, then remove it.
+    """Point ``VASPACE_ROOT`` at a fresh, created registry for a while, then remove it.
 
     The registry is ``<fresh dir under /dev/shm>/root`` unless ``root`` is
     given; the variable is restored and the fresh directory removed on exit,
-    on errors too.  Children forked meanwhile inherit the setting.
+    on errors too.  Children forked meanwhile inherit the setting.  The
+    layout is made up front, so that read-only calls (which never create a
+    registry) work in it from the start, whichever process comes first.
     """
     base = tempfile.mkdtemp(prefix=prefix, dir="/dev/shm")
     saved = os.environ.get("VASPACE_ROOT")
@@ -112,6 +153,7 @@ def temporary(prefix: str = "vaspace-", root: str | None = None) -> Iterator[str
     os.environ["VASPACE_ROOT"] = path
     forget()
     try:
+        ensure()
         yield path
     finally:
         if saved is None:
@@ -125,6 +167,7 @@ def temporary(prefix: str = "vaspace-", root: str | None = None) -> Iterator[str
 def forget() -> None:
     """Forget which roots were checked (after VASPACE_ROOT changes in tests)."""
     _checked.clear()
+    _lock_checked.clear()
 
 
 # How long a change waits for the registry lock before giving up with EBUSY.
@@ -134,7 +177,7 @@ LOCK_TIMEOUT = 10.0
 
 
 @contextlib.contextmanager
-def locked() -> Iterator[Path]:
+def locked() -> Iterator[str]:
     """Hold the registry-wide lock around a change that spans objects.
 
     Used for segment attach/detach and deletes, whose checks ("is this
@@ -143,9 +186,19 @@ def locked() -> Iterator[Path]:
     then EBUSY), so a process that holds the lock forever cannot hang
     everyone else's calls.
     """
-    root = ensure()
-    fd = os.open(root / "lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    root = existing()
     try:
+        fd = fs.open_file(f"{root}/lock", os.O_RDONLY)
+    except OSError as exc:
+        raise vas_error(exc.errno or errno.EIO, f"cannot open the registry lock {root}/lock",
+                        str(root)) from None
+    try:
+        if root not in _lock_checked:
+            if os.fstat(fd).st_uid not in (0, os.lstat(root).st_uid):
+                # Planted by another user before the registry's creator made it.
+                raise vas_error(errno.EACCES, f"the registry lock {root}/lock belongs to "
+                                "another user", str(root))
+            _lock_checked.add(root)  # the sticky root keeps it ours from now on
         deadline = time.monotonic() + LOCK_TIMEOUT
         pause = 0.0005
         while True:
@@ -154,8 +207,9 @@ def locked() -> Iterator[Path]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise vas_error(errno.EBUSY, f"the registry lock {root / 'lock'} has been "
-                                    f"held by another process for {LOCK_TIMEOUT:g} s") from None
+                    raise vas_error(errno.EBUSY, f"the registry lock {root}/lock has been "
+                                    f"held by another process for {LOCK_TIMEOUT:g} s",
+                                    str(root)) from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.02)
         yield root
@@ -163,43 +217,14 @@ def locked() -> Iterator[Path]:
         os.close(fd)
 
 
-def write_file(path: Path, text: str, mode: int = 0o644) -> None:
-    """Create ``path`` exclusively (never through a symlink) and write ``text``."""
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
-def read_file(path: Path) -> str:
-    """Read a small registry file without following a symlink."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        return os.read(fd, 4096).decode()
-    finally:
-        os.close(fd)
-
-
 def remove_tree(path: Path) -> None:
-    """Remove an object directory (bottom-up, ignoring what is already gone)."""
-    try:
-        entries = list(os.scandir(path))
-    except FileNotFoundError:
-        return
-    except NotADirectoryError:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        return
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            remove_tree(Path(entry.path))
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
-    with contextlib.suppress(FileNotFoundError, OSError):
-        os.rmdir(path)
+    """Remove a whole tree that the caller owns (a temporary registry), never following links.
+
+    ``shutil.rmtree`` walks by directory descriptor on Linux
+    (``rmtree.avoids_symlink_attacks``); objects inside a live registry are
+    removed with ``fs.remove_pinned`` instead, which does not recurse.
+    """
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def is_id(text: str) -> bool:
@@ -211,8 +236,8 @@ def is_id(text: str) -> bool:
     return text.isascii() and text.isdigit() and str(int(text)) == text
 
 
-def numeric_entries(path: Path) -> list[int]:
-    """The id-named entries of a directory, sorted."""
+def numeric_entries(path: str | Path | int) -> list[int]:
+    """The id-named entries of a directory (a path or a descriptor), sorted."""
     try:
         names = os.listdir(path)
     except FileNotFoundError:

@@ -1,116 +1,169 @@
-"""Segments in the registry: a directory with ``name``, ``region`` and ``data``.
+"""Segments in the registry: a directory with ``name``, ``index``, ``region``, ``data``, ``vases/``.
 
 ``data`` is the backing file, exactly ``end - start`` bytes and sparse until
 touched.  Its owner, group and mode are the segment's attributes, so the
-kernel itself refuses to open it for a user the mode excludes.
+kernel itself refuses to open it for a user the mode excludes.  ``vases/``
+is the reverse index: one entry per VAS that may hold the segment, so a
+delete looks at those VASes only, not at every VAS in the registry.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
+from collections.abc import Iterable
 
+from .. import perms
 from .. import window as winmod
 from ..errors import invalid, vas_error
-from . import objects
+from . import fs
 from . import root as rootmod
-
-SEG = objects.Kind(label="segment", dirname="seg", attr_file="data")
+from . import vas as vasreg
+from .kind import SEG, VAS
+from .kind import describe as describe_obj
+from .objects import Ref, pin
+from .objects import create as create_object
+from .ref import REVERSE
 
 
 def describe(sid: int, name: str) -> str:
-    return objects.describe(SEG, sid, name)
+    return describe_obj(SEG, sid, name)
 
 
 def check_region(name: object, start: object, end: object) -> tuple[int, int]:
     """Check a segment's [start, end): EINVAL if unaligned or empty, EFAULT if outside window()."""
     for label, value in (("start", start), ("end", end)):
         if not isinstance(value, int) or isinstance(value, bool):
-            raise invalid(f"segment {name!r}: {label} must be int, not {type(value).__name__}")
+            raise invalid(f"segment {name!r}: {label} must be int, not {type(value).__name__}",
+                          str(name))
     assert isinstance(start, int) and isinstance(end, int)
     if start % winmod.PAGE or end % winmod.PAGE:
-        raise invalid(f"segment {name!r}: [{start:#x}, {end:#x}) is not page aligned")
+        raise invalid(f"segment {name!r}: [{start:#x}, {end:#x}) is not page aligned", str(name))
     if end <= start:
-        raise invalid(f"segment {name!r}: end {end:#x} is not above start {start:#x}")
+        raise invalid(f"segment {name!r}: end {end:#x} is not above start {start:#x}", str(name))
     lo, hi = winmod.window()
     if start < lo or end > hi:
         raise vas_error(
             errno.EFAULT,
             f"segment {name!r}: [{start:#x}, {end:#x}) is outside the window [{lo:#x}, {hi:#x})",
+            str(name),
         )
     return start, end
+
+
+def first_overlap(lo: int, hi: int,
+                  others: Iterable[tuple[int, int, str]]) -> tuple[int, int, str] | None:
+    """The first of ``others`` (start, end, name) that overlaps [lo, hi), or None.
+
+    The one overlap check: attaching a segment to a VAS and mapping a VAS's
+    segments both use it.
+    """
+    return next(((o_lo, o_hi, o_name) for o_lo, o_hi, o_name in others
+                 if lo < o_hi and o_lo < hi), None)
 
 
 def create(name: object, start: object, end: object, mode: object) -> int:
     """Create a segment; its data file is sized, owned by the caller, mode & 0o666."""
     if not isinstance(mode, int) or isinstance(mode, bool):
-        raise invalid(f"segment {name!r}: mode must be int, not {type(mode).__name__}")
+        raise invalid(f"segment {name!r}: mode must be int, not {type(mode).__name__}", str(name))
     lo, hi = check_region(name, start, end)
 
-    def populate(path: str) -> None:
-        rootmod.write_file(Path(path, "name"), name)  # type: ignore[arg-type]
-        rootmod.write_file(Path(path, "region"), f"{lo:x}-{hi:x}\n")
-        fd = os.open(f"{path}/data", os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+    def populate(dfd: int) -> None:
+        fs.write_new("region", f"{lo:x}-{hi:x}\n", 0o644, dfd)
+        fd = os.open("data", os.O_CREAT | os.O_EXCL | os.O_RDWR | fs.FILE_FLAGS, 0o600,
+                     dir_fd=dfd)
         try:
             os.ftruncate(fd, hi - lo)
             os.fchmod(fd, mode & 0o666)
         finally:
             os.close(fd)
-        os.chmod(path, 0o755)
+        os.mkdir(REVERSE, dir_fd=dfd)
+        os.chmod(REVERSE, 0o1777, dir_fd=dfd)  # anyone who may attach it records that here
 
-    return objects.create(SEG, name, populate)
-
-
-def lookup(sid: object) -> tuple[int, str]:
-    return objects.lookup(SEG, sid)
+    return create_object(SEG, name, 0o755, populate)
 
 
-def region(sid: int) -> tuple[int, int]:
-    """The segment's [start, end)."""
-    try:
-        text = rootmod.read_file(SEG.obj_dir(sid) / "region")
-    except (FileNotFoundError, NotADirectoryError):
-        raise objects.gone(SEG, sid) from None
-    lo, hi = text.strip().split("-")
-    return int(lo, 16), int(hi, 16)
-
-
-def data_path(sid: int) -> Path:
-    return SEG.obj_dir(sid) / "data"
-
-
-def open_data(sid: int, access: int) -> int:
-    """Open the backing file for mapping (see ``open_mapping``); just the fd."""
-    return open_mapping(sid, access)[0]
-
-
-def open_mapping(sid: int, access: int) -> tuple[int, int, int]:
+def open_mapping(ref: Ref, access: int) -> tuple[int, int, int]:
     """Open the backing file for mapping: (fd, start, end); the kernel checks its mode.
 
-    The region comes from the same pinned directory as the file, so the
-    caller maps exactly the file whose region it checks.
-
-    The file is opened through the segment's own directory, pinned and
-    checked against the name index (``objects.open_in``), so swapping the
-    directory for a link to another one cannot redirect the open.
-    O_NOFOLLOW and an fstat check that the file is a regular file of the
-    region's size, with no other hard link, protect against a link planted
-    in place of the file.
+    File and region come from the same pinned directory, so the caller maps
+    exactly the file whose region it checks.  ``Ref.open`` refuses a link, a
+    FIFO or a device without blocking; the file must then be of the
+    region's size, with no other hard link (a hard link to someone's file
+    planted as ``data``, possible where fs.protected_hardlinks=0, would map
+    that file).
     """
-    fd, text = objects.open_in(SEG, sid, "data", access)
-    try:
-        lo, hi = (int(x, 16) for x in text.strip().split("-"))
-    except ValueError:
+    lo, hi = ref.region()
+    fd, st = ref.open_stat("data", access)  # a regular file, or refused
+    why = ("has the wrong size" if st.st_size != hi - lo
+           else f"has {st.st_nlink} links" if st.st_nlink != 1 else None)
+    if why is not None:
         os.close(fd)
-        raise vas_error(errno.EIO, f"segment id {sid}: unreadable region {text!r}") from None
-    st = os.fstat(fd)
-    if not (st.st_mode & 0o170000 == 0o100000 and st.st_size == hi - lo):
-        os.close(fd)
-        raise vas_error(errno.EIO, f"segment id {sid}: backing file has wrong type or size")
-    if st.st_nlink != 1:
-        # A hard link to someone's file planted as ``data`` (possible where
-        # fs.protected_hardlinks=0) would map that file: refuse it.
-        os.close(fd)
-        raise vas_error(errno.EIO, f"segment id {sid}: backing file has {st.st_nlink} links")
+        raise ref.damaged(f"its backing file {why}")
     return fd, lo, hi
+
+
+def delete(sid: object) -> None:
+    """Delete a segment and its data: EINVAL, EBUSY (attached to some VAS), EACCES, EPERM.
+
+    Under the registry lock (which every attach and detach of segments also
+    takes), only the VASes named by the segment's reverse index are looked
+    at, each checked against its own ``seg.<sid>`` link: O(VASes holding it).
+    """
+    with pin(SEG, sid) as ref, rootmod.locked():
+        ref.recheck()
+        users = []
+        for vid in ref.reverse():
+            try:
+                with pin(VAS, vid) as vref:
+                    if vref.has_link(ref.id):
+                        users.append(vref.what)
+                        continue
+            except OSError:
+                pass
+            vasreg.drop_reverse(ref.id, vid)  # a stale hint
+        if users:
+            raise ref.error(errno.EBUSY, f"is attached to {', '.join(users)}")
+        ref.require(perms.MAY_WRITE)
+        ref.unpublish()
+
+
+def attach_to(vid: object, sid: object, access: object) -> None:
+    """Attach segment ``sid`` to VAS ``vid`` (the RFC's ``vas_seg_attach``; see api.py)."""
+    with pin(VAS, vid) as vref, pin(SEG, sid) as sref:
+        sref.require(perms.may_for_type(access, sref))
+        assert isinstance(access, int)
+        vref.require(perms.MAY_WRITE)
+        with rootmod.locked(), vasreg.quiesced(vref, f"attach {sref.what} to"):
+            vref.recheck()
+            sref.recheck()
+            links = vref.links()
+            if sref.id in {link.sid for link in links}:
+                return
+            lo, hi = sref.region()
+            hit = first_overlap(lo, hi, _regions(link.sid for link in links))
+            if hit is not None:
+                o_lo, o_hi, o_name = hit
+                raise sref.error(errno.EFAULT, f"[{lo:#x}, {hi:#x}) overlaps segment {o_name!r} "
+                                 f"[{o_lo:#x}, {o_hi:#x}) in {vref.what}")
+            vasreg.link_seg(vref, sref, access)
+
+
+def _regions(sids: Iterable[int]) -> Iterable[tuple[int, int, str]]:
+    """(start, end, name) of live segments; gone or damaged ones hold no range."""
+    for sid in sids:
+        try:
+            with pin(SEG, sid) as ref:
+                lo, hi = ref.region()
+                yield lo, hi, ref.name
+        except OSError:
+            continue
+
+
+def detach_from(vid: object, sid: object) -> None:
+    """Detach segment ``sid`` from VAS ``vid`` (the RFC's ``vas_seg_detach``)."""
+    with pin(VAS, vid) as vref, pin(SEG, sid) as sref:
+        with rootmod.locked(), vasreg.quiesced(vref, f"detach {sref.what} from"):
+            vref.recheck()
+            if not vasreg.unlink_seg(vref, sref.id):
+                raise sref.error(errno.EINVAL, f"is not attached to {vref.what}")

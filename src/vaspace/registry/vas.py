@@ -1,4 +1,4 @@
-"""VASes in the registry: a directory with ``name``, ``lock`` and ``seg.<sid>`` links.
+"""VASes in the registry: a directory with ``name``, ``index``, ``lock`` and ``seg.<sid>`` links.
 
 ``lock``'s metadata holds the VAS's attributes; processes that attach the
 VAS hold ``flock``s on it (shared for read-only, exclusive for writable), so
@@ -11,146 +11,158 @@ import contextlib
 import errno
 import fcntl
 import os
-from pathlib import Path
+from collections.abc import Iterator
 
-from .._ntuples import SegLink
-from ..errors import access_type_name, invalid, vas_error
-from . import objects
+from .. import perms
+from ..access import access_type_name
+from ..errors import invalid, vas_error
+from . import fs, records
 from . import root as rootmod
-
-VAS = objects.Kind(label="VAS", dirname="vas", attr_file="lock")
-_TYPES = {"ro": os.O_RDONLY, "wo": os.O_WRONLY, "rw": os.O_RDWR}
-
-
-def describe(vid: int, name: str) -> str:
-    return objects.describe(VAS, vid, name)
+from .kind import VAS
+from .objects import Ref, pin
+from .objects import create as create_object
+from .ref import REVERSE
 
 
 def create(name: object, mode: object) -> int:
     """Create a VAS with no segments; attributes are the caller's, mode & 0o666."""
     if not isinstance(mode, int) or isinstance(mode, bool):
-        raise invalid(f"VAS {name!r}: mode must be int, not {type(mode).__name__}")
+        raise invalid(f"VAS {name!r}: mode must be int, not {type(mode).__name__}", str(name))
 
-    def populate(path: str) -> None:
-        rootmod.write_file(Path(path, "name"), name)  # type: ignore[arg-type]
-        rootmod.write_file(Path(path, "lock"), "", mode & 0o666)
-        os.chmod(path, dir_mode(mode & 0o666))
+    def populate(dfd: int) -> None:
+        fs.write_new("lock", "", mode & 0o666, dfd)
 
-    return objects.create(VAS, name, populate)
+    return create_object(VAS, name, dir_mode(mode & 0o666), populate)
 
 
-def lookup(vid: object) -> tuple[int, str]:
-    return objects.lookup(VAS, vid)
-
-
-def lock_path(vid: int) -> Path:
-    return VAS.obj_dir(vid) / "lock"
-
-
-def open_lock(vid: int, access: int) -> int:
+def open_lock(ref: Ref, access: int) -> int:
     """Open the lock file with the access being requested; the kernel checks the mode.
 
-    Through the VAS's own directory, pinned and checked against the name
-    index (``objects.open_in``): a directory swapped for a link to another
-    VAS's cannot make us lock (and then map) that other VAS.
+    Through the VAS's pinned directory: a directory swapped for a link to
+    another VAS's cannot make us lock (and then map) that other VAS.
     """
-    return objects.open_in(VAS, vid, "lock", access)[0]
+    return ref.open("lock", access)
+
+
+def take_lock(ref: Ref, access: int) -> int:
+    """Open the lock for ``access`` and take its sharing lock; the fd (EACCES, EBUSY)."""
+    try:
+        fd = open_lock(ref, access)
+    except PermissionError:
+        raise vas_error(errno.EACCES, f"the OS refuses to open {ref.what} for "
+                        f"{access_type_name(access)}", ref.name) from None
+    op = fcntl.LOCK_SH if access == os.O_RDONLY else fcntl.LOCK_EX
+    try:
+        fcntl.flock(fd, op | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ref.error(errno.EBUSY, "is attached by "
+                        f"{records.holders_text(records.holders(ref.id))}; "
+                        "the sharing rule allows one writer or many readers") from None
+    return fd
 
 
 @contextlib.contextmanager
-def quiesced(vid: int, name: str, action: str):
+def quiesced(ref: Ref, action: str) -> Iterator[None]:
     """Hold an exclusive flock on the VAS for a change that needs it unattached.
 
     If any process has the VAS attached its flock conflicts, and the change is
     refused with EBUSY naming who holds it.
     """
+    def refused(err: int, why: str) -> OSError:
+        return vas_error(err, f"cannot {action} {ref.what}: {why}", ref.name)
+
     try:
-        fd = open_lock(vid, os.O_RDONLY)
+        fd = open_lock(ref, os.O_RDONLY)
     except PermissionError:
         try:
-            fd = open_lock(vid, os.O_WRONLY)
+            fd = open_lock(ref, os.O_WRONLY)
         except PermissionError:
             # The caller may neither read nor write the VAS: the RFC checks
-            # EBUSY first, which the records can still tell; then EACCES,
-            # naming the VAS rather than the lock file's path.
-            from . import records
-
-            if records.holders(vid):
-                raise vas_error(errno.EBUSY, f"cannot {action} {describe(vid, name)}: "
-                                f"attached by {_holders_text(vid)}") from None
-            raise vas_error(errno.EACCES, f"cannot {action} {describe(vid, name)}: "
-                            "no permission on it") from None
+            # EBUSY first, which the records can still tell; then EACCES.
+            holders = records.holders(ref.id)
+            if holders:
+                raise refused(errno.EBUSY, f"attached by {records.holders_text(holders)}") from None
+            raise refused(errno.EACCES, "no permission on it") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise vas_error(errno.EBUSY, f"cannot {action} {describe(vid, name)}: "
-                            f"attached by {_holders_text(vid)}") from None
+            raise refused(errno.EBUSY, "attached by "
+                          f"{records.holders_text(records.holders(ref.id))}") from None
         yield
     finally:
         os.close(fd)
 
 
-def _holders_text(vid: int) -> str:
-    from . import records
+def link_seg(ref: Ref, seg: Ref, access: int) -> None:
+    """Record an attached segment: the reverse hint, then one atomic ``seg.<sid> -> <type>``.
 
-    holders = records.holders(vid)
-    if not holders:
-        return "another process"
-    return ", ".join(f"pid {h.pid} ({access_type_name(h.type)})" for h in holders)
-
-
-def seg_links(vid: int) -> list[SegLink]:
-    """Segments attached to the VAS, with their access types.
-
-    Read through the VAS's pinned directory (``objects.pin_dir``): a
-    directory swapped for a link to another VAS's would otherwise hand an
-    attacher that other VAS's segments.  A VAS that is gone, or whose
-    directory is not its own, has no segments.
+    The hint goes first, so the reverse index always covers the links
+    (``delete`` of the segment relies on that, under the registry lock).
     """
+    add_reverse(seg, ref.id, access)
     try:
-        dfd = objects.pin_dir(VAS, vid)
-    except OSError:
-        return []
-    out = []
-    try:
-        entries = os.listdir(dfd)
-        for entry in entries:
-            prefix, _, sid = entry.partition(".")
-            if prefix == "seg" and rootmod.is_id(sid):
-                with contextlib.suppress(OSError, KeyError):
-                    out.append(SegLink(sid=int(sid), type=_TYPES[os.readlink(entry, dir_fd=dfd)]))
-    finally:
-        os.close(dfd)
-    return sorted(out)
+        os.symlink(access_type_name(access), f"seg.{seg.id}", dir_fd=ref.dirfd)
+    except PermissionError:
+        raise vas_error(errno.EACCES, f"the OS refuses to change {ref.what}", ref.name) from None
 
 
-def link_seg(vid: int, sid: int, access: int) -> None:
-    """Record an attached segment: one atomic symlink ``seg.<sid> -> <type>``."""
+def unlink_seg(ref: Ref, sid: int) -> bool:
+    """Remove a segment record (and its reverse hint, if we may); False if it was not there."""
     try:
-        os.symlink(access_type_name(access), VAS.obj_dir(vid) / f"seg.{sid}")
-    except (FileNotFoundError, NotADirectoryError):
-        raise objects.gone(VAS, vid) from None
-
-
-def unlink_seg(vid: int, sid: int) -> bool:
-    """Remove a segment record; False if it was not there."""
-    try:
-        os.unlink(VAS.obj_dir(vid) / f"seg.{sid}")
+        os.unlink(f"seg.{sid}", dir_fd=ref.dirfd)
     except FileNotFoundError:
         return False
+    except PermissionError:
+        raise vas_error(errno.EACCES, f"the OS refuses to change {ref.what}", ref.name) from None
+    drop_reverse(sid, ref.id)
     return True
+
+
+def add_reverse(seg: Ref, vid: int, access: int) -> None:
+    """Add ``vid`` to the segment's reverse index (an existing entry is kept)."""
+    st = os.fstat(seg.dirfd)
+    sub = fs.open_checked_dir(REVERSE, seg.dirfd, st.st_dev, (st.st_uid,))
+    if sub is None:
+        raise seg.damaged(f"its {REVERSE}/ directory is missing or not its own")
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.symlink(access_type_name(access), str(vid), dir_fd=sub)
+    finally:
+        os.close(sub)
+
+
+def drop_reverse(sid: int, vid: int) -> None:
+    """Best effort: remove ``vid`` from segment ``sid``'s reverse index.
+
+    It is a hint (``delete`` checks each entry against the VAS), so an entry
+    we may not remove (another user's, in the sticky directory) can stay.
+    """
+    with contextlib.suppress(OSError):
+        os.unlink(f"{rootmod.root_str()}/seg/{sid}/{REVERSE}/{vid}")
+
+
+def delete(vid: object) -> None:
+    """Delete a VAS: EINVAL, EBUSY (attached; checked first, as in the RFC), EACCES, EPERM."""
+    with pin(VAS, vid) as ref, rootmod.locked(), quiesced(ref, "delete"):
+        ref.recheck()
+        ref.require(perms.MAY_WRITE)
+        for entry in ref.unpublish():
+            sid = entry.removeprefix("seg.")
+            if sid != entry and rootmod.is_id(sid):
+                drop_reverse(int(sid), ref.id)
 
 
 def dir_mode(mode: int) -> int:
     """The VAS directory is writable by whoever may write the VAS (its w bits).
 
     It is sticky, so such users can add and remove their own segment links
-    but cannot replace the ``name`` or ``lock`` files.
+    but cannot replace the ``name``, ``index`` or ``lock`` files.
     """
     return 0o1755 | (mode & 0o022)
 
 
-def apply_dir_mode(vid: int, mode: int) -> None:
+def apply_dir_mode(ref: Ref, mode: int) -> None:
     with contextlib.suppress(PermissionError):
-        os.chmod(VAS.obj_dir(vid), dir_mode(mode))
+        os.fchmod(ref.dirfd, dir_mode(mode))

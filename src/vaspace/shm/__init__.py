@@ -1,6 +1,7 @@
 """The machinery under ``vaspace.shared_memory``.
 
-- ``fixed``: an ``mmap.mmap`` whose memory sits at a chosen address.
+- the blocks themselves are ``vaspace._core.FixedMap`` exporters (a file mapped
+  at a fixed address in the shared-memory range, with an export count).
 - ``placement``: first-fit placement in ``window.shm_range()``, under the
   registry lock.
 - ``mappings``: this process's table of shared-memory mappings (one per

@@ -1,14 +1,13 @@
-"""This process's shared-memory mappings: one per segment file, reference counted.
+"""This process's shared-memory mappings: one per segment file, shared by aliases.
 
 Two ``SharedMemory`` objects of one segment in one process must see the
 same bytes at the same address, and there is only one such address.  So
-the first object maps the file there (``fixed.map_at``) and the others get
-*aliases*: mmap objects of their own that point at the same memory
-(``fixed.alias_at``).  Each object thus counts its own exports, as with the
-standard library.  Any of them may close last: that one unmaps, the others
-close without unmapping (``fixed.close_alias``).  The
-table is keyed by the data file's identity (device, inode), unique while
-the mapping holds the file open.
+the first object maps the file there (``_core.FixedMap``) and the others
+get *aliases* of it (``FixedMap.alias()``): exporters of their own over the
+same memory, so each object counts its own exports, as with the standard
+library.  Any of them may close last: ``_core`` unmaps on the last close.
+The table is keyed by the data file's identity (device, inode), unique
+while the mapping holds the file open.
 
 A forked child inherits the table together with the mappings themselves.
 """
@@ -16,30 +15,30 @@ A forked child inherits the table together with the mappings themselves.
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 from dataclasses import dataclass, field
 
+from .. import _core
 from ..errors import vas_error
-from . import fixed
 from .forksafe import fork_safe_lock
 
 
 @dataclass(eq=False)
 class Mapping:
-    """One fixed-address mapping of a segment's data file, and its mmap objects."""
+    """One fixed-address mapping of a segment's data file, and its open exporters."""
 
     key: tuple[int, int]
     name: str
     start: int
     size: int
-    # Every open object's mmap (all point at start).  Holding them here means
-    # none is ever deallocated (which would unmap) behind the table's back.
-    users: list[mmap.mmap] = field(default_factory=list)
+    # Every open object's exporter (all at start); any one can make an alias.
+    users: list[_core.FixedMap] = field(default_factory=list)
 
 
 _lock = fork_safe_lock(globals(), "_lock")
 _by_key: dict[tuple[int, int], Mapping] = {}
+# The range last handed to _core.set_fixed_range (shm_range() may move with VASPACE_WINDOW).
+_allowed: tuple[int, int] | None = None
 
 
 def taken() -> list[tuple[int, int]]:
@@ -48,9 +47,18 @@ def taken() -> list[tuple[int, int]]:
         return [(m.start, m.start + m.size) for m in _by_key.values()]
 
 
-def acquire(fd: int, name: str, start: int, size: int) -> tuple[Mapping, mmap.mmap]:
-    """An mmap object of its own at ``start`` for the file open at ``fd``.
+def _allow(lo: int, hi: int) -> None:
+    global _allowed
+    if _allowed != (lo, hi):
+        _core.set_fixed_range(lo, hi - lo)
+        _allowed = (lo, hi)
 
+
+def acquire(fd: int, name: str, start: int, size: int,
+            shm: tuple[int, int]) -> tuple[Mapping, _core.FixedMap]:
+    """An exporter of its own over the file open at ``fd``, mapped at ``start``.
+
+    ``shm`` is the shared-memory range, the only place ``_core`` maps.
     EFAULT if the range is already used in this process by something else
     (typically a segment that was unlinked but is still open here).
     """
@@ -59,8 +67,9 @@ def acquire(fd: int, name: str, start: int, size: int) -> tuple[Mapping, mmap.mm
     with _lock:
         m = _by_key.get(key)
         if m is None:
+            _allow(*shm)
             try:
-                mm = fixed.map_at(fd, size, start)
+                fm = _core.FixedMap(fd, start, size)
             except FileExistsError:
                 user = _user(start, size)
                 raise vas_error(errno.EFAULT, f"shared memory {name!r}: [{start:#x}, "
@@ -69,25 +78,21 @@ def acquire(fd: int, name: str, start: int, size: int) -> tuple[Mapping, mmap.mm
             m = Mapping(key=key, name=name, start=start, size=size)
             _by_key[key] = m
         else:
-            mm = fixed.alias_at(fd, size, m.start)
-        m.users.append(mm)
-        return m, mm
+            fm = m.users[0].alias()
+        m.users.append(fm)
+        return m, fm
 
 
-def release(m: Mapping, mm: mmap.mmap) -> None:
-    """Close one object's mmap; the last one unmaps.
+def release(m: Mapping, fm: _core.FixedMap) -> None:
+    """Close one object's exporter; the last one unmaps.
 
-    BufferError, changing nothing, while that object has exports.
+    BufferError, changing nothing, while that exporter has exports.
     """
     with _lock:
-        if fixed.exports(mm):
-            mm.close()  # raises BufferError
-        if len(m.users) == 1:
-            mm.close()  # the last user: this one unmaps
+        fm.close()
+        m.users.remove(fm)
+        if not m.users:
             del _by_key[m.key]
-        else:
-            fixed.close_alias(mm)
-        m.users.remove(mm)
 
 
 def _user(start: int, size: int) -> str:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable
-from pathlib import Path
 
 from ..errors import vas_error
+from ..registry import fs
 from ..registry import root as rootmod
+from ..registry.ref import Ref, parse_region
 from ..registry.seg import SEG
 from ..window import PAGE
 
@@ -77,10 +78,14 @@ def registry_taken(lo: int, hi: int) -> list[tuple[int, int]]:
     return [r for r in seen.values() if r[0] < hi and lo < r[1]]
 
 
+def remember(ref: Ref, start: int, end: int) -> None:
+    """Cache the region of a segment this process just created (pinned as ``ref``)."""
+    _regions[(ref.root, ref.id, os.fstat(ref.dirfd).st_ino)] = (start, end)
+
+
 def _read_region(path: str) -> tuple[int, int] | None:
     try:
-        text = rootmod.read_file(Path(path, "region"))
-        a, b = (int(x, 16) for x in text.strip().split("-"))
-    except (OSError, ValueError, UnicodeError):
+        # No link followed, no FIFO waited on (registry/fs.py).
+        return parse_region(fs.read_small(f"{path}/region"))
+    except OSError:
         return None
-    return a, b

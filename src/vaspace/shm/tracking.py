@@ -23,9 +23,9 @@ import os
 import time
 
 from .. import api
-from ..registry import records
+from ..registry import fs, objects, records
 from ..registry import root as rootmod
-from ..registry import seg as segreg
+from ..registry.kind import SEG
 from .forksafe import fork_safe_lock
 
 CREATOR_FILE = "shm-creator"
@@ -37,19 +37,20 @@ _mine: dict[tuple[str, str, int], int] = {}
 _last_reap = 0.0
 
 
-def track(regname: str, sid: int) -> None:
-    """Record that this process created ``sid`` with track=True."""
+def track(regname: str, ref: objects.Ref) -> None:
+    """Record that this process created the pinned segment ``ref`` with track=True."""
     pid = os.getpid()
-    started = records.start_time(pid)
     with contextlib.suppress(OSError):
-        rootmod.write_file(segreg.SEG.obj_dir(sid) / CREATOR_FILE, f"{pid} {started}\n")
+        fs.write_new(CREATOR_FILE, f"{pid} {records.my_start_time()}\n", 0o644, ref.dirfd)
     with _lock:
-        _mine[(str(rootmod.root_path()), regname, sid)] = pid
+        _mine[(ref.root, regname, ref.id)] = pid
 
 
 def untrack(regname: str, sid: int | None = None) -> None:
     """Forget a segment (it was unlinked)."""
-    root = str(rootmod.root_path())
+    if not _mine:
+        return
+    root = rootmod.root_str()
     with _lock:
         for key in [k for k in _mine if k[:2] == (root, regname) and sid in (None, k[2])]:
             del _mine[key]
@@ -85,7 +86,8 @@ def _at_exit() -> None:
 def creator_alive(sid: int) -> bool | None:
     """Whether the segment's recorded creator still runs (None: no record)."""
     try:
-        text = rootmod.read_file(segreg.SEG.obj_dir(sid) / CREATOR_FILE)
+        with objects.pin(SEG, sid) as ref:
+            text = ref.read(CREATOR_FILE)
         pid, started = (int(x) for x in text.split())
     except (OSError, ValueError):
         return None

@@ -1,0 +1,540 @@
+#!/usr/bin/env python3
+"""Mutation testing: does the suite notice when the policy code is wrong?
+
+For each policy module this applies one small change (a *mutant*) at a time,
+runs the tests that cover the module with ``-x`` and a timeout, and restores
+the file.  A mutant the tests fail on is *killed*; one they pass with
+*survived* (a gap in the tests, or a change that means nothing: an
+*equivalent* mutant); one that makes them run past the timeout *timed out*
+(counted as caught: a hang is a failure too).
+
+The Python mutants are made from the AST, so they are always valid code:
+
+* a comparison flipped (``==``/``!=``, ``<``/``>=``, ``<=``/``>``, ``in``/``not in``,
+  ``is``/``is not``);
+* ``and``/``or`` swapped, a ``not`` dropped, an ``if``/``while`` condition negated;
+* an int constant moved by one (``n`` -> ``n + 1`` and ``n - 1``);
+* a ``raise`` removed (replaced by ``pass``);
+* ``True``/``False`` swapped.
+
+Docstrings, annotations, f-strings and lines marked ``# pragma: no mutate``
+are left alone.  The C extensions get a short list of hand-made mutants
+(``--c``), each applied with ``sed``, rebuilt, and run against the heap and
+switch tests; the extension is rebuilt from the restored source at the end.
+
+The tree is restored even if the run is interrupted: the original of the
+file being mutated is kept in ``.mutate-backup/`` until it is back, and a
+later run restores whatever a killed run left there before doing anything.
+
+Usage::
+
+    python scripts/mutate.py perms names            # some modules
+    python scripts/mutate.py --all                  # every policy module
+    python scripts/mutate.py --c                    # the C mutants
+    python scripts/mutate.py perms --list           # show the mutants, run nothing
+    python scripts/mutate.py --all --json out.json  # and keep the results
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import copy
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PKG = REPO / "src" / "vaspace"
+BACKUP = REPO / ".mutate-backup"
+LOCK = REPO / ".mutate.lock"  # one run at a time: a second would restore the first's mutant
+
+# The policy modules and the tests that cover each (paths relative to tests/).
+MODULES: dict[str, tuple[list[str], list[str]]] = {
+    "perms": (["perms.py"], ["test_permissions.py", "test_permissions_group.py"]),
+    "names": (["names.py"], ["test_names.py", "test_api_objects.py",
+                             "reliability/test_rel_badinput.py"]),
+    "registry": ([f"registry/{n}" for n in ("objects.py", "records.py", "root.py", "seg.py",
+                                            "vas.py")],
+                 ["registry", "test_api_objects.py", "test_names.py", "test_permissions.py",
+                  "process/test_attach.py", "reliability/test_rel_regressions.py",
+                  "reliability/test_rel_security.py", "reliability/test_rel_badinput.py"]),
+    "process.attach": (["process/attach.py"],
+                       ["process", "test_permissions.py", "test_permissions_group.py",
+                        "reliability/test_rel_concurrency.py",
+                        "reliability/test_rel_security.py"]),
+    "process.switch": (["process/switch.py"],
+                       ["process", "reliability/test_rel_concurrency.py"]),
+    "process.state": (["process/state.py"],
+                      ["process", "reliability/test_rel_concurrency.py"]),
+    "spaces": (["spaces.py"], ["test_spaces.py", "test_api_objects.py"]),
+}
+
+HEAP_TESTS = ["heap"]
+SWITCH_TESTS = ["process/test_switch.py", "process/test_thread_overlap.py",
+                "process/test_prune.py", "process/test_fork_locks.py",
+                "process/test_plan_cache.py"]
+
+# Hand-made C mutants: (file under src/vaspace, sed expression, tests, what it breaks).
+C_MUTANTS: list[tuple[str, str, list[str], str]] = [
+    ("_core.c", r"s/if (slow_busy || others)/if (slow_busy)/", SWITCH_TESTS,
+     "the fast path ignores other threads inside VASes"),
+    ("_core.c", r"s/if (!keep_hole \&\& reserve_fixed(src, len) < 0) {/if (0) {/",
+     SWITCH_TESTS, "a parked mapping's hole is never plugged"),
+    ("_core.c", r"s/return PyLong_FromLong(from == 0 ? 2 : 1);/return PyLong_FromLong(1);/",
+     SWITCH_TESTS, "a fast entry from the original AS is not reported (no thread guard)"),
+    ("_core.c", r"s/for (Py_ssize_t j = i - 1; j >= 0; j--)/"
+     r"for (Py_ssize_t j = i - 1; j > 0; j--)/",
+     SWITCH_TESTS, "a failed plan is not fully undone"),
+    ("_core.c", r"s/madvise(p, sizeof(private_slots), MADV_DONTFORK)/"
+     r"madvise(p, sizeof(private_slots), MADV_NORMAL)/",
+     SWITCH_TESTS, "the published thread slots are shared with a forked child"),
+    ("heap/_heapcore.c", r"s/\*(u64 \*)(base + off) = h->log\[i\].old;/(void)0;/", HEAP_TESTS,
+     "rollback restores nothing"),
+    ("heap/_heapcore.c", r"s/(s \& 1) ? s + 1 : s + 2/(s \& 1) ? s + 1 : s/", HEAP_TESTS,
+     "recovery does not bump an even seq"),
+    ("heap/_heapcore.c", r"s/return a >= lo \&\& a <= hi \&\& n <= hi - a;/"
+     r"return a >= lo \&\& n <= hi - a;/",
+     HEAP_TESTS, "in_arena accepts an address past the arena"),
+    ("heap/_heapcore.c", r"s/    if (!(nsf \& INUSE)) {/    if (0) {/", HEAP_TESTS,
+     "free never merges with the next free block"),
+]
+
+
+# ------------------------------------------------------------------ mutants
+
+
+@dataclass
+class Mutant:
+    """One change: bytes [start, end) of ``path`` become ``text``."""
+
+    path: str  # relative to the repo
+    line: int
+    start: int
+    end: int
+    text: str
+    what: str
+    outcome: str = ""
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        return f"{self.path}:{self.line}: {self.what}"
+
+
+_FLIP = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.GtE, ast.GtE: ast.Lt,
+         ast.LtE: ast.Gt, ast.Gt: ast.LtE, ast.In: ast.NotIn, ast.NotIn: ast.In,
+         ast.Is: ast.IsNot, ast.IsNot: ast.Is}
+
+
+def _skipped_nodes(tree: ast.AST) -> set[int]:
+    """ids of the nodes never mutated: docstrings and annotations, with all they contain."""
+    roots: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                roots.append(body[0])
+        if isinstance(node, ast.arg) and node.annotation is not None:
+            roots.append(node.annotation)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
+            roots.append(node.returns)
+        if isinstance(node, ast.AnnAssign):
+            roots.append(node.annotation)
+    return {id(n) for root in roots for n in ast.walk(root)}
+
+
+class _Finder(ast.NodeVisitor):
+    """Collect (node, replacement source, description) for every mutable spot."""
+
+    def __init__(self, src: bytes) -> None:
+        self.src = src
+        self.found: list[tuple[ast.AST, str, str]] = []
+        self.in_fstring = 0
+
+    def text(self, node: ast.AST) -> str:
+        return ast.get_source_segment(self.src.decode(), node) or ast.unparse(node)
+
+    def add(self, node: ast.AST, new: str, what: str) -> None:
+        if not self.in_fstring:
+            self.found.append((node, new, what))
+
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
+        self.in_fstring += 1
+        self.generic_visit(node)
+        self.in_fstring -= 1
+
+    def visit_Compare(self, node: ast.Compare) -> None:
+        for i, op in enumerate(node.ops):
+            flipped = _FLIP.get(type(op))
+            if flipped is None:
+                continue
+            new = copy.deepcopy(node)
+            new.ops[i] = flipped()
+            self.add(node, f"({ast.unparse(new)})",
+                     f"{type(op).__name__} -> {flipped.__name__}")
+        self.generic_visit(node)
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> None:
+        other = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+        new = ast.BoolOp(op=other, values=node.values)
+        self.add(node, f"({ast.unparse(new)})",
+                 f"{type(node.op).__name__.lower()} -> {type(other).__name__.lower()}")
+        self.generic_visit(node)
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> None:
+        if isinstance(node.op, ast.Not):
+            self.add(node, f"({self.text(node.operand)})", "drop not")
+        self.generic_visit(node)
+
+    def _negate(self, test: ast.expr) -> None:
+        # A comparison or a "not" is already mutated more precisely above.
+        if not isinstance(test, ast.Compare | ast.UnaryOp):
+            self.add(test, f"(not ({self.text(test)}))", "negate condition")
+
+    def visit_If(self, node: ast.If) -> None:
+        self._negate(node.test)
+        self.generic_visit(node)
+
+    def visit_While(self, node: ast.While) -> None:
+        self._negate(node.test)
+        self.generic_visit(node)
+
+    def visit_IfExp(self, node: ast.IfExp) -> None:
+        self._negate(node.test)
+        self.generic_visit(node)
+
+    def visit_Raise(self, node: ast.Raise) -> None:
+        self.add(node, "pass", "remove raise")
+        self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if node.value is True or node.value is False:
+            self.add(node, str(not node.value), f"{node.value} -> {not node.value}")
+        elif type(node.value) is int:
+            for d in (1, -1):
+                self.add(node, f"({node.value + d})", f"{node.value} -> {node.value + d}")
+
+
+def _rel(path: Path) -> str:
+    """A path as reports show it: relative to the repo when inside it."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def _offsets(src: bytes) -> list[int]:
+    """Byte offset of the start of each line (1-based line numbers: index line - 1)."""
+    out, pos = [], 0
+    for line in src.splitlines(keepends=True):
+        out.append(pos)
+        pos += len(line)
+    out.append(pos)
+    return out
+
+
+def mutants_of(path: Path) -> list[Mutant]:
+    """Every mutant of one source file, in file order."""
+    src = path.read_bytes()
+    tree = ast.parse(src)
+    skip = _skipped_nodes(tree)
+    lines = src.splitlines()
+    starts = _offsets(src)
+    finder = _Finder(src)
+    finder.visit(tree)
+    out = []
+    for node, new, what in finder.found:
+        if id(node) in skip:
+            continue
+        lo, hi = node.lineno, node.end_lineno or node.lineno
+        if b"pragma: no mutate" in lines[lo - 1]:
+            continue
+        # ast offsets are in UTF-8 bytes, so the file is edited as bytes.
+        start = starts[lo - 1] + node.col_offset
+        end = starts[hi - 1] + (node.end_col_offset or 0)
+        out.append(Mutant(_rel(path), lo, start, end, new, what))
+    out.sort(key=lambda m: (m.start, m.what))
+    return out
+
+
+def apply(m: Mutant, original: bytes) -> bytes:
+    return original[:m.start] + m.text.encode() + original[m.end:]
+
+
+# ------------------------------------------------------------------ the tree is always restored
+
+
+def restore_leftovers() -> list[str]:
+    """Put back any file a killed run left mutated; return what was restored."""
+    manifest = BACKUP / "manifest.json"
+    if not manifest.exists():
+        return []
+    done = []
+    for rel, info in json.loads(manifest.read_text()).items():
+        target = REPO / rel  # an absolute rel stays as it is
+        shutil.copyfile(BACKUP / info["copy"], target)
+        os.utime(target, ns=(info["mtime_ns"], info["mtime_ns"]))
+        done.append(rel)
+    shutil.rmtree(BACKUP)
+    return done
+
+
+@contextlib.contextmanager
+def mutable(path: Path) -> Iterator[bytes]:
+    """Back up ``path`` (on disk, so a later run can restore it) and restore it on exit."""
+    original = path.read_bytes()
+    mtime_ns = path.stat().st_mtime_ns
+    BACKUP.mkdir(exist_ok=True)
+    copy_name = _rel(path).replace("/", "__")
+    (BACKUP / copy_name).write_bytes(original)
+    (BACKUP / "manifest.json").write_text(json.dumps(
+        {_rel(path): {"copy": copy_name, "mtime_ns": mtime_ns}}))
+    try:
+        yield original
+    finally:
+        path.write_bytes(original)
+        # The original's own mtime: its cached bytecode is valid again.
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+        shutil.rmtree(BACKUP, ignore_errors=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# ------------------------------------------------------------------ running the tests
+
+
+def run_tests(tests: list[str], timeout: float) -> tuple[str, float]:
+    """Run pytest on ``tests``: "passed", "failed" or "timeout", and the seconds it took."""
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+           "-m", "not soak", *[str(REPO / "tests" / t) for t in tests]]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_session(proc)
+        return "timeout", time.monotonic() - t0
+    except BaseException:
+        _kill_session(proc)
+        raise
+    _kill_session(proc)  # a test may have left a child behind
+    return ("passed" if code == 0 else "failed"), time.monotonic() - t0
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL pytest and every process of its session, strays that outlived it included.
+
+    Killing the process group is not enough: a child a test forks while the
+    group is being killed can escape it, and would then hang on forever.
+    """
+    sid = proc.pid  # start_new_session: pytest leads its own session
+    for _ in range(10):
+        found = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if os.getsid(int(entry)) == sid and not _zombie(entry):
+                    os.kill(int(entry), signal.SIGKILL)
+                    found = True
+        with contextlib.suppress(ChildProcessError):
+            proc.wait()
+        if not found:
+            return
+        time.sleep(0.05)
+
+
+def _zombie(pid: str) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # dead, awaiting its reaper
+
+
+def baseline(tests: list[str], limit: float) -> float:
+    """The unmutated tests must pass; return how long they took."""
+    outcome, secs = run_tests(tests, limit)
+    if outcome != "passed":
+        raise SystemExit(f"mutate: the tests fail without any mutant ({outcome}): {tests}")
+    return secs
+
+
+def run_module(name: str, factor: float, floor: float, only: int | None,
+               echo: bool) -> list[Mutant]:
+    files, tests = MODULES[name]
+    t0 = baseline(tests, 600)
+    timeout = max(floor, factor * t0)
+    if echo:
+        print(f"== {name}: baseline {t0:.1f} s, timeout {timeout:.0f} s", flush=True)
+    results = []
+    for rel in files:
+        path = PKG / rel
+        muts = mutants_of(path)[:only] if only else mutants_of(path)
+        for k, m in enumerate(muts):
+            with mutable(path) as original:
+                path.write_bytes(apply(m, original))
+                # A distinct mtime per mutant, so no stale bytecode is ever used.
+                stamp = path.stat().st_mtime_ns // 10**9 * 10**9 + (k + 1) * 10**9 * 7
+                os.utime(path, ns=(stamp, stamp))
+                outcome, m.seconds = run_tests(tests, timeout)
+            m.outcome = {"failed": "killed", "passed": "survived"}.get(outcome, outcome)
+            results.append(m)
+            if echo:
+                print(f"  {m.outcome:9} {m.describe()}", flush=True)
+    return results
+
+
+def build() -> bool:
+    proc = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace", "--force"],
+                          cwd=REPO, capture_output=True)
+    return proc.returncode == 0
+
+
+def run_c(factor: float, floor: float, echo: bool) -> list[Mutant]:
+    results = []
+    baselines: dict[tuple[str, ...], float] = {}
+    try:
+        for rel, expr, tests, what in C_MUTANTS:
+            path = PKG / rel
+            key = tuple(tests)
+            if key not in baselines:  # the extensions are built from clean sources here
+                baselines[key] = baseline(tests, 600)
+            m = Mutant(_rel(path), 0, 0, 0, expr, what)
+            built = False
+            with mutable(path) as original:
+                subprocess.run(["sed", "-i", "-e", expr, str(path)], check=True)
+                changed = path.read_bytes()
+                if changed == original:
+                    m.outcome = "not applied"
+                elif not (built := build()):
+                    m.outcome = "not built"
+                else:
+                    m.line = next(i for i, (a, b) in enumerate(
+                        zip(original.splitlines(), changed.splitlines(), strict=False), 1)
+                        if a != b)
+                    outcome, m.seconds = run_tests(tests, max(floor, factor * baselines[key]))
+                    m.outcome = {"failed": "killed", "passed": "survived"}.get(outcome, outcome)
+            if built and not build():  # back to the restored source before the next one
+                raise SystemExit("mutate: rebuilding the restored extensions failed")
+            results.append(m)
+            if echo:
+                print(f"  {m.outcome:11} {m.describe()}", flush=True)
+    finally:
+        if not build():  # from the restored sources, whatever happened
+            print("mutate: rebuilding the restored extensions FAILED", file=sys.stderr)
+    return results
+
+
+# ------------------------------------------------------------------ report
+
+
+@dataclass
+class Score:
+    killed: int = 0
+    survived: int = 0
+    timeout: int = 0
+    other: int = 0
+    survivors: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.killed + self.survived + self.timeout
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * (self.killed + self.timeout) / self.total if self.total else 100.0
+
+
+def score(results: list[Mutant]) -> Score:
+    s = Score()
+    for m in results:
+        if m.outcome == "killed":
+            s.killed += 1
+        elif m.outcome == "survived":
+            s.survived += 1
+            s.survivors.append(m.describe())
+        elif m.outcome == "timeout":
+            s.timeout += 1
+        else:
+            s.other += 1
+    return s
+
+
+def report(by_module: dict[str, list[Mutant]]) -> str:
+    lines = [f"{'module':16} {'killed':>6} {'survived':>8} {'timeout':>7} {'score':>6}"]
+    overall = Score()
+    for name, results in by_module.items():
+        s = score(results)
+        lines.append(f"{name:16} {s.killed:6} {s.survived:8} {s.timeout:7} {s.percent:5.1f}%")
+        overall.killed += s.killed
+        overall.survived += s.survived
+        overall.timeout += s.timeout
+        overall.survivors += s.survivors
+    lines.append(f"{'overall':16} {overall.killed:6} {overall.survived:8} {overall.timeout:7} "
+                 f"{overall.percent:5.1f}%")
+    if overall.survivors:
+        lines.append("survivors:")
+        lines += [f"  {s}" for s in overall.survivors]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("modules", nargs="*", choices=[[], *MODULES], metavar="MODULE",
+                    help=f"policy modules to mutate: {', '.join(MODULES)}")
+    ap.add_argument("--all", action="store_true", help="every policy module")
+    ap.add_argument("--c", action="store_true", help="the hand-made C mutants")
+    ap.add_argument("--list", action="store_true", help="list the mutants; run nothing")
+    ap.add_argument("--first", type=int, help="only the first N mutants of each file")
+    ap.add_argument("--timeout-factor", type=float, default=4.0,
+                    help="a mutant's timeout, as a multiple of the baseline run (default 4)")
+    ap.add_argument("--min-timeout", type=float, default=30.0, help="seconds (default 30)")
+    ap.add_argument("--json", type=Path, help="write every mutant's outcome here")
+    args = ap.parse_args(argv)
+    modules = list(MODULES) if args.all else args.modules
+    if not modules and not args.c:
+        ap.error("name a module, or --all, or --c")
+
+    if args.list:
+        for name in modules:
+            for rel in MODULES[name][0]:
+                for m in mutants_of(PKG / rel):
+                    print(f"{m.describe()}  =>  {m.text}")
+        for rel, expr, _, what in C_MUTANTS if args.c else []:
+            print(f"src/vaspace/{rel}: {what}  =>  sed -e '{expr}'")
+        return 0
+
+    lock = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit("mutate: another run is going on in this tree") from None
+    for rel in restore_leftovers():
+        print(f"mutate: restored {rel}, left mutated by an interrupted run", file=sys.stderr)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    by_module: dict[str, list[Mutant]] = {}
+    try:
+        for name in modules:
+            by_module[name] = run_module(name, args.timeout_factor, args.min_timeout,
+                                         args.first, echo=True)
+        if args.c:
+            by_module["C (sed)"] = run_c(args.timeout_factor, args.min_timeout, echo=True)
+    except KeyboardInterrupt:
+        print("mutate: interrupted; the tree is restored", file=sys.stderr)
+    print(report(by_module))
+    if args.json:
+        args.json.write_text(json.dumps({k: [asdict(m) for m in v] for k, v in by_module.items()},
+                                        indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""One pinned reference to a registry object, opened once per call and passed down.
+
+``pin(kind, id)`` opens the object's directory (``O_DIRECTORY|O_NOFOLLOW``)
+and checks it against the name index once: the directory's ``index`` link
+names the encoded name, and the name link must point back at the id.  Every
+later read, stat or open of the object's files goes through that descriptor,
+so nothing further down the call looks the object up again by id or by path,
+and no rename of the directory can redirect it (STYLE.md §5).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+
+from .. import names, perms
+from .._ntuples import Attr, SegLink
+from ..access import BY_NAME
+from ..errors import invalid, vas_error
+from . import fs
+from . import root as rootmod
+from .kind import Kind, check_id, describe
+
+_REGION = re.compile(r"([0-9a-f]{1,16})-([0-9a-f]{1,16})\n?")
+REVERSE = "vases"  # a segment's reverse index: the VASes that may hold it
+
+
+def parse_region(text: str) -> tuple[int, int] | None:
+    """``"start-end"`` in hex (the RFC's sysfs ``region``), or None if it is junk."""
+    m = _REGION.fullmatch(text)
+    if m is None:
+        return None
+    lo, hi = int(m[1], 16), int(m[2], 16)
+    return (lo, hi) if lo < hi else None
+
+
+class Ref:
+    """A live object, pinned: its kind, id, encoded name and directory descriptor.
+
+    Use as a context manager (or call ``close``).  ``name`` is read on first
+    use only, so calls that never print it do not pay for it.
+    """
+
+    __slots__ = ("kind", "id", "enc", "dirfd", "root", "_name")
+
+    def __init__(self, kind: Kind, oid: int, enc: str, dirfd: int, root: str) -> None:
+        self.kind, self.id, self.enc, self.dirfd, self.root = kind, oid, enc, dirfd, root
+        self._name: str | None = None
+
+    # ------------------------------------------------------------ lifetime
+
+    def __enter__(self) -> Ref:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.dirfd >= 0:
+            os.close(self.dirfd)
+            self.dirfd = -1
+
+    # ------------------------------------------------------------ identity
+
+    @property
+    def name(self) -> str:
+        """The object's name (its ``name`` file, which must encode to its index entry)."""
+        if self._name is None:
+            # The index link already spells the name (percent-encoded); only
+            # names too long for that (stored by hash) need the name file.
+            self._name = names.decode(self.enc)
+        if self._name is None:
+            try:
+                text = fs.read_small("name", self.dirfd)
+            except FileNotFoundError:
+                raise self.gone() from None
+            except OSError:
+                raise self.damaged("its name file is not a regular text file") from None
+            if names.encode(text.encode()) != self.enc:
+                raise self.damaged("its name file does not match the name index")
+            self._name = text
+        return self._name
+
+    @property
+    def what(self) -> str:
+        """How messages name the object: ``VAS 'db' (vid 3)``."""
+        try:
+            return describe(self.kind, self.id, self.name)
+        except OSError:
+            return f"{self.kind.label} id {self.id}"
+
+    def error(self, err: int, text: str) -> OSError:
+        """``OSError(err, "<strerror>: <what> <text>", <name>)``."""
+        return vas_error(err, f"{self.what} {text}", self._name or str(self.id))
+
+    def gone(self) -> OSError:
+        """EINVAL: the object was deleted while the call was using it."""
+        return invalid(f"no {self.kind.label} with id {self.id} (it was deleted)",
+                       self._name or str(self.id))
+
+    def damaged(self, why: str) -> OSError:
+        """EIO: a file of the object is not what vaspace writes."""
+        return vas_error(errno.EIO, f"{self.kind.label} id {self.id} is damaged: {why}",
+                         self._name or str(self.id))
+
+    def link_path(self) -> str:
+        return f"{self.root}/names/{self.kind.dirname}/{self.enc}"
+
+    def recheck(self) -> None:
+        """EINVAL unless the pinned directory still is the live object ``id``.
+
+        Calls pin an object, then take locks: in between it may have been
+        deleted and its id reused.  So changes re-check under their locks:
+        the name link must still point at the id, and the id's directory
+        entry must still be the pinned directory.
+        """
+        try:
+            target = os.readlink(self.link_path())
+            now = os.stat(f"{self.root}/{self.kind.dirname}/{self.id}", follow_symlinks=False)
+        except OSError:
+            raise self.gone() from None
+        if target != str(self.id) or not os.path.samestat(now, os.fstat(self.dirfd)):
+            raise self.gone()
+
+    # ------------------------------------------------------------ contents
+
+    def read(self, filename: str) -> str:
+        """A small file of the object, as text (EIO if it is not a regular text file)."""
+        try:
+            return fs.read_small(filename, self.dirfd)
+        except (FileNotFoundError, NotADirectoryError):
+            raise self.gone() from None
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EIO):
+                raise self.damaged(f"{filename} is not a regular text file") from None
+            raise
+
+    def open(self, filename: str, flags: int) -> int:
+        """Open a regular file of the object (no link, no FIFO, no blocking); its fd.
+
+        PermissionError passes through: callers turn it into the RFC's EACCES.
+        """
+        return self.open_stat(filename, flags)[0]
+
+    def open_stat(self, filename: str, flags: int) -> tuple[int, os.stat_result]:
+        """``open``, also returning the file's ``fstat``."""
+        try:
+            return fs.open_file_stat(filename, flags, self.dirfd)
+        except (FileNotFoundError, NotADirectoryError):
+            raise self.gone() from None
+        except fs.NotRegular:
+            raise self.damaged(f"its {filename} is not a regular file") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self.damaged(f"its {filename} is a symlink") from None
+            raise
+
+    def attr(self) -> Attr:
+        """Attributes from the attribute file's metadata (``lock`` or ``data``)."""
+        st = fs.lstat_at(self.kind.attr_file, self.dirfd)
+        if st is None:
+            raise self.gone()
+        if not stat.S_ISREG(st.st_mode):
+            raise self.damaged(f"its {self.kind.attr_file} is not a regular file")
+        return Attr(mode=st.st_mode & 0o666, user=st.st_uid, group=st.st_gid)
+
+    def require(self, may: int) -> Attr:
+        """The object's attributes, after the RFC's permission check for ``may`` (EACCES)."""
+        attr = self.attr()
+        perms.check(attr.user, attr.group, attr.mode, may, self)
+        return attr
+
+    def links(self) -> list[SegLink]:
+        """A VAS's attached segments ``seg.<sid> -> <type>``, sorted; junk is ignored."""
+        out = []
+        for entry in os.listdir(self.dirfd):
+            if not entry.startswith("seg."):
+                continue
+            sid = entry[4:]
+            if not rootmod.is_id(sid):
+                continue
+            try:
+                access = BY_NAME[os.readlink(entry, dir_fd=self.dirfd)].flag
+            except (OSError, KeyError):
+                continue  # planted (not a link, or not a type): not an attachment
+            out.append(SegLink(sid=int(sid), type=access))
+        return sorted(out)
+
+    def has_link(self, sid: int) -> bool:
+        """True if this VAS holds segment ``sid`` (its ``seg.<sid>`` link names a type)."""
+        try:
+            return os.readlink(f"seg.{sid}", dir_fd=self.dirfd) in BY_NAME
+        except OSError:
+            return False
+
+    def region(self) -> tuple[int, int]:
+        """A segment's [start, end); EIO if its ``region`` file is junk."""
+        text = self.read("region")
+        parsed = parse_region(text)
+        if parsed is None:
+            raise self.damaged(f"unreadable region {text[:40]!r}")
+        return parsed
+
+    def reverse(self) -> list[int]:
+        """A segment's reverse index: ids of VASes that may hold it (hints, unchecked)."""
+        st = os.fstat(self.dirfd)
+        sub = fs.open_checked_dir(REVERSE, self.dirfd, st.st_dev, (st.st_uid,))
+        if sub is None:
+            return []
+        try:
+            return rootmod.numeric_entries(sub)
+        finally:
+            os.close(sub)
+
+    # ------------------------------------------------------------ removal
+
+    def unpublish(self) -> list[str]:
+        """Make the object invisible (remove its name link), then reclaim its files.
+
+        The files are removed relative to the pinned directory, never by
+        path and never by recursing into something a writer could swap
+        (``fs.remove_pinned``); what cannot be removed (a non-empty
+        directory a writer planted) stays behind, invisible, for ``fsck``.
+        Returns the names of the entries removed.
+        """
+        try:
+            if os.readlink(self.link_path()) != str(self.id):
+                raise self.gone()
+            os.unlink(self.link_path())
+        except FileNotFoundError:
+            raise self.gone() from None
+        except PermissionError:
+            raise vas_error(
+                errno.EPERM,
+                f"{self.what}: only its owner or root may delete it "
+                "(the registry directories are sticky, like /tmp)", self._name,
+            ) from None
+        removed: list[str] = []
+        fs.remove_pinned(f"{self.root}/{self.kind.dirname}/{self.id}", None, self.dirfd,
+                         self.kind.subdirs, removed)
+        return removed
+
+
+def pin(kind: Kind, oid: object, enc: str | None = None) -> Ref:
+    """Pin the live object ``oid`` of ``kind``; EINVAL if there is none.
+
+    ``enc``, when given, is the encoded name whose index link the caller
+    has just read and found to name ``oid`` (``find``): then only the other
+    direction, the directory's ``index``, is left to check.
+    """
+    oid = check_id(kind, oid)
+    root = str(rootmod.existing())
+    try:
+        dfd = fs.open_dir(f"{root}/{kind.dirname}/{oid}")
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            # ELOOP: the entry is a symlink, which no object is.
+            raise invalid(f"no {kind.label} with id {oid}", str(oid)) from None
+        raise
+    try:
+        index = os.readlink("index", dir_fd=dfd)
+        if (enc is not None and index != enc) or "/" in index or index in (".", ".."):
+            raise FileNotFoundError
+        if enc is None and os.readlink(f"{root}/names/{kind.dirname}/{index}") != str(oid):
+            raise FileNotFoundError
+    except OSError:
+        # No index (half made, or half deleted), or the index does not lead
+        # back here (a planted or stale entry): not a live object.
+        os.close(dfd)
+        raise invalid(f"no {kind.label} with id {oid}", str(oid)) from None
+    return Ref(kind, oid, index, dfd, root)
+
+
+def is_live(kind: Kind, oid: int, root: str) -> bool:
+    """True if ``oid`` is a live object (the same check as ``pin``, without pinning)."""
+    try:
+        index = os.readlink(f"{root}/{kind.dirname}/{oid}/index")
+        return "/" not in index and os.readlink(f"{root}/names/{kind.dirname}/{index}") == str(oid)
+    except OSError:
+        return False
