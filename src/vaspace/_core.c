@@ -1284,13 +1284,14 @@ vaspace_switch_fast(PyObject *self, PyObject *arg)
     plan_t *p = plan_find(from, vid);
     if (p == NULL || !slot_available(vid))
         return PyLong_FromLong(0);
-    /* A cached plan moves what differs between the two VASes.  With other
-     * threads inside VASes it may run only if it parks nothing they use,
-     * and it gets the full check (their mappings may be in the way). */
-    long others = threads_in_vas - (from != 0);
-    if (others && parks_shared(p))
-        return PyLong_FromLong(0);
     if (p->n) { /* nothing to move: nothing to check either */
+        /* A cached plan moves what differs between the two VASes.  With
+         * other threads inside VASes it may run only if it parks nothing
+         * they use, and it gets the full check (their mappings may be in
+         * the way). */
+        long others = threads_in_vas - (from != 0);
+        if (others && parks_shared(p))
+            return PyLong_FromLong(0);
         int r = plan_check(p->moves, p->n, 0, others != 0);
         if (r == 1)
             return PyLong_FromLong(0);
