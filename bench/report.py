@@ -46,6 +46,13 @@ def _ratio(a: Figure, b: Figure) -> float:
 # ------------------------------------------------------------------ targets
 
 
+def _verdict(met: bool | None) -> str:
+    """A target's verdict: None marks a retired target (its numbers say why)."""
+    if met is None:
+        return "**RETIRED**"
+    return "**MET**" if met else "**MISSED**"
+
+
 def targets(secs: dict[str, Section]) -> list[dict[str, Any]]:
     """Issue 5's targets, each with its measured ratio and verdict."""
     out: list[dict[str, Any]] = []
@@ -80,17 +87,25 @@ def targets(secs: dict[str, Section]) -> list[dict[str, Any]]:
         big_batches = [b for b in gu.facts["batch_sizes"] if b >= 1024]
         ideal = [gu.get(f"vas_b{b}").median / gu.get(f"ideal_b{b}").median for b in big_batches]
         vs_map = [gu.get(f"vas_b{b}").median / gu.get(f"map_b{b}").median for b in big_batches]
+        bound = [gu.get(f"ideal_b{b}").median / gu.get(f"map_b{b}").median for b in big_batches]
         if big_batches:
             out.append(dict(target="GUPS over N VASes is within 2x of the single mapping at "
                             "batch >= 1024", met=min(ideal) >= 0.5,
                             numbers=", ".join(f"batch {b}: {r:.2f} of ideal"
                                               for b, r in zip(big_batches, ideal,
                                                               strict=True))))
+            # Retired (issue 12): MAP's extra cost, a page fault per touched page,
+            # grows with the batch like the useful work, so even the ideal (a free
+            # switch) is only a bounded factor above MAP, below 10x at large
+            # batches.  The ratio to the ideal above is what measures the switch.
             out.append(dict(target="... and >= 10x above the remap baseline (batch >= 1024)",
-                            met=min(vs_map) >= 10,
-                            numbers=", ".join(f"batch {b}: {r:.1f}x"
-                                              for b, r in zip(big_batches, vs_map,
-                                                              strict=True))))
+                            met=None,
+                            numbers="retired: no switch can meet it, even the ideal is only "
+                            + ", ".join(f"batch {b}: {r:.1f}x"
+                                        for b, r in zip(big_batches, bound, strict=True))
+                            + " above MAP; measured: "
+                            + ", ".join(f"batch {b}: {r:.1f}x"
+                                        for b, r in zip(big_batches, vs_map, strict=True))))
     return out
 
 
@@ -355,8 +370,9 @@ def _syscalls_md(sec: Section) -> list[str]:
     lines = ["## 4. System calls per switch", "",
              f"Per one-way switch, from the difference of two traced runs ({n1} and {n2} "
              "round trips), so start-up is not counted. The minimum the design (DESIGN.md, "
-             "issue 3) needs: park = mremap + plug mmap, place = mremap + plug mmap, i.e. 4 "
-             "per conflicting segment; 0 when nothing moves.", "",
+             "issue 12) needs: park = one mremap into the parking slot (a hole), place = one "
+             "mremap into the home the park just left, i.e. 2 per conflicting segment; 0 "
+             "when nothing moves.", "",
              *_table(["conflicting segments k", "design minimum", "strace -f -c",
                       "perf stat (tracepoints)"], rows), "",
              *_other_ops_md(sec),
@@ -416,8 +432,8 @@ def _analysis(secs: dict[str, Section], tgts: list[dict[str, Any]]) -> list[str]
         k1row = next((r for r in sc.facts["rows"] if r["k"] == 1), None)
         n_calls = k1row.get("strace_total") if k1row else None
         calls = (f"makes {n_calls:g} system calls per one-way switch (strace; the design "
-                 f"minimum is 4{', so the core already beats it by skipping a plug' if n_calls < 4 else ''})"  # noqa: E501
-                 if n_calls is not None else "makes 3-4 system calls per one-way switch")
+                 "minimum is 2)" if n_calls is not None
+                 else "makes the design's 2 system calls per one-way switch (not traced)")
         lines += [
             f"- **A switch that moves a segment costs what its system calls cost.** A round "
             f"trip with one conflicting 4 KiB segment takes {fmt_ns(k1.median)} and "
@@ -503,9 +519,10 @@ def _analysis(secs: dict[str, Section], tgts: list[dict[str, Any]]) -> list[str]
             + ", ".join(f"{x}: {gu.get(f'ideal_b{x}').median / gu.get(f'map_b{x}').median:.1f}x"
                         for x in bs if x >= b)
             + "), because MAP's extra cost is one page fault per touched page, which grows "
-            "with the batch just like the useful work. Where the bound is below 10x, the "
-            "10x target cannot be met by any switch on this machine with these table sizes; "
-            "a bigger part per VAS (fewer re-touched pages per batch) would raise it.")
+            "with the batch just like the useful work. Where the bound is below 10x, no "
+            "switch can meet a 10x target on this machine with these table sizes, which is "
+            "why that target is retired; a bigger part per VAS (fewer re-touched pages per "
+            "batch) would raise the bound.")
         mp_wins = [x for x in bs if gu.get(f"mp_b{x}").median > gu.get(f"vas_b{x}").median]
         lines.append(
             "- **MP** pays a pipe round trip to another process plus copying 16 bytes per "
@@ -513,16 +530,18 @@ def _analysis(secs: dict[str, Section], tgts: list[dict[str, Any]]) -> list[str]
             "overhead per batch is fixed, like a switch's. "
             + (f"It beats vaspace at batch {', '.join(map(str, mp_wins))} in this run."
                if mp_wins else "vaspace beats it at every batch size in this run."))
-    missed = [t for t in tgts if not t["met"]]
+    live = [t for t in tgts if t["met"] is not None]  # retired targets count neither way
+    missed = [t for t in live if not t["met"]]
     if not missed:
         lines += ["", "Every target was met in this run."]
     lines += ["", "### Closing note", "",
-              f"{len(tgts) - len(missed)} of {len(tgts)} targets are met in this run. "
+              f"{len(live) - len(missed)} of {len(live)} targets are met in this run. "
               "In order of what they would buy: (1) keep the move-plan cache serving every "
               "pattern of switches (fixed in 8bf5f56 after this benchmark found cycles of 3+ "
               "VASes always on the slow path); (2) stop plugging the parking range, which "
               "removes a plug mmap and the placeholder munmap inside the next mremap from "
-              "every move (roughly halves a moving switch); (3) lay out segments so that the "
+              "every move (done in issue 12: 2 mremaps per conflicting segment, "
+              "docs/switch.md); (3) lay out segments so that the "
               "VASes a thread alternates between do not conflict: then a switch moves "
               "nothing and costs a fraction of a µs, far below any process switch. On this "
               "VM a switch that moves anything cannot beat a same-CPU pipe ping-pong, "
@@ -568,8 +587,7 @@ def write(out_md: str, plot_dir: str, machine: dict[str, Any], secs: dict[str, S
     ])
     md += ["", "## Targets (issue 5), from this run", ""]
     md += _table(["target", "verdict", "measured"],
-                 [[t["target"], "**MET**" if t["met"] else "**MISSED**", t["numbers"]]
-                  for t in tgts])
+                 [[t["target"], _verdict(t["met"]), t["numbers"]] for t in tgts])
     md.append("")
     if "switch" in secs:
         md += _switch_md(secs["switch"], plots)

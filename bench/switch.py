@@ -15,7 +15,10 @@ Baselines, in the same run: the pipe ping-pong, pinned to CPU 0 and unpinned
 MAP approach, munmap + mmap(MAP_FIXED) of the files plus a read of every page,
 because the page tables are gone after a remap.
 
-``python -m bench.switch`` prints issue 3's figures.  ``python -m bench.switch
+``python -m bench.switch`` prints issue 3's figures; ``--floor`` prints issue
+12's (one-way: a conflicting switch against two bare mremaps into holes of
+the same size, the size curve, the threads curve, strace counts, GUPS at
+batch 1024).  ``python -m bench.switch
 --ab OLD_TREE`` compares the fast path ("nothing to move" and "one conflicting
 4 KiB segment") with another checkout built in place (e.g. before a change to
 _core.c): the two run alternately in fresh processes, and the medians and
@@ -26,11 +29,14 @@ that other processes put on the machine).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 
 from . import common
 from .common import GiB, KiB, MiB, Remapper, Section
@@ -70,7 +76,8 @@ class Pair:
         self.sids.append(sid)
         return sid
 
-    def round_trips(self, runs: int, target_s: float) -> list[float]:
+    def body(self) -> Callable[[int], None]:
+        """n round trips A -> B -> A, after a warm-up that caches both plans."""
         sw, a, b = self.v.vas_switch, self.a, self.b
         sw(a)
         sw(b)
@@ -81,9 +88,13 @@ class Pair:
                 sw(b)
                 sw(a)
 
+        return body
+
+    def round_trips(self, runs: int, target_s: float) -> list[float]:
+        body = self.body()
         n = common.calibrate(body, target_s)
         out = common.per_op_ns(body, n, runs)
-        sw(0)
+        self.v.vas_switch(0)
         return out
 
     def faults_after(self, segs: list[tuple[int, int]], trips: int = 10) -> float:
@@ -213,6 +224,180 @@ def run(smoke: bool = False) -> Section:
     return sec
 
 
+class BareMremaps:
+    """The floor of a conflicting switch, with no vaspace: two files X and Y
+    whose homes are the same GiB-aligned address, parked (like vaspace) at
+    slots congruent modulo 1 GiB, every page read once so the page tables are
+    full.  A one-way "switch" is two mremaps into holes: X home -> its slot,
+    Y slot -> home.  ``vma`` > ``size`` maps the files with that longer VMA
+    (past the end of file), as vaspace does for a GiB-aligned segment.
+    """
+
+    def __init__(self, shm_dir: str, size: int, vma: int = 0) -> None:
+        self.size, self.vma = size, vma or size
+        span = 12 * GiB
+        self.raw = common.reserve_anywhere(span + GiB)
+        base = -(-self.raw // GiB) * GiB
+        self.home, self.px, self.py = base, base + 4 * GiB, base + 8 * GiB
+        self.fds = [common.shm_file(shm_dir, f"floor-{t}{size}", size) for t in "xy"]
+        common.map_file_fixed(self.fds[0], self.home, self.vma)
+        common.map_file_fixed(self.fds[1], self.py, self.vma)
+        for at in (self.home, self.py):
+            common.touch_read(common.u8_at(at, size))
+        common.raw_munmap(self.px, self.vma)  # X's slot: a hole, as in vaspace
+        libc = common._libc
+        libc.mremap.restype = ctypes.c_void_p
+        libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t,
+                                ctypes.c_int, ctypes.c_void_p]
+        self.mremap = libc.mremap
+
+    def _mv(self, src: int, dst: int) -> None:
+        if self.mremap(src, self.vma, self.vma, 3, dst) != dst:  # MAYMOVE | FIXED
+            raise OSError(ctypes.get_errno(), "mremap")
+
+    def body(self) -> Callable[[int], None]:
+        """n round trips: X out and Y in, then Y out and X in."""
+        h, px, py, mv = self.home, self.px, self.py, self._mv
+
+        def body(n: int) -> None:
+            for _ in range(n):
+                mv(h, px)
+                mv(py, h)
+                mv(h, py)
+                mv(px, h)
+
+        return body
+
+    def close(self) -> None:
+        common.raw_munmap(self.raw, 13 * GiB)
+        for fd in self.fds:
+            os.close(fd)
+
+
+def thread_switches(nthreads: int, per_thread: int, runs: int) -> list[float]:
+    """ns per switch (wall time / all switches) with ``nthreads`` threads, each
+    alternating between its own two VASes (one conflicting 4 KiB segment, at
+    an address of its own)."""
+    import threading
+
+    import vaspace
+
+    w = vaspace.window()[0]
+    pairs = [Pair(f"thr{nthreads}-{t}", [(w + t * SLOT, 4 * KiB)], [(w + t * SLOT, 4 * KiB)])
+             for t in range(nthreads)]
+    out = []
+    try:
+        for _ in range(runs):
+            start = threading.Barrier(nthreads + 1)
+            errors: list[BaseException] = []
+
+            def work(p: Pair, start: threading.Barrier = start,
+                     errors: list[BaseException] = errors) -> None:
+                try:
+                    sw = vaspace.vas_switch
+                    start.wait()
+                    for _ in range(per_thread // 2):
+                        sw(p.b)
+                        sw(p.a)
+                    sw(0)
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+
+            ts = [threading.Thread(target=work, args=(p,)) for p in pairs]
+            for t in ts:
+                t.start()
+            t0 = time.perf_counter_ns()
+            start.wait()
+            for t in ts:
+                t.join()
+            out.append((time.perf_counter_ns() - t0) / (nthreads * (per_thread // 2) * 2))
+            if errors:
+                raise errors[0]
+    finally:
+        for p in pairs:
+            p.close()
+    return out
+
+
+def _strace_per_switch(case: str) -> dict[str, float] | None:
+    """mmap/mremap/munmap per one-way switch, net of start-up (strace, two runs)."""
+    import shutil
+
+    from .syscalls import strace_counts
+
+    if shutil.which("strace") is None:
+        return None
+    n1, n2 = 20, 220
+    c1, c2 = strace_counts(case, n1), strace_counts(case, n2)
+    return {k: (c2.get(k, 0) - c1.get(k, 0)) / (2 * (n2 - n1))
+            for k in ("mmap", "mremap", "munmap")}
+
+
+def interleaved(bodies: dict[str, Callable[[int], None]], runs: int,
+                target_s: float) -> dict[str, list[float]]:
+    """ns per iteration of each body, its runs interleaved with the others'
+    (ABCABC...), so that load from other work on the machine hits all of
+    them alike and their ratio stays meaningful."""
+    ns = {k: common.calibrate(b, target_s) for k, b in bodies.items()}
+    out: dict[str, list[float]] = {k: [] for k in bodies}
+    for _ in range(runs):
+        for k, b in bodies.items():
+            out[k] += common.per_op_ns(b, ns[k], 1)
+    return out
+
+
+def floor(smoke: bool = False) -> Section:
+    """Issue 12's figures, from one run: the switch at its floor."""
+    runs = 5 if smoke else 7
+    target = 0.01 if smoke else 0.1
+    sizes = [4 * KiB, 2 * MiB] if smoke else [4 * KiB, 64 * MiB, 1 * GiB]
+    sec = Section("switch_floor", "The switch at its floor (issue 12), one-way figures")
+    sec.facts["strace_conflicting"] = _strace_per_switch("k1")
+    sec.facts["strace_nothing"] = _strace_per_switch("k0")
+    with common.temp_registry() as base:
+        import vaspace
+
+        w = vaspace.window()[0]
+        p = Pair("fl-empty", [], [])
+        sec.add("empty", "VAS switch, nothing to move", "ns",
+                [t / 2 for t in p.round_trips(runs, target)])
+        p.close()
+        for size in sizes:
+            tag = common.fmt_size(size)
+            bare = BareMremaps(base, size)
+            pud = BareMremaps(base, size, vma=GiB) if size < GiB else None
+            p = Pair(f"fl{size}", [(w, size)], [(w, size)])
+            bodies = {"bare": bare.body(), "vas": p.body()}
+            if pud is not None:
+                bodies["pud"] = pud.body()
+            got = interleaved(bodies, runs, target)
+            sec.add(f"bare{size}", f"two bare mremaps into holes, {tag} (VMA = size)", "ns",
+                    [t / 2 for t in got["bare"]])
+            if pud is not None:
+                sec.add(f"bare_pud{size}", f"two bare mremaps into holes, {tag} in a 1 GiB VMA",
+                        "ns", [t / 2 for t in got["pud"]])
+            sec.add(f"vas{size}", f"VAS switch, one conflicting {tag} segment", "ns",
+                    [t / 2 for t in got["vas"]], baseline=f"bare{size}")
+            p.close()
+            bare.close()
+            if pud is not None:
+                pud.close()
+        per_thread = 200 if smoke else 2000
+        for n in (1, 2, 4, 8):
+            sec.add(f"threads{n}", f"{n} thread(s), each between its own two VASes, "
+                    "per switch", "ns", thread_switches(n, per_thread, 3 if smoke else 5),
+                    baseline="threads1")
+    from . import gups
+
+    g = gups.run(smoke=smoke, batch_sizes=[1024])
+    for f in g.figures:
+        if f.key in ("ideal_b1024", "vas_b1024", "map_b1024"):
+            sec.figures.append(f)
+    sec.facts["gups"] = {k: g.facts[k] for k in ("nparts", "part_bytes")}
+    sec.facts["sizes"] = sizes
+    return sec
+
+
 def fast_path(runs: int = 9, target: float = 0.05) -> dict[str, float]:
     """Round trips of the two fast-path cases in this process's vaspace: the
     median and the minimum (the least disturbed run) of ``runs`` runs."""
@@ -295,6 +480,8 @@ def ab_instructions(old_tree: str, n: int = 100_000) -> dict[str, dict[str, floa
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--floor"]:
+        sys.exit(common.section_main(floor, floor.__doc__, sys.argv[2:]))
     if sys.argv[1:2] == ["--ab-ir"]:
         ab_instructions(sys.argv[2])
         sys.exit(0)

@@ -82,6 +82,22 @@ def token(scratch: None, memfd: int) -> int:
     return _core.map_shared(memfd, PARK, PAGE, _core.PROT_READ | _core.PROT_WRITE, HOME, "leak")
 
 
+def test_park_plugs_and_wake(scratch: None) -> None:
+    """The parking mode switch and the lazy-attach word (nothing placed here)."""
+    _flat(lambda: (_core.park_plugs(True), _core.park_plugs(False), _core.park_plugs()))
+    _flat(lambda: (_core.wake_offset(), _core.wake_take()))
+    _flat(_bad(_core.park_plugs, 1, 2))
+
+
+def test_shrink(token: int) -> None:
+    """Cutting a VMA back (a no-op at the segment's length) and a bad token;
+    the fast path's table of which mappings a VAS uses."""
+    _flat(lambda: _core.shrink(token))
+    _flat(_bad(_core.shrink, 0))
+    _flat(lambda: (_core.vas_members(99, [token, token]), _core.vas_members(99, None)))
+    _flat(_bad(_core.vas_members, 99, ["x"]))
+
+
 def test_reserve_unmap_plug(scratch: None) -> None:
     _flat(lambda: (_core.reserve(SPARE, SPAN), _core.unmap(SPARE, SPAN)))
     _flat(lambda: (_core.plug(HOME + 8 * PAGE, PAGE), _core.reserved()))

@@ -125,7 +125,25 @@ static tslot_t private_slots[MAX_THREAD_SLOTS];
  * RFC's /proc/<pid>/vas/<vid>/status) at no cost to the switch. */
 static tslot_t *tslots = private_slots;
 static __thread int my_slot = -1;
+/* Slots [0, slots_hwm) may be in use: the fast path scans only those. */
+static int slots_hwm = 0;
 static __thread pid_t my_tid = 0;
+
+/* The lazy-attach word: another process that leaves a lazy attach (or
+ * detach) request for us sets it to nonzero, and the fast path, which runs
+ * no Python and so never reads the registry, declines while it is set (one
+ * load).  The slow path clears it before it takes the requests.  Once the
+ * slots are published it lives in the same shared file, right after them
+ * (a slot-sized record whose tid is always 0, so readers of the slots skip
+ * it). */
+typedef struct {
+    int32_t zero;
+    int32_t pad;
+    int64_t pending;
+} wake_t;
+static wake_t private_wake;
+static volatile wake_t *wake = &private_wake;
+#define SHARED_BYTES (sizeof(private_slots) + sizeof(wake_t))
 
 /* Threads of this process whose active vid is not 0. */
 static long threads_in_vas = 0;
@@ -184,7 +202,8 @@ typedef struct {
     uint64_t token;
     uint64_t ghost_of;
     uintptr_t home, park;
-    size_t len;
+    size_t len;  /* the segment's bytes: views, exports and lookups use these */
+    size_t vlen; /* the VMA's bytes (>= len): a whole-PUD VMA moves as one entry */
     int prot;
     int placed;
     Py_ssize_t exports;
@@ -239,7 +258,7 @@ static tmap_t *
 tmap_at(uintptr_t addr, size_t len)
 {
     for (Py_ssize_t i = 0; i < tmaps_len; i++)
-        if (tmaps[i].token && overlaps(tmap_where(&tmaps[i]), tmaps[i].len, addr, len))
+        if (tmaps[i].token && overlaps(tmap_where(&tmaps[i]), tmaps[i].vlen, addr, len))
             return &tmaps[i];
     return NULL;
 }
@@ -389,6 +408,60 @@ plan_slot(long from, long to)
     return &plans[h];
 }
 
+/* Which mappings each attached VAS uses (set by the Python layer at attach
+ * and detach).  With them the fast path can run a cached plan while other
+ * threads are inside VASes: a plan may park a mapping only if no other
+ * thread's VAS uses it (and plan_check refuses to place over anything
+ * placed), so the window still shows the union of the threads' VASes. */
+typedef struct {
+    long vid;
+    Py_ssize_t n;
+    uint64_t *tokens;
+} members_t;
+static members_t *members = NULL;
+static Py_ssize_t n_members = 0;
+
+static members_t *
+members_find(long vid)
+{
+    for (Py_ssize_t i = 0; i < n_members; i++)
+        if (members[i].vid == vid)
+            return &members[i];
+    return NULL;
+}
+
+static void
+members_clear(void)
+{
+    for (Py_ssize_t i = 0; i < n_members; i++)
+        PyMem_Free(members[i].tokens);
+    PyMem_Free(members);
+    members = NULL;
+    n_members = 0;
+}
+
+/* Whether the plan parks a mapping that another thread's VAS uses (or one
+ * whose VAS is unknown here): then only the slow path may decide. */
+static int
+parks_shared(const plan_t *p)
+{
+    for (int i = 0; i < slots_hwm; i++) {
+        if (tslots[i].tid == 0 || i == my_slot)
+            continue;
+        const members_t *mb = members_find(tslots[i].vid);
+        if (mb == NULL)
+            return 1;
+        for (Py_ssize_t j = 0; j < p->n; j++) {
+            if (p->moves[j].place)
+                continue;
+            for (Py_ssize_t k = 0; k < mb->n; k++)
+                if (mb->tokens[k] == p->moves[j].token)
+                    return 1;
+        }
+    }
+    return 0;
+}
+
 /* Whether set_active(vid) will find a slot; checked before any move so a
  * switch never half-happens. */
 static int
@@ -415,6 +488,8 @@ set_active(long vid)
         if (i == MAX_THREAD_SLOTS)
             return -1;
         tslots[i].tid = my_tid;
+        if (i >= slots_hwm)
+            slots_hwm = i + 1;
         my_slot = i;
         threads_in_vas++;
     } else if (active_vid != 0 && vid == 0) {
@@ -443,6 +518,32 @@ reserve_fixed(uintptr_t addr, size_t len)
     return p == MAP_FAILED ? -1 : 0;
 }
 
+/* Plug [addr, addr+len) only where nothing is mapped (MAP_FIXED_NOREPLACE):
+ * for a parking slot that should be a hole, so that a foreign mapping that
+ * landed there is never destroyed.  Returns 0, or -1 (errno EEXIST: occupied). */
+static int
+plug_noreplace(uintptr_t addr, size_t len)
+{
+    void *p = mmap((void *)addr, len, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    if ((uintptr_t)p != addr) { /* a kernel without MAP_FIXED_NOREPLACE: a hint */
+        munmap(p, len);
+        errno = EEXIST;
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether a mapping's parking slot is plugged while the mapping is placed.
+ * 0 (the default): the slot stays an unmapped hole, so a park is one mremap
+ * into it and a place is one mremap out of it (2 calls per conflicting
+ * segment).  1 (VASPACE_PARK_PLUGS=1, or the fallback after an audit found
+ * something foreign in the parking range): every slot is plugged again after
+ * its mapping leaves, as the window always is. */
+static int park_plugs = 0;
+
 /* A move's plug failed after its mremap: put the mapping back.  Returns the
  * plug's errno; sets *undo_err if putting it back failed too. */
 static __attribute__((noinline, cold)) int
@@ -456,19 +557,27 @@ move_undo(uintptr_t src, uintptr_t dst, size_t len, int *undo_err)
     return err;
 }
 
-/* One move: mremap the mapping at src to dst (replacing dst's placeholder),
- * then plug the hole left at src so nothing else can land there -- unless
- * the plan moves another mapping into exactly that hole next, which saves a
- * syscall per conflicting segment.  Returns 0, or the errno of a failed move
- * (nothing changed, unless *undo_err was set: then the state is unknown). */
+/* One move: mremap the mapping at src to dst (into a hole, or replacing a
+ * placeholder), then plug the hole left at src if plug_src says so.  The
+ * caller decides: a home in the window is plugged unless the plan refills it
+ * at once; a parking slot only in plugged mode.  Returns 0, or the errno of
+ * a failed move (nothing changed, unless *undo_err was set: then the state
+ * is unknown). */
 static inline int
-move_one(uintptr_t src, uintptr_t dst, size_t len, int keep_hole, int *undo_err)
+move_one(uintptr_t src, uintptr_t dst, size_t len, int plug_src, int *undo_err)
 {
     if (mremap((void *)src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)dst) == MAP_FAILED)
         return errno;
-    if (keep_hole || reserve_fixed(src, len) == 0)
+    if (!plug_src || reserve_fixed(src, len) == 0)
         return 0;
     return move_undo(src, dst, len, undo_err);
+}
+
+/* Whether the forward move m plugs the range it leaves. */
+static inline int
+move_plugs_src(const move_t *m)
+{
+    return m->place ? park_plugs : !m->keep_hole;
 }
 
 /* Check a plan against the table before anything moves.  Returns 0 (it can
@@ -477,19 +586,17 @@ move_one(uintptr_t src, uintptr_t dst, size_t len, int keep_hole, int *undo_err)
  * a mapping over one).
  *
  * The cached-plan switch (full = 0) pays only for what keeps views safe:
- * while no mapping has exports, an O(1) test per move that the plan matches
- * the table (right token, moving the right way).  Otherwise, and always for
- * plans that come straight from Python (full = 1), the plan is simulated
- * (flipping `placed` in order, then back), so that a mapping parked early in
- * the plan frees its range for one placed later, and a place that would
- * land on a placed mapping is refused: O(mappings) per place. */
-static int plan_check_full(const move_t *moves, Py_ssize_t n);
+ * while no mapping has exports and no other thread is inside a VAS, an O(1)
+ * test per move that the plan matches the table (right token, moving the
+ * right way).  Otherwise, and always for plans that come straight from
+ * Python (full = 1), the plan is simulated: see plan_check_full. */
+static int plan_check_full(const move_t *moves, Py_ssize_t n, int others);
 
 static inline __attribute__((always_inline)) int
-plan_check(const move_t *moves, Py_ssize_t n, int full)
+plan_check(const move_t *moves, Py_ssize_t n, int full, int others)
 {
-    if (full || pinned_maps)
-        return plan_check_full(moves, n);
+    if (full || others || pinned_maps)
+        return plan_check_full(moves, n, others);
     for (Py_ssize_t i = 0; i < n; i++) {
         const move_t *m = &moves[i];
         if (m->idx >= tmaps_len || tmaps[m->idx].token != m->token ||
@@ -499,8 +606,15 @@ plan_check(const move_t *moves, Py_ssize_t n, int full)
     return 0;
 }
 
+/* The simulated check: flip `placed` in order, then flip back, so that a
+ * mapping parked early in the plan frees its range for one placed later,
+ * and a place that would land on a placed mapping is refused (stale).  With
+ * `others` (other threads are inside VASes) a place over a pinned mapping
+ * is stale too, for the slow path to name; without, it is a BufferError.
+ * O(1) per park, O(mappings) per place, which keeps placed mappings from
+ * ever overlapping. */
 static int
-plan_check_full(const move_t *moves, Py_ssize_t n)
+plan_check_full(const move_t *moves, Py_ssize_t n, int others)
 {
     int r = 0;
     Py_ssize_t flipped = 0;
@@ -519,9 +633,11 @@ plan_check_full(const move_t *moves, Py_ssize_t n)
         }
         for (Py_ssize_t j = 0; m->place && j < tmaps_len && r == 0; j++) {
             tmap_t *o = &tmaps[j];
-            if (o->token && o->placed && overlaps(o->home, o->len, e->home, e->len)) {
+            if (o->token && o->placed && overlaps(o->home, o->vlen, e->home, e->vlen)) {
                 r = 1;
-                if (o->exports) {
+                /* With other threads inside VASes the slow path names the
+                 * collision (EFAULT: another thread's VAS holds the range). */
+                if (o->exports && !others) {
                     pinned = o;
                     mover = e;
                 }
@@ -562,7 +678,9 @@ moves_failed(const move_t *moves, Py_ssize_t i, int err, int undo_err)
     for (Py_ssize_t j = i - 1; j >= 0; j--) {
         const move_t *u = &moves[j];
         int e3 = 0;
-        int e2 = move_one(u->dst, u->src, u->len, 0, &e3);
+        /* Undoing a place leaves a hole at home: plug it.  Undoing a park
+         * leaves a hole in the parking slot: as any slot. */
+        int e2 = move_one(u->dst, u->src, u->len, u->place ? 1 : park_plugs, &e3);
         if (e2) {
             unknown_state(err, e2, "mremap");
             return -1;
@@ -583,7 +701,7 @@ run_moves(const move_t *moves, Py_ssize_t n)
         window_gen++;
     for (Py_ssize_t i = 0; i < n; i++) {
         const move_t *m = &moves[i];
-        int err = move_one(m->src, m->dst, m->len, m->keep_hole, &undo_err);
+        int err = move_one(m->src, m->dst, m->len, move_plugs_src(m), &undo_err);
         if (err)
             return moves_failed(moves, i, err, undo_err);
         tmaps[m->idx].placed = m->place;
@@ -634,7 +752,7 @@ parse_moves(PyObject *seq, move_t **out, Py_ssize_t *n_out)
         move_t *m = &moves[i];
         m->idx = e - tmaps;
         m->token = token;
-        m->len = e->len;
+        m->len = e->vlen;
         m->place = place;
         m->keep_hole = keep_hole;
         m->src = place ? e->park : e->home;
@@ -766,10 +884,13 @@ vaspace_plug(PyObject *self, PyObject *args)
 }
 
 PyDoc_STRVAR(map_shared_doc,
-"map_shared(fd, park, length, prot, home, name) -> token\n\n"
+"map_shared(fd, park, length, prot, home, name, vma_length=length) -> token\n\n"
 "Map fd MAP_SHARED|MAP_FIXED at the parking slot park (replacing a\n"
 "placeholder), mark it MADV_DONTFORK so that a forked child does not inherit\n"
 "it, and remember it as a new mapping whose home is [home, home+length).\n"
+"vma_length (a page multiple >= length) makes the VMA longer than the file:\n"
+"a VMA that covers whole 1 GiB page-table entries moves with one entry per\n"
+"GiB (an access past the file's end there gets SIGBUS, not SIGSEGV).\n"
 "Both ranges must lie in reserved ranges; the parking slot must be free.\n"
 "Returns the mapping's token (never 0, never reused).");
 
@@ -777,15 +898,22 @@ static PyObject *
 vaspace_map_shared(PyObject *self, PyObject *args)
 {
     int fd, prot;
-    unsigned long long park, len, home;
+    unsigned long long park, len, home, vlen = 0;
     const char *name;
-    if (!PyArg_ParseTuple(args, "iKKiKs", &fd, &park, &len, &prot, &home, &name))
+    if (!PyArg_ParseTuple(args, "iKKiKs|K", &fd, &park, &len, &prot, &home, &name, &vlen))
         return NULL;
+    if (vlen == 0)
+        vlen = len;
+    if (vlen < len || vlen % page_size) {
+        PyErr_SetString(PyExc_ValueError, "map_shared: vma_length must be a page multiple "
+                        ">= length");
+        return NULL;
+    }
     if (prot & ~(PROT_READ | PROT_WRITE)) {
         PyErr_SetString(PyExc_ValueError, "prot may only hold PROT_READ and PROT_WRITE");
         return NULL;
     }
-    if (!in_reserved(park, len) || !in_reserved(home, len)) {
+    if (!in_reserved(park, vlen) || !in_reserved(home, vlen)) {
         set_errorf(PyExc_ValueError, "map_shared: [%#llx, +%#llx) and [%#llx, +%#llx) must "
                      "lie in reserved ranges", park, len, home, len);
         return NULL;
@@ -795,9 +923,9 @@ vaspace_map_shared(PyObject *self, PyObject *args)
      * (several worlds at one address): only one of them is placed at a time. */
     for (Py_ssize_t i = 0; i < tmaps_len; i++) {
         tmap_t *o = &tmaps[i];
-        if (o->token && (overlaps(o->home, o->len, park, len) ||
-                         (!o->ghost_of && (overlaps(o->park, o->len, park, len) ||
-                                           overlaps(o->park, o->len, home, len))))) {
+        if (o->token && (overlaps(o->home, o->vlen, park, vlen) ||
+                         (!o->ghost_of && (overlaps(o->park, o->vlen, park, vlen) ||
+                                           overlaps(o->park, o->vlen, home, vlen))))) {
             PyErr_Format(PyExc_ValueError, "map_shared: the slot or home overlaps the "
                          "parking slot or home of segment '%s'", o->name);
             return NULL;
@@ -811,15 +939,15 @@ vaspace_map_shared(PyObject *self, PyObject *args)
         free(copy);
         return NULL;
     }
-    void *p = mmap((void *)(uintptr_t)park, len, prot, MAP_SHARED | MAP_FIXED, fd, 0);
+    void *p = mmap((void *)(uintptr_t)park, vlen, prot, MAP_SHARED | MAP_FIXED, fd, 0);
     if (p == MAP_FAILED) {
         free(copy);
         return vaspace_oserror(errno, "mmap");
     }
-    if (madvise(p, len, MADV_DONTFORK) < 0) {
+    if (madvise(p, vlen, MADV_DONTFORK) < 0) {
         int err = errno;
         free(copy);
-        if (reserve_fixed((uintptr_t)park, len) < 0)
+        if (reserve_fixed((uintptr_t)park, vlen) < 0)
             return unknown_state(err, errno, "madvise");
         return vaspace_oserror(err, "madvise");
     }
@@ -828,11 +956,25 @@ vaspace_map_shared(PyObject *self, PyObject *args)
     e->home = home;
     e->park = park;
     e->len = len;
+    e->vlen = vlen;
     e->prot = prot;
     e->placed = 0;
     e->exports = 0;
     e->name = copy;
     return PyLong_FromUnsignedLongLong(e->token);
+}
+
+/* The live entry a Python int token names, or NULL with an exception set. */
+static tmap_t *
+tmap_from_arg(PyObject *arg)
+{
+    unsigned long long token = PyLong_AsUnsignedLongLong(arg);
+    if (token == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    tmap_t *e = tmap_find(token);
+    if (e == NULL)
+        set_errorf(PyExc_ValueError, "no mapping with token %llu", token);
+    return e;
 }
 
 PyDoc_STRVAR(unmap_mapping_doc,
@@ -843,24 +985,54 @@ PyDoc_STRVAR(unmap_mapping_doc,
 static PyObject *
 vaspace_unmap_mapping(PyObject *self, PyObject *arg)
 {
-    unsigned long long token = PyLong_AsUnsignedLongLong(arg);
-    if (token == (unsigned long long)-1 && PyErr_Occurred())
+    tmap_t *e = tmap_from_arg(arg);
+    if (e == NULL)
         return NULL;
-    tmap_t *e = tmap_find(token);
-    if (e == NULL) {
-        set_errorf(PyExc_ValueError, "no mapping with token %llu", token);
-        return NULL;
-    }
     if (e->exports) {
         refuse_exported(e, "unmapping it");
         return NULL;
     }
     window_gen++;
-    if (reserve_fixed(tmap_where(e), e->len) < 0)
+    if (reserve_fixed(tmap_where(e), e->vlen) < 0)
         return vaspace_oserror(errno, "mmap");
+    /* A placed mapping's slot is a hole unless in plugged mode: fill it, but
+     * never over something foreign (the audit reports that). */
+    if (e->placed && !park_plugs && e->park != e->home)
+        plug_noreplace(e->park, e->vlen);
     tmap_forget(e);
     /* Cached plans name table entries; make sure none outlives this one. */
     plans_clear();
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(shrink_doc,
+"shrink(token)\n\n"
+"Cut a mapping's VMA back to its segment's length (mremap in place, then\n"
+"plug the tail), wherever it is: before another mapping may use the\n"
+"addresses of its tail.  Views are unaffected (they cover the segment only).\n"
+"Cached plans are dropped (they hold the old length).");
+
+static PyObject *
+vaspace_shrink(PyObject *self, PyObject *arg)
+{
+    tmap_t *e = tmap_from_arg(arg);
+    if (e == NULL)
+        return NULL;
+    if (e->vlen == e->len)
+        Py_RETURN_NONE;
+    uintptr_t at = tmap_where(e);
+    if (mremap((void *)at, e->vlen, e->len, 0) == MAP_FAILED)
+        return vaspace_oserror(errno, "mremap");
+    size_t tail = e->vlen - e->len;
+    e->vlen = e->len;
+    plans_clear();
+    window_gen++;
+    if (reserve_fixed(at + e->len, tail) < 0)
+        return vaspace_oserror(errno, "mmap");
+    /* A placed mapping's slot is a hole of the old length: the tail is no
+     * longer part of the slot. */
+    if (e->placed && !park_plugs && e->park != e->home)
+        plug_noreplace(e->park + e->len, tail);
     Py_RETURN_NONE;
 }
 
@@ -914,7 +1086,7 @@ vaspace_move(PyObject *self, PyObject *args)
     Py_DECREF(seq);
     if (r < 0)
         return NULL;
-    r = plan_check(moves, n, 1);
+    r = plan_check(moves, n, 1, 0);
     if (r == 1)
         PyErr_SetString(PyExc_ValueError, place ? "move: the mapping is placed already"
                                                 : "move: the mapping is parked already");
@@ -948,7 +1120,7 @@ vaspace_run_plan(PyObject *self, PyObject *args)
         return vaspace_oserror(EAGAIN, "vas_switch (too many threads inside VASes)");
     if (parse_moves(seq, &moves, &n) < 0)
         return NULL;
-    int r = plan_check(moves, n, 1);
+    int r = plan_check(moves, n, 1, 0);
     if (r == 1)
         PyErr_SetString(PyExc_ValueError, "run_plan: a move parks a parked mapping, places a "
                         "placed one, or places one over a placed mapping");
@@ -1023,6 +1195,63 @@ vaspace_plan_get(PyObject *self, PyObject *args)
     return list;
 }
 
+PyDoc_STRVAR(vas_members_doc,
+"vas_members(vid, tokens)\n\n"
+"Tell the fast path which mappings (tokens) VAS vid uses; None forgets\n"
+"vid.  With it, a cached plan can run while other threads are\n"
+"inside VASes, if it parks none of their mappings.");
+
+static PyObject *
+vaspace_vas_members(PyObject *self, PyObject *args)
+{
+    long vid;
+    PyObject *seq;
+    if (!PyArg_ParseTuple(args, "lO", &vid, &seq))
+        return NULL;
+    members_t *mb = members_find(vid);
+    if (seq == Py_None) {
+        if (mb != NULL) {
+            PyMem_Free(mb->tokens);
+            *mb = members[--n_members];
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *fast = PySequence_Fast(seq, "tokens must be a sequence of ints");
+    if (fast == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    uint64_t *tokens = PyMem_Calloc(n ? n : 1, sizeof(uint64_t));
+    if (tokens == NULL) {
+        Py_DECREF(fast);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        tokens[i] = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(fast, i));
+        if (tokens[i] == (uint64_t)-1 && PyErr_Occurred()) {
+            PyMem_Free(tokens);
+            Py_DECREF(fast);
+            return NULL;
+        }
+    }
+    Py_DECREF(fast);
+    mb = members_find(vid); /* converting the tokens may have run Python code */
+    if (mb == NULL) {
+        members_t *grown = PyMem_Realloc(members, (size_t)(n_members + 1) * sizeof(members_t));
+        if (grown == NULL) {
+            PyMem_Free(tokens);
+            return PyErr_NoMemory();
+        }
+        members = grown;
+        mb = &members[n_members++];
+        mb->tokens = NULL;
+    }
+    PyMem_Free(mb->tokens);
+    mb->vid = vid;
+    mb->n = n;
+    mb->tokens = tokens;
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(plan_clear_doc, "plan_clear()\n\nDrop every cached plan.");
 
 static PyObject *
@@ -1050,15 +1279,20 @@ vaspace_switch_fast(PyObject *self, PyObject *arg)
     long from = active_vid;
     if (vid == from)
         return PyLong_FromLong(1);
-    /* Cached plans assume the window holds only this thread's VAS. */
-    long others = threads_in_vas - (from != 0);
-    if (slow_busy || others)
+    if (slow_busy || wake->pending)
         return PyLong_FromLong(0);
     plan_t *p = plan_find(from, vid);
     if (p == NULL || !slot_available(vid))
         return PyLong_FromLong(0);
     if (p->n) { /* nothing to move: nothing to check either */
-        int r = plan_check(p->moves, p->n, 0);
+        /* A cached plan moves what differs between the two VASes.  With
+         * other threads inside VASes it may run only if it parks nothing
+         * they use, and it gets the full check (their mappings may be in
+         * the way). */
+        long others = threads_in_vas - (from != 0);
+        if (others && parks_shared(p))
+            return PyLong_FromLong(0);
+        int r = plan_check(p->moves, p->n, 0, others != 0);
         if (r == 1)
             return PyLong_FromLong(0);
         if (r < 0 || run_moves(p->moves, p->n) < 0)
@@ -1200,9 +1434,11 @@ vaspace_thread_vids(PyObject *self, PyObject *noargs)
 
 PyDoc_STRVAR(publish_threads_doc,
 "publish_threads(fd) -> int\n\n"
-"Move the thread slots into a MAP_SHARED mapping of fd (which must be at\n"
-"least slots_size() bytes) so other processes can read them.  Returns the\n"
-"slot size in bytes (each slot: int32 tid, 4 bytes padding, int64 vid).");
+"Move the thread slots, and the lazy-attach word after them, into a\n"
+"MAP_SHARED mapping of fd (which must be at least slots_size() bytes) so\n"
+"other processes can read the slots and set the word.  Returns the slot\n"
+"size in bytes (each slot: int32 tid, 4 bytes padding, int64 vid; the word\n"
+"is the int64 of one more slot, at wake_offset(), whose tid stays 0).");
 
 static PyObject *
 vaspace_publish_threads(PyObject *self, PyObject *arg)
@@ -1215,33 +1451,60 @@ vaspace_publish_threads(PyObject *self, PyObject *arg)
     if (fstat(fd, &st) < 0)
         return vaspace_oserror(errno, "fstat");
     off_t size = st.st_size;
-    if ((size_t)size < sizeof(private_slots)) {
+    if ((size_t)size < SHARED_BYTES) {
         set_errorf(PyExc_ValueError, "publish_threads: the file holds %lld bytes, "
-                     "slots need %zu", (long long)size, sizeof(private_slots));
+                     "slots need %zu", (long long)size, (size_t)SHARED_BYTES);
         return NULL;
     }
     /* Publishing again (a new registry root) moves the slots to the new file. */
-    void *p = mmap(NULL, sizeof(private_slots), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *p = mmap(NULL, SHARED_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED)
         return vaspace_oserror(errno, "mmap");
-    if (madvise(p, sizeof(private_slots), MADV_DONTFORK) < 0) {
+    if (madvise(p, SHARED_BYTES, MADV_DONTFORK) < 0) {
         int err = errno;
-        munmap(p, sizeof(private_slots));
+        munmap(p, SHARED_BYTES);
         return vaspace_oserror(err, "madvise");
     }
     memcpy(p, tslots, sizeof(private_slots));
+    wake_t *w = (wake_t *)((char *)p + sizeof(private_slots));
+    w->zero = 0;
+    w->pending = wake->pending;
     if (tslots != private_slots)
-        munmap(tslots, sizeof(private_slots));
+        munmap(tslots, SHARED_BYTES);
     tslots = p;
+    wake = w;
     return PyLong_FromSize_t(sizeof(tslot_t));
 }
 
-PyDoc_STRVAR(slots_size_doc, "slots_size() -> int\n\nBytes needed by publish_threads().");
+PyDoc_STRVAR(slots_size_doc,
+"slots_size() -> int\n\nBytes needed by publish_threads(): the slots and the lazy-attach word.");
 
 static PyObject *
 vaspace_slots_size(PyObject *self, PyObject *noargs)
 {
-    return PyLong_FromSize_t(sizeof(private_slots));
+    return PyLong_FromSize_t(SHARED_BYTES);
+}
+
+PyDoc_STRVAR(wake_offset_doc,
+"wake_offset() -> int\n\n"
+"Where, in the published slots file, the lazy-attach word (an int64) lies.");
+
+static PyObject *
+vaspace_wake_offset(PyObject *self, PyObject *noargs)
+{
+    return PyLong_FromSize_t(sizeof(private_slots) + offsetof(wake_t, pending));
+}
+
+PyDoc_STRVAR(wake_take_doc,
+"wake_take() -> bool\n\n"
+"Clear the lazy-attach word; True if it was set.  The slow path calls it\n"
+"before it reads the requests, so a request left after that sets it again.");
+
+static PyObject *
+vaspace_wake_take(PyObject *self, PyObject *noargs)
+{
+    int64_t was = __atomic_exchange_n(&wake->pending, 0, __ATOMIC_SEQ_CST);
+    return PyBool_FromLong(was != 0);
 }
 
 PyDoc_STRVAR(busy_doc,
@@ -1294,6 +1557,7 @@ vaspace_reset_after_fork(PyObject *self, PyObject *noargs)
                 e->ghost_of = e->token;
             e->token = next_token++;
             e->park = e->home;
+            e->vlen = e->len;
             pinned_maps++;
             ghosts++;
         } else if (e->token) {
@@ -1307,12 +1571,52 @@ vaspace_reset_after_fork(PyObject *self, PyObject *noargs)
     /* The published slots were MADV_DONTFORK: the child has its own again. */
     tslots = private_slots;
     memset(private_slots, 0, sizeof(private_slots));
+    /* A request left for the parent is not the child's. */
+    wake = &private_wake;
+    private_wake.pending = 0;
     my_slot = -1;
     my_tid = 0;
+    slots_hwm = 0;
+    members_clear();
     active_vid = 0;
     threads_in_vas = 0;
     slow_busy = 0;
     return PyLong_FromLong(ghosts);
+}
+
+PyDoc_STRVAR(park_plugs_doc,
+"park_plugs(flag=None) -> int\n\n"
+"Whether a placed mapping's parking slot is plugged (1) or left a hole (0).\n"
+"With a flag, set the mode first: turning plugging on plugs every placed\n"
+"mapping's slot, but only where nothing is mapped (a foreign mapping there\n"
+"is left alone); turning it off needs no mapping placed.  Cached plans stay\n"
+"valid (they do not say how to plug).  Returns the mode, or with a flag the\n"
+"number of slots that could not be plugged or unplugged.");
+
+static PyObject *
+vaspace_park_plugs(PyObject *self, PyObject *args)
+{
+    int flag = -1;
+    if (!PyArg_ParseTuple(args, "|p", &flag))
+        return NULL;
+    if (flag < 0 || flag == park_plugs)
+        return PyLong_FromLong(flag < 0 ? park_plugs : 0);
+    long failed = 0;
+    for (Py_ssize_t i = 0; i < tmaps_len; i++) {
+        tmap_t *e = &tmaps[i];
+        if (!e->token || !e->placed || e->park == e->home)
+            continue;
+        if (!flag) {
+            /* Unplugging would munmap whatever sits in the slot: it may not be ours. */
+            PyErr_SetString(PyExc_ValueError, "park_plugs: cannot leave plugged mode while "
+                            "a mapping is placed; switch every thread to vid 0 first");
+            return NULL;
+        }
+        if (plug_noreplace(e->park, e->vlen) < 0)
+            failed++;
+    }
+    park_plugs = flag;
+    return PyLong_FromLong(failed);
 }
 
 PyDoc_STRVAR(reserved_doc,
@@ -1840,11 +2144,13 @@ static PyMethodDef core_methods[] = {
     {"map_shared", vaspace_map_shared, METH_VARARGS, map_shared_doc},
     {"unmap_mapping", vaspace_unmap_mapping, METH_O, unmap_mapping_doc},
     {"mappings", vaspace_mappings, METH_NOARGS, mappings_doc},
+    {"shrink", vaspace_shrink, METH_O, shrink_doc},
     {"move", vaspace_move, METH_VARARGS, move_doc},
     {"run_plan", vaspace_run_plan, METH_VARARGS, run_plan_doc},
     {"plan_put", vaspace_plan_put, METH_VARARGS, plan_put_doc},
     {"plan_get", vaspace_plan_get, METH_VARARGS, plan_get_doc},
     {"plan_clear", vaspace_plan_clear, METH_NOARGS, plan_clear_doc},
+    {"vas_members", vaspace_vas_members, METH_VARARGS, vas_members_doc},
     {"switch_fast", vaspace_switch_fast, METH_O, switch_fast_doc},
     {"vas_switch", vaspace_switch, METH_O, switch_doc},
     {"set_slow_path", vaspace_set_slow_path, METH_O, set_slow_path_doc},
@@ -1856,8 +2162,11 @@ static PyMethodDef core_methods[] = {
     {"busy", vaspace_busy, METH_O, busy_doc},
     {"publish_threads", vaspace_publish_threads, METH_O, publish_threads_doc},
     {"slots_size", vaspace_slots_size, METH_NOARGS, slots_size_doc},
+    {"wake_offset", vaspace_wake_offset, METH_NOARGS, wake_offset_doc},
+    {"wake_take", vaspace_wake_take, METH_NOARGS, wake_take_doc},
     {"reset_after_fork", vaspace_reset_after_fork, METH_NOARGS, reset_after_fork_doc},
     {"reserved", vaspace_reserved, METH_NOARGS, reserved_doc},
+    {"park_plugs", vaspace_park_plugs, METH_VARARGS, park_plugs_doc},
     {"window_gen", vaspace_window_gen, METH_NOARGS, window_gen_doc},
     {"set_fixed_range", vaspace_set_fixed_range, METH_VARARGS, set_fixed_range_doc},
     {NULL, NULL, 0, NULL},

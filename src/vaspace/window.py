@@ -11,7 +11,10 @@ switching, so VAS mappings never go there (``vas_range()`` is the rest).
 
 Mappings of attached VASes that are not active wait in the *parking* range,
 which by default is the 4 TiB just above the window (``VASPACE_PARK`` moves
-it).  Neither range is touched until a process first attaches a VAS.
+it).  Neither range is touched until a process first attaches a VAS.  A
+placed mapping's parking slot is left an unmapped hole, so that a switch is
+two mremaps per moved segment; ``VASPACE_PARK_PLUGS=1`` plugs those slots
+too (docs/switch.md says why the holes are safe, and how they are audited).
 """
 
 from __future__ import annotations
@@ -53,6 +56,17 @@ def park() -> tuple[int, int]:
         return _parse_range("VASPACE_PARK", text)
     lo, hi = window()
     return hi, hi + min(DEFAULT_PARK_SIZE, hi - lo)
+
+
+def park_plugs() -> bool:
+    """Whether placed mappings' parking slots are plugged (``VASPACE_PARK_PLUGS=1``)."""
+    return os.environ.get("VASPACE_PARK_PLUGS", "") not in ("", "0")
+
+
+def whole_pud() -> bool:
+    """Whether a GiB-aligned segment's VMA may reach the next GiB
+    (``VASPACE_WHOLE_PUD=0`` turns it off; see ``Space.vma_length``)."""
+    return os.environ.get("VASPACE_WHOLE_PUD", "1") != "0"
 
 
 # The share of the window set aside for vaspace.shared_memory (its top part).

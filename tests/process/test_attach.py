@@ -349,3 +349,93 @@ def test_mappings_get_tokens_and_lose_them_on_detach(registry: str) -> None:
         v.vas_switch(0)
         v.vas_detach(0, vid)
         assert _core.mappings() == []
+
+
+def _loop_cached_switches_until(pid_ready_w: int, go_r: int, a: int, b: int, want: int,
+                                attached: bool) -> tuple[bool, int, int]:
+    """In the target: warm the plans A<->B, then loop on cached switches until
+    VAS ``want`` is (``attached``) or is not attached any more; (seen, switches
+    before, slow paths taken by switches in the loop)."""
+    from vaspace import _core
+    from vaspace.process import state as statemod
+    from vaspace.process import switch as switchmod
+
+    for vid in (a, b):
+        v.vas_attach(0, vid, os.O_RDWR)
+    for vid in (a, b, a):
+        v.vas_switch(vid)
+    assert _core.plan_get(a, b) is not None and _core.plan_get(b, a) is not None
+    slow = []
+    real_slow = switchmod._switch_slow
+    switchmod._switch_slow = lambda vid: (slow.append(vid), real_slow(vid))[1]
+    os.write(pid_ready_w, b"r")
+    os.read(go_r, 1)
+    atts = statemod.state().attachments
+    n = 0
+    deadline = time.monotonic() + 20
+    while (want in atts) != attached and time.monotonic() < deadline:
+        v.vas_switch(b if n % 2 == 0 else a)
+        n += 1
+        atts = statemod.state().attachments
+    seen = (want in atts) == attached  # before switching out: that is a slow path too
+    v.vas_switch(0)
+    return seen, n, len(slow)
+
+
+@pytest.mark.parametrize("what", ["attach", "detach"])
+def test_lazy_request_reaches_a_loop_of_cached_switches(registry: str, what: str) -> None:
+    """A process that only does cached (C fast path) switches still carries out
+    a lazy attach or detach request: the requester sets its lazy-attach word,
+    and the next switch takes the slow path once, then the fast path again."""
+    a, _ = make_vas("a")
+    b, _ = make_vas("b")
+    c, (sid,) = make_vas("c")
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+
+    def target() -> tuple[bool, int, int]:
+        if what == "detach":
+            v.vas_attach(0, c, os.O_RDONLY)
+        return _loop_cached_switches_until(ready_w, go_r, a, b, c, what == "attach")
+
+    child_pid = os.fork()
+    if child_pid == 0:  # the target: a real process, looping in C
+        code = 1
+        try:
+            seen, n, slow = target()
+            os.write(ready_w, f"{int(seen)} {n} {slow}".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        assert os.read(ready_r, 1) == b"r"
+        if what == "attach":
+            v.vas_attach(child_pid, c, os.O_RDONLY)
+        else:
+            v.vas_detach(child_pid, c)
+        os.write(go_w, b"g")
+        seen, n, slow = (int(x) for x in os.read(ready_r, 64).split())
+    finally:
+        _, status = os.waitpid(child_pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert seen == 1, "the request was never carried out by a loop of cached switches"
+    # One slow path (the word was set), or none if the request landed before
+    # the loop started; the cached plans survive a request that changes
+    # nothing for A and B only if it is not an attach (an attach drops them).
+    assert slow <= 2 and n >= 1, (n, slow)
+
+
+def test_lazy_attach_word_refuses_other_users(registry: str) -> None:
+    """Only the target's user (or root) can set its lazy-attach word: the file
+    is the target's, mode 0644."""
+    from vaspace.process import publish
+
+    vid, _ = make_vas("w")
+    v.vas_attach(0, vid, os.O_RDONLY)  # publishes this process's slots
+    me = os.getpid()
+    assert publish.wake(me) is True
+    from vaspace import _core
+
+    assert _core.wake_take() is True and _core.wake_take() is False
+    assert in_child(publish.wake, me, uid=65534).get() is False
+    assert _core.wake_take() is False

@@ -279,7 +279,7 @@ def run(say: Callable[[str], None], n: int = 2000, rounds: int = 7) -> dict[str,
 
 SWITCH_KEYS = ("vas_switch_ns", "vas_switch_nomove_ns", "proc_switch_pinned_ns",
                "proc_switch_unpinned_ns")
-SYSCALLS_PER_MOVE = 3  # a conflicting segment: 2 mremap (park, place) + 1 mmap (plug the hole)
+SYSCALLS_PER_MOVE = 2  # a conflicting segment: 2 mremap (park into a hole, place into its home)
 
 
 def versus(ns: float, base_ns: float) -> str:
@@ -311,6 +311,6 @@ def _report_switches(say: Callable[[str], None], t: dict[str, float], n: int,
     say("    their segment: nothing to move)")
     say(f"  vas_switch 'red' <-> 'blue' (different data  {moving / 1000:8.3f} us   "
         f"{versus(moving, pinned)} {base}:")
-    say(f"    at one address: {SYSCALLS_PER_MOVE} syscalls, 2 mremap + 1 mmap, about "
+    say(f"    at one address: {SYSCALLS_PER_MOVE} syscalls (2 mremap), about "
         f"{per_syscall / 1000:.3f} us each here;")
     say("    the page tables move along, so no page is faulted in again)")

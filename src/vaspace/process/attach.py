@@ -7,7 +7,9 @@ until a thread switches in.  The lock lives in this process's open file, so
 the kernel drops it when the process dies, by SIGKILL too.
 
 Another process can be asked to attach a VAS (``pid != 0``); it does so at its
-next vaspace call (the RFC's lazy attach, moved to the process level).
+next vaspace call (the RFC's lazy attach, moved to the process level), a
+cached switch included: the requester sets the target's lazy-attach word
+(``publish.wake``), which the switch's C fast path tests.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def attach_self(vid: object, access: object) -> None:
                         st.space.put(m)
                     raise
                 st.attachments[ref.id] = att
+                _core.vas_members(ref.id, [m.token for m in att.maps])
                 records.add(ref.id, os.getpid(), access)
                 root = rootmod.root_str()
                 if st.published != root:
@@ -173,6 +176,7 @@ def detach_self(vid: object) -> None:
                             f"{inside} are inside it; switch away first", att.name)
         st.space.put_all(att.maps)
         del st.attachments[vid]
+        _core.vas_members(vid, None)
         records.remove(vid, os.getpid())
         os.close(att.lock_fd)
 
@@ -191,6 +195,7 @@ def request_other(pid: int, vid: object, access: object) -> None:
             records.request(pid, ref.id, access)
         except ProcessLookupError:
             raise vas_error(errno.ESRCH, f"no process with pid {pid}", str(pid)) from None
+        publish.wake(pid)  # after the request: the target clears the word, then reads
 
 
 def request_detach_other(pid: int, vid: object) -> None:
@@ -203,10 +208,13 @@ def request_detach_other(pid: int, vid: object) -> None:
             records.request(pid, ref.id, records.DETACH)
         except ProcessLookupError:
             raise vas_error(errno.ESRCH, f"no process with pid {pid}", str(pid)) from None
+        publish.wake(pid)
 
 
 def sync() -> None:
     """Carry out lazy attach/detach requests other processes left for us."""
+    # Clear the word first: a request left after this sets it again.
+    _core.wake_take()
     for vid, access in records.take_requests(os.getpid()):
         # A request that cannot be carried out now (EBUSY, or views that pin
         # the VAS's segments: BufferError) is dropped, as the RFC's lazy

@@ -5,9 +5,12 @@ attach a process moves those slots into a shared file,
 ``procs/<pid>-<start time>.threads``, so ``proc_vas(pid)`` in another
 process can say which of its threads are in each VAS: the RFC's
 ``/proc/<pid>/vas/<vid>/status``.  The switch keeps writing the slots as it
-always does, so publishing costs nothing per switch.  Files left by dead
-processes are reaped by a process's first create (bounded) and by
-``vaspace fsck --repair`` (registry/records.py), not on the attach path.
+always does, so publishing costs nothing per switch.  After the slots lies
+the process's lazy-attach word, which a process that leaves it a request
+sets (``wake``), so that even a loop of cached switches picks the request up.
+Files left by dead processes are reaped by a process's first create
+(bounded) and by ``vaspace fsck --repair`` (registry/records.py), not on the
+attach path.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ..registry import fs, records
 from ..registry import root as rootmod
 
 _SLOT = struct.Struct("=i4xq")  # int32 tid, padding, int64 vid (the C tslot_t)
+_WAKE = struct.Struct("=q")  # the lazy-attach word (the C wake_t's pending)
 
 
 def _path(pid: int, started: int) -> str:
@@ -54,6 +58,33 @@ def publish() -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def wake(pid: int) -> bool:
+    """Set ``pid``'s lazy-attach word, so its switch fast path declines and
+    its slow path takes the requests left for it; False if it has not
+    published (it then takes them at its next slow-path call).
+
+    The word lies in the target's slots file, after the slots.  Like
+    ``threads_of``, only the target's own file counts (regular, one link,
+    owned by the target's user); nothing is followed or created.
+    """
+    started = records.start_time(pid)
+    if started is None:
+        return False
+    try:
+        # No link followed, no FIFO waited on, nothing but a regular file.
+        fd, st = fs.open_file_stat(_path(pid, started), os.O_WRONLY)
+    except OSError:
+        return False
+    try:
+        if (st.st_uid != _uid_of(pid) or st.st_nlink != 1
+                or st.st_size < _core.slots_size()):
+            return False
+        os.pwrite(fd, _WAKE.pack(1), _core.wake_offset())
+        return True
+    finally:
+        os.close(fd)
 
 
 def threads_of(pid: int) -> dict[int, tuple[int, ...]]:

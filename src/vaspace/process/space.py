@@ -14,7 +14,9 @@ unmapped; whatever would do so raises ``BufferError`` (see docs/safety.md).
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import struct
 import weakref
 from dataclasses import dataclass, field
 
@@ -36,6 +38,7 @@ class Mapping:
     placed: bool = False
     refs: int = 0
     token: int = 0  # _core's name for this mapping (never reused, never 0)
+    vlen: int = 0  # the VMA's length (>= size; whole GiB when it may be, see vma_length)
     # Memoryviews Segment.view() made of it (by id), for release_views();
     # weak, so a view that dies leaves by itself.
     views: weakref.WeakValueDictionary[int, memoryview] = field(
@@ -44,6 +47,11 @@ class Mapping:
     @property
     def size(self) -> int:
         return self.end - self.start
+
+    @property
+    def tail(self) -> tuple[int, int]:
+        """The addresses the VMA covers past the segment's end (empty if none)."""
+        return self.end, self.start + max(self.vlen, self.size)
 
     def overlaps(self, other: Mapping) -> bool:
         return self.start < other.end and other.start < self.end
@@ -70,6 +78,8 @@ class Space:
             _core.unmap(win[0], win[1] - win[0])
             raise
         self.window, self.park = win, park
+        if winmod.park_plugs():
+            _core.park_plugs(True)
 
     def after_fork(self, ghosts: int) -> Space:
         """The space of a forked child.
@@ -94,7 +104,7 @@ class Space:
         """
         assert self.park is not None
         lo, hi = self.park
-        used = sorted((m.park, m.park + m.size) for m in self.mappings.values())
+        used = sorted((m.park, m.park + max(m.vlen, m.size)) for m in self.mappings.values())
         cand = _congruent_at_or_above(lo, start)
         for u_lo, u_hi in used:
             if cand + size <= u_lo:
@@ -105,19 +115,88 @@ class Space:
             raise vas_error(errno.ENOMEM, "the parking range is full")
         return cand
 
+    def audit_parking(self) -> None:
+        """Check that every hole in the parking range is still empty.
+
+        A placed mapping's parking slot is left unmapped (unless in plugged
+        mode), and parking it again is an ``mremap(MREMAP_FIXED)`` into that
+        hole, which would silently unmap anything that landed there.  The
+        kernel's top-down allocator keeps the process's own mappings far
+        above (docs/switch.md), but a mapping made with an address hint can
+        land anywhere.  So the slow path asks the kernel: if anything is
+        mapped in a hole, vaspace falls back to plugged parking (plugging
+        every hole that is still empty, leaving the foreign mapping alone)
+        and raises EEXIST naming it; switches keep raising while it stays,
+        because parking that segment would destroy it.
+        """
+        holes = [(m.park, m.park + max(m.vlen, m.size), m.name)
+                 for m in self.mappings.values() if m.placed]
+        if not holes:
+            return
+        fd = os.open("/proc/self/maps", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            for lo, hi, name in holes:
+                vma = _first_vma_from(fd, lo)
+                if vma is None or vma[0] >= hi:
+                    continue
+                if _core.park_plugs() and _is_plug(vma, lo, hi):
+                    continue
+                _core.park_plugs(True)
+                _core.plan_clear()
+                raise vas_error(
+                    errno.EEXIST,
+                    f"a mapping vaspace did not make, [{vma[0]:#x}, {vma[1]:#x}), lies in the "
+                    f"parking slot [{lo:#x}, {hi:#x}) of segment {name!r}; parking the segment "
+                    f"would destroy it.  vaspace now plugs its parking slots "
+                    f"(VASPACE_PARK_PLUGS=1); switches refuse until that mapping goes")
+        finally:
+            os.close(fd)
+
     def get_or_map(self, sid: int, name: str, start: int, end: int, prot: int, fd: int) -> Mapping:
         """The shared mapping of (sid, prot), mapping the file into a parking slot if new."""
         key = (sid, prot)
         m = self.mappings.get(key)
         if m is None:
             _refuse_shm_range(name, start, end)
-            park = self.park_slot(start, end - start)
-            token = _core.map_shared(fd, park, end - start, prot, start, name)
+            self._shrink_tails_over(start, end)
+            vlen = self.vma_length(start, end)
+            park = self.park_slot(start, vlen)
+            token = _core.map_shared(fd, park, end - start, prot, start, name, vlen)
             m = Mapping(sid=sid, name=name, start=start, end=end, prot=prot, park=park,
-                        token=token)
+                        token=token, vlen=vlen)
             self.mappings[key] = m
         m.refs += 1
         return m
+
+    def vma_length(self, start: int, end: int) -> int:
+        """How long to make a new mapping's VMA: up to the next GiB when that is free.
+
+        mremap moves page tables entry by entry at the highest level both
+        ends allow, with a TLB flush per entry (docs/switch.md): a 64 MiB
+        segment moves as 32 PMD entries, a GiB-aligned GiB as one PUD entry.
+        So a segment that starts on a GiB boundary gets a VMA to the next
+        one when no other mapping's home, nor the shared-memory range, lies
+        in that tail; it then moves as one entry per GiB, whatever its size.
+        ``VASPACE_WHOLE_PUD=0`` turns this off.
+        """
+        size = end - start
+        if not winmod.whole_pud() or start % winmod.PARK_ALIGN:
+            return size
+        hi = -(-end // winmod.PARK_ALIGN) * winmod.PARK_ALIGN
+        if hi == end or hi > winmod.vas_range()[1]:
+            return size
+        for m in self.mappings.values():
+            if m.start < hi and end < m.end:
+                return size
+        return hi - start
+
+    def _shrink_tails_over(self, start: int, end: int) -> None:
+        """Cut back every VMA whose tail covers [start, end): a new mapping lives there."""
+        for m in self.mappings.values():
+            t_lo, t_hi = m.tail
+            if t_lo < end and start < t_hi:
+                _core.shrink(m.token)
+                m.vlen = m.size
 
     def put(self, m: Mapping) -> None:
         """Drop one reference; the last one unmaps the mapping (BufferError,
@@ -151,6 +230,51 @@ def check_unpinned(maps: list[Mapping], what: str) -> None:
                 f"(memoryviews, numpy arrays or ctypes objects made from Segment.view()/array(), "
                 f"or a heap on it): {what} would unmap that memory; release them first "
                 f"(mv.release() or 'with seg.view() as mv:', del the arrays) and retry")
+
+
+# PROCMAP_QUERY (linux/fs.h, Linux 6.11): ask /proc/<pid>/maps for one VMA by
+# address, without reading the whole text.  struct procmap_query: 9 u64, 4 u32, 2 u64.
+_QUERY = struct.Struct("=9Q4I2Q")
+_PROCMAP_QUERY = 0xC000_0000 | _QUERY.size << 16 | ord("f") << 8 | 17
+_COVERING_OR_NEXT_VMA = 0x10
+_VM_FLAGS_RWXS = 0x0F  # vma_flags: readable, writable, executable, shared
+
+
+def _first_vma_from(fd: int, addr: int) -> tuple[int, int, int, int] | None:
+    """(start, end, flags, inode) of the first VMA ending above ``addr``, or None.
+
+    Kernels without PROCMAP_QUERY (ENOTTY, EINVAL) get the answer from the text.
+    """
+    buf = bytearray(_QUERY.pack(_QUERY.size, _COVERING_OR_NEXT_VMA, addr, *[0] * 12))
+    try:
+        fcntl.ioctl(fd, _PROCMAP_QUERY, buf)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        if exc.errno not in (errno.ENOTTY, errno.EINVAL):
+            raise
+        return _first_vma_from_text(addr)
+    f = _QUERY.unpack(buf)
+    return f[3], f[4], f[5], f[8]
+
+
+def _first_vma_from_text(addr: int) -> tuple[int, int, int, int] | None:
+    with open("/proc/self/maps") as f:
+        for line in f:
+            rng, perms, _, _, inode, *_ = line.split(None, 5) + [""]
+            lo, hi = (int(x, 16) for x in rng.split("-"))
+            if hi > addr:
+                bits = zip((1, 2, 4, 8), perms[:4], strict=True)
+                flags = sum(bit for bit, ch in bits if ch in "rwxs")
+                return lo, hi, flags, int(inode)
+    return None
+
+
+def _is_plug(vma: tuple[int, int, int, int], lo: int, hi: int) -> bool:
+    """Whether the VMA over [lo, hi) looks like vaspace's own plug (inaccessible,
+    private, anonymous) and covers it whole."""
+    start, end, flags, inode = vma
+    return start <= lo and hi <= end and not flags & _VM_FLAGS_RWXS and inode == 0
 
 
 def _refuse_shm_range(name: str, start: int, end: int) -> None:

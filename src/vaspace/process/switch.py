@@ -9,9 +9,12 @@ need.  A mapping another thread still uses is never parked, and a switch
 that needs an address range that another thread's VAS occupies with a
 different mapping fails with EFAULT; the thread stays where it was.
 
-The slow path below computes a move plan; when only the calling thread is
-inside a VAS it also caches the plan (and its reverse) in C, so the next
-switch between the same two VASes is one C call with no Python logic.
+The slow path below computes a move plan, and caches in C the plan between
+the two VASes alone (and its reverse), so the next switch between the same
+two VASes is one C call with no Python logic.  C knows which mappings each
+VAS uses (``_core.vas_members``), so the cached plan runs even while other
+threads are inside VASes, as long as it parks none of their mappings.
+Moving a segment costs two mremaps and nothing else (docs/switch.md).
 """
 
 from __future__ import annotations
@@ -96,14 +99,20 @@ def _switch_slow(vid: int) -> None:
         to_park = placed - target - kept
         to_place = target - placed
         _check_conflicts(st, to_place, placed - to_park, others)
+        if to_park:
+            st.space.audit_parking()
         _core.run_plan(_plan(to_park, to_place), vid)
         for m in to_park:
             m.placed = False
         for m in to_place:
             m.placed = True
         cur_att = st.attachments.get(cur)  # None if _core.set_active was misused
-        if not others and (not cur or (cur_att and placed == set(cur_att.maps))):
-            _cache(cur, vid, to_park, to_place)
+        if not cur or (cur_att and placed == set(cur_att.maps) | kept):
+            # The window held exactly the union of the threads' VASes: the
+            # plan between the two VASes alone is right whenever C finds that
+            # it parks nothing another thread uses (and places over nothing).
+            here = set(cur_att.maps) if cur_att else set()
+            _cache(cur, vid, here - target, target - here)
 
 
 def _ordered(maps: set[Mapping]) -> list[Mapping]:
@@ -128,9 +137,13 @@ def _plan(to_park: set[Mapping], to_place: set[Mapping]) -> list[tuple[int, bool
     """Moves for a switch, as (token, place, keep_hole): park first (freeing
     the ranges), then place.
 
-    A parked mapping's hole is left unplugged when a placed mapping of the
-    same range refills it in the same plan (the common case of VASes whose
-    segments share addresses): that saves one syscall per such pair.
+    Each move is one mremap.  A parked mapping goes into its parking slot,
+    which is a hole while it is placed; a placed mapping leaves its slot a
+    hole (``_core`` plugs it only in plugged mode).  A parked mapping's home
+    is left unplugged when a placed mapping of the same range refills it in
+    the same plan (the common case of VASes whose segments share
+    addresses), so a conflicting segment costs exactly two mremaps; a home
+    nothing refills (a switch to vid 0) is plugged, as the window must be.
     """
     refilled = {(m.start, m.end) for m in to_place}
     moves = [(m.token, False, (m.start, m.end) in refilled) for m in _ordered(to_park)]
