@@ -33,12 +33,11 @@ import fcntl
 import os
 import secrets
 import sys
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _core, api
-from .registry import objects
+from .registry import fs, objects
 from .registry import root as rootmod
 from .registry import seg as segreg
 from .registry.kind import SEG
@@ -361,16 +360,9 @@ def _flocked(fd: int, what: str) -> Iterator[None]:
     Anyone who can open the data file can flock it, so the wait is bounded:
     TimeoutError rather than a hang.
     """
-    deadline = time.monotonic() + HEAP_LOCK_TIMEOUT
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{what}: its data file has been locked by another "
-                                   f"process for {HEAP_LOCK_TIMEOUT:g} s") from None
-            time.sleep(0.005)
+    if not fs.flock_within(fd, HEAP_LOCK_TIMEOUT):
+        raise TimeoutError(f"{what}: its data file has been locked by another "
+                           f"process for {HEAP_LOCK_TIMEOUT:g} s")
     try:
         yield
     finally:

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 import vaspace as v
-from vaspace_testing import SEG_BASE, MiB, in_child
+from vaspace_testing import SEG_BASE, MiB, in_child, maps_line
 
 
 def world(name: str, start: int, size: int, mode: int = 0o600,
@@ -128,15 +128,6 @@ def test_active_context_manager_restores_on_exception(registry: str) -> None:
     assert v.active_vas() == 0
 
 
-def _maps_line(addr: int) -> str:
-    with open("/proc/self/maps") as f:
-        for line in f:
-            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-            if lo <= addr < hi:
-                return line
-    return ""
-
-
 def test_warm_switch_no_refault(registry: str) -> None:
     """64 MiB populated; 100 round trips; re-touch: at most 1% minor faults."""
     size = 64 * MiB
@@ -174,18 +165,18 @@ def test_shared_segment_does_not_move(registry: str) -> None:
     v.vas_attach(0, b, os.O_RDWR)
     v.vas_switch(a)
     poke(SEG_BASE, 5)
-    line_a = _maps_line(SEG_BASE)
+    line_a = maps_line(SEG_BASE)
     v.vas_switch(b)
     assert peek(SEG_BASE) == 5
     # The same VMA (same inode, same range) is there in b ...
-    assert _maps_line(SEG_BASE) == line_a
+    assert maps_line(SEG_BASE) == line_a
     # ... because the switch's plan moves only own-a (to its parking slot).
     from vaspace import _core
 
     plan = _core.plan_get(a, b)
     assert [(src, size) for src, _, size, _ in plan] == [(SEG_BASE + 8 * MiB, MiB)]
     # own-a is gone from view in b.
-    assert "---p" in _maps_line(SEG_BASE + 8 * MiB)
+    assert "---p" in maps_line(SEG_BASE + 8 * MiB)
     v.vas_switch(0)
 
 
@@ -373,7 +364,7 @@ def test_core_table_matches_the_kernel(registry: str) -> None:
         v.vas_switch(target)
         for _, home, park, _, placed, _, name in _core.mappings():
             file = f"/seg/{v.vas_seg_find(name)}/data"
-            at_home, at_park = _maps_line(home), _maps_line(park)
+            at_home, at_park = maps_line(home), maps_line(park)
             here, there = (at_home, at_park) if placed else (at_park, at_home)
             assert here.rstrip().endswith(file), (target, name, placed, here)
             assert not there.rstrip().endswith(file), (target, name, placed, there)

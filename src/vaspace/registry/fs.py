@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import stat
+import time
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK stays set on the descriptors we return: it changes nothing for a
@@ -218,3 +220,23 @@ def pinned_dir(path: str):  # type: ignore[no-untyped-def]
         yield fd
     finally:
         os.close(fd)
+
+
+def flock_within(fd: int, timeout: float) -> bool:
+    """Take an exclusive flock on ``fd``, waiting at most ``timeout`` seconds.
+
+    Anyone who can open a shared file can flock it, so no wait may be
+    unbounded.  Returns False when the time ran out (the caller says which
+    lock and raises); polls with a backoff from 0.5 ms to 20 ms.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)

@@ -39,12 +39,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import shutil
 import stat
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -233,19 +231,9 @@ def locked() -> Iterator[str]:
                 raise vas_error(errno.EACCES, f"the registry lock {root}/lock belongs to "
                                 "another user", str(root))
             _lock_checked.add(root)  # the sticky root keeps it ours from now on
-        deadline = time.monotonic() + LOCK_TIMEOUT
-        pause = 0.0005
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise vas_error(errno.EBUSY, f"the registry lock {root}/lock has been "
-                                    f"held by another process for {LOCK_TIMEOUT:g} s",
-                                    str(root)) from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.02)
+        if not fs.flock_within(fd, LOCK_TIMEOUT):
+            raise vas_error(errno.EBUSY, f"the registry lock {root}/lock has been "
+                            f"held by another process for {LOCK_TIMEOUT:g} s", str(root))
         yield root
     finally:
         os.close(fd)
