@@ -16,7 +16,7 @@ import pytest
 import vaspace as v
 from vaspace.registry import ref as refmod
 from vaspace.registry.kind import VAS
-from vaspace_testing import in_child
+from vaspace_testing import errno_of, in_child
 
 # Percent-encoded, this name is far over 255 bytes: it is registered by hash,
 # so only its ``name`` file spells it.
@@ -51,6 +51,27 @@ def _close_twice_then_stdin_alive() -> bool:
 
 def test_close_twice_closes_nothing_else(registry: str) -> None:
     assert in_child(_close_twice_then_stdin_alive).get() is True
+
+
+def _pin_on_fd_zero_then_close() -> int:
+    import vaspace as v2
+    from vaspace.registry import ref as r2
+    from vaspace.registry.kind import VAS as K
+
+    vid = v2.vas_create("zero", 0o600)
+    os.close(0)
+    ref = r2.pin(K, vid)
+    assert ref.dirfd == 0  # the lowest free descriptor
+    ref.close()
+    try:
+        os.fstat(0)
+    except OSError as exc:
+        return exc.errno
+    return 0
+
+
+def test_close_closes_a_directory_on_descriptor_zero(registry: str) -> None:
+    assert in_child(_pin_on_fd_zero_then_close).get() == errno.EBADF
 
 
 # ------------------------------------------------------------ name
@@ -107,6 +128,8 @@ def test_errors_carry_the_name_once_read_else_the_id(registry: str) -> None:
         assert ref.damaged("x").filename == str(vid)
         assert ref.name == "named"
         assert ref.gone().filename == "named"
+        err = ref.error(errno.EBUSY, "is busy")
+        assert err.filename == "named" and "'named'" in str(err)
         assert ref.damaged("x").filename == "named"
 
 
@@ -119,6 +142,13 @@ def test_recheck_refuses_a_name_link_retargeted_to_another_id(registry: str) -> 
     with _pin(vid) as ref:
         os.unlink(f"{registry}/names/vas/mine")
         os.symlink(str(other), f"{registry}/names/vas/mine")
+        _raises(errno.EINVAL, ref.recheck)
+
+
+def test_recheck_after_a_delete_is_einval(registry: str) -> None:
+    vid = v.vas_create("del", 0o600)
+    with _pin(vid) as ref:
+        os.unlink(f"{registry}/names/vas/del")
         _raises(errno.EINVAL, ref.recheck)
 
 
@@ -146,6 +176,65 @@ def test_read_of_a_symlinked_file_is_eio_and_not_followed(registry: str) -> None
         assert "region is not a regular text file" in str(err)
 
 
+def test_read_and_open_of_a_missing_file_are_einval(registry: str) -> None:
+    vid = v.vas_create("gone", 0o600)
+    with _pin(vid) as ref:
+        _raises(errno.EINVAL, ref.read, "region")
+        _raises(errno.EINVAL, ref.open, "region", os.O_RDONLY)
+        os.unlink(f"{registry}/vas/{vid}/lock")
+        _raises(errno.EINVAL, ref.attr)  # no lock file: half deleted
+
+
+def test_open_returns_a_descriptor_of_the_regular_file(registry: str) -> None:
+    vid = v.vas_create("op", 0o600)
+    with _pin(vid) as ref:
+        fd = ref.open("lock", os.O_RDONLY)
+        try:
+            assert os.path.samestat(os.fstat(fd), os.stat(f"{registry}/vas/{vid}/lock"))
+        finally:
+            os.close(fd)
+
+
+def test_open_of_a_fifo_or_symlink_is_eio_and_never_blocks(registry: str) -> None:
+    vid = v.vas_create("op", 0o600)
+    os.mkfifo(f"{registry}/vas/{vid}/fifo")
+    os.symlink("lock", f"{registry}/vas/{vid}/link")
+    with _pin(vid) as ref:
+        err = _raises(errno.EIO, ref.open, "fifo", os.O_RDONLY)
+        assert "fifo is not a regular file" in str(err)
+        err = _raises(errno.EIO, ref.open, "link", os.O_RDONLY)
+        assert "link is a symlink" in str(err)
+
+
+def _open_secret(vid: int) -> int:
+    from vaspace.registry import ref as r2
+    from vaspace.registry.kind import VAS as K
+
+    with r2.pin(K, vid) as ref:
+        try:
+            ref.open("secret", os.O_RDONLY)
+        except PermissionError as exc:
+            return exc.errno
+    return 0
+
+
+def _pin_as_nobody(vid: int) -> int:
+    from vaspace.registry import ref as r2
+    from vaspace.registry.kind import VAS as K
+
+    try:
+        r2.pin(K, vid)
+    except PermissionError as exc:
+        return exc.errno
+    return 0
+
+
+def test_pin_passes_permission_errors_through(registry: str) -> None:
+    vid = v.vas_create("closed", 0o600)
+    os.chmod(f"{registry}/vas/{vid}", 0o700)
+    assert in_child(_pin_as_nobody, vid, uid=65534).get() == errno.EACCES
+
+
 def _read_secret(vid: int) -> int:
     from vaspace.registry import ref as r2
     from vaspace.registry.kind import VAS as K
@@ -165,6 +254,19 @@ def test_read_passes_permission_errors_through(registry: str) -> None:
         f.write("x")
     os.chmod(path, 0o600)
     assert in_child(_read_secret, vid, uid=65534).get() == errno.EACCES
+    assert in_child(_open_secret, vid, uid=65534).get() == errno.EACCES
+
+
+def test_attr_follows_no_symlinked_attribute_file(registry: str) -> None:
+    vid = v.vas_create("ln", 0o600)
+    target = f"{registry}/target"
+    with open(target, "w"):
+        pass
+    os.unlink(f"{registry}/vas/{vid}/lock")
+    os.symlink(target, f"{registry}/vas/{vid}/lock")
+    with _pin(vid) as ref:
+        _raises(errno.EIO, ref.attr)
+    assert refmod.attr_of(VAS, vid, registry) is None
 
 
 def test_attr_of_a_fifo_attribute_file_is_eio(registry: str) -> None:
@@ -258,3 +360,57 @@ def test_a_name_link_that_does_not_point_back_is_not_live(registry: str) -> None
     assert refmod.attr_of(VAS, b, registry) is None
     assert not refmod.is_live(VAS, b, registry)
     assert refmod.is_live(VAS, a, registry)
+
+
+def _unpublish_as_nobody(vid: int) -> int:
+    from vaspace.registry import ref as r2
+    from vaspace.registry.kind import VAS as K
+
+    with r2.pin(K, vid) as ref:
+        try:
+            ref.unpublish()
+        except OSError as exc:
+            return exc.errno
+    return 0
+
+
+def test_unpublish_by_another_user_is_eperm_and_removes_nothing(registry: str) -> None:
+    vid = v.vas_create("owned", 0o666)
+    assert in_child(_unpublish_as_nobody, vid, uid=65534).get() == errno.EPERM
+    assert os.readlink(f"{registry}/names/vas/owned") == str(vid)
+    assert v.vas_find("owned") == vid
+
+
+def test_is_live_of_a_missing_id_is_false(registry: str) -> None:
+    assert not refmod.is_live(VAS, 9999, registry)
+
+
+def _plant(registry: str, oid: str, enc: str) -> None:
+    """An object made by hand, as vaspace lays it out, under a chosen id."""
+    os.mkdir(f"{registry}/vas/{oid}")
+    os.symlink(enc, f"{registry}/vas/{oid}/index")
+    with open(f"{registry}/vas/{oid}/lock", "w"):
+        pass
+    os.symlink(oid, f"{registry}/names/vas/{enc}")
+
+
+@pytest.mark.parametrize("oid", ["10", "2147483647"])
+def test_find_accepts_every_id_as_vaspace_writes_it(registry: str, oid: str) -> None:
+    _plant(registry, oid, "edge")
+    assert refmod.live_id(VAS, "edge", registry) == int(oid)
+    assert v.vas_find("edge") == int(oid)
+
+
+@pytest.mark.parametrize("target", ["abc", "x/", "2147483648", "99999999999", "٣"])
+def test_find_refuses_a_name_link_that_is_no_id(registry: str, target: str) -> None:
+    os.symlink(target, f"{registry}/names/vas/junk")
+    assert refmod.live_id(VAS, "junk", registry) is None
+    assert errno_of(v.vas_find, "junk") == errno.ESRCH
+
+
+def test_find_refuses_an_id_spelt_with_a_leading_zero(registry: str) -> None:
+    _plant(registry, "7", "zero")
+    assert refmod.live_id(VAS, "zero", registry) == 7
+    os.unlink(f"{registry}/names/vas/zero")
+    os.symlink("07", f"{registry}/names/vas/zero")  # not how vaspace writes an id
+    assert refmod.live_id(VAS, "zero", registry) is None
