@@ -414,3 +414,20 @@ def test_find_refuses_an_id_spelt_with_a_leading_zero(registry: str) -> None:
     os.unlink(f"{registry}/names/vas/zero")
     os.symlink("07", f"{registry}/names/vas/zero")  # not how vaspace writes an id
     assert refmod.live_id(VAS, "zero", registry) is None
+
+
+class _Exploding(str):
+    """An encoded name whose comparison fails with a non-OSError."""
+
+    def __ne__(self, other: object) -> bool:
+        raise ValueError("boom")
+
+    __hash__ = str.__hash__
+
+
+def test_open_live_closes_its_descriptor_on_any_exception(registry: str) -> None:
+    v.vas_create("a", 0o600)
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(ValueError, match="boom"):
+        refmod.live_id(VAS, _Exploding("a"), registry)
+    assert set(os.listdir("/proc/self/fd")) == before
