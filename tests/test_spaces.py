@@ -159,3 +159,17 @@ def test_stale_handle_einval(registry: str) -> None:
     with pytest.raises(OSError) as e:
         db.attr  # noqa: B018
     assert e.value.errno == errno.EINVAL
+
+
+def test_handles_create_owner_only_by_default(registry: str) -> None:
+    """A VAS or segment made through the handles is 0o600 unless a mode is given.
+
+    The default is a security decision (nobody else may attach or map it), so
+    it is pinned here rather than left to the RFC call underneath.
+    """
+    seg = v.Segment.create("private-by-default", SEG_BASE, size=MiB)
+    vas = v.VAS.create("private-by-default")
+    assert (seg.attr.mode, vas.attr.mode) == (0o600, 0o600)
+    wide = v.Segment.create("wide", SEG_BASE + MiB, SEG_BASE + 2 * MiB, mode=0o644)
+    assert wide.attr.mode == 0o644
+    assert v.VAS.create("wide", 0o640).attr.mode == 0o640
