@@ -334,13 +334,14 @@ def test_a_call_waiting_for_the_lock_pins_the_segment(registry):
     """While a call waits for the heap lock (GIL released), a switch in
     another thread must refuse instead of moving the memory under it.
 
-    A writer in another process (its own VAS, the same segment) is stopped
-    while it holds the heap lock.  Here the main thread is in the VAS, so
-    the segment is placed; a second thread (in no VAS) blocks in
-    ``d[k] = v``, and the main thread's switch out, which would park the
-    segment, must raise BufferError.  After the writer continues, the
-    blocked call completes and the switch works."""
-    import signal
+    Another process (its own VAS, the same segment) takes the heap lock --
+    the robust, process-shared mutex in the region -- and holds it until
+    told to let go, so the wait is certain, not caught by chance.  Here the
+    main thread is in the VAS, so the segment is placed; a second thread
+    (in no VAS) blocks in ``d[k] = v``, and the main thread's switch out,
+    which would park the segment, must raise BufferError.  Once the lock is
+    released, the blocked call completes and the switch works."""
+    import ctypes
     import struct
     import threading
     import time
@@ -359,31 +360,24 @@ def test_a_call_waiting_for_the_lock_pins_the_segment(registry):
             h = Heap.format(seg.view())
             d = Dict(h, root="kv")
         ready_r, ready_w = os.pipe()
-        parent = os.getpid()
+        go_r, go_w = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the writer: set keys until its parent is gone
+        if pid == 0:  # the holder: lock, say so, wait for "go", unlock
             try:
                 theirs.attach()
                 v.vas_switch(theirs.id)
-                wd = Dict.open(Heap.open(seg.view()), "kv")
-                os.write(ready_w, b"x")
-                i = 0
-                while os.getppid() == parent:
-                    wd[i % 64] = b"v" * 100
-                    i += 1
+                libc = ctypes.CDLL(None, use_errno=True)
+                rc = libc.pthread_mutex_lock(ctypes.c_void_p(seg.start + lock_word))
+                os.write(ready_w, b"x" if rc == 0 else b"e")
+                os.read(go_r, 1)
+                libc.pthread_mutex_unlock(ctypes.c_void_p(seg.start + lock_word))
+                os.read(go_r, 1)  # stay alive (the lock is released) until the end
             finally:
-                os._exit(1)
-        os.read(ready_r, 1)
+                os._exit(0)
+        assert os.read(ready_r, 1) == b"x"
         with mine.active():
-            view = seg.view()
-            for _ in range(10_000):  # stop it while it holds the lock
-                os.kill(pid, signal.SIGSTOP)
-                time.sleep(0.001)
-                if struct.unpack_from("<i", view, lock_word)[0] != 0:
-                    break
-                os.kill(pid, signal.SIGCONT)
-            held = struct.unpack_from("<i", view, lock_word)[0] != 0
-            del view
+            with seg.view() as view:
+                held = struct.unpack_from("<i", view, lock_word)[0] != 0
         done: list[str] = []
 
         def blocked_writer():  # in no VAS: it sees the segment the main thread placed
@@ -393,18 +387,19 @@ def test_a_call_waiting_for_the_lock_pins_the_segment(registry):
         v.vas_switch(mine.id)
         t = threading.Thread(target=blocked_writer)
         t.start()
-        time.sleep(0.3)  # it is waiting for the lock now, GIL released
+        time.sleep(0.3)  # let it reach the lock wait (if it has not, `waiting` says so)
         refused = _outcome(lambda: v.vas_switch(0))  # would park the segment under it
-        waiting = t.is_alive()
-        os.kill(pid, signal.SIGCONT)
+        waiting = t.is_alive() and not done
+        os.write(go_w, b"g")  # the holder unlocks
         t.join(30)
         v.vas_switch(0)  # the wait is over: now it may go
-        os.kill(pid, signal.SIGKILL)
+        os.write(go_w, b"e")
         os.waitpid(pid, 0)
         return held, waiting, refused, done, v.active_vas()
 
     held, waiting, refused, done, active = in_child(case).get()
-    assert held and waiting
+    assert held, "the other process must hold the heap lock"
+    assert waiting, "the call must still be waiting for the lock"
     assert refused.startswith("BufferError") and "lk-seg" in refused, refused
     assert done == [1] and active == 0
 
