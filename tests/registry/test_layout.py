@@ -18,8 +18,13 @@ def test_layout_readable_with_ls_and_cat(registry: str) -> None:
     sid = v.vas_seg_create("table", SEG_BASE, SEG_BASE + 2 * MiB, 0o600)
     v.vas_seg_attach(vid, sid, os.O_RDWR)
     assert set(sh("ls", registry).split()) >= {"vas", "seg", "names", "procs", "pending"}
-    assert sh("cat", f"{registry}/vas/{vid}/name") == "my/db"
-    assert sh("cat", f"{registry}/seg/{sid}/name") == "table"
+    # the index link spells the name (percent-encoded); only a name too long
+    # for that (stored by hash) has a name file
+    assert sh("readlink", f"{registry}/vas/{vid}/index") == "my%2Fdb\n"
+    assert sh("readlink", f"{registry}/seg/{sid}/index") == "table\n"
+    assert not os.path.lexists(f"{registry}/vas/{vid}/name")
+    long_vid = v.vas_create("é" * 100, 0o600)  # 600 bytes encoded: hashed
+    assert sh("cat", f"{registry}/vas/{long_vid}/name") == "é" * 100
     assert sh("cat", f"{registry}/seg/{sid}/region") == f"{SEG_BASE:x}-{SEG_BASE + 2 * MiB:x}\n"
     # mode, user and group are the real metadata of the attribute files
     lock = sh("stat", "-c", "%a %u %g", f"{registry}/vas/{vid}/lock").split()

@@ -73,8 +73,10 @@ def create(kind: Kind, name: object, dir_mode: int,
 
     ``mkdir <kind>/<id>`` claims the first free id (mkdir is atomic, so two
     creators never share one); ``populate`` fills the directory through its
-    descriptor; the directory gets ``dir_mode`` (whatever the umask); the
-    ``index`` link, then the name link publish it
+    descriptor (``name`` is written only for a name too long to be spelt
+    by the ``index`` link: see ``_populate``); the directory gets
+    ``dir_mode`` (whatever the umask); the ``index`` link, then the name
+    link publish it
     (``symlink`` fails with EEXIST if the name is taken, so exactly one
     racing creator wins).  Until then the directory is not an object, and a
     crash in between leaves only an invisible directory, which
@@ -86,8 +88,7 @@ def create(kind: Kind, name: object, dir_mode: int,
     base = f"{root}/{kind.dirname}"  # trusted: the root and its subdirectories were checked
     oid, dfd = _claim_id(kind, base)
     try:
-        fs.write_new("name", name, 0o644, dfd)  # type: ignore[arg-type]
-        populate(dfd, oid)
+        _populate(dfd, oid, name, enc, populate)  # type: ignore[arg-type]
         os.symlink(enc, "index", dir_fd=dfd)
         # Only now may others write here (a VAS's writers): nothing of ours
         # can be pre-empted by an entry they plant.
@@ -104,6 +105,35 @@ def create(kind: Kind, name: object, dir_mode: int,
         os.close(dfd)
     _reap_once(kind, root)
     return oid
+
+
+def _populate(dfd: int, oid: int, name: str, enc: str,
+              populate: Callable[[int, int], None]) -> None:
+    """Fill the fresh directory: the ``name`` file if the name needs one, then ``populate``.
+
+    The ``index`` link spells the name (percent-encoded, ``names.decode``),
+    so a ``name`` file is written only for a name stored by hash: one file
+    (four system calls) less per create, the one Ref.name would never read.
+
+    The directory was made with mode 0o700, which a strict umask (say
+    0o277) may have cut down so that we cannot write into it: then it gets
+    0o700 explicitly and the fill starts again.  Checking first would cost
+    every create a system call; this costs one only under such a umask.
+    Nobody else can use the directory meanwhile (no group or other bits,
+    in a sticky parent).
+    """
+    try:
+        _fill(dfd, oid, name, enc, populate)
+    except PermissionError:
+        os.fchmod(dfd, 0o700)
+        fs.clear_dir(dfd)
+        _fill(dfd, oid, name, enc, populate)
+
+
+def _fill(dfd: int, oid: int, name: str, enc: str, populate: Callable[[int, int], None]) -> None:
+    if enc.startswith("#"):  # stored by hash (names.encode): the index cannot spell it
+        fs.write_new("name", name, 0o644, dfd)
+    populate(dfd, oid)
 
 
 # The next id to try, per kind directory: avoids listing it on every create.
@@ -129,11 +159,15 @@ def _claim_id(kind: Kind, base: str) -> tuple[int, int]:
             oid = _scan_next(base) if collisions % 8 == 0 else oid + 1
             continue
         _next_id[base] = oid + 1
-        # mkdir's mode is masked by the umask (0o277 would leave us unable to
-        # populate our own directory): set it explicitly.  Nobody else can
-        # replace our fresh entry meanwhile (the parent is sticky).
-        os.chmod(path, 0o700)
-        return oid, fs.open_dir(path)
+        try:
+            return oid, fs.open_dir(path)
+        except PermissionError:
+            # mkdir's mode is masked by the umask (0o377 leaves us unable to
+            # open our own directory): set it explicitly, only then (see
+            # _populate).  Nobody else can replace our fresh entry meanwhile
+            # (the parent is sticky).
+            os.chmod(path, 0o700)
+            return oid, fs.open_dir(path)
 
 
 def _lowest_free(kind: Kind, base: str) -> int:

@@ -2,15 +2,16 @@
 
 Layout (all under ``$VASPACE_ROOT``, default ``/dev/shm/vaspace``)::
 
-    vas/<vid>/name          the VAS's name (cat-able)
     vas/<vid>/index         symlink -> "<encoded name>": the way back to the
-                            name index, so liveness is two readlinks
+                            name index, so liveness is two readlinks; it
+                            spells the name (names.decode)
+    vas/<vid>/name          the VAS's name, only when it is stored by hash
+                            (an encoding too long for a file name)
     vas/<vid>/lock          owner, group and mode ARE the VAS's attributes;
                             attachments hold flock()s on it (the sharing rule)
     vas/<vid>/seg.<sid>     symlink -> "ro" | "wo" | "rw": an attached segment
     procs/<vid>.<pid>       symlink -> "<starttime>:<type>": a process attachment
-    seg/<sid>/name          the segment's name
-    seg/<sid>/index         as for a VAS
+    seg/<sid>/index, name   as for a VAS
     seg/<sid>/vases/<vid>   symlink -> "<type>": the reverse index, a hint
                             that VAS <vid> may hold the segment (sticky,
                             world-writable; checked against vas/<vid>/seg.<sid>)
