@@ -71,6 +71,33 @@ figure(const char *key, body_fn body, void *ctx, int runs, double secs)
     fflush(stdout);
 }
 
+/* Several figures measured in turn within each run (run 1 of each, then run
+ * 2 of each...), so a change of load hits them alike and the ratios of their
+ * medians compare like with like. */
+static void
+interleaved(int k, const char *const *keys, body_fn *bodies, void *const *ctxs, int runs,
+            double secs)
+{
+    long n[8];
+    double ns[8][64];
+    for (int i = 0; i < k; i++)
+        n[i] = calibrate(bodies[i], ctxs[i], secs);
+    for (int r = 0; r < runs && r < 64; r++) {
+        for (int i = 0; i < k; i++) {
+            double t0 = now_ns();
+            bodies[i](n[i], ctxs[i]);
+            ns[i][r] = (now_ns() - t0) / n[i];
+        }
+    }
+    for (int i = 0; i < k; i++) {
+        printf("fig %s", keys[i]);
+        for (int r = 0; r < runs && r < 64; r++)
+            printf(" %.1f", ns[i][r]);
+        printf("\n");
+    }
+    fflush(stdout);
+}
+
 /* ---------------------------------------------------------------- switches */
 
 struct pair {
@@ -147,34 +174,47 @@ pingpong_body(long n, void *ctx)
     }
 }
 
-static void
-pingpong(int runs, double secs)
-{
+/* A child that answers each byte 'p' on to[] with one on from[], pinned to
+ * CPU 0 as its parent is while it measures; 'q' ends it. */
+struct pinned_peer {
     struct pipes p;
-    if (pipe(p.to) < 0 || pipe(p.from) < 0)
+    pid_t pid;
+    cpu_set_t old;
+};
+
+static void
+peer_start(struct pinned_peer *peer)
+{
+    struct pipes *p = &peer->p;
+    if (pipe(p->to) < 0 || pipe(p->from) < 0)
         die("pipe");
-    cpu_set_t cpu0, old;
+    cpu_set_t cpu0;
     CPU_ZERO(&cpu0);
     CPU_SET(0, &cpu0);
-    sched_getaffinity(0, sizeof(old), &old);
-    pid_t pid = fork();
-    if (pid == 0) {
+    sched_getaffinity(0, sizeof(peer->old), &peer->old);
+    peer->pid = fork();
+    if (peer->pid == 0) {
         sched_setaffinity(0, sizeof(cpu0), &cpu0);
         char c;
-        while (read(p.to[0], &c, 1) == 1 && c == 'p')
-            if (write(p.from[1], &c, 1) != 1)
+        while (read(p->to[0], &c, 1) == 1 && c == 'p')
+            if (write(p->from[1], &c, 1) != 1)
                 break;
         _exit(0);
     }
     sched_setaffinity(0, sizeof(cpu0), &cpu0);
-    pingpong_body(1000, &p);
-    figure("pingpong_pinned", pingpong_body, &p, runs, secs);
+    pingpong_body(1000, p);
+}
+
+static void
+peer_stop(struct pinned_peer *peer)
+{
+    struct pipes *p = &peer->p;
     char q = 'q';
-    if (write(p.to[1], &q, 1) != 1)
+    if (write(p->to[1], &q, 1) != 1)
         die("pipe");
-    waitpid(pid, NULL, 0);
-    sched_setaffinity(0, sizeof(old), &old);
-    close(p.to[0]), close(p.to[1]), close(p.from[0]), close(p.from[1]);
+    waitpid(peer->pid, NULL, 0);
+    sched_setaffinity(0, sizeof(peer->old), &peer->old);
+    close(p->to[0]), close(p->to[1]), close(p->from[0]), close(p->from[1]);
 }
 
 /* ---------------------------------------------------------------- create, fork */
@@ -213,16 +253,74 @@ create_body(long n, void *ctx)
     free(ids);
 }
 
+/* A small C process, forked before the interpreter starts, that times
+ * fork_body on request: the RFC's baseline (a fork of a small C process),
+ * measured in turn with the creates.  Requests are a long n on cmd (0 ends
+ * it), answers a double, ns per fork, on ans. */
+struct forker {
+    int cmd[2], ans[2];
+    pid_t pid;
+};
+
 static void
-create_figure(int runs, long n)
+forker_start(struct forker *f)
 {
-    printf("fig vas_create");
-    for (int r = 0; r < runs; r++) {
+    if (pipe(f->cmd) < 0 || pipe(f->ans) < 0)
+        die("pipe");
+    f->pid = fork();
+    if (f->pid < 0)
+        die("fork");
+    if (f->pid == 0) {
+        long n;
+        while (read(f->cmd[0], &n, sizeof(n)) == sizeof(n) && n > 0) {
+            double t0 = now_ns();
+            fork_body(n, NULL);
+            double per = (now_ns() - t0) / n;
+            if (write(f->ans[1], &per, sizeof(per)) != sizeof(per))
+                break;
+        }
+        _exit(0);
+    }
+}
+
+static double
+forker_run(struct forker *f, long n)
+{
+    double per;
+    if (write(f->cmd[1], &n, sizeof(n)) != sizeof(n) ||
+        read(f->ans[0], &per, sizeof(per)) != sizeof(per))
+        die("forker");
+    return per;
+}
+
+static void
+forker_stop(struct forker *f)
+{
+    long zero = 0;
+    if (write(f->cmd[1], &zero, sizeof(zero)) != sizeof(zero))
+        die("forker");
+    waitpid(f->pid, NULL, 0);
+    close(f->cmd[0]), close(f->cmd[1]), close(f->ans[0]), close(f->ans[1]);
+}
+
+/* vas_create against the forker's forks, in turn, run by run. */
+static void
+create_vs_fork(struct forker *f, int runs, long n_fork, long n_create)
+{
+    double fork_ns[64], create_ns[64];
+    for (int r = 0; r < runs && r < 64; r++) {
+        fork_ns[r] = forker_run(f, n_fork);
         double deleted = 0;
         double t0 = now_ns();
-        create_body(n, &deleted);
-        printf(" %.1f", (now_ns() - t0 - deleted) / n);
+        create_body(n_create, &deleted);
+        create_ns[r] = (now_ns() - t0 - deleted) / n_create;
     }
+    printf("fig fork");
+    for (int r = 0; r < runs && r < 64; r++)
+        printf(" %.1f", fork_ns[r]);
+    printf("\nfig vas_create");
+    for (int r = 0; r < runs && r < 64; r++)
+        printf(" %.1f", create_ns[r]);
     printf("\n");
     fflush(stdout);
 }
@@ -245,30 +343,45 @@ main(int argc, char **argv)
     }
     int runs = atoi(argv[2]);
     double secs = atof(argv[3]);
-    /* The C fork baseline first, while this is a small C process (the RFC's
-     * baseline); again once the interpreter runs, for reference. */
-    fork_body(5, NULL);
-    figure("fork", fork_body, NULL, runs, secs);
-    long n = calibrate(fork_body, NULL, secs) * 2 + 10;  /* creates are cheaper than forks */
+    /* The C fork baseline: a small C process, forked before the interpreter
+     * starts (the RFC's baseline), timed in turn with the creates. */
+    struct forker forker;
+    forker_start(&forker);
+    long n_fork = calibrate(fork_body, NULL, secs);
+    long n_create = n_fork * 8 + 10;  /* creates are cheaper than forks */
     active_vas();
 
-    pingpong(runs, secs);
+    /* The switches interleaved with their baseline, all on CPU 0. */
+    struct pinned_peer peer;
+    peer_start(&peer);
     struct pair none = make_pair("none", 0);
-    figure("switch_nothing", switch_body, &none, runs, secs);
-    drop_pair(none);
     struct pair one = make_pair("one", 1);
-    figure("switch_one_conflicting", switch_body, &one, runs, secs);
+    {
+        const char *const keys[] = {"pingpong_pinned", "switch_nothing", "switch_one_conflicting"};
+        body_fn bodies[] = {pingpong_body, switch_body, switch_body};
+        void *const ctxs[] = {&peer.p, &none, &one};
+        interleaved(3, keys, bodies, ctxs, runs, secs);
+    }
+    drop_pair(none);
     drop_pair(one);
 
-    create_figure(runs, n > 2000 ? 2000 : n);
+    create_vs_fork(&forker, runs, n_fork, n_create > 2000 ? 2000 : n_create);
+    forker_stop(&forker);
     figure("fork_embedded", fork_body, NULL, runs, secs);
 
-    /* Once a second thread has called in, every call hands the GIL over. */
+    /* Once a second thread has called in, the GIL is taken and given back
+     * through the public API on every call (no sticky GIL). */
     pthread_t th;
     if (pthread_create(&th, NULL, call_once, NULL) != 0 || pthread_join(th, NULL) != 0)
         die("pthread");
     none = make_pair("none2", 0);
-    figure("switch_nothing_threaded", switch_body, &none, runs, secs);
+    {
+        const char *const keys[] = {"pingpong_pinned_again", "switch_nothing_threaded"};
+        body_fn bodies[] = {pingpong_body, switch_body};
+        void *const ctxs[] = {&peer.p, &none};
+        interleaved(2, keys, bodies, ctxs, runs, secs);
+    }
     drop_pair(none);
+    peer_stop(&peer);
     return 0;
 }

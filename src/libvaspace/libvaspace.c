@@ -42,7 +42,8 @@
 #define STR(x) STR_(x)
 #define PY_VERSION_MM STR(PY_MAJOR_VERSION) "." STR(PY_MINOR_VERSION)
 
-/* Sticky GIL (see "the GIL" below) relies on 3.11's global current thread state. */
+/* Sticky GIL (see "the GIL" below, and docs/capi.md) relies on 3.11's global
+ * current thread state: that one behaviour is not in the public API's contract. */
 #if PY_VERSION_HEX < 0x030C0000
 #define STICKY_GIL_POSSIBLE 1
 #else
@@ -453,7 +454,10 @@ unpin(void *tstate)
      * whose guard leaves the thread's VAS; then the state is deleted (which
      * releases the GIL).  Not PyGILState_Release: glibc has already emptied
      * Python's own TSS slot for this thread when key destructors run. */
-    if (_Py_IsFinalizing())
+    /* Py_IsInitialized() turns false as finalization starts (3.11's
+     * Py_FinalizeEx clears it with the finalizing flag); the public stand-in
+     * for _Py_IsFinalizing, public only from 3.13 as Py_IsFinalizing. */
+    if (!Py_IsInitialized())
         return;
     pinned = tstate;
     acquire_pinned();
