@@ -53,7 +53,8 @@ LABELS = {
     "first_call": "first call (interpreter start-up + import vaspace)",
     "second_call": "second call (vas_find of a missing name)",
 }
-BASELINES = {"switch_nothing": "pingpong_pinned", "switch_nothing_threaded": "pingpong_pinned_again",
+BASELINES = {"switch_nothing": "pingpong_pinned",
+             "switch_nothing_threaded": "pingpong_pinned_again",
              "switch_one_conflicting": "pingpong_pinned",
              "vas_create": "fork"}
 
