@@ -84,12 +84,6 @@ def _oserror(err: int, name: str) -> OSError:
     return OSError(err, os.strerror(err), name)
 
 
-def _find(name: str) -> int:
-    """The id of the block's segment; FileNotFoundError if there is none."""
-    with _pin(name) as ref:
-        return ref.id
-
-
 def _pin(name: str) -> objects.Ref:
     """The block's segment, pinned (one registry look-up); FileNotFoundError if none."""
     try:
@@ -100,49 +94,71 @@ def _pin(name: str) -> objects.Ref:
         raise
 
 
-def _create(name: str, size: int, mode: int) -> objects.Ref:
-    """Create the segment for a new block, pinned; FileExistsError if the name is taken."""
+# What opening a block yields: (sid, data file descriptor read-write, start, end).
+_Opened = tuple[int, int, int, int]
+
+
+def _create(name: str, size: int, mode: int, track: bool) -> _Opened:
+    """Create the segment for a new block; FileExistsError if the name is taken.
+
+    The creator maps the data file it has just made (a duplicate of its
+    descriptor, taken before publication), so it neither looks the segment
+    up again nor reads back the region it chose.  With ``track`` its
+    creator record is written before publication too.
+    """
     if not isinstance(size, int):
         raise TypeError(f"'size' must be an integer, not {type(size).__name__}")
     regname = _regname(name)
     size = placement.page_round(size)
     lo, hi = shm_range()
-    rootmod.ensure()  # creating a block is a creating call: it may make the registry
+    root = rootmod.ensure()  # creating a block is a creating call: it may make the registry
     tracking.reap(REGISTRY_PREFIX)
-    with rootmod.locked():  # placement and publication, atomic among creators
-        taken = placement.registry_taken(lo, hi) + mappings.taken()
-        start = placement.first_fit(size, taken, lo, hi)
+    kept: list[int] = []
+
+    def keep(fd: int) -> None:
+        kept.append(os.dup(fd))
+
+    def before_publish(dfd: int, sid: int) -> None:
+        placement.remember(root, sid, dfd, start, start + size)  # the next create need not read it
+        if track:
+            tracking.record_creator(dfd)
+
+    try:
+        with rootmod.locked():  # placement and publication, atomic among creators
+            taken = placement.registry_taken(lo, hi) + mappings.taken()
+            start = placement.first_fit(size, taken, lo, hi)
+            try:
+                sid = segreg.create(regname, start, start + size, mode, keep, before_publish)
+            except FileExistsError:
+                raise _oserror(errno.EEXIST, name) from None
+    except BaseException:
+        for fd in kept:
+            os.close(fd)
+        raise
+    if track:
+        tracking.track(root, regname, sid)
+    return sid, kept[0], start, start + size
+
+
+def _attach(name: str) -> _Opened:
+    """Open an existing block's data file read-write, checked to lie in shm_range()."""
+    with _pin(name) as ref:
         try:
-            sid = api.vas_seg_create(regname, start, start + size, mode)
-        except FileExistsError:
-            raise _oserror(errno.EEXIST, name) from None
-    try:
-        ref = objects.pin(SEG, sid)
-    except OSError as exc:
-        if exc.errno == errno.EINVAL:  # deleted meanwhile (by name, by someone else)
-            raise _oserror(errno.ENOENT, name) from None
-        raise
-    placement.remember(ref, start, start + size)  # the next create need not read it
-    return ref
-
-
-def _open_data(ref: objects.Ref, name: str) -> tuple[int, int, int]:
-    """Open the block's data file read-write: (fd, start, end), checked to lie in shm_range."""
-    try:
-        fd, start, end = segreg.open_mapping(ref, os.O_RDWR)
-    except PermissionError:
-        raise _oserror(errno.EACCES, name) from None
-    except OSError as exc:
-        if exc.errno == errno.EINVAL:  # deleted meanwhile
-            raise _oserror(errno.ENOENT, name) from None
-        raise
+            fd, start, end = segreg.open_mapping(ref, os.O_RDWR)
+        except PermissionError:
+            raise _oserror(errno.EACCES, name) from None
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # deleted meanwhile
+                raise _oserror(errno.ENOENT, name) from None
+            raise
+        sid = ref.id
     lo, hi = shm_range()
     if not lo <= start < end <= hi:
         os.close(fd)
         raise OSError(errno.EFAULT, f"{os.strerror(errno.EFAULT)}: segment {REGISTRY_PREFIX}"
                       f"{name!r} [{start:#x}, {end:#x}) is not in the shared-memory range "
                       f"[{lo:#x}, {hi:#x}); it is not a vaspace.shared_memory block")
-    return fd, start, end
+    return sid, fd, start, end
 
 
 class SharedMemory:
@@ -194,37 +210,33 @@ class SharedMemory:
     def _open(self, name: str, size: int, mode: int) -> None:
         created = False
         if self._flags & os.O_CREAT and self._flags & os.O_EXCL:
-            ref, created = _create(name, size, mode), True
+            opened, created = _create(name, size, mode, self._track), True
         elif self._flags & os.O_CREAT:  # attach or create
             try:
-                ref = _pin(name)
+                opened = _attach(name)
             except FileNotFoundError:
                 if size <= 0:
                     raise ValueError("cannot create an empty shared memory block") from None
                 try:
-                    ref, created = _create(name, size, mode), True
+                    opened, created = _create(name, size, mode, self._track), True
                 except FileExistsError:  # another process won the race: attach
-                    ref = _pin(name)
+                    opened = _attach(name)
         else:
-            ref = _pin(name)
+            opened = _attach(name)
+        sid, self._fd, start, end = opened
         self._name = name
-        # One pinned reference serves the whole open: data file, then the creator record.
-        with ref:
-            try:
-                fd, start, end = _open_data(ref, name)
-                self._fd = fd
-                self._mapping, self._fm = mappings.acquire(fd, name, start, end - start,
-                                                           shm_range())
-            except BaseException:
-                self.close()
-                if created:
-                    with contextlib.suppress(OSError):
-                        api.vas_seg_delete(ref.id)
-                raise
-            self._size = end - start
-            self._buf = memoryview(self._fm)
-            if created and self._track:
-                tracking.track(_regname(name), ref)
+        try:
+            self._mapping, self._fm = mappings.acquire(self._fd, name, start, end - start,
+                                                       shm_range())
+        except BaseException:
+            self.close()
+            if created:
+                with contextlib.suppress(OSError):
+                    api.vas_seg_delete(sid)
+                tracking.untrack(_regname(name), sid)
+            raise
+        self._size = end - start
+        self._buf = memoryview(self._fm)
 
     def __del__(self) -> None:
         # Views outliving the object keep its mapping (BufferError): memory stays valid.
@@ -318,9 +330,10 @@ class SharedMemory:
             return
         self._refuse_if_exported("unlink()")
         regname = _regname(self._name)
-        sid = _find(self._name)
         try:
-            api.vas_seg_delete(sid)
+            with _pin(self._name) as ref:  # one look-up, for the delete too
+                sid = ref.id
+                segreg.delete_pinned(ref)
         except OSError as exc:
             if exc.errno == errno.EINVAL:  # deleted meanwhile
                 raise _oserror(errno.ENOENT, self._name) from None

@@ -142,6 +142,17 @@ def clear_dir(dfd: int, subdirs: tuple[str, ...] = (), removed: list[str] | None
     st: os.stat_result | None = None
     empty = True
     for entry in os.listdir(dfd):
+        if entry in subdirs:
+            # A known subdirectory is mostly empty (a segment's reverse
+            # index): rmdir removes only an empty directory and never
+            # follows a link, so try it first; one call instead of fifteen.
+            try:
+                os.rmdir(entry, dir_fd=dfd)
+                continue
+            except FileNotFoundError:
+                continue
+            except OSError:
+                pass  # not empty, not a directory, or not ours: the careful way below
         try:
             os.unlink(entry, dir_fd=dfd)
             if removed is not None:

@@ -63,11 +63,16 @@ def first_overlap(lo: int, hi: int,
 
 
 def create(name: object, start: object, end: object, mode: object,
-           fill: Callable[[int], None] | None = None) -> int:
+           fill: Callable[[int], None] | None = None,
+           before_publish: Callable[[int, int], None] | None = None) -> int:
     """Create a segment; its data file is sized, owned by the caller, mode & 0o666.
 
-    ``fill``, if given, writes the new data file (its descriptor) before the
-    segment is published: a clone's copy (clone.py).
+    ``fill``, if given, gets the new data file's descriptor (read-write)
+    before the segment is published: a clone writes its copy (clone.py),
+    shared memory keeps a duplicate to map.  ``before_publish``, if given,
+    gets (directory descriptor, sid) once the files are made, before the
+    segment is published: shared memory records its creator there, so no
+    published block is ever without that record.
     """
     if not isinstance(mode, int) or isinstance(mode, bool):
         raise invalid(f"segment {name!r}: mode must be int, not {type(mode).__name__}", str(name))
@@ -86,6 +91,8 @@ def create(name: object, start: object, end: object, mode: object,
             os.close(fd)
         os.mkdir(REVERSE, dir_fd=dfd)
         os.chmod(REVERSE, 0o1777, dir_fd=dfd)  # anyone who may attach it records that here
+        if before_publish is not None:
+            before_publish(dfd, _sid)
 
     return create_object(SEG, name, 0o755, populate)
 
@@ -117,7 +124,13 @@ def delete(sid: object) -> None:
     takes), only the VASes named by the segment's reverse index are looked
     at, each checked against its own ``seg.<sid>`` link: O(VASes holding it).
     """
-    with pin(SEG, sid) as ref, rootmod.locked():
+    with pin(SEG, sid) as ref:
+        delete_pinned(ref)
+
+
+def delete_pinned(ref: Ref) -> None:
+    """``delete`` of a segment the caller has pinned already (found by name, say)."""
+    with rootmod.locked():
         ref.recheck()
         users = []
         for vid in ref.reverse():

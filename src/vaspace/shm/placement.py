@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from ..errors import vas_error
 from ..registry import fs
 from ..registry import root as rootmod
-from ..registry.ref import Ref, parse_region
+from ..registry.ref import parse_region
 from ..registry.seg import SEG
 from ..window import PAGE
 
@@ -78,9 +78,9 @@ def registry_taken(lo: int, hi: int) -> list[tuple[int, int]]:
     return [r for r in seen.values() if r[0] < hi and lo < r[1]]
 
 
-def remember(ref: Ref, start: int, end: int) -> None:
-    """Cache the region of a segment this process just created (pinned as ``ref``)."""
-    _regions[(ref.root, ref.id, os.fstat(ref.dirfd).st_ino)] = (start, end)
+def remember(root: str, sid: int, dfd: int, start: int, end: int) -> None:
+    """Cache the region of segment ``sid`` this process is creating (its directory ``dfd``)."""
+    _regions[(root, sid, os.fstat(dfd).st_ino)] = (start, end)
 
 
 def _read_region(path: str) -> tuple[int, int] | None:

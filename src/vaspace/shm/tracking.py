@@ -37,13 +37,20 @@ _mine: dict[tuple[str, str, int], int] = {}
 _last_reap = 0.0
 
 
-def track(regname: str, ref: objects.Ref) -> None:
-    """Record that this process created the pinned segment ``ref`` with track=True."""
-    pid = os.getpid()
+def record_creator(dfd: int) -> None:
+    """Write this process as the creator into a new segment's directory (``dfd``).
+
+    Called before the segment is published (``seg.create``'s
+    ``before_publish``), so no published block lacks its record.
+    """
     with contextlib.suppress(OSError):
-        fs.write_new(CREATOR_FILE, f"{pid} {records.my_start_time()}\n", 0o644, ref.dirfd)
+        fs.write_new(CREATOR_FILE, f"{os.getpid()} {records.my_start_time()}\n", 0o644, dfd)
+
+
+def track(root: str, regname: str, sid: int) -> None:
+    """Remember that this process created segment ``sid`` with track=True (for ``_at_exit``)."""
     with _lock:
-        _mine[(ref.root, regname, ref.id)] = pid
+        _mine[(root, regname, sid)] = os.getpid()
 
 
 def untrack(regname: str, sid: int | None = None) -> None:
