@@ -22,14 +22,16 @@ import time
 
 from . import machine, report
 from .capi import markdown as capi_markdown
+from .clone import markdown as clone_markdown
 from .common import Section
 
 SECTIONS = ["switch", "create", "gups", "attach", "syscalls", "admin"]
 OTHERS = ["redisjmp", "samtools", "shared_memory"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-# The C API's figures, measured from C (bench/capi/); its markdown follows the report's.
-SECTIONS.append("capi")
+# The C API's figures, measured from C (bench/capi/), and segment clones (bench/clone.py):
+# their markdown follows the report's.
+SECTIONS += ["capi", "clone"]
 
 
 def _vaspace_dir() -> str:
@@ -130,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             secs[name] = run_section(name, args.smoke, work)
         if "capi" in secs:  # the C API's figures, from C (bench/capi/)
             extra += capi_markdown(secs["capi"])
+        if "clone" in secs:
+            extra += clone_markdown(secs["clone"])
         if args.others:
             for name in OTHERS:
                 with contextlib.suppress(OSError):

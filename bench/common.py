@@ -388,19 +388,47 @@ def print_section(sec: Section) -> None:
         print(f"  {k}: {v}")
 
 
+def figures_markdown(sec: Section) -> list[str]:
+    """Every figure of a section as a markdown table: median (min – max), ratio to baseline."""
+    lines = ["| figure | median (min – max) | ratio to its baseline |", "|---|---|---|"]
+    for f in sec.figures:
+        r = sec.ratio(f.key)
+        if f.unit == "ns":
+            med, lo, hi = fmt_ns(f.median), fmt_ns(f.min), fmt_ns(f.max)
+        else:
+            med, lo, hi = (f"{x:.4g} {f.unit}" for x in (f.median, f.min, f.max))
+        lines.append(f"| {f.label} | {med} ({lo} – {hi}) | "
+                     f"{f'{r:.3g}x' if r is not None else '–'} |")
+    return lines
+
+
 def section_main(run: Callable[..., Section], doc: str | None,
-                 argv: list[str] | None = None) -> int:
-    """The command line of every section: ``--smoke`` for tiny sizes, ``--json`` to save."""
+                 argv: list[str] | None = None,
+                 markdown: Callable[[Section], list[str]] | None = None) -> int:
+    """The command line of every section: ``--smoke`` for tiny sizes, ``--json`` to save.
+
+    With ``markdown`` (the section's own report), ``--out FILE.md`` writes
+    it, and it is printed instead of the plain table.
+    """
     import argparse
     import json
 
     ap = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
     ap.add_argument("--json", help="write the section's results to this file")
+    if markdown is not None:
+        ap.add_argument("--out", help="write the section's markdown report to this file")
     args = ap.parse_args(argv)
     sec = run(smoke=args.smoke)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(sec.to_json(), f, indent=1)
-    print_section(sec)
+    if markdown is None:
+        print_section(sec)
+        return 0
+    text = "\n".join(markdown(sec)) + "\n"
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    print(text)
     return 0

@@ -305,26 +305,6 @@ def markdown(sec: Section, mach: dict[str, Any]) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
-
-    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
-    ap.add_argument("--json", help="write the section's results to this file")
-    ap.add_argument("--out", help="write the markdown report to this file")
-    args = ap.parse_args(argv)
-    sec = run(smoke=args.smoke)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(sec.to_json(), f, indent=1)
-    text = "\n".join(markdown(sec, machine.describe())) + "\n"
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    print(text)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.section_main(run, __doc__,
+                                 markdown=lambda sec: markdown(sec, machine.describe())))

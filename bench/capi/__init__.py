@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import tempfile
 
-from ..common import Section, fmt_ns
+from ..common import Section, figures_markdown, fmt_ns
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "capi_bench.c")
@@ -118,11 +118,7 @@ def markdown(sec: Section) -> list[str]:
         lines.append(f"| {words} | **{'MET' if r >= want else 'MISSED'}** | "
                      f"{fmt_ns(sec.get(key).median)} vs {fmt_ns(sec.get(base).median)}: "
                      f"{r:.3g}x |")
-    lines += ["", "| figure | median (min – max) | ratio to its baseline |", "|---|---|---|"]
-    for f in sec.figures:
-        r = sec.ratio(f.key)
-        lines.append(f"| {f.label} | {fmt_ns(f.median)} ({fmt_ns(f.min)} – {fmt_ns(f.max)}) | "
-                     f"{f'{r:.3g}x' if r is not None else '–'} |")
+    lines += ["", *figures_markdown(sec)]
     lines += ["", f"Compiler: {sec.facts.get('compiler', '?')}. A C call enters the embedded "
               "interpreter: while one thread calls in, it keeps the GIL between calls; once "
               "several threads do, the GIL changes hands on every call, which costs more "

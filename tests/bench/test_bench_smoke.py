@@ -48,7 +48,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_smoke_run_writes_a_complete_report(smoke: dict) -> None:
     md = smoke["md"]
     for heading in ("## Machine", "## Targets", "## 1.", "## 2. GUPS", "## 3. Attach",
-                    "## 4. System calls", "## The C API"):
+                    "## 4. System calls", "## The C API", "## Segment clone"):
         assert heading in md
     targets = md.split("## Targets")[1].split("\n## ")[0]
     verdicts = targets.count("**MET**") + targets.count("**MISSED**")
@@ -63,7 +63,8 @@ def test_smoke_run_writes_a_complete_report(smoke: dict) -> None:
         assert f"plots/{name}.png" in md
 
     sections = smoke["sections"]
-    assert set(sections) == {"switch", "create", "gups", "attach", "syscalls", "capi", "admin"}
+    assert set(sections) == {"switch", "create", "gups", "attach", "syscalls", "capi", "admin",
+                             "clone"}
     for sec in sections.values():
         keys = {f["key"] for f in sec["figures"]}
         for fig in sec["figures"]:
