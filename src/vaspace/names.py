@@ -65,16 +65,21 @@ def checked_encoding(name: object, kind: str) -> str:
     return enc
 
 
+# Each byte's spelling in an encoding: itself if safe, else %XX.  A table
+# lookup per byte (map + join run in C): creates encode a new name each time.
+_SAFE_BYTES = bytes(sorted(_SAFE))
+_SPELLING = tuple(chr(b) if b in _SAFE else f"%{b:02X}" for b in range(256))
+
+
 @functools.lru_cache(maxsize=4096)  # pure; a process uses few names over and over
 def encode(raw: bytes) -> str:
     """The file name under which a (valid) name is registered."""
-    parts = []
-    for i, b in enumerate(raw):
-        if b in _SAFE and not (i == 0 and b == ord(".")):
-            parts.append(chr(b))
-        else:
-            parts.append(f"%{b:02X}")
-    enc = "".join(parts)
+    if not raw.translate(None, _SAFE_BYTES):  # all safe (the common case): itself
+        enc = raw.decode("ascii")
+    else:
+        enc = "".join(map(_SPELLING.__getitem__, raw))
+    if enc.startswith("."):  # a leading "." is encoded too: no ".", "..", hidden files
+        enc = "%2E" + enc[1:]
     if len(enc) > _MAX_FILE_NAME:
         enc = "#" + hashlib.sha256(raw).hexdigest()
     return enc
