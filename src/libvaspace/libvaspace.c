@@ -350,9 +350,23 @@ acquire_pinned(void)
     atomic_fetch_sub(&waiters, 1);
 }
 
+/* True if the interpreter has a thread state besides the caller's: a Python
+ * thread started by code a call ran.  Called with the GIL held. */
+static int
+other_thread_states(void)
+{
+    PyThreadState *t = PyInterpreterState_ThreadHead(PyInterpreterState_Main());
+    return t != NULL && (t != pinned || PyThreadState_Next(t) != NULL);
+}
+
 static void
 release_pinned(void)
 {
+    if (atomic_load(&sticky) && other_thread_states()) {
+        /* That thread needs the GIL between our calls, when nothing of ours
+         * runs the eval loop that would hand it over: stop idling. */
+        atomic_store(&sticky, 0);
+    }
     if (atomic_load(&sticky)) {
         atomic_store(&idle_owner, pinned);
         /* Sticky again after the store: a thread that ends sticky mode

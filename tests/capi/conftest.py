@@ -51,6 +51,12 @@ def _commands(outdir: Path) -> list[list[str]]:
     cmds.append(["cc", "-O1", "-Wall", "-Werror", str(PROGRAMS["hello"]), "-o",
                  str(outdir / "hello_mvas"), *config.cflags().split(), f"-L{libdir}",
                  f"-Wl,-rpath,{libdir}", "-lmvas"])
+    # A program that also runs Python itself (through the interpreter the library started).
+    pylib = sysconfig.get_config_var("LIBDIR")
+    cmds.append(["cc", "-O1", "-Wall", "-Werror", f"-I{sysconfig.get_path('include')}",
+                 str(HERE / "c/pythread.c"), "-o", str(outdir / "pythread"), *flags,
+                 f"-L{pylib}", f"-Wl,-rpath,{pylib}",
+                 f"-lpython{sysconfig.get_config_var('VERSION')}"])
     ext = outdir / "ext" / ("capi_ext" + sysconfig.get_config_var("EXT_SUFFIX"))
     cmds.append(["cc", "-O1", "-Wall", "-Werror", "-shared", "-fPIC", "-pthread",
                  f"-I{sysconfig.get_path('include')}", str(HERE / "c/capi_ext.c"),

@@ -90,6 +90,15 @@ def test_vaspace_window_applies_from_c(capi, registry: str) -> None:
     assert r.stderr.strip() == f"hello: segment_create_sz: {os.strerror(E.EFAULT)}"
 
 
+def test_a_python_thread_gets_the_gil_between_c_calls(capi, registry: str, tmp_path) -> None:
+    """While one C thread calls in, it keeps the GIL between calls (docs/capi.md); a
+    Python thread started meanwhile must still run, though the calls run no bytecode."""
+    flag = tmp_path / "flag"
+    out = run(capi["pythread"], str(flag), registry=registry, timeout=60)
+    assert checks(out) == {"python_thread_runs_between_calls": "1"}, out
+    assert flag.exists()
+
+
 def test_one_vas_per_thread(capi, registry: str) -> None:
     out = run(capi["threads"], registry=registry)
     assert [line.rsplit(", ", 1)[1] for line in out.splitlines()[:4]] == ["ok"] * 4
