@@ -313,11 +313,13 @@ initialize(void)
  * for good (a thread waiting for the GIL inside Python's own hand-over
  * would not be seen), and takes the GIL from an idle owner by releasing it
  * on the owner's behalf (CPython 3.11 keeps the current thread state in one
- * global, so any thread may release it); an owner leaving a call while
- * others wait (waiters) releases as usual.  Sticky mode needs every GIL
- * user to be a caller of this library, which holds when we started the
- * interpreter (vaspace starts no thread); never in a Python host, and not
- * from 3.12 on (the current thread state is per thread there).
+ * global, so any thread may release it: the one use beyond the public API's
+ * contract, docs/capi.md); an owner leaving a call while others wait
+ * (waiters) releases as usual.  Sticky mode needs every GIL user to be a
+ * caller of this library: so only when we started the interpreter, and a
+ * call ends it as it leaves if the interpreter has any other thread state
+ * (a Python thread); never in a Python host, and not from 3.12 on (the
+ * current thread state is per thread there).
  */
 static atomic_int sticky;
 static _Atomic(PyThreadState *) idle_owner;

@@ -125,6 +125,8 @@ def _populate(dfd: int, oid: int, name: str, enc: str,
     try:
         _fill(dfd, oid, name, enc, populate)
     except PermissionError:
+        if os.fstat(dfd).st_mode & 0o700 == 0o700:
+            raise  # not the umask's doing (a clone's source, say): the caller's error
         os.fchmod(dfd, 0o700)
         fs.clear_dir(dfd)
         _fill(dfd, oid, name, enc, populate)
