@@ -89,8 +89,7 @@ def create(name: object, start: object, end: object, mode: object,
             os.fchmod(fd, mode & 0o666)
         finally:
             os.close(fd)
-        os.mkdir(REVERSE, dir_fd=dfd)
-        os.chmod(REVERSE, 0o1777, dir_fd=dfd)  # anyone who may attach it records that here
+        _make_reverse(dfd)
         if before_publish is not None:
             before_publish(dfd, _sid)
 
@@ -132,20 +131,60 @@ def delete_pinned(ref: Ref) -> None:
     """``delete`` of a segment the caller has pinned already (found by name, say)."""
     with rootmod.locked():
         ref.recheck()
-        users = []
-        for vid in ref.reverse():
-            try:
-                with pin(VAS, vid) as vref:
-                    if vref.has_link(ref.id):
-                        users.append(vref.what)
-                        continue
-            except OSError:
-                pass
-            vasreg.drop_reverse(ref.id, vid)  # a stale hint
-        if users:
-            raise ref.error(errno.EBUSY, f"is attached to {', '.join(users)}")
-        ref.require(perms.MAY_WRITE)
-        ref.unpublish()
+        # The reverse index is mostly empty: then rmdir removes it in one
+        # call, which proves no VAS holds the segment (attaches add to it
+        # under the lock we hold), and listing it is not needed.  If the
+        # delete is refused after all, the index is made again, still
+        # under the lock.  rmdir follows no link and removes only an empty
+        # directory; anything else (entries, not ours) takes the long way.
+        emptied = _remove_empty_reverse(ref)
+        try:
+            users = [] if emptied else _users(ref)
+            if users:
+                raise ref.error(errno.EBUSY, f"is attached to {', '.join(users)}")
+            ref.require(perms.MAY_WRITE)
+            ref.unpublish()
+        except BaseException:
+            if emptied:
+                _make_reverse(ref.dirfd, own=True)
+            raise
+
+
+def _remove_empty_reverse(ref: Ref) -> bool:
+    try:
+        os.rmdir(REVERSE, dir_fd=ref.dirfd)
+    except OSError:
+        return False
+    return True
+
+
+def _make_reverse(dfd: int, own: bool = False) -> None:
+    """The segment's reverse index: anyone who may attach it records that here (sticky).
+
+    ``own``: give it to the directory's owner (root remaking another
+    user's index), since readers accept only an index of the segment's owner.
+    """
+    os.mkdir(REVERSE, dir_fd=dfd)
+    os.chmod(REVERSE, 0o1777, dir_fd=dfd)
+    if own:
+        st = os.fstat(dfd)
+        if os.geteuid() != st.st_uid:
+            os.chown(REVERSE, st.st_uid, st.st_gid, dir_fd=dfd, follow_symlinks=False)
+
+
+def _users(ref: Ref) -> list[str]:
+    """The VASes that hold the segment (its reverse index, each entry checked); stale hints go."""
+    users = []
+    for vid in ref.reverse():
+        try:
+            with pin(VAS, vid) as vref:
+                if vref.has_link(ref.id):
+                    users.append(vref.what)
+                    continue
+        except OSError:
+            pass
+        vasreg.drop_reverse(ref.id, vid)  # a stale hint
+    return users
 
 
 def attach_to(vid: object, sid: object, access: object) -> None:
