@@ -111,8 +111,10 @@ def markdown(sec: Section) -> list[str]:
         return [*lines, f"Not run: {sec.facts['skipped']}.", ""]
     lines += ["Measured from C through the C API (`bench/capi/capi_bench.c`, built with "
               "`vaspace config --cflags --libs`, run with a bare environment). Switches are "
-              "round trips; the fork baseline is a small C process, before the interpreter "
-              "starts.", "", "| target | verdict | measured |", "|---|---|---|"]
+              "round trips. Each figure ran in turn with its baseline, run by run: the "
+              "switches with the pinned ping-pong (all on CPU 0), `vas_create` with the forks "
+              "of a small C process forked before the interpreter started.", "",
+              "| target | verdict | measured |", "|---|---|---|"]
     for key, base, want, words in TARGETS:
         r = sec.ratio(key) or 0.0
         lines.append(f"| {words} | **{'MET' if r >= want else 'MISSED'}** | "
@@ -120,7 +122,8 @@ def markdown(sec: Section) -> list[str]:
                      f"{r:.3g}x |")
     lines += ["", *figures_markdown(sec)]
     lines += ["", f"Compiler: {sec.facts.get('compiler', '?')}. A C call enters the embedded "
-              "interpreter: while one thread calls in, it keeps the GIL between calls; once "
-              "several threads do, the GIL changes hands on every call, which costs more "
-              "than the switch itself (docs/capi.md).", ""]
+              "interpreter: while one thread calls in, it keeps the GIL between calls "
+              "(CPython 3.11, embedded: the sticky GIL); otherwise each call takes and gives "
+              "back the GIL through the public API, which costs more than the switch itself "
+              "(docs/capi.md).", ""]
     return lines
