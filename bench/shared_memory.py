@@ -36,6 +36,7 @@ from . import common, machine
 from .common import Section
 
 _CTX = multiprocessing.get_context("fork")
+STEPS = ("create", "attach", "close", "unlink")  # a cycle's steps, as timed and counted
 _state: dict[str, Any] = {}
 
 
@@ -79,7 +80,7 @@ def _registry_floor(n: int) -> None:
 
 def _steps(mod: Any, n: int) -> dict[str, float]:
     """ns per step of the cycle (create, attach, close both, unlink), n cycles."""
-    t = {"create": 0, "attach": 0, "close": 0, "unlink": 0}
+    t = dict.fromkeys(STEPS, 0)
     clock = time.perf_counter_ns
     for _ in range(n):
         t0 = clock()
@@ -117,10 +118,60 @@ def life_cycle(sec: Section, smoke: bool) -> None:
             "(create, open x2, find, delete)", "ns", floor_vals, baseline="cycle_std")
     steps = {name: [_steps(mod, n) for _ in range(runs)]
              for name, mod in (("std", std_shm), ("vaspace", vsm))}
-    for step in ("create", "attach", "close", "unlink"):
+    for step in STEPS:
         sec.add(f"{step}_std", f"stdlib: {step}", "ns", [r[step] for r in steps["std"]])
         sec.add(f"{step}_vaspace", f"vaspace: {step}", "ns",
                 [r[step] for r in steps["vaspace"]], baseline=f"{step}_std")
+
+
+def _marked_cycles() -> None:
+    """Run under strace: for each module, warm cycles, then one cycle whose steps
+    are separated by ``getppid`` calls (the marks ``syscall_counts`` splits on)."""
+    from vaspace import shared_memory as vsm
+
+    with common.temp_registry():
+        for mod in (std_shm, vsm):
+            _cycle(mod)(5)
+            os.getppid()
+            a = mod.SharedMemory(create=True, size=4096)
+            os.getppid()
+            b = mod.SharedMemory(a.name)
+            os.getppid()
+            b.close()
+            a.close()
+            os.getppid()
+            a.unlink()
+            os.getppid()
+
+
+def syscall_counts(sec: Section) -> None:
+    """System calls per step of one warm cycle, stdlib and vaspace, counted by strace.
+
+    The calls of the benchmark process itself (not of the standard library's
+    resource tracker, which does its share in another process).  Skipped,
+    saying why, without strace.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("strace") is None:
+        sec.facts["syscalls"] = "not counted: strace is not installed"
+        return
+    with tempfile.TemporaryDirectory(prefix="vaspace-bench-strace-") as tmp:
+        trace = os.path.join(tmp, "trace")
+        code = "from bench.shared_memory import _marked_cycles; _marked_cycles()"
+        subprocess.run(["strace", "-f", "-o", trace, sys.executable, "-c", code], check=True,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                       stdout=subprocess.DEVNULL)
+        with open(trace) as f:
+            lines = [line.split(None, 1) for line in f if line.strip()]
+    main = lines[0][0]  # strace -f prefixes each line with its pid; the first is ours
+    mine = [rest for pid, rest in lines if pid == main and "resumed>" not in rest]
+    marks = [i for i, rest in enumerate(mine) if rest.startswith("getppid(")][-10:]
+    counts = [b - a - 1 for a, b in zip(marks, marks[1:], strict=False)]
+    sec.facts["syscalls"] = {"std": dict(zip(STEPS, counts[0:4], strict=True)),
+                             "vaspace": dict(zip(STEPS, counts[5:9], strict=True))}
 
 
 # ------------------------------------------------------------------ 2. a pool sharing a dict
@@ -241,6 +292,7 @@ def run(smoke: bool = False) -> Section:
     sec = Section("shared_memory", "vaspace.shared_memory vs multiprocessing.shared_memory")
     with common.temp_registry():
         life_cycle(sec, smoke)
+        syscall_counts(sec)
         pool_compare(sec, smoke)
     return sec
 
@@ -281,6 +333,16 @@ def markdown(sec: Section, mach: dict[str, Any]) -> list[str]:
               f"{(sec.get('cycle_vaspace').median - floor.median) / std:.1f}x, is shared "
               "memory's own (placement under the registry lock, the creator record, the "
               "mapping)."]
+    calls = f.get("syscalls")
+    if isinstance(calls, dict):
+        std, vas = calls["std"], calls["vaspace"]
+        lines += ["", "System calls of one warm cycle, by step (strace; this process's own, "
+                  "not the standard library's resource tracker's):", "",
+                  "| step | stdlib | vaspace |", "|---|---|---|"]
+        lines += [f"| {step} | {std[step]} | {vas[step]} |" for step in STEPS]
+        lines.append(f"| **cycle** | **{sum(std.values())}** | **{sum(vas.values())}** |")
+    elif calls:
+        lines += ["", f"System calls: {calls}."]
     lines += ["", f"## A Pool sharing a {f['entries']:,}-entry dict ({f['workers']} workers, "
               "fork)", "",
               f"Building the vaspace Dict took {f['build_vaspace_s']:.2f} s (once, in the "

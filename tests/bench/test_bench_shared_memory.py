@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -40,3 +41,13 @@ def test_shared_memory_bench_smoke(tmp_path):
         assert len(vals) >= 5 and all(v > 0 for v in vals), fig["key"]
         assert fig["baseline"] is None or fig["baseline"] in keys, fig["key"]
         assert min(vals) <= sorted(vals)[len(vals) // 2] <= max(vals)
+    calls = sec["facts"]["syscalls"]
+    if shutil.which("strace") is None:
+        assert calls == "not counted: strace is not installed"
+        return
+    # Every step makes calls; the counts docs/shared_memory.md quotes (82 a cycle,
+    # against 127 before the cuts) do not creep back up.
+    assert all(n > 0 for n in calls["std"].values()), calls
+    assert all(n > 0 for n in calls["vaspace"].values()), calls
+    assert sum(calls["vaspace"].values()) <= 90, calls
+    assert "System calls of one warm cycle" in md
