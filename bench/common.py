@@ -388,6 +388,35 @@ def print_section(sec: Section) -> None:
         print(f"  {k}: {v}")
 
 
+def strace_marked(code: str, marks: int) -> list[int] | str:
+    """System calls between ``getppid`` marks of ``code`` run in a child under strace.
+
+    ``code`` (Python, run with ``python -c`` and this process's ``sys.path``)
+    ends with ``marks`` calls of ``os.getppid()`` around the steps to count;
+    the result has the counts of the ``marks - 1`` stretches between them,
+    the child's own calls only (not those of processes it talks to).  A
+    string saying why instead, without strace.
+    """
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if shutil.which("strace") is None:
+        return "not counted: strace is not installed"
+    with tempfile.TemporaryDirectory(prefix="vaspace-bench-strace-") as tmp:
+        trace = os.path.join(tmp, "trace")
+        subprocess.run(["strace", "-f", "-o", trace, sys.executable, "-c", code], check=True,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                       stdout=subprocess.DEVNULL)
+        with open(trace) as f:
+            lines = [line.split(None, 1) for line in f if line.strip()]
+    main = lines[0][0]  # strace -f prefixes each line with its pid; the first is the child
+    mine = [rest for pid, rest in lines if pid == main and "resumed>" not in rest]
+    at = [i for i, rest in enumerate(mine) if rest.startswith("getppid(")][-marks:]
+    return [b - a - 1 for a, b in zip(at, at[1:], strict=False)]
+
+
 def figures_markdown(sec: Section) -> list[str]:
     """Every figure of a section as a markdown table: median (min – max), ratio to baseline."""
     lines = ["| figure | median (min – max) | ratio to its baseline |", "|---|---|---|"]

@@ -99,7 +99,24 @@ def run(smoke: bool = False) -> Section:
         for _ in range(runs):
             delete_cost(n_create // 4)
         sec.add("vas_delete", "vas_delete (for reference)", "ns", delete_ns, baseline="fork")
+    counts = common.strace_marked("from bench.create import _marked; _marked()", 3)
+    sec.facts["syscalls"] = (counts if isinstance(counts, str)
+                             else {"vas_create": counts[0], "vas_delete": counts[1]})
     return sec
+
+
+def _marked() -> None:
+    """Run under strace: warm creates, then one vas_create and one vas_delete between marks."""
+    with common.temp_registry():
+        import vaspace
+
+        for i in range(5):
+            vaspace.vas_delete(vaspace.vas_create(f"warm{i}", 0o600))
+        os.getppid()
+        vid = vaspace.vas_create("counted", 0o600)
+        os.getppid()
+        vaspace.vas_delete(vid)
+        os.getppid()
 
 
 if __name__ == "__main__":

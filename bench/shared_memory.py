@@ -148,28 +148,13 @@ def syscall_counts(sec: Section) -> None:
     """System calls per step of one warm cycle, stdlib and vaspace, counted by strace.
 
     The calls of the benchmark process itself (not of the standard library's
-    resource tracker, which does its share in another process).  Skipped,
-    saying why, without strace.
+    resource tracker, which does its share in another process).
     """
-    import shutil
-    import subprocess
-    import tempfile
-
-    if shutil.which("strace") is None:
-        sec.facts["syscalls"] = "not counted: strace is not installed"
+    counts = common.strace_marked(
+        "from bench.shared_memory import _marked_cycles; _marked_cycles()", 10)
+    if isinstance(counts, str):
+        sec.facts["syscalls"] = counts
         return
-    with tempfile.TemporaryDirectory(prefix="vaspace-bench-strace-") as tmp:
-        trace = os.path.join(tmp, "trace")
-        code = "from bench.shared_memory import _marked_cycles; _marked_cycles()"
-        subprocess.run(["strace", "-f", "-o", trace, sys.executable, "-c", code], check=True,
-                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-                       stdout=subprocess.DEVNULL)
-        with open(trace) as f:
-            lines = [line.split(None, 1) for line in f if line.strip()]
-    main = lines[0][0]  # strace -f prefixes each line with its pid; the first is ours
-    mine = [rest for pid, rest in lines if pid == main and "resumed>" not in rest]
-    marks = [i for i, rest in enumerate(mine) if rest.startswith("getppid(")][-10:]
-    counts = [b - a - 1 for a, b in zip(marks, marks[1:], strict=False)]
     sec.facts["syscalls"] = {"std": dict(zip(STEPS, counts[0:4], strict=True)),
                              "vaspace": dict(zip(STEPS, counts[5:9], strict=True))}
 
