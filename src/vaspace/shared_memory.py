@@ -98,7 +98,7 @@ def _pin(name: str) -> objects.Ref:
 _Opened = tuple[int, int, int, int]
 
 
-def _create(name: str, size: int, mode: int, track: bool) -> _Opened:
+def _create(name: str, size: int, mode: int, track: bool, shm: tuple[int, int]) -> _Opened:
     """Create the segment for a new block; FileExistsError if the name is taken.
 
     The creator maps the data file it has just made (a duplicate of its
@@ -110,7 +110,7 @@ def _create(name: str, size: int, mode: int, track: bool) -> _Opened:
         raise TypeError(f"'size' must be an integer, not {type(size).__name__}")
     regname = _regname(name)
     size = placement.page_round(size)
-    lo, hi = shm_range()
+    lo, hi = shm
     root = rootmod.ensure()  # creating a block is a creating call: it may make the registry
     tracking.reap(REGISTRY_PREFIX)
     kept: list[int] = []
@@ -140,8 +140,8 @@ def _create(name: str, size: int, mode: int, track: bool) -> _Opened:
     return sid, kept[0], start, start + size
 
 
-def _attach(name: str) -> _Opened:
-    """Open an existing block's data file read-write, checked to lie in shm_range()."""
+def _attach(name: str, shm: tuple[int, int]) -> _Opened:
+    """Open an existing block's data file read-write, checked to lie in ``shm`` (shm_range())."""
     with _pin(name) as ref:
         try:
             fd, start, end = segreg.open_mapping(ref, os.O_RDWR)
@@ -152,7 +152,7 @@ def _attach(name: str) -> _Opened:
                 raise _oserror(errno.ENOENT, name) from None
             raise
         sid = ref.id
-    lo, hi = shm_range()
+    lo, hi = shm
     if not lo <= start < end <= hi:
         os.close(fd)
         raise OSError(errno.EFAULT, f"{os.strerror(errno.EFAULT)}: segment {REGISTRY_PREFIX}"
@@ -209,25 +209,25 @@ class SharedMemory:
 
     def _open(self, name: str, size: int, mode: int) -> None:
         created = False
+        shm = shm_range()  # read once per open (it parses VASPACE_WINDOW)
         if self._flags & os.O_CREAT and self._flags & os.O_EXCL:
-            opened, created = _create(name, size, mode, self._track), True
+            opened, created = _create(name, size, mode, self._track, shm), True
         elif self._flags & os.O_CREAT:  # attach or create
             try:
-                opened = _attach(name)
+                opened = _attach(name, shm)
             except FileNotFoundError:
                 if size <= 0:
                     raise ValueError("cannot create an empty shared memory block") from None
                 try:
-                    opened, created = _create(name, size, mode, self._track), True
+                    opened, created = _create(name, size, mode, self._track, shm), True
                 except FileExistsError:  # another process won the race: attach
-                    opened = _attach(name)
+                    opened = _attach(name, shm)
         else:
-            opened = _attach(name)
+            opened = _attach(name, shm)
         sid, self._fd, start, end = opened
         self._name = name
         try:
-            self._mapping, self._fm = mappings.acquire(self._fd, name, start, end - start,
-                                                       shm_range())
+            self._mapping, self._fm = mappings.acquire(self._fd, name, start, end - start, shm)
         except BaseException:
             self.close()
             if created:

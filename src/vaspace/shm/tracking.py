@@ -53,14 +53,11 @@ def track(root: str, regname: str, sid: int) -> None:
         _mine[(root, regname, sid)] = os.getpid()
 
 
-def untrack(regname: str, sid: int | None = None) -> None:
-    """Forget a segment (it was unlinked)."""
-    if not _mine:
-        return
-    root = rootmod.root_str()
-    with _lock:
-        for key in [k for k in _mine if k[:2] == (root, regname) and sid in (None, k[2])]:
-            del _mine[key]
+def untrack(regname: str, sid: int) -> None:
+    """Forget segment ``sid`` (it was unlinked, or its creation failed)."""
+    if _mine:
+        with _lock:
+            _mine.pop((rootmod.root_str(), regname, sid), None)
 
 
 def _delete_if_named(sid: int, regname: str) -> None:
