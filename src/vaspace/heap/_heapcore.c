@@ -10,7 +10,7 @@
  *   - the HeapCore object: the buffer it was opened on, and for vaspace
  *     window memory the stale-world checks (world_check, world_pin);
  *   - taking the lock with the GIL released, and the recovery warning;
- *   - read snapshots (read_begin / hread_begin) and write operations, which
+ *   - read snapshots (read_snapshot) and write operations, which
  *     turn TX failures into RuntimeError or MemoryError;
  *   - numpy views of Array data (ArrayView) and their pins.
  *
@@ -276,23 +276,45 @@ static int read_begin(HeapCore *self, const u64 *seq, int attempt, int max_attem
     }
 }
 
-/* Heap-wide read (roots, stats, check): writable mode always locks;
- * read-only mode reads optimistically under hseq. */
-static int hread_begin(HeapCore *self, int attempt, u64 *s, double *deadline)
-{
-    if (!self->readonly)
-        return heap_lock(self) < 0 ? -1 : 1;
-    return read_begin(self, &self->r.h->hseq, attempt, READ_ATTEMPTS, s, deadline);
-}
+/* One consistent read of the region: copy(self, arg) copies what the caller
+ * needs out of the region into arg.  It makes no Python calls and raises
+ * nothing, and it checks every pointer it follows, because it may run on a
+ * torn snapshot that is then thrown away.
+ *
+ * seq is a container's seqlock: the copy runs optimistically and is retried
+ * while the seq moved, and after max_attempts (or when a writer seems stuck)
+ * it runs under the heap lock instead (see read_begin).  NULL means heap-wide
+ * state (roots, stats, check walks), which has no seqlock of its own:
+ * writable mode reads it under the lock, read-only mode optimistically under
+ * the header's hseq.  Every read of the region goes through here.
+ *
+ * Returns 0 once copy ran on a consistent snapshot, or -1 (exception set). */
+typedef void (*read_copy)(HeapCore *self, void *arg);
 
-/* End of a heap-wide read: 0 = done, 1 = torn, retry. */
-static int hread_end(HeapCore *self, int locked, u64 s)
+static inline int read_snapshot(HeapCore *self, const u64 *seq, int max_attempts, read_copy copy,
+                                void *arg)
 {
-    if (locked) {
-        heap_unlock(self);
-        return 0;
+    if (core_check(self) < 0)
+        return -1;
+    int heap_wide = seq == NULL;
+    if (heap_wide)
+        seq = &self->r.h->hseq;
+    double deadline = 0;
+    for (int attempt = 0;; attempt++) {
+        u64 s = 0;
+        int locked = heap_wide && !self->readonly
+                         ? (heap_lock(self) < 0 ? -1 : 1)
+                         : read_begin(self, seq, attempt, max_attempts, &s, &deadline);
+        if (locked < 0)
+            return -1;
+        copy(self, arg);
+        if (locked) {
+            heap_unlock(self);
+            return 0;
+        }
+        if (!seq_retry(seq, s))
+            return 0;
     }
-    return seq_retry(&self->r.h->hseq, s);
 }
 
 /* Raise the error of a TX that was rolled back (corruption found, or the
@@ -596,76 +618,76 @@ static PyObject *HeapCore_realloc(HeapCore *self, PyObject *args)
 }
 
 /* usable size of a live allocation (for tests and realloc-aware callers) */
+typedef struct {
+    u64 addr, off, size;
+} usable_read;
+
+static void usable_copy(HeapCore *self, void *arg)
+{
+    usable_read *u = arg;
+    u->off = live_offset(&self->r, u->addr);
+    u->size = u->off ? usable_at(&self->r, u->off) : 0;
+}
+
 static PyObject *HeapCore_usable_size(HeapCore *self, PyObject *ao)
 {
-    u64 addr;
-    if (core_check(self) < 0 || parse_u64(ao, &addr, "address") < 0)
+    usable_read u;
+    if (core_check(self) < 0 || parse_u64(ao, &u.addr, "address") < 0 ||
+        read_snapshot(self, NULL, READ_ATTEMPTS, usable_copy, &u) < 0)
         return NULL;
-    u64 off, sz;
-    double deadline = 0;
-    for (int attempt = 0;; attempt++) {
-        u64 s = 0;
-        int locked = hread_begin(self, attempt, &s, &deadline);
-        if (locked < 0)
-            return NULL;
-        off = live_offset(&self->r, addr);
-        sz = off ? BSIZE(*(u64 *)(self->r.base + off - 8)) - 16 : 0;
-        if (!hread_end(self, locked, s))
-            break;
-    }
-    if (!off)
+    if (!u.off)
         return PyErr_Format(PyExc_ValueError, "%p is not a live allocation of this heap",
-                            (void *)(uintptr_t)addr);
-    return PyLong_FromUnsignedLongLong(sz);
+                            (void *)(uintptr_t)u.addr);
+    return PyLong_FromUnsignedLongLong(u.size);
+}
+
+typedef struct {
+    u64 largest, used, allocations, recoveries;
+} stats_read;
+
+static void stats_copy(HeapCore *self, void *arg)
+{
+    stats_read *st = arg;
+    heap_header *h = self->r.h;
+    st->largest = largest_free(&self->r);
+    st->used = ld(&h->used);
+    st->allocations = ld(&h->allocations);
+    st->recoveries = ld(&h->recoveries);
 }
 
 static PyObject *HeapCore_stats(HeapCore *self, PyObject *unused)
 {
-    if (core_check(self) < 0)
+    stats_read st;
+    if (read_snapshot(self, NULL, READ_ATTEMPTS, stats_copy, &st) < 0)
         return NULL;
-    heap_header *h = self->r.h;
-    u64 largest, used, allocations, recoveries;
-    double deadline = 0;
-    for (int attempt = 0;; attempt++) {
-        u64 s = 0;
-        int locked = hread_begin(self, attempt, &s, &deadline);
-        if (locked < 0)
-            return NULL;
-        largest = largest_free(&self->r);
-        used = ld(&h->used);
-        allocations = ld(&h->allocations);
-        recoveries = ld(&h->recoveries);
-        if (!hread_end(self, locked, s))
-            break;
-    }
     u64 arena = self->r.aend - 16 - self->r.aoff;
-    return Py_BuildValue("KKKKKK", (unsigned long long)self->r.size, (unsigned long long)used,
-                         (unsigned long long)(arena - used), (unsigned long long)allocations,
-                         (unsigned long long)(largest ? largest - 16 : 0),
-                         (unsigned long long)recoveries);
+    return Py_BuildValue("KKKKKK", (unsigned long long)self->r.size, (unsigned long long)st.used,
+                         (unsigned long long)(arena - st.used), (unsigned long long)st.allocations,
+                         (unsigned long long)(st.largest ? st.largest - 16 : 0),
+                         (unsigned long long)st.recoveries);
 }
 
 /* Walk every block and free list; raise RuntimeError on any inconsistency. */
+typedef struct {
+    const char *err;
+    u64 where, nalloc;
+} check_read;
+
+static void check_copy(HeapCore *self, void *arg)
+{
+    check_read *c = arg;
+    c->err = heap_check_walk(&self->r, &c->where, &c->nalloc);
+}
+
 static PyObject *HeapCore_check(HeapCore *self, PyObject *unused)
 {
-    if (core_check(self) < 0)
+    check_read c;
+    if (read_snapshot(self, NULL, READ_ATTEMPTS, check_copy, &c) < 0)
         return NULL;
-    const char *err;
-    u64 where = 0, nalloc = 0;
-    double deadline = 0;
-    for (int attempt = 0;; attempt++) {
-        u64 s = 0;
-        int locked = hread_begin(self, attempt, &s, &deadline);
-        if (locked < 0)
-            return NULL;
-        err = heap_check_walk(&self->r, &where, &nalloc);
-        if (!hread_end(self, locked, s))
-            break;
-    }
-    if (err)
-        return PyErr_Format(PyExc_RuntimeError, "heap corrupt: %s (offset %p)", err,
-                            (void *)(uintptr_t)where);
-    return PyLong_FromUnsignedLongLong(nalloc);
+    if (c.err)
+        return PyErr_Format(PyExc_RuntimeError, "heap corrupt: %s (offset %p)", c.err,
+                            (void *)(uintptr_t)c.where);
+    return PyLong_FromUnsignedLongLong(c.nalloc);
 }
 
 /* ---- named roots ---- */
@@ -734,30 +756,34 @@ static PyObject *HeapCore_set_root(HeapCore *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+typedef struct {
+    const char *s;
+    size_t n;
+    int i;
+    u64 addr;
+} root_read;
+
+static void root_copy(HeapCore *self, void *arg)
+{
+    root_read *r = arg;
+    r->i = root_find(self->r.h, r->s, r->n);
+    r->addr = r->i >= 0 ? ld(&self->r.h->roots[r->i].addr) : 0;
+}
+
 static PyObject *HeapCore_get_root(HeapCore *self, PyObject *name)
 {
-    const char *s;
+    root_read r;
     Py_ssize_t n;
-    if (core_check(self) < 0 || root_name(name, &s, &n) < 0)
+    if (core_check(self) < 0 || root_name(name, &r.s, &n) < 0)
         return NULL;
-    int i;
-    u64 a;
-    double deadline = 0;
-    for (int attempt = 0;; attempt++) {
-        u64 sq = 0;
-        int locked = hread_begin(self, attempt, &sq, &deadline);
-        if (locked < 0)
-            return NULL;
-        i = root_find(self->r.h, s, (size_t)n);
-        a = i >= 0 ? ld(&self->r.h->roots[i].addr) : 0;
-        if (!hread_end(self, locked, sq))
-            break;
-    }
-    if (i < 0) {
+    r.n = (size_t)n;
+    if (read_snapshot(self, NULL, READ_ATTEMPTS, root_copy, &r) < 0)
+        return NULL;
+    if (r.i < 0) {
         PyErr_SetObject(PyExc_KeyError, name);
         return NULL;
     }
-    return PyLong_FromUnsignedLongLong(a);
+    return PyLong_FromUnsignedLongLong(r.addr);
 }
 
 static PyObject *HeapCore_del_root(HeapCore *self, PyObject *name)
@@ -785,42 +811,36 @@ static PyObject *HeapCore_del_root(HeapCore *self, PyObject *name)
     Py_RETURN_NONE;
 }
 
+static void roots_copy(HeapCore *self, void *arg)
+{
+    memcpy(arg, self->r.h->roots, sizeof self->r.h->roots);
+}
+
 static PyObject *HeapCore_roots(HeapCore *self, PyObject *unused)
 {
-    if (core_check(self) < 0)
+    /* Copy the table first (no Python calls while locked or mid-read). */
+    root_entry copy[NROOTS];
+    if (read_snapshot(self, NULL, READ_ATTEMPTS, roots_copy, copy) < 0)
         return NULL;
-    heap_header *h = self->r.h;
-    double deadline = 0;
-    for (int attempt = 0;; attempt++) {
-        /* Copy the table first (no Python calls while locked or mid-read). */
-        root_entry copy[NROOTS];
-        u64 sq = 0;
-        int locked = hread_begin(self, attempt, &sq, &deadline);
-        if (locked < 0)
-            return NULL;
-        memcpy(copy, h->roots, sizeof copy);
-        if (hread_end(self, locked, sq))
+    PyObject *d = PyDict_New();
+    if (!d)
+        return NULL;
+    for (int i = 0; i < NROOTS; i++) {
+        if (!copy[i].name[0])
             continue;
-        PyObject *d = PyDict_New();
-        if (!d)
+        PyObject *k = PyUnicode_DecodeUTF8(copy[i].name, (Py_ssize_t)strnlen(copy[i].name, 56),
+                                           "replace");
+        PyObject *v = PyLong_FromUnsignedLongLong(copy[i].addr);
+        if (!k || !v || PyDict_SetItem(d, k, v) < 0) {
+            Py_XDECREF(k);
+            Py_XDECREF(v);
+            Py_DECREF(d);
             return NULL;
-        for (int i = 0; i < NROOTS; i++) {
-            if (!copy[i].name[0])
-                continue;
-            PyObject *k = PyUnicode_DecodeUTF8(copy[i].name,
-                                               (Py_ssize_t)strnlen(copy[i].name, 56), "replace");
-            PyObject *v = PyLong_FromUnsignedLongLong(copy[i].addr);
-            if (!k || !v || PyDict_SetItem(d, k, v) < 0) {
-                Py_XDECREF(k);
-                Py_XDECREF(v);
-                Py_DECREF(d);
-                return NULL;
-            }
-            Py_DECREF(k);
-            Py_DECREF(v);
         }
-        return d;
+        Py_DECREF(k);
+        Py_DECREF(v);
     }
+    return d;
 }
 
 /* ======================================================================== */
@@ -1010,6 +1030,35 @@ static int dict_writable(HeapCore *self, dict_hdr *d)
     return -1;
 }
 
+typedef struct {
+    dict_hdr *d;
+    const heap_key *k, *alt;
+    copybuf *buf;
+    int found, vtype, bad, nomem;
+} get_read;
+
+/* Copy the value of one key out (dict_get, under d's seqlock). */
+static void get_copy(HeapCore *self, void *arg)
+{
+    get_read *g = arg;
+    u64 e = 0;
+    long long i = dict_find(&self->r, g->d, g->k, g->alt, &g->bad, NULL, &e);
+    g->found = g->nomem = 0;
+    g->buf->n = 0;
+    if (i < 0)
+        return;
+    dict_entry *en = (dict_entry *)(uintptr_t)e; /* bounds-checked by the probe */
+    u64 vl = __atomic_load_n(&en->vlen, __ATOMIC_RELAXED);
+    u64 kl = __atomic_load_n(&en->klen, __ATOMIC_RELAXED);
+    g->vtype = en->vtype;
+    if (!in_arena(&self->r, (u64)(uintptr_t)(en + 1), kl + vl))
+        g->bad = 1;
+    else if (cb_put(g->buf, (char *)(en + 1) + kl, vl) < 0)
+        g->nomem = 1;
+    else
+        g->found = 1;
+}
+
 /* dict_get(hdr, key, default): value or default (never raises KeyError). */
 static PyObject *HeapCore_dict_get(HeapCore *self, PyObject *args)
 {
@@ -1025,59 +1074,17 @@ static PyObject *HeapCore_dict_get(HeapCore *self, PyObject *args)
     copybuf buf;
     cb_init(&buf);
     PyObject *res = NULL;
-    int locked = 0;
-    double deadline = 0;
-    for (int attempt = 0;; attempt++) {
-        u64 s = 0;
-        if (!locked) {
-            /* writer stuck or endless contention: read under the mutex (or,
-             * read-only, wait a bounded time) */
-            locked = read_begin(self, &d->seq, attempt, READ_ATTEMPTS, &s, &deadline);
-            if (locked < 0)
-                goto out;
-        }
-        int bad;
-        u64 e = 0;
-        long long i = dict_find(&self->r, d, &k.key, &alt.key, &bad, NULL, &e);
-        int found = 0, vtype = 0;
-        buf.n = 0;
-        if (i >= 0) {
-            dict_entry *en = (dict_entry *)(uintptr_t)e; /* bounds-checked by the probe */
-            u64 vl = __atomic_load_n(&en->vlen, __ATOMIC_RELAXED);
-            u64 kl = __atomic_load_n(&en->klen, __ATOMIC_RELAXED);
-            vtype = en->vtype;
-            if (in_arena(&self->r, (u64)(uintptr_t)(en + 1), kl + vl)) {
-                if (cb_put(&buf, (char *)(en + 1) + kl, vl) < 0) {
-                    if (locked)
-                        heap_unlock(self);
-                    PyErr_NoMemory();
-                    goto out;
-                }
-                found = 1;
-            } else {
-                bad = 1;
-            }
-        }
-        if (locked) {
-            heap_unlock(self);
-            if (bad) {
-                PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict structure");
-                goto out;
-            }
-        } else if (seq_retry(&d->seq, s)) {
-            continue;
-        } else if (bad) {
-            /* Consistent snapshot but bad pointers: real corruption. */
-            PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict structure");
-            goto out;
-        }
-        if (found)
-            res = decode(vtype, buf.p, buf.n);
-        else
-            res = Py_NewRef(dflt);
-        break;
-    }
-out:
+    get_read g = {d, &k.key, &alt.key, &buf, 0, 0, 0, 0};
+    if (read_snapshot(self, &d->seq, READ_ATTEMPTS, get_copy, &g) < 0)
+        ;
+    else if (g.bad) /* a consistent snapshot with bad pointers: real corruption */
+        PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict structure");
+    else if (g.nomem)
+        PyErr_NoMemory();
+    else if (g.found)
+        res = decode(g.vtype, buf.p, buf.n);
+    else
+        res = Py_NewRef(dflt);
     cb_free(&buf);
     blob_clear(&k);
     blob_clear(&alt);
@@ -1265,6 +1272,19 @@ static PyObject *dict_build_list(const copybuf *buf, int which)
     return out;
 }
 
+typedef struct {
+    dict_hdr *d;
+    int which, rc;
+    copybuf *buf;
+} items_read;
+
+static void items_copy(HeapCore *self, void *arg)
+{
+    items_read *it = arg;
+    it->buf->n = 0;
+    it->rc = dict_copy_entries(&self->r, it->d, it->which, it->buf);
+}
+
 static PyObject *HeapCore_dict_items(HeapCore *self, PyObject *args)
 {
     PyObject *ho;
@@ -1281,26 +1301,16 @@ static PyObject *HeapCore_dict_items(HeapCore *self, PyObject *args)
     copybuf buf;
     cb_init(&buf);
     PyObject *res = NULL;
-    double deadline = 0;
-    for (int attempt = 0;; attempt++) {
-        u64 s = 0;
-        int locked = read_begin(self, &d->seq, attempt, 20, &s, &deadline);
-        if (locked < 0)
-            break;
-        buf.n = 0;
-        int rc = dict_copy_entries(&self->r, d, which, &buf);
-        if (locked)
-            heap_unlock(self);
-        else if (seq_retry(&d->seq, s))
-            continue; /* torn */
-        if (rc < 0)
-            PyErr_NoMemory();
-        else if (rc > 0)
-            PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict structure");
-        else
-            res = dict_build_list(&buf, which);
-        break;
-    }
+    items_read it = {d, which, 0, &buf};
+    /* A whole-table copy is long: few optimistic tries before the lock. */
+    if (read_snapshot(self, &d->seq, 20, items_copy, &it) < 0)
+        ;
+    else if (it.rc < 0)
+        PyErr_NoMemory();
+    else if (it.rc > 0)
+        PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict structure");
+    else
+        res = dict_build_list(&buf, which);
     cb_free(&buf);
     return res;
 }
@@ -1397,26 +1407,30 @@ static PyObject *HeapCore_dict_destroy(HeapCore *self, PyObject *ho)
 }
 
 /* Verify a dict: count matches, every entry is a live allocation. */
+typedef struct {
+    dict_hdr *d;
+    const char *err;
+    u64 live;
+} dict_check_read;
+
+static void dict_check_copy(HeapCore *self, void *arg)
+{
+    dict_check_read *c = arg;
+    c->err = dict_check_walk(&self->r, c->d, &c->live);
+}
+
 static PyObject *HeapCore_dict_check(HeapCore *self, PyObject *ho)
 {
     dict_hdr *d = dict_at(self, ho);
     if (!d)
         return NULL;
-    const char *err;
-    u64 live;
-    double deadline = 0;
-    for (int attempt = 0;; attempt++) {
-        u64 sq = 0;
-        int locked = hread_begin(self, attempt, &sq, &deadline);
-        if (locked < 0)
-            return NULL;
-        err = dict_check_walk(&self->r, d, &live);
-        if (!hread_end(self, locked, sq))
-            break;
-    }
-    if (err)
-        return PyErr_Format(PyExc_RuntimeError, "Dict corrupt: %s", err);
-    return PyLong_FromUnsignedLongLong(live);
+    /* Heap-wide: the walk checks that entries are live allocations. */
+    dict_check_read c = {d, NULL, 0};
+    if (read_snapshot(self, NULL, READ_ATTEMPTS, dict_check_copy, &c) < 0)
+        return NULL;
+    if (c.err)
+        return PyErr_Format(PyExc_RuntimeError, "Dict corrupt: %s", c.err);
+    return PyLong_FromUnsignedLongLong(c.live);
 }
 
 /* ======================================================================== */
@@ -1570,30 +1584,34 @@ static PyObject *HeapCore_array_new(HeapCore *self, PyObject *args)
 
 /* Read an Array header consistently (seqlock, or under the lock) and check
  * it.  Returns 0 or -1 (exception set). */
+typedef struct {
+    array_hdr *a;
+    u64 data, len, cap, isz;
+    char dtype[sizeof ((array_hdr *)0)->dtype + 1];
+} array_read_t;
+
+static void array_copy(HeapCore *self, void *arg)
+{
+    array_read_t *r = arg;
+    array_hdr *a = r->a;
+    r->data = ld(&a->data);
+    r->len = ld(&a->len);
+    r->cap = ld(&a->cap);
+    r->isz = ld(&a->itemsize);
+    memcpy(r->dtype, a->dtype, sizeof a->dtype);
+}
+
 static int array_read(HeapCore *self, array_hdr *a, u64 *data, u64 *len, u64 *cap, u64 *isz,
                       char dtype[sizeof a->dtype + 1])
 {
-    int locked = 0;
-    double deadline = 0;
-    for (int attempt = 0;; attempt++) {
-        u64 s = 0;
-        if (!locked) {
-            locked = read_begin(self, &a->seq, attempt, READ_ATTEMPTS, &s, &deadline);
-            if (locked < 0)
-                return -1;
-        }
-        *data = ld(&a->data);
-        *len = ld(&a->len);
-        *cap = ld(&a->cap);
-        *isz = ld(&a->itemsize);
-        memcpy(dtype, a->dtype, sizeof a->dtype);
-        if (locked) {
-            heap_unlock(self);
-            break;
-        }
-        if (!seq_retry(&a->seq, s))
-            break;
-    }
+    array_read_t r = {.a = a};
+    if (read_snapshot(self, &a->seq, READ_ATTEMPTS, array_copy, &r) < 0)
+        return -1;
+    *data = r.data;
+    *len = r.len;
+    *cap = r.cap;
+    *isz = r.isz;
+    memcpy(dtype, r.dtype, sizeof a->dtype);
     dtype[sizeof a->dtype] = 0;
     const char *bad = array_fields_bad(&self->r, *data, *len, *cap, *isz);
     if (bad) {
