@@ -336,6 +336,26 @@ static int tx_done(TX *t)
     return -1;
 }
 
+/* MemoryError for an operation that found no free block large enough.  It
+ * says how much more room the heap needed (t->want against the largest free
+ * block), so that a user can size the segment.  Under the lock, before t is
+ * rolled back. */
+static void raise_full(HeapCore *self, TX *t, const char *what)
+{
+    if (!t->want) { /* refused before any block was looked for */
+        PyErr_Format(PyExc_MemoryError, "heap full: cannot %s", what);
+        return;
+    }
+    u64 largest = largest_free(&self->r);
+    u64 more = t->want > largest ? t->want - largest : t->want;
+    PyErr_Format(PyExc_MemoryError,
+                 "heap full: cannot %s: it needs a free block of %llu bytes, the largest "
+                 "is %llu, so the heap needs at least %llu more bytes (segments are "
+                 "sparse: make them generous; see docs/heap.md, Sizing)",
+                 what, (unsigned long long)t->want, (unsigned long long)largest,
+                 (unsigned long long)more);
+}
+
 /* The body of a write operation: runs under the heap lock, inside t.
  * Returns WRITE_COMMIT (commit t), WRITE_DONE (nothing left to commit: the
  * body wrote nothing, or committed its own steps) or WRITE_FAIL (exception
@@ -536,8 +556,9 @@ static int alloc_body(HeapCore *self, TX *t, void *arg)
     a->off = tx_alloc(t, a->size, a->align);
     if (a->off)
         return WRITE_COMMIT;
-    PyErr_Format(PyExc_MemoryError, "heap full: cannot allocate %llu bytes",
-                 (unsigned long long)a->size);
+    char what[64];
+    snprintf(what, sizeof what, "allocate %llu bytes", (unsigned long long)a->size);
+    raise_full(self, t, what);
     return WRITE_FAIL;
 }
 
@@ -615,8 +636,9 @@ static int realloc_body(HeapCore *self, TX *t, void *arg)
         return WRITE_FAIL;
     u64 n = tx_realloc(t, off, a->size);
     if (!n) {
-        PyErr_Format(PyExc_MemoryError, "heap full: cannot grow allocation to %llu bytes",
-                     (unsigned long long)a->size);
+        char what[64];
+        snprintf(what, sizeof what, "grow allocation to %llu bytes", (unsigned long long)a->size);
+        raise_full(self, t, what);
         return WRITE_FAIL;
     }
     a->addr = abs_of(&self->r, n);
@@ -1137,7 +1159,7 @@ static int dict_new_body(HeapCore *self, TX *t, void *arg)
     *cap_or_hdr = dict_create(t, *cap_or_hdr);
     if (*cap_or_hdr)
         return WRITE_COMMIT;
-    PyErr_SetString(PyExc_MemoryError, "heap full: cannot create a Dict");
+    raise_full(self, t, "create a Dict");
     return WRITE_FAIL;
 }
 
@@ -1171,8 +1193,15 @@ static int dict_set_body(HeapCore *self, TX *t, void *arg)
     case DICT_OK:
         return WRITE_COMMIT;
     case DICT_NOMEM:
-        PyErr_SetString(PyExc_MemoryError, "heap full: cannot store Dict item");
+        raise_full(self, t, "store Dict item");
         return WRITE_FAIL;
+    case DICT_TABLE_NOMEM: {
+        char what[96];
+        snprintf(what, sizeof what, "store Dict item (its table of %llu slots must grow)",
+                 (unsigned long long)(a->d->mask + 1));
+        raise_full(self, t, what);
+        return WRITE_FAIL;
+    }
     case DICT_TABLE_FULL: /* only a corrupt table: the load factor keeps empty slots */
         PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict table full");
         return WRITE_FAIL;
@@ -1560,7 +1589,7 @@ static int array_new_body(HeapCore *self, TX *t, void *arg)
     a->hdr = array_create(t, a->itemsize, a->dtype, a->dtlen);
     if (a->hdr)
         return WRITE_COMMIT;
-    PyErr_SetString(PyExc_MemoryError, "heap full: cannot create an Array");
+    raise_full(self, t, "create an Array");
     return WRITE_FAIL;
 }
 
@@ -1738,8 +1767,9 @@ static int array_resize_body(HeapCore *self, TX *t, void *arg)
     tx_begin_seq(t, &r->a->seq);
     if (array_setlen(t, r->a, r->n, 1) == 0)
         return WRITE_COMMIT;
-    PyErr_Format(PyExc_MemoryError, "heap full: cannot resize Array to %llu items",
-                 (unsigned long long)r->n);
+    char what[64];
+    snprintf(what, sizeof what, "resize Array to %llu items", (unsigned long long)r->n);
+    raise_full(self, t, what);
     return WRITE_FAIL;
 }
 
@@ -1771,7 +1801,7 @@ static int array_append_body(HeapCore *self, TX *t, void *arg)
     tx_begin_seq(t, &a->seq);
     u64 old = a->len;
     if (array_setlen(t, a, old + (u64)r->items->len / a->itemsize, 0) < 0) {
-        PyErr_SetString(PyExc_MemoryError, "heap full: cannot append to Array");
+        raise_full(self, t, "append to Array");
         return WRITE_FAIL;
     }
     /* beyond the old length: memory no committed state reaches, no log */

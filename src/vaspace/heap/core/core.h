@@ -55,6 +55,7 @@ typedef struct {
     int ndefer;
     u64 defer[DEFER_MAX];
     u64 *seq; /* container seq made odd by this operation, or NULL */
+    u64 want; /* bytes of free block the last failed tx_alloc needed, or 0 */
 } TX;
 
 static inline void compiler_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
@@ -125,6 +126,12 @@ u64 usable_at(const heap_region *r, u64 uoff);
 /* Size of the largest free block (0 if none); bounds-checked, so a torn
  * read-only snapshot is safe. */
 u64 largest_free(const heap_region *r);
+/* The block size an allocation of usize bytes takes (header included). */
+static inline u64 block_bytes(u64 usize)
+{
+    u64 need = (usize + 16 + 15) & ~15ULL;
+    return need < MIN_BLOCK ? MIN_BLOCK : need;
+}
 const char *heap_check_walk(const heap_region *r, u64 *where_out, u64 *nalloc_out);
 
 /* ---- lock.c ---- */
@@ -175,9 +182,12 @@ long long dict_probe(const heap_region *r, dict_hdr *d, const heap_key *k, int *
 long long dict_find(const heap_region *r, dict_hdr *d, const heap_key *k, const heap_key *alt,
                     int *bad, long long *reuse, u64 *entry_out);
 /* Results of dict_put. */
-enum { DICT_OK = 0, DICT_NOMEM = 1, DICT_CORRUPT = 2, DICT_TABLE_FULL = 3 };
+enum { DICT_OK = 0, DICT_NOMEM = 1, DICT_CORRUPT = 2, DICT_TABLE_FULL = 3, DICT_TABLE_NOMEM = 4 };
 /* Under the lock, inside t with d's seq made odd: store k -> v (replacing
- * alt, the key's older form, if present; alt->p may be NULL). */
+ * alt, the key's older form, if present; alt->p may be NULL).  When the
+ * heap is full (DICT_NOMEM for the entry, DICT_TABLE_NOMEM for the grown
+ * table) t->want says how large a free block was needed; the caller rolls
+ * t back, so the Dict is never left half-grown. */
 int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const heap_key *v);
 /* Under the lock, inside t: make slot i a tombstone and free its entry. */
 void dict_remove_at(TX *t, dict_hdr *d, long long i);
