@@ -60,6 +60,23 @@ typedef struct {
 
 static PyObject *HeapRecoveredWarning;
 
+/* This boot's tag for the header's "written since the last flush" mark
+ * (durable.c): a hash of the kernel's boot_id, never 0.  1 when boot_id
+ * cannot be read, so that every boot looks the same. */
+static u64 boot_tag = 1;
+
+static void boot_tag_init(void)
+{
+    char id[64];
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+    if (!f)
+        return;
+    size_t n = fread(id, 1, sizeof id, f);
+    fclose(f);
+    if (n)
+        boot_tag = key_hash(0, id, n) | 1;
+}
+
 /* ======================================================================== */
 /* Locking                                                                  */
 /* ======================================================================== */
@@ -372,6 +389,21 @@ static int heap_write(HeapCore *self, write_body body, void *arg)
 {
     if (heap_lock(self) < 0)
         return -1;
+    if (self->r.h->unflushed != boot_tag) {
+        /* The first write since a flush: its mark must be durable before
+         * any page changes (durable.c).  A region that is no file mapping
+         * cannot be msynced; the mark is set all the same. */
+        if (world_pin(self) < 0) {
+            heap_unlock(self);
+            return -1;
+        }
+        self->busy++;
+        Py_BEGIN_ALLOW_THREADS
+        durable_mark(&self->r, boot_tag);
+        Py_END_ALLOW_THREADS
+        self->busy--;
+        world_unpin(self);
+    }
     TX t;
     tx_init(&t, &self->r);
     int rc = body(self, &t, arg);
@@ -426,7 +458,7 @@ static int region_format(char *base, u64 size)
                      (unsigned long long)size, (unsigned long long)region_min_bytes());
         return -1;
     }
-    int rc = format_region(base, size);
+    int rc = format_region(base, size, boot_tag);
     if (rc == 0)
         return 0;
     errno = rc;
@@ -500,6 +532,12 @@ static int HeapCore_init(HeapCore *self, PyObject *args, PyObject *kw)
         return -1;
     }
     region_open(&self->r, base, size);
+    if (!readonly && !create && (rc = lock_adopt(&self->r, boot_tag)) != 0) {
+        PyBuffer_Release(&self->view);
+        errno = rc;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
     self->readonly = readonly;
     self->read_timeout = read_timeout;
     self->has_view = 1;
@@ -1853,6 +1891,51 @@ static PyObject *HeapCore_array_destroy(HeapCore *self, PyObject *ho)
     Py_RETURN_NONE;
 }
 
+/* Make the file behind the region a consistent heap on disk, holding every
+ * operation committed so far (see durable.c for the order). */
+static PyObject *HeapCore_flush(HeapCore *self, PyObject *unused)
+{
+    if (core_check(self) < 0 || ro_refuse(self, "flush") < 0 || heap_lock(self) < 0)
+        return NULL;
+    if (world_pin(self) < 0) {
+        heap_unlock(self);
+        return NULL;
+    }
+    heap_header *h = self->r.h;
+    int rc;
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    /* Held, but no operation is in flight: hseq even while the pages are
+     * written, so the image does not look mid-update (durable.c). */
+    __atomic_store_n(&h->hseq, h->hseq + 1, __ATOMIC_RELEASE);
+    rc = durable_flush(&self->r);
+    __atomic_store_n(&h->hseq, h->hseq + 1, __ATOMIC_RELEASE);
+    Py_END_ALLOW_THREADS
+    heap_unlock(self);
+    if (rc == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = durable_settle(&self->r);
+        Py_END_ALLOW_THREADS
+    }
+    self->busy--;
+    world_unpin(self);
+    if (rc) {
+        errno = rc;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+/* 0: the region is as of its last flush; 1: written since, in this boot;
+ * 2: written since, and the machine restarted before the next flush. */
+static PyObject *HeapCore_get_unflushed(HeapCore *self, void *c)
+{
+    if (core_check(self) < 0)
+        return NULL;
+    u64 m = __atomic_load_n(&self->r.h->unflushed, __ATOMIC_RELAXED);
+    return PyLong_FromLong(m == 0 ? 0 : m == boot_tag ? 1 : 2);
+}
+
 /* ======================================================================== */
 /* Buffer export (numpy views)                                              */
 /* ======================================================================== */
@@ -1922,6 +2005,8 @@ static PyGetSetDef HeapCore_getset[] = {
     {"size", (getter)HeapCore_get_size, NULL, "size of the region in bytes", NULL},
     {"closed", (getter)HeapCore_get_closed, NULL, "True after close()", NULL},
     {"readonly", (getter)HeapCore_get_readonly, NULL, "True if opened on a read-only buffer", NULL},
+    {"unflushed", (getter)HeapCore_get_unflushed, NULL,
+     "0 as of the last flush, 1 written since, 2 written and the machine restarted", NULL},
     {"read_timeout", (getter)HeapCore_get_read_timeout, NULL,
      "read-only mode: seconds a reader waits for a busy or dead writer", NULL},
     {NULL},
@@ -1936,6 +2021,7 @@ static PyMethodDef HeapCore_methods[] = {
     {"stats", (PyCFunction)HeapCore_stats, METH_NOARGS,
      "(size, used, free, allocations, largest_free, recoveries)"},
     {"check", (PyCFunction)HeapCore_check, METH_NOARGS, "verify invariants; returns allocations"},
+    {"flush", (PyCFunction)HeapCore_flush, METH_NOARGS, "msync the region in the order a power loss needs"},
     {"set_root", (PyCFunction)HeapCore_set_root, METH_VARARGS, "set_root(name, address)"},
     {"get_root", (PyCFunction)HeapCore_get_root, METH_O, "get_root(name) -> address"},
     {"del_root", (PyCFunction)HeapCore_del_root, METH_O, "del_root(name)"},
@@ -2001,6 +2087,7 @@ static struct PyModuleDef heapcore_module = {
 
 PyMODINIT_FUNC PyInit__heapcore(void)
 {
+    boot_tag_init();
     if (lock_kind_init() != 0) {
         PyErr_SetString(PyExc_ImportError, "cannot initialise a robust process-shared mutex");
         return NULL;
@@ -2022,7 +2109,11 @@ PyMODINIT_FUNC PyInit__heapcore(void)
         /* where the lock lives, for tests that fake a region copied
          * mid-operation (a non-empty undo log under a free lock) */
         PyModule_AddIntConstant(m, "_LOCK_OFFSET", (long)offsetof(heap_header, lock)) < 0 ||
-        PyModule_AddIntConstant(m, "_LOCK_SIZE", (long)sizeof(pthread_mutex_t)) < 0) {
+        PyModule_AddIntConstant(m, "_LOCK_SIZE", (long)sizeof(pthread_mutex_t)) < 0 ||
+        /* the "written since the last flush" mark, for tests that fake a
+         * restart (another boot's tag) */
+        PyModule_AddIntConstant(m, "_UNFLUSHED_OFFSET", (long)offsetof(heap_header, unflushed)) < 0 ||
+        PyModule_AddIntConstant(m, "_LOCK_BOOT_OFFSET", (long)offsetof(heap_header, lock_boot)) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -8,6 +8,7 @@
  *              and the heap-wide consistency walk behind check()
  *   lock.c     the robust process-shared mutex: waiting, dead owners, debris
  *   seqlock.c  lock-free readers: wait for an even sequence count
+ *   durable.c  flush(): msync in the order a power loss needs
  *   dict.c     Dict: hashing, probing, insert/remove, resize, walks
  *   array.c    Array: header checks and resizing
  *
@@ -88,9 +89,12 @@ static inline int tx_bad(TX *t, const char *why)
 u64 hdr_bytes(void);
 /* Smallest region format_region() accepts. */
 u64 region_min_bytes(void);
-/* Format size bytes at base (page aligned, at least region_min_bytes()).
+/* Format size bytes at base (page aligned, at least region_min_bytes()),
+ * in the boot whose tag is boot (odd; see lock_adopt and durable.c).
  * Returns 0, or an errno from initialising the mutex. */
-int format_region(char *base, u64 size);
+int format_region(char *base, u64 size, u64 boot);
+/* Initialise m as the heap mutex: process-shared, robust, error-checking. */
+int lock_init(pthread_mutex_t *m);
 /* Check every header field of the region at base.  Returns 0, or -1 with a
  * message in msg[0..n). */
 int validate_header(char *base, u64 size, char *msg, size_t n);
@@ -149,6 +153,9 @@ int lock_wait(heap_header *h);
  * or a failure code (not held): rc itself, or LOCK_INCONSISTENT. */
 int lock_settle(heap_region *r, int rc);
 void lock_release(heap_region *r);
+/* At open, before the lock is first used: initialise the mutex again if it
+ * was initialised in another boot (tag: this boot's, odd).  0 or an errno. */
+int lock_adopt(heap_region *r, u64 tag);
 
 /* ---- seqlock.c ---- */
 #define SPIN_YIELD_AFTER 64
@@ -162,6 +169,18 @@ static inline int seq_retry(const u64 *seq, u64 s)
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     return __atomic_load_n(seq, __ATOMIC_RELAXED) != s;
 }
+
+/* ---- durable.c ---- */
+/* Under the lock, before the first store of a write: mark the header as
+ * written since the last flush (tag: this boot's, non-zero) and make the
+ * mark durable.  0 or an errno (msync: the mark is set either way). */
+int durable_mark(heap_region *r, u64 tag);
+/* Under the lock: every page to the file, then the mark cleared, durably.
+ * 0 or an errno. */
+int durable_flush(heap_region *r);
+/* After unlocking: the header page once more, so that the file's lock word
+ * is free (best effort: another process may have taken the lock). */
+int durable_settle(heap_region *r);
 
 /* ---- dict.c ---- */
 /* An encoded key or value: bytes plus a type tag (and, for keys, the hash). */
