@@ -40,16 +40,21 @@ SIZE = 256 << 20
 BATCHES = (1, 100, 10_000)
 
 
-def one_run(path: str, n: int, k: int | None) -> tuple[float, list[float]]:
-    """SET n keys, flushing after every k (never if k is None).  Returns the
-    SET rate (per second, flushes included) and the flush times."""
+def new_heap(path: str) -> tuple[mmap.mmap, Heap]:
+    """A fresh heap in a new SIZE-byte file at path, mapped shared."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.ftruncate(fd, SIZE)
         m = mmap.mmap(fd, SIZE)
     finally:
         os.close(fd)
-    heap = Heap.format(m)
+    return m, Heap.format(m)
+
+
+def one_run(path: str, n: int, k: int | None) -> tuple[float, list[float]]:
+    """SET n keys, flushing after every k (never if k is None).  Returns the
+    SET rate (per second, flushes included) and the flush times."""
+    m, heap = new_heap(path)
     heap.flush()
     d = Dict(heap)
     value = b"v" * 32
@@ -70,13 +75,7 @@ def one_run(path: str, n: int, k: int | None) -> tuple[float, list[float]]:
 
 def idle_flush(path: str, reps: int) -> float:
     """Median time of a flush with nothing written since the last one."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.ftruncate(fd, SIZE)
-        m = mmap.mmap(fd, SIZE)
-    finally:
-        os.close(fd)
-    heap = Heap.format(m)
+    m, heap = new_heap(path)
     Dict(heap)[1] = 1
     heap.flush()
     times = []
