@@ -788,7 +788,9 @@ static int root_name(PyObject *name, const char **s, Py_ssize_t *n)
     return 0;
 }
 
+/* set_root / del_root: the name (and its UTF-8), and the address to set. */
 typedef struct {
+    PyObject *name;
     const char *s;
     size_t n;
     u64 addr;
@@ -871,15 +873,9 @@ static PyObject *HeapCore_get_root(HeapCore *self, PyObject *name)
     return PyLong_FromUnsignedLongLong(r.addr);
 }
 
-typedef struct {
-    PyObject *name;
-    const char *s;
-    size_t n;
-} del_root_args;
-
 static int del_root_body(HeapCore *self, TX *t, void *arg)
 {
-    del_root_args *a = arg;
+    root_args *a = arg;
     heap_header *h = self->r.h;
     int i = root_find(h, a->s, a->n);
     if (i < 0) {
@@ -893,7 +889,7 @@ static int del_root_body(HeapCore *self, TX *t, void *arg)
 
 static PyObject *HeapCore_del_root(HeapCore *self, PyObject *name)
 {
-    del_root_args a = {name, NULL, 0};
+    root_args a = {name, NULL, 0, 0};
     Py_ssize_t n;
     if (core_check(self) < 0 || ro_refuse(self, "del_root") < 0 || root_name(name, &a.s, &n) < 0)
         return NULL;
@@ -1449,14 +1445,20 @@ static int dict_clear_body(HeapCore *self, TX *t, void *arg)
     return WRITE_COMMIT;
 }
 
-static PyObject *HeapCore_dict_clear(HeapCore *self, PyObject *ho)
+/* A write whose only argument is the Dict at address ho. */
+static PyObject *dict_write(HeapCore *self, PyObject *ho, const char *what, write_body body)
 {
-    if (ro_refuse(self, "Dict.clear") < 0)
+    if (ro_refuse(self, what) < 0)
         return NULL;
     dict_hdr *d = dict_at(self, ho);
-    if (!d || heap_write(self, dict_clear_body, d) < 0)
+    if (!d || heap_write(self, body, d) < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+static PyObject *HeapCore_dict_clear(HeapCore *self, PyObject *ho)
+{
+    return dict_write(self, ho, "Dict.clear", dict_clear_body);
 }
 
 /* Free the whole dict.  Clearing the magic is the atomic step: afterwards
@@ -1479,12 +1481,7 @@ static int dict_destroy_body(HeapCore *self, TX *t, void *arg)
 
 static PyObject *HeapCore_dict_destroy(HeapCore *self, PyObject *ho)
 {
-    if (ro_refuse(self, "Dict.destroy") < 0)
-        return NULL;
-    dict_hdr *d = dict_at(self, ho);
-    if (!d || heap_write(self, dict_destroy_body, d) < 0)
-        return NULL;
-    Py_RETURN_NONE;
+    return dict_write(self, ho, "Dict.destroy", dict_destroy_body);
 }
 
 /* Verify a dict: count matches, every entry is a live allocation. */
