@@ -330,6 +330,29 @@ static void test_dict_full(void)
     CHECK(dict_check_walk(&reg, d, &live) == NULL && walk() >= 0, "Dict and heap are sound");
 }
 
+/* ---- durability and a lock from another boot ---- */
+
+static void test_durable_and_adopt(void)
+{
+    /* An anonymous shared mapping: msync succeeds and writes nothing. */
+    CHECK(durable_mark(&reg, 1) == 0 && reg.h->unflushed == 1, "durable_mark sets the mark");
+    CHECK(durable_flush(&reg) == 0 && reg.h->unflushed == 0, "durable_flush clears it");
+#ifdef __GLIBC__ /* the lock word's layout is glibc's */
+    /* A lock word left held by a thread of another boot: adopted. */
+    int *word = &reg.h->lock.__data.__lock;
+    *word = 0x3ffffff0; /* a thread id above any pid_max */
+    reg.h->lock_boot = 3; /* another boot's tag */
+    CHECK(pthread_mutex_trylock(&reg.h->lock) == EBUSY, "the left-over lock word blocks");
+    CHECK(lock_adopt(&reg, 1) == 0 && reg.h->lock_boot == 1, "lock_adopt takes it over");
+    CHECK(pthread_mutex_trylock(&reg.h->lock) == 0, "and the lock is free again");
+    lock_release(&reg);
+    *word = 0x3ffffff0;
+    CHECK(lock_adopt(&reg, 1) == 0 && pthread_mutex_trylock(&reg.h->lock) == EBUSY,
+          "this boot's lock is never taken over");
+    *word = 0;
+#endif
+}
+
 int main(void)
 {
     setup();
@@ -339,6 +362,7 @@ int main(void)
     test_recovery_after_death();
     test_dict();
     test_dict_full();
+    test_durable_and_adopt();
     printf("# %d failed\n", failures);
     return failures > 100 ? 100 : failures;
 }
