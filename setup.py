@@ -23,6 +23,13 @@ from setuptools.command.build_ext import build_ext
 
 CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"]
 
+# The heap's Python-free core (src/vaspace/heap/core/); _heapcore.c holds the
+# CPython bindings.  tests/heap/c/ builds the same files into a plain C test.
+HEAP_CORE_SOURCES = [
+    f"src/vaspace/heap/core/{name}.c"
+    for name in ("region", "undo", "alloc", "lock", "seqlock", "durable", "dict", "array")
+]
+
 EXTENSIONS = {
     "_core": Extension(
         "vaspace._core",
@@ -32,7 +39,8 @@ EXTENSIONS = {
     ),
     "_heapcore": Extension(
         "vaspace.heap._heapcore",
-        sources=["src/vaspace/heap/_heapcore.c"],
+        sources=["src/vaspace/heap/_heapcore.c", *HEAP_CORE_SOURCES],
+        depends=["src/vaspace/heap/core/core.h", "src/vaspace/heap/core/layout.h"],
         extra_compile_args=CFLAGS,
         libraries=["pthread"],
     ),

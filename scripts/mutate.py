@@ -103,14 +103,14 @@ C_MUTANTS: list[tuple[str, str, list[str], str]] = [
     ("_core.c", r"s/madvise(p, sizeof(private_slots), MADV_DONTFORK)/"
      r"madvise(p, sizeof(private_slots), MADV_NORMAL)/",
      SWITCH_TESTS, "the published thread slots are shared with a forked child"),
-    ("heap/_heapcore.c", r"s/\*(u64 \*)(base + off) = h->log\[i\].old;/(void)0;/", HEAP_TESTS,
+    ("heap/core/undo.c", r"s/\*(u64 \*)(r->base + off) = h->log\[i\].old;/(void)0;/", HEAP_TESTS,
      "rollback restores nothing"),
-    ("heap/_heapcore.c", r"s/(s \& 1) ? s + 1 : s + 2/(s \& 1) ? s + 1 : s/", HEAP_TESTS,
+    ("heap/core/undo.c", r"s/(s \& 1) ? s + 1 : s + 2/(s \& 1) ? s + 1 : s/", HEAP_TESTS,
      "recovery does not bump an even seq"),
-    ("heap/_heapcore.c", r"s/return a >= lo \&\& a <= hi \&\& n <= hi - a;/"
+    ("heap/core/core.h", r"s/return a >= lo \&\& a <= hi \&\& n <= hi - a;/"
      r"return a >= lo \&\& n <= hi - a;/",
      HEAP_TESTS, "in_arena accepts an address past the arena"),
-    ("heap/_heapcore.c", r"s/    if (!(nsf \& INUSE)) {/    if (0) {/", HEAP_TESTS,
+    ("heap/core/alloc.c", r"s/    if (!(nsf \& INUSE)) {/    if (0) {/", HEAP_TESTS,
      "free never merges with the next free block"),
 ]
 

@@ -1,0 +1,249 @@
+/*
+ * core.h -- the heap's Python-free core: what a caller needs to run
+ * crash-consistent operations on a region formatted by format_region().
+ *
+ *   region.c   format and validate the header; named-root lookup
+ *   undo.c     the undo log: W() (logged store), commit, rollback, recover
+ *   alloc.c    the allocator (segregated free lists, boundary tags, bitmap)
+ *              and the heap-wide consistency walk behind check()
+ *   lock.c     the robust process-shared mutex: waiting, dead owners, debris
+ *   seqlock.c  lock-free readers: wait for an even sequence count
+ *   durable.c  flush(): msync in the order a power loss needs
+ *   dict.c     Dict: hashing, probing, insert/remove, resize, walks
+ *   array.c    Array: header checks and resizing
+ *
+ * The rules every operation follows (docs/heap.md has the argument):
+ *   - One robust mutex serialises writers (lock.c).
+ *   - A store to state reachable from the committed heap goes through W(),
+ *     which first appends (offset, old value) to the undo log in the header.
+ *     Clearing the log count is the commit point; a process that finds the
+ *     mutex abandoned rolls the log back, newest first.
+ *   - Memory that was free when the operation began needs no log: rollback
+ *     turns it back into free space.  Frees are therefore deferred to commit.
+ *   - Containers carry a seqlock; readers never write and validate every
+ *     pointer they follow (in_arena), so a torn read retries, never faults.
+ *
+ * Nothing here raises or allocates Python objects: failures come back as
+ * return codes and TX.corrupt / TX.overflow, and the bindings (_heapcore.c)
+ * turn them into exceptions.
+ */
+#ifndef VASPACE_HEAP_CORE_H
+#define VASPACE_HEAP_CORE_H
+
+#include "layout.h"
+
+#include <stddef.h>
+#include <string.h>
+
+/* The geometry of one opened region, validated once at open and kept in
+ * process memory: a co-writer that overwrites these header words later
+ * cannot steer this process's accesses outside the region. */
+typedef struct {
+    char *base;
+    u64 size;
+    heap_header *h;
+    u64 boff, aoff, aend; /* bitmap offset, arena start and end */
+} heap_region;
+
+/* Per-operation state (process-local, on the C stack). */
+typedef struct {
+    char *base;
+    heap_header *h;
+    heap_region *r;
+    int overflow;
+    const char *corrupt; /* first inconsistency found; the operation rolls back */
+    u64 scratch;         /* target of accesses that U() refused */
+    int ndefer;
+    u64 defer[DEFER_MAX];
+    u64 *seq; /* container seq made odd by this operation, or NULL */
+    u64 want; /* bytes of free block the last failed tx_alloc needed, or 0 */
+} TX;
+
+static inline void compiler_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
+static inline u64 ld(const u64 *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+/* Absolute address of region offset off. */
+static inline u64 abs_of(const heap_region *r, u64 off) { return (u64)(uintptr_t)r->base + off; }
+
+/* [a, a+n) inside the arena?  Works on absolute addresses. */
+static inline int in_arena(const heap_region *r, u64 a, u64 n)
+{
+    u64 lo = (u64)(uintptr_t)r->base + r->aoff;
+    u64 hi = (u64)(uintptr_t)r->base + r->aend;
+    return a >= lo && a <= hi && n <= hi - a;
+}
+
+/* Record the first inconsistency of an operation; returns 0 for use in
+ * conditions.  A corrupt operation stops writing and rolls back. */
+static inline int tx_bad(TX *t, const char *why)
+{
+    if (!t->corrupt)
+        t->corrupt = why;
+    return 0;
+}
+
+#define BSIZE(v) ((v) & ~FLAGS)
+
+/* ---- region.c ---- */
+u64 hdr_bytes(void);
+/* Smallest region format_region() accepts. */
+u64 region_min_bytes(void);
+/* Format size bytes at base (page aligned, at least region_min_bytes()),
+ * in the boot whose tag is boot (odd; see lock_adopt and durable.c).
+ * Returns 0, or an errno from initialising the mutex. */
+int format_region(char *base, u64 size, u64 boot);
+/* Initialise m as the heap mutex: process-shared, robust, error-checking. */
+int lock_init(pthread_mutex_t *m);
+/* Check every header field of the region at base.  Returns 0, or -1 with a
+ * message in msg[0..n). */
+int validate_header(char *base, u64 size, char *msg, size_t n);
+/* Fill r from a header validate_header() (or format_region()) accepted. */
+void region_open(heap_region *r, char *base, u64 size);
+/* Index of the root named s (n bytes), or -1. */
+int root_find(heap_header *h, const char *s, size_t n);
+
+/* ---- undo.c ---- */
+/* Fault injection for tests: when non-zero, the process _exit()s at the
+ * crash_countdown-th crash point inside W() (process-local). */
+extern unsigned long crash_countdown;
+void W(TX *t, u64 *p, u64 v);
+void rollback(heap_region *r);
+void recover(heap_region *r);
+void tx_init(TX *t, heap_region *r);
+void tx_begin_seq(TX *t, u64 *seq);
+void tx_end_seq(TX *t);
+void tx_abort(TX *t);
+/* Run deferred frees, then clear the log (the commit point).  0, or -1 when
+ * the operation overflowed the log or met corruption: it was rolled back
+ * instead, and t->corrupt (or t->overflow) says why. */
+int tx_commit(TX *t);
+
+/* ---- alloc.c ---- */
+int bin_of(u64 sz);
+u64 tx_alloc(TX *t, u64 usize, u64 align);
+void tx_free_now(TX *t, u64 uoff);
+void tx_free(TX *t, u64 uoff);
+u64 tx_realloc(TX *t, u64 uoff, u64 usize);
+u64 live_offset(const heap_region *r, u64 abs);
+u64 usable_at(const heap_region *r, u64 uoff);
+/* Size of the largest free block (0 if none); bounds-checked, so a torn
+ * read-only snapshot is safe. */
+u64 largest_free(const heap_region *r);
+/* The block size an allocation of usize bytes takes (header included). */
+static inline u64 block_bytes(u64 usize)
+{
+    u64 need = (usize + 16 + 15) & ~15ULL;
+    return need < MIN_BLOCK ? MIN_BLOCK : need;
+}
+const char *heap_check_walk(const heap_region *r, u64 *where_out, u64 *nalloc_out);
+
+/* ---- lock.c ---- */
+#define LOCK_VANISHED (-1000)     /* the lock word names no live thread */
+#define LOCK_INCONSISTENT (-1001) /* pthread_mutex_consistent failed */
+/* Record the lock type word format_region() produces; 0 or an errno. */
+int lock_kind_init(void);
+/* Is the lock's type word still the one format_region() wrote? */
+int lock_kind_ok(heap_header *h);
+/* Block until the lock is ours; the caller releases the GIL around it. */
+int lock_wait(heap_header *h);
+/* After pthread_mutex_trylock/lock_wait returned rc: on success mark the
+ * heap busy for lock-free readers and recover what a dead owner (or a
+ * region copied mid-operation) left.  Returns 0 (held), 1 (held, recovered)
+ * or a failure code (not held): rc itself, or LOCK_INCONSISTENT. */
+int lock_settle(heap_region *r, int rc);
+void lock_release(heap_region *r);
+/* At open, before the lock is first used: initialise the mutex again if it
+ * was initialised in another boot (tag: this boot's, odd).  0 or an errno. */
+int lock_adopt(heap_region *r, u64 tag);
+
+/* ---- seqlock.c ---- */
+#define SPIN_YIELD_AFTER 64
+#define SPIN_LOCK_AFTER 2000
+#define READ_ATTEMPTS 200
+double mono_now(void);
+int seq_begin(const u64 *seq, u64 *out, double *deadline, double timeout);
+
+static inline int seq_retry(const u64 *seq, u64 s)
+{
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return __atomic_load_n(seq, __ATOMIC_RELAXED) != s;
+}
+
+/* ---- durable.c ---- */
+/* Under the lock, before the first store of a write: mark the header as
+ * written since the last flush (tag: this boot's, non-zero) and make the
+ * mark durable.  0 or an errno (msync: the mark is set either way). */
+int durable_mark(heap_region *r, u64 tag);
+/* Under the lock: every page to the file, then the mark cleared, durably.
+ * 0 or an errno. */
+int durable_flush(heap_region *r);
+/* After unlocking: the header page once more, so that the file's lock word
+ * is free (best effort: another process may have taken the lock). */
+int durable_settle(heap_region *r);
+
+/* ---- dict.c ---- */
+/* An encoded key or value: bytes plus a type tag (and, for keys, the hash). */
+typedef struct {
+    int type;
+    const char *p;
+    u64 n;
+    u64 hash;
+} heap_key;
+
+u64 key_hash(int type, const char *p, size_t n);
+/* Under the lock: NULL if d is a sound Dict header, else what is wrong
+ * (DICT_NOT_A_DICT when the magic is gone). */
+extern const char DICT_NOT_A_DICT[];
+const char *dict_bad(const heap_region *r, dict_hdr *d);
+long long dict_probe(const heap_region *r, dict_hdr *d, const heap_key *k, int *bad,
+                     long long *reuse, u64 *entry_out);
+long long dict_find(const heap_region *r, dict_hdr *d, const heap_key *k, const heap_key *alt,
+                    int *bad, long long *reuse, u64 *entry_out);
+/* Results of dict_put. */
+enum { DICT_OK = 0, DICT_NOMEM = 1, DICT_CORRUPT = 2, DICT_TABLE_FULL = 3, DICT_TABLE_NOMEM = 4 };
+/* Under the lock, inside t with d's seq made odd: store k -> v (replacing
+ * alt, the key's older form, if present; alt->p may be NULL).  When the
+ * heap is full (DICT_NOMEM for the entry, DICT_TABLE_NOMEM for the grown
+ * table) t->want says how large a free block was needed; the caller rolls
+ * t back, so the Dict is never left half-grown. */
+int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const heap_key *v);
+/* Under the lock, inside t: make slot i a tombstone and free its entry. */
+void dict_remove_at(TX *t, dict_hdr *d, long long i);
+/* Under the lock, inside t: a new empty Dict of cap slots (a power of two
+ * >= 8); its region offset, or 0 when the heap is full. */
+u64 dict_create(TX *t, u64 cap);
+int dict_free_entries(TX *t, u64 table, u64 from, u64 cap);
+const char *dict_check_walk(const heap_region *r, dict_hdr *d, u64 *live_out);
+
+/* A growable process-local byte buffer: container data is copied out into
+ * it while the heap is locked (or under a seqlock read), and Python objects
+ * are built from the copy afterwards. */
+typedef struct {
+    char *p;
+    size_t n, cap;
+    char stack[256];
+} copybuf;
+
+void cb_init(copybuf *b);
+void cb_free(copybuf *b);
+int cb_put(copybuf *b, const void *src, size_t n);
+/* Copy every live entry into buf as {u8 ktype, u8 vtype, u32 klen, u32 vlen,
+ * bytes} (which: 0 keys, 1 values, 2 both).  0, -1 out of memory, 1 torn
+ * read or corruption. */
+int dict_copy_entries(const heap_region *r, dict_hdr *d, int which, copybuf *buf);
+
+/* ---- array.c ---- */
+#define ITEMSIZE_MAX (1 << 20)
+extern const char ARRAY_NOT_AN_ARRAY[];
+const char *array_fields_bad(const heap_region *r, u64 data, u64 len, u64 cap, u64 isz);
+const char *array_bad(const heap_region *r, array_hdr *a);
+/* Under the lock, inside t, on a header array_bad() accepted: set len to n,
+ * growing (moving) the data if needed; new items are zero.  0, or -1 when
+ * the heap is full or corrupt (t->corrupt). */
+int array_setlen(TX *t, array_hdr *a, u64 n, int exact);
+/* Under the lock, inside t: a new empty Array of itemsize-byte items whose
+ * dtype string is dtype[0..dtlen) (dtlen < 32); its offset, or 0 when full. */
+u64 array_create(TX *t, u64 itemsize, const char *dtype, size_t dtlen);
+
+#endif

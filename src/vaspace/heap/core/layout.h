@@ -1,0 +1,121 @@
+/*
+ * layout.h -- the heap's on-region format: everything here is bytes inside
+ * the shared region, read by every process that maps it.
+ *
+ * Offsets inside the allocator's own structures (bins, block headers) are
+ * relative to the region base; container fields (Dict table, entries, Array
+ * data) hold absolute addresses, because the region sits at the same address
+ * in every process.  See docs/heap.md for the picture.
+ *
+ * No CPython here: this header and the files beside it build into a plain C
+ * program (tests/heap/c/).
+ */
+#ifndef VASPACE_HEAP_LAYOUT_H
+#define VASPACE_HEAP_LAYOUT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef uint64_t u64;
+typedef uint32_t u32;
+typedef uint8_t u8;
+
+/* ======================================================================== */
+/* On-region layout                                                         */
+/* ======================================================================== */
+
+#define HEAP_MAGIC 0x3150414548534156ULL /* "VASHEAP1" little-endian */
+#define HEAP_VERSION 1u
+#define NBINS 128
+#define NSMALL 63 /* block sizes 32..1024 in steps of 16 */
+#define LOG_CAP 2048
+#define NROOTS 128
+#define ROOT_NAME_MAX 55 /* bytes of UTF-8, NUL-terminated in 56 */
+#define DEFER_MAX 8
+
+#define INUSE 1ULL
+#define PREV_INUSE 2ULL
+#define FLAGS 15ULL
+#define MIN_BLOCK 32ULL
+
+typedef struct {
+    u64 off;
+    u64 old;
+} undo_entry;
+
+typedef struct {
+    char name[56];
+    u64 addr;
+} root_entry;
+
+typedef struct {
+    u64 magic; /* written last by format */
+    u32 version;
+    u32 hdr_size;
+    u64 size;        /* region size in bytes */
+    u64 base;        /* address the region was formatted at */
+    u64 bitmap_off;  /* allocation-start bitmap: 1 bit per 16-byte granule */
+    u64 bitmap_bytes;
+    u64 arena_off;   /* first block */
+    u64 arena_end;   /* end of the sentinel block */
+    u64 recoveries;  /* number of EOWNERDEAD recoveries */
+    u64 used;        /* bytes in allocated blocks, headers included (logged) */
+    u64 allocations; /* live allocations (logged) */
+    u64 wseq_off;    /* offset of the container seq a writer made odd, or 0 */
+    u64 log_count;   /* undo entries; non-zero only inside an operation */
+    u64 bins_nonempty[NBINS / 64];
+    u64 bins[NBINS]; /* offset of the first free block in each bin, 0 = empty */
+    u64 hseq;        /* heap-wide seqlock: odd while a process holds the mutex */
+    u64 unflushed;   /* boot tag of a write since the last flush (durable.c), 0 = none */
+    u64 lock_boot;   /* boot tag of the lock's initialisation (lock_adopt); even = busy */
+    u64 pad_[3];
+    pthread_mutex_t lock __attribute__((aligned(64)));
+    root_entry roots[NROOTS];
+    undo_entry log[LOG_CAP];
+} heap_header;
+
+/* Container headers (allocated in the arena). */
+#define DICT_MAGIC 0x3154434944534156ULL  /* "VASDICT1" */
+#define ARRAY_MAGIC 0x3159525241534156ULL /* "VASARRY1" */
+#define TOMB 1ULL
+
+typedef struct {
+    u64 magic;
+    u64 seq;
+    u64 count;      /* live keys */
+    u64 used_slots; /* live + tombstones */
+    u64 mask;       /* capacity - 1 (capacity is a power of two) */
+    u64 table;      /* absolute address of capacity x slot */
+} dict_hdr;
+
+typedef struct {
+    u64 hash;
+    u64 entry; /* 0 empty, TOMB deleted, else absolute address of an entry */
+} dict_slot;
+
+typedef struct {
+    u32 klen;
+    u32 vlen;
+    u8 ktype;
+    u8 vtype;
+    u8 pad[6];
+    /* key bytes, then value bytes */
+} dict_entry;
+
+/* T_BIGTEXT (decimal text) is what older versions wrote for ints beyond
+ * int64; it is still read.  New big ints are T_BIGINT: little-endian two's
+ * complement, so no digit limit applies in any process. */
+enum { T_BYTES = 0, T_STR = 1, T_INT = 2, T_BIGTEXT = 3, T_BIGINT = 4 };
+
+typedef struct {
+    u64 magic;
+    u64 seq;
+    u64 len;
+    u64 cap;
+    u64 itemsize;
+    u64 data; /* absolute address, 0 if cap == 0 */
+    char dtype[32];
+} array_hdr;
+
+#endif
