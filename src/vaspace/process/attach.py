@@ -58,8 +58,7 @@ def attach_self(vid: object, access: object) -> None:
         with st.changing():
             if ref.id in st.attachments:
                 return
-            ref.require(may)
-            fd = vasreg.take_lock(ref, access)
+            fd = vasreg.take_lock(ref, access, may)
             try:
                 # Deletion may have won the race for the lock: re-check liveness.
                 ref.recheck()
@@ -187,9 +186,8 @@ def request_other(pid: int, vid: object, access: object) -> None:
     with objects.pin(VAS, vid) as ref:
         may = perms.may_for_type(access, ref)
         assert isinstance(access, int)
-        ref.require(may)
         # The sharing rule, checked now; the target takes the lock for real.
-        os.close(vasreg.take_lock(ref, access))
+        os.close(vasreg.take_lock(ref, access, may))
         try:
             records.reap_pending()  # requests left for processes that died meanwhile
             records.request(pid, ref.id, access)

@@ -15,7 +15,7 @@ import os
 import re
 import stat
 
-from .. import names, perms
+from .. import _core, names, perms
 from .._ntuples import Attr, SegLink
 from ..access import BY_NAME
 from ..errors import invalid, vas_error
@@ -43,11 +43,12 @@ class Ref:
     use only, so calls that never print it do not pay for it.
     """
 
-    __slots__ = ("kind", "id", "enc", "dirfd", "root", "_name")
+    __slots__ = ("kind", "id", "enc", "dirfd", "root", "_name", "_entries")
 
     def __init__(self, kind: Kind, oid: int, enc: str, dirfd: int, root: str) -> None:
         self.kind, self.id, self.enc, self.dirfd, self.root = kind, oid, enc, dirfd, root
         self._name: str | None = None
+        self._entries: list[str] | None = None
 
     # ------------------------------------------------------------ lifetime
 
@@ -172,10 +173,21 @@ class Ref:
         perms.check(attr.user, attr.group, attr.mode, may, self)
         return attr
 
+    def entries(self) -> list[str]:
+        """The names in the object's directory, read once per reference.
+
+        A ``Ref`` lives for one call, so this is the call's one look at the
+        directory (an attach asks for the segment links and the private
+        ranges): nothing outlives the call, as issue 11 §3 asks.
+        """
+        if self._entries is None:
+            self._entries = _core.dir_entries(self.dirfd)
+        return self._entries
+
     def links(self) -> list[SegLink]:
         """A VAS's attached segments ``seg.<sid> -> <type>``, sorted; junk is ignored."""
         out = []
-        for entry in os.listdir(self.dirfd):
+        for entry in self.entries():
             if not entry.startswith("seg."):
                 continue
             sid = entry[4:]
