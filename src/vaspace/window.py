@@ -43,15 +43,39 @@ def _parse_range(var: str, text: str) -> tuple[int, int]:
     return lo, hi
 
 
+# The bytes mapping behind os.environ (CPython on POSIX), as in registry/root.py:
+# a dict lookup, where os.environ.get encodes the key and decodes the value on
+# every call.  An attach asks for the window several times.
+_ENVIRON = os.environ
+_ENV = getattr(os.environ, "_data", None)
+
+
+def _env(name: str) -> str | None:
+    """``os.environ.get(name)``, at the cost of a dict lookup when it can be."""
+    if os.environ is _ENVIRON and _ENV is not None:
+        raw = _ENV.get(_KEYS[name])
+        return None if raw is None else _decoded(raw)
+    return os.environ.get(name)  # os.environ was replaced: ask it
+
+
+_KEYS = {n: os.fsencode(n) for n in ("VASPACE_WINDOW", "VASPACE_PARK", "VASPACE_PARK_PLUGS",
+                                      "VASPACE_WHOLE_PUD")}
+
+
+@functools.lru_cache(maxsize=64)  # pure: the same bytes decode the same
+def _decoded(raw: bytes) -> str:
+    return os.fsdecode(raw)
+
+
 def window() -> tuple[int, int]:
     """The [start, end) range where segments may live."""
-    text = os.environ.get("VASPACE_WINDOW")
+    text = _env("VASPACE_WINDOW")
     return _parse_range("VASPACE_WINDOW", text) if text else DEFAULT_WINDOW
 
 
 def park() -> tuple[int, int]:
     """The [start, end) range where inactive mappings are parked."""
-    text = os.environ.get("VASPACE_PARK")
+    text = _env("VASPACE_PARK")
     if text:
         return _parse_range("VASPACE_PARK", text)
     lo, hi = window()
@@ -60,13 +84,13 @@ def park() -> tuple[int, int]:
 
 def park_plugs() -> bool:
     """Whether placed mappings' parking slots are plugged (``VASPACE_PARK_PLUGS=1``)."""
-    return os.environ.get("VASPACE_PARK_PLUGS", "") not in ("", "0")
+    return _env("VASPACE_PARK_PLUGS") not in (None, "", "0")
 
 
 def whole_pud() -> bool:
     """Whether a GiB-aligned segment's VMA may reach the next GiB
     (``VASPACE_WHOLE_PUD=0`` turns it off; see ``Space.vma_length``)."""
-    return os.environ.get("VASPACE_WHOLE_PUD", "1") != "0"
+    return _env("VASPACE_WHOLE_PUD") != "0"
 
 
 # The share of the window set aside for vaspace.shared_memory (its top part).

@@ -72,7 +72,7 @@ def attach_self(vid: object, access: object) -> None:
                     raise
                 st.attachments[ref.id] = att
                 _core.vas_members(ref.id, [m.token for m in att.maps])
-                records.add(ref.id, os.getpid(), access)
+                records.add(ref.id, st.pid, access)
                 root = rootmod.root_str()
                 if st.published != root:
                     publish.publish()

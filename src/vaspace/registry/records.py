@@ -43,12 +43,14 @@ def start_time(pid: int) -> int | None:
 
 
 _mine: list[int] = []  # [start time of this process], computed once (reset in a forked child)
+_my_pid: list[int] = [0]  # [the pid _mine is for]
 
 
 def my_start_time() -> int:
     """This process's start time: read once per process, not on every call."""
     if not _mine:
-        started = start_time(os.getpid())
+        _my_pid[0] = os.getpid()
+        started = start_time(_my_pid[0])
         assert started is not None  # we are alive
         _mine.append(started)
     return _mine[0]
@@ -75,7 +77,8 @@ def add(vid: int, pid: int, access: int) -> None:
     attachment itself, which the flock makes, does not depend on the record.
     """
     path = f"{_procs()}/{vid}.{pid}"
-    started = my_start_time() if pid == os.getpid() else start_time(pid)
+    started = _mine[0] if _mine and pid == _my_pid[0] else (
+        my_start_time() if pid == os.getpid() else start_time(pid))
     target = f"{started}:{access_type_name(access)}"
     try:
         os.symlink(target, path)
