@@ -67,10 +67,32 @@ def _decoded(raw: bytes) -> str:
     return os.fsdecode(raw)
 
 
+_NOT_READ = object()
+# The last window's ranges (window, shm_range, vas_range), and the variable's
+# value they came from: answered again while it is the very same object.
+_memo: tuple[object, tuple[tuple[int, int], ...]] = (_NOT_READ, ())
+
+
+def _ranges() -> tuple[tuple[int, int], ...]:
+    """(window, shm_range, vas_range), computed once per value of ``VASPACE_WINDOW``."""
+    global _memo
+    fast = os.environ is _ENVIRON and _ENV is not None
+    raw = _ENV.get(_KEYS["VASPACE_WINDOW"]) if fast else _NOT_READ  # type: ignore[union-attr]
+    memo = _memo  # one read of the global: another thread may replace it
+    if raw is memo[0] and raw is not _NOT_READ:
+        return memo[1]
+    text = _env("VASPACE_WINDOW")
+    lo, hi = _parse_range("VASPACE_WINDOW", text) if text else DEFAULT_WINDOW
+    size = (hi - lo) // SHM_SHARE // PAGE * PAGE
+    out = ((lo, hi), (hi - size, hi), (lo, hi - size))
+    if fast:
+        _memo = (raw, out)
+    return out
+
+
 def window() -> tuple[int, int]:
     """The [start, end) range where segments may live."""
-    text = _env("VASPACE_WINDOW")
-    return _parse_range("VASPACE_WINDOW", text) if text else DEFAULT_WINDOW
+    return _ranges()[0]
 
 
 def park() -> tuple[int, int]:
@@ -103,11 +125,9 @@ def shm_range() -> tuple[int, int]:
     It is the window's top sixteenth (1 TiB of the default window).  A VAS
     never maps anything there, so shared memory and VASes cannot collide.
     """
-    lo, hi = window()
-    size = (hi - lo) // SHM_SHARE // PAGE * PAGE
-    return hi - size, hi
+    return _ranges()[1]
 
 
 def vas_range() -> tuple[int, int]:
     """The [start, end) part of the window that VAS mappings use (the window minus shm_range)."""
-    return window()[0], shm_range()[0]
+    return _ranges()[2]

@@ -40,9 +40,15 @@ class Mapping:
     token: int = 0  # _core's name for this mapping (never reused, never 0)
     vlen: int = 0  # the VMA's length (>= size; whole GiB when it may be, see vma_length)
     # Memoryviews Segment.view() made of it (by id), for release_views();
-    # weak, so a view that dies leaves by itself.
-    views: weakref.WeakValueDictionary[int, memoryview] = field(
-        default_factory=weakref.WeakValueDictionary)
+    # weak, so a view that dies leaves by itself.  Made on first use: most
+    # mappings never get a view, and making one costs a microsecond per attach.
+    _views: weakref.WeakValueDictionary[int, memoryview] | None = field(default=None, repr=False)
+
+    @property
+    def views(self) -> weakref.WeakValueDictionary[int, memoryview]:
+        if self._views is None:
+            self._views = weakref.WeakValueDictionary()
+        return self._views
 
     @property
     def size(self) -> int:
