@@ -276,28 +276,35 @@ def pin(kind: Kind, oid: object, enc: str | None = None) -> Ref:
     return Ref(kind, oid, index, dfd, root)
 
 
-def _open_live(kind: Kind, oid: int, root: str, enc: str | None) -> tuple[int, str]:
-    """Open the directory of live object ``oid`` (no link followed); (descriptor, index).
+def _probe(kind: Kind, oid: int, root: str, enc: str | None, attr: str,
+           keep: bool) -> tuple[int, str, int, int, int]:
+    """Look at object ``oid`` the way every lookup by id does; (fd, index, mode, uid, gid).
 
-    The directory's ``index`` must be ``enc`` when given (the caller read
-    the name link), else the name link it names must point back at ``oid``.
-    Raises OSError (ENOENT for a failed check) if the object is not live.
+    Its directory is opened ``O_DIRECTORY|O_NOFOLLOW`` (a planted symlink
+    is never followed) and its ``index`` read through it.  That index must
+    be ``enc`` when given (the caller read the name link), else the name
+    link it names must point back at ``oid``.  ``attr`` (unless '') is
+    ``lstat``-ed through the directory: mode, uid and gid are -1 without
+    it.  The descriptor is kept only if ``keep`` (else fd is -1).  One call
+    into ``_core`` makes all these system calls.  Raises OSError (ENOENT for
+    a failed check) if the object is not live.
     """
-    dfd = os.open(f"{root}/{kind.dirname}/{oid}", fs.DIR_FLAGS)
-    try:
-        index = os.readlink("index", dir_fd=dfd)
-        if ((enc is not None and index != enc) or "/" in index or index in (".", "..")
-                or (enc is None
-                    and os.readlink(f"{root}/names/{kind.dirname}/{index}") != str(oid))):
-            raise FileNotFoundError(errno.ENOENT, "not a live object")
-    except OSError:
-        os.close(dfd)
-        # EINVAL included: an index or name entry that is not a link was planted.
-        raise FileNotFoundError(errno.ENOENT, "not a live object") from None
-    except BaseException:
-        os.close(dfd)
-        raise
-    return dfd, index
+    names_dir = "" if enc is not None else f"{root}/names/{kind.dirname}"
+    fd, index, back, mode, uid, gid = _core.probe_object(
+        f"{root}/{kind.dirname}/{oid}", names_dir, attr, keep)
+    # A None index: not a link (EINVAL: planted), or none (half made or half deleted).
+    if (index is None or (enc is not None and index != enc) or "/" in index
+            or index in (".", "..") or (enc is None and back != str(oid))):
+        if fd >= 0:
+            os.close(fd)
+        raise FileNotFoundError(errno.ENOENT, "not a live object")
+    return fd, index, mode, uid, gid
+
+
+def _open_live(kind: Kind, oid: int, root: str, enc: str | None) -> tuple[int, str]:
+    """Open the directory of live object ``oid`` (no link followed); (descriptor, index)."""
+    fd, index, *_ = _probe(kind, oid, root, enc, "", True)
+    return fd, index
 
 
 def live_id(kind: Kind, enc: str, root: str) -> int | None:
@@ -319,10 +326,9 @@ def live_id(kind: Kind, enc: str, root: str) -> int | None:
     if oid > MAX_ID:
         return None
     try:
-        dfd, _ = _open_live(kind, oid, root, enc)
+        _probe(kind, oid, root, enc, "", False)
     except OSError:
         return None
-    os.close(dfd)
     return oid
 
 
@@ -334,18 +340,12 @@ def attr_of(kind: Kind, oid: int, root: str) -> Attr | None:
     ``lstat``-ed through the pinned directory, as ``pin`` + ``attr`` do.
     """
     try:
-        dfd, _ = _open_live(kind, oid, root, None)
+        _, _, mode, uid, gid = _probe(kind, oid, root, None, kind.attr_file, False)
     except OSError:
         return None
-    try:
-        st = os.stat(kind.attr_file, dir_fd=dfd, follow_symlinks=False)
-    except OSError:
+    if mode == -1 or not stat.S_ISREG(mode):
         return None
-    finally:
-        os.close(dfd)
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    return Attr(mode=st.st_mode & 0o666, user=st.st_uid, group=st.st_gid)
+    return Attr(mode=mode & 0o666, user=uid, group=gid)
 
 
 def is_live(kind: Kind, oid: int, root: str) -> bool:
