@@ -140,10 +140,15 @@ def all_holders() -> dict[int, list[Holder]]:
     return out
 
 
-def holders_text(holders_: list[Holder]) -> str:
-    """The one way messages list holders: ``pid 12 (rw), pid 13 (ro)``."""
+def holders_text(holders_: list[Holder], none: str = "another process") -> str:
+    """The one way messages and listings show holders: ``pid 12 (rw), pid 13 (ro)``.
+
+    ``none`` is what an empty list reads as: an EBUSY message names "another
+    process" (the flock says someone holds it, the records may not say who);
+    a listing prints "-".
+    """
     if not holders_:
-        return "another process"
+        return none
     return ", ".join(f"pid {h.pid} ({access_type_name(h.type)})" for h in holders_)
 
 
