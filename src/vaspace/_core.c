@@ -1447,7 +1447,8 @@ vaspace_thread_vids(PyObject *self, PyObject *noargs)
 PyDoc_STRVAR(publish_threads_doc,
 "publish_threads(fd) -> int\n\n"
 "Move the thread slots, and the lazy-attach word after them, into a\n"
-"MAP_SHARED mapping of fd (which must be at least slots_size() bytes) so\n"
+"MAP_SHARED mapping of fd (which must be at least slots_size() bytes, and\n"
+"read as zeros: only the slots in use are copied) so\n"
 "other processes can read the slots and set the word.  Returns the slot\n"
 "size in bytes (each slot: int32 tid, 4 bytes padding, int64 vid; the word\n"
 "is the int64 of one more slot, at wake_offset(), whose tid stays 0).");
@@ -1477,7 +1478,12 @@ vaspace_publish_threads(PyObject *self, PyObject *arg)
         munmap(p, SHARED_BYTES);
         return vaspace_oserror(err, "madvise");
     }
-    memcpy(p, tslots, sizeof(private_slots));
+    /* The caller hands over a file that reads as zeros (new, or truncated to 0
+     * first), and no slot at or above slots_hwm was ever used: copying only the
+     * used slots touches one page of the file instead of all of its 16 (each
+     * first touch of a tmpfs page allocates it, which made this call cost
+     * about 150 us, most of a process's first attach). */
+    memcpy(p, tslots, (size_t)slots_hwm * sizeof(tslot_t));
     wake_t *w = (wake_t *)((char *)p + sizeof(private_slots));
     w->zero = 0;
     w->pending = wake->pending;

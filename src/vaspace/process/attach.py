@@ -75,8 +75,10 @@ def attach_self(vid: object, access: object) -> None:
                 records.add(ref.id, st.pid, access)
                 root = rootmod.root_str()
                 if st.published != root:
-                    publish.publish()
+                    published = publish.publish()
                     st.published = root  # tried once per root, published or not
+                    st.wake_ready = False  # set by the next sync if published
+                    st.wake_published = published
             except BaseException:
                 if ref.id not in st.attachments:
                     os.close(fd)
@@ -210,9 +212,22 @@ def request_detach_other(pid: int, vid: object) -> None:
 
 
 def sync() -> None:
-    """Carry out lazy attach/detach requests other processes left for us."""
+    """Carry out lazy attach/detach requests other processes left for us.
+
+    Once our lazy-attach word is published under the current root, and
+    ``pending/`` was read since, a requester that leaves a request also sets
+    the word (``publish.wake``, after writing the request), so while the
+    word is clear there is nothing to read: the slow path of a switch then
+    makes no system call for this.  Until then (a fresh process, a new root,
+    a process that could not publish) ``pending/`` is read every time.
+    """
     # Clear the word first: a request left after this sets it again.
-    _core.wake_take()
+    woken = _core.wake_take()
+    st = state()
+    if not woken and st.wake_ready and st.published == rootmod.root_str():
+        return
+    if st.published == rootmod.root_str() and st.wake_published:
+        st.wake_ready = True  # requests older than the word are read just below
     for vid, access in records.take_requests(os.getpid()):
         # A request that cannot be carried out now (EBUSY, or views that pin
         # the VAS's segments: BufferError) is dropped, as the RFC's lazy

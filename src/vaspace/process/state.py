@@ -34,6 +34,10 @@ class State:
     lock: threading.RLock = field(default_factory=threading.RLock)
     pid: int = field(default_factory=os.getpid)
     published: str = ""  # the root whose procs/ holds our thread slots (publish.py)
+    # True once our lazy-attach word is in ``published``'s procs/ (requesters can
+    # set it) and pending/ was read after that: requests then set the word.
+    wake_ready: bool = False
+    wake_published: bool = False  # publish.publish() succeeded for ``published``
 
     def changing(self, attachments: bool = True) -> Changing:
         """Hold the lock, keep the fast path out, refresh ``placed``.
