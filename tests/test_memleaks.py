@@ -120,37 +120,6 @@ def test_dir_entries(tmp_path: Path) -> None:
             os.close(d)
 
 
-def test_probe_object(tmp_path: Path) -> None:
-    """A lookup's system calls in one call: live, kept open, missing, a link, a junk index."""
-    names_dir = tmp_path / "names"
-    names_dir.mkdir()
-    (names_dir / "x").symlink_to("1")
-    obj = tmp_path / "1"
-    obj.mkdir()
-    (obj / "index").symlink_to("x")
-    (obj / "lock").touch(0o640)
-    junk = tmp_path / "2"
-    junk.mkdir()
-    (junk / "index").symlink_to("../names/x")  # holds a '/': no path is built from it
-    (tmp_path / "3").symlink_to(obj)
-    fd, index, back, mode, *_ = _core.probe_object(str(obj), str(names_dir), "lock", False)
-    assert (fd, index, back, mode & 0o777) == (-1, "x", "1", 0o640)
-    assert _core.probe_object(str(obj), "", "", False)[1:] == ("x", None, -1, -1, -1)
-    assert _core.probe_object(str(junk), str(names_dir), "lock", False)[1:3] == ("../names/x",
-                                                                                 None)
-
-    def kept() -> None:
-        os.close(_core.probe_object(str(obj), str(names_dir), "", True)[0])
-    kept()
-    _flat(kept)
-    _flat(lambda: _core.probe_object(str(obj), str(names_dir), "lock", False))
-    _flat(lambda: _core.probe_object(str(junk), str(names_dir), "nothing", False))
-    _flat(_bad(_core.probe_object, str(tmp_path / "missing"), str(names_dir), "", True))
-    _flat(_bad(_core.probe_object, str(tmp_path / "3"), str(names_dir), "", True))  # a link
-    _flat(_bad(_core.probe_object, "nul\0", str(names_dir), "", True))
-    _flat(_bad(_core.probe_object, str(obj), None, "", True))
-
-
 def test_reserve_unmap_plug(scratch: None) -> None:
     _flat(lambda: (_core.reserve(SPARE, SPAN), _core.unmap(SPARE, SPAN)))
     _flat(lambda: (_core.plug(HOME + 8 * PAGE, PAGE), _core.reserved()))

@@ -34,8 +34,6 @@
 #include <structmember.h>
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <stdint.h>
@@ -1738,89 +1736,6 @@ fail:
     return NULL;
 }
 
-PyDoc_STRVAR(probe_object_doc,
-"probe_object(dirpath, names_dir, attr, keep) -> (fd, index, back, mode, uid, gid)\n\n"
-"The system calls of a registry lookup by id, in one call (each from Python\n"
-"costs its own argument parsing, path encoding and result objects):\n"
-"open dirpath O_DIRECTORY|O_NOFOLLOW; readlinkat its 'index'; unless\n"
-"names_dir is '', readlink names_dir/<index>; unless attr is '', fstatat(attr, AT_SYMLINK_NOFOLLOW)\n"
-"through the directory; close it unless keep.  OSError if the open fails.\n"
-"index and back are None where a readlink failed (back also when index is\n"
-"empty, '.', '..' or holds a '/': no path is built from such a link);\n"
-"mode, uid and gid are -1 without a stat.  fd is -1 unless keep.  Whether\n"
-"the object is live (back names the id, the file is regular) is the\n"
-"caller's decision.");
-
-static PyObject *
-readlink_obj(int dfd, const char *path)
-{
-    char buf[PATH_MAX];
-    ssize_t n = readlinkat(dfd, path, buf, sizeof(buf));
-    if (n < 0 || (size_t)n >= sizeof(buf))
-        Py_RETURN_NONE;
-    return PyUnicode_DecodeFSDefaultAndSize(buf, n);
-}
-
-static PyObject *
-vaspace_probe_object(PyObject *self, PyObject *args)
-{
-    PyObject *dirpath = NULL, *names_dir = NULL, *attr = NULL, *index = NULL, *back = NULL;
-    PyObject *result = NULL;
-    int keep = 0, dfd = -1;
-    PyObject *dirpath_arg;
-    if (!PyArg_ParseTuple(args, "OO&O&p", &dirpath_arg, PyUnicode_FSConverter, &names_dir,
-                          PyUnicode_FSConverter, &attr, &keep) ||
-        !PyUnicode_FSConverter(dirpath_arg, &dirpath))
-        goto done;
-    dfd = open(PyBytes_AS_STRING(dirpath), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dfd < 0) {
-        /* named as os.open names it: by the path given */
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, dirpath_arg);
-        goto done;
-    }
-    char raw[PATH_MAX];
-    ssize_t n = readlinkat(dfd, "index", raw, sizeof(raw) - 1);
-    if (n < 0 || (size_t)n >= sizeof(raw) - 1) {
-        index = Py_NewRef(Py_None);
-        back = Py_NewRef(Py_None);
-    } else {
-        raw[n] = '\0';
-        index = PyUnicode_DecodeFSDefaultAndSize(raw, n);
-        if (index == NULL)
-            goto done;
-        char path[PATH_MAX];
-        int unsafe = n == 0 || memchr(raw, '/', (size_t)n) != NULL || memchr(raw, '\0', (size_t)n)
-                     || strcmp(raw, ".") == 0 || strcmp(raw, "..") == 0;
-        int len = unsafe ? -1 : snprintf(path, sizeof(path), "%s/%s",
-                                         PyBytes_AS_STRING(names_dir), raw);
-        back = (len < 0 || (size_t)len >= sizeof(path) || PyBytes_GET_SIZE(names_dir) == 0)
-                   ? Py_NewRef(Py_None) : readlink_obj(AT_FDCWD, path);
-        if (back == NULL)
-            goto done;
-    }
-    long mode = -1, uid = -1, gid = -1;
-    if (PyBytes_GET_SIZE(attr) > 0) {
-        struct stat st;
-        if (fstatat(dfd, PyBytes_AS_STRING(attr), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-            mode = (long)st.st_mode;
-            uid = (long)st.st_uid;
-            gid = (long)st.st_gid;
-        }
-    }
-    result = Py_BuildValue("(iOOlll)", keep ? dfd : -1, index, back, mode, uid, gid);
-    if (result != NULL && keep)
-        dfd = -1; /* the caller owns it now */
-done:
-    if (dfd >= 0)
-        close(dfd);
-    Py_XDECREF(dirpath);
-    Py_XDECREF(names_dir);
-    Py_XDECREF(attr);
-    Py_XDECREF(index);
-    Py_XDECREF(back);
-    return result;
-}
-
 PyDoc_STRVAR(window_gen_doc,
 "window_gen() -> int\n\nThe window generation: it changes whenever a mapping moves,\n"
 "appears or goes away.");
@@ -2350,7 +2265,6 @@ static PyMethodDef core_methods[] = {
     {"park_plugs", vaspace_park_plugs, METH_VARARGS, park_plugs_doc},
     {"window_gen", vaspace_window_gen, METH_NOARGS, window_gen_doc},
     {"dir_entries", vaspace_dir_entries, METH_O, dir_entries_doc},
-    {"probe_object", vaspace_probe_object, METH_VARARGS, probe_object_doc},
     {"set_fixed_range", vaspace_set_fixed_range, METH_VARARGS, set_fixed_range_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -181,7 +181,10 @@ class Ref:
         ranges): nothing outlives the call, as issue 11 §3 asks.
         """
         if self._entries is None:
-            self._entries = _core.dir_entries(self.dirfd)
+            try:
+                self._entries = _core.dir_entries(self.dirfd)
+            except FileNotFoundError:  # getdents64 of a removed directory
+                raise self.gone() from None
         return self._entries
 
     def links(self) -> list[SegLink]:
@@ -276,35 +279,28 @@ def pin(kind: Kind, oid: object, enc: str | None = None) -> Ref:
     return Ref(kind, oid, index, dfd, root)
 
 
-def _probe(kind: Kind, oid: int, root: str, enc: str | None, attr: str,
-           keep: bool) -> tuple[int, str, int, int, int]:
-    """Look at object ``oid`` the way every lookup by id does; (fd, index, mode, uid, gid).
-
-    Its directory is opened ``O_DIRECTORY|O_NOFOLLOW`` (a planted symlink
-    is never followed) and its ``index`` read through it.  That index must
-    be ``enc`` when given (the caller read the name link), else the name
-    link it names must point back at ``oid``.  ``attr`` (unless '') is
-    ``lstat``-ed through the directory: mode, uid and gid are -1 without
-    it.  The descriptor is kept only if ``keep`` (else fd is -1).  One call
-    into ``_core`` makes all these system calls.  Raises OSError (ENOENT for
-    a failed check) if the object is not live.
-    """
-    names_dir = "" if enc is not None else f"{root}/names/{kind.dirname}"
-    fd, index, back, mode, uid, gid = _core.probe_object(
-        f"{root}/{kind.dirname}/{oid}", names_dir, attr, keep)
-    # A None index: not a link (EINVAL: planted), or none (half made or half deleted).
-    if (index is None or (enc is not None and index != enc) or "/" in index
-            or index in (".", "..") or (enc is None and back != str(oid))):
-        if fd >= 0:
-            os.close(fd)
-        raise FileNotFoundError(errno.ENOENT, "not a live object")
-    return fd, index, mode, uid, gid
-
-
 def _open_live(kind: Kind, oid: int, root: str, enc: str | None) -> tuple[int, str]:
-    """Open the directory of live object ``oid`` (no link followed); (descriptor, index)."""
-    fd, index, *_ = _probe(kind, oid, root, enc, "", True)
-    return fd, index
+    """Open the directory of live object ``oid`` (no link followed); (descriptor, index).
+
+    The directory's ``index`` must be ``enc`` when given (the caller read
+    the name link), else the name link it names must point back at ``oid``.
+    Raises OSError (ENOENT for a failed check) if the object is not live.
+    """
+    dfd = os.open(f"{root}/{kind.dirname}/{oid}", fs.DIR_FLAGS)
+    try:
+        index = os.readlink("index", dir_fd=dfd)
+        if ((enc is not None and index != enc) or "/" in index or index in (".", "..")
+                or (enc is None
+                    and os.readlink(f"{root}/names/{kind.dirname}/{index}") != str(oid))):
+            raise FileNotFoundError(errno.ENOENT, "not a live object")
+    except OSError:
+        os.close(dfd)
+        # EINVAL included: an index or name entry that is not a link was planted.
+        raise FileNotFoundError(errno.ENOENT, "not a live object") from None
+    except BaseException:
+        os.close(dfd)
+        raise
+    return dfd, index
 
 
 def live_id(kind: Kind, enc: str, root: str) -> int | None:
@@ -326,9 +322,10 @@ def live_id(kind: Kind, enc: str, root: str) -> int | None:
     if oid > MAX_ID:
         return None
     try:
-        _probe(kind, oid, root, enc, "", False)
+        dfd, _ = _open_live(kind, oid, root, enc)
     except OSError:
         return None
+    os.close(dfd)
     return oid
 
 
@@ -340,12 +337,18 @@ def attr_of(kind: Kind, oid: int, root: str) -> Attr | None:
     ``lstat``-ed through the pinned directory, as ``pin`` + ``attr`` do.
     """
     try:
-        _, _, mode, uid, gid = _probe(kind, oid, root, None, kind.attr_file, False)
+        dfd, _ = _open_live(kind, oid, root, None)
     except OSError:
         return None
-    if mode == -1 or not stat.S_ISREG(mode):
+    try:
+        st = os.stat(kind.attr_file, dir_fd=dfd, follow_symlinks=False)
+    except OSError:
         return None
-    return Attr(mode=mode & 0o666, user=uid, group=gid)
+    finally:
+        os.close(dfd)
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return Attr(mode=st.st_mode & 0o666, user=st.st_uid, group=st.st_gid)
 
 
 def is_live(kind: Kind, oid: int, root: str) -> bool:
