@@ -24,8 +24,8 @@ from . import root as rootmod
 from .kind import MAX_ID, Kind, check_id, describe
 
 _REGION = re.compile(r"([0-9a-f]{1,16})-([0-9a-f]{1,16})\n?")
-REVERSE = "vases"
-_S_IFMT, _S_IFREG = stat.S_IFMT(0o177777), stat.S_IFREG  # a segment's reverse index: the VASes that may hold it
+REVERSE = "vases"  # a segment's reverse index: the VASes that may hold it
+_S_IFMT, _S_IFREG = stat.S_IFMT(0o177777), stat.S_IFREG
 
 
 def parse_region(text: str) -> tuple[int, int] | None:
