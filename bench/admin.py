@@ -42,12 +42,7 @@ def _cpu_per_op_ns(body, n: int, runs: int) -> list[float]:  # type: ignore[no-u
     CPU (and the load here came and went by 3x within a run); CPU time counts
     what the call itself costs, so it is the figure to compare across runs.
     """
-    out = []
-    for _ in range(runs):
-        t0 = time.thread_time_ns()
-        body(n)
-        out.append((time.thread_time_ns() - t0) / n)
-    return out
+    return common.per_op_ns(body, n, runs, time.thread_time_ns)
 
 
 def _lookups(sec: Section, vaspace, root: str, runs: int, n: int) -> None:  # type: ignore[no-untyped-def]
