@@ -80,8 +80,11 @@ def vas_attach(pid: int, vid: int, type: int) -> None:  # noqa: A002 - the RFC's
     readers).  Attaching an already attached VAS does nothing.  Another
     process attaches it at its next vaspace call (lazy attach).
     """
+    if pid.__class__ is int and pid == 0:  # the common case, without a call
+        attachmod.attach_self(vid, type)
+        return
     pid = attachmod.check_pid(pid)
-    if pid in (0, os.getpid()):
+    if pid == os.getpid():
         attachmod.attach_self(vid, type)
     else:
         attachmod.request_other(pid, vid, type)
@@ -93,8 +96,11 @@ def vas_detach(pid: int, vid: int) -> None:
     Errors: EINVAL (not attached), ESRCH, EPERM, EBUSY (a thread of the
     process is inside it).
     """
+    if pid.__class__ is int and pid == 0:
+        attachmod.detach_self(vid)
+        return
     pid = attachmod.check_pid(pid)
-    if pid in (0, os.getpid()):
+    if pid == os.getpid():
         attachmod.detach_self(vid)
     else:
         attachmod.request_detach_other(pid, vid)

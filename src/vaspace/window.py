@@ -73,8 +73,11 @@ _NOT_READ = object()
 _memo: tuple[object, tuple[tuple[int, int], ...]] = (_NOT_READ, ())
 
 
-def _ranges() -> tuple[tuple[int, int], ...]:
-    """(window, shm_range, vas_range), computed once per value of ``VASPACE_WINDOW``."""
+def ranges() -> tuple[tuple[int, int], ...]:
+    """(window, shm_range, vas_range), computed once per value of ``VASPACE_WINDOW``.
+
+    A caller that needs more than one of them asks once (the attach path).
+    """
     global _memo
     fast = os.environ is _ENVIRON and _ENV is not None
     raw = _ENV.get(_KEYS["VASPACE_WINDOW"]) if fast else _NOT_READ  # type: ignore[union-attr]
@@ -92,7 +95,7 @@ def _ranges() -> tuple[tuple[int, int], ...]:
 
 def window() -> tuple[int, int]:
     """The [start, end) range where segments may live."""
-    return _ranges()[0]
+    return ranges()[0]
 
 
 def park() -> tuple[int, int]:
@@ -125,9 +128,9 @@ def shm_range() -> tuple[int, int]:
     It is the window's top sixteenth (1 TiB of the default window).  A VAS
     never maps anything there, so shared memory and VASes cannot collide.
     """
-    return _ranges()[1]
+    return ranges()[1]
 
 
 def vas_range() -> tuple[int, int]:
     """The [start, end) part of the window that VAS mappings use (the window minus shm_range)."""
-    return _ranges()[2]
+    return ranges()[2]

@@ -47,7 +47,11 @@ class State:
         neither, so it keeps every cached plan (a cycle over many VASes then
         runs entirely on the fast path after one warm-up round).
         """
-        return Changing(self, attachments)
+        # Made once per State (a Changing keeps no state of its own between uses).
+        return self._changers[attachments]
+
+    def __post_init__(self) -> None:
+        self._changers = {True: Changing(self, True), False: Changing(self, False)}
 
     def refresh_placed(self) -> None:
         """Read which mappings are placed from _core, which moved them.
@@ -84,8 +88,12 @@ class Changing:
         try:
             if self.attachments:
                 _core.plan_clear()
-            prune_dead_threads()
-            st.refresh_placed()
+            # prune_dead_threads and refresh_placed, without their calls when
+            # there is nothing to do (a warm attach: no thread inside, no mapping).
+            if _core.thread_vids():
+                prune_dead_threads()
+            if st.space.mappings:
+                st.refresh_placed()
         except BaseException:
             self.__exit__(None, None, None)
             raise

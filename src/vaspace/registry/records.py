@@ -18,7 +18,7 @@ import os
 import stat
 
 from .._ntuples import Holder
-from ..access import BY_NAME, access_type_name
+from ..access import BY_FLAG, BY_NAME, access_type_name
 from ..errors import vas_error
 from . import fs
 from . import root as rootmod
@@ -69,17 +69,19 @@ def _procs() -> str:
     return f"{rootmod.root_str()}/procs"
 
 
-def add(vid: int, pid: int, access: int) -> None:
+def add(vid: int, pid: int, access: int, root: str | None = None) -> None:
     """Record that ``pid`` (this process) has ``vid`` attached, replacing a stale record.
 
     A record another user planted under our name cannot be removed (the
     directory is sticky); it is ignored by readers (see ``_read``), and the
     attachment itself, which the flock makes, does not depend on the record.
+    ``root``: the registry root the caller already holds (saves looking it up).
     """
-    path = f"{_procs()}/{vid}.{pid}"
+    path = f"{root}/procs/{vid}.{pid}" if root else f"{_procs()}/{vid}.{pid}"
     started = _mine[0] if _mine and pid == _my_pid[0] else (
         my_start_time() if pid == os.getpid() else start_time(pid))
-    target = f"{started}:{access_type_name(access)}"
+    row = BY_FLAG.get(access)  # access_type_name, inline
+    target = f"{started}:{row.name if row else '?'}"
     try:
         os.symlink(target, path)
     except FileExistsError:  # a stale record (or a planted one, which stays)
@@ -90,8 +92,11 @@ def add(vid: int, pid: int, access: int) -> None:
 
 
 def remove(vid: int, pid: int) -> None:
-    with contextlib.suppress(FileNotFoundError, PermissionError):
-        os.unlink(f"{_procs()}/{vid}.{pid}")
+    """Remove ``pid``'s record of ``vid`` (gone already, or planted by another user: left)."""
+    try:  # not contextlib.suppress: every detach runs this, and that costs 3 calls
+        os.unlink(f"{rootmod.root_str()}/procs/{vid}.{pid}")
+    except (FileNotFoundError, PermissionError):
+        pass
 
 
 def _read(want_vid: int | None = None, want_pid: int | None = None) -> list[tuple[int, int, int]]:

@@ -57,7 +57,10 @@ class Ref:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        # close(), inline: every call leaves at least one Ref this way.
+        if self.dirfd >= 0:
+            os.close(self.dirfd)
+            self.dirfd = -1
 
     def close(self) -> None:
         if self.dirfd >= 0:
@@ -118,12 +121,15 @@ class Ref:
         the name link must still point at the id, and the id's directory
         entry must still be the pinned directory.
         """
+        kind = self.kind
         try:
-            target = os.readlink(self.link_path())
-            now = os.stat(f"{self.root}/{self.kind.dirname}/{self.id}", follow_symlinks=False)
+            target = os.readlink(f"{self.root}/names/{kind.dirname}/{self.enc}")
+            now = os.stat(f"{self.root}/{kind.dirname}/{self.id}", follow_symlinks=False)
+            pinned = os.fstat(self.dirfd)
         except OSError:
             raise self.gone() from None
-        if target != str(self.id) or not os.path.samestat(now, os.fstat(self.dirfd)):
+        if (target != str(self.id) or now.st_ino != pinned.st_ino
+                or now.st_dev != pinned.st_dev):  # os.path.samestat, inline
             raise self.gone()
 
     # ------------------------------------------------------------ contents
@@ -195,13 +201,14 @@ class Ref:
             if not entry.startswith("seg."):
                 continue
             sid = entry[4:]
-            if not rootmod.is_id(sid):
+            # rootmod.is_id, inline (ASCII digits, no leading zero): a loop over entries.
+            if not (sid.isascii() and sid.isdigit()) or (sid[0] == "0" and sid != "0"):
                 continue
             try:
                 access = BY_NAME[os.readlink(entry, dir_fd=self.dirfd)].flag
             except (OSError, KeyError):
                 continue  # planted (not a link, or not a type): not an attachment
-            out.append(SegLink(sid=int(sid), type=access))
+            out.append(tuple.__new__(SegLink, (int(sid), access)))  # no Python __new__
         return sorted(out)
 
     def has_link(self, sid: int) -> bool:
@@ -266,7 +273,8 @@ def pin(kind: Kind, oid: object, enc: str | None = None) -> Ref:
     has just read and found to name ``oid`` (``find``): then only the other
     direction, the directory's ``index``, is left to check.
     """
-    oid = check_id(kind, oid)
+    if oid.__class__ is not int or not 0 < oid <= MAX_ID:  # type: ignore[operator]
+        oid = check_id(kind, oid)  # the error (or an int subclass, checked the long way)
     root = rootmod.existing()
     try:
         dfd, index = _open_live(kind, oid, root, enc)
