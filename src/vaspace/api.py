@@ -301,6 +301,15 @@ def seg_region(sid: int) -> tuple[int, int]:
         return ref.region()
 
 
+def seg_name_region(sid: int) -> tuple[str, tuple[int, int]]:
+    """A segment's name and [start, end), from one pin (a ``Segment`` handle wants both).
+
+    Errors: EINVAL, EIO (its region file is damaged).
+    """
+    with objects.pin(SEG, sid) as ref:
+        return ref.name, ref.region()
+
+
 def vas_holders(vid: int) -> list[Holder]:
     """Live processes that have a VAS attached, with their access types."""
     with objects.pin(VAS, vid) as ref:
@@ -317,8 +326,9 @@ def registry_root() -> str:
 
 __all__ = [
     "access_type_name", "active_vas", "proc_maps", "proc_vas", "registry_root", "seg_ids",
-    "seg_name", "seg_region", "segment_attach", "segment_create", "segment_create_sz",
-    "segment_delete", "segment_detach", "segment_find", "segment_getattr", "segment_setattr",
+    "seg_name", "seg_name_region", "seg_region", "segment_attach", "segment_create",
+    "segment_create_sz", "segment_delete", "segment_detach", "segment_find", "segment_getattr",
+    "segment_setattr",
     "vas_attach", "vas_clone", "vas_create", "vas_delete", "vas_detach", "vas_find", "vas_getattr",
     "vas_holders", "vas_ids", "vas_mmap", "vas_munmap", "vas_name", "vas_private",
     "vas_segments", "vas_seg_attach", "vas_seg_clone", "vas_seg_create",
