@@ -166,7 +166,8 @@ class Space:
         m = self.mappings.get(key)
         if m is None:
             _, shm, vas = winmod.ranges()  # one look at the window for the checks below
-            _refuse_shm_range(name, start, end, shm)
+            if start < shm[1] and shm[0] < end:
+                _refuse_shm_range(name, start, end, shm)
             if self.mappings:  # no call when there is no other mapping to cut back
                 self._shrink_tails_over(start, end)
             vlen = self.vma_length(start, end, vas[1])
@@ -291,7 +292,10 @@ def _is_plug(vma: tuple[int, int, int, int], lo: int, hi: int) -> bool:
 
 
 def _refuse_shm_range(name: str, start: int, end: int, shm: tuple[int, int]) -> None:
-    """EFAULT for a VAS segment in the shared-memory range ``shm``: a switch would map over it."""
+    """EFAULT for a VAS segment in the shared-memory range ``shm``: a switch would map over it.
+
+    ``get_or_map`` calls it only when the ranges overlap (no call on the hot path).
+    """
     lo, hi = shm
     if start < hi and lo < end:
         raise vas_error(errno.EFAULT, f"segment {name!r} [{start:#x}, {end:#x}) lies in the "

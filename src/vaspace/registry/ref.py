@@ -221,10 +221,12 @@ class Ref:
     def region(self) -> tuple[int, int]:
         """A segment's [start, end); EIO if its ``region`` file is junk."""
         text = self.read("region")
-        parsed = parse_region(text)
-        if parsed is None:
-            raise self.damaged(f"unreadable region {text[:40]!r}")
-        return parsed
+        m = _REGION.fullmatch(text)  # parse_region, inline: every attach reads a region
+        if m is not None:
+            lo, hi = int(m[1], 16), int(m[2], 16)
+            if lo < hi:
+                return lo, hi
+        raise self.damaged(f"unreadable region {text[:40]!r}")
 
     def reverse(self) -> list[int]:
         """A segment's reverse index: ids of VASes that may hold it (hints, unchecked)."""
