@@ -251,12 +251,18 @@ def take_requests(pid: int) -> list[tuple[int, int]]:
     by someone who may not act on us.
     """
     root = rootmod.root_str()
+    name = _pending_name(pid, my_start_time() if pid == os.getpid() else start_time(pid) or 0)
+    # The usual answer, in one system call: no request directory, nothing to take.
+    # Only a hint: what is there is opened and checked below, through ``pending``.
+    try:
+        os.lstat(f"{root}/pending/{name}")
+    except OSError:
+        return []
     try:
         base = fs.open_dir(f"{root}/pending")
     except OSError:
         return []
     try:
-        name = _pending_name(pid, my_start_time() if pid == os.getpid() else start_time(pid) or 0)
         fd = fs.open_checked_dir(name, base, os.fstat(base).st_dev, (os.geteuid(),))
         if fd is None:
             return []
