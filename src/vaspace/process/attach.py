@@ -116,7 +116,7 @@ def _map_segments(st, att: Attachment, vas: Ref) -> None:
     read_only = att.type == os.O_RDONLY
     for link in vas.links():
         try:
-            seg = objects.pin(SEG, link.sid)
+            seg = objects.pin(SEG, link.sid, root=vas.root)  # the VAS's root, checked
         except OSError:
             continue  # deleted meanwhile: the VAS no longer holds it
         with seg:

@@ -268,16 +268,19 @@ class Ref:
         return removed
 
 
-def pin(kind: Kind, oid: object, enc: str | None = None) -> Ref:
+def pin(kind: Kind, oid: object, enc: str | None = None, root: str | None = None) -> Ref:
     """Pin the live object ``oid`` of ``kind``; EINVAL if there is none.
 
     ``enc``, when given, is the encoded name whose index link the caller
     has just read and found to name ``oid`` (``find``): then only the other
-    direction, the directory's ``index``, is left to check.
+    direction, the directory's ``index``, is left to check.  ``root``, when
+    given, is the root another ``Ref`` of the same call was pinned in (an
+    attach pins its segments in its VAS's root).
     """
     if oid.__class__ is not int or not 0 < oid <= MAX_ID:  # type: ignore[operator]
         oid = check_id(kind, oid)  # the error (or an int subclass, checked the long way)
-    root = rootmod.existing()
+    if root is None:
+        root = rootmod.existing()
     try:
         dfd, index = _open_live(kind, oid, root, enc)
     except OSError as exc:
