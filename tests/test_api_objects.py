@@ -168,6 +168,31 @@ def test_segment_create_sz_alias(registry: str) -> None:
     v.segment_delete(sid)
 
 
+def test_seg_name_region_and_segment_handle(registry: str) -> None:
+    """A Segment handle takes its name and region from one pin: same answers and errors."""
+    sid = v.vas_seg_create("nr", SEG_BASE, SEG_BASE + MiB, 0o600)
+    assert v.seg_name_region(sid) == ("nr", (SEG_BASE, SEG_BASE + MiB))
+    seg = v.Segment(sid)
+    assert (seg.id, seg.name, seg.start, seg.end) == (sid, "nr", SEG_BASE, SEG_BASE + MiB)
+    region = f"{registry}/seg/{sid}/region"
+    with open(region) as f:
+        good = f.read()
+    with open(region, "w") as f:
+        f.write("not a region")
+    for call in (v.seg_name_region, v.Segment):
+        with pytest.raises(OSError) as e:
+            call(sid)
+        assert err(e) == errno.EIO and "unreadable region" in str(e.value)
+    with open(region, "w") as f:
+        f.write(good)
+    v.vas_seg_delete(sid)
+    for bad in (sid, 0, -1, True, "1"):
+        for call in (v.seg_name_region, v.Segment):
+            with pytest.raises(OSError) as e:
+                call(bad)
+            assert err(e) == errno.EINVAL
+
+
 def test_seg_attach_detach(registry: str) -> None:
     vid = v.vas_create("v", 0o600)
     s1 = v.vas_seg_create("s1", SEG_BASE, SEG_BASE + MiB, 0o600)

@@ -98,6 +98,28 @@ def test_shrink(token: int) -> None:
     _flat(_bad(_core.vas_members, 99, ["x"]))
 
 
+def test_dir_entries(tmp_path: Path) -> None:
+    """Reading a directory by descriptor: a full one, an empty one, bad descriptors."""
+    for i in range(300):  # more than one getdents64 buffer of names
+        (tmp_path / f"entry-{i:04d}-{'x' * 40}").touch()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fd, efd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY), os.open(empty, os.O_RDONLY)
+    ffd = os.open(tmp_path / "entry-0000-" f"{'x' * 40}", os.O_RDONLY)
+    try:
+        assert sorted(_core.dir_entries(fd)) == sorted(os.listdir(tmp_path))
+        # It rewinds, as os.listdir(fd) expects: both read the whole directory again.
+        assert sorted(os.listdir(fd)) == sorted(_core.dir_entries(fd))
+        assert _core.dir_entries(efd) == []
+        _flat(lambda: (_core.dir_entries(fd), _core.dir_entries(efd)))
+        _flat(_bad(_core.dir_entries, ffd))  # ENOTDIR
+        _flat(_bad(_core.dir_entries, -1))
+        _flat(_bad(_core.dir_entries, "x"))
+    finally:
+        for d in (fd, efd, ffd):
+            os.close(d)
+
+
 def test_reserve_unmap_plug(scratch: None) -> None:
     _flat(lambda: (_core.reserve(SPARE, SPAN), _core.unmap(SPARE, SPAN)))
     _flat(lambda: (_core.plug(HOME + 8 * PAGE, PAGE), _core.reserved()))

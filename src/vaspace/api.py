@@ -80,8 +80,11 @@ def vas_attach(pid: int, vid: int, type: int) -> None:  # noqa: A002 - the RFC's
     readers).  Attaching an already attached VAS does nothing.  Another
     process attaches it at its next vaspace call (lazy attach).
     """
+    if pid.__class__ is int and pid == 0:  # the common case, without a call
+        attachmod.attach_self(vid, type)
+        return
     pid = attachmod.check_pid(pid)
-    if pid in (0, os.getpid()):
+    if pid == os.getpid():
         attachmod.attach_self(vid, type)
     else:
         attachmod.request_other(pid, vid, type)
@@ -93,8 +96,11 @@ def vas_detach(pid: int, vid: int) -> None:
     Errors: EINVAL (not attached), ESRCH, EPERM, EBUSY (a thread of the
     process is inside it).
     """
+    if pid.__class__ is int and pid == 0:
+        attachmod.detach_self(vid)
+        return
     pid = attachmod.check_pid(pid)
-    if pid in (0, os.getpid()):
+    if pid == os.getpid():
         attachmod.detach_self(vid)
     else:
         attachmod.request_detach_other(pid, vid)
@@ -295,6 +301,15 @@ def seg_region(sid: int) -> tuple[int, int]:
         return ref.region()
 
 
+def seg_name_region(sid: int) -> tuple[str, tuple[int, int]]:
+    """A segment's name and [start, end), from one pin (a ``Segment`` handle wants both).
+
+    Errors: EINVAL, EIO (its region file is damaged).
+    """
+    with objects.pin(SEG, sid) as ref:
+        return ref.name, ref.region()
+
+
 def vas_holders(vid: int) -> list[Holder]:
     """Live processes that have a VAS attached, with their access types."""
     with objects.pin(VAS, vid) as ref:
@@ -311,8 +326,9 @@ def registry_root() -> str:
 
 __all__ = [
     "access_type_name", "active_vas", "proc_maps", "proc_vas", "registry_root", "seg_ids",
-    "seg_name", "seg_region", "segment_attach", "segment_create", "segment_create_sz",
-    "segment_delete", "segment_detach", "segment_find", "segment_getattr", "segment_setattr",
+    "seg_name", "seg_name_region", "seg_region", "segment_attach", "segment_create",
+    "segment_create_sz", "segment_delete", "segment_detach", "segment_find", "segment_getattr",
+    "segment_setattr",
     "vas_attach", "vas_clone", "vas_create", "vas_delete", "vas_detach", "vas_find", "vas_getattr",
     "vas_holders", "vas_ids", "vas_mmap", "vas_munmap", "vas_name", "vas_private",
     "vas_segments", "vas_seg_attach", "vas_seg_clone", "vas_seg_create",

@@ -185,8 +185,9 @@ class Segment(_Handle):
               "setattr": api.vas_seg_setattr}
 
     def __init__(self, sid: int) -> None:
-        super().__init__(sid)
-        self.start, self.end = api.seg_region(sid)
+        # _Handle.__init__'s work and the region from one pin of the segment.
+        self.id = sid
+        self.name, (self.start, self.end) = api.seg_name_region(sid)
 
     def __repr__(self) -> str:
         return (f"Segment(id={self.id}, name={self.name!r}, "

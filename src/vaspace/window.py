@@ -43,15 +43,64 @@ def _parse_range(var: str, text: str) -> tuple[int, int]:
     return lo, hi
 
 
+# The bytes mapping behind os.environ (CPython on POSIX), as in registry/root.py:
+# a dict lookup, where os.environ.get encodes the key and decodes the value on
+# every call.  An attach asks for the window several times.
+_ENVIRON = os.environ
+_ENV = getattr(os.environ, "_data", None)
+
+
+def _env(name: str) -> str | None:
+    """``os.environ.get(name)``, at the cost of a dict lookup when it can be."""
+    if os.environ is _ENVIRON and _ENV is not None:
+        raw = _ENV.get(_KEYS[name])
+        return None if raw is None else _decoded(raw)
+    return os.environ.get(name)  # os.environ was replaced: ask it
+
+
+_KEYS = {n: os.fsencode(n) for n in ("VASPACE_WINDOW", "VASPACE_PARK", "VASPACE_PARK_PLUGS",
+                                      "VASPACE_WHOLE_PUD")}
+
+
+@functools.lru_cache(maxsize=64)  # pure: the same bytes decode the same
+def _decoded(raw: bytes) -> str:
+    return os.fsdecode(raw)
+
+
+_NOT_READ = object()
+# The last window's ranges (window, shm_range, vas_range), and the variable's
+# value they came from: answered again while it is the very same object.
+_memo: tuple[object, tuple[tuple[int, int], ...]] = (_NOT_READ, ())
+
+
+def ranges() -> tuple[tuple[int, int], ...]:
+    """(window, shm_range, vas_range), computed once per value of ``VASPACE_WINDOW``.
+
+    A caller that needs more than one of them asks once (the attach path).
+    """
+    global _memo
+    fast = os.environ is _ENVIRON and _ENV is not None
+    raw = _ENV.get(_KEYS["VASPACE_WINDOW"]) if fast else _NOT_READ  # type: ignore[union-attr]
+    memo = _memo  # one read of the global: another thread may replace it
+    if raw is memo[0] and raw is not _NOT_READ:
+        return memo[1]
+    text = _env("VASPACE_WINDOW")
+    lo, hi = _parse_range("VASPACE_WINDOW", text) if text else DEFAULT_WINDOW
+    size = (hi - lo) // SHM_SHARE // PAGE * PAGE
+    out = ((lo, hi), (hi - size, hi), (lo, hi - size))
+    if fast:
+        _memo = (raw, out)
+    return out
+
+
 def window() -> tuple[int, int]:
     """The [start, end) range where segments may live."""
-    text = os.environ.get("VASPACE_WINDOW")
-    return _parse_range("VASPACE_WINDOW", text) if text else DEFAULT_WINDOW
+    return ranges()[0]
 
 
 def park() -> tuple[int, int]:
     """The [start, end) range where inactive mappings are parked."""
-    text = os.environ.get("VASPACE_PARK")
+    text = _env("VASPACE_PARK")
     if text:
         return _parse_range("VASPACE_PARK", text)
     lo, hi = window()
@@ -60,13 +109,13 @@ def park() -> tuple[int, int]:
 
 def park_plugs() -> bool:
     """Whether placed mappings' parking slots are plugged (``VASPACE_PARK_PLUGS=1``)."""
-    return os.environ.get("VASPACE_PARK_PLUGS", "") not in ("", "0")
+    return _env("VASPACE_PARK_PLUGS") not in (None, "", "0")
 
 
 def whole_pud() -> bool:
     """Whether a GiB-aligned segment's VMA may reach the next GiB
     (``VASPACE_WHOLE_PUD=0`` turns it off; see ``Space.vma_length``)."""
-    return os.environ.get("VASPACE_WHOLE_PUD", "1") != "0"
+    return _env("VASPACE_WHOLE_PUD") != "0"
 
 
 # The share of the window set aside for vaspace.shared_memory (its top part).
@@ -79,11 +128,9 @@ def shm_range() -> tuple[int, int]:
     It is the window's top sixteenth (1 TiB of the default window).  A VAS
     never maps anything there, so shared memory and VASes cannot collide.
     """
-    lo, hi = window()
-    size = (hi - lo) // SHM_SHARE // PAGE * PAGE
-    return hi - size, hi
+    return ranges()[1]
 
 
 def vas_range() -> tuple[int, int]:
     """The [start, end) part of the window that VAS mappings use (the window minus shm_range)."""
-    return window()[0], shm_range()[0]
+    return ranges()[2]

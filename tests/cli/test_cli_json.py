@@ -17,7 +17,7 @@ VAS_KEYS = {"kind", "id", "name", "uid", "gid", "owner", "group", "mode", "size"
             "holders", "damaged", "private"}
 SEG_KEYS = {"kind", "id", "name", "uid", "gid", "owner", "group", "mode", "start", "end", "size",
             "vases", "damaged"}
-VAS_SEG_KEYS = {"id", "name", "type", "start", "end", "size"}
+VAS_SEG_KEYS = {"id", "name", "type", "start", "end", "size", "damaged"}
 
 
 def _setup() -> None:

@@ -249,6 +249,56 @@ def test_lazy_attach_of_other_pid(registry: str) -> None:
         assert bytes(v.Segment(sid).view()[:5]) == b"lazy!"
 
 
+def test_a_published_process_reads_requests_when_woken(registry: str) -> None:
+    """Once a process has published its lazy-attach word and read pending/,
+    its slow paths read pending/ only when the word is set: a request
+    carried out needs the requester's wake (which ``vas_attach(pid)`` does,
+    after writing the request), and one left without it waits for it."""
+    from vaspace.process import publish
+    from vaspace.registry import records
+
+    a, _ = make_vas("a")
+    b, _ = make_vas("b")
+    c, _ = make_vas("c")
+    r, w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            os.close(go_w)
+            v.vas_attach(0, a, os.O_RDONLY)  # publishes the slots and the word
+            v.vas_switch(a)  # a slow path: reads pending/ once, then trusts the word
+            v.vas_switch(0)
+            seen = []
+            for _ in range(3):
+                os.write(w, b"r")
+                os.read(go_r, 1)
+                seen.append(sorted(p.vid for p in v.proc_vas(0)))  # a slow path
+            os.write(w, repr(seen).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    os.close(go_r)
+    try:
+        assert os.read(r, 1) == b"r"
+        v.vas_attach(pid, b, os.O_RDONLY)  # request, then wake
+        os.write(go_w, b"g")
+        assert os.read(r, 1) == b"r"
+        records.request(pid, c, os.O_RDONLY)  # a request left without the wake
+        os.write(go_w, b"g")
+        assert os.read(r, 1) == b"r"
+        assert publish.wake(pid)  # now the word says there is something to read
+        os.write(go_w, b"g")
+        seen = os.read(r, 256).decode()
+    finally:
+        _, status = os.waitpid(pid, 0)
+    assert status == 0
+    assert seen == repr([[a, b], [a, b], [a, b, c]])
+
+
 def test_requests_of_dead_processes_are_reaped(registry: str) -> None:
     vid, _ = make_vas()
     r, w = os.pipe()

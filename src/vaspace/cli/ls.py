@@ -5,14 +5,22 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from ..errors import access_type_name
-from .model import Snapshot, seg_json, snapshot, vas_json
+import vaspace
+
+from .model import (
+    DAMAGED,
+    Snapshot,
+    listing_holders,
+    region_text,
+    seg_json,
+    seg_label,
+    size_text,
+    snapshot,
+    vas_json,
+    vas_label,
+    vases_text,
+)
 from .output import emit_json, group_name, human_size, mode_text, out, user_name
-
-
-def holders_text(holders: list) -> str:
-    """``pid 12 (rw), pid 13 (ro)``, or ``-`` when nobody holds it."""
-    return ", ".join(f"pid {h.pid} ({access_type_name(h.type)})" for h in holders) or "-"
 
 
 def listing_json(snap: Snapshot) -> dict:
@@ -36,9 +44,9 @@ def print_tables(snap: Snapshot, vases: bool = True, segments: bool = True) -> N
             t.add_column(col, justify="right" if col in ("ID", "SIZE") else "left")
         for v in snap.vases:
             segs = sorted((snap.segs[link.sid] for link in v.links), key=lambda s: s.start)
-            t.add_row(str(v.id), v.name, user_name(v.attr.user), group_name(v.attr.group),
-                      mode_text(v.attr.mode), ", ".join(s.name for s in segs) or "-",
-                      human_size(sum(s.size for s in segs)), holders_text(v.holders))
+            t.add_row(str(v.id), vas_label(v), *_attr_cells(v.attr, v.damaged),
+                      ", ".join(seg_label(s) for s in segs) or "-",
+                      human_size(sum(s.size for s in segs)), listing_holders(v))
         con.print(t if snap.vases else f"no VASes in {snap.root}")
     if segments:
         names = {v.id: v.name for v in snap.vases}
@@ -47,12 +55,16 @@ def print_tables(snap: Snapshot, vases: bool = True, segments: bool = True) -> N
         for col in ("ID", "NAME", "OWNER", "GROUP", "MODE", "REGION", "SIZE", "IN VASES"):
             t.add_column(col, justify="right" if col in ("ID", "SIZE") else "left")
         for s in sorted(snap.segs.values(), key=lambda s: s.id):
-            in_vases = ", ".join(f"{names.get(vid, vid)} ({access_type_name(tp)})"
-                                 for vid, tp in s.vases)
-            t.add_row(str(s.id), s.name, user_name(s.attr.user), group_name(s.attr.group),
-                      mode_text(s.attr.mode), f"[{s.start:#x}, {s.end:#x})",
-                      human_size(s.size), in_vases or "-")
+            t.add_row(str(s.id), seg_label(s), *_attr_cells(s.attr, s.damaged),
+                      region_text(s), size_text(s), vases_text(s, names) or "-")
         con.print(t if snap.segs else "no segments")
+
+
+def _attr_cells(attr: vaspace.Attr, damaged: bool) -> tuple[str, str, str]:
+    """OWNER, GROUP, MODE; a damaged object whose attributes could not be read shows "-"."""
+    if damaged and attr.user < 0:
+        return "-", "-", DAMAGED
+    return user_name(attr.user), group_name(attr.group), mode_text(attr.mode)
 
 
 @click.command("ls", short_help="List VASes and segments.",

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import errno
 import functools
-import mmap
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import vaspace
 
-from ..access import access_type_name
+from ..access import access_type_name, open_flags
 from ..errors import vas_error
 from ..registry import listing
 from ..registry.memfile import NAME as PRIVATE
-from .output import group_name, mode_text, user_name
+from ..registry.records import holders_text
+from .output import group_name, human_size, mode_text, user_name
 
 
 @dataclass
@@ -89,7 +88,45 @@ def snapshot() -> Snapshot:
 
 
 def _access(prot: int) -> int:
-    return os.O_RDWR if prot & mmap.PROT_WRITE else os.O_RDONLY
+    """The access type a private range's protection gives (as a segment link's)."""
+    return open_flags(prot)
+
+
+# ---------------------------------------------------------------- text
+
+# A damaged object (its files are not what vaspace writes: junk in ``region``,
+# a FIFO as ``name``) is listed, never fatal; these say so wherever text shows it.
+DAMAGED = "damaged"
+
+
+def seg_label(s: SegInfo) -> str:
+    """A segment's name, marked when it is damaged: ``table (damaged)``."""
+    return f"{s.name} ({DAMAGED})" if s.damaged else s.name
+
+
+def vas_label(v: VasInfo) -> str:
+    """A VAS's name, marked when it is damaged."""
+    return f"{v.name} ({DAMAGED})" if v.damaged else v.name
+
+
+def region_text(s: SegInfo) -> str:
+    """``[0x..., 0x...)``, or ``damaged`` when the region cannot be read."""
+    return DAMAGED if s.damaged else f"[{s.start:#x}, {s.end:#x})"
+
+
+def size_text(s: SegInfo) -> str:
+    """The human size, or ``-`` when the region (so the size) is unknown."""
+    return "-" if s.damaged else human_size(s.size)
+
+
+def vases_text(s: SegInfo, names: dict[int, str]) -> str:
+    """The VASes holding a segment: ``db (rw), reader (ro)``."""
+    return ", ".join(f"{names.get(vid, vid)} ({access_type_name(t)})" for vid, t in s.vases)
+
+
+def listing_holders(v: VasInfo) -> str:
+    """Who has a VAS attached, as listings print it (``-`` for nobody)."""
+    return holders_text(v.holders, none="-")
 
 
 # ---------------------------------------------------------------- NAME|ID
@@ -139,7 +176,8 @@ def vas_json(v: VasInfo, segs: dict[int, SegInfo]) -> dict[str, Any]:
     for link in sorted(v.links, key=lambda link: segs[link.sid].start):
         s = segs[link.sid]
         seg_list.append({"id": s.id, "name": s.name, "type": access_type_name(link.type),
-                         "start": s.start, "end": s.end, "size": s.size})
+                         "start": s.start, "end": s.end, "size": s.size,
+                         "damaged": s.damaged})
     return {
         "kind": "vas", "id": v.id, "name": v.name, **_attr_json(v.attr),
         "size": sum(s["size"] for s in seg_list),

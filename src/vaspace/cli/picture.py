@@ -24,8 +24,8 @@ from typing import Any
 import click
 from rich.text import Text
 
-from ..errors import access_type_name
-from .model import SegInfo, Snapshot, snapshot
+from ..access import access_type_name
+from .model import SegInfo, Snapshot, listing_holders, seg_label, snapshot, vas_label
 from .output import emit_json, human_size, out
 
 GAP_UNITS = 0.8
@@ -56,6 +56,8 @@ class Lane:
     label: str
     holders: str
     boxes: list[Box] = field(default_factory=list)
+    # Segments of the lane whose region cannot be read: no place on the axis.
+    damaged: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -77,7 +79,10 @@ def interval_units(nbytes: int) -> float:
 
 def layout(snap: Snapshot) -> Layout:
     """Place every segment and private range of every VAS on the broken axis."""
-    segs = sorted(snap.segs.values(), key=lambda s: (s.start, s.end, s.id))
+    # A damaged segment has no readable region, so no place on the axis: its
+    # lane names it instead (``damaged: ...``).
+    segs = sorted((s for s in snap.segs.values() if not s.damaged),
+                  key=lambda s: (s.start, s.end, s.id))
     color = {s.id: i % len(_COLORS) for i, s in enumerate(segs)}
     private = {v.id: v.private_infos() for v in snap.vases}
     occupied = segs + [p for ps in private.values() for p in ps]
@@ -97,10 +102,13 @@ def layout(snap: Snapshot) -> Layout:
             x += GAP_UNITS
     lanes = []
     for v in snap.vases:
-        holders = ", ".join(f"pid {h.pid} ({access_type_name(h.type)})" for h in v.holders)
-        lane = Lane(f"{v.name} (vid {v.id})", holders)
+        holders = listing_holders(v) if v.holders else ""
+        lane = Lane(f"{vas_label(v)} (vid {v.id})", holders)
         for link in v.links:
             s = snap.segs[link.sid]
+            if s.damaged:
+                lane.damaged.append(f"{seg_label(s)} (sid {s.id})")
+                continue
             lane.boxes.append(Box(s, access_type_name(link.type), xs[s.start], xs[s.end],
                                   len(s.vases) > 1, color[s.id]))
         for p in private[v.id]:
@@ -108,9 +116,11 @@ def layout(snap: Snapshot) -> Layout:
                                   False, len(_COLORS) - 1, private=True))
         lanes.append(lane)
     loose = [s for s in segs if not s.vases]
-    if loose:
+    broken = [f"{seg_label(s)} (sid {s.id})" for s in snap.segs.values()
+              if s.damaged and not s.vases]
+    if loose or broken:
         lanes.append(Lane("(in no VAS)", "", [Box(s, "", xs[s.start], xs[s.end], False,
-                                                   color[s.id]) for s in loose]))
+                                                   color[s.id]) for s in loose], broken))
     for lane in lanes:
         lane.boxes.sort(key=lambda b: b.x0)
     return Layout(lanes, [(xs[p], p) for p in points], gaps, x, snap.window, snap.root)
@@ -179,7 +189,8 @@ def draw(lay: Layout, path: Path) -> None:
     ax.set_yticks(range(len(lay.lanes)))
     labels = []
     for lane in lay.lanes:
-        labels.append(f"{lane.label}\nattached: {lane.holders}" if lane.holders else lane.label)
+        label = f"{lane.label}\nattached: {lane.holders}" if lane.holders else lane.label
+        labels.append(label + "".join(f"\n{d}" for d in lane.damaged))
     ax.set_yticklabels(labels, fontsize=8)
     for tick, lane in zip(ax.get_yticklabels(), lay.lanes, strict=False):
         if lane.holders:
@@ -287,6 +298,8 @@ def render_text(lay: Layout) -> list[Text]:
             row.append("".join(ch for ch, _ in run), style=style)
         if lane.holders:
             row.append(f"  attached: {lane.holders}", style="bold")
+        if lane.damaged:
+            row.append(f"  {', '.join(lane.damaged)}", style="red")
         lines.append(row)
     return lines
 
@@ -348,5 +361,6 @@ def layout_json(lay: Layout) -> dict[str, Any]:
                               "end": b.seg.end, "size": b.seg.size, "type": b.access,
                               "shared": b.shared, "private": b.private,
                               "x0": round(b.x0, 3), "x1": round(b.x1, 3)}
-                             for b in lane.boxes]} for lane in lay.lanes],
+                             for b in lane.boxes],
+                   "damaged": lane.damaged} for lane in lay.lanes],
     }

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import errno
-import os
 
 import click
 
 import vaspace
 
+from ..access import flag_of
 from .lookup import busy_segment, seg_ref, vas_ref
 from .ls import print_tables
 from .model import complete_seg, complete_vas, snapshot
 from .output import emit_json, human_size, mode_text, out
 from .params import ADDR, MODE, SIZE
 from .show import show_object
-
-_TYPES = {"ro": os.O_RDONLY, "rw": os.O_RDWR, "wo": os.O_WRONLY}
 
 
 @click.group("seg", epilog="\b\nExamples:\n  vaspace seg create table --start 0x400000000000 "
@@ -91,7 +89,7 @@ def attach(vas: str, seg: str, ro: bool, rw: bool) -> None:
         raise click.UsageError("give --ro or --rw, not both" if ro else "give --ro or --rw")
     access = "ro" if ro else "rw"
     vid, sid = vas_ref(vas), seg_ref(seg)
-    vaspace.vas_seg_attach(vid, sid, _TYPES[access])
+    vaspace.vas_seg_attach(vid, sid, flag_of(access))
     out().print(f"attached segment {vaspace.seg_name(sid)!r} to VAS "
                 f"{vaspace.vas_name(vid)!r} ({access})")
 

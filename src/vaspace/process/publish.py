@@ -51,7 +51,12 @@ def publish() -> bool:
         if st.st_uid != os.geteuid() or st.st_nlink != 1:
             os.close(fd)
             return False
+        fresh = False
+    else:
+        fresh = True
     try:
+        if not fresh:
+            os.ftruncate(fd, 0)  # publish_threads wants a file that reads as zeros
         os.fchmod(fd, 0o644)
         os.ftruncate(fd, _core.slots_size())
         _core.publish_threads(fd)

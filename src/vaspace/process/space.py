@@ -40,9 +40,15 @@ class Mapping:
     token: int = 0  # _core's name for this mapping (never reused, never 0)
     vlen: int = 0  # the VMA's length (>= size; whole GiB when it may be, see vma_length)
     # Memoryviews Segment.view() made of it (by id), for release_views();
-    # weak, so a view that dies leaves by itself.
-    views: weakref.WeakValueDictionary[int, memoryview] = field(
-        default_factory=weakref.WeakValueDictionary)
+    # weak, so a view that dies leaves by itself.  Made on first use: most
+    # mappings never get a view, and making one costs a microsecond per attach.
+    _views: weakref.WeakValueDictionary[int, memoryview] | None = field(default=None, repr=False)
+
+    @property
+    def views(self) -> weakref.WeakValueDictionary[int, memoryview]:
+        if self._views is None:
+            self._views = weakref.WeakValueDictionary()
+        return self._views
 
     @property
     def size(self) -> int:
@@ -104,8 +110,10 @@ class Space:
         """
         assert self.park is not None
         lo, hi = self.park
-        used = sorted((m.park, m.park + max(m.vlen, m.size)) for m in self.mappings.values())
         cand = _congruent_at_or_above(lo, start)
+        maps = self.mappings
+        used = sorted([(m.park, m.park + max(m.vlen, m.end - m.start)) for m in maps.values()]
+                      if maps else ())
         for u_lo, u_hi in used:
             if cand + size <= u_lo:
                 break
@@ -157,9 +165,12 @@ class Space:
         key = (sid, prot)
         m = self.mappings.get(key)
         if m is None:
-            _refuse_shm_range(name, start, end)
-            self._shrink_tails_over(start, end)
-            vlen = self.vma_length(start, end)
+            _, shm, vas = winmod.ranges()  # one look at the window for the checks below
+            if start < shm[1] and shm[0] < end:
+                _refuse_shm_range(name, start, end, shm)
+            if self.mappings:  # no call when there is no other mapping to cut back
+                self._shrink_tails_over(start, end)
+            vlen = self.vma_length(start, end, vas[1])
             park = self.park_slot(start, vlen)
             token = _core.map_shared(fd, park, end - start, prot, start, name, vlen)
             m = Mapping(sid=sid, name=name, start=start, end=end, prot=prot, park=park,
@@ -168,7 +179,7 @@ class Space:
         m.refs += 1
         return m
 
-    def vma_length(self, start: int, end: int) -> int:
+    def vma_length(self, start: int, end: int, top: int) -> int:
         """How long to make a new mapping's VMA: up to the next GiB when that is free.
 
         mremap moves page tables entry by entry at the highest level both
@@ -177,13 +188,14 @@ class Space:
         So a segment that starts on a GiB boundary gets a VMA to the next
         one when no other mapping's home, nor the shared-memory range, lies
         in that tail; it then moves as one entry per GiB, whatever its size.
-        ``VASPACE_WHOLE_PUD=0`` turns this off.
+        ``VASPACE_WHOLE_PUD=0`` turns this off.  ``top``: the end of the
+        window's VAS part (``window.vas_range()[1]``).
         """
         size = end - start
-        if not winmod.whole_pud() or start % winmod.PARK_ALIGN:
+        if start % winmod.PARK_ALIGN or not winmod.whole_pud():
             return size
         hi = -(-end // winmod.PARK_ALIGN) * winmod.PARK_ALIGN
-        if hi == end or hi > winmod.vas_range()[1]:
+        if hi == end or hi > top:
             return size
         for m in self.mappings.values():
             if m.start < hi and end < m.end:
@@ -209,7 +221,9 @@ class Space:
     def put_all(self, maps: list[Mapping]) -> None:
         """``put`` each one, after checking that none that would go is pinned,
         so that a refusal changes nothing."""
-        check_unpinned([m for m in maps if m.refs == 1], "detaching its VAS")
+        going = [m for m in maps if m.refs == 1]
+        if going:
+            check_unpinned(going, "detaching its VAS")
         for m in maps:
             self.put(m)
 
@@ -277,9 +291,12 @@ def _is_plug(vma: tuple[int, int, int, int], lo: int, hi: int) -> bool:
     return start <= lo and hi <= end and not flags & _VM_FLAGS_RWXS and inode == 0
 
 
-def _refuse_shm_range(name: str, start: int, end: int) -> None:
-    """EFAULT for a VAS segment in the shared-memory range: a switch would map over it."""
-    lo, hi = winmod.shm_range()
+def _refuse_shm_range(name: str, start: int, end: int, shm: tuple[int, int]) -> None:
+    """EFAULT for a VAS segment in the shared-memory range ``shm``: a switch would map over it.
+
+    ``get_or_map`` calls it only when the ranges overlap (no call on the hot path).
+    """
+    lo, hi = shm
     if start < hi and lo < end:
         raise vas_error(errno.EFAULT, f"segment {name!r} [{start:#x}, {end:#x}) lies in the "
                         f"shared-memory range [{lo:#x}, {hi:#x}), which VASes may not map")

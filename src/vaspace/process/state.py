@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .. import _core
@@ -35,9 +34,12 @@ class State:
     lock: threading.RLock = field(default_factory=threading.RLock)
     pid: int = field(default_factory=os.getpid)
     published: str = ""  # the root whose procs/ holds our thread slots (publish.py)
+    # True once our lazy-attach word is in ``published``'s procs/ (requesters can
+    # set it) and pending/ was read after that: requests then set the word.
+    wake_ready: bool = False
+    wake_published: bool = False  # publish.publish() succeeded for ``published``
 
-    @contextlib.contextmanager
-    def changing(self, attachments: bool = True) -> Iterator[State]:
+    def changing(self, attachments: bool = True) -> Changing:
         """Hold the lock, keep the fast path out, refresh ``placed``.
 
         When ``attachments`` may change (attach, detach), cached plans are
@@ -45,16 +47,11 @@ class State:
         neither, so it keeps every cached plan (a cycle over many VASes then
         runs entirely on the fast path after one warm-up round).
         """
-        with self.lock:
-            _core.busy(1)
-            try:
-                if attachments:
-                    _core.plan_clear()
-                prune_dead_threads()
-                self.refresh_placed()
-                yield self
-            finally:
-                _core.busy(-1)
+        # Made once per State (a Changing keeps no state of its own between uses).
+        return self._changers[attachments]
+
+    def __post_init__(self) -> None:
+        self._changers = {True: Changing(self, True), False: Changing(self, False)}
 
     def refresh_placed(self) -> None:
         """Read which mappings are placed from _core, which moved them.
@@ -69,6 +66,44 @@ class State:
 
     def placed(self) -> set[Mapping]:
         return {m for m in self.space.mappings.values() if m.placed}
+
+
+class Changing:
+    """``State.changing``'s context manager (a class: every attach and detach
+    enters one, and a generator-based one costs about a microsecond more)."""
+
+    __slots__ = ("st", "attachments")
+
+    def __init__(self, st: State, attachments: bool) -> None:
+        self.st, self.attachments = st, attachments
+
+    def __enter__(self) -> State:
+        st = self.st
+        st.lock.acquire()
+        try:
+            _core.busy(1)
+        except BaseException:
+            st.lock.release()
+            raise
+        try:
+            if self.attachments:
+                _core.plan_clear()
+            # prune_dead_threads and refresh_placed, without their calls when
+            # there is nothing to do (a warm attach: no thread inside, no mapping).
+            if _core.thread_vids():
+                prune_dead_threads()
+            if st.space.mappings:
+                st.refresh_placed()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return st
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            _core.busy(-1)
+        finally:
+            self.st.lock.release()
 
 
 def prune_dead_threads() -> None:

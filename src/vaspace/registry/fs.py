@@ -30,6 +30,7 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # regular file (reads, flock, mmap), and clearing it would cost a syscall.
 FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 MAX_SMALL = 4096
+_S_IFMT, _S_IFREG = stat.S_IFMT(0o177777), stat.S_IFREG
 
 
 class NotRegular(OSError):
@@ -60,7 +61,7 @@ def open_file_stat(name: str, flags: int,
     fd = os.open(name, flags | FILE_FLAGS, dir_fd=dir_fd)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        if st.st_mode & _S_IFMT != _S_IFREG:
             raise NotRegular(name)
     except BaseException:
         os.close(fd)
@@ -70,8 +71,11 @@ def open_file_stat(name: str, flags: int,
 
 def read_small(name: str, dir_fd: int | None = None) -> str:
     """The text of a small regular file (at most 4 KiB read); EIO if it is not text."""
-    fd = open_file(name, os.O_RDONLY, dir_fd)
+    # open_file_stat's checks, inline: every attach reads a region this way.
+    fd = os.open(name, os.O_RDONLY | FILE_FLAGS, dir_fd=dir_fd)
     try:
+        if os.fstat(fd).st_mode & _S_IFMT != _S_IFREG:
+            raise NotRegular(name)
         data = os.read(fd, MAX_SMALL)
     finally:
         os.close(fd)

@@ -65,7 +65,8 @@ def parse(entry: str) -> Range | None:
 def ranges(ref: Ref) -> list[Range]:
     """The private ranges a VAS's directory names, sorted (entries are hints:
     whoever maps one checks its file first, see ``open_range``)."""
-    return sorted(r for r in map(parse, os.listdir(ref.dirfd)) if r is not None)
+    mine = (parse(e) for e in ref.entries() if e.startswith(PREFIX))
+    return sorted(r for r in mine if r is not None)
 
 
 def open_range(ref: Ref, rng: Range, flags: int) -> int:

@@ -18,7 +18,7 @@ import os
 import stat
 
 from .._ntuples import Holder
-from ..access import BY_NAME, access_type_name
+from ..access import BY_FLAG, BY_NAME, access_type_name
 from ..errors import vas_error
 from . import fs
 from . import root as rootmod
@@ -43,12 +43,14 @@ def start_time(pid: int) -> int | None:
 
 
 _mine: list[int] = []  # [start time of this process], computed once (reset in a forked child)
+_my_pid: list[int] = [0]  # [the pid _mine is for]
 
 
 def my_start_time() -> int:
     """This process's start time: read once per process, not on every call."""
     if not _mine:
-        started = start_time(os.getpid())
+        _my_pid[0] = os.getpid()
+        started = start_time(_my_pid[0])
         assert started is not None  # we are alive
         _mine.append(started)
     return _mine[0]
@@ -67,16 +69,19 @@ def _procs() -> str:
     return f"{rootmod.root_str()}/procs"
 
 
-def add(vid: int, pid: int, access: int) -> None:
+def add(vid: int, pid: int, access: int, root: str | None = None) -> None:
     """Record that ``pid`` (this process) has ``vid`` attached, replacing a stale record.
 
     A record another user planted under our name cannot be removed (the
     directory is sticky); it is ignored by readers (see ``_read``), and the
     attachment itself, which the flock makes, does not depend on the record.
+    ``root``: the registry root the caller already holds (saves looking it up).
     """
-    path = f"{_procs()}/{vid}.{pid}"
-    started = my_start_time() if pid == os.getpid() else start_time(pid)
-    target = f"{started}:{access_type_name(access)}"
+    path = f"{root}/procs/{vid}.{pid}" if root else f"{_procs()}/{vid}.{pid}"
+    started = _mine[0] if _mine and pid == _my_pid[0] else (
+        my_start_time() if pid == os.getpid() else start_time(pid))
+    row = BY_FLAG.get(access)  # access_type_name, inline
+    target = f"{started}:{row.name if row else '?'}"
     try:
         os.symlink(target, path)
     except FileExistsError:  # a stale record (or a planted one, which stays)
@@ -87,8 +92,11 @@ def add(vid: int, pid: int, access: int) -> None:
 
 
 def remove(vid: int, pid: int) -> None:
-    with contextlib.suppress(FileNotFoundError, PermissionError):
-        os.unlink(f"{_procs()}/{vid}.{pid}")
+    """Remove ``pid``'s record of ``vid`` (gone already, or planted by another user: left)."""
+    try:  # not contextlib.suppress: every detach runs this, and that costs 3 calls
+        os.unlink(f"{rootmod.root_str()}/procs/{vid}.{pid}")
+    except (FileNotFoundError, PermissionError):
+        pass
 
 
 def _read(want_vid: int | None = None, want_pid: int | None = None) -> list[tuple[int, int, int]]:
@@ -137,10 +145,15 @@ def all_holders() -> dict[int, list[Holder]]:
     return out
 
 
-def holders_text(holders_: list[Holder]) -> str:
-    """The one way messages list holders: ``pid 12 (rw), pid 13 (ro)``."""
+def holders_text(holders_: list[Holder], none: str = "another process") -> str:
+    """The one way messages and listings show holders: ``pid 12 (rw), pid 13 (ro)``.
+
+    ``none`` is what an empty list reads as: an EBUSY message names "another
+    process" (the flock says someone holds it, the records may not say who);
+    a listing prints "-".
+    """
     if not holders_:
-        return "another process"
+        return none
     return ", ".join(f"pid {h.pid} ({access_type_name(h.type)})" for h in holders_)
 
 
@@ -238,12 +251,18 @@ def take_requests(pid: int) -> list[tuple[int, int]]:
     by someone who may not act on us.
     """
     root = rootmod.root_str()
+    name = _pending_name(pid, my_start_time() if pid == os.getpid() else start_time(pid) or 0)
+    # The usual answer, in one system call: no request directory, nothing to take.
+    # Only a hint: what is there is opened and checked below, through ``pending``.
+    try:
+        os.lstat(f"{root}/pending/{name}")
+    except OSError:
+        return []
     try:
         base = fs.open_dir(f"{root}/pending")
     except OSError:
         return []
     try:
-        name = _pending_name(pid, my_start_time() if pid == os.getpid() else start_time(pid) or 0)
         fd = fs.open_checked_dir(name, base, os.fstat(base).st_dev, (os.geteuid(),))
         if fd is None:
             return []

@@ -15,7 +15,7 @@ import os
 import re
 import stat
 
-from .. import names, perms
+from .. import _core, names, perms
 from .._ntuples import Attr, SegLink
 from ..access import BY_NAME
 from ..errors import invalid, vas_error
@@ -25,6 +25,7 @@ from .kind import MAX_ID, Kind, check_id, describe
 
 _REGION = re.compile(r"([0-9a-f]{1,16})-([0-9a-f]{1,16})\n?")
 REVERSE = "vases"  # a segment's reverse index: the VASes that may hold it
+_S_IFMT, _S_IFREG = stat.S_IFMT(0o177777), stat.S_IFREG
 
 
 def parse_region(text: str) -> tuple[int, int] | None:
@@ -43,11 +44,12 @@ class Ref:
     use only, so calls that never print it do not pay for it.
     """
 
-    __slots__ = ("kind", "id", "enc", "dirfd", "root", "_name")
+    __slots__ = ("kind", "id", "enc", "dirfd", "root", "_name", "_entries")
 
     def __init__(self, kind: Kind, oid: int, enc: str, dirfd: int, root: str) -> None:
         self.kind, self.id, self.enc, self.dirfd, self.root = kind, oid, enc, dirfd, root
         self._name: str | None = None
+        self._entries: list[str] | None = None
 
     # ------------------------------------------------------------ lifetime
 
@@ -55,7 +57,10 @@ class Ref:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        # close(), inline: every call leaves at least one Ref this way.
+        if self.dirfd >= 0:
+            os.close(self.dirfd)
+            self.dirfd = -1
 
     def close(self) -> None:
         if self.dirfd >= 0:
@@ -116,12 +121,15 @@ class Ref:
         the name link must still point at the id, and the id's directory
         entry must still be the pinned directory.
         """
+        kind = self.kind
         try:
-            target = os.readlink(self.link_path())
-            now = os.stat(f"{self.root}/{self.kind.dirname}/{self.id}", follow_symlinks=False)
+            target = os.readlink(f"{self.root}/names/{kind.dirname}/{self.enc}")
+            now = os.stat(f"{self.root}/{kind.dirname}/{self.id}", follow_symlinks=False)
+            pinned = os.fstat(self.dirfd)
         except OSError:
             raise self.gone() from None
-        if target != str(self.id) or not os.path.samestat(now, os.fstat(self.dirfd)):
+        if (target != str(self.id) or now.st_ino != pinned.st_ino
+                or now.st_dev != pinned.st_dev):  # os.path.samestat, inline
             raise self.gone()
 
     # ------------------------------------------------------------ contents
@@ -172,20 +180,35 @@ class Ref:
         perms.check(attr.user, attr.group, attr.mode, may, self)
         return attr
 
+    def entries(self) -> list[str]:
+        """The names in the object's directory, read once per reference.
+
+        A ``Ref`` lives for one call, so this is the call's one look at the
+        directory (an attach asks for the segment links and the private
+        ranges): nothing outlives the call, as issue 11 §3 asks.
+        """
+        if self._entries is None:
+            try:
+                self._entries = _core.dir_entries(self.dirfd)
+            except FileNotFoundError:  # getdents64 of a removed directory
+                raise self.gone() from None
+        return self._entries
+
     def links(self) -> list[SegLink]:
         """A VAS's attached segments ``seg.<sid> -> <type>``, sorted; junk is ignored."""
         out = []
-        for entry in os.listdir(self.dirfd):
+        for entry in self.entries():
             if not entry.startswith("seg."):
                 continue
             sid = entry[4:]
-            if not rootmod.is_id(sid):
+            # rootmod.is_id, inline (ASCII digits, no leading zero): a loop over entries.
+            if not (sid.isascii() and sid.isdigit()) or (sid[0] == "0" and sid != "0"):
                 continue
             try:
                 access = BY_NAME[os.readlink(entry, dir_fd=self.dirfd)].flag
             except (OSError, KeyError):
                 continue  # planted (not a link, or not a type): not an attachment
-            out.append(SegLink(sid=int(sid), type=access))
+            out.append(tuple.__new__(SegLink, (int(sid), access)))  # no Python __new__
         return sorted(out)
 
     def has_link(self, sid: int) -> bool:
@@ -198,10 +221,12 @@ class Ref:
     def region(self) -> tuple[int, int]:
         """A segment's [start, end); EIO if its ``region`` file is junk."""
         text = self.read("region")
-        parsed = parse_region(text)
-        if parsed is None:
-            raise self.damaged(f"unreadable region {text[:40]!r}")
-        return parsed
+        m = _REGION.fullmatch(text)  # parse_region, inline: every attach reads a region
+        if m is not None:
+            lo, hi = int(m[1], 16), int(m[2], 16)
+            if lo < hi:
+                return lo, hi
+        raise self.damaged(f"unreadable region {text[:40]!r}")
 
     def reverse(self) -> list[int]:
         """A segment's reverse index: ids of VASes that may hold it (hints, unchecked)."""
@@ -243,15 +268,19 @@ class Ref:
         return removed
 
 
-def pin(kind: Kind, oid: object, enc: str | None = None) -> Ref:
+def pin(kind: Kind, oid: object, enc: str | None = None, root: str | None = None) -> Ref:
     """Pin the live object ``oid`` of ``kind``; EINVAL if there is none.
 
     ``enc``, when given, is the encoded name whose index link the caller
     has just read and found to name ``oid`` (``find``): then only the other
-    direction, the directory's ``index``, is left to check.
+    direction, the directory's ``index``, is left to check.  ``root``, when
+    given, is the root another ``Ref`` of the same call was pinned in (an
+    attach pins its segments in its VAS's root).
     """
-    oid = check_id(kind, oid)
-    root = rootmod.existing()
+    if oid.__class__ is not int or not 0 < oid <= MAX_ID:  # type: ignore[operator]
+        oid = check_id(kind, oid)  # the error (or an int subclass, checked the long way)
+    if root is None:
+        root = rootmod.existing()
     try:
         dfd, index = _open_live(kind, oid, root, enc)
     except OSError as exc:
@@ -331,9 +360,11 @@ def attr_of(kind: Kind, oid: int, root: str) -> Attr | None:
         return None
     finally:
         os.close(dfd)
-    if not stat.S_ISREG(st.st_mode):
+    if st.st_mode & _S_IFMT != _S_IFREG:
         return None
-    return Attr(mode=st.st_mode & 0o666, user=st.st_uid, group=st.st_gid)
+    # tuple.__new__ skips the NamedTuple's Python-level __new__: this is
+    # vas_getattr's whole answer, and that frame was a tenth of its cost.
+    return tuple.__new__(Attr, (st.st_mode & 0o666, st.st_uid, st.st_gid))
 
 
 def is_live(kind: Kind, oid: int, root: str) -> bool:

@@ -127,7 +127,9 @@ def existing() -> str:
     is checked once per process, as in ``ensure``.
     """
     global _last
-    raw = _raw_root()
+    # _raw_root, inlined: this runs on every call of every read-only API function.
+    raw = (_ENV.get(_ENV_KEY) if os.environ is _ENVIRON and _ENV is not None
+           else _raw_root())
     last = _last  # one read of the global, as in root_str
     if raw is last[0] and last[1] is not None:  # the hot path: no syscall, no decoding
         return last[1]

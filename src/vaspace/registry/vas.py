@@ -49,21 +49,32 @@ def open_lock(ref: Ref, access: int) -> int:
     return ref.open("lock", access)
 
 
-def take_lock(ref: Ref, access: int) -> int:
-    """Open the lock for ``access`` and take its sharing lock; the fd (EACCES, EBUSY)."""
+def take_lock(ref: Ref, access: int, may: int) -> int:
+    """The RFC's check for ``may``, then the sharing lock for ``access``; the fd.
+
+    EACCES (the RFC's check, or the OS refuses the open), EBUSY (the
+    sharing rule).  The lock file is opened first and its ``fstat`` gives
+    the attributes the check reads (the file whose metadata holds them is
+    the one we lock): one system call less than an ``lstat`` before.
+    """
     try:
-        fd = open_lock(ref, access)
+        fd, st = ref.open_stat("lock", access)
     except PermissionError:
+        ref.require(may)  # the RFC's own EACCES when its check fails too
         raise vas_error(errno.EACCES, f"the OS refuses to open {ref.what} for "
                         f"{access_type_name(access)}", ref.name) from None
     op = fcntl.LOCK_SH if access == os.O_RDONLY else fcntl.LOCK_EX
     try:
+        perms.check(st.st_uid, st.st_gid, st.st_mode & 0o666, may, ref)
         fcntl.flock(fd, op | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         raise ref.error(errno.EBUSY, "is attached by "
                         f"{records.holders_text(records.holders(ref.id))}; "
                         "the sharing rule allows one writer or many readers") from None
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 
