@@ -158,14 +158,16 @@ int cb_put(copybuf *b, const void *src, size_t n)
 }
 
 /* Copy one entry (its key and/or value, per which: 0 keys, 1 values, 2
- * both) as {u8 ktype, u8 vtype, u32 klen, u32 vlen, bytes}.  The entry was
- * bounds-checked by the caller. */
-static int cb_put_entry(copybuf *b, const dict_entry *en, u32 kl, u32 vl, int which)
+ * both) as {u8 ktype, u8 vtype, u32 klen, u32 vlen, u64 order, bytes}
+ * (CB_HEAD bytes of head).  The entry was bounds-checked by the caller. */
+int cb_put_entry(copybuf *b, const dict_entry *en, u32 kl, u32 vl, int which)
 {
     u32 kn = which == 1 ? 0 : kl, vn = which == 0 ? 0 : vl;
-    unsigned char head[10] = {en->ktype, en->vtype};
+    unsigned char head[CB_HEAD] = {en->ktype, en->vtype};
+    u64 order = entry_order(en);
     memcpy(head + 2, &kn, 4);
     memcpy(head + 6, &vn, 4);
+    memcpy(head + 10, &order, 8);
     if (cb_put(b, head, sizeof head) < 0 || cb_put(b, (const char *)(en + 1), kn) < 0 ||
         cb_put(b, (const char *)(en + 1) + kl, vn) < 0)
         return -1;
@@ -206,7 +208,7 @@ static int dict_resize(TX *t, dict_hdr *d, u64 newcap)
     return 0;
 }
 
-static u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v)
+u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v, u64 order)
 {
     heap_region *self = t->r;
     u64 eo = tx_alloc(t, sizeof(dict_entry) + (u64)k->n + (u64)v->n, 16);
@@ -217,12 +219,14 @@ static u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v)
     en->vlen = (u32)v->n;
     en->ktype = (u8)k->type;
     en->vtype = (u8)v->type;
+    entry_set_order(en, order);
     memcpy((char *)(en + 1), k->p, (size_t)k->n);
     memcpy((char *)(en + 1) + k->n, v->p, (size_t)v->n);
     return eo;
 }
 
-int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const heap_key *v)
+int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const heap_key *v,
+             u64 *replaced)
 {
     heap_region *self = t->r;
     if ((d->used_slots + 1) * 4 > (d->mask + 1) * 3) {
@@ -243,10 +247,15 @@ int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const h
                                               : -1;
     if (bad)
         return DICT_CORRUPT;
-    u64 eo = entry_alloc(t, k, v);
+    dict_slot *slots = (dict_slot *)(uintptr_t)d->table;
+    /* a replaced key keeps its place in the insertion order (as in dict) */
+    long long keep = i >= 0 ? i : old_i;
+    u64 order = keep >= 0 ? entry_order((dict_entry *)(uintptr_t)slots[keep].entry) : d->next_order;
+    u64 eo = entry_alloc(t, k, v, order);
     if (!eo)
         return DICT_NOMEM;
-    dict_slot *slots = (dict_slot *)(uintptr_t)d->table;
+    if (replaced)
+        *replaced = i >= 0 ? slots[i].entry : 0;
     if (old_i >= 0) {
         u64 old = slots[old_i].entry;
         W(t, &slots[old_i].entry, TOMB);
@@ -265,6 +274,8 @@ int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const h
         W(t, &slots[reuse].hash, k->hash);
         W(t, &slots[reuse].entry, abs_of(self, eo));
         W(t, &d->count, d->count + 1);
+        if (old_i < 0)
+            W(t, &d->next_order, d->next_order + 1);
     }
     return DICT_OK;
 }
@@ -293,6 +304,8 @@ u64 dict_create(TX *t, u64 cap)
     d->used_slots = 0;
     d->mask = cap - 1;
     d->table = abs_of(r, to);
+    d->parent = 0;
+    d->next_order = 0;
     compiler_fence();
     d->magic = DICT_MAGIC;
     return ho;
@@ -331,8 +344,9 @@ int dict_copy_entries(const heap_region *self, dict_hdr *d, int which, copybuf *
 /* Under the lock, after the slots [from, cap) of a table were made
  * unreachable by a committed operation: free their entries in small
  * crash-safe batches (a crash in this phase can leak them, never corrupt the
- * heap).  Entries that are not live allocations are skipped. */
-int dict_free_entries(TX *t, u64 table, u64 from, u64 cap)
+ * heap).  Entries that are not live allocations are skipped.  Containers
+ * the entries hold are pushed on s (if not NULL) for destroy_owned(). */
+int dict_free_entries(TX *t, u64 table, u64 from, u64 cap, refstack *s, u64 holder)
 {
     heap_region *r = t->r;
     int rc = 0;
@@ -344,8 +358,10 @@ int dict_free_entries(TX *t, u64 table, u64 from, u64 cap)
             u64 e = os[i].entry;
             if (e > TOMB) {
                 u64 off = live_offset(r, e);
-                if (off)
+                if (off) {
+                    rs_note(s, r, e, holder); /* a container it holds dies too */
                     tx_free(t, off);
+                }
                 n++;
             }
         }
