@@ -103,7 +103,7 @@ C_MUTANTS: list[tuple[str, str, list[str], str]] = [
     ("_core.c", r"s/madvise(p, sizeof(private_slots), MADV_DONTFORK)/"
      r"madvise(p, sizeof(private_slots), MADV_NORMAL)/",
      SWITCH_TESTS, "the published thread slots are shared with a forked child"),
-    ("heap/core/undo.c", r"s/\*(u64 \*)(c->base + off) = h->log\[i\].old;/(void)0;/", HEAP_TESTS,
+    ("heap/core/undo.c", r"s/\*(u64 \*)(r->base + off) = h->log\[i\].old;/(void)0;/", HEAP_TESTS,
      "rollback restores nothing"),
     ("heap/core/undo.c", r"s/(s \& 1) ? s + 1 : s + 2/(s \& 1) ? s + 1 : s/", HEAP_TESTS,
      "recovery does not bump an even seq"),

@@ -336,19 +336,36 @@ static int tx_done(TX *t)
     return -1;
 }
 
-/* A step failed under the lock: roll back, unlock, raise.  Corruption found
- * on the way wins over the caller's exception (e.g. an allocation that
- * "failed" because a free list was corrupt is not a MemoryError).  Returns
- * NULL. */
-static PyObject *tx_fail(HeapCore *self, TX *t, PyObject *exc, const char *msg)
+/* The body of a write operation: runs under the heap lock, inside t.
+ * Returns WRITE_COMMIT (commit t), WRITE_DONE (nothing left to commit: the
+ * body wrote nothing, or committed its own steps) or WRITE_FAIL (exception
+ * set; t is rolled back, and corruption recorded in t wins over the
+ * exception: an allocation that "failed" on a corrupt free list is not a
+ * MemoryError).  A body makes no Python calls that could run Python code. */
+enum { WRITE_FAIL = -1, WRITE_COMMIT = 0, WRITE_DONE = 1 };
+typedef int (*write_body)(HeapCore *self, TX *t, void *arg);
+
+/* The shape of every write: lock, tx_init, body, commit or roll back,
+ * unlock.  Callers refuse read-only heaps first (ro_refuse), so that this
+ * error comes before any about their arguments.  0, or -1 (exception set). */
+static int heap_write(HeapCore *self, write_body body, void *arg)
 {
-    tx_abort(t);
+    if (heap_lock(self) < 0)
+        return -1;
+    TX t;
+    tx_init(&t, &self->r);
+    int rc = body(self, &t, arg);
+    if (rc == WRITE_COMMIT) {
+        rc = tx_done(&t);
+    } else if (rc == WRITE_FAIL) {
+        tx_abort(&t);
+        if (t.corrupt) {
+            PyErr_Clear();
+            tx_raise(&t);
+        }
+    }
     heap_unlock(self);
-    if (t->corrupt)
-        tx_raise(t);
-    else
-        PyErr_SetString(exc, msg);
-    return NULL;
+    return rc < 0 ? -1 : 0;
 }
 
 /* ======================================================================== */
@@ -509,112 +526,114 @@ static PyObject *HeapCore_close(HeapCore *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+typedef struct {
+    u64 size, align, off;
+} alloc_args;
+
+static int alloc_body(HeapCore *self, TX *t, void *arg)
+{
+    alloc_args *a = arg;
+    a->off = tx_alloc(t, a->size, a->align);
+    if (a->off)
+        return WRITE_COMMIT;
+    PyErr_Format(PyExc_MemoryError, "heap full: cannot allocate %llu bytes",
+                 (unsigned long long)a->size);
+    return WRITE_FAIL;
+}
+
 static PyObject *HeapCore_alloc(HeapCore *self, PyObject *args)
 {
     PyObject *so, *ao = NULL;
-    u64 size, align = 16;
+    alloc_args a = {0, 16, 0};
     if (!PyArg_ParseTuple(args, "O|O", &so, &ao))
         return NULL;
-    if (core_check(self) < 0 || ro_refuse(self, "alloc") < 0 || parse_u64(so, &size, "size") < 0)
+    if (core_check(self) < 0 || ro_refuse(self, "alloc") < 0 || parse_u64(so, &a.size, "size") < 0)
         return NULL;
-    if (ao && parse_u64(ao, &align, "align") < 0)
+    if (ao && parse_u64(ao, &a.align, "align") < 0)
         return NULL;
-    if (align == 0 || (align & (align - 1))) {
+    if (a.align == 0 || (a.align & (a.align - 1))) {
         PyErr_Format(PyExc_ValueError, "align must be a power of two, not %llu",
-                     (unsigned long long)align);
+                     (unsigned long long)a.align);
         return NULL;
     }
-    if (align < 16)
-        align = 16;
-    if (heap_lock(self) < 0)
+    if (a.align < 16)
+        a.align = 16;
+    if (heap_write(self, alloc_body, &a) < 0)
         return NULL;
-    TX t;
-    tx_init(&t, &self->r);
-    u64 off = tx_alloc(&t, size, align);
-    int rc = tx_done(&t);
-    heap_unlock(self);
-    if (rc < 0)
-        return NULL;
-    if (!off)
-        return PyErr_Format(PyExc_MemoryError, "heap full: cannot allocate %llu bytes",
-                            (unsigned long long)size);
-    return PyLong_FromUnsignedLongLong(abs_of(&self->r, off));
+    return PyLong_FromUnsignedLongLong(abs_of(&self->r, a.off));
 }
 
-/* Under the lock: the raw allocator refuses (and unlocks) to free or move a
- * live container's header: its handles would then use freed memory.
- * destroy() clears the magic first. */
-static int container_refuse(HeapCore *self, u64 off, const char *what)
+/* Under the lock: the offset of the live allocation at addr that the raw
+ * allocator may free or move, or 0 with an exception set.  A live
+ * container's header is refused (its handles would then use freed memory;
+ * destroy() clears the magic first). */
+static u64 raw_block(HeapCore *self, u64 addr, const char *what)
 {
+    u64 off = live_offset(&self->r, addr);
+    if (!off) {
+        PyErr_Format(PyExc_ValueError, "%p is not a live allocation of this heap%s",
+                     (void *)(uintptr_t)addr,
+                     strcmp(what, "free") == 0 ? " (double free or foreign pointer?)" : "");
+        return 0;
+    }
     u64 m = *(u64 *)(self->r.base + off);
     if (m != DICT_MAGIC && m != ARRAY_MAGIC)
-        return 0;
-    heap_unlock(self);
+        return off;
     PyErr_Format(PyExc_ValueError, "cannot %s %p: it is a live %s; use its destroy()", what,
                  (void *)(self->r.base + off), m == DICT_MAGIC ? "Dict" : "Array");
-    return -1;
+    return 0;
+}
+
+typedef struct {
+    u64 addr, size;
+} block_args;
+
+static int free_body(HeapCore *self, TX *t, void *arg)
+{
+    block_args *a = arg;
+    u64 off = raw_block(self, a->addr, "free");
+    if (!off)
+        return WRITE_FAIL;
+    tx_free_now(t, off);
+    return WRITE_COMMIT;
 }
 
 static PyObject *HeapCore_free(HeapCore *self, PyObject *ao)
 {
-    u64 addr;
+    block_args a;
     if (core_check(self) < 0 || ro_refuse(self, "free") < 0 ||
-        parse_u64(ao, &addr, "address") < 0)
-        return NULL;
-    if (heap_lock(self) < 0)
-        return NULL;
-    u64 off = live_offset(&self->r, addr);
-    if (!off) {
-        heap_unlock(self);
-        return PyErr_Format(PyExc_ValueError,
-                            "%p is not a live allocation of this heap (double free or "
-                            "foreign pointer?)", (void *)(uintptr_t)addr);
-    }
-    if (container_refuse(self, off, "free") < 0)
-        return NULL;
-    TX t;
-    tx_init(&t, &self->r);
-    tx_free_now(&t, off);
-    int rc = tx_done(&t);
-    heap_unlock(self);
-    if (rc < 0)
+        parse_u64(ao, &a.addr, "address") < 0 || heap_write(self, free_body, &a) < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+static int realloc_body(HeapCore *self, TX *t, void *arg)
+{
+    block_args *a = arg;
+    u64 off = raw_block(self, a->addr, "realloc");
+    if (!off)
+        return WRITE_FAIL;
+    u64 n = tx_realloc(t, off, a->size);
+    if (!n) {
+        PyErr_Format(PyExc_MemoryError, "heap full: cannot grow allocation to %llu bytes",
+                     (unsigned long long)a->size);
+        return WRITE_FAIL;
+    }
+    a->addr = abs_of(&self->r, n);
+    return WRITE_COMMIT;
 }
 
 static PyObject *HeapCore_realloc(HeapCore *self, PyObject *args)
 {
     PyObject *ao, *so;
-    u64 addr, size;
+    block_args a;
     if (!PyArg_ParseTuple(args, "OO", &ao, &so))
         return NULL;
     if (core_check(self) < 0 || ro_refuse(self, "realloc") < 0 ||
-        parse_u64(ao, &addr, "address") < 0 || parse_u64(so, &size, "size") < 0)
+        parse_u64(ao, &a.addr, "address") < 0 || parse_u64(so, &a.size, "size") < 0 ||
+        heap_write(self, realloc_body, &a) < 0)
         return NULL;
-    if (heap_lock(self) < 0)
-        return NULL;
-    u64 off = live_offset(&self->r, addr);
-    if (!off) {
-        heap_unlock(self);
-        return PyErr_Format(PyExc_ValueError, "%p is not a live allocation of this heap",
-                            (void *)(uintptr_t)addr);
-    }
-    if (container_refuse(self, off, "realloc") < 0)
-        return NULL;
-    TX t;
-    tx_init(&t, &self->r);
-    u64 n = tx_realloc(&t, off, size);
-    if (!n) {
-        char msg[80];
-        snprintf(msg, sizeof msg, "heap full: cannot grow allocation to %llu bytes",
-                 (unsigned long long)size);
-        return tx_fail(self, &t, PyExc_MemoryError, msg);
-    }
-    int rc = tx_done(&t);
-    heap_unlock(self);
-    if (rc < 0)
-        return NULL;
-    return PyLong_FromUnsignedLongLong(abs_of(&self->r, n));
+    return PyLong_FromUnsignedLongLong(a.addr);
 }
 
 /* usable size of a live allocation (for tests and realloc-aware callers) */
@@ -709,49 +728,55 @@ static int root_name(PyObject *name, const char **s, Py_ssize_t *n)
     return 0;
 }
 
+typedef struct {
+    const char *s;
+    size_t n;
+    u64 addr;
+} root_args;
+
+static int set_root_body(HeapCore *self, TX *t, void *arg)
+{
+    root_args *a = arg;
+    heap_header *h = self->r.h;
+    int i = root_find(h, a->s, a->n);
+    if (i >= 0) {
+        W(t, &h->roots[i].addr, a->addr);
+        return WRITE_COMMIT;
+    }
+    for (i = 0; i < NROOTS && h->roots[i].name[0]; i++)
+        ;
+    if (i == NROOTS) {
+        PyErr_Format(PyExc_MemoryError, "root table full (%d names)", NROOTS);
+        return WRITE_FAIL;
+    }
+    char buf[56] = {0};
+    memcpy(buf, a->s, a->n);
+    /* The name words are logged: a torn name would be a corrupt root. */
+    W(t, &h->roots[i].addr, a->addr);
+    for (int k = 0; k < 7; k++) {
+        u64 w;
+        memcpy(&w, buf + 8 * k, 8);
+        W(t, (u64 *)h->roots[i].name + k, w);
+    }
+    return WRITE_COMMIT;
+}
+
 static PyObject *HeapCore_set_root(HeapCore *self, PyObject *args)
 {
     PyObject *name, *ao;
-    const char *s;
+    root_args a;
     Py_ssize_t n;
-    u64 addr;
     if (!PyArg_ParseTuple(args, "OO", &name, &ao))
         return NULL;
-    if (core_check(self) < 0 || ro_refuse(self, "set_root") < 0 || root_name(name, &s, &n) < 0 ||
-        parse_u64(ao, &addr, "address") < 0)
+    if (core_check(self) < 0 || ro_refuse(self, "set_root") < 0 ||
+        root_name(name, &a.s, &n) < 0 || parse_u64(ao, &a.addr, "address") < 0)
         return NULL;
+    a.n = (size_t)n;
     u64 b0 = (u64)(uintptr_t)self->r.base;
-    if (addr < b0 || addr >= b0 + self->r.size)
+    if (a.addr < b0 || a.addr >= b0 + self->r.size)
         return PyErr_Format(PyExc_ValueError, "root address %p is outside the heap region",
-                            (void *)(uintptr_t)addr);
-    if (heap_lock(self) < 0)
-        return NULL;
-    heap_header *h = self->r.h;
-    int i = root_find(h, s, (size_t)n);
-    TX t;
-    tx_init(&t, &self->r);
-    if (i < 0) {
-        for (i = 0; i < NROOTS && h->roots[i].name[0]; i++)
-            ;
-        if (i == NROOTS) {
-            heap_unlock(self);
-            return PyErr_Format(PyExc_MemoryError, "root table full (%d names)", NROOTS);
-        }
-        char buf[56] = {0};
-        memcpy(buf, s, (size_t)n);
-        /* The name words are logged: a torn name would be a corrupt root. */
-        W(&t, &h->roots[i].addr, addr);
-        for (int k = 0; k < 7; k++) {
-            u64 w;
-            memcpy(&w, buf + 8 * k, 8);
-            W(&t, (u64 *)h->roots[i].name + k, w);
-        }
-    } else {
-        W(&t, &h->roots[i].addr, addr);
-    }
-    int rc = tx_done(&t);
-    heap_unlock(self);
-    if (rc < 0)
+                            (void *)(uintptr_t)a.addr);
+    if (heap_write(self, set_root_body, &a) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -786,27 +811,34 @@ static PyObject *HeapCore_get_root(HeapCore *self, PyObject *name)
     return PyLong_FromUnsignedLongLong(r.addr);
 }
 
+typedef struct {
+    PyObject *name;
+    const char *s;
+    size_t n;
+} del_root_args;
+
+static int del_root_body(HeapCore *self, TX *t, void *arg)
+{
+    del_root_args *a = arg;
+    heap_header *h = self->r.h;
+    int i = root_find(h, a->s, a->n);
+    if (i < 0) {
+        PyErr_SetObject(PyExc_KeyError, a->name);
+        return WRITE_FAIL;
+    }
+    W(t, (u64 *)h->roots[i].name, 0); /* first byte 0 = free slot: one word is enough */
+    W(t, &h->roots[i].addr, 0);
+    return WRITE_COMMIT;
+}
+
 static PyObject *HeapCore_del_root(HeapCore *self, PyObject *name)
 {
-    const char *s;
+    del_root_args a = {name, NULL, 0};
     Py_ssize_t n;
-    if (core_check(self) < 0 || ro_refuse(self, "del_root") < 0 || root_name(name, &s, &n) < 0 ||
-        heap_lock(self) < 0)
+    if (core_check(self) < 0 || ro_refuse(self, "del_root") < 0 || root_name(name, &a.s, &n) < 0)
         return NULL;
-    heap_header *h = self->r.h;
-    int i = root_find(h, s, (size_t)n);
-    if (i < 0) {
-        heap_unlock(self);
-        PyErr_SetObject(PyExc_KeyError, name);
-        return NULL;
-    }
-    TX t;
-    tx_init(&t, &self->r);
-    W(&t, (u64 *)h->roots[i].name, 0); /* first byte 0 = free slot: one word is enough */
-    W(&t, &h->roots[i].addr, 0);
-    int rc = tx_done(&t);
-    heap_unlock(self);
-    if (rc < 0)
+    a.n = (size_t)n;
+    if (heap_write(self, del_root_body, &a) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -1099,6 +1131,16 @@ static PyObject *HeapCore_dict_len(HeapCore *self, PyObject *ho)
     return PyLong_FromUnsignedLongLong(__atomic_load_n(&d->count, __ATOMIC_ACQUIRE));
 }
 
+static int dict_new_body(HeapCore *self, TX *t, void *arg)
+{
+    u64 *cap_or_hdr = arg; /* in: capacity; out: the new Dict's offset */
+    *cap_or_hdr = dict_create(t, *cap_or_hdr);
+    if (*cap_or_hdr)
+        return WRITE_COMMIT;
+    PyErr_SetString(PyExc_MemoryError, "heap full: cannot create a Dict");
+    return WRITE_FAIL;
+}
+
 static PyObject *HeapCore_dict_new(HeapCore *self, PyObject *args)
 {
     Py_ssize_t cap_hint = 0;
@@ -1109,18 +1151,35 @@ static PyObject *HeapCore_dict_new(HeapCore *self, PyObject *args)
     u64 cap = 8;
     while (cap_hint > 0 && cap < (u64)cap_hint * 2 && cap < (1ULL << 40))
         cap <<= 1;
-    if (heap_lock(self) < 0)
+    if (heap_write(self, dict_new_body, &cap) < 0)
         return NULL;
-    TX t;
-    tx_init(&t, &self->r);
-    u64 ho = dict_create(&t, cap);
-    if (!ho)
-        return tx_fail(self, &t, PyExc_MemoryError, "heap full: cannot create a Dict");
-    int rc = tx_done(&t);
-    heap_unlock(self);
-    if (rc < 0)
-        return NULL;
-    return PyLong_FromUnsignedLongLong(abs_of(&self->r, ho));
+    return PyLong_FromUnsignedLongLong(abs_of(&self->r, cap));
+}
+
+typedef struct {
+    dict_hdr *d;
+    blob k, alt, v;
+} dict_set_args;
+
+static int dict_set_body(HeapCore *self, TX *t, void *arg)
+{
+    dict_set_args *a = arg;
+    if (dict_writable(self, a->d) < 0)
+        return WRITE_FAIL;
+    tx_begin_seq(t, &a->d->seq);
+    switch (dict_put(t, a->d, &a->k.key, &a->alt.key, &a->v.key)) {
+    case DICT_OK:
+        return WRITE_COMMIT;
+    case DICT_NOMEM:
+        PyErr_SetString(PyExc_MemoryError, "heap full: cannot store Dict item");
+        return WRITE_FAIL;
+    case DICT_TABLE_FULL: /* only a corrupt table: the load factor keeps empty slots */
+        PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict table full");
+        return WRITE_FAIL;
+    default:
+        PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict structure");
+        return WRITE_FAIL;
+    }
 }
 
 static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
@@ -1130,113 +1189,78 @@ static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
         return NULL;
     if (ro_refuse(self, "Dict item assignment") < 0)
         return NULL;
-    dict_hdr *d = dict_at(self, ho);
-    if (!d)
+    dict_set_args a;
+    a.d = dict_at(self, ho);
+    if (!a.d || encode_key(key, &a.k, &a.alt) < 0)
         return NULL;
-    blob k, alt, v;
-    if (encode_key(key, &k, &alt) < 0)
-        return NULL;
-    if (encode(val, &v, "value") < 0) {
-        blob_clear(&k);
-        blob_clear(&alt);
-        return NULL;
+    int rc = -1;
+    if (encode(val, &a.v, "value") == 0) {
+        rc = heap_write(self, dict_set_body, &a);
+        blob_clear(&a.v);
     }
-    PyObject *res = NULL;
-    if (heap_lock(self) < 0)
-        goto out;
-    if (dict_writable(self, d) < 0) {
-        heap_unlock(self);
-        goto out;
+    blob_clear(&a.k);
+    blob_clear(&a.alt);
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+typedef struct {
+    dict_hdr *d;
+    PyObject *key, *dflt;
+    blob k, alt;
+    copybuf buf; /* the popped value's bytes */
+    int vtype, found;
+} dict_pop_args;
+
+static int dict_pop_body(HeapCore *self, TX *t, void *arg)
+{
+    dict_pop_args *a = arg;
+    if (dict_writable(self, a->d) < 0)
+        return WRITE_FAIL;
+    int bad;
+    long long i = dict_find(&self->r, a->d, &a->k.key, &a->alt.key, &bad, NULL, NULL);
+    if (bad) {
+        PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict structure");
+        return WRITE_FAIL;
     }
-    TX t;
-    tx_init(&t, &self->r);
-    tx_begin_seq(&t, &d->seq);
-    switch (dict_put(&t, d, &k.key, &alt.key, &v.key)) {
-    case DICT_OK:
-        break;
-    case DICT_NOMEM:
-        tx_fail(self, &t, PyExc_MemoryError, "heap full: cannot store Dict item");
-        goto out;
-    case DICT_TABLE_FULL: /* only a corrupt table: the load factor keeps empty slots */
-        tx_fail(self, &t, PyExc_RuntimeError, "heap corrupt: Dict table full");
-        goto out;
-    default:
-        tx_fail(self, &t, PyExc_RuntimeError, "heap corrupt: Dict structure");
-        goto out;
+    if (i < 0) {
+        if (a->dflt)
+            return WRITE_DONE;
+        PyErr_SetObject(PyExc_KeyError, a->key);
+        return WRITE_FAIL;
     }
-    int rc = tx_done(&t);
-    heap_unlock(self);
-    if (rc == 0)
-        res = Py_NewRef(Py_None);
-out:
-    blob_clear(&k);
-    blob_clear(&alt);
-    blob_clear(&v);
-    return res;
+    dict_slot *slots = (dict_slot *)(uintptr_t)a->d->table;
+    dict_entry *en = (dict_entry *)(uintptr_t)slots[i].entry; /* bounds-checked by the probe */
+    a->vtype = en->vtype;
+    if (cb_put(&a->buf, (char *)(en + 1) + en->klen, en->vlen) < 0) {
+        PyErr_NoMemory();
+        return WRITE_FAIL;
+    }
+    a->found = 1;
+    tx_begin_seq(t, &a->d->seq);
+    dict_remove_at(t, a->d, i);
+    return WRITE_COMMIT;
 }
 
 /* dict_pop(hdr, key[, default]): remove and return; KeyError if absent and
  * no default.  The value is copied out under the lock and decoded after. */
 static PyObject *HeapCore_dict_pop(HeapCore *self, PyObject *args)
 {
-    PyObject *ho, *key, *dflt = NULL;
-    if (!PyArg_ParseTuple(args, "OO|O", &ho, &key, &dflt))
+    dict_pop_args a = {.dflt = NULL, .found = 0};
+    PyObject *ho;
+    if (!PyArg_ParseTuple(args, "OO|O", &ho, &a.key, &a.dflt))
         return NULL;
     if (ro_refuse(self, "Dict deletion") < 0)
         return NULL;
-    dict_hdr *d = dict_at(self, ho);
-    if (!d)
+    a.d = dict_at(self, ho);
+    if (!a.d || encode_key(a.key, &a.k, &a.alt) < 0)
         return NULL;
-    blob k, alt;
-    if (encode_key(key, &k, &alt) < 0)
-        return NULL;
-    copybuf buf;
-    cb_init(&buf);
+    cb_init(&a.buf);
     PyObject *res = NULL;
-    int vtype = 0;
-    if (heap_lock(self) < 0)
-        goto out;
-    if (dict_writable(self, d) < 0) {
-        heap_unlock(self);
-        goto out;
-    }
-    int bad;
-    long long i = dict_find(&self->r, d, &k.key, &alt.key, &bad, NULL, NULL);
-    if (bad) {
-        heap_unlock(self);
-        PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict structure");
-        goto out;
-    }
-    if (i < 0) {
-        heap_unlock(self);
-        if (dflt)
-            res = Py_NewRef(dflt);
-        else
-            PyErr_SetObject(PyExc_KeyError, key);
-        goto out;
-    }
-    dict_slot *slots = (dict_slot *)(uintptr_t)d->table;
-    dict_entry *en = (dict_entry *)(uintptr_t)slots[i].entry; /* bounds-checked by the probe */
-    vtype = en->vtype;
-    if (cb_put(&buf, (char *)(en + 1) + en->klen, en->vlen) < 0) {
-        heap_unlock(self);
-        PyErr_NoMemory();
-        goto out;
-    }
-    TX t;
-    tx_init(&t, &self->r);
-    tx_begin_seq(&t, &d->seq);
-    W(&t, &slots[i].entry, TOMB);
-    W(&t, &d->count, d->count - 1);
-    tx_free(&t, (u64)((char *)en - self->r.base));
-    int rc = tx_done(&t);
-    heap_unlock(self);
-    if (rc == 0)
-        res = decode(vtype, buf.p, buf.n);
-out:
-    cb_free(&buf);
-    blob_clear(&k);
-    blob_clear(&alt);
+    if (heap_write(self, dict_pop_body, &a) == 0)
+        res = a.found ? decode(a.vtype, a.buf.p, a.buf.n) : Py_NewRef(a.dflt);
+    cb_free(&a.buf);
+    blob_clear(&a.k);
+    blob_clear(&a.alt);
     return res;
 }
 
@@ -1328,80 +1352,70 @@ static int free_entries(TX *t, u64 table, u64 from, u64 cap)
  * one atomic step empties the first 8 slots, frees their entries and sets
  * the mask to 7; the entries of the other slots are then freed in batches,
  * and the table is shrunk to 8 slots in place. */
-static PyObject *HeapCore_dict_clear(HeapCore *self, PyObject *ho)
+static int dict_clear_body(HeapCore *self, TX *t, void *arg)
 {
-    if (ro_refuse(self, "Dict.clear") < 0)
-        return NULL;
-    dict_hdr *d = dict_at(self, ho);
-    if (!d)
-        return NULL;
-    if (heap_lock(self) < 0)
-        return NULL;
-    if (dict_writable(self, d) < 0) {
-        heap_unlock(self);
-        return NULL;
-    }
+    dict_hdr *d = arg;
+    if (dict_writable(self, d) < 0)
+        return WRITE_FAIL;
     u64 table = d->table, cap = d->mask + 1;
     dict_slot *slots = (dict_slot *)(uintptr_t)table;
-    TX t;
-    tx_init(&t, &self->r);
-    tx_begin_seq(&t, &d->seq);
+    tx_begin_seq(t, &d->seq);
     for (int i = 0; i < 8; i++) { /* 8 <= DEFER_MAX deferred frees */
         u64 e = slots[i].entry;
         if (e > TOMB) {
             u64 off = live_offset(&self->r, e);
             if (off)
-                tx_free(&t, off);
+                tx_free(t, off);
         }
         if (e)
-            W(&t, &slots[i].entry, 0);
+            W(t, &slots[i].entry, 0);
     }
-    W(&t, &d->mask, 7);
-    W(&t, &d->count, 0);
-    W(&t, &d->used_slots, 0);
-    int rc = tx_done(&t);
-    if (rc == 0)
-        rc = free_entries(&t, table, 8, cap);
-    if (rc == 0 && cap > 8) {
-        tx_init(&t, &self->r);
-        tx_realloc(&t, table - (u64)(uintptr_t)self->r.base, 8 * sizeof(dict_slot));
-        rc = tx_done(&t);
-    }
-    heap_unlock(self);
-    if (rc < 0)
+    W(t, &d->mask, 7);
+    W(t, &d->count, 0);
+    W(t, &d->used_slots, 0);
+    if (tx_done(t) < 0 || free_entries(t, table, 8, cap) < 0)
+        return WRITE_FAIL;
+    if (cap == 8)
+        return WRITE_DONE;
+    tx_init(t, &self->r);
+    tx_realloc(t, table - (u64)(uintptr_t)self->r.base, 8 * sizeof(dict_slot));
+    return WRITE_COMMIT;
+}
+
+static PyObject *HeapCore_dict_clear(HeapCore *self, PyObject *ho)
+{
+    if (ro_refuse(self, "Dict.clear") < 0)
+        return NULL;
+    dict_hdr *d = dict_at(self, ho);
+    if (!d || heap_write(self, dict_clear_body, d) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
 
 /* Free the whole dict.  Clearing the magic is the atomic step: afterwards
  * the header is no longer a Dict, and the memory is released in batches. */
+static int dict_destroy_body(HeapCore *self, TX *t, void *arg)
+{
+    dict_hdr *d = arg;
+    if (dict_writable(self, d) < 0)
+        return WRITE_FAIL;
+    u64 table = d->table, cap = d->mask + 1;
+    tx_begin_seq(t, &d->seq);
+    W(t, &d->magic, 0);
+    if (tx_done(t) < 0 || free_entries(t, table, 0, cap) < 0)
+        return WRITE_FAIL;
+    tx_init(t, &self->r);
+    tx_free(t, table - (u64)(uintptr_t)self->r.base);
+    tx_free(t, (u64)((char *)d - self->r.base));
+    return WRITE_COMMIT;
+}
+
 static PyObject *HeapCore_dict_destroy(HeapCore *self, PyObject *ho)
 {
     if (ro_refuse(self, "Dict.destroy") < 0)
         return NULL;
     dict_hdr *d = dict_at(self, ho);
-    if (!d || heap_lock(self) < 0)
-        return NULL;
-    if (dict_writable(self, d) < 0) {
-        heap_unlock(self);
-        return NULL;
-    }
-    u64 table = d->table, cap = d->mask + 1;
-    TX t;
-    tx_init(&t, &self->r);
-    tx_begin_seq(&t, &d->seq);
-    W(&t, &d->magic, 0);
-    int rc = tx_done(&t);
-    if (rc == 0)
-        rc = free_entries(&t, table, 0, cap);
-    if (rc == 0) {
-        tx_init(&t, &self->r);
-        tx_free(&t, table - (u64)(uintptr_t)self->r.base);
-        tx_free(&t, (u64)((char *)d - self->r.base));
-        rc = tx_done(&t);
-    }
-    heap_unlock(self);
-    if (rc < 0)
+    if (!d || heap_write(self, dict_destroy_body, d) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -1517,32 +1531,37 @@ static void pin_drop(u64 hdr)
         }
 }
 
-/* Under the lock: refuse (and unlock) if numpy views of the Array's data
- * are alive in this process. */
-static int array_unpinned(HeapCore *self, array_hdr *a, const char *what)
+/* Under the lock, before a change of the Array's data: the header must be
+ * sound (array_writable) and no numpy view in this process may pin the
+ * data.  0, or -1 with an exception set. */
+static int array_changeable(HeapCore *self, array_hdr *a, const char *what)
 {
+    if (array_writable(self, a) < 0)
+        return -1;
     Py_ssize_t n = pin_count((u64)(uintptr_t)a);
     if (!n)
         return 0;
-    heap_unlock(self);
     PyErr_Format(PyExc_BufferError,
                  "cannot %s an Array while %zd numpy view(s) of its data exist; "
                  "delete them (or keep a .copy()) first", what, n);
     return -1;
 }
 
-/* Take the lock for a change of the Array's data: the header must be
- * sound (array_writable) and no numpy view may pin the data.  Returns 0
- * locked, or -1 unlocked with an exception set. */
-static int array_lock_for_write(HeapCore *self, array_hdr *a, const char *what)
+typedef struct {
+    u64 itemsize;
+    const char *dtype;
+    size_t dtlen;
+    u64 hdr; /* out: the new Array's offset */
+} array_new_args;
+
+static int array_new_body(HeapCore *self, TX *t, void *arg)
 {
-    if (heap_lock(self) < 0)
-        return -1;
-    if (array_writable(self, a) < 0) {
-        heap_unlock(self);
-        return -1;
-    }
-    return array_unpinned(self, a, what);
+    array_new_args *a = arg;
+    a->hdr = array_create(t, a->itemsize, a->dtype, a->dtlen);
+    if (a->hdr)
+        return WRITE_COMMIT;
+    PyErr_SetString(PyExc_MemoryError, "heap full: cannot create an Array");
+    return WRITE_FAIL;
 }
 
 static PyObject *HeapCore_array_new(HeapCore *self, PyObject *args)
@@ -1562,28 +1581,12 @@ static PyObject *HeapCore_array_new(HeapCore *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "dtype string must be 1..31 bytes");
         return NULL;
     }
-    if (heap_lock(self) < 0)
+    array_new_args a = {(u64)itemsize, dt, (size_t)dtlen, 0};
+    if (heap_write(self, array_new_body, &a) < 0)
         return NULL;
-    TX t;
-    tx_init(&t, &self->r);
-    u64 ho = tx_alloc(&t, sizeof(array_hdr), 16);
-    if (!ho)
-        return tx_fail(self, &t, PyExc_MemoryError, "heap full: cannot create an Array");
-    array_hdr *a = (array_hdr *)(self->r.base + ho);
-    memset(a, 0, sizeof *a);
-    a->itemsize = (u64)itemsize;
-    memcpy(a->dtype, dt, (size_t)dtlen);
-    compiler_fence();
-    a->magic = ARRAY_MAGIC;
-    int rc = tx_done(&t);
-    heap_unlock(self);
-    if (rc < 0)
-        return NULL;
-    return PyLong_FromUnsignedLongLong(abs_of(&self->r, ho));
+    return PyLong_FromUnsignedLongLong(abs_of(&self->r, a.hdr));
 }
 
-/* Read an Array header consistently (seqlock, or under the lock) and check
- * it.  Returns 0 or -1 (exception set). */
 typedef struct {
     array_hdr *a;
     u64 data, len, cap, isz;
@@ -1601,6 +1604,8 @@ static void array_copy(HeapCore *self, void *arg)
     memcpy(r->dtype, a->dtype, sizeof a->dtype);
 }
 
+/* Read an Array header consistently (seqlock, or under the lock) and check
+ * it.  Returns 0 or -1 (exception set). */
 static int array_read(HeapCore *self, array_hdr *a, u64 *data, u64 *len, u64 *cap, u64 *isz,
                       char dtype[sizeof a->dtype + 1])
 {
@@ -1719,31 +1724,59 @@ static PyTypeObject ArrayViewType = {
 };
 
 
+typedef struct {
+    array_hdr *a;
+    u64 n;            /* resize: the new length */
+    const Py_buffer *items; /* append: the item bytes */
+} array_args;
+
+static int array_resize_body(HeapCore *self, TX *t, void *arg)
+{
+    array_args *r = arg;
+    if (array_changeable(self, r->a, "resize") < 0)
+        return WRITE_FAIL;
+    tx_begin_seq(t, &r->a->seq);
+    if (array_setlen(t, r->a, r->n, 1) == 0)
+        return WRITE_COMMIT;
+    PyErr_Format(PyExc_MemoryError, "heap full: cannot resize Array to %llu items",
+                 (unsigned long long)r->n);
+    return WRITE_FAIL;
+}
+
 static PyObject *HeapCore_array_resize(HeapCore *self, PyObject *args)
 {
     PyObject *ho, *no;
-    u64 n;
+    array_args r = {NULL, 0, NULL};
     if (!PyArg_ParseTuple(args, "OO", &ho, &no))
         return NULL;
     if (ro_refuse(self, "Array.resize") < 0)
         return NULL;
-    array_hdr *a = array_at(self, ho);
-    if (!a || parse_u64(no, &n, "length") < 0 || array_lock_for_write(self, a, "resize") < 0)
-        return NULL;
-    TX t;
-    tx_init(&t, &self->r);
-    tx_begin_seq(&t, &a->seq);
-    if (array_setlen(&t, a, n, 1) < 0) {
-        char msg[80];
-        snprintf(msg, sizeof msg, "heap full: cannot resize Array to %llu items",
-                 (unsigned long long)n);
-        return tx_fail(self, &t, PyExc_MemoryError, msg);
-    }
-    int rc = tx_done(&t);
-    heap_unlock(self);
-    if (rc < 0)
+    r.a = array_at(self, ho);
+    if (!r.a || parse_u64(no, &r.n, "length") < 0 || heap_write(self, array_resize_body, &r) < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+static int array_append_body(HeapCore *self, TX *t, void *arg)
+{
+    array_args *r = arg;
+    array_hdr *a = r->a;
+    if (array_changeable(self, a, "grow") < 0)
+        return WRITE_FAIL;
+    if ((u64)r->items->len % a->itemsize) {
+        PyErr_Format(PyExc_ValueError, "%zd bytes is not a whole number of %llu-byte items",
+                     r->items->len, (unsigned long long)a->itemsize);
+        return WRITE_FAIL;
+    }
+    tx_begin_seq(t, &a->seq);
+    u64 old = a->len;
+    if (array_setlen(t, a, old + (u64)r->items->len / a->itemsize, 0) < 0) {
+        PyErr_SetString(PyExc_MemoryError, "heap full: cannot append to Array");
+        return WRITE_FAIL;
+    }
+    /* beyond the old length: memory no committed state reaches, no log */
+    memcpy((char *)(uintptr_t)a->data + old * a->itemsize, r->items->buf, (size_t)r->items->len);
+    return WRITE_COMMIT;
 }
 
 /* Append raw item bytes (a whole number of items). */
@@ -1753,32 +1786,30 @@ static PyObject *HeapCore_array_append(HeapCore *self, PyObject *args)
     Py_buffer b;
     if (!PyArg_ParseTuple(args, "Oy*", &ho, &b))
         return NULL;
-    PyObject *res = NULL;
-    array_hdr *a = ro_refuse(self, "Array append/extend") < 0 ? NULL : array_at(self, ho);
-    if (!a || array_lock_for_write(self, a, "grow") < 0)
-        goto out;
-    if ((u64)b.len % a->itemsize) {
-        heap_unlock(self);
-        PyErr_Format(PyExc_ValueError, "%zd bytes is not a whole number of %llu-byte items", b.len,
-                     (unsigned long long)a->itemsize);
-        goto out;
-    }
-    TX t;
-    tx_init(&t, &self->r);
-    tx_begin_seq(&t, &a->seq);
-    u64 old = a->len;
-    if (array_setlen(&t, a, old + (u64)b.len / a->itemsize, 0) < 0) {
-        tx_fail(self, &t, PyExc_MemoryError, "heap full: cannot append to Array");
-        goto out;
-    }
-    memcpy((char *)(uintptr_t)a->data + old * a->itemsize, b.buf, (size_t)b.len);
-    int rc = tx_done(&t);
-    heap_unlock(self);
-    if (rc == 0)
-        res = Py_NewRef(Py_None);
-out:
+    array_args r = {NULL, 0, &b};
+    r.a = ro_refuse(self, "Array append/extend") < 0 ? NULL : array_at(self, ho);
+    int rc = r.a ? heap_write(self, array_append_body, &r) : -1;
     PyBuffer_Release(&b);
-    return res;
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static int array_destroy_body(HeapCore *self, TX *t, void *arg)
+{
+    array_hdr *a = arg;
+    if (array_changeable(self, a, "destroy") < 0)
+        return WRITE_FAIL;
+    tx_begin_seq(t, &a->seq);
+    W(t, &a->magic, 0);
+    u64 data = a->data;
+    if (tx_done(t) < 0)
+        return WRITE_FAIL;
+    /* Free in a second operation: the seq lives in the header, and the end
+     * of a seq-guarded operation must not write into freed memory. */
+    tx_init(t, &self->r);
+    if (data)
+        tx_free(t, data - (u64)(uintptr_t)self->r.base);
+    tx_free(t, (u64)((char *)a - self->r.base));
+    return WRITE_COMMIT;
 }
 
 /* Free an Array's memory (its header and its data). */
@@ -1787,25 +1818,7 @@ static PyObject *HeapCore_array_destroy(HeapCore *self, PyObject *ho)
     if (ro_refuse(self, "Array.destroy") < 0)
         return NULL;
     array_hdr *a = array_at(self, ho);
-    if (!a || array_lock_for_write(self, a, "destroy") < 0)
-        return NULL;
-    TX t;
-    tx_init(&t, &self->r);
-    tx_begin_seq(&t, &a->seq);
-    W(&t, &a->magic, 0);
-    u64 data = a->data;
-    int rc = tx_done(&t);
-    /* Free in a second operation: the seq lives in the header, and the end
-     * of a seq-guarded operation must not write into freed memory. */
-    if (rc == 0) {
-        tx_init(&t, &self->r);
-        if (data)
-            tx_free(&t, data - (u64)(uintptr_t)self->r.base);
-        tx_free(&t, (u64)((char *)a - self->r.base));
-        rc = tx_done(&t);
-    }
-    heap_unlock(self);
-    if (rc < 0)
+    if (!a || heap_write(self, array_destroy_body, a) < 0)
         return NULL;
     Py_RETURN_NONE;
 }

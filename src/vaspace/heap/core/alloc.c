@@ -118,11 +118,11 @@ static void bin_remove(TX *t, u64 b, u64 size)
 
 /* Bitmap word and bit of the granule at user offset uoff (inside the arena;
  * the bitmap covers the whole arena, checked at open). */
-static u64 *bitmap_word(char *base, const heap_region *c, u64 uoff, u64 *bit)
+static u64 *bitmap_word(char *base, const heap_region *r, u64 uoff, u64 *bit)
 {
-    u64 g = (uoff - c->aoff) / 16;
+    u64 g = (uoff - r->aoff) / 16;
     *bit = 1ULL << (g % 64);
-    return (u64 *)(base + c->boff + (g / 64) * 8);
+    return (u64 *)(base + r->boff + (g / 64) * 8);
 }
 
 static void bitmap_mark(TX *t, u64 uoff, int on)
@@ -132,10 +132,10 @@ static void bitmap_mark(TX *t, u64 uoff, int on)
     bit_set(t, w, bit, on);
 }
 
-static int bitmap_test(const heap_region *c, u64 uoff)
+static int bitmap_test(const heap_region *r, u64 uoff)
 {
     u64 bit;
-    return (*bitmap_word(c->base, c, uoff, &bit) & bit) != 0;
+    return (*bitmap_word(r->base, r, uoff, &bit) & bit) != 0;
 }
 
 static u64 find_free(TX *t, u64 need)
@@ -227,27 +227,27 @@ u64 tx_alloc(TX *t, u64 usize, u64 align)
 /* Is abs a live allocation's user pointer?  Returns its offset or 0.  Every
  * step is checked (bitmap bit, INUSE, size inside the arena), so any u64 is
  * a safe argument. */
-u64 live_offset(const heap_region *c, u64 abs)
+u64 live_offset(const heap_region *r, u64 abs)
 {
-    u64 b0 = (u64)(uintptr_t)c->base;
+    u64 b0 = (u64)(uintptr_t)r->base;
     if (abs < b0)
         return 0;
     u64 off = abs - b0;
-    if (off % 16 || off < c->aoff + 16 || off >= c->aend - 16)
+    if (off % 16 || off < r->aoff + 16 || off >= r->aend - 16)
         return 0;
-    if (!bitmap_test(c, off))
+    if (!bitmap_test(r, off))
         return 0;
-    u64 sf = *(u64 *)(c->base + off - 8);
+    u64 sf = *(u64 *)(r->base + off - 8);
     u64 bs = BSIZE(sf);
-    if (!(sf & INUSE) || bs < MIN_BLOCK || bs > c->aend - 16 - (off - 16))
+    if (!(sf & INUSE) || bs < MIN_BLOCK || bs > r->aend - 16 - (off - 16))
         return 0;
     return off;
 }
 
 /* Bytes usable at a live allocation's user offset. */
-u64 usable_at(const heap_region *c, u64 uoff)
+u64 usable_at(const heap_region *r, u64 uoff)
 {
-    return BSIZE(*(u64 *)(c->base + uoff - 8)) - 16;
+    return BSIZE(*(u64 *)(r->base + uoff - 8)) - 16;
 }
 
 void tx_free_now(TX *t, u64 uoff)
@@ -372,14 +372,14 @@ u64 largest_free(const heap_region *r)
 /* The walk behind check().  Memory safe on a torn snapshot (every offset is
  * bounds-checked before it is dereferenced), so read-only mode can run it
  * optimistically and retry when hseq moved. */
-const char *heap_check_walk(const heap_region *self, u64 *where_out, u64 *nalloc_out)
+const char *heap_check_walk(const heap_region *r, u64 *where_out, u64 *nalloc_out)
 {
-    char *base = self->base;
-    heap_header *h = self->h;
+    char *base = r->base;
+    heap_header *h = r->h;
     const char *err = NULL;
     u64 where = 0, used = 0, nalloc = 0, nfree_blocks = 0, nfree_listed = 0;
     int prev_inuse = 1;
-    u64 b = self->aoff, sent = self->aend - 16;
+    u64 b = r->aoff, sent = r->aend - 16;
     if (h->log_count != 0)
         err = "undo log not empty";
     while (!err && b < sent) {
@@ -394,7 +394,7 @@ const char *heap_check_walk(const heap_region *self, u64 *where_out, u64 *nalloc
             break;
         }
         int inuse = (int)(sf & INUSE);
-        if (inuse != bitmap_test(self, b + 16)) {
+        if (inuse != bitmap_test(r, b + 16)) {
             err = "allocation bitmap disagrees with block";
             break;
         }
@@ -438,7 +438,7 @@ const char *heap_check_walk(const heap_region *self, u64 *where_out, u64 *nalloc
                 err = "free list cycle";
                 break;
             }
-            if (f < self->aoff || f >= sent || f % 16) {
+            if (f < r->aoff || f >= sent || f % 16) {
                 err = "free list pointer out of arena";
                 break;
             }

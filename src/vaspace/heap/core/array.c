@@ -9,13 +9,13 @@ const char ARRAY_NOT_AN_ARRAY[] = "not an Array";
 
 /* Are these Array header fields consistent, with the data inside the arena?
  * (Overflow-safe: cap * isz is only formed once cap <= size / isz.) */
-const char *array_fields_bad(const heap_region *self, u64 data, u64 len, u64 cap, u64 isz)
+const char *array_fields_bad(const heap_region *r, u64 data, u64 len, u64 cap, u64 isz)
 {
     if (isz == 0 || isz > ITEMSIZE_MAX)
         return "Array item size";
-    if (len > cap || cap > self->size / isz)
+    if (len > cap || cap > r->size / isz)
         return "Array length";
-    if (cap ? !in_arena(self, data, cap * isz) : data != 0)
+    if (cap ? !in_arena(r, data, cap * isz) : data != 0)
         return "Array data pointer";
     return NULL;
 }
@@ -36,27 +36,27 @@ const char *array_bad(const heap_region *r, array_hdr *a)
     return bad;
 }
 
-/* Under the lock, on a header array_writable() accepted: set len to n,
+/* Under the lock, on a header array_bad() accepted: set len to n,
  * growing the buffer (moving it) if needed.  New elements are zero.
  * Returns 0 or -1 (out of memory or corrupt; nothing changed after abort). */
 int array_setlen(TX *t, array_hdr *a, u64 n, int exact)
 {
-    heap_region *self = t->r;
+    heap_region *r = t->r;
     u64 isz = a->itemsize;
     if (n > a->cap) {
         u64 cap = exact ? n : (a->cap * 2 > n ? a->cap * 2 : n);
         if (cap < 4 && !exact)
             cap = 4;
-        if (cap > (self->size / isz))
+        if (cap > (r->size / isz))
             return -1;
         u64 no = tx_alloc(t, cap * isz, 64);
         if (!no)
             return -1;
         if (a->len)
-            memcpy(self->base + no, (char *)(uintptr_t)a->data, a->len * isz);
+            memcpy(r->base + no, (char *)(uintptr_t)a->data, a->len * isz);
         if (a->data)
-            tx_free(t, a->data - (u64)(uintptr_t)self->base);
-        W(t, &a->data, abs_of(self, no));
+            tx_free(t, a->data - (u64)(uintptr_t)r->base);
+        W(t, &a->data, abs_of(r, no));
         W(t, &a->cap, cap);
     }
     if (t->corrupt)
@@ -65,4 +65,19 @@ int array_setlen(TX *t, array_hdr *a, u64 n, int exact)
         memset((char *)(uintptr_t)a->data + a->len * isz, 0, (n - a->len) * isz);
     W(t, &a->len, n);
     return 0;
+}
+
+u64 array_create(TX *t, u64 itemsize, const char *dtype, size_t dtlen)
+{
+    u64 ho = tx_alloc(t, sizeof(array_hdr), 16);
+    if (!ho)
+        return 0;
+    /* a fresh block: unlogged initialisation is safe */
+    array_hdr *a = (array_hdr *)(t->r->base + ho);
+    memset(a, 0, sizeof *a);
+    a->itemsize = itemsize;
+    memcpy(a->dtype, dtype, dtlen < sizeof a->dtype ? dtlen : sizeof a->dtype - 1);
+    compiler_fence();
+    a->magic = ARRAY_MAGIC;
+    return ho;
 }

@@ -231,7 +231,13 @@ int dict_copy_entries(const heap_region *r, dict_hdr *d, int which, copybuf *buf
 extern const char ARRAY_NOT_AN_ARRAY[];
 const char *array_fields_bad(const heap_region *r, u64 data, u64 len, u64 cap, u64 isz);
 const char *array_bad(const heap_region *r, array_hdr *a);
+/* Under the lock, inside t, on a header array_bad() accepted: set len to n,
+ * growing (moving) the data if needed; new items are zero.  0, or -1 when
+ * the heap is full or corrupt (t->corrupt). */
 int array_setlen(TX *t, array_hdr *a, u64 n, int exact);
+/* Under the lock, inside t: a new empty Array of itemsize-byte items whose
+ * dtype string is dtype[0..dtlen) (dtlen < 32); its offset, or 0 when full. */
+u64 array_create(TX *t, u64 itemsize, const char *dtype, size_t dtlen);
 
 /* ---- list.c ---- */
 extern const char LIST_NOT_A_LIST[];

@@ -62,15 +62,15 @@ const char *dict_bad(const heap_region *r, dict_hdr *d)
  * bounded probe length).  Returns the slot index or -1; *reuse gets the
  * first reusable slot (tombstone or empty) or -1; *bad is set when a pointer
  * or length is out of bounds (torn read, or corruption). */
-long long dict_probe(const heap_region *self, dict_hdr *d, const heap_key *k, int *bad,
+long long dict_probe(const heap_region *r, dict_hdr *d, const heap_key *k, int *bad,
                      long long *reuse, u64 *entry_out)
 {
     u64 mask = ld(&d->mask), table = ld(&d->table), hash = k->hash;
     *bad = 0;
     if (reuse)
         *reuse = -1;
-    if (((mask + 1) & mask) || mask > (self->size >> 4) ||
-        !in_arena(self, table, (mask + 1) * sizeof(dict_slot))) {
+    if (((mask + 1) & mask) || mask > (r->size >> 4) ||
+        !in_arena(r, table, (mask + 1) * sizeof(dict_slot))) {
         *bad = 1;
         return -1;
     }
@@ -90,14 +90,14 @@ long long dict_probe(const heap_region *self, dict_hdr *d, const heap_key *k, in
         }
         if (ld(&s->hash) != hash)
             continue;
-        if (!in_arena(self, e, sizeof(dict_entry))) {
+        if (!in_arena(r, e, sizeof(dict_entry))) {
             *bad = 1;
             return -1;
         }
         dict_entry *en = (dict_entry *)(uintptr_t)e;
         u32 kl = __atomic_load_n(&en->klen, __ATOMIC_RELAXED);
         u32 vl = __atomic_load_n(&en->vlen, __ATOMIC_RELAXED);
-        if (!in_arena(self, e + sizeof(dict_entry), (u64)kl + vl)) {
+        if (!in_arena(r, e + sizeof(dict_entry), (u64)kl + vl)) {
             *bad = 1;
             return -1;
         }
@@ -114,13 +114,13 @@ long long dict_probe(const heap_region *self, dict_hdr *d, const heap_key *k, in
 }
 
 /* Probe for the key, then for its older form (see encode_key). */
-long long dict_find(const heap_region *self, dict_hdr *d, const heap_key *k, const heap_key *alt,
+long long dict_find(const heap_region *r, dict_hdr *d, const heap_key *k, const heap_key *alt,
                     int *bad, long long *reuse, u64 *entry_out)
 {
-    long long i = dict_probe(self, d, k, bad, reuse, entry_out);
+    long long i = dict_probe(r, d, k, bad, reuse, entry_out);
     if (i < 0 && !*bad && alt->p) {
         long long reuse2;
-        i = dict_probe(self, d, alt, bad, &reuse2, entry_out);
+        i = dict_probe(r, d, alt, bad, &reuse2, entry_out);
     }
     return i;
 }
@@ -179,11 +179,11 @@ int cb_put_entry(copybuf *b, const dict_entry *en, u32 kl, u32 vl, int which)
  * memory, or corrupt: t->corrupt says which). */
 static int dict_resize(TX *t, dict_hdr *d, u64 newcap)
 {
-    heap_region *self = t->r;
+    heap_region *r = t->r;
     u64 to = tx_alloc(t, newcap * sizeof(dict_slot), 16);
     if (!to)
         return -1;
-    dict_slot *ns = (dict_slot *)(self->base + to);
+    dict_slot *ns = (dict_slot *)(r->base + to);
     memset(ns, 0, newcap * sizeof(dict_slot));
     dict_slot *os = (dict_slot *)(uintptr_t)d->table;
     u64 nm = newcap - 1, placed = 0;
@@ -201,20 +201,20 @@ static int dict_resize(TX *t, dict_hdr *d, u64 newcap)
             j = (j + 1) & nm;
         ns[j] = os[i];
     }
-    W(t, &d->table, abs_of(self, to));
+    W(t, &d->table, abs_of(r, to));
     W(t, &d->mask, nm);
     W(t, &d->used_slots, d->count);
-    tx_free(t, (u64)((char *)os - self->base));
+    tx_free(t, (u64)((char *)os - r->base));
     return 0;
 }
 
 u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v, u64 order)
 {
-    heap_region *self = t->r;
+    heap_region *r = t->r;
     u64 eo = tx_alloc(t, sizeof(dict_entry) + (u64)k->n + (u64)v->n, 16);
     if (!eo)
         return 0;
-    dict_entry *en = (dict_entry *)(self->base + eo);
+    dict_entry *en = (dict_entry *)(r->base + eo);
     en->klen = (u32)k->n;
     en->vlen = (u32)v->n;
     en->ktype = (u8)k->type;
@@ -228,7 +228,7 @@ u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v, u64 order)
 int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const heap_key *v,
              u64 *replaced)
 {
-    heap_region *self = t->r;
+    heap_region *r = t->r;
     if ((d->used_slots + 1) * 4 > (d->mask + 1) * 3) {
         /* Rehash to a load of at most 1/2.  With many tombstones this keeps
          * the size and only sweeps them out. */
@@ -240,10 +240,10 @@ int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const h
     }
     int bad;
     long long reuse, reuse_old;
-    long long i = dict_probe(self, d, k, &bad, &reuse, NULL);
+    long long i = dict_probe(r, d, k, &bad, &reuse, NULL);
     /* The key in an older form (see encode_key) is replaced by a new entry
      * in the current form, at the slot the current hash probes to. */
-    long long old_i = i < 0 && !bad && alt->p ? dict_probe(self, d, alt, &bad, &reuse_old, NULL)
+    long long old_i = i < 0 && !bad && alt->p ? dict_probe(r, d, alt, &bad, &reuse_old, NULL)
                                               : -1;
     if (bad)
         return DICT_CORRUPT;
@@ -260,19 +260,19 @@ int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const h
         u64 old = slots[old_i].entry;
         W(t, &slots[old_i].entry, TOMB);
         W(t, &d->count, d->count - 1);
-        tx_free(t, old - (u64)(uintptr_t)self->base);
+        tx_free(t, old - (u64)(uintptr_t)r->base);
     }
     if (i >= 0) {
         u64 old = slots[i].entry;
-        W(t, &slots[i].entry, abs_of(self, eo));
-        tx_free(t, old - (u64)(uintptr_t)self->base);
+        W(t, &slots[i].entry, abs_of(r, eo));
+        tx_free(t, old - (u64)(uintptr_t)r->base);
     } else {
         if (reuse < 0) /* only a corrupt table: the load factor keeps empty slots */
             return DICT_TABLE_FULL;
         if (slots[reuse].entry == 0)
             W(t, &d->used_slots, d->used_slots + 1);
         W(t, &slots[reuse].hash, k->hash);
-        W(t, &slots[reuse].entry, abs_of(self, eo));
+        W(t, &slots[reuse].entry, abs_of(r, eo));
         W(t, &d->count, d->count + 1);
         if (old_i < 0)
             W(t, &d->next_order, d->next_order + 1);
@@ -314,23 +314,23 @@ u64 dict_create(TX *t, u64 cap)
 /* Copy every live entry into buf (see cb_put_entry).  Returns 0, -1 if out
  * of memory (no exception set), 1 if a pointer was out of bounds (torn
  * read, or corruption).  No Python calls. */
-int dict_copy_entries(const heap_region *self, dict_hdr *d, int which, copybuf *buf)
+int dict_copy_entries(const heap_region *r, dict_hdr *d, int which, copybuf *buf)
 {
     u64 mask = ld(&d->mask), table = ld(&d->table);
-    if (((mask + 1) & mask) || mask > (self->size >> 4) ||
-        !in_arena(self, table, (mask + 1) * sizeof(dict_slot)))
+    if (((mask + 1) & mask) || mask > (r->size >> 4) ||
+        !in_arena(r, table, (mask + 1) * sizeof(dict_slot)))
         return 1;
     dict_slot *slots = (dict_slot *)(uintptr_t)table;
     for (u64 i = 0; i <= mask; i++) {
         u64 e = ld(&slots[i].entry);
         if (e == 0 || e == TOMB)
             continue;
-        if (!in_arena(self, e, sizeof(dict_entry)))
+        if (!in_arena(r, e, sizeof(dict_entry)))
             return 1;
         dict_entry *en = (dict_entry *)(uintptr_t)e;
         u32 kl = __atomic_load_n(&en->klen, __ATOMIC_RELAXED);
         u32 vl = __atomic_load_n(&en->vlen, __ATOMIC_RELAXED);
-        if (!in_arena(self, e + sizeof(dict_entry), (u64)kl + vl))
+        if (!in_arena(r, e + sizeof(dict_entry), (u64)kl + vl))
             return 1;
         if (cb_put_entry(buf, en, kl, vl, which) < 0)
             return -1;
@@ -372,15 +372,15 @@ int dict_free_entries(TX *t, u64 table, u64 from, u64 cap, refstack *s, u64 hold
 
 /* The walk behind dict_check(); bounds-checked so that read-only mode can
  * run it optimistically under hseq. */
-const char *dict_check_walk(const heap_region *self, dict_hdr *d, u64 *live_out)
+const char *dict_check_walk(const heap_region *r, dict_hdr *d, u64 *live_out)
 {
     const char *err = NULL;
     u64 live = 0, used = 0;
     u64 table = ld(&d->table), mask = ld(&d->mask);
-    if (!live_offset(self, table))
+    if (!live_offset(r, table))
         err = "table is not a live allocation";
-    else if (((mask + 1) & mask) || mask > (self->size >> 4) ||
-             !in_arena(self, table, (mask + 1) * sizeof(dict_slot)))
+    else if (((mask + 1) & mask) || mask > (r->size >> 4) ||
+             !in_arena(r, table, (mask + 1) * sizeof(dict_slot)))
         err = "table size is wrong";
     for (u64 i = 0; !err && i <= mask; i++) {
         dict_slot *s = (dict_slot *)(uintptr_t)table + i;
@@ -390,11 +390,11 @@ const char *dict_check_walk(const heap_region *self, dict_hdr *d, u64 *live_out)
         if (s->entry == TOMB)
             continue;
         live++;
-        u64 off = live_offset(self, s->entry);
+        u64 off = live_offset(r, s->entry);
         dict_entry *en = (dict_entry *)(uintptr_t)s->entry;
         if (!off)
             err = "entry is not a live allocation";
-        else if (usable_at(self, off) < sizeof(dict_entry) + (u64)en->klen + en->vlen)
+        else if (usable_at(r, off) < sizeof(dict_entry) + (u64)en->klen + en->vlen)
             err = "entry larger than its allocation";
         else if (key_hash(en->ktype, (char *)(en + 1), en->klen) != s->hash)
             err = "stored hash does not match key";

@@ -26,11 +26,11 @@ static inline void crash_point(void)
 /* May a logged store (or its rollback) target region offset off?  Only the
  * header's counters and bins, the roots, the bitmap and the arena: never the
  * geometry, the lock, the log or the seqlock words. */
-static inline int store_ok(const heap_region *c, u64 off)
+static inline int store_ok(const heap_region *r, u64 off)
 {
-    if (off % 8 || off > c->size - 8)
+    if (off % 8 || off > r->size - 8)
         return 0;
-    if (__builtin_expect(off >= c->boff, 1)) /* the bitmap and the arena: most stores */
+    if (__builtin_expect(off >= r->boff, 1)) /* the bitmap and the arena: most stores */
         return 1;
     return (off >= offsetof(heap_header, used) && off < offsetof(heap_header, hseq) &&
             off != offsetof(heap_header, wseq_off) && off != offsetof(heap_header, log_count)) ||
@@ -68,9 +68,9 @@ void W(TX *t, u64 *p, u64 v)
     *p = v;
 }
 
-void rollback(heap_region *c)
+void rollback(heap_region *r)
 {
-    heap_header *h = c->h;
+    heap_header *h = r->h;
     u64 n = h->log_count;
     if (n > LOG_CAP)
         n = LOG_CAP;
@@ -79,21 +79,21 @@ void rollback(heap_region *c)
      * entry no W() could have written (corrupt log) is skipped. */
     for (u64 i = n; i-- > 0;) {
         u64 off = h->log[i].off;
-        if (store_ok(c, off))
-            *(u64 *)(c->base + off) = h->log[i].old;
+        if (store_ok(r, off))
+            *(u64 *)(r->base + off) = h->log[i].old;
     }
     compiler_fence();
     __atomic_store_n(&h->log_count, 0, __ATOMIC_RELEASE);
 }
 
 /* Make the heap consistent after a writer died (or left debris behind). */
-void recover(heap_region *c)
+void recover(heap_region *r)
 {
-    heap_header *h = c->h;
-    rollback(c);
+    heap_header *h = r->h;
+    rollback(r);
     u64 so = h->wseq_off;
-    if (so % 8 == 0 && so >= c->aoff && so <= c->aend - 8) {
-        u64 *seq = (u64 *)(c->base + so);
+    if (so % 8 == 0 && so >= r->aoff && so <= r->aend - 8) {
+        u64 *seq = (u64 *)(r->base + so);
         /* Move to a fresh even value: a reader that sampled the pre-crash
          * even value must see a change even though the data was restored.
          *
@@ -115,11 +115,11 @@ void recover(heap_region *c)
     h->recoveries++;
 }
 
-void tx_init(TX *t, heap_region *self)
+void tx_init(TX *t, heap_region *r)
 {
-    t->base = self->base;
-    t->h = self->h;
-    t->r = self;
+    t->base = r->base;
+    t->h = r->h;
+    t->r = r;
     t->overflow = 0;
     t->corrupt = NULL;
     t->ndefer = 0;

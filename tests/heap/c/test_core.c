@@ -1,0 +1,343 @@
+/*
+ * test_core.c -- the heap's Python-free core (src/vaspace/heap/core/) on its
+ * own: a plain C program, no interpreter, run by tests/heap/test_core_c.py.
+ *
+ * Each check prints "ok - what" or "not ok - what (file:line)"; the exit
+ * status is the number of failed checks (capped), so pytest sees both.
+ *
+ * The region is an anonymous shared mapping, so a forked child works on the
+ * same heap, and a child that _exit()s at a crash point while holding the
+ * robust mutex leaves exactly what a SIGKILLed writer leaves.
+ */
+#include "core.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int failures;
+
+#define CHECK(cond, what)                                                                          \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            printf("ok - %s\n", what);                                                             \
+        } else {                                                                                   \
+            printf("not ok - %s (%s:%d)\n", what, __FILE__, __LINE__);                             \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+#define REGION (8u << 20)
+
+static heap_region reg;
+
+static void setup(void)
+{
+    char *base = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) {
+        perror("mmap");
+        exit(100);
+    }
+    char msg[200];
+    if (lock_kind_init() != 0 || format_region(base, REGION) != 0 ||
+        validate_header(base, REGION, msg, sizeof msg) != 0) {
+        fprintf(stderr, "cannot format a heap\n");
+        exit(100);
+    }
+    region_open(&reg, base, REGION);
+}
+
+/* Is the whole heap consistent?  Its allocation count, or -1. */
+static long long walk(void)
+{
+    u64 where, nalloc;
+    const char *err = heap_check_walk(&reg, &where, &nalloc);
+    if (err)
+        printf("# heap_check_walk: %s at offset %llu\n", err, (unsigned long long)where);
+    return err ? -1 : (long long)nalloc;
+}
+
+static int lock(void)
+{
+    int rc = pthread_mutex_lock(&reg.h->lock);
+    return lock_settle(&reg, rc);
+}
+
+/* ---- allocator ---- */
+
+static void test_alloc_free(void)
+{
+    u64 used0 = reg.h->used;
+    TX t;
+    tx_init(&t, &reg);
+    u64 a = tx_alloc(&t, 100, 16), b = tx_alloc(&t, 5000, 4096), c = tx_alloc(&t, 1, 16);
+    CHECK(tx_commit(&t) == 0, "three allocations commit");
+    CHECK(a && b && c && a != b && b != c, "allocations are distinct");
+    CHECK((abs_of(&reg, b) & 4095) == 0, "an aligned allocation is aligned");
+    CHECK(usable_at(&reg, a) >= 100 && usable_at(&reg, b) >= 5000, "usable sizes cover requests");
+    CHECK(live_offset(&reg, abs_of(&reg, a)) == a, "live_offset finds a live allocation");
+    CHECK(live_offset(&reg, abs_of(&reg, a) + 16) == 0, "live_offset refuses an interior pointer");
+    CHECK(walk() == 3, "check walk counts three allocations");
+    memset(reg.base + a, 0xab, 100);
+    tx_init(&t, &reg);
+    u64 a2 = tx_realloc(&t, a, 3000);
+    CHECK(tx_commit(&t) == 0 && a2, "realloc to a larger size");
+    CHECK((unsigned char)reg.base[a2] == 0xab && (unsigned char)reg.base[a2 + 99] == 0xab,
+          "realloc keeps the contents");
+    tx_init(&t, &reg);
+    tx_free(&t, a2);
+    tx_free(&t, b);
+    tx_free(&t, c);
+    CHECK(tx_commit(&t) == 0, "deferred frees commit");
+    CHECK(walk() == 0 && reg.h->used == used0, "everything freed, used back to its start");
+    CHECK(largest_free(&reg) == reg.aend - 16 - reg.aoff, "frees coalesce into one block");
+
+    tx_init(&t, &reg);
+    CHECK(tx_alloc(&t, REGION, 16) == 0 && !t.corrupt, "an allocation larger than the heap fails");
+    CHECK(tx_commit(&t) == 0, "a failed allocation commits nothing");
+    tx_init(&t, &reg);
+    tx_free_now(&t, a2); /* freed above: a double free */
+    CHECK(t.corrupt != NULL, "a double free is refused as corruption");
+    CHECK(tx_commit(&t) < 0 && walk() == 0, "and rolled back");
+}
+
+/* ---- undo log ---- */
+
+static void test_rollback_in_process(void)
+{
+    long long before = walk();
+    u64 used = reg.h->used;
+    TX t;
+    tx_init(&t, &reg);
+    u64 a = tx_alloc(&t, 4000, 16);
+    CHECK(a && reg.h->log_count > 0, "an allocation is logged");
+    tx_abort(&t);
+    CHECK(reg.h->log_count == 0 && reg.h->used == used && walk() == before,
+          "tx_abort restores the heap");
+}
+
+/* One operation that changes much: an allocation, a realloc, a free, and a
+ * Dict insert with its resize.  Run to completion, it commits. */
+static void big_op(dict_hdr *d, int i)
+{
+    char key[32], val[64];
+    int kn = snprintf(key, sizeof key, "crash-%d", i);
+    int vn = snprintf(val, sizeof val, "value-%d-%s", i, "xxxxxxxxxxxxxxxxxxxx");
+    heap_key k = {1, key, (u64)kn, key_hash(1, key, (size_t)kn)};
+    heap_key v = {0, val, (u64)vn, 0};
+    heap_key none = {0, NULL, 0, 0};
+    TX t;
+    tx_init(&t, &reg);
+    u64 a = tx_alloc(&t, 200, 16);
+    u64 b = a ? tx_realloc(&t, a, 3000) : 0;
+    if (b)
+        tx_free(&t, b);
+    tx_begin_seq(&t, &d->seq);
+    dict_put(&t, d, &k, &none, &v);
+    tx_commit(&t);
+}
+
+/* A child dies at every crash point of big_op in turn (it holds the robust
+ * mutex); the parent's next lock finds EOWNERDEAD and must recover a heap
+ * that passes every check, with the operation either whole or absent. */
+static void test_recovery_after_death(void)
+{
+    TX t;
+    tx_init(&t, &reg);
+    u64 dh = dict_create(&t, 8);
+    CHECK(tx_commit(&t) == 0 && dh, "a Dict for the crash test");
+    dict_hdr *d = (dict_hdr *)(reg.base + dh);
+    int died = 0, bad = 0, completed = 0;
+    for (unsigned long n = 1; n < 2000 && !completed; n++) {
+        u64 count = d->count, allocs = reg.h->allocations;
+        pid_t pid = fork();
+        if (pid == 0) {
+            crash_countdown = n;
+            pthread_mutex_lock(&reg.h->lock);
+            big_op(d, (int)count);
+            crash_countdown = 0;
+            lock_release(&reg);
+            _exit(0);
+        }
+        int st;
+        waitpid(pid, &st, 0);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+            completed = 1;
+            continue;
+        }
+        died++;
+        int rc = lock();
+        u64 where, live;
+        const char *err = heap_check_walk(&reg, &where, &live);
+        const char *derr = err ? err : dict_check_walk(&reg, d, &live);
+        /* either rolled back (nothing changed) or, when the child died after
+         * the commit point, the whole operation is there */
+        int whole = d->count == count + 1, none = d->count == count &&
+                                                  reg.h->allocations == allocs;
+        if (rc != 1 || err || derr || !(whole || none) || (d->seq & 1)) {
+            printf("# crash point %lu: settle %d, %s, count %llu -> %llu\n", n, rc,
+                   err ? err : derr ? derr : "walks ok", (unsigned long long)count,
+                   (unsigned long long)d->count);
+            bad++;
+        }
+        lock_release(&reg);
+    }
+    printf("# %d crash points\n", died);
+    CHECK(died > 20, "the children died at many crash points");
+    CHECK(completed, "the operation finally completed");
+    CHECK(bad == 0, "every death was recovered to a consistent heap");
+    CHECK(reg.h->recoveries >= (u64)died, "every recovery was counted");
+}
+
+/* A region copied mid-operation: a non-empty log under a free lock. */
+static void test_debris(void)
+{
+    u64 used = reg.h->used;
+    TX t;
+    tx_init(&t, &reg);
+    CHECK(tx_alloc(&t, 64, 16) != 0, "an allocation left uncommitted");
+    /* no commit, no abort: the writer "vanished" without holding the lock */
+    CHECK(lock() == 1, "the next lock recovers the debris");
+    CHECK(reg.h->log_count == 0 && reg.h->used == used && walk() >= 0, "debris rolled back");
+    lock_release(&reg);
+}
+
+/* ---- Dict ---- */
+
+static heap_key mk(int type, const char *s, char *store, int i)
+{
+    int n = snprintf(store, 40, "%s%d", s, i);
+    heap_key k = {type, store, (u64)n, key_hash(type, store, (size_t)n)};
+    return k;
+}
+
+static void test_dict(void)
+{
+    TX t;
+    tx_init(&t, &reg);
+    u64 dh = dict_create(&t, 8);
+    CHECK(tx_commit(&t) == 0 && dh, "dict_create");
+    dict_hdr *d = (dict_hdr *)(reg.base + dh);
+    CHECK(dict_bad(&reg, d) == NULL, "a new Dict is sound");
+    heap_key none = {0, NULL, 0, 0};
+    char ks[40], vs[40];
+    int n = 3000, ok = 1;
+    for (int i = 0; i < n && ok; i++) {
+        heap_key k = mk(1, "key", ks, i), v = mk(0, "val", vs, i);
+        tx_init(&t, &reg);
+        tx_begin_seq(&t, &d->seq);
+        ok = dict_put(&t, d, &k, &none, &v) == DICT_OK && tx_commit(&t) == 0;
+    }
+    CHECK(ok && d->count == (u64)n, "3000 inserts (the table doubles on the way)");
+    CHECK(d->used_slots * 4 <= (d->mask + 1) * 3, "the table keeps its load at most 3/4");
+    u64 live;
+    CHECK(dict_check_walk(&reg, d, &live) == NULL && live == (u64)n, "dict_check_walk");
+    int found = 1;
+    for (int i = 0; i < n && found; i++) {
+        heap_key k = mk(1, "key", ks, i);
+        int bad;
+        u64 e = 0;
+        long long s = dict_find(&reg, d, &k, &none, &bad, NULL, &e);
+        dict_entry *en = (dict_entry *)(uintptr_t)e;
+        snprintf(vs, sizeof vs, "val%d", i);
+        found = s >= 0 && !bad && en->vlen == strlen(vs) &&
+                memcmp((char *)(en + 1) + en->klen, vs, en->vlen) == 0;
+    }
+    CHECK(found, "every key finds its value");
+    heap_key str1 = mk(1, "key", ks, 1), bytes1 = mk(0, "key", vs, 1);
+    int bad;
+    CHECK(dict_find(&reg, d, &bytes1, &none, &bad, NULL, NULL) < 0,
+          "a bytes key is not the str key with the same bytes");
+    /* replace one value */
+    heap_key nv = {0, "new", 3, 0};
+    tx_init(&t, &reg);
+    tx_begin_seq(&t, &d->seq);
+    CHECK(dict_put(&t, d, &str1, &none, &nv) == DICT_OK && tx_commit(&t) == 0 &&
+              d->count == (u64)n,
+          "a put on an existing key replaces it");
+    /* remove half */
+    for (int i = 0; i < n; i += 2) {
+        heap_key k = mk(1, "key", ks, i);
+        long long s = dict_find(&reg, d, &k, &none, &bad, NULL, NULL);
+        tx_init(&t, &reg);
+        tx_begin_seq(&t, &d->seq);
+        if (s >= 0)
+            dict_remove_at(&t, d, s);
+        tx_commit(&t);
+    }
+    CHECK(d->count == (u64)n / 2, "half removed");
+    CHECK(dict_check_walk(&reg, d, &live) == NULL && live == (u64)n / 2, "still sound");
+    copybuf buf;
+    cb_init(&buf);
+    CHECK(dict_copy_entries(&reg, d, 2, &buf) == 0, "dict_copy_entries");
+    size_t pos = 0, items = 0;
+    while (pos < buf.n) {
+        u32 kl, vl;
+        memcpy(&kl, buf.p + pos + 2, 4);
+        memcpy(&vl, buf.p + pos + 6, 4);
+        pos += 10 + kl + vl;
+        items++;
+    }
+    CHECK(pos == buf.n && items == (size_t)n / 2, "the copy holds every live entry");
+    cb_free(&buf);
+    u64 table = d->table, cap = d->mask + 1;
+    tx_init(&t, &reg);
+    tx_begin_seq(&t, &d->seq);
+    W(&t, &d->magic, 0);
+    CHECK(tx_commit(&t) == 0 && dict_bad(&reg, d) == DICT_NOT_A_DICT, "destroyed: not a Dict");
+    CHECK(dict_free_entries(&t, table, 0, cap) == 0, "its entries are freed in batches");
+    tx_init(&t, &reg);
+    tx_free(&t, table - (u64)(uintptr_t)reg.base);
+    tx_free(&t, dh);
+    CHECK(tx_commit(&t) == 0 && walk() >= 0, "and the heap is sound afterwards");
+}
+
+static void test_dict_full(void)
+{
+    /* Fill the heap with Dict entries until a put fails: it must fail as
+     * DICT_NOMEM, roll back, and leave the Dict and heap sound. */
+    TX t;
+    tx_init(&t, &reg);
+    u64 dh = dict_create(&t, 8);
+    CHECK(tx_commit(&t) == 0 && dh, "a Dict to fill");
+    dict_hdr *d = (dict_hdr *)(reg.base + dh);
+    heap_key none = {0, NULL, 0, 0};
+    char ks[40], big[2000];
+    memset(big, 'v', sizeof big);
+    heap_key v = {0, big, sizeof big, 0};
+    int rc = DICT_OK, i = 0;
+    u64 count = 0, mask = 0;
+    for (; rc == DICT_OK && i < 100000; i++) {
+        heap_key k = mk(1, "fill", ks, i);
+        count = d->count;
+        mask = d->mask;
+        tx_init(&t, &reg);
+        tx_begin_seq(&t, &d->seq);
+        rc = dict_put(&t, d, &k, &none, &v);
+        if (rc == DICT_OK)
+            tx_commit(&t);
+        else
+            tx_abort(&t);
+    }
+    u64 live;
+    CHECK(rc == DICT_NOMEM, "a full heap fails a put with DICT_NOMEM");
+    CHECK(d->count == count && d->mask == mask && !(d->seq & 1), "the failed put left no trace");
+    CHECK(dict_check_walk(&reg, d, &live) == NULL && walk() >= 0, "Dict and heap are sound");
+}
+
+int main(void)
+{
+    setup();
+    test_alloc_free();
+    test_rollback_in_process();
+    test_debris();
+    test_recovery_after_death();
+    test_dict();
+    test_dict_full();
+    printf("# %d failed\n", failures);
+    return failures > 100 ? 100 : failures;
+}
