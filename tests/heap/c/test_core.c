@@ -137,7 +137,7 @@ static void big_op(dict_hdr *d, int i)
     if (b)
         tx_free(&t, b);
     tx_begin_seq(&t, &d->seq);
-    dict_put(&t, d, &k, &none, &v);
+    dict_put(&t, d, &k, &none, &v, NULL);
     tx_commit(&t);
 }
 
@@ -230,7 +230,7 @@ static void test_dict(void)
         heap_key k = mk(1, "key", ks, i), v = mk(0, "val", vs, i);
         tx_init(&t, &reg);
         tx_begin_seq(&t, &d->seq);
-        ok = dict_put(&t, d, &k, &none, &v) == DICT_OK && tx_commit(&t) == 0;
+        ok = dict_put(&t, d, &k, &none, &v, NULL) == DICT_OK && tx_commit(&t) == 0;
     }
     CHECK(ok && d->count == (u64)n, "3000 inserts (the table doubles on the way)");
     CHECK(d->used_slots * 4 <= (d->mask + 1) * 3, "the table keeps its load at most 3/4");
@@ -256,7 +256,7 @@ static void test_dict(void)
     heap_key nv = {0, "new", 3, 0};
     tx_init(&t, &reg);
     tx_begin_seq(&t, &d->seq);
-    CHECK(dict_put(&t, d, &str1, &none, &nv) == DICT_OK && tx_commit(&t) == 0 &&
+    CHECK(dict_put(&t, d, &str1, &none, &nv, NULL) == DICT_OK && tx_commit(&t) == 0 &&
               d->count == (u64)n,
           "a put on an existing key replaces it");
     /* remove half */
@@ -279,7 +279,7 @@ static void test_dict(void)
         u32 kl, vl;
         memcpy(&kl, buf.p + pos + 2, 4);
         memcpy(&vl, buf.p + pos + 6, 4);
-        pos += 10 + kl + vl;
+        pos += CB_HEAD + kl + vl;
         items++;
     }
     CHECK(pos == buf.n && items == (size_t)n / 2, "the copy holds every live entry");
@@ -289,7 +289,7 @@ static void test_dict(void)
     tx_begin_seq(&t, &d->seq);
     W(&t, &d->magic, 0);
     CHECK(tx_commit(&t) == 0 && dict_bad(&reg, d) == DICT_NOT_A_DICT, "destroyed: not a Dict");
-    CHECK(dict_free_entries(&t, table, 0, cap) == 0, "its entries are freed in batches");
+    CHECK(dict_free_entries(&t, table, 0, cap, NULL, 0) == 0, "its entries are freed in batches");
     tx_init(&t, &reg);
     tx_free(&t, table - (u64)(uintptr_t)reg.base);
     tx_free(&t, dh);
@@ -317,7 +317,7 @@ static void test_dict_full(void)
         mask = d->mask;
         tx_init(&t, &reg);
         tx_begin_seq(&t, &d->seq);
-        rc = dict_put(&t, d, &k, &none, &v);
+        rc = dict_put(&t, d, &k, &none, &v, NULL);
         if (rc == DICT_OK)
             tx_commit(&t);
         else

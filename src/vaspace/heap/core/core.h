@@ -262,6 +262,7 @@ int list_copy_range(const heap_region *r, list_hdr *l, u64 start, u64 stop, copy
 enum { REF_OK = 0, REF_NOT_LIVE = 1, REF_HAS_PARENT = 2, REF_CYCLE = 3 };
 /* T_DICT/T_ARRAY/T_LIST for a container magic, else -1. */
 int ref_kind_of_magic(u64 magic);
+const char *ref_kind_name(int kind);
 /* The parent word of the live container of kind vtype at addr, or NULL. */
 u64 *ref_parent_word(const heap_region *r, int vtype, u64 addr);
 /* Inside t: make child (kind vtype) a value held by holder: REF_OK, or why

@@ -37,6 +37,11 @@ static u64 ref_hdr_size(int vtype)
                                                                  : 0;
 }
 
+const char *ref_kind_name(int kind)
+{
+    return kind == T_DICT ? "Dict" : kind == T_ARRAY ? "Array" : "List";
+}
+
 int ref_kind_of_magic(u64 magic)
 {
     return magic == DICT_MAGIC ? T_DICT : magic == ARRAY_MAGIC ? T_ARRAY
