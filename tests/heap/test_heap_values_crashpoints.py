@@ -1,0 +1,88 @@
+"""Deterministic crash points (see test_heap_crashpoints.py) for the write
+paths of issue 15: adopting a container as a value, overwriting and
+deleting one (which destroys its subtree in later steps), pop (which
+detaches it), and every List write, both the in-place shift and the path
+that builds a new items block.
+
+A crash inside one operation leaves the state before or after it; a crash
+in the steps that destroy an orphaned subtree may leak its memory (the
+``leak_ok`` sweeps), never corrupt the heap."""
+
+from __future__ import annotations
+
+import numpy as np
+from test_heap_crashpoints import STRIDE, region, sweep  # noqa: F401 - region is a fixture
+
+from vaspace.heap import Array, Dict, List
+
+
+def _plain(v):
+    if isinstance(v, Dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, List):
+        return [_plain(x) for x in v]
+    if isinstance(v, Array):
+        return v.numpy().tolist()
+    return v
+
+
+def _snap(h, ctx, counters):
+    root = ctx["root"]
+    content = (_plain(root), [(type(v).__name__, v.parent == root.address)
+                              for v in root.values() if hasattr(v, "parent")])
+    if not counters:
+        return content
+    root.check()
+    st = h.stats()
+    return content, st.allocations, st.used
+
+
+def _setup(h):
+    root = Dict(h, root="root")
+    tree = List(h)
+    root["tree"] = tree
+    sub = Dict(h)
+    tree.append(sub)
+    sub["deep"] = List(h, items=[1, "two", None])
+    arr = Array(h, np.int16)
+    arr.extend(range(3))
+    tree.append(arr)
+    root["n"] = 1.5
+    loose = List(h, items=[True, 2])  # a detached container, to adopt
+    return {"root": root, "tree": tree, "loose": loose}
+
+
+def test_crash_everywhere_in_container_values(region):
+    total = 0
+    total += sweep(region.buf, _setup, lambda c: c["root"].__setitem__("l", c["loose"]), _snap)
+    total += sweep(region.buf, _setup, lambda c: c["tree"].append(c["loose"]), _snap)
+    total += sweep(region.buf, _setup, lambda c: c["root"].pop("tree"), _snap)
+    total += sweep(region.buf, _setup, lambda c: c["tree"].pop(0), _snap)
+    total += sweep(region.buf, _setup, lambda c: c["root"].__setitem__("tree", None), _snap,
+                   leak_ok=True)
+    total += sweep(region.buf, _setup, lambda c: c["root"].__delitem__("tree"), _snap,
+                   leak_ok=True)
+    total += sweep(region.buf, _setup, lambda c: c["tree"].__delitem__(0), _snap, leak_ok=True)
+    total += sweep(region.buf, _setup, lambda c: c["root"].clear(), _snap, leak_ok=True)
+    assert total * STRIDE > 150
+
+
+def _setup_list(h):
+    root = Dict(h, root="root")
+    short = List(h, items=["a", 2, 3.0, None])
+    long = List(h, items=range(300))  # moves beyond the shift limit: a new items block
+    root["short"], root["long"] = short, long
+    return {"root": root, "short": short, "long": long}
+
+
+def test_crash_everywhere_in_list_writes(region):
+    total = 0
+    for op in (lambda c: c["short"].append("new" * 10),  # grows the items block
+               lambda c: c["short"].insert(1, b"x"),
+               lambda c: c["short"].__setitem__(2, 2**80),
+               lambda c: c["short"].pop(1),
+               lambda c: c["short"].__delitem__(-1),
+               lambda c: c["long"].insert(3, "mid"),
+               lambda c: c["long"].pop(2)):
+        total += sweep(region.buf, _setup_list, op, _snap)
+    assert total * STRIDE > 100
