@@ -10,10 +10,22 @@ in the steps that destroy an orphaned subtree may leak its memory (the
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
-from test_heap_crashpoints import STRIDE, region, sweep  # noqa: F401 - region is a fixture
+import pytest
+from test_heap_crashpoints import STRIDE, sweep
 
 from vaspace.heap import Array, Dict, List
+
+
+@pytest.fixture
+def small():
+    """A small shared anonymous mapping, cheap to reformat for every point
+    (fork keeps it at the same address in the child)."""
+    buf = mmap.mmap(-1, 256 << 10)
+    yield buf
+    buf.close()
 
 
 def _plain(v):
@@ -52,18 +64,18 @@ def _setup(h):
     return {"root": root, "tree": tree, "loose": loose}
 
 
-def test_crash_everywhere_in_container_values(region):
+def test_crash_everywhere_in_container_values(small):
     total = 0
-    total += sweep(region.buf, _setup, lambda c: c["root"].__setitem__("l", c["loose"]), _snap)
-    total += sweep(region.buf, _setup, lambda c: c["tree"].append(c["loose"]), _snap)
-    total += sweep(region.buf, _setup, lambda c: c["root"].pop("tree"), _snap)
-    total += sweep(region.buf, _setup, lambda c: c["tree"].pop(0), _snap)
-    total += sweep(region.buf, _setup, lambda c: c["root"].__setitem__("tree", None), _snap,
+    total += sweep(small, _setup, lambda c: c["root"].__setitem__("l", c["loose"]), _snap)
+    total += sweep(small, _setup, lambda c: c["tree"].append(c["loose"]), _snap)
+    total += sweep(small, _setup, lambda c: c["root"].pop("tree"), _snap)
+    total += sweep(small, _setup, lambda c: c["tree"].pop(0), _snap)
+    total += sweep(small, _setup, lambda c: c["root"].__setitem__("tree", None), _snap,
                    leak_ok=True)
-    total += sweep(region.buf, _setup, lambda c: c["root"].__delitem__("tree"), _snap,
+    total += sweep(small, _setup, lambda c: c["root"].__delitem__("tree"), _snap,
                    leak_ok=True)
-    total += sweep(region.buf, _setup, lambda c: c["tree"].__delitem__(0), _snap, leak_ok=True)
-    total += sweep(region.buf, _setup, lambda c: c["root"].clear(), _snap, leak_ok=True)
+    total += sweep(small, _setup, lambda c: c["tree"].__delitem__(0), _snap, leak_ok=True)
+    total += sweep(small, _setup, lambda c: c["root"].clear(), _snap, leak_ok=True)
     assert total * STRIDE > 150
 
 
@@ -75,7 +87,7 @@ def _setup_list(h):
     return {"root": root, "short": short, "long": long}
 
 
-def test_crash_everywhere_in_list_writes(region):
+def test_crash_everywhere_in_list_writes(small):
     total = 0
     for op in (lambda c: c["short"].append("new" * 10),  # grows the items block
                lambda c: c["short"].insert(1, b"x"),
@@ -84,5 +96,5 @@ def test_crash_everywhere_in_list_writes(region):
                lambda c: c["short"].__delitem__(-1),
                lambda c: c["long"].insert(3, "mid"),
                lambda c: c["long"].pop(2)):
-        total += sweep(region.buf, _setup_list, op, _snap)
+        total += sweep(small, _setup_list, op, _snap)
     assert total * STRIDE > 100

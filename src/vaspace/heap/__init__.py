@@ -55,7 +55,8 @@ def _to_value(c: _heapcore.HeapCore, value: Any) -> Any:
     """A container handle becomes a reference (same heap only); anything
     else goes to the C layer as is, which checks its type."""
     if isinstance(value, (Dict, Array, List)):
-        if value._c.closed or c.closed or value._c.base != c.base:
+        # .base raises ValueError itself on a closed or stale heap
+        if value._c is not c and value._c.base != c.base:
             raise ValueError(f"{type(value).__name__} belongs to another heap: a value can only "
                              "reference a container of the same heap")
         return _Ref(_KIND[type(value)], value._addr)
