@@ -338,3 +338,20 @@ def test_a_heap_of_the_previous_layout_is_refused_by_name(heap, region):
         Heap.open(region.buf)
     struct.pack_into("<I", region.buf, 8, 2)
     Heap.open(region.buf).close()
+
+
+def test_mixin_methods_keep_the_ownership_rule(heap):
+    """popitem hands containers back (as pop does); clear destroys them."""
+    d = Dict(heap)
+    d["a"], d["b"] = 1, List(heap, items=[1])
+    k, v = d.popitem()
+    assert k == "b" and v[:] == [1] and v.parent == 0
+    v.destroy()
+    base = heap.stats().allocations
+    lst = List(heap, items=[Dict(heap), 2, List(heap)])
+    lst.clear()
+    assert len(lst) == 0
+    lst.destroy()
+    assert heap.stats().allocations == base and heap.check()
+    with pytest.raises(TypeError):
+        List(heap).reverse()

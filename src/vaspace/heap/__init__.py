@@ -344,6 +344,14 @@ class Dict(MutableMapping):
         return [(k, _from_value(heap, v)) if type(v) is _Ref else (k, v)
                 for k, v in self._c.dict_items(self._addr, 2)]
 
+    def popitem(self) -> tuple[Key, Value]:
+        """Remove and return the last inserted (key, value) pair, as
+        ``dict.popitem``; a container comes back detached, as with pop()."""
+        keys = self._c.dict_items(self._addr, 0)
+        if not keys:
+            raise KeyError("popitem(): Dict is empty")
+        return keys[-1], self.pop(keys[-1])
+
     def clear(self) -> None:
         """Remove all items (one atomic step) and free their memory.
 
@@ -635,6 +643,20 @@ class List(MutableSequence):
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self[:])
+
+    def clear(self) -> None:
+        """Remove every item, last first (each removal atomic); containers
+        the List held are destroyed."""
+        while len(self):
+            try:
+                self._c.list_pop(self._addr, -1, True)
+            except IndexError:  # another process emptied it meanwhile
+                break
+
+    def reverse(self) -> None:
+        """Not supported: swapping items would give a container two places
+        at once (one parent each).  Read ``lst[::-1]`` instead."""
+        raise TypeError("List does not support reverse() in place; read lst[::-1]")
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, List):
