@@ -355,3 +355,12 @@ def test_mixin_methods_keep_the_ownership_rule(heap):
     assert heap.stats().allocations == base and heap.check()
     with pytest.raises(TypeError):
         List(heap).reverse()
+
+
+def test_a_subclass_travels_as_its_kind(heap):
+    class Tagged(List):
+        pass
+
+    d = Dict(heap)
+    d["t"] = Tagged(heap, items=[1])
+    assert isinstance(d["t"], List) and d["t"][:] == [1]

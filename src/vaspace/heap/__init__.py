@@ -53,13 +53,18 @@ _heapcore._set_ref_type(_Ref)
 
 def _to_value(c: _heapcore.HeapCore, value: Any) -> Any:
     """A container handle becomes a reference (same heap only); anything
-    else goes to the C layer as is, which checks its type."""
-    if isinstance(value, (Dict, Array, List)):
+    else goes to the C layer as is, which checks its type.
+
+    The kind is found by exact type (subclasses register themselves, see
+    ``_register``): ``isinstance`` against these ABC-derived classes costs
+    more than a whole SET."""
+    kind = _KIND.get(type(value))
+    if kind is not None:
         # .base raises ValueError itself on a closed or stale heap
         if value._c is not c and value._c.base != c.base:
             raise ValueError(f"{type(value).__name__} belongs to another heap: a value can only "
                              "reference a container of the same heap")
-        return _Ref(_KIND[type(value)], value._addr)
+        return _Ref(kind, value._addr)
     return value
 
 
@@ -258,6 +263,10 @@ class Dict(MutableMapping):
 
     __slots__ = ("_heap", "_c", "_addr")
 
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        _register(cls)
+
     def __init__(self, heap: Heap, root: str | None = None, *, _addr: int | None = None) -> None:
         """Create a new empty Dict in ``heap``; with ``root``, also register
         it as a named root so :meth:`open` can find it later."""
@@ -308,7 +317,9 @@ class Dict(MutableMapping):
 
     def __setitem__(self, key: Key, value: Value) -> None:
         """Store ``value``; a container value it replaces is destroyed."""
-        self._c.dict_set(self._addr, key, _to_value(self._c, value))
+        if type(value) in _KIND:  # inline: this is the SET hot path
+            value = _to_value(self._c, value)
+        self._c.dict_set(self._addr, key, value)
 
     def __delitem__(self, key: Key) -> None:
         """Remove ``key``; a container it held is destroyed with it."""
@@ -428,6 +439,10 @@ class Array:
     """
 
     __slots__ = ("_heap", "_c", "_addr", "_dtype")
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        _register(cls)
 
     def __init__(
         self, heap: Heap, dtype: Any, root: str | None = None, *, _addr: int | None = None
@@ -559,6 +574,10 @@ class List(MutableSequence):
 
     __slots__ = ("_heap", "_c", "_addr")
 
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        _register(cls)
+
     def __init__(
         self, heap: Heap, root: str | None = None, *, items: Iterable[Any] = (),
         _addr: int | None = None,
@@ -681,4 +700,9 @@ class List(MutableSequence):
 
 
 _KIND: dict[type, int] = {Dict: _T_DICT, Array: _T_ARRAY, List: _T_LIST}
+
+
+def _register(cls: type) -> None:
+    """A subclass of Dict, Array or List travels as its base kind."""
+    _KIND[cls] = next(k for base, k in list(_KIND.items()) if issubclass(cls, base))
 _CLASS: dict[int, Any] = {_T_DICT: Dict, _T_ARRAY: Array, _T_LIST: List}
