@@ -21,6 +21,7 @@ Public names:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, MutableSequence
 from typing import Any, NamedTuple, Union
 
@@ -146,7 +147,26 @@ class Heap:
         Raises ValueError if the buffer holds no heap, a heap of another
         size or version, or one formatted at a different address.
         """
-        return cls(_heapcore.HeapCore(buf, False, read_timeout))
+        heap = cls(_heapcore.HeapCore(buf, False, read_timeout))
+        if heap._c.unflushed == 2:
+            heap._check_after_restart()
+        return heap
+
+    def _check_after_restart(self) -> None:
+        """The heap was written after its last flush, and the machine
+        restarted before the next one: the file may hold pages from before
+        and after those writes.  Walk it; refuse it if torn, warn if not."""
+        try:
+            self._c.check()
+        except RuntimeError as exc:
+            self._c.close()
+            raise RuntimeError(
+                f"{exc}: the heap was written after its last flush() and the machine "
+                "restarted (power loss?) before the next one; the file is torn") from exc
+        warnings.warn(HeapRecoveredWarning(
+            "the heap was written after its last flush() and the machine restarted "
+            "before the next one: its structure checks out, but writes made after that "
+            "flush may be missing (docs/heap.md, Durability)"), stacklevel=3)
 
     # -- lifetime ---------------------------------------------------------
     def close(self) -> None:
@@ -220,6 +240,28 @@ class Heap:
         raises RuntimeError describing the first inconsistency found.
         """
         return self._c.check()
+
+    # -- durability -------------------------------------------------------
+    def flush(self) -> None:
+        """Make the file behind the heap hold it, consistent, on disk.
+
+        A heap is crash-consistent against process death on its own.  Against
+        a power loss it is consistent only at a flush: when this returns,
+        every operation that committed before it is on disk, and the file is
+        a heap that :meth:`open` accepts after a power loss.  Writes after it
+        are durable only once the next ``flush()`` returns; a power loss in
+        between may leave them torn, which the next :meth:`open` detects
+        (see docs/heap.md, "Durability").  It takes the heap lock, and costs
+        one ``msync`` of the dirty pages.  OSError if the kernel cannot write
+        them; PermissionError on a read-only heap.
+        """
+        self._c.flush()
+
+    @property
+    def flushed(self) -> bool:
+        """True if nothing was written since the last :meth:`flush` (the
+        file on disk holds the heap as it is now)."""
+        return self._c.unflushed == 0
 
     # -- named roots ------------------------------------------------------
     def set_root(self, name: str, addr: int) -> None:

@@ -60,6 +60,23 @@ typedef struct {
 
 static PyObject *HeapRecoveredWarning;
 
+/* This boot's tag for the header's "written since the last flush" mark
+ * (durable.c): a hash of the kernel's boot_id, never 0.  1 when boot_id
+ * cannot be read, so that every boot looks the same. */
+static u64 boot_tag = 1;
+
+static void boot_tag_init(void)
+{
+    char id[64];
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+    if (!f)
+        return;
+    size_t n = fread(id, 1, sizeof id, f);
+    fclose(f);
+    if (n)
+        boot_tag = key_hash(0, id, n) | 1;
+}
+
 /* ======================================================================== */
 /* Locking                                                                  */
 /* ======================================================================== */
@@ -336,6 +353,26 @@ static int tx_done(TX *t)
     return -1;
 }
 
+/* MemoryError for an operation that found no free block large enough.  It
+ * says how much more room the heap needed (t->want against the largest free
+ * block), so that a user can size the segment.  Under the lock, before t is
+ * rolled back. */
+static void raise_full(HeapCore *self, TX *t, const char *what)
+{
+    if (!t->want) { /* refused before any block was looked for */
+        PyErr_Format(PyExc_MemoryError, "heap full: cannot %s", what);
+        return;
+    }
+    u64 largest = largest_free(&self->r);
+    u64 more = t->want > largest ? t->want - largest : t->want;
+    PyErr_Format(PyExc_MemoryError,
+                 "heap full: cannot %s: it needs a free block of %llu bytes, the largest "
+                 "is %llu, so the heap needs at least %llu more bytes (segments are "
+                 "sparse: make them generous; see docs/heap.md, Sizing)",
+                 what, (unsigned long long)t->want, (unsigned long long)largest,
+                 (unsigned long long)more);
+}
+
 /* The body of a write operation: runs under the heap lock, inside t.
  * Returns WRITE_COMMIT (commit t), WRITE_DONE (nothing left to commit: the
  * body wrote nothing, or committed its own steps) or WRITE_FAIL (exception
@@ -352,6 +389,21 @@ static int heap_write(HeapCore *self, write_body body, void *arg)
 {
     if (heap_lock(self) < 0)
         return -1;
+    if (self->r.h->unflushed != boot_tag) {
+        /* The first write since a flush: its mark must be durable before
+         * any page changes (durable.c).  A region that is no file mapping
+         * cannot be msynced; the mark is set all the same. */
+        if (world_pin(self) < 0) {
+            heap_unlock(self);
+            return -1;
+        }
+        self->busy++;
+        Py_BEGIN_ALLOW_THREADS
+        durable_mark(&self->r, boot_tag);
+        Py_END_ALLOW_THREADS
+        self->busy--;
+        world_unpin(self);
+    }
     TX t;
     tx_init(&t, &self->r);
     int rc = body(self, &t, arg);
@@ -406,7 +458,7 @@ static int region_format(char *base, u64 size)
                      (unsigned long long)size, (unsigned long long)region_min_bytes());
         return -1;
     }
-    int rc = format_region(base, size);
+    int rc = format_region(base, size, boot_tag);
     if (rc == 0)
         return 0;
     errno = rc;
@@ -480,6 +532,12 @@ static int HeapCore_init(HeapCore *self, PyObject *args, PyObject *kw)
         return -1;
     }
     region_open(&self->r, base, size);
+    if (!readonly && !create && (rc = lock_adopt(&self->r, boot_tag)) != 0) {
+        PyBuffer_Release(&self->view);
+        errno = rc;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
     self->readonly = readonly;
     self->read_timeout = read_timeout;
     self->has_view = 1;
@@ -536,8 +594,9 @@ static int alloc_body(HeapCore *self, TX *t, void *arg)
     a->off = tx_alloc(t, a->size, a->align);
     if (a->off)
         return WRITE_COMMIT;
-    PyErr_Format(PyExc_MemoryError, "heap full: cannot allocate %llu bytes",
-                 (unsigned long long)a->size);
+    char what[64];
+    snprintf(what, sizeof what, "allocate %llu bytes", (unsigned long long)a->size);
+    raise_full(self, t, what);
     return WRITE_FAIL;
 }
 
@@ -616,8 +675,9 @@ static int realloc_body(HeapCore *self, TX *t, void *arg)
         return WRITE_FAIL;
     u64 n = tx_realloc(t, off, a->size);
     if (!n) {
-        PyErr_Format(PyExc_MemoryError, "heap full: cannot grow allocation to %llu bytes",
-                     (unsigned long long)a->size);
+        char what[64];
+        snprintf(what, sizeof what, "grow allocation to %llu bytes", (unsigned long long)a->size);
+        raise_full(self, t, what);
         return WRITE_FAIL;
     }
     a->addr = abs_of(&self->r, n);
@@ -1209,7 +1269,7 @@ static int dict_new_body(HeapCore *self, TX *t, void *arg)
     *cap_or_hdr = dict_create(t, *cap_or_hdr);
     if (*cap_or_hdr)
         return WRITE_COMMIT;
-    PyErr_SetString(PyExc_MemoryError, "heap full: cannot create a Dict");
+    raise_full(self, t, "create a Dict");
     return WRITE_FAIL;
 }
 
@@ -1325,8 +1385,15 @@ static int dict_set_body(HeapCore *self, TX *t, void *arg)
         rs_note(&a->dead, &self->r, replaced, holder);
         return commit_and_destroy(self, t, &a->dead);
     case DICT_NOMEM:
-        PyErr_SetString(PyExc_MemoryError, "heap full: cannot store Dict item");
+        raise_full(self, t, "store Dict item");
         return WRITE_FAIL;
+    case DICT_TABLE_NOMEM: {
+        char what[96];
+        snprintf(what, sizeof what, "store Dict item (its table of %llu slots must grow)",
+                 (unsigned long long)(a->d->mask + 1));
+        raise_full(self, t, what);
+        return WRITE_FAIL;
+    }
     case DICT_TABLE_FULL: /* only a corrupt table: the load factor keeps empty slots */
         PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict table full");
         return WRITE_FAIL;
@@ -1795,7 +1862,7 @@ static int array_new_body(HeapCore *self, TX *t, void *arg)
     a->hdr = array_create(t, a->itemsize, a->dtype, a->dtlen);
     if (a->hdr)
         return WRITE_COMMIT;
-    PyErr_SetString(PyExc_MemoryError, "heap full: cannot create an Array");
+    raise_full(self, t, "create an Array");
     return WRITE_FAIL;
 }
 
@@ -1973,8 +2040,9 @@ static int array_resize_body(HeapCore *self, TX *t, void *arg)
     tx_begin_seq(t, &r->a->seq);
     if (array_setlen(t, r->a, r->n, 1) == 0)
         return WRITE_COMMIT;
-    PyErr_Format(PyExc_MemoryError, "heap full: cannot resize Array to %llu items",
-                 (unsigned long long)r->n);
+    char what[64];
+    snprintf(what, sizeof what, "resize Array to %llu items", (unsigned long long)r->n);
+    raise_full(self, t, what);
     return WRITE_FAIL;
 }
 
@@ -2006,7 +2074,7 @@ static int array_append_body(HeapCore *self, TX *t, void *arg)
     tx_begin_seq(t, &a->seq);
     u64 old = a->len;
     if (array_setlen(t, a, old + (u64)r->items->len / a->itemsize, 0) < 0) {
-        PyErr_SetString(PyExc_MemoryError, "heap full: cannot append to Array");
+        raise_full(self, t, "append to Array");
         return WRITE_FAIL;
     }
     /* beyond the old length: memory no committed state reaches, no log */
@@ -2056,6 +2124,51 @@ static PyObject *HeapCore_array_destroy(HeapCore *self, PyObject *ho)
     if (!a || heap_write(self, array_destroy_body, a) < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+/* Make the file behind the region a consistent heap on disk, holding every
+ * operation committed so far (see durable.c for the order). */
+static PyObject *HeapCore_flush(HeapCore *self, PyObject *unused)
+{
+    if (core_check(self) < 0 || ro_refuse(self, "flush") < 0 || heap_lock(self) < 0)
+        return NULL;
+    if (world_pin(self) < 0) {
+        heap_unlock(self);
+        return NULL;
+    }
+    heap_header *h = self->r.h;
+    int rc;
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    /* Held, but no operation is in flight: hseq even while the pages are
+     * written, so the image does not look mid-update (durable.c). */
+    __atomic_store_n(&h->hseq, h->hseq + 1, __ATOMIC_RELEASE);
+    rc = durable_flush(&self->r);
+    __atomic_store_n(&h->hseq, h->hseq + 1, __ATOMIC_RELEASE);
+    Py_END_ALLOW_THREADS
+    heap_unlock(self);
+    if (rc == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = durable_settle(&self->r);
+        Py_END_ALLOW_THREADS
+    }
+    self->busy--;
+    world_unpin(self);
+    if (rc) {
+        errno = rc;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+/* 0: the region is as of its last flush; 1: written since, in this boot;
+ * 2: written since, and the machine restarted before the next flush. */
+static PyObject *HeapCore_get_unflushed(HeapCore *self, void *c)
+{
+    if (core_check(self) < 0)
+        return NULL;
+    u64 m = __atomic_load_n(&self->r.h->unflushed, __ATOMIC_RELAXED);
+    return PyLong_FromLong(m == 0 ? 0 : m == boot_tag ? 1 : 2);
 }
 
 /* ======================================================================== */
@@ -2458,6 +2571,8 @@ static PyGetSetDef HeapCore_getset[] = {
     {"size", (getter)HeapCore_get_size, NULL, "size of the region in bytes", NULL},
     {"closed", (getter)HeapCore_get_closed, NULL, "True after close()", NULL},
     {"readonly", (getter)HeapCore_get_readonly, NULL, "True if opened on a read-only buffer", NULL},
+    {"unflushed", (getter)HeapCore_get_unflushed, NULL,
+     "0 as of the last flush, 1 written since, 2 written and the machine restarted", NULL},
     {"read_timeout", (getter)HeapCore_get_read_timeout, NULL,
      "read-only mode: seconds a reader waits for a busy or dead writer", NULL},
     {NULL},
@@ -2472,6 +2587,7 @@ static PyMethodDef HeapCore_methods[] = {
     {"stats", (PyCFunction)HeapCore_stats, METH_NOARGS,
      "(size, used, free, allocations, largest_free, recoveries)"},
     {"check", (PyCFunction)HeapCore_check, METH_NOARGS, "verify invariants; returns allocations"},
+    {"flush", (PyCFunction)HeapCore_flush, METH_NOARGS, "msync the region in the order a power loss needs"},
     {"set_root", (PyCFunction)HeapCore_set_root, METH_VARARGS, "set_root(name, address)"},
     {"get_root", (PyCFunction)HeapCore_get_root, METH_O, "get_root(name) -> address"},
     {"del_root", (PyCFunction)HeapCore_del_root, METH_O, "del_root(name)"},
@@ -2554,6 +2670,7 @@ static struct PyModuleDef heapcore_module = {
 
 PyMODINIT_FUNC PyInit__heapcore(void)
 {
+    boot_tag_init();
     if (lock_kind_init() != 0) {
         PyErr_SetString(PyExc_ImportError, "cannot initialise a robust process-shared mutex");
         return NULL;
@@ -2575,7 +2692,11 @@ PyMODINIT_FUNC PyInit__heapcore(void)
         /* where the lock lives, for tests that fake a region copied
          * mid-operation (a non-empty undo log under a free lock) */
         PyModule_AddIntConstant(m, "_LOCK_OFFSET", (long)offsetof(heap_header, lock)) < 0 ||
-        PyModule_AddIntConstant(m, "_LOCK_SIZE", (long)sizeof(pthread_mutex_t)) < 0) {
+        PyModule_AddIntConstant(m, "_LOCK_SIZE", (long)sizeof(pthread_mutex_t)) < 0 ||
+        /* the "written since the last flush" mark, for tests that fake a
+         * restart (another boot's tag) */
+        PyModule_AddIntConstant(m, "_UNFLUSHED_OFFSET", (long)offsetof(heap_header, unflushed)) < 0 ||
+        PyModule_AddIntConstant(m, "_LOCK_BOOT_OFFSET", (long)offsetof(heap_header, lock_boot)) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -43,7 +43,7 @@ static void setup(void)
         exit(100);
     }
     char msg[200];
-    if (lock_kind_init() != 0 || format_region(base, REGION) != 0 ||
+    if (lock_kind_init() != 0 || format_region(base, REGION, 1) != 0 ||
         validate_header(base, REGION, msg, sizeof msg) != 0) {
         fprintf(stderr, "cannot format a heap\n");
         exit(100);

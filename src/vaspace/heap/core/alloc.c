@@ -172,21 +172,26 @@ static u64 find_free(TX *t, u64 need)
 }
 
 /* Allocate usize bytes aligned to align (>=16, power of two).  Returns the
- * offset of the user pointer, or 0 when no block is large enough (or the
- * free lists are corrupt: t->corrupt says so). */
+ * offset of the user pointer, or 0 when no block is large enough (t->want
+ * then says how large a free block it needed) or the free lists are corrupt
+ * (t->corrupt says so). */
 u64 tx_alloc(TX *t, u64 usize, u64 align)
 {
     heap_header *h = t->h;
     u64 arena = t->r->aend - t->r->aoff;
-    if (usize > arena || align > arena)
+    if (usize > arena || align > arena) {
+        /* more than the whole arena (block_bytes cannot overflow here) */
+        u64 most = usize > align ? usize : align;
+        t->want = most > UINT64_MAX - 64 ? most : block_bytes(most);
         return 0;
-    u64 need = (usize + 16 + 15) & ~15ULL;
-    if (need < MIN_BLOCK)
-        need = MIN_BLOCK;
+    }
+    u64 need = block_bytes(usize);
     u64 search = need;
     if (align > 16)
         search = need + align + MIN_BLOCK;
     u64 b = find_free(t, search);
+    if (!b && !t->corrupt)
+        t->want = search;
     if (!b || t->corrupt)
         return 0;
     u64 bs = BSIZE(*SF(t, b));
@@ -308,9 +313,7 @@ u64 tx_realloc(TX *t, u64 uoff, u64 usize)
     heap_header *h = t->h;
     if (t->corrupt || t->overflow || usize > t->r->aend - t->r->aoff)
         return 0;
-    u64 need = (usize + 16 + 15) & ~15ULL;
-    if (need < MIN_BLOCK)
-        need = MIN_BLOCK;
+    u64 need = block_bytes(usize);
     u64 b = uoff - 16;
     u64 sf = *SF(t, b);
     u64 bs = BSIZE(sf);

@@ -8,6 +8,7 @@
  *              and the heap-wide consistency walk behind check()
  *   lock.c     the robust process-shared mutex: waiting, dead owners, debris
  *   seqlock.c  lock-free readers: wait for an even sequence count
+ *   durable.c  flush(): msync in the order a power loss needs
  *   dict.c     Dict: hashing, probing, insert/remove, resize, walks
  *   array.c    Array: header checks and resizing
  *   list.c     List: an items block of value-entry addresses
@@ -57,6 +58,7 @@ typedef struct {
     int ndefer;
     u64 defer[DEFER_MAX];
     u64 *seq; /* container seq made odd by this operation, or NULL */
+    u64 want; /* bytes of free block the last failed tx_alloc needed, or 0 */
 } TX;
 
 static inline void compiler_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
@@ -89,9 +91,12 @@ static inline int tx_bad(TX *t, const char *why)
 u64 hdr_bytes(void);
 /* Smallest region format_region() accepts. */
 u64 region_min_bytes(void);
-/* Format size bytes at base (page aligned, at least region_min_bytes()).
+/* Format size bytes at base (page aligned, at least region_min_bytes()),
+ * in the boot whose tag is boot (odd; see lock_adopt and durable.c).
  * Returns 0, or an errno from initialising the mutex. */
-int format_region(char *base, u64 size);
+int format_region(char *base, u64 size, u64 boot);
+/* Initialise m as the heap mutex: process-shared, robust, error-checking. */
+int lock_init(pthread_mutex_t *m);
 /* Check every header field of the region at base.  Returns 0, or -1 with a
  * message in msg[0..n). */
 int validate_header(char *base, u64 size, char *msg, size_t n);
@@ -127,6 +132,12 @@ u64 usable_at(const heap_region *r, u64 uoff);
 /* Size of the largest free block (0 if none); bounds-checked, so a torn
  * read-only snapshot is safe. */
 u64 largest_free(const heap_region *r);
+/* The block size an allocation of usize bytes takes (header included). */
+static inline u64 block_bytes(u64 usize)
+{
+    u64 need = (usize + 16 + 15) & ~15ULL;
+    return need < MIN_BLOCK ? MIN_BLOCK : need;
+}
 const char *heap_check_walk(const heap_region *r, u64 *where_out, u64 *nalloc_out);
 
 /* ---- lock.c ---- */
@@ -144,6 +155,9 @@ int lock_wait(heap_header *h);
  * or a failure code (not held): rc itself, or LOCK_INCONSISTENT. */
 int lock_settle(heap_region *r, int rc);
 void lock_release(heap_region *r);
+/* At open, before the lock is first used: initialise the mutex again if it
+ * was initialised in another boot (tag: this boot's, odd).  0 or an errno. */
+int lock_adopt(heap_region *r, u64 tag);
 
 /* ---- seqlock.c ---- */
 #define SPIN_YIELD_AFTER 64
@@ -157,6 +171,18 @@ static inline int seq_retry(const u64 *seq, u64 s)
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     return __atomic_load_n(seq, __ATOMIC_RELAXED) != s;
 }
+
+/* ---- durable.c ---- */
+/* Under the lock, before the first store of a write: mark the header as
+ * written since the last flush (tag: this boot's, non-zero) and make the
+ * mark durable.  0 or an errno (msync: the mark is set either way). */
+int durable_mark(heap_region *r, u64 tag);
+/* Under the lock: every page to the file, then the mark cleared, durably.
+ * 0 or an errno. */
+int durable_flush(heap_region *r);
+/* After unlocking: the header page once more, so that the file's lock word
+ * is free (best effort: another process may have taken the lock). */
+int durable_settle(heap_region *r);
 
 /* ---- dict.c ---- */
 /* An encoded key or value: bytes plus a type tag (and, for keys, the hash). */
@@ -177,11 +203,14 @@ long long dict_probe(const heap_region *r, dict_hdr *d, const heap_key *k, int *
 long long dict_find(const heap_region *r, dict_hdr *d, const heap_key *k, const heap_key *alt,
                     int *bad, long long *reuse, u64 *entry_out);
 /* Results of dict_put. */
-enum { DICT_OK = 0, DICT_NOMEM = 1, DICT_CORRUPT = 2, DICT_TABLE_FULL = 3 };
+enum { DICT_OK = 0, DICT_NOMEM = 1, DICT_CORRUPT = 2, DICT_TABLE_FULL = 3, DICT_TABLE_NOMEM = 4 };
 /* Under the lock, inside t with d's seq made odd: store k -> v (replacing
- * alt, the key's older form, if present; alt->p may be NULL). */
-/* *replaced (if not NULL) gets the entry the key held before (0 if new); it
- * is freed at commit, so read it before committing. */
+ * alt, the key's older form, if present; alt->p may be NULL).  When the
+ * heap is full (DICT_NOMEM for the entry, DICT_TABLE_NOMEM for the grown
+ * table) t->want says how large a free block was needed; the caller rolls
+ * t back, so the Dict is never left half-grown.  *replaced (if not NULL)
+ * gets the entry the key held before (0 if new); it is freed at commit, so
+ * read it before committing. */
 int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const heap_key *v,
              u64 *replaced);
 /* Under the lock, inside t: a fresh entry holding k (may be empty) and v,

@@ -236,7 +236,7 @@ int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const h
         while ((d->count + 1) * 2 > cap)
             cap <<= 1;
         if (dict_resize(t, d, cap) < 0)
-            return DICT_NOMEM;
+            return t->corrupt ? DICT_CORRUPT : DICT_TABLE_NOMEM;
     }
     int bad;
     long long reuse, reuse_old;

@@ -71,7 +71,9 @@ typedef struct {
     u64 bins_nonempty[NBINS / 64];
     u64 bins[NBINS]; /* offset of the first free block in each bin, 0 = empty */
     u64 hseq;        /* heap-wide seqlock: odd while a process holds the mutex */
-    u64 pad_[5];
+    u64 unflushed;   /* boot tag of a write since the last flush (durable.c), 0 = none */
+    u64 lock_boot;   /* boot tag of the lock's initialisation (lock_adopt); even = busy */
+    u64 pad_[3];
     pthread_mutex_t lock __attribute__((aligned(64)));
     root_entry roots[NROOTS];
     undo_entry log[LOG_CAP];

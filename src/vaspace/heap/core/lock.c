@@ -106,23 +106,43 @@ int lock_kind_init(void)
 #ifdef __GLIBC__
     /* The type word format_region() gives the heap lock (a lock whose word
      * differs is refused before it is touched). */
-    pthread_mutexattr_t a;
     pthread_mutex_t m;
-    int rc;
-    if ((rc = pthread_mutexattr_init(&a)) != 0)
+    int rc = lock_init(&m);
+    if (rc != 0)
         return rc;
-    if ((rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED)) != 0 ||
-        (rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST)) != 0 ||
-        (rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK)) != 0 ||
-        (rc = pthread_mutex_init(&m, &a)) != 0) {
-        pthread_mutexattr_destroy(&a);
-        return rc;
-    }
     expected_lock_kind = m.__data.__kind;
     pthread_mutex_destroy(&m);
-    pthread_mutexattr_destroy(&a);
 #endif
     return 0;
+}
+
+/* A lock word means something only in the boot that initialised the mutex:
+ * after a restart (a power loss, or a file written back while the lock was
+ * held) it may name a thread of the old boot, or an unrelated one of this
+ * boot.  Nobody can hold it across a restart, so the first opener of this
+ * boot initialises it again.  lock_boot holds the tag of the boot that did;
+ * an even value means an initialisation is in progress. */
+int lock_adopt(heap_region *r, u64 tag)
+{
+    u64 *lb = &r->h->lock_boot;
+    struct timespec ms = {0, 1000 * 1000};
+    for (int waited = 0;; waited++) {
+        u64 v = __atomic_load_n(lb, __ATOMIC_ACQUIRE);
+        if (v == tag)
+            return 0;
+        /* Another boot's tag (odd), none (0: older heaps), or an
+         * initialisation that has not finished in 2 s (its process died:
+         * it takes microseconds): take it over. */
+        int take = (v & 1) || v == 0 || waited >= 2000;
+        u64 busy = (v & 1) || v == 0 ? 2 : v + 2;
+        if (take && __atomic_compare_exchange_n(lb, &v, busy, 0, __ATOMIC_ACQ_REL,
+                                                __ATOMIC_ACQUIRE)) {
+            int rc = lock_init(&r->h->lock);
+            __atomic_store_n(lb, tag, __ATOMIC_RELEASE);
+            return rc;
+        }
+        nanosleep(&ms, NULL);
+    }
 }
 
 int lock_kind_ok(heap_header *h)

@@ -11,7 +11,25 @@ u64 hdr_bytes(void) { return ((u64)sizeof(heap_header) + 4095) & ~4095ULL; }
 
 u64 region_min_bytes(void) { return hdr_bytes() + 8192; }
 
-int format_region(char *base, u64 size)
+/* The attributes of the heap mutex: process-shared, robust, error-checking. */
+int lock_init(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t a;
+    int rc;
+    if ((rc = pthread_mutexattr_init(&a)) != 0)
+        return rc;
+    /* ERRORCHECK: a thread that re-enters the heap while holding the lock
+     * (e.g. from a __del__ run by the garbage collector) gets EDEADLK and an
+     * OSError instead of hanging forever. */
+    if ((rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED)) == 0 &&
+        (rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST)) == 0 &&
+        (rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK)) == 0)
+        rc = pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+    return rc;
+}
+
+int format_region(char *base, u64 size, u64 boot)
 {
     heap_header *h = (heap_header *)base;
     u64 hb = hdr_bytes();
@@ -28,21 +46,11 @@ int format_region(char *base, u64 size)
     h->arena_off = hb + bm;
     h->arena_end = size & ~15ULL;
     memset(base + hb, 0, bm);
-    pthread_mutexattr_t a;
-    int rc;
-    if ((rc = pthread_mutexattr_init(&a)) != 0)
+    int rc = lock_init(&h->lock);
+    if (rc != 0)
         return rc;
-    /* ERRORCHECK: a thread that re-enters the heap while holding the lock
-     * (e.g. from a __del__ run by the garbage collector) gets EDEADLK and an
-     * OSError instead of hanging forever. */
-    if ((rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED)) != 0 ||
-        (rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST)) != 0 ||
-        (rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK)) != 0 ||
-        (rc = pthread_mutex_init(&h->lock, &a)) != 0) {
-        pthread_mutexattr_destroy(&a);
-        return rc;
-    }
-    pthread_mutexattr_destroy(&a);
+    h->lock_boot = boot;
+    h->unflushed = boot; /* nothing of it is on disk yet */
     /* one free block spanning the arena, then a zero-size in-use sentinel */
     u64 b = h->arena_off;
     u64 sent = h->arena_end - 16;

@@ -124,6 +124,7 @@ void tx_init(TX *t, heap_region *r)
     t->corrupt = NULL;
     t->ndefer = 0;
     t->seq = NULL;
+    t->want = 0;
 }
 
 /* Container writers: make the seq odd before touching anything. */

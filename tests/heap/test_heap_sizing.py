@@ -1,0 +1,149 @@
+"""A full heap: MemoryError says how much more room was needed, and changes nothing.
+
+The case that matters most is a Dict whose table must double when no free
+block is large enough for the new table: the insert fails whole, and the Dict
+keeps its old table, its count and every item (never half-grown).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from vaspace.heap import Dict, Heap
+
+NEEDS = re.compile(r"it needs a free block of (\d+) bytes, the largest is (\d+), "
+                   r"so the heap needs at least (\d+) more bytes")
+
+
+def _needs(exc: pytest.ExceptionInfo[MemoryError]) -> tuple[int, int, int]:
+    m = NEEDS.search(str(exc.value))
+    assert m, str(exc.value)
+    want, largest, more = (int(g) for g in m.groups())
+    return want, largest, more
+
+
+def _fill(heap: Heap, size: int) -> list[int]:
+    """Allocate blocks of ``size`` bytes until the heap refuses one."""
+    blocks = []
+    while True:
+        try:
+            blocks.append(heap.alloc(size))
+        except MemoryError:
+            return blocks
+
+
+def test_alloc_too_big_says_how_much_more(heap):
+    st = heap.stats()
+    with pytest.raises(MemoryError, match="heap full: cannot allocate") as exc:
+        heap.alloc(st.largest_free + 4096)
+    want, largest, more = _needs(exc)
+    assert largest == st.largest_free + 16  # a block's size counts its 16-byte header
+    assert want == st.largest_free + 4096 + 16
+    assert more == want - largest == 4096
+    assert heap.stats() == st
+
+
+def test_dict_table_cannot_double(heap):
+    d = Dict(heap)
+    # 1536 items: a table of 2048 slots at its 3/4 load limit; item 1537
+    # makes it grow to 4096 slots (64 KiB).
+    for i in range(1536):
+        d[i] = i
+    # Use up the heap in 16 KiB blocks, then in small ones, and free every
+    # other small block: room for many entries, none for a 64 KiB table.
+    big = _fill(heap, 16 << 10)
+    small = _fill(heap, 1000)
+    for a in small[::2]:
+        heap.free(a)
+    assert heap.stats().largest_free < 64 << 10
+    before = heap.stats()
+    with pytest.raises(MemoryError, match=r"table of 2048 slots must grow") as exc:
+        d[1536] = 1536
+    want, largest, more = _needs(exc)
+    assert want == 4096 * 16 + 16  # the new table's block
+    assert largest == before.largest_free + 16
+    assert more == want - largest
+    # nothing changed: not half-grown
+    assert heap.stats() == before
+    assert len(d) == 1536 and d.check() == 1536
+    assert heap.check() == before.allocations
+    assert all(d[i] == i for i in range(1536))
+    assert 1536 not in d
+    # Give it the room the message asked for (free the big blocks: they sit
+    # side by side and coalesce) and the same insert succeeds.
+    for a in big:
+        heap.free(a)
+    assert heap.stats().largest_free + 16 >= largest + more
+    d[1536] = 1536
+    assert len(d) == 1537 and d.check() == 1537 and d[1536] == 1536
+    heap.check()
+
+
+def test_dict_entry_cannot_fit(heap):
+    d = Dict(heap)
+    d["keep"] = b"v"
+    _fill(heap, 64)
+    before = heap.stats()
+    with pytest.raises(MemoryError, match="cannot store Dict item: it needs") as exc:
+        d["new"] = b"x" * 500
+    want, largest, more = _needs(exc)
+    assert want >= 500 and more == want - largest
+    assert heap.stats() == before and dict(d.items()) == {"keep": b"v"}
+    d.check()
+    heap.check()
+
+
+def test_dict_grows_then_entry_fails(heap):
+    """The table doubles inside the operation, then the entry finds no room:
+    the grown table is rolled back with the rest."""
+    d = Dict(heap)
+    for i in range(1536):
+        d[i] = i
+    room = heap.alloc(4096 * 16)  # exactly the block the grown table takes
+    for size in (16 << 10, 1000, 64, 1):
+        _fill(heap, size)
+    heap.free(room)
+    before = heap.stats()
+    assert before.largest_free == 4096 * 16
+    with pytest.raises(MemoryError, match="cannot store Dict item: it needs") as exc:
+        d[1536] = b"v" * 200
+    want, _, more = _needs(exc)
+    assert want >= 200 and more > 0
+    assert heap.stats() == before
+    assert len(d) == 1536 and d.check() == 1536 and 1536 not in d
+    assert all(d[i] == i for i in range(0, 1536, 7))
+    heap.check()
+
+
+# docs/heap.md, "Sizing": bytes per Dict item (layout, not timing, so exact)
+PER_ITEM = {
+    "int -> int": (lambda i: (i, i), 81, 90),
+    "12-byte bytes -> 32-byte bytes": (lambda i: (b"%012d" % i, b"v" * 32), 113, 122),
+    "~10-char str -> int": (lambda i: (f"user:{i % 100000:05d}{i // 100000}", i), 97, 106),
+    "~20-char str -> ~100-char str": (lambda i: (f"session-{i:012d}", "x" * 100), 193, 202),
+    "16-byte bytes -> 1 KiB bytes": (lambda i: (b"%016d" % i, b"v" * 1024), 1105, 1114),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PER_ITEM))
+def test_documented_bytes_per_item(tmp_path, case):
+    from heaputil import map_region
+
+    make, at_1k, at_100k = PER_ITEM[case]
+    r = map_region(str(tmp_path / "sizing.heap"), 256 << 20)
+    try:
+        heap = Heap.format(r.buf)
+        d = Dict(heap)
+        used0 = heap.stats().used
+        per = {}
+        for n in (1_000, 100_000):
+            for i in range(len(d), n):
+                k, v = make(i)
+                d[k] = v
+            per[n] = round((heap.stats().used - used0) / n)
+        assert per == {1_000: at_1k, 100_000: at_100k}
+        heap.close()
+    finally:
+        r.close()
