@@ -364,3 +364,66 @@ def test_a_subclass_travels_as_its_kind(heap):
     d = Dict(heap)
     d["t"] = Tagged(heap, items=[1])
     assert isinstance(d["t"], List) and d["t"][:] == [1]
+
+
+def _fork(fn) -> int:
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            fn()
+            code = 0
+        except BaseException:  # report, then leave without pytest's atexit
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return pid
+
+
+def test_lock_free_readers_see_whole_list_states(heap):
+    """Real processes: a writer keeps the List a run of consecutive ints
+    (append at the end, pop at the front, rewrites in the middle, and moves
+    of a Dict between two Lists); readers, lock-free, must only ever
+    see whole states.  A reader's failure is its exit status."""
+    import time
+
+    run = List(heap, root="run", items=range(50))
+    a, b = List(heap, root="a"), List(heap, root="b")
+    box = Dict(heap)
+    box["n"] = 0
+    a.append(box)
+    deadline = time.monotonic() + 1.5
+
+    def writer():
+        rng = random.Random(3)
+        lo, hi = 0, 50
+        while time.monotonic() < deadline:
+            run.append(hi)
+            hi += 1
+            if hi - lo > 400 or rng.random() < 0.4:
+                assert run.pop(0) == lo
+                lo += 1
+            if rng.random() < 0.2:  # rewrite a middle item (a new entry, same value)
+                i = rng.randrange(hi - lo)
+                run[i] = lo + i
+            src, dst = (a, b) if len(a) else (b, a)
+            moved = src.pop()
+            moved["n"] += 1
+            dst.append(moved)
+
+    def reader():
+        n = 0
+        while time.monotonic() < deadline:
+            snap = run[:]
+            assert snap == list(range(snap[0], snap[0] + len(snap))), snap[:5]
+            for side in (a, b):  # one snapshot each: the moved Dict, whole, or nothing
+                assert all(isinstance(x, Dict) for x in side[:])
+            n += 1
+        assert n > 10
+
+    pids = [_fork(writer), _fork(reader), _fork(reader)]
+    codes = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids]
+    assert codes == [0, 0, 0]
+    assert heap.check() and (a[:] + b[:])[0]["n"] > 10
