@@ -81,15 +81,18 @@ def test_crash_everywhere_in_container_values(small):
 
 def _setup_list(h):
     root = Dict(h, root="root")
-    short = List(h, items=["a", 2, 3.0, None])
+    short = List(h, items=["a", 2, 3.0, None, "e"])  # 5 of 8 slots: shifts in place
+    full = List(h, items=[1, 2, 3, 4])  # 4 of 4 slots: the next item needs a new block
     long = List(h, items=range(300))  # moves beyond the shift limit: a new items block
-    root["short"], root["long"] = short, long
-    return {"root": root, "short": short, "long": long}
+    root["short"], root["full"], root["long"] = short, full, long
+    return {"root": root, "short": short, "full": full, "long": long}
 
 
 def test_crash_everywhere_in_list_writes(small):
     total = 0
-    for op in (lambda c: c["short"].append("new" * 10),  # grows the items block
+    for op in (lambda c: c["short"].append("new" * 10),
+               lambda c: c["full"].append(None),
+               lambda c: c["full"].insert(0, 1.5),
                lambda c: c["short"].insert(1, b"x"),
                lambda c: c["short"].__setitem__(2, 2**80),
                lambda c: c["short"].pop(1),
