@@ -427,3 +427,15 @@ def test_lock_free_readers_see_whole_list_states(heap):
     codes = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids]
     assert codes == [0, 0, 0]
     assert heap.check() and (a[:] + b[:])[0]["n"] > 10
+
+
+def test_dict_check_verifies_container_values(heap, region):
+    d = Dict(heap)
+    d["l"] = List(heap)
+    assert d.check() == 1
+    parent_word = d["l"].address - region.addr + 40  # list_hdr.parent
+    struct.pack_into("<Q", region.buf, parent_word, 0)
+    with pytest.raises(RuntimeError, match="another parent"):
+        d.check()
+    struct.pack_into("<Q", region.buf, parent_word, d.address)
+    assert d.check() == 1

@@ -301,6 +301,9 @@ int ref_adopt(TX *t, u64 holder, int vtype, u64 child);
 int ref_release(TX *t, u64 holder, int vtype, u64 child);
 /* Does the (bounds-checked) entry hold a container?  Gives kind and address. */
 int entry_ref(const heap_region *r, const dict_entry *en, int *vtype, u64 *addr);
+/* For check walks: NULL if the entry's container value is live and names
+ * holder as its parent, else what is wrong. */
+const char *ref_check(const heap_region *r, const dict_entry *en, u64 holder);
 
 /* Containers waiting to be destroyed: (kind, address, holder) triples. */
 struct refstack {

@@ -398,6 +398,8 @@ const char *dict_check_walk(const heap_region *r, dict_hdr *d, u64 *live_out)
             err = "entry larger than its allocation";
         else if (key_hash(en->ktype, (char *)(en + 1), en->klen) != s->hash)
             err = "stored hash does not match key";
+        else if (T_IS_REF(en->vtype))
+            err = ref_check(r, en, (u64)(uintptr_t)d);
     }
     if (!err && live != d->count)
         err = "count is wrong";

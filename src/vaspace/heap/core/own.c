@@ -116,6 +116,19 @@ int entry_ref(const heap_region *r, const dict_entry *en, int *vtype, u64 *addr)
     return 1;
 }
 
+const char *ref_check(const heap_region *r, const dict_entry *en, u64 holder)
+{
+    int vt;
+    u64 a, *pw;
+    if (!entry_ref(r, en, &vt, &a))
+        return "container value of the wrong length";
+    if (!(pw = ref_parent_word(r, vt, a)))
+        return "container value is not a live container of its kind";
+    if (ld(pw) != holder)
+        return "container value belongs to another parent";
+    return NULL;
+}
+
 void rs_init(refstack *s)
 {
     s->v = NULL;
