@@ -15,6 +15,7 @@ import textwrap
 import numpy as np
 import pytest
 from heaputil import map_region
+from test_heap_procs import _child
 
 from vaspace.heap import Array, Dict, Heap, List
 
@@ -366,22 +367,6 @@ def test_a_subclass_travels_as_its_kind(heap):
     assert isinstance(d["t"], List) and d["t"][:] == [1]
 
 
-def _fork(fn) -> int:
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            fn()
-            code = 0
-        except BaseException:  # report, then leave without pytest's atexit
-            import traceback
-
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    return pid
-
-
 def test_lock_free_readers_see_whole_list_states(heap):
     """Real processes: a writer keeps the List a run of consecutive ints
     (append at the end, pop at the front, rewrites in the middle, and moves
@@ -423,7 +408,7 @@ def test_lock_free_readers_see_whole_list_states(heap):
             n += 1
         assert n > 10
 
-    pids = [_fork(writer), _fork(reader), _fork(reader)]
+    pids = [_child(writer), _child(reader), _child(reader)]
     codes = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids]
     assert codes == [0, 0, 0]
     assert heap.check() and (a[:] + b[:])[0]["n"] > 10

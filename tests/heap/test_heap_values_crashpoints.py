@@ -15,6 +15,7 @@ import mmap
 import numpy as np
 import pytest
 from test_heap_crashpoints import STRIDE, sweep
+from test_heap_values import _plain
 
 from vaspace.heap import Array, Dict, List
 
@@ -26,16 +27,6 @@ def small():
     buf = mmap.mmap(-1, 256 << 10)
     yield buf
     buf.close()
-
-
-def _plain(v):
-    if isinstance(v, Dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, List):
-        return [_plain(x) for x in v]
-    if isinstance(v, Array):
-        return v.numpy().tolist()
-    return v
 
 
 def _snap(h, ctx, counters):

@@ -9,14 +9,13 @@ closed) every call that touches it refuses with ValueError.
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from test_heap_misuse import ALLOWED, _world
+from test_heap_misuse import _all_refused, _world, read_only_heap, run_calls
 from viewutil import safely
 
 from vaspace.heap import Array, Dict, Heap, List
@@ -68,18 +67,7 @@ def _calls(h: Heap, d: Dict, lst: List, a: Array) -> dict[str, Callable[[], Any]
 
 def _walk(h: Heap, d: Dict, lst: List, a: Array) -> dict[str, str]:
     """Run every call; map name -> '' (success) or the exception's type and message."""
-    out = {}
-    for name, fn in _calls(h, d, lst, a).items():
-        try:
-            fn()
-            out[name] = ""
-        except ALLOWED as exc:
-            msg = str(exc).strip()
-            assert msg, f"{name}: {type(exc).__name__} without a message"
-            out[name] = f"{type(exc).__name__}: {msg}"
-        except Exception as exc:  # noqa: BLE001 - reported with the call that raised it
-            raise AssertionError(f"{name} raised {type(exc).__name__}: {exc}") from exc
-    return out
+    return run_calls(_calls(h, d, lst, a))
 
 
 def _opened(name: str = "A"):
@@ -126,9 +114,7 @@ def _state_closed():
 ])
 def test_memory_gone(registry, state, match):
     out = safely(state)
-    wrong = [f"{k}: {r!r}" for k, r in out.items()
-             if k not in INERT and not (r.startswith("ValueError") and match in r)]
-    assert not wrong, wrong
+    assert not _all_refused(out, match, INERT), _all_refused(out, match, INERT)
 
 
 def test_in_a_live_world(registry):
@@ -151,14 +137,7 @@ def test_in_a_live_world(registry):
 
 def test_read_only_heap(registry):
     def case():
-        vas, seg = _world("R")
-        with vas.active():
-            with Heap.format(seg.view()) as h:
-                _build(h)
-        vas.detach()
-        vas.attach(os.O_RDONLY)
-        with vas.active():
-            h = Heap.open(seg.view())
+        with read_only_heap(_build) as h:
             d = Dict.open(h, "kv")
             return _walk(h, d, List.open(h, "lst"), d["arr"])
 

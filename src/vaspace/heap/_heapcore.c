@@ -1167,31 +1167,45 @@ static PyObject *decode(int type, const char *p, u64 n)
     return NULL;
 }
 
-static dict_hdr *dict_at(HeapCore *self, PyObject *ho)
+/* The container header of kind (T_DICT, T_ARRAY, T_LIST) at the address
+ * ho names: aligned, inside the arena, with its magic.  Else ValueError. */
+static void *container_at(HeapCore *self, PyObject *ho, int kind, u64 magic, size_t size)
 {
     u64 a;
-    if (core_check(self) < 0 || parse_u64(ho, &a, "dict address") < 0)
+    if (core_check(self) < 0 || parse_u64(ho, &a, "container address") < 0)
         return NULL;
-    if (a % 16 || !in_arena(&self->r, a, sizeof(dict_hdr)) ||
-        ld(&((dict_hdr *)(uintptr_t)a)->magic) != DICT_MAGIC) {
-        PyErr_Format(PyExc_ValueError, "%p is not a Dict of this heap", (void *)(uintptr_t)a);
+    if (a % 16 || !in_arena(&self->r, a, size) || ld((u64 *)(uintptr_t)a) != magic) {
+        PyErr_Format(PyExc_ValueError, "%p is not %s %s of this heap", (void *)(uintptr_t)a,
+                     kind == T_ARRAY ? "an" : "a", ref_kind_name(kind));
         return NULL;
     }
-    return (dict_hdr *)(uintptr_t)a;
+    return (void *)(uintptr_t)a;
+}
+
+/* Under the lock: raise for what a *_bad() check found (notmagic: the
+ * magic is gone, so a ValueError; else corruption).  0 if nothing. */
+static int container_raise(const char *bad, const char *notmagic, int kind, void *hdr)
+{
+    if (!bad)
+        return 0;
+    if (bad == notmagic)
+        PyErr_Format(PyExc_ValueError, "%p is not %s %s of this heap (destroyed?)", hdr,
+                     kind == T_ARRAY ? "an" : "a", ref_kind_name(kind));
+    else
+        PyErr_Format(PyExc_RuntimeError, "heap corrupt: %s at %p", bad, hdr);
+    return -1;
+}
+
+static dict_hdr *dict_at(HeapCore *self, PyObject *ho)
+{
+    return container_at(self, ho, T_DICT, DICT_MAGIC, sizeof(dict_hdr));
 }
 
 /* Under the lock, before a writer trusts a Dict header (see dict_bad).
  * Raises and returns -1 if it is not sound. */
 static int dict_writable(HeapCore *self, dict_hdr *d)
 {
-    const char *bad = dict_bad(&self->r, d);
-    if (!bad)
-        return 0;
-    if (bad == DICT_NOT_A_DICT)
-        PyErr_Format(PyExc_ValueError, "%p is not a Dict of this heap (destroyed?)", (void *)d);
-    else
-        PyErr_Format(PyExc_RuntimeError, "heap corrupt: %s at %p", bad, (void *)d);
-    return -1;
+    return container_raise(dict_bad(&self->r, d), DICT_NOT_A_DICT, T_DICT, d);
 }
 
 typedef struct {
@@ -1684,17 +1698,23 @@ static int dict_clear_body(HeapCore *self, TX *t, void *arg)
     return commit_and_destroy(self, t, &a->dead);
 }
 
-static PyObject *HeapCore_dict_clear(HeapCore *self, PyObject *ho)
+/* clear() and destroy(): a write that may orphan containers. */
+static PyObject *dict_drop(HeapCore *self, PyObject *ho, const char *what, write_body body)
 {
-    if (ro_refuse(self, "Dict.clear") < 0)
+    if (ro_refuse(self, what) < 0)
         return NULL;
     dict_drop_args a = {.d = dict_at(self, ho)};
     rs_init(&a.dead);
-    int rc = a.d ? heap_write(self, dict_clear_body, &a) : -1;
+    int rc = a.d ? heap_write(self, body, &a) : -1;
     rs_free(&a.dead);
     if (rc < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+static PyObject *HeapCore_dict_clear(HeapCore *self, PyObject *ho)
+{
+    return dict_drop(self, ho, "Dict.clear", dict_clear_body);
 }
 
 /* Free the whole dict.  Clearing the magic is the atomic step: afterwards
@@ -1711,15 +1731,7 @@ static int dict_destroy_body(HeapCore *self, TX *t, void *arg)
 
 static PyObject *HeapCore_dict_destroy(HeapCore *self, PyObject *ho)
 {
-    if (ro_refuse(self, "Dict.destroy") < 0)
-        return NULL;
-    dict_drop_args a = {.d = dict_at(self, ho)};
-    rs_init(&a.dead);
-    int rc = a.d ? heap_write(self, dict_destroy_body, &a) : -1;
-    rs_free(&a.dead);
-    if (rc < 0)
-        return NULL;
-    Py_RETURN_NONE;
+    return dict_drop(self, ho, "Dict.destroy", dict_destroy_body);
 }
 
 /* Verify a dict: count matches, every entry is a live allocation. */
@@ -1755,30 +1767,14 @@ static PyObject *HeapCore_dict_check(HeapCore *self, PyObject *ho)
 
 static array_hdr *array_at(HeapCore *self, PyObject *ho)
 {
-    u64 a;
-    if (core_check(self) < 0 || parse_u64(ho, &a, "array address") < 0)
-        return NULL;
-    if (a % 16 || !in_arena(&self->r, a, sizeof(array_hdr)) ||
-        ld(&((array_hdr *)(uintptr_t)a)->magic) != ARRAY_MAGIC) {
-        PyErr_Format(PyExc_ValueError, "%p is not an Array of this heap",
-                     (void *)(uintptr_t)a);
-        return NULL;
-    }
-    return (array_hdr *)(uintptr_t)a;
+    return container_at(self, ho, T_ARRAY, ARRAY_MAGIC, sizeof(array_hdr));
 }
 
 /* Under the lock, before a writer trusts an Array header (see array_bad).
  * Raises and returns -1 if it is not sound. */
 static int array_writable(HeapCore *self, array_hdr *a)
 {
-    const char *bad = array_bad(&self->r, a);
-    if (!bad)
-        return 0;
-    if (bad == ARRAY_NOT_AN_ARRAY)
-        PyErr_Format(PyExc_ValueError, "%p is not an Array of this heap (destroyed?)", (void *)a);
-    else
-        PyErr_Format(PyExc_RuntimeError, "heap corrupt: %s at %p", bad, (void *)a);
-    return -1;
+    return container_raise(array_bad(&self->r, a), ARRAY_NOT_AN_ARRAY, T_ARRAY, a);
 }
 
 /* Live numpy views of Array data in this process, per Array header address
@@ -2177,28 +2173,13 @@ static PyObject *HeapCore_get_unflushed(HeapCore *self, void *c)
 
 static list_hdr *list_at(HeapCore *self, PyObject *ho)
 {
-    u64 a;
-    if (core_check(self) < 0 || parse_u64(ho, &a, "list address") < 0)
-        return NULL;
-    if (a % 16 || !in_arena(&self->r, a, sizeof(list_hdr)) ||
-        ld(&((list_hdr *)(uintptr_t)a)->magic) != LIST_MAGIC) {
-        PyErr_Format(PyExc_ValueError, "%p is not a List of this heap", (void *)(uintptr_t)a);
-        return NULL;
-    }
-    return (list_hdr *)(uintptr_t)a;
+    return container_at(self, ho, T_LIST, LIST_MAGIC, sizeof(list_hdr));
 }
 
 /* Under the lock, before a writer trusts a List header (see list_bad). */
 static int list_writable(HeapCore *self, list_hdr *l)
 {
-    const char *bad = list_bad(&self->r, l);
-    if (!bad)
-        return 0;
-    if (bad == LIST_NOT_A_LIST)
-        PyErr_Format(PyExc_ValueError, "%p is not a List of this heap (destroyed?)", (void *)l);
-    else
-        PyErr_Format(PyExc_RuntimeError, "heap corrupt: %s at %p", bad, (void *)l);
-    return -1;
+    return container_raise(list_bad(&self->r, l), LIST_NOT_A_LIST, T_LIST, l);
 }
 
 /* Under the lock: item i's entry, checked before a writer follows it. */
@@ -2285,7 +2266,7 @@ static void list_copy(HeapCore *self, void *arg)
     r->rc = list_copy_range(&self->r, r->l, start, stop, r->buf);
 }
 
-/* Decode a copy of values (cb_put_entry, which 1) into a Python list. */
+/* Decode a copy of values (cb_copy_entry, which 1) into a Python list. */
 static PyObject *values_build_list(const copybuf *buf)
 {
     PyObject *out = PyList_New(0);

@@ -238,7 +238,11 @@ void cb_init(copybuf *b);
 void cb_free(copybuf *b);
 int cb_put(copybuf *b, const void *src, size_t n);
 #define CB_HEAD 18
-int cb_put_entry(copybuf *b, const dict_entry *en, u32 kl, u32 vl, int which);
+/* Copy the entry at absolute address e (key and/or value, per which: 0
+ * keys, 1 values, 2 both) as {u8 ktype, u8 vtype, u32 klen, u32 vlen, u64
+ * order, bytes}, CB_HEAD bytes of head.  Bounds-checked, for readers of a
+ * possibly torn snapshot: 0, -1 out of memory, 1 out of bounds. */
+int cb_copy_entry(const heap_region *r, copybuf *b, u64 e, int which);
 
 static inline u64 entry_order(const dict_entry *en)
 {
@@ -283,7 +287,7 @@ u64 list_remove(TX *t, list_hdr *l, u64 i);
 /* Free the entries of items[0..len) in small transactions (see
  * dict_free_entries); containers they hold are pushed on s. */
 int list_free_entries(TX *t, u64 items, u64 len, refstack *s, u64 holder);
-/* Reader: copy items [start, stop) as values (cb_put_entry, which 1).  0,
+/* Reader: copy items [start, stop) as values (cb_copy_entry, which 1).  0,
  * -1 out of memory, 1 torn or corrupt, 2 index out of range. */
 int list_copy_range(const heap_region *r, list_hdr *l, u64 start, u64 stop, copybuf *buf);
 

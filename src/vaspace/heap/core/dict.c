@@ -160,7 +160,7 @@ int cb_put(copybuf *b, const void *src, size_t n)
 /* Copy one entry (its key and/or value, per which: 0 keys, 1 values, 2
  * both) as {u8 ktype, u8 vtype, u32 klen, u32 vlen, u64 order, bytes}
  * (CB_HEAD bytes of head).  The entry was bounds-checked by the caller. */
-int cb_put_entry(copybuf *b, const dict_entry *en, u32 kl, u32 vl, int which)
+static int cb_put_entry(copybuf *b, const dict_entry *en, u32 kl, u32 vl, int which)
 {
     u32 kn = which == 1 ? 0 : kl, vn = which == 0 ? 0 : vl;
     unsigned char head[CB_HEAD] = {en->ktype, en->vtype};
@@ -172,6 +172,18 @@ int cb_put_entry(copybuf *b, const dict_entry *en, u32 kl, u32 vl, int which)
         cb_put(b, (const char *)(en + 1) + kl, vn) < 0)
         return -1;
     return 0;
+}
+
+int cb_copy_entry(const heap_region *r, copybuf *b, u64 e, int which)
+{
+    if (!in_arena(r, e, sizeof(dict_entry)))
+        return 1;
+    dict_entry *en = (dict_entry *)(uintptr_t)e;
+    u32 kl = __atomic_load_n(&en->klen, __ATOMIC_RELAXED);
+    u32 vl = __atomic_load_n(&en->vlen, __ATOMIC_RELAXED);
+    if (!in_arena(r, e + sizeof(dict_entry), (u64)kl + vl))
+        return 1;
+    return cb_put_entry(b, en, kl, vl, which) < 0 ? -1 : 0;
 }
 
 
@@ -311,7 +323,7 @@ u64 dict_create(TX *t, u64 cap)
     return ho;
 }
 
-/* Copy every live entry into buf (see cb_put_entry).  Returns 0, -1 if out
+/* Copy every live entry into buf (see cb_copy_entry).  Returns 0, -1 if out
  * of memory (no exception set), 1 if a pointer was out of bounds (torn
  * read, or corruption).  No Python calls. */
 int dict_copy_entries(const heap_region *r, dict_hdr *d, int which, copybuf *buf)
@@ -325,15 +337,9 @@ int dict_copy_entries(const heap_region *r, dict_hdr *d, int which, copybuf *buf
         u64 e = ld(&slots[i].entry);
         if (e == 0 || e == TOMB)
             continue;
-        if (!in_arena(r, e, sizeof(dict_entry)))
-            return 1;
-        dict_entry *en = (dict_entry *)(uintptr_t)e;
-        u32 kl = __atomic_load_n(&en->klen, __ATOMIC_RELAXED);
-        u32 vl = __atomic_load_n(&en->vlen, __ATOMIC_RELAXED);
-        if (!in_arena(r, e + sizeof(dict_entry), (u64)kl + vl))
-            return 1;
-        if (cb_put_entry(buf, en, kl, vl, which) < 0)
-            return -1;
+        int rc = cb_copy_entry(r, buf, e, which);
+        if (rc)
+            return rc;
     }
     return 0;
 }

@@ -139,16 +139,9 @@ int list_copy_range(const heap_region *r, list_hdr *l, u64 start, u64 stop, copy
         return 2;
     u64 *it = (u64 *)(uintptr_t)items;
     for (u64 i = start; i < stop; i++) {
-        u64 e = ld(&it[i]);
-        if (!in_arena(r, e, sizeof(dict_entry)))
-            return 1;
-        dict_entry *en = (dict_entry *)(uintptr_t)e;
-        u32 kl = __atomic_load_n(&en->klen, __ATOMIC_RELAXED);
-        u32 vl = __atomic_load_n(&en->vlen, __ATOMIC_RELAXED);
-        if (!in_arena(r, e + sizeof(dict_entry), (u64)kl + vl))
-            return 1;
-        if (cb_put_entry(buf, en, kl, vl, 1) < 0)
-            return -1;
+        int rc = cb_copy_entry(r, buf, ld(&it[i]), 1);
+        if (rc)
+            return rc;
     }
     return 0;
 }
