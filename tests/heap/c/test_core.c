@@ -329,6 +329,86 @@ static void test_dict_full(void)
     CHECK(dict_check_walk(&reg, d, &live) == NULL && walk() >= 0, "Dict and heap are sound");
 }
 
+/* A value entry (empty key) holding v, inserted into l at i, in one tx. */
+static int list_put(list_hdr *l, u64 i, const heap_key *v)
+{
+    static const heap_key nokey = {T_BYTES, "", 0, 0};
+    TX t;
+    tx_init(&t, &reg);
+    tx_begin_seq(&t, &l->seq);
+    u64 eo = entry_alloc(&t, &nokey, v, 0);
+    if (!eo || list_insert(&t, l, i, abs_of(&reg, eo)) < 0) {
+        tx_abort(&t);
+        return -1;
+    }
+    return tx_commit(&t);
+}
+
+/* The first byte of item i's value (the test values are one digit long). */
+static char list_item(list_hdr *l, u64 i)
+{
+    dict_entry *en = (dict_entry *)(uintptr_t)((u64 *)(uintptr_t)l->items)[i];
+    return ((char *)(en + 1))[en->klen];
+}
+
+/* issue 15: List (shift in place and a new items block) and containers
+ * held as values: one parent, no cycles, destroy_owned frees the subtree. */
+static void test_list_and_ownership(void)
+{
+    long long before = walk();
+    TX t;
+    tx_init(&t, &reg);
+    u64 lo = list_create(&t), dh = dict_create(&t, 8);
+    CHECK(tx_commit(&t) == 0 && lo && dh, "list_create and dict_create");
+    list_hdr *l = (list_hdr *)(reg.base + lo);
+    dict_hdr *d = (dict_hdr *)(reg.base + dh);
+    char buf[8];
+    int ok = 1;
+    for (int i = 0; i < 6 && ok; i++) { /* 0 1 2 3 4 5, then 9 before index 2 */
+        snprintf(buf, sizeof buf, "%d", i);
+        heap_key v = {T_STR, buf, 1, 0};
+        ok = list_put(l, (u64)i, &v) == 0;
+    }
+    heap_key nine = {T_STR, "9", 1, 0};
+    CHECK(ok && list_put(l, 2, &nine) == 0 && l->len == 7 && list_bad(&reg, l) == NULL,
+          "List inserts at the end and in the middle");
+    CHECK(list_item(l, 0) == '0' && list_item(l, 2) == '9' && list_item(l, 6) == '5',
+          "List items in order after a shift");
+    tx_init(&t, &reg);
+    tx_begin_seq(&t, &l->seq);
+    u64 e = list_remove(&t, l, 2);
+    tx_free(&t, e - (u64)(uintptr_t)reg.base);
+    CHECK(e && tx_commit(&t) == 0 && l->len == 6 && list_item(l, 2) == '2',
+          "list_remove takes the middle item out");
+    copybuf cb;
+    cb_init(&cb);
+    CHECK(list_copy_range(&reg, l, 1, 4, &cb) == 0 && cb.n == 3 * (CB_HEAD + 1),
+          "list_copy_range copies three values");
+    cb_free(&cb);
+
+    u64 labs = abs_of(&reg, lo), dabs = abs_of(&reg, dh);
+    tx_init(&t, &reg);
+    CHECK(ref_adopt(&t, labs, T_DICT, dabs) == REF_OK && tx_commit(&t) == 0 && d->parent == labs,
+          "ref_adopt writes the parent word");
+    tx_init(&t, &reg);
+    int again = ref_adopt(&t, labs, T_DICT, dabs), loop = ref_adopt(&t, dabs, T_LIST, labs);
+    tx_commit(&t);
+    CHECK(again == REF_HAS_PARENT && loop == REF_CYCLE, "one parent each, and no cycles");
+    u64 ref = dabs;
+    heap_key rv = {T_DICT, (const char *)&ref, 8, 0};
+    CHECK(list_put(l, 0, &rv) == 0, "the Dict becomes item 0 of the List");
+    dict_entry *held = (dict_entry *)(uintptr_t)((u64 *)(uintptr_t)l->items)[0];
+    CHECK(ref_check(&reg, held, labs) == NULL, "ref_check accepts the owned reference");
+    CHECK(ref_check(&reg, held, dabs) != NULL, "ref_check refuses another holder");
+
+    refstack s;
+    rs_init(&s);
+    rs_push(&s, T_LIST, labs, 0);
+    CHECK(destroy_owned(&t, &s, NULL) == 0 && s.n == 0, "destroy_owned");
+    rs_free(&s);
+    CHECK(walk() == before, "the List, its items and the Dict it held are freed");
+}
+
 int main(void)
 {
     setup();
@@ -338,6 +418,7 @@ int main(void)
     test_recovery_after_death();
     test_dict();
     test_dict_full();
+    test_list_and_ownership();
     printf("# %d failed\n", failures);
     return failures > 100 ? 100 : failures;
 }
