@@ -58,3 +58,20 @@ def test_heap_space_smoke(tmp_path):
     assert r.returncode == 0, r.stderr
     text = out.read_text()
     assert "| space |" in text and "py-lmdb" in text
+
+
+def test_heapflush_smoke(tmp_path):
+    import json
+
+    out = tmp_path / "flush.json"
+    r = subprocess.run([sys.executable, os.path.join(BENCH, "heapflush.py"), "--smoke",
+                        "--dir", str(tmp_path), "--out", str(out)],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    results = report["results"]
+    assert set(results) == {"no flush", "flush every 1", "flush every 100", "idle flush"}
+    for name in ("flush every 1", "flush every 100"):
+        assert results[name]["rate"]["median"] > 0 and results[name]["ratio"] > 0
+        assert results[name]["flush_seconds"]["median"] > 0
+    assert "cpu" in report["machine"]

@@ -789,7 +789,9 @@ static int root_name(PyObject *name, const char **s, Py_ssize_t *n)
     return 0;
 }
 
+/* set_root / del_root: the name (and its UTF-8), and the address to set. */
 typedef struct {
+    PyObject *name;
     const char *s;
     size_t n;
     u64 addr;
@@ -872,15 +874,9 @@ static PyObject *HeapCore_get_root(HeapCore *self, PyObject *name)
     return PyLong_FromUnsignedLongLong(r.addr);
 }
 
-typedef struct {
-    PyObject *name;
-    const char *s;
-    size_t n;
-} del_root_args;
-
 static int del_root_body(HeapCore *self, TX *t, void *arg)
 {
-    del_root_args *a = arg;
+    root_args *a = arg;
     heap_header *h = self->r.h;
     int i = root_find(h, a->s, a->n);
     if (i < 0) {
@@ -894,7 +890,7 @@ static int del_root_body(HeapCore *self, TX *t, void *arg)
 
 static PyObject *HeapCore_del_root(HeapCore *self, PyObject *name)
 {
-    del_root_args a = {name, NULL, 0};
+    root_args a = {name, NULL, 0, 0};
     Py_ssize_t n;
     if (core_check(self) < 0 || ro_refuse(self, "del_root") < 0 || root_name(name, &a.s, &n) < 0)
         return NULL;

@@ -67,6 +67,16 @@ static int lock(void)
     return lock_settle(&reg, rc);
 }
 
+/* A new empty Dict of 8 slots, committed. */
+static dict_hdr *new_dict(void)
+{
+    TX t;
+    tx_init(&t, &reg);
+    u64 dh = dict_create(&t, 8);
+    CHECK(tx_commit(&t) == 0 && dh, "dict_create");
+    return (dict_hdr *)(reg.base + dh);
+}
+
 /* ---- allocator ---- */
 
 static void test_alloc_free(void)
@@ -146,11 +156,7 @@ static void big_op(dict_hdr *d, int i)
  * that passes every check, with the operation either whole or absent. */
 static void test_recovery_after_death(void)
 {
-    TX t;
-    tx_init(&t, &reg);
-    u64 dh = dict_create(&t, 8);
-    CHECK(tx_commit(&t) == 0 && dh, "a Dict for the crash test");
-    dict_hdr *d = (dict_hdr *)(reg.base + dh);
+    dict_hdr *d = new_dict();
     int died = 0, bad = 0, completed = 0;
     for (unsigned long n = 1; n < 2000 && !completed; n++) {
         u64 count = d->count, allocs = reg.h->allocations;
@@ -218,10 +224,8 @@ static heap_key mk(int type, const char *s, char *store, int i)
 static void test_dict(void)
 {
     TX t;
-    tx_init(&t, &reg);
-    u64 dh = dict_create(&t, 8);
-    CHECK(tx_commit(&t) == 0 && dh, "dict_create");
-    dict_hdr *d = (dict_hdr *)(reg.base + dh);
+    dict_hdr *d = new_dict();
+    u64 dh = (u64)((char *)d - reg.base);
     CHECK(dict_bad(&reg, d) == NULL, "a new Dict is sound");
     heap_key none = {0, NULL, 0, 0};
     char ks[40], vs[40];
@@ -301,10 +305,7 @@ static void test_dict_full(void)
     /* Fill the heap with Dict entries until a put fails: it must fail as
      * DICT_NOMEM, roll back, and leave the Dict and heap sound. */
     TX t;
-    tx_init(&t, &reg);
-    u64 dh = dict_create(&t, 8);
-    CHECK(tx_commit(&t) == 0 && dh, "a Dict to fill");
-    dict_hdr *d = (dict_hdr *)(reg.base + dh);
+    dict_hdr *d = new_dict();
     heap_key none = {0, NULL, 0, 0};
     char ks[40], big[2000];
     memset(big, 'v', sizeof big);
@@ -409,6 +410,29 @@ static void test_list_and_ownership(void)
     CHECK(walk() == before, "the List, its items and the Dict it held are freed");
 }
 
+/* ---- durability and a lock from another boot ---- */
+
+static void test_durable_and_adopt(void)
+{
+    /* An anonymous shared mapping: msync succeeds and writes nothing. */
+    CHECK(durable_mark(&reg, 1) == 0 && reg.h->unflushed == 1, "durable_mark sets the mark");
+    CHECK(durable_flush(&reg) == 0 && reg.h->unflushed == 0, "durable_flush clears it");
+#ifdef __GLIBC__ /* the lock word's layout is glibc's */
+    /* A lock word left held by a thread of another boot: adopted. */
+    int *word = &reg.h->lock.__data.__lock;
+    *word = 0x3ffffff0; /* a thread id above any pid_max */
+    reg.h->lock_boot = 3; /* another boot's tag */
+    CHECK(pthread_mutex_trylock(&reg.h->lock) == EBUSY, "the left-over lock word blocks");
+    CHECK(lock_adopt(&reg, 1) == 0 && reg.h->lock_boot == 1, "lock_adopt takes it over");
+    CHECK(pthread_mutex_trylock(&reg.h->lock) == 0, "and the lock is free again");
+    lock_release(&reg);
+    *word = 0x3ffffff0;
+    CHECK(lock_adopt(&reg, 1) == 0 && pthread_mutex_trylock(&reg.h->lock) == EBUSY,
+          "this boot's lock is never taken over");
+    *word = 0;
+#endif
+}
+
 int main(void)
 {
     setup();
@@ -419,6 +443,7 @@ int main(void)
     test_dict();
     test_dict_full();
     test_list_and_ownership();
+    test_durable_and_adopt();
     printf("# %d failed\n", failures);
     return failures > 100 ? 100 : failures;
 }

@@ -126,7 +126,7 @@ int lock_adopt(heap_region *r, u64 tag)
 {
     u64 *lb = &r->h->lock_boot;
     struct timespec ms = {0, 1000 * 1000};
-    for (int waited = 0;; waited++) {
+    for (int waited = 0; waited < 4000; waited++) {
         u64 v = __atomic_load_n(lb, __ATOMIC_ACQUIRE);
         if (v == tag)
             return 0;
@@ -143,6 +143,7 @@ int lock_adopt(heap_region *r, u64 tag)
         }
         nanosleep(&ms, NULL);
     }
+    return ETIMEDOUT; /* the word keeps changing under us: a hostile co-writer */
 }
 
 int lock_kind_ok(heap_header *h)
