@@ -83,6 +83,9 @@ def _scenarios(m: mmap.mmap, h: Heap):
         c.dict_check(d_addr)
         c.dict_pop(d_addr, big)
         c.dict_pop(d_addr, "nope", None)
+        c.dict_update(d_addr, [(1, b"x"), (big, 2.5), ("k" * 20, None), (1, "again")])
+        c.dict_update(d_addr, [[1, 2]])  # not tuples: 2, nothing stored
+        c.dict_pop(d_addr, 1)
 
     def dict_errors():
         _expect(TypeError, c.dict_set, d_addr, 1.5, 1)
@@ -93,6 +96,9 @@ def _scenarios(m: mmap.mmap, h: Heap):
         _expect(ValueError, c.dict_len, 12345)
         _expect(ValueError, c.dict_items, d_addr, 7)
         _expect(UnicodeEncodeError, c.dict_set, d_addr, "\udcff", 1)
+        _expect(TypeError, c.dict_update, d_addr, [(1, 1), (1.5, 1)])
+        _expect(ValueError, c.dict_update, d_addr, [(1, 1, 1)])
+        _expect(TypeError, c.dict_update, d_addr, 5)
 
     def dict_lifecycle():
         a = c.dict_new(10)
@@ -189,6 +195,7 @@ def _scenarios(m: mmap.mmap, h: Heap):
         _expect(PermissionError, r.dict_new, 8)
         _expect(PermissionError, r.dict_set, d_addr, 1, 1)
         _expect(PermissionError, r.dict_pop, d_addr, 1)
+        _expect(PermissionError, r.dict_update, d_addr, [(1, 1)])
         _expect(PermissionError, r.dict_clear, d_addr)
         _expect(PermissionError, r.dict_destroy, d_addr)
         _expect(PermissionError, r.array_new, 8, "<f8")
@@ -215,7 +222,7 @@ def _scenarios(m: mmap.mmap, h: Heap):
 
 COVERED = {
     "alloc", "free", "realloc", "usable_size", "stats", "check", "set_root", "get_root",
-    "del_root", "roots", "dict_new", "dict_get", "dict_set", "dict_pop", "dict_len",
+    "del_root", "roots", "dict_new", "dict_get", "dict_set", "dict_pop", "dict_len", "dict_update",
     "dict_items", "dict_clear", "dict_check", "dict_destroy", "array_new", "array_info",
     "array_resize", "array_append", "array_destroy", "array_view", "close", "flush", "dict_del",
     "list_new", "list_len", "list_get", "list_range", "list_insert", "list_set", "list_pop",

@@ -52,6 +52,10 @@ class _Ref(NamedTuple):
 _heapcore._set_ref_type(_Ref)
 
 
+# Values Dict.update stores in one operation (no container reference).
+_PLAIN = (type(None), bool, int, float, str, bytes)
+
+
 def _to_value(c: _heapcore.HeapCore, value: Any) -> Any:
     """A container handle becomes a reference (same heap only); anything
     else goes to the C layer as is, which checks its type.
@@ -412,10 +416,35 @@ class Dict(MutableMapping):
         self._c.dict_clear(self._addr)
 
     def update(self, other: Any = (), /, **kw: Value) -> None:  # type: ignore[override]
-        """Set every item of ``other`` (mapping or pairs) and ``kw``; each
-        item is atomic on its own, the update as a whole is not."""
+        """Set every item of ``other`` (mapping or pairs) and ``kw``, as
+        ``dict.update`` does, in ONE operation: a crash or an error (a bad
+        key or value, a full heap) leaves the Dict as it was before, and
+        lock-free readers see it before or after, never in between.
+
+        This is the bulk load: the heap lock is taken once and the undo log
+        does not grow with the number of items (docs/heap.md, "Bulk load").
+        An update whose values include a container stores its items one at
+        a time instead (each atomic on its own)."""
         _refuse_if_readonly(self._c, "Dict.update")
-        items: Iterable[Any] = other.items() if isinstance(other, Mapping) else other
+        items = list(other.items() if isinstance(other, Mapping) else other)
+        if kw:
+            items += kw.items()
+        # a repeated key keeps its first position and its last value, as
+        # successive assignments would (the C layer handles it)
+        done = self._c.dict_update(self._addr, items)
+        if done == 2:  # pairs that are not tuples
+            items = [tuple(p) for p in items]
+            done = self._c.dict_update(self._addr, items)
+        if done == 0:
+            return
+        # container values: item by item, after checking every item so that
+        # a bad one fails before anything is stored
+        for k, v in items:
+            if not isinstance(k, (bytes, str, int)):
+                raise TypeError(f"key must be bytes, str or int, not {type(k).__name__}")
+            if type(v) not in _KIND and not isinstance(v, _PLAIN):
+                raise TypeError(f"value must be None, bool, int, float, str, bytes, or a Dict, "
+                                f"Array or List of the same heap, not {type(v).__name__}")
         for k, v in items:
             self[k] = v
         for k, v in kw.items():

@@ -1366,6 +1366,157 @@ static int refuse_owned(u64 parent, const char *kind)
     return -1;
 }
 
+/* Dict.update: n pairs stored in one operation (dict_load), so the whole
+ * update commits or rolls back as one, whatever n is. */
+typedef struct {
+    dict_hdr *d;
+    u64 n;
+    blob *kb, *ab, *vb;      /* encoded keys, older key forms, values */
+    heap_key *k, *alt, *v;   /* their heap_keys, as dict_load takes them */
+    u64 *scratch, *gone;     /* 2n and n words */
+    refstack dead;
+} dict_update_args;
+
+/* After commit: free the entries the update replaced, 8 per transaction
+ * (a crash between them leaks an entry, never corrupts), noting the
+ * containers they held. */
+static int free_gone(HeapCore *self, TX *t, dict_update_args *a, u64 ngone)
+{
+    u64 holder = (u64)(uintptr_t)a->d;
+    for (u64 i = 0; i < ngone;) {
+        tx_init(t, &self->r);
+        for (int m = 0; i < ngone && m < DEFER_MAX; i++, m++) {
+            u64 off = live_offset(&self->r, a->gone[i]);
+            if (off) {
+                rs_note(&a->dead, &self->r, a->gone[i], holder);
+                tx_free(t, off);
+            }
+        }
+        if (tx_commit(t) < 0) {
+            tx_raise(t);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int dict_update_body(HeapCore *self, TX *t, void *arg)
+{
+    dict_update_args *a = arg;
+    if (dict_writable(self, a->d) < 0)
+        return WRITE_FAIL;
+    tx_begin_seq(t, &a->d->seq);
+    u64 ngone = 0;
+    int rc = dict_load(t, a->d, a->n, a->k, a->alt, a->v, a->scratch, a->gone, &ngone);
+    if (rc == DICT_NOMEM || rc == DICT_TABLE_NOMEM) {
+        char what[96];
+        snprintf(what, sizeof what, "store %llu Dict items in one update",
+                 (unsigned long long)a->n);
+        raise_full(self, t, what);
+        return WRITE_FAIL;
+    }
+    if (rc != DICT_OK) {
+        PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict structure");
+        return WRITE_FAIL;
+    }
+    if (tx_done(t) < 0)
+        return WRITE_FAIL;
+    if (free_gone(self, t, a, ngone) < 0)
+        return WRITE_FAIL;
+    if (a->dead.n && destroy_owned(t, &a->dead, array_pinned) < 0) {
+        tx_raise(t);
+        return WRITE_FAIL;
+    }
+    return WRITE_DONE;
+}
+
+/* Is o a value that update() stores as is (no container reference)? */
+static int plain_value(PyObject *o)
+{
+    return o == Py_None || PyBool_Check(o) || PyFloat_Check(o) || PyBytes_Check(o) ||
+           PyUnicode_Check(o) || PyLong_Check(o);
+}
+
+/* Encode the pairs (a sequence of (key, value) 2-sequences) into a's
+ * arrays; Python calls, so before the lock is taken.  0, -1 (exception),
+ * 1 when a value is not plain (the caller stores item by item), or 2 when
+ * an item is not a tuple (the caller makes tuples and calls again). */
+static int update_encode(dict_update_args *a, PyObject *items)
+{
+    for (u64 i = 0; i < a->n; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(items, i), *ko, *vo;
+        if (!PyTuple_Check(pair))
+            return 2;
+        if (PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_Format(PyExc_ValueError,
+                         "dictionary update sequence element #%llu has length %zd; 2 is required",
+                         (unsigned long long)i, PyTuple_GET_SIZE(pair));
+            return -1;
+        }
+        ko = PyTuple_GET_ITEM(pair, 0);
+        vo = PyTuple_GET_ITEM(pair, 1);
+        if (!plain_value(vo))
+            return 1;
+        if (encode_key(ko, &a->kb[i], &a->ab[i]) < 0 || encode_value(vo, &a->vb[i]) < 0)
+            return -1;
+        a->k[i] = a->kb[i].key;
+        a->alt[i] = a->ab[i].key;
+        a->v[i] = a->vb[i].key;
+    }
+    return 0;
+}
+
+/* dict_update(hdr, items): 0 when stored; nothing is stored when it
+ * returns 1 (a value is not plain: Dict.update stores item by item) or 2 (an
+ * item is not a tuple). */
+static PyObject *HeapCore_dict_update(HeapCore *self, PyObject *args)
+{
+    PyObject *ho, *io;
+    if (!PyArg_ParseTuple(args, "OO", &ho, &io))
+        return NULL;
+    if (ro_refuse(self, "Dict.update") < 0)
+        return NULL;
+    dict_update_args a;
+    memset(&a, 0, sizeof a);
+    a.d = dict_at(self, ho);
+    if (!a.d)
+        return NULL;
+    PyObject *items = PySequence_Fast(io, "update() items must be a sequence");
+    if (!items)
+        return NULL;
+    int rc = 0;
+    a.n = (u64)PySequence_Fast_GET_SIZE(items);
+    if (a.n == 0)
+        goto out;
+    a.kb = PyMem_Calloc(a.n * 3, sizeof(blob));
+    a.k = PyMem_Calloc(a.n * 3, sizeof(heap_key));
+    a.scratch = PyMem_Calloc(a.n * 3, sizeof(u64));
+    if (!a.kb || !a.k || !a.scratch) {
+        PyErr_NoMemory();
+        rc = -1;
+        goto out;
+    }
+    a.ab = a.kb + a.n;
+    a.vb = a.ab + a.n;
+    a.alt = a.k + a.n;
+    a.v = a.alt + a.n;
+    a.gone = a.scratch + 2 * a.n;
+    rs_init(&a.dead);
+    rc = update_encode(&a, items);
+    if (rc == 0)
+        rc = heap_write(self, dict_update_body, &a);
+    rs_free(&a.dead);
+out:
+    if (a.kb)
+        for (u64 i = 0; i < a.n * 3; i++)
+            blob_clear(&a.kb[i]);
+    PyMem_Free(a.kb);
+    PyMem_Free(a.k);
+    PyMem_Free(a.scratch);
+    Py_DECREF(items);
+    return rc < 0 ? NULL : PyLong_FromLong(rc);
+}
+
 typedef struct {
     dict_hdr *d;
     blob k, alt, v;
@@ -2572,6 +2723,8 @@ static PyMethodDef HeapCore_methods[] = {
     {"dict_new", (PyCFunction)HeapCore_dict_new, METH_VARARGS, "dict_new([capacity]) -> hdr"},
     {"dict_get", (PyCFunction)HeapCore_dict_get, METH_VARARGS, "dict_get(hdr, key, default)"},
     {"dict_set", (PyCFunction)HeapCore_dict_set, METH_VARARGS, "dict_set(hdr, key, value)"},
+    {"dict_update", (PyCFunction)HeapCore_dict_update, METH_VARARGS,
+     "dict_update(hdr, items): store all (key, value) pairs in one operation"},
     {"dict_pop", (PyCFunction)HeapCore_dict_pop, METH_VARARGS, "dict_pop(hdr, key[, default])"},
     {"dict_del", (PyCFunction)HeapCore_dict_del, METH_VARARGS,
      "dict_del(hdr, key): remove; a container value is destroyed"},

@@ -464,3 +464,74 @@ const char *heap_check_walk(const heap_region *r, u64 *where_out, u64 *nalloc_ou
     *nalloc_out = nalloc;
     return err;
 }
+
+/* Set the bitmap bits of the carved blocks' user pointers (all but the
+ * first, which tx_alloc marked).  The granules [g_lo, g_hi) lie inside the
+ * run, which was free, so their bits are zero: the words wholly inside get
+ * one zero-range log entry and plain stores; the (at most two) words shared
+ * with neighbours are logged word by word. */
+static void run_mark(TX *t, const u64 *uoff, u64 n, u64 g_lo, u64 g_hi)
+{
+    u64 *bm = (u64 *)(t->base + t->r->boff);
+    u64 wf_lo = (g_lo + 63) / 64, wf_hi = g_hi / 64;
+    if (wf_hi > wf_lo) {
+        for (u64 w = wf_lo; w < wf_hi; w++)
+            if (bm[w]) {
+                tx_bad(t, "the bitmap marks an allocation inside a free block");
+                return;
+            }
+        W_zero_range(t, &bm[wf_lo], wf_hi - wf_lo);
+    }
+    u64 pend_w = UINT64_MAX, pend = 0;
+    for (u64 i = 1; i < n && !t->corrupt && !t->overflow; i++) {
+        u64 g = (uoff[i] - t->r->aoff) / 16, w = g / 64, bit = 1ULL << (g % 64);
+        if (w >= wf_lo && w < wf_hi) {
+            bm[w] |= bit;
+            continue;
+        }
+        if (w != pend_w && pend)
+            W(t, &bm[pend_w], bm[pend_w] | pend);
+        if (w != pend_w)
+            pend = 0;
+        pend_w = w;
+        pend |= bit;
+    }
+    if (pend)
+        W(t, &bm[pend_w], bm[pend_w] | pend);
+}
+
+int tx_alloc_run(TX *t, const u64 *usize, u64 n, u64 *uoff)
+{
+    u64 arena = t->r->aend - t->r->aoff, total = 0;
+    for (u64 i = 0; i < n; i++) {
+        if (usize[i] > arena || (total += block_bytes(usize[i])) > arena) {
+            t->want = UINT64_MAX - 64;
+            return -1;
+        }
+    }
+    if (n == 0)
+        return 0;
+    /* block_bytes(total - 16) == total: one block exactly the run's size */
+    u64 u0 = tx_alloc(t, total - 16, 16);
+    if (!u0)
+        return -1;
+    u64 b = u0 - 16, sf = *SF(t, b), bs = BSIZE(sf);
+    u64 at = b;
+    for (u64 i = 0; i < n; i++) {
+        u64 s = block_bytes(usize[i]);
+        if (i == n - 1)
+            s += bs - total; /* a tail too small to split stays with the last */
+        uoff[i] = at + 16;
+        if (i == 0) {
+            W(t, SF(t, b), s | INUSE | (sf & PREV_INUSE));
+        } else {
+            /* inside the run: memory that was free, so no log */
+            *PS(t, at) = 0;
+            *SF(t, at) = s | INUSE | PREV_INUSE;
+        }
+        at += s;
+    }
+    run_mark(t, uoff, n, (b + 32 - t->r->aoff) / 16, (b + bs - t->r->aoff) / 16);
+    W(t, &t->h->allocations, t->h->allocations + n - 1);
+    return t->corrupt || t->overflow ? -1 : 0;
+}

@@ -110,6 +110,8 @@ int root_find(heap_header *h, const char *s, size_t n);
  * crash_countdown-th crash point inside W() (process-local). */
 extern unsigned long crash_countdown;
 void W(TX *t, u64 *p, u64 v);
+/* Log words [p, p+nwords) of the bitmap, all zero now, as "zero on rollback". */
+void W_zero_range(TX *t, u64 *p, u64 nwords);
 void rollback(heap_region *r);
 void recover(heap_region *r);
 void tx_init(TX *t, heap_region *r);
@@ -127,6 +129,10 @@ u64 tx_alloc(TX *t, u64 usize, u64 align);
 void tx_free_now(TX *t, u64 uoff);
 void tx_free(TX *t, u64 uoff);
 u64 tx_realloc(TX *t, u64 uoff, u64 usize);
+/* n allocations of usize[i] bytes in one run of adjacent blocks; their
+ * offsets go to uoff[i].  Its log does not grow with n (one block is taken
+ * from the free lists, then carved).  0, or -1 when full (t->want) or corrupt. */
+int tx_alloc_run(TX *t, const u64 *usize, u64 n, u64 *uoff);
 u64 live_offset(const heap_region *r, u64 abs);
 u64 usable_at(const heap_region *r, u64 uoff);
 /* Size of the largest free block (0 if none); bounds-checked, so a torn
@@ -216,6 +222,15 @@ int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const h
 /* Under the lock, inside t: a fresh entry holding k (may be empty) and v,
  * with insertion stamp order; its region offset, or 0 when the heap is full. */
 u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v, u64 order);
+/* Under the lock, inside t with d's seq odd: store n pairs k[i] -> v[i]
+ * (alt[i]: the key's older form, p may be NULL) in one operation whose
+ * undo log does not grow with n: a fresh table (a rehash of the old one)
+ * and one run of fresh entries, then five logged header words.  scratch
+ * holds 2n words; gone (n words) gets the *ngone entries that replaced keys
+ * held, which the caller frees after commit, in small transactions.  DICT_OK or
+ * a DICT_* failure (t->want says how much room was missing). */
+int dict_load(TX *t, dict_hdr *d, u64 n, const heap_key *k, const heap_key *alt,
+              const heap_key *v, u64 *scratch, u64 *gone, u64 *ngone);
 /* Under the lock, inside t: make slot i a tombstone and free its entry. */
 void dict_remove_at(TX *t, dict_hdr *d, long long i);
 /* Under the lock, inside t: a new empty Dict of cap slots (a power of two

@@ -416,3 +416,96 @@ const char *dict_check_walk(const heap_region *r, dict_hdr *d, u64 *live_out)
     *live_out = live;
     return err;
 }
+
+/* Write entry k -> v with stamp order at region offset eo (fresh memory). */
+static void entry_fill(heap_region *r, u64 eo, const heap_key *k, const heap_key *v, u64 order)
+{
+    dict_entry *en = (dict_entry *)(r->base + eo);
+    en->klen = (u32)k->n;
+    en->vlen = (u32)v->n;
+    en->ktype = (u8)k->type;
+    en->vtype = (u8)v->type;
+    entry_set_order(en, order);
+    memcpy((char *)(en + 1), k->p, (size_t)k->n);
+    memcpy((char *)(en + 1) + k->n, v->p, (size_t)v->n);
+}
+
+int dict_load(TX *t, dict_hdr *d, u64 n, const heap_key *k, const heap_key *alt,
+              const heap_key *v, u64 *scratch, u64 *gone, u64 *ngone)
+{
+    heap_region *r = t->r;
+    *ngone = 0;
+    u64 cap = d->mask + 1;
+    while ((d->count + n) * 2 > cap) {
+        if (cap > (r->size >> 5)) { /* more slots than the region has bytes for */
+            t->want = r->size;
+            return DICT_TABLE_NOMEM;
+        }
+        cap <<= 1;
+    }
+    /* A fresh table: its slots need no log, whatever n is. */
+    u64 to = tx_alloc(t, cap * sizeof(dict_slot), 16);
+    if (!to)
+        return t->corrupt ? DICT_CORRUPT : DICT_TABLE_NOMEM;
+    dict_slot *ns = (dict_slot *)(r->base + to), *os = (dict_slot *)(uintptr_t)d->table;
+    memset(ns, 0, cap * sizeof(dict_slot));
+    u64 nm = cap - 1, count = 0;
+    for (u64 i = 0; i <= d->mask; i++) {
+        if (os[i].entry <= TOMB)
+            continue;
+        if (++count > d->count)
+            return tx_bad(t, "Dict holds more entries than its count"), DICT_CORRUPT;
+        u64 j = os[i].hash & nm;
+        while (ns[j].entry)
+            j = (j + 1) & nm;
+        ns[j] = os[i];
+    }
+    /* Fresh entries: one run of blocks, so the log does not grow with n. */
+    u64 *usize = scratch, *uo = scratch + n;
+    for (u64 i = 0; i < n; i++)
+        usize[i] = sizeof(dict_entry) + k[i].n + v[i].n;
+    if (tx_alloc_run(t, usize, n, uo) < 0)
+        return t->corrupt ? DICT_CORRUPT : DICT_NOMEM;
+    dict_hdr nd = *d; /* probes see the new table */
+    nd.table = abs_of(r, to);
+    nd.mask = nm;
+    u64 used = count, order = d->next_order;
+    for (u64 i = 0; i < n; i++) {
+        int bad;
+        long long reuse, reuse2;
+        u64 e = 0;
+        long long j = dict_probe(r, &nd, &k[i], &bad, &reuse, &e);
+        long long oj = j < 0 && !bad && alt[i].p ? dict_probe(r, &nd, &alt[i], &bad, &reuse2, &e)
+                                                 : -1;
+        if (bad)
+            return DICT_CORRUPT;
+        /* a replaced key keeps its place in the insertion order; its old
+         * entry (an earlier one of this load, for a repeated key) is freed
+         * by the caller after commit */
+        u64 eabs = abs_of(r, uo[i]);
+        entry_fill(r, uo[i], &k[i], &v[i], e ? entry_order((dict_entry *)(uintptr_t)e) : order++);
+        if (e)
+            gone[(*ngone)++] = e;
+        if (j >= 0) {
+            ns[j].entry = eabs;
+            continue;
+        }
+        if (oj >= 0) {
+            ns[oj].entry = TOMB;
+            count--;
+        }
+        if (reuse < 0)
+            return DICT_TABLE_FULL;
+        used += ns[reuse].entry == 0;
+        ns[reuse].hash = k[i].hash;
+        ns[reuse].entry = eabs;
+        count++;
+    }
+    W(t, &d->table, abs_of(r, to));
+    W(t, &d->mask, nm);
+    W(t, &d->count, count);
+    W(t, &d->used_slots, used);
+    W(t, &d->next_order, order);
+    tx_free(t, (u64)((char *)os - r->base));
+    return DICT_OK;
+}

@@ -68,6 +68,43 @@ void W(TX *t, u64 *p, u64 v)
     *p = v;
 }
 
+/* A zero-range entry (the bitmap words of tx_alloc_run): off has bit 0
+ * set, old holds the word count.  May rollback zero those words?  Only
+ * inside the allocation bitmap. */
+static inline int zero_ok(const heap_region *r, u64 off, u64 nwords)
+{
+    off &= ~1ULL;
+    return off % 8 == 0 && off >= r->boff && off <= r->aoff && nwords <= (r->aoff - off) / 8;
+}
+
+/* Log a range instead of words: the bitmap words [p, p+nwords) are all
+ * zero now and are about to be set with plain stores; one log entry says
+ * "zero them again on rollback".
+ * This keeps the log of a bulk allocation (alloc_run) from growing with the
+ * number of blocks it carves. */
+void W_zero_range(TX *t, u64 *p, u64 nwords)
+{
+    heap_header *h = t->h;
+    if (t->overflow || t->corrupt || nwords == 0)
+        return;
+    u64 off = (u64)((char *)p - t->base);
+    if (!zero_ok(t->r, off, nwords)) {
+        tx_bad(t, "a bitmap range outside the bitmap");
+        return;
+    }
+    crash_point();
+    u64 n = h->log_count;
+    if (n >= LOG_CAP) {
+        t->overflow = 1;
+        return;
+    }
+    h->log[n].off = off | 1;
+    h->log[n].old = nwords;
+    compiler_fence();
+    __atomic_store_n(&h->log_count, n + 1, __ATOMIC_RELEASE);
+    compiler_fence();
+}
+
 void rollback(heap_region *r)
 {
     heap_header *h = r->h;
@@ -79,7 +116,9 @@ void rollback(heap_region *r)
      * entry no W() could have written (corrupt log) is skipped. */
     for (u64 i = n; i-- > 0;) {
         u64 off = h->log[i].off;
-        if (store_ok(r, off))
+        if ((off & 1) && zero_ok(r, off, h->log[i].old))
+            memset(r->base + (off & ~1ULL), 0, h->log[i].old * 8);
+        else if (store_ok(r, off))
             *(u64 *)(r->base + off) = h->log[i].old;
     }
     compiler_fence();

@@ -1,0 +1,171 @@
+"""Dict.update: the bulk load.  All pairs land in one operation (one lock,
+one undo log that does not grow with the number of pairs), so the update is
+atomic as a whole: against errors, against a writer killed at any store
+(crash points, and real SIGKILLs), and for lock-free readers in other
+processes, which see the Dict before or after it, never in between."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import random
+import signal
+import time
+import warnings
+
+import pytest
+from test_heap_crashpoints import sweep
+from test_heap_procs import _child, _wait
+
+from vaspace.heap import Dict, Heap, HeapRecoveredWarning, List
+
+
+def test_update_is_dict_update(heap):
+    """Content and insertion order follow dict.update: new keys in order,
+    replaced keys keep their place, a repeated key its first place and last
+    value; big ints, kwargs, mappings, pairs of any sequence type."""
+    d, ref = Dict(heap), {}
+    rnd = random.Random(5)
+
+    def key():
+        n = rnd.randrange(3000)
+        return rnd.choice([n, f"s{n}", 2**70 + n % 9])
+
+    def value():
+        return rnd.choice([None, True, 1.5, b"x" * rnd.randrange(40), "t", -(2**80)])
+
+    for _ in range(6):
+        pairs = [(key(), value()) for _ in range(rnd.randrange(1, 2000))]
+        d.update(pairs)
+        ref.update(pairs)
+        assert d.items() == list(ref.items())
+    d.update({"m": 1}, kw=2)
+    d.update([["l", 3]])  # pairs that are not tuples
+    ref.update({"m": 1}, kw=2)
+    ref.update([["l", 3]])
+    assert d.items() == list(ref.items())
+    assert d.check() == len(ref)
+    # every replaced or repeated entry was freed: one allocation per entry,
+    # plus the header and the table
+    assert heap.check() == len(ref) + 2
+
+
+def test_update_errors_change_nothing(heap):
+    d = Dict(heap)
+    d.update((i, i) for i in range(100))
+    before = (d.items(), heap.stats())
+    with pytest.raises(TypeError):
+        d.update([(1, b"a"), (2.5, b"b")])  # a bad key in the middle
+    with pytest.raises(TypeError):
+        d.update([(1, b"a"), (2, object())])  # a bad value
+    with pytest.raises(ValueError, match="length 3"):
+        d.update([(1, b"a"), (2, 3, 4)])
+    with pytest.raises(MemoryError, match="more"):
+        d.update((i, b"x" * 1000) for i in range(10000))  # 10 MB into 4 MiB
+    assert (d.items(), heap.stats()) == before
+    heap.check()
+
+
+def test_update_with_container_values(heap):
+    """Container values are stored item by item (each adopts its value)."""
+    d, inner = Dict(heap), List(heap)
+    inner.append(1)
+    d.update({"a": 1, "l": inner})
+    assert d["l"] == [1] and d["a"] == 1
+    assert d.check() == 2
+
+
+def test_update_on_read_only_heap(heap, region):
+    Dict(heap, root="d")
+    ro = Heap.open(memoryview(region.buf).toreadonly())
+    with pytest.raises(PermissionError):
+        Dict.open(ro, "d").update({1: 2})
+    ro.close()
+
+
+@pytest.fixture
+def anon():
+    class R:
+        buf = mmap.mmap(-1, 256 << 10)
+
+    yield R
+    R.buf.close()
+
+
+def test_crash_everywhere_in_update(anon):
+    """A writer "killed" at every store of an update (table growth, replaced
+    keys, a repeated key) leaves the Dict before or after the whole update."""
+
+    def setup(h):
+        d = Dict(h, root="d")
+        for i in range(6):
+            d[i] = b"v" * i
+        return d
+
+    def snap(h, d, counters):
+        content = d.items()
+        if not counters:
+            return content
+        d.check()
+        st = h.stats()
+        return content, st.allocations, st.used
+
+    pairs = [(i, f"new{i}" * (i % 5)) for i in range(3, 300)] + [(4, None)]
+    crashes = sweep(anon.buf, setup, lambda d: d.update(pairs), snap, leak_ok=True)
+    assert crashes > 10
+    # a bulk load whose log stays small: the points do not grow with 300 pairs
+    assert crashes < 200
+
+
+def _generation_writer(heap: Heap, d: Dict, n: int) -> None:
+    g = 0
+    while True:
+        g += 1
+        d.update((k, g) for k in range(n))
+
+
+def test_sigkilled_update_is_all_or_nothing(heap):
+    """Real SIGKILLs at random moments of a writer that keeps rewriting every
+    key in one update: afterwards all keys hold the same generation."""
+    n = 3000
+    d = Dict(heap, root="gen")
+    d.update((k, 0) for k in range(n))
+    rnd = random.Random(7)
+    recovered = 0
+    for _ in range(12):
+        pid = _child(lambda: _generation_writer(heap, d, n))
+        time.sleep(rnd.uniform(0.01, 0.08))
+        os.kill(pid, signal.SIGKILL)
+        assert _wait(pid) == -signal.SIGKILL
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            heap.check()
+        recovered += any(issubclass(w.category, HeapRecoveredWarning) for w in caught)
+        values = d.values()
+        assert len(values) == n and len(set(values)) == 1, sorted(set(values))[:5]
+        assert d.keys() == list(range(n))
+        d.check()
+    assert recovered >= 1, "no kill landed inside an update"
+
+
+def test_readers_in_another_process_see_whole_updates(heap):
+    """A reader process never sees a Dict between two generations."""
+    n = 2000
+    d = Dict(heap, root="gen")
+    d.update((k, 0) for k in range(n))
+    stop = time.monotonic() + 1.5
+
+    def reader() -> None:
+        seen = set()
+        while time.monotonic() < stop:
+            values = d.values()
+            assert len(values) == n and len(set(values)) == 1, "a partial update was seen"
+            seen.add(values[0])
+        assert len(seen) > 1, "the reader saw no update"
+
+    pid = _child(reader)
+    g = 0
+    while time.monotonic() < stop:
+        g += 1
+        d.update((k, g) for k in range(n))
+    assert _wait(pid) == 0
