@@ -375,6 +375,23 @@ u64 largest_free(const heap_region *r)
 /* The walk behind check().  Memory safe on a torn snapshot (every offset is
  * bounds-checked before it is dereferenced), so read-only mode can run it
  * optimistically and retry when hseq moved. */
+/* Is any bit set for the user offsets [from, to) (16-byte granules)?  A
+ * bit inside a block would let live_offset() accept an address inside it
+ * (a run of carved blocks that rollback did not unmark, for one). */
+static int bitmap_any(const heap_region *r, u64 from, u64 to)
+{
+    const u64 *bm = (const u64 *)(r->base + r->boff);
+    u64 g = (from - r->aoff) / 16, ge = (to - r->aoff) / 16;
+    while (g < ge) {
+        u64 w = g / 64, lo = g % 64, n = ge - g < 64 - lo ? ge - g : 64 - lo;
+        u64 mask = (n == 64 ? ~0ULL : ((1ULL << n) - 1)) << lo;
+        if (bm[w] & mask)
+            return 1;
+        g += n;
+    }
+    return 0;
+}
+
 const char *heap_check_walk(const heap_region *r, u64 *where_out, u64 *nalloc_out)
 {
     char *base = r->base;
@@ -397,7 +414,7 @@ const char *heap_check_walk(const heap_region *r, u64 *where_out, u64 *nalloc_ou
             break;
         }
         int inuse = (int)(sf & INUSE);
-        if (inuse != bitmap_test(r, b + 16)) {
+        if (inuse != bitmap_test(r, b + 16) || bitmap_any(r, b + 32, b + bs + 16)) {
             err = "allocation bitmap disagrees with block";
             break;
         }
