@@ -1444,7 +1444,7 @@ static int plain_value(PyObject *o)
 static int update_encode(dict_update_args *a, PyObject *items)
 {
     for (u64 i = 0; i < a->n; i++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(items, i), *ko, *vo;
+        PyObject *pair = PyTuple_GET_ITEM(items, i), *ko, *vo;
         if (!PyTuple_Check(pair))
             return 2;
         if (PyTuple_GET_SIZE(pair) != 2) {
@@ -1481,11 +1481,14 @@ static PyObject *HeapCore_dict_update(HeapCore *self, PyObject *args)
     a.d = dict_at(self, ho);
     if (!a.d)
         return NULL;
-    PyObject *items = PySequence_Fast(io, "update() items must be a sequence");
+    /* A tuple copy: the encoded keys point into the items' buffers, and
+     * Python code run while encoding (a __del__ in a GC pass) must not be
+     * able to drop an item from under them. */
+    PyObject *items = PySequence_Tuple(io);
     if (!items)
         return NULL;
     int rc = 0;
-    a.n = (u64)PySequence_Fast_GET_SIZE(items);
+    a.n = (u64)PyTuple_GET_SIZE(items);
     if (a.n == 0)
         goto out;
     a.kb = PyMem_Calloc(a.n * 3, sizeof(blob));
