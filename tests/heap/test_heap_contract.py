@@ -182,3 +182,26 @@ def test_dict_errors(heap):
     with pytest.raises(UnicodeEncodeError):
         d["\udcff"] = 1
     assert len(d) == 0
+
+
+def test_addresses_past_the_arena_are_refused(heap):
+    """Container addresses beyond the arena's end, up to the top of the
+    address space, are refused with ValueError; none is dereferenced (in a
+    child, so that a wrong bounds check shows as a signal, not a dead run)."""
+    from vaspace_testing import in_child
+
+    end = heap.base + heap.size
+    bad = [end, end + 4096, end + (1 << 30), (1 << 64) - 4096, (1 << 64) - 16]
+
+    def probe() -> list[str]:
+        out = []
+        for a in bad:
+            for call in (lambda x: Dict.at(heap, x), heap._c.array_info, heap._c.dict_len):
+                try:
+                    call(a)
+                    out.append(f"{a:#x}: accepted")
+                except ValueError as e:
+                    out.append("refused" if "of this heap" in str(e) else f"{a:#x}: {e}")
+        return out
+
+    assert in_child(probe).get() == ["refused"] * (3 * len(bad))

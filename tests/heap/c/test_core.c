@@ -91,6 +91,11 @@ static void test_alloc_free(void)
     CHECK(usable_at(&reg, a) >= 100 && usable_at(&reg, b) >= 5000, "usable sizes cover requests");
     CHECK(live_offset(&reg, abs_of(&reg, a)) == a, "live_offset finds a live allocation");
     CHECK(live_offset(&reg, abs_of(&reg, a) + 16) == 0, "live_offset refuses an interior pointer");
+    u64 end = abs_of(&reg, reg.aend);
+    CHECK(in_arena(&reg, end - 64, 64) && !in_arena(&reg, end - 64, 65) &&
+              !in_arena(&reg, end + 4096, 8) && !in_arena(&reg, UINT64_MAX - 15, 8) &&
+              !in_arena(&reg, abs_of(&reg, reg.aoff) - 16, 8),
+          "in_arena: exactly the arena");
     CHECK(walk() == 3, "check walk counts three allocations");
     memset(reg.base + a, 0xab, 100);
     tx_init(&t, &reg);
