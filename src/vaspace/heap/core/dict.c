@@ -220,12 +220,9 @@ static int dict_resize(TX *t, dict_hdr *d, u64 newcap)
     return 0;
 }
 
-u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v, u64 order)
+/* Write entry k -> v with stamp order at region offset eo (fresh memory). */
+static void entry_fill(heap_region *r, u64 eo, const heap_key *k, const heap_key *v, u64 order)
 {
-    heap_region *r = t->r;
-    u64 eo = tx_alloc(t, sizeof(dict_entry) + (u64)k->n + (u64)v->n, 16);
-    if (!eo)
-        return 0;
     dict_entry *en = (dict_entry *)(r->base + eo);
     en->klen = (u32)k->n;
     en->vlen = (u32)v->n;
@@ -234,6 +231,13 @@ u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v, u64 order)
     entry_set_order(en, order);
     memcpy((char *)(en + 1), k->p, (size_t)k->n);
     memcpy((char *)(en + 1) + k->n, v->p, (size_t)v->n);
+}
+
+u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v, u64 order)
+{
+    u64 eo = tx_alloc(t, sizeof(dict_entry) + (u64)k->n + (u64)v->n, 16);
+    if (eo)
+        entry_fill(t->r, eo, k, v, order);
     return eo;
 }
 
@@ -415,19 +419,6 @@ const char *dict_check_walk(const heap_region *r, dict_hdr *d, u64 *live_out)
         err = "seq is odd outside a write";
     *live_out = live;
     return err;
-}
-
-/* Write entry k -> v with stamp order at region offset eo (fresh memory). */
-static void entry_fill(heap_region *r, u64 eo, const heap_key *k, const heap_key *v, u64 order)
-{
-    dict_entry *en = (dict_entry *)(r->base + eo);
-    en->klen = (u32)k->n;
-    en->vlen = (u32)v->n;
-    en->ktype = (u8)k->type;
-    en->vtype = (u8)v->type;
-    entry_set_order(en, order);
-    memcpy((char *)(en + 1), k->p, (size_t)k->n);
-    memcpy((char *)(en + 1) + k->n, v->p, (size_t)v->n);
 }
 
 int dict_load(TX *t, dict_hdr *d, u64 n, const heap_key *k, const heap_key *alt,

@@ -37,11 +37,31 @@ static inline int store_ok(const heap_region *r, u64 off)
            (off >= offsetof(heap_header, roots) && off < offsetof(heap_header, log));
 }
 
+/* Append {off, old} to the log and publish the count (a crash point
+ * first).  0, or -1 when the log is full: the operation stops writing and
+ * commit() rolls the logged part back (never expected: every operation is
+ * bounded far below LOG_CAP). */
+static int log_append(TX *t, u64 off, u64 old)
+{
+    heap_header *h = t->h;
+    crash_point();
+    u64 n = h->log_count;
+    if (n >= LOG_CAP) {
+        t->overflow = 1;
+        return -1;
+    }
+    h->log[n].off = off;
+    h->log[n].old = old;
+    compiler_fence();
+    __atomic_store_n(&h->log_count, n + 1, __ATOMIC_RELEASE);
+    compiler_fence();
+    return 0;
+}
+
 /* Logged write: the old value reaches the log (and the count covers it)
  * before the new value is stored. */
 void W(TX *t, u64 *p, u64 v)
 {
-    heap_header *h = t->h;
     if (t->overflow || t->corrupt)
         return;
     u64 off = (u64)((char *)p - t->base);
@@ -51,19 +71,8 @@ void W(TX *t, u64 *p, u64 v)
     }
     /* No "unchanged value" shortcut: bin_remove() relies on W() to log the
      * links of a block whose memory is then overwritten without logging. */
-    crash_point();
-    u64 n = h->log_count;
-    if (n >= LOG_CAP) {
-        /* Never expected: every operation is bounded far below LOG_CAP.
-         * Stop writing; commit() rolls the logged part back. */
-        t->overflow = 1;
+    if (log_append(t, off, *p) < 0)
         return;
-    }
-    h->log[n].off = off;
-    h->log[n].old = *p;
-    compiler_fence();
-    __atomic_store_n(&h->log_count, n + 1, __ATOMIC_RELEASE);
-    compiler_fence();
     crash_point(); /* logged but not yet stored */
     *p = v;
 }
@@ -84,7 +93,6 @@ static inline int zero_ok(const heap_region *r, u64 off, u64 nwords)
  * number of blocks it carves. */
 void W_zero_range(TX *t, u64 *p, u64 nwords)
 {
-    heap_header *h = t->h;
     if (t->overflow || t->corrupt || nwords == 0)
         return;
     u64 off = (u64)((char *)p - t->base);
@@ -92,17 +100,7 @@ void W_zero_range(TX *t, u64 *p, u64 nwords)
         tx_bad(t, "a bitmap range outside the bitmap");
         return;
     }
-    crash_point();
-    u64 n = h->log_count;
-    if (n >= LOG_CAP) {
-        t->overflow = 1;
-        return;
-    }
-    h->log[n].off = off | 1;
-    h->log[n].old = nwords;
-    compiler_fence();
-    __atomic_store_n(&h->log_count, n + 1, __ATOMIC_RELEASE);
-    compiler_fence();
+    log_append(t, off | 1, nwords);
 }
 
 void rollback(heap_region *r)
