@@ -121,6 +121,9 @@ def _scenarios(m: mmap.mmap, h: Heap):
         c.list_len(lst)
         c.list_pop(lst, 3, False)
         c.list_pop(lst, 0, True)
+        c.list_extend(lst, [1, "two", b"3", 4.0, None, 2**70] * 3)
+        c.list_extend(lst, [c])  # not plain: 1, nothing stored
+        _expect(TypeError, c.list_extend, lst, 5)
         _expect(IndexError, c.list_get, lst, 99)
         _expect(IndexError, c.list_set, lst, 99, 1)
         _expect(TypeError, c.list_insert, lst, 0, object())
@@ -222,7 +225,8 @@ def _scenarios(m: mmap.mmap, h: Heap):
 
 COVERED = {
     "alloc", "free", "realloc", "usable_size", "stats", "check", "set_root", "get_root",
-    "del_root", "roots", "dict_new", "dict_get", "dict_set", "dict_pop", "dict_len", "dict_update",
+    "del_root", "roots", "dict_new", "dict_get", "dict_set", "dict_pop", "dict_len",
+    "dict_update", "list_extend",
     "dict_items", "dict_clear", "dict_check", "dict_destroy", "array_new", "array_info",
     "array_resize", "array_append", "array_destroy", "array_view", "close", "flush", "dict_del",
     "list_new", "list_len", "list_get", "list_range", "list_insert", "list_set", "list_pop",

@@ -1,4 +1,4 @@
-"""Dict.update: the bulk load.  All pairs land in one operation (one lock,
+"""Dict.update and List.extend: the bulk load.  All pairs land in one operation (one lock,
 one undo log that does not grow with the number of pairs), so the update is
 atomic as a whole: against errors, against a writer killed at any store
 (crash points, and real SIGKILLs), and for lock-free readers in other
@@ -188,4 +188,75 @@ def test_readers_in_another_process_see_whole_updates(heap):
     while time.monotonic() < stop:
         g += 1
         d.update((k, g) for k in range(n))
+    assert _wait(pid) == 0
+
+
+def test_extend_is_list_extend(heap):
+    """In place (spare capacity) and into a new items block, mixed values."""
+    lst, ref = List(heap), []
+    rnd = random.Random(3)
+    for n in (1, 2, 1, 5, 300, 0, 7000, 3):
+        vals = [rnd.choice([None, False, 2.5, 2**90, "s" * rnd.randrange(30), b"b", -1])
+                for _ in range(n)]
+        lst.extend(vals)
+        ref.extend(vals)
+        assert lst == ref
+    lst.extend(iter([1, 2]))  # any iterable
+    ref.extend([1, 2])
+    assert lst == ref
+    assert heap.check() == len(ref) + 2  # header, items block, one entry each
+
+
+def test_extend_errors_change_nothing(heap):
+    lst, inner = List(heap), Dict(heap)
+    lst.extend(range(10))
+    before = (lst[:], heap.stats())
+    with pytest.raises(TypeError):
+        lst.extend([1, object()])
+    with pytest.raises(MemoryError, match="more"):
+        lst.extend([b"x" * 1000] * 10000)
+    with pytest.raises(TypeError):
+        lst.extend([inner, object()])  # checked before the first is appended
+    assert (lst[:], heap.stats()) == before
+    lst.extend([5, inner])  # a container value: one at a time
+    assert lst[-1].address == inner.address and len(lst) == 12
+
+
+def test_crash_everywhere_in_extend(anon):
+    def setup(h):
+        lst = List(h, root="l")
+        for i in range(3):
+            lst.append(i)  # cap 4: one spare slot
+        return lst
+
+    def snap(h, lst, counters):
+        content = lst[:]
+        if not counters:
+            return content
+        h.check()
+        st = h.stats()
+        return content, st.allocations, st.used
+
+    for vals in ([7], [f"v{i}" for i in range(200)]):  # in place; a new block
+        sweep(anon.buf, setup, lambda lst, vals=vals: lst.extend(vals), snap)
+
+
+def test_readers_in_another_process_see_whole_extends(heap):
+    """A reader process sees a List grow by whole extends only."""
+    chunk = 500
+    lst = List(heap, root="l")
+    stop = time.monotonic() + 1.0
+
+    def reader() -> None:
+        lengths = set()
+        while time.monotonic() < stop:
+            items = lst[:]
+            assert len(items) % chunk == 0, f"a partial extend: {len(items)} items"
+            assert items == [i % chunk for i in range(len(items))]
+            lengths.add(len(items))
+        assert len(lengths) > 1, "the reader saw no extend"
+
+    pid = _child(reader)
+    while time.monotonic() < stop and len(lst) < 60 * chunk:  # 4 MiB region
+        lst.extend(range(chunk))
     assert _wait(pid) == 0

@@ -56,6 +56,15 @@ _heapcore._set_ref_type(_Ref)
 _PLAIN = (type(None), bool, int, float, str, bytes)
 
 
+def _check_values(values: Iterable[Any]) -> None:
+    """TypeError for the first value no container stores (checked before a
+    bulk write that falls back to one item at a time stores anything)."""
+    for v in values:
+        if type(v) not in _KIND and not isinstance(v, _PLAIN):
+            raise TypeError(f"value must be None, bool, int, float, str, bytes, or a Dict, "
+                            f"Array or List of the same heap, not {type(v).__name__}")
+
+
 def _to_value(c: _heapcore.HeapCore, value: Any) -> Any:
     """A container handle becomes a reference (same heap only); anything
     else goes to the C layer as is, which checks its type.
@@ -439,12 +448,10 @@ class Dict(MutableMapping):
             return
         # container values: item by item, after checking every item so that
         # a bad one fails before anything is stored
-        for k, v in items:
+        for k, _ in items:
             if not isinstance(k, (bytes, str, int)):
                 raise TypeError(f"key must be bytes, str or int, not {type(k).__name__}")
-            if type(v) not in _KIND and not isinstance(v, _PLAIN):
-                raise TypeError(f"value must be None, bool, int, float, str, bytes, or a Dict, "
-                                f"Array or List of the same heap, not {type(v).__name__}")
+        _check_values(v for _, v in items)
         for k, v in items:
             self[k] = v
         for k, v in kw.items():
@@ -721,9 +728,17 @@ class List(MutableSequence):
         self._c.list_insert(self._addr, 1 << 62, _to_value(self._c, value))
 
     def extend(self, values: Iterable[Any]) -> None:
-        """Append every value; each append is atomic on its own."""
+        """Append every value in ONE operation: a crash or an error (a bad
+        value, a full heap) leaves the List as it was, and lock-free readers
+        see it before or after.  Values that include a container are
+        appended one at a time instead (each atomic on its own), after all
+        were checked.  See docs/heap.md, "Bulk load"."""
         _refuse_if_readonly(self._c, "List.extend")
-        for v in list(values):
+        values = list(values)
+        if self._c.list_extend(self._addr, values) == 0:
+            return
+        _check_values(values)
+        for v in values:
             self.append(v)
 
     def pop(self, index: int = -1) -> Any:

@@ -2572,6 +2572,76 @@ static PyObject *list_write(HeapCore *self, PyObject *ho, Py_ssize_t index, int 
 }
 
 /* list_insert(hdr, index, value): index as list.insert (clamped) */
+/* List.extend: n values appended in one operation (list_load). */
+typedef struct {
+    list_hdr *l;
+    u64 n;
+    blob *vb;
+    heap_key *v;
+    u64 *scratch; /* 2n words */
+} list_extend_args;
+
+static int list_extend_body(HeapCore *self, TX *t, void *arg)
+{
+    list_extend_args *a = arg;
+    if (list_writable(self, a->l) < 0)
+        return WRITE_FAIL;
+    tx_begin_seq(t, &a->l->seq);
+    if (list_load(t, a->l, a->n, a->v, a->scratch) == 0)
+        return WRITE_COMMIT;
+    if (t->corrupt)
+        PyErr_SetString(PyExc_RuntimeError, "heap corrupt: List structure");
+    else
+        raise_full(self, t, "extend the List");
+    return WRITE_FAIL;
+}
+
+/* list_extend(hdr, values): 0 when appended; 1 (nothing stored) when a
+ * value is not plain, for List.extend to append one by one. */
+static PyObject *HeapCore_list_extend(HeapCore *self, PyObject *args)
+{
+    PyObject *ho, *vo;
+    if (!PyArg_ParseTuple(args, "OO", &ho, &vo))
+        return NULL;
+    if (ro_refuse(self, "List.extend") < 0)
+        return NULL;
+    list_extend_args a = {0};
+    if (!(a.l = list_at(self, ho)))
+        return NULL;
+    PyObject *vals = PySequence_Tuple(vo); /* see dict_update */
+    if (!vals)
+        return NULL;
+    int rc = 0;
+    a.n = (u64)PyTuple_GET_SIZE(vals);
+    for (u64 i = 0; i < a.n && rc == 0; i++)
+        rc = !plain_value(PyTuple_GET_ITEM(vals, i));
+    if (a.n == 0 || rc)
+        goto out;
+    a.vb = PyMem_Calloc(a.n, sizeof(blob));
+    a.v = PyMem_Calloc(a.n, sizeof(heap_key));
+    a.scratch = PyMem_Calloc(a.n * 2, sizeof(u64));
+    if (!a.vb || !a.v || !a.scratch) {
+        PyErr_NoMemory();
+        rc = -1;
+        goto out;
+    }
+    for (u64 i = 0; i < a.n && rc == 0; i++) {
+        rc = encode_value(PyTuple_GET_ITEM(vals, i), &a.vb[i]);
+        a.v[i] = a.vb[i].key;
+    }
+    if (rc == 0)
+        rc = heap_write(self, list_extend_body, &a);
+out:
+    if (a.vb)
+        for (u64 i = 0; i < a.n; i++)
+            blob_clear(&a.vb[i]);
+    PyMem_Free(a.vb);
+    PyMem_Free(a.v);
+    PyMem_Free(a.scratch);
+    Py_DECREF(vals);
+    return rc < 0 ? NULL : PyLong_FromLong(rc);
+}
+
 static PyObject *HeapCore_list_insert(HeapCore *self, PyObject *args)
 {
     PyObject *ho, *v;
@@ -2751,6 +2821,8 @@ static PyMethodDef HeapCore_methods[] = {
     {"list_insert", (PyCFunction)HeapCore_list_insert, METH_VARARGS,
      "list_insert(hdr, index, value)"},
     {"list_set", (PyCFunction)HeapCore_list_set, METH_VARARGS, "list_set(hdr, index, value)"},
+    {"list_extend", (PyCFunction)HeapCore_list_extend, METH_VARARGS,
+     "list_extend(hdr, values): append all values in one operation"},
     {"list_pop", (PyCFunction)HeapCore_list_pop, METH_VARARGS,
      "list_pop(hdr, index, destroy) -> value"},
     {"list_destroy", (PyCFunction)HeapCore_list_destroy, METH_O, "list_destroy(hdr)"},

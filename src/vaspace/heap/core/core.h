@@ -219,6 +219,8 @@ enum { DICT_OK = 0, DICT_NOMEM = 1, DICT_CORRUPT = 2, DICT_TABLE_FULL = 3, DICT_
  * read it before committing. */
 int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const heap_key *v,
              u64 *replaced);
+/* Write entry k -> v with stamp order at region offset eo (fresh memory). */
+void entry_fill(heap_region *r, u64 eo, const heap_key *k, const heap_key *v, u64 order);
 /* Under the lock, inside t: a fresh entry holding k (may be empty) and v,
  * with insertion stamp order; its region offset, or 0 when the heap is full. */
 u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v, u64 order);
@@ -296,6 +298,11 @@ u64 list_create(TX *t);
 /* Under the lock, inside t with l's seq odd: put the entry at absolute
  * address e at index i (0..len).  0, or -1 when the heap is full. */
 int list_insert(TX *t, list_hdr *l, u64 i, u64 e);
+/* Under the lock, inside t with l's seq odd: append n values in one
+ * operation whose undo log does not grow with n (a run of fresh entries,
+ * tx_alloc_run; a fresh items block if the List must grow).  scratch holds
+ * 2n words.  0, or -1 when the heap is full (t->want) or corrupt. */
+int list_load(TX *t, list_hdr *l, u64 n, const heap_key *v, u64 *scratch);
 /* ... take item i (< len) out; returns its entry address (not freed), or 0
  * when the heap is full (a middle item of a long list needs a new block). */
 u64 list_remove(TX *t, list_hdr *l, u64 i);

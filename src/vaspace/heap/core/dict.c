@@ -220,8 +220,7 @@ static int dict_resize(TX *t, dict_hdr *d, u64 newcap)
     return 0;
 }
 
-/* Write entry k -> v with stamp order at region offset eo (fresh memory). */
-static void entry_fill(heap_region *r, u64 eo, const heap_key *k, const heap_key *v, u64 order)
+void entry_fill(heap_region *r, u64 eo, const heap_key *k, const heap_key *v, u64 order)
 {
     dict_entry *en = (dict_entry *)(r->base + eo);
     en->klen = (u32)k->n;

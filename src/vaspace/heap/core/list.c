@@ -95,6 +95,46 @@ int list_insert(TX *t, list_hdr *l, u64 i, u64 e)
     return 0;
 }
 
+int list_load(TX *t, list_hdr *l, u64 n, const heap_key *v, u64 *scratch)
+{
+    static const heap_key no_key = {T_BYTES, "", 0, 0};
+    heap_region *r = t->r;
+    u64 len = l->len, need = len + n, cap = l->cap, no = 0, *it = items_of(l);
+    if (need > r->size / 8) {
+        t->want = r->size;
+        return -1;
+    }
+    if (need > cap) {
+        /* a fresh items block (the old one is freed at commit) */
+        for (cap = cap < 4 ? 4 : cap; cap < need;)
+            cap *= 2;
+        if (cap > r->size / 8)
+            cap = need;
+        no = tx_alloc(t, cap * 8, 16);
+        if (!no)
+            return -1;
+        memcpy(r->base + no, it, len * 8);
+        it = (u64 *)(r->base + no);
+    }
+    u64 *usize = scratch, *uo = scratch + n;
+    for (u64 i = 0; i < n; i++)
+        usize[i] = sizeof(dict_entry) + v[i].n;
+    if (tx_alloc_run(t, usize, n, uo) < 0)
+        return -1;
+    for (u64 i = 0; i < n; i++) {
+        entry_fill(r, uo[i], &no_key, &v[i], 0);
+        it[len + i] = abs_of(r, uo[i]); /* beyond len, or a fresh block: no log */
+    }
+    if (no) {
+        if (l->items)
+            tx_free(t, l->items - (u64)(uintptr_t)r->base);
+        W(t, &l->items, abs_of(r, no));
+        W(t, &l->cap, cap);
+    }
+    W(t, &l->len, need);
+    return t->corrupt || t->overflow ? -1 : 0;
+}
+
 u64 list_remove(TX *t, list_hdr *l, u64 i)
 {
     u64 *it = items_of(l), e = it[i], len = l->len;
