@@ -58,6 +58,7 @@ def test_heap_space_smoke(tmp_path):
     assert r.returncode == 0, r.stderr
     text = out.read_text()
     assert "| space |" in text and "py-lmdb" in text
+    assert "| bulk load | " in text and "Dict.update" in text and "putmulti" in text
 
 
 def test_heapflush_smoke(tmp_path):
