@@ -260,3 +260,40 @@ def test_readers_in_another_process_see_whole_extends(heap):
     while time.monotonic() < stop and len(lst) < 60 * chunk:  # 4 MiB region
         lst.extend(range(chunk))
     assert _wait(pid) == 0
+
+
+def test_threads_share_bulk_writes(heap):
+    """Two threads run whole-Dict updates and a third reads: every read sees
+    one generation, and the errors of the threads reach this one."""
+    import threading
+
+    n = 1000
+    d = Dict(heap)
+    d.update((k, 0) for k in range(n))
+    stop = time.monotonic() + 0.8
+    errors: list[BaseException] = []
+
+    def writer(base: int) -> None:
+        try:
+            g = base
+            while time.monotonic() < stop:
+                g += 2
+                d.update((k, g) for k in range(n))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    def reader() -> None:
+        try:
+            while time.monotonic() < stop:
+                assert len(set(d.values())) == 1, "a partial update was seen"
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=f, args=a) for f, a in
+               ((writer, (1,)), (writer, (2,)), (reader, ()))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(set(d.values())) == 1 and d.check() == n
