@@ -113,7 +113,8 @@ int list_load(TX *t, list_hdr *l, u64 n, const heap_key *v, u64 *scratch)
         no = tx_alloc(t, cap * 8, 16);
         if (!no)
             return -1;
-        memcpy(r->base + no, it, len * 8);
+        if (len)
+            memcpy(r->base + no, it, len * 8);
         it = (u64 *)(r->base + no);
     }
     u64 *usize = scratch, *uo = scratch + n;
