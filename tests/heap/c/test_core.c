@@ -305,6 +305,57 @@ static void test_dict(void)
     CHECK(tx_commit(&t) == 0 && walk() >= 0, "and the heap is sound afterwards");
 }
 
+/* dict_load: n pairs in one operation.  Rolled back, the heap is exactly
+ * as before (bytes of the header's allocator state and of the bitmap);
+ * committed, every key is found and the walks pass. */
+static void test_dict_load(void)
+{
+    enum { N = 5000 };
+    static heap_key k[N], alt[N], v[N];
+    static char ks[N][40], vs[N][40];
+    static u64 scratch[2 * N], gone[N];
+    dict_hdr *d = new_dict();
+    for (int i = 0; i < N; i++) {
+        k[i] = mk(1, "bulk", ks[i], i);
+        v[i] = mk(0, "value", vs[i], i);
+        alt[i].p = NULL;
+    }
+    long long before = walk();
+    size_t bm_bytes = reg.aoff - reg.boff;
+    char *bm_copy = malloc(bm_bytes);
+    memcpy(bm_copy, reg.base + reg.boff, bm_bytes);
+    u64 used = reg.h->used, mask = d->mask;
+    TX t;
+    u64 ngone;
+    tx_init(&t, &reg);
+    tx_begin_seq(&t, &d->seq);
+    CHECK(dict_load(&t, d, N, k, alt, v, scratch, gone, &ngone) == DICT_OK && ngone == 0,
+          "dict_load of 5000 new keys");
+    CHECK(reg.h->log_count < 64, "its undo log stays short");
+    tx_abort(&t);
+    CHECK(walk() == before && reg.h->used == used && d->mask == mask && d->count == 0,
+          "rolled back: the heap is as before");
+    CHECK(memcmp(bm_copy, reg.base + reg.boff, bm_bytes) == 0,
+          "rolled back: the allocation bitmap is as before (zero range undone)");
+    free(bm_copy);
+    tx_init(&t, &reg);
+    tx_begin_seq(&t, &d->seq);
+    CHECK(dict_load(&t, d, N, k, alt, v, scratch, gone, &ngone) == DICT_OK &&
+              tx_commit(&t) == 0,
+          "dict_load commits");
+    u64 live;
+    CHECK(d->count == N && dict_check_walk(&reg, d, &live) == NULL && live == N &&
+              walk() == before + N,
+          "committed: count, Dict walk, one allocation per entry (the new table replaced the old)");
+    int found = 1, bad;
+    for (int i = 0; i < N && found; i++) {
+        u64 e = 0;
+        found = dict_find(&reg, d, &k[i], &alt[i], &bad, NULL, &e) >= 0 &&
+                memcmp((char *)(uintptr_t)e + sizeof(dict_entry) + k[i].n, v[i].p, v[i].n) == 0;
+    }
+    CHECK(found, "every loaded key finds its value");
+}
+
 static void test_dict_full(void)
 {
     /* Fill the heap with Dict entries until a put fails: it must fail as
@@ -446,6 +497,7 @@ int main(void)
     test_debris();
     test_recovery_after_death();
     test_dict();
+    test_dict_load();
     test_dict_full();
     test_list_and_ownership();
     test_durable_and_adopt();
