@@ -27,7 +27,8 @@ CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fv
 # CPython bindings.  tests/heap/c/ builds the same files into a plain C test.
 HEAP_CORE_SOURCES = [
     f"src/vaspace/heap/core/{name}.c"
-    for name in ("region", "undo", "alloc", "lock", "seqlock", "durable", "dict", "array")
+    for name in ("region", "undo", "alloc", "lock", "seqlock", "durable", "dict", "array",
+                 "list", "own")
 ]
 
 EXTENSIONS = {

@@ -50,6 +50,17 @@ def test_samtools_smoke(tmp_path):
     assert "Target:" in text
 
 
+def test_heap_space_smoke(tmp_path):
+    """bench/heap_space.py runs and reports the space ratio against py-lmdb."""
+    out = tmp_path / "space.md"
+    r = subprocess.run([sys.executable, os.path.join(BENCH, "heap_space.py"), "--smoke",
+                        "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert "| space |" in text and "py-lmdb" in text
+    assert "| bulk load | " in text and "Dict.update" in text and "putmulti" in text
+
+
 def test_heapflush_smoke(tmp_path):
     import json
 

@@ -13,7 +13,7 @@ from vaspace.heap import Array, Dict, Heap, HeapRecoveredWarning, HeapStats
 
 def test_public_names():
     assert set(vh.__all__) == {"Array", "Dict", "Heap", "HeapRecoveredWarning", "HeapStats",
-                               "Key", "Value"}
+                               "Key", "List", "Value"}
     for name in vh.__all__:
         assert hasattr(vh, name)
     assert issubclass(HeapRecoveredWarning, RuntimeWarning)
@@ -154,7 +154,9 @@ def test_dict_errors(heap):
     with pytest.raises(TypeError):
         d[1.5] = 1
     with pytest.raises(TypeError):
-        d["k"] = None
+        d["k"] = object()
+    with pytest.raises(TypeError):
+        d["k"] = [1]
     with pytest.raises(TypeError):
         d[(1,)]
     with pytest.raises(KeyError):

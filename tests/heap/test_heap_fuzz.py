@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from heaputil import SOAK, Region, map_region, soak
 
-from vaspace.heap import Array, Dict, Heap, _heapcore
+from vaspace.heap import Array, Dict, Heap, List, _heapcore
 from vaspace_testing import in_child
 
 REGION = 1 << 20
@@ -56,6 +56,11 @@ def _build(region: Region) -> bytes:
         h.free(keep[1])  # free blocks in several bins
         h.set_root("blob", keep[2])
         d.pop("k5")  # a tombstone
+        nest = List(h, root="nest", items=[1, "s", 2.5, None, True])
+        inner = Dict(h)
+        nest.append(inner)  # issue 15 values: a List holding a Dict holding a List
+        inner["deep"] = List(h, items=[b"x", 2**70])
+        d["nest"] = List(h, items=[Dict(h), "tail"])
     return bytes(region.buf)
 
 
@@ -101,6 +106,8 @@ def _writer(region: Region) -> list:
                          ("pop", lambda: d.pop("k10")),
                          ("items", d.items),
                          ("Dict.check", d.check),
+                         ("nested get", lambda: d["nest"][0].get("x")),
+                         ("del nested", lambda: d.__delitem__("nest")),
                          ("clear", d.clear),
                          ("Dict()", lambda: Dict(h).__setitem__(1, 2))]:
             if time.monotonic() < t_end:
@@ -111,6 +118,16 @@ def _writer(region: Region) -> list:
                          ("extend", lambda: a.extend(range(500))),
                          ("resize", lambda: a.resize(3)),
                          ("setitem", lambda: a.__setitem__(0, 1))]:
+            if time.monotonic() < t_end:
+                _try(out, name, fn)
+    nest = _try(out, "List.open", lambda: List.open(h, "nest"))
+    if nest is not None:
+        for name, fn in [("List read", lambda: (nest[:], nest[5]["deep"][:])),
+                         ("List append", lambda: nest.append(None)),
+                         ("List insert", lambda: nest.insert(0, 1.5)),
+                         ("List pop", lambda: nest.pop(2)),
+                         ("List set", lambda: nest.__setitem__(1, "z")),
+                         ("List destroy", nest.destroy)]:
             if time.monotonic() < t_end:
                 _try(out, name, fn)
     if time.monotonic() < t_end:
@@ -136,6 +153,9 @@ def _reader(region: Region) -> list:
     if a is not None:
         _try(out, "numpy", lambda: int(a.numpy().sum()))
         _try(out, "index", lambda: a[1])
+    nest = _try(out, "List.open", lambda: List.open(h, "nest"))
+    if nest is not None:
+        _try(out, "List read", lambda: (nest[:], len(nest), nest[-1]["deep"][:]))
     _try(out, "roots", h.roots)
     _try(out, "stats", h.stats)
     _try(out, "check", h.check)

@@ -10,6 +10,7 @@ import numpy as np
 import psutil
 import pytest
 
+import vaspace.heap as vh
 from vaspace.heap import Array, Dict, Heap, _heapcore
 
 ROUNDS = 3000
@@ -82,15 +83,22 @@ def _scenarios(m: mmap.mmap, h: Heap):
         c.dict_check(d_addr)
         c.dict_pop(d_addr, big)
         c.dict_pop(d_addr, "nope", None)
+        c.dict_update(d_addr, [(1, b"x"), (big, 2.5), ("k" * 20, None), (1, "again")])
+        c.dict_update(d_addr, [[1, 2]])  # not tuples: 2, nothing stored
+        c.dict_pop(d_addr, 1)
 
     def dict_errors():
         _expect(TypeError, c.dict_set, d_addr, 1.5, 1)
-        _expect(TypeError, c.dict_set, d_addr, 1, None)
+        _expect(TypeError, c.dict_set, d_addr, 1, object())
+        _expect(KeyError, c.dict_del, d_addr, "nope")
         _expect(TypeError, c.dict_get, d_addr, [], None)
         _expect(KeyError, c.dict_pop, d_addr, "nope")
         _expect(ValueError, c.dict_len, 12345)
         _expect(ValueError, c.dict_items, d_addr, 7)
         _expect(UnicodeEncodeError, c.dict_set, d_addr, "\udcff", 1)
+        _expect(TypeError, c.dict_update, d_addr, [(1, 1), (1.5, 1)])
+        _expect(ValueError, c.dict_update, d_addr, [(1, 1, 1)])
+        _expect(TypeError, c.dict_update, d_addr, 5)
 
     def dict_lifecycle():
         a = c.dict_new(10)
@@ -101,6 +109,33 @@ def _scenarios(m: mmap.mmap, h: Heap):
         c.dict_destroy(a)
         _expect(ValueError, c.dict_len, a)
         c.dict_clear(d_addr)
+
+    def list_ops():
+        lst = c.list_new()
+        for i in range(12):
+            c.list_insert(lst, 1 << 62, i * 1.5)
+        c.list_insert(lst, 0, None)
+        c.list_set(lst, 1, "x" * 100)
+        c.list_get(lst, -1)
+        c.list_range(lst, 2, 9)
+        c.list_len(lst)
+        c.list_pop(lst, 3, False)
+        c.list_pop(lst, 0, True)
+        c.list_extend(lst, [1, "two", b"3", 4.0, None, 2**70] * 3)
+        c.list_extend(lst, [c])  # not plain: 1, nothing stored
+        _expect(TypeError, c.list_extend, lst, 5)
+        _expect(IndexError, c.list_get, lst, 99)
+        _expect(IndexError, c.list_set, lst, 99, 1)
+        _expect(TypeError, c.list_insert, lst, 0, object())
+        _expect(ValueError, c.list_len, 12345)
+        inner = c.dict_new(0)
+        c.dict_set(inner, "k", True)
+        c.list_insert(lst, 0, vh._Ref(8, inner))  # a Dict held by the List
+        assert c.container_parent(inner) == lst
+        _expect(ValueError, c.list_insert, lst, 0, vh._Ref(8, inner))  # one parent
+        _expect(ValueError, c.dict_destroy, inner)  # owned: destroyed through the List
+        c.list_destroy(lst)
+        _expect(ValueError, c.container_parent, inner)
 
     def array_ops():
         a = c.array_new(8, "<f8")
@@ -163,6 +198,7 @@ def _scenarios(m: mmap.mmap, h: Heap):
         _expect(PermissionError, r.dict_new, 8)
         _expect(PermissionError, r.dict_set, d_addr, 1, 1)
         _expect(PermissionError, r.dict_pop, d_addr, 1)
+        _expect(PermissionError, r.dict_update, d_addr, [(1, 1)])
         _expect(PermissionError, r.dict_clear, d_addr)
         _expect(PermissionError, r.dict_destroy, d_addr)
         _expect(PermissionError, r.array_new, 8, "<f8")
@@ -181,6 +217,7 @@ def _scenarios(m: mmap.mmap, h: Heap):
         "dict ops": dict_ops,
         "dict errors": dict_errors,
         "dict lifecycle": dict_lifecycle,
+        "list ops": list_ops,
         "array ops": array_ops,
         "open/close/buffer": open_close,
     }
@@ -189,8 +226,11 @@ def _scenarios(m: mmap.mmap, h: Heap):
 COVERED = {
     "alloc", "free", "realloc", "usable_size", "stats", "check", "set_root", "get_root",
     "del_root", "roots", "dict_new", "dict_get", "dict_set", "dict_pop", "dict_len",
+    "dict_update", "list_extend",
     "dict_items", "dict_clear", "dict_check", "dict_destroy", "array_new", "array_info",
-    "array_resize", "array_append", "array_destroy", "array_view", "close", "flush",
+    "array_resize", "array_append", "array_destroy", "array_view", "close", "flush", "dict_del",
+    "list_new", "list_len", "list_get", "list_range", "list_insert", "list_set", "list_pop",
+    "list_destroy", "container_parent",
 }
 
 
@@ -205,7 +245,7 @@ def _fds() -> int:
 
 
 NAMES = ["alloc/realloc/free", "allocator errors", "usable_size", "stats/check", "roots",
-         "dict ops", "dict errors", "dict lifecycle", "array ops", "open/close/buffer",
+         "dict ops", "dict errors", "dict lifecycle", "list ops", "array ops", "open/close/buffer",
          "read-only mode"]
 
 

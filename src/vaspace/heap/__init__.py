@@ -10,7 +10,9 @@ Public names:
 
 - :class:`Heap` -- allocator (``alloc``/``free``/``realloc``), named roots,
   :meth:`Heap.stats`.
-- :class:`Dict` -- a ``MutableMapping`` of bytes/str/int keys and values.
+- :class:`Dict` -- a ``MutableMapping`` of bytes/str/int keys to values
+  (None, bool, int, float, str, bytes, or a container), in insertion order.
+- :class:`List` -- a ``MutableSequence`` of the same values.
 - :class:`Array` -- a resizable array of one numpy dtype with zero-copy views.
 - :class:`HeapStats` -- the typed result of :meth:`Heap.stats`.
 - :class:`HeapRecoveredWarning` -- issued when an operation found that another
@@ -20,20 +22,72 @@ Public names:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, MutableSequence
+from typing import Any, NamedTuple, Union
 
 from . import _heapcore
 
-__all__ = ["Array", "Dict", "Heap", "HeapRecoveredWarning", "HeapStats", "Key", "Value"]
+__all__ = ["Array", "Dict", "Heap", "HeapRecoveredWarning", "HeapStats", "Key", "List", "Value"]
 
 HeapRecoveredWarning = _heapcore.HeapRecoveredWarning
 HeapRecoveredWarning.__module__ = __name__
 
 Key = bytes | str | int
-Value = bytes | str | int
+Value = Union[None, bool, int, float, str, bytes, "Dict", "Array", "List"]
 
 _MISSING = object()
+
+# Value tags of containers (core/layout.h: T_DICT, T_ARRAY, T_LIST).
+_T_DICT, _T_ARRAY, _T_LIST = 8, 9, 10
+
+
+class _Ref(NamedTuple):
+    """How a container travels between Python and the C layer as a value:
+    its kind tag and header address.  Users see live handles instead."""
+
+    kind: int
+    addr: int
+
+
+_heapcore._set_ref_type(_Ref)
+
+
+# Values Dict.update stores in one operation (no container reference).
+_PLAIN = (type(None), bool, int, float, str, bytes)
+
+
+def _check_values(values: Iterable[Any]) -> None:
+    """TypeError for the first value no container stores (checked before a
+    bulk write that falls back to one item at a time stores anything)."""
+    for v in values:
+        if type(v) not in _KIND and not isinstance(v, _PLAIN):
+            raise TypeError(f"value must be None, bool, int, float, str, bytes, or a Dict, "
+                            f"Array or List of the same heap, not {type(v).__name__}")
+
+
+def _to_value(c: _heapcore.HeapCore, value: Any) -> Any:
+    """A container handle becomes a reference (same heap only); anything
+    else goes to the C layer as is, which checks its type.
+
+    The kind is found by exact type (subclasses register themselves, see
+    ``_register``): ``isinstance`` against these ABC-derived classes costs
+    more than a whole SET."""
+    kind = _KIND.get(type(value))
+    if kind is not None:
+        # .base raises ValueError itself on a closed or stale heap
+        if value._c is not c and value._c.base != c.base:
+            raise ValueError(f"{type(value).__name__} belongs to another heap: a value can only "
+                             "reference a container of the same heap")
+        return _Ref(kind, value._addr)
+    return value
+
+
+def _from_value(heap: Heap, value: Any) -> Any:
+    """A reference read from the heap becomes a live handle (its header is
+    checked: a corrupt reference gives ValueError, never a fault)."""
+    if type(value) is _Ref:
+        return _CLASS[value.kind].at(heap, value.addr)
+    return value
 
 
 def _refuse_if_readonly(core: _heapcore.HeapCore, what: str) -> None:
@@ -249,14 +303,24 @@ class Heap:
 class Dict(MutableMapping):
     """A hash table inside a :class:`Heap`, shared by every process mapping it.
 
-    Keys and values are ``bytes``, ``str`` or ``int`` and keep their type
-    (``bool`` is stored as ``int``).  Writers serialise on the heap lock;
-    readers use a seqlock and never block each other.  Every single-item
-    operation is atomic, also against a crash of the writing process.
-    Iteration works on a consistent snapshot of the keys.
+    Keys are ``bytes``, ``str`` or ``int`` (``bool`` keys are ints, as in
+    ``dict``).  Values are ``None``, ``bool``, ``int`` (any size), ``float``,
+    ``str``, ``bytes``, or a :class:`Dict`, :class:`List` or :class:`Array`
+    of the same heap; all keep their type.  Assigning a container stores a
+    reference to it, and reading gives back a live handle.  A container has
+    one parent: see docs/heap.md for the ownership rule.
+
+    Writers serialise on the heap lock; readers use a seqlock and never
+    block each other.  Every single-item operation is atomic, also against
+    a crash of the writing process.  Iteration follows insertion order, on
+    a consistent snapshot of the keys.
     """
 
     __slots__ = ("_heap", "_c", "_addr")
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        _register(cls)
 
     def __init__(self, heap: Heap, root: str | None = None, *, _addr: int | None = None) -> None:
         """Create a new empty Dict in ``heap``; with ``root``, also register
@@ -294,10 +358,11 @@ class Dict(MutableMapping):
         v = self._c.dict_get(self._addr, key, _MISSING)
         if v is _MISSING:
             raise KeyError(key)
-        return v
+        return _from_value(self._heap, v) if type(v) is _Ref else v
 
     def get(self, key: Key, default: Any = None) -> Any:
-        return self._c.dict_get(self._addr, key, default)
+        v = self._c.dict_get(self._addr, key, default)
+        return _from_value(self._heap, v) if type(v) is _Ref else v
 
     def __contains__(self, key: object) -> bool:
         try:
@@ -306,16 +371,23 @@ class Dict(MutableMapping):
             return False
 
     def __setitem__(self, key: Key, value: Value) -> None:
+        """Store ``value``; a container value it replaces is destroyed."""
+        if type(value) in _KIND:  # inline: this is the SET hot path
+            value = _to_value(self._c, value)
         self._c.dict_set(self._addr, key, value)
 
     def __delitem__(self, key: Key) -> None:
-        self._c.dict_pop(self._addr, key)
+        """Remove ``key``; a container it held is destroyed with it."""
+        self._c.dict_del(self._addr, key)
 
     def pop(self, key: Key, default: Any = _MISSING) -> Any:
-        """Remove ``key`` and return its value atomically."""
+        """Remove ``key`` and return its value atomically.  A container
+        comes back detached (no parent): the caller now owns it."""
         if default is _MISSING:
-            return self._c.dict_pop(self._addr, key)
-        return self._c.dict_pop(self._addr, key, default)
+            v = self._c.dict_pop(self._addr, key)
+        else:
+            v = self._c.dict_pop(self._addr, key, default)
+        return _from_value(self._heap, v)
 
     def __len__(self) -> int:
         return self._c.dict_len(self._addr)
@@ -329,11 +401,22 @@ class Dict(MutableMapping):
 
     def values(self) -> list[Value]:  # type: ignore[override]
         """Snapshot of the values."""
-        return self._c.dict_items(self._addr, 1)
+        heap = self._heap
+        return [_from_value(heap, v) for v in self._c.dict_items(self._addr, 1)]
 
     def items(self) -> list[tuple[Key, Value]]:  # type: ignore[override]
         """Snapshot of the (key, value) pairs."""
-        return self._c.dict_items(self._addr, 2)
+        heap = self._heap
+        return [(k, _from_value(heap, v)) if type(v) is _Ref else (k, v)
+                for k, v in self._c.dict_items(self._addr, 2)]
+
+    def popitem(self) -> tuple[Key, Value]:
+        """Remove and return the last inserted (key, value) pair, as
+        ``dict.popitem``; a container comes back detached, as with pop()."""
+        keys = self._c.dict_items(self._addr, 0)
+        if not keys:
+            raise KeyError("popitem(): Dict is empty")
+        return keys[-1], self.pop(keys[-1])
 
     def clear(self) -> None:
         """Remove all items (one atomic step) and free their memory.
@@ -342,19 +425,42 @@ class Dict(MutableMapping):
         self._c.dict_clear(self._addr)
 
     def update(self, other: Any = (), /, **kw: Value) -> None:  # type: ignore[override]
-        """Set every item of ``other`` (mapping or pairs) and ``kw``; each
-        item is atomic on its own, the update as a whole is not."""
+        """Set every item of ``other`` (mapping or pairs) and ``kw``, as
+        ``dict.update`` does, in ONE operation: a crash or an error (a bad
+        key or value, a full heap) leaves the Dict as it was before, and
+        lock-free readers see it before or after, never in between.
+
+        This is the bulk load: the heap lock is taken once and the undo log
+        does not grow with the number of items (docs/heap.md, "Bulk load").
+        An update whose values include a container stores its items one at
+        a time instead (each atomic on its own)."""
         _refuse_if_readonly(self._c, "Dict.update")
-        items: Iterable[Any] = other.items() if isinstance(other, Mapping) else other
-        setitem = self._c.dict_set
-        addr = self._addr
+        items = list(other.items() if isinstance(other, Mapping) else other)
+        if kw:
+            items += kw.items()
+        # a repeated key keeps its first position and its last value, as
+        # successive assignments would (the C layer handles it)
+        done = self._c.dict_update(self._addr, items)
+        if done == 2:  # pairs that are not tuples
+            items = [tuple(p) for p in items]
+            done = self._c.dict_update(self._addr, items)
+        if done == 0:
+            return
+        # container values: item by item, after checking every item so that
+        # a bad one fails before anything is stored
+        for k, _ in items:
+            if not isinstance(k, (bytes, str, int)):
+                raise TypeError(f"key must be bytes, str or int, not {type(k).__name__}")
+        _check_values(v for _, v in items)
         for k, v in items:
-            setitem(addr, k, v)
+            self[k] = v
         for k, v in kw.items():
-            setitem(addr, k, v)
+            self[k] = v
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Dict):
+            if other._c.base == self._c.base and other._addr == self._addr:
+                return True
             other = dict(other.items())
         if not isinstance(other, Mapping):
             return NotImplemented
@@ -362,9 +468,16 @@ class Dict(MutableMapping):
 
     __hash__ = None  # type: ignore[assignment]
 
+    @property
+    def parent(self) -> int:
+        """Address of the container holding this one as a value, or 0."""
+        return self._c.container_parent(self._addr)
+
     def destroy(self) -> None:
-        """Free the Dict and all its items.  The object (and any root that
-        names it) must not be used afterwards; delete the root yourself."""
+        """Free the Dict, all its items and every container it holds.  The
+        object (and any root that names it) must not be used afterwards;
+        delete the root yourself.  ValueError if the Dict is a value in
+        another container (delete it there instead)."""
         self._c.dict_destroy(self._addr)
 
     def check(self) -> int:
@@ -405,6 +518,10 @@ class Array:
 
     __slots__ = ("_heap", "_c", "_addr", "_dtype")
 
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        _register(cls)
+
     def __init__(
         self, heap: Heap, dtype: Any, root: str | None = None, *, _addr: int | None = None
     ) -> None:
@@ -433,6 +550,17 @@ class Array:
     def open(cls, heap: Heap, name: str) -> Array:
         """Return the Array registered under the root ``name``."""
         return cls(heap, None, _addr=heap.get_root(name))
+
+    @classmethod
+    def at(cls, heap: Heap, addr: int) -> Array:
+        """Return the Array whose header is at ``addr`` (see :attr:`address`);
+        ValueError if no live Array is there."""
+        return cls(heap, None, _addr=addr)
+
+    @property
+    def parent(self) -> int:
+        """Address of the container holding this one as a value, or 0."""
+        return self._c.container_parent(self._addr)
 
     @property
     def address(self) -> int:
@@ -499,7 +627,8 @@ class Array:
 
     def destroy(self) -> None:
         """Free the Array's memory.  The object (and any root naming it)
-        must not be used afterwards."""
+        must not be used afterwards.  ValueError if the Array is a value in
+        another container (delete it there instead)."""
         self._c.array_destroy(self._addr)
 
     def __repr__(self) -> str:
@@ -507,3 +636,159 @@ class Array:
             return f"<vaspace.heap.Array at 0x{self._addr:x} dtype={self._dtype} len={len(self)}>"
         except ValueError as e:  # closed or stale heap: say so, do not raise
             return f"<vaspace.heap.Array ({'heap closed' if self._c.closed else e})>"
+
+
+class List(MutableSequence):
+    """A sequence of mixed values inside a :class:`Heap`.
+
+    Items are what a :class:`Dict` value can be: ``None``, ``bool``, ``int``,
+    ``float``, ``str``, ``bytes``, or a container of the same heap (stored
+    as a reference, read back as a live handle; one parent each, see
+    docs/heap.md).  Every single-item operation (``append``, ``insert``,
+    item assignment, ``pop``, ``del``) is atomic, also against a crash of
+    the writer; ``extend`` is atomic per item.  Reads (indexing, slices,
+    iteration, ``len``) are lock-free snapshots under the List's seqlock.
+    """
+
+    __slots__ = ("_heap", "_c", "_addr")
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        _register(cls)
+
+    def __init__(
+        self, heap: Heap, root: str | None = None, *, items: Iterable[Any] = (),
+        _addr: int | None = None,
+    ) -> None:
+        """Create a new List in ``heap`` holding ``items``; with ``root``,
+        also register it as a named root so :meth:`open` can find it."""
+        self._heap = heap
+        self._c = heap._c
+        if _addr is None:
+            _addr = self._c.list_new()
+            if root is not None:
+                self._c.set_root(root, _addr)
+        self._addr = _addr
+        if items:
+            self.extend(items)
+
+    @classmethod
+    def open(cls, heap: Heap, name: str) -> List:
+        """Return the List registered under the root ``name``."""
+        return cls.at(heap, heap.get_root(name))
+
+    @classmethod
+    def at(cls, heap: Heap, addr: int) -> List:
+        """Return the List whose header is at ``addr``; ValueError if none."""
+        heap._c.list_len(addr)  # validates the header magic
+        return cls(heap, _addr=addr)
+
+    @property
+    def address(self) -> int:
+        """Absolute address of the List header."""
+        return self._addr
+
+    @property
+    def parent(self) -> int:
+        """Address of the container holding this one as a value, or 0."""
+        return self._c.container_parent(self._addr)
+
+    def __len__(self) -> int:
+        return self._c.list_len(self._addr)
+
+    def __getitem__(self, index: Any) -> Any:
+        heap = self._heap
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step == 1:
+                vals = self._c.list_range(self._addr, start, max(start, stop))
+            else:  # one snapshot of the whole list, sliced here
+                vals = self._c.list_range(self._addr, 0, 1 << 62)[index]
+            return [_from_value(heap, v) for v in vals]
+        return _from_value(heap, self._c.list_get(self._addr, index.__index__()))
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        """Replace one item; a container it held is destroyed."""
+        if isinstance(index, slice):
+            raise TypeError("List does not support slice assignment")
+        self._c.list_set(self._addr, index.__index__(), _to_value(self._c, value))
+
+    def __delitem__(self, index: Any) -> None:
+        """Remove one item; a container it held is destroyed."""
+        if isinstance(index, slice):
+            raise TypeError("List does not support slice deletion")
+        self._c.list_pop(self._addr, index.__index__(), True)
+
+    def insert(self, index: int, value: Any) -> None:
+        """Insert ``value`` before ``index`` (as ``list.insert``)."""
+        self._c.list_insert(self._addr, index.__index__(), _to_value(self._c, value))
+
+    def append(self, value: Any) -> None:
+        """Append ``value`` at the end (atomic)."""
+        self._c.list_insert(self._addr, 1 << 62, _to_value(self._c, value))
+
+    def extend(self, values: Iterable[Any]) -> None:
+        """Append every value in ONE operation: a crash or an error (a bad
+        value, a full heap) leaves the List as it was, and lock-free readers
+        see it before or after.  Values that include a container are
+        appended one at a time instead (each atomic on its own), after all
+        were checked.  See docs/heap.md, "Bulk load"."""
+        _refuse_if_readonly(self._c, "List.extend")
+        values = list(values)
+        if self._c.list_extend(self._addr, values) == 0:
+            return
+        _check_values(values)
+        for v in values:
+            self.append(v)
+
+    def pop(self, index: int = -1) -> Any:
+        """Remove and return an item (atomic).  A container comes back
+        detached (no parent): the caller now owns it."""
+        return _from_value(self._heap, self._c.list_pop(self._addr, index.__index__(), False))
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self[:])
+
+    def clear(self) -> None:
+        """Remove every item, last first (each removal atomic); containers
+        the List held are destroyed."""
+        while len(self):
+            try:
+                self._c.list_pop(self._addr, -1, True)
+            except IndexError:  # another process emptied it meanwhile
+                break
+
+    def reverse(self) -> None:
+        """Not supported: swapping items would give a container two places
+        at once (one parent each).  Read ``lst[::-1]`` instead."""
+        raise TypeError("List does not support reverse() in place; read lst[::-1]")
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, List):
+            other = other[:]
+        if not isinstance(other, (list, tuple)):
+            return NotImplemented
+        return self[:] == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def destroy(self) -> None:
+        """Free the List, its items and every container it holds.  The
+        object (and any root naming it) must not be used afterwards.
+        ValueError if the List is a value in another container."""
+        self._c.list_destroy(self._addr)
+
+    def __repr__(self) -> str:
+        try:
+            return f"<vaspace.heap.List at 0x{self._addr:x} len={len(self)}>"
+        except ValueError as e:  # closed or stale heap: say so, do not raise
+            return f"<vaspace.heap.List ({'heap closed' if self._c.closed else e})>"
+
+
+_KIND: dict[type, int] = {Dict: _T_DICT, Array: _T_ARRAY, List: _T_LIST}
+
+
+def _register(cls: type) -> None:
+    """A subclass of Dict, Array or List travels as its base kind."""
+    _KIND[cls] = next(k for base, k in list(_KIND.items()) if issubclass(cls, base))
+_CLASS: dict[int, Any] = {_T_DICT: Dict, _T_ARRAY: Array, _T_LIST: List}

@@ -636,10 +636,11 @@ static u64 raw_block(HeapCore *self, u64 addr, const char *what)
         return 0;
     }
     u64 m = *(u64 *)(self->r.base + off);
-    if (m != DICT_MAGIC && m != ARRAY_MAGIC)
+    int kind = ref_kind_of_magic(m);
+    if (kind < 0)
         return off;
     PyErr_Format(PyExc_ValueError, "cannot %s %p: it is a live %s; use its destroy()", what,
-                 (void *)(self->r.base + off), m == DICT_MAGIC ? "Dict" : "Array");
+                 (void *)(self->r.base + off), ref_kind_name(kind));
     return 0;
 }
 
@@ -1027,6 +1028,52 @@ static int encode(PyObject *o, blob *b, const char *what)
     return 0;
 }
 
+/* vaspace.heap._Ref (a NamedTuple (kind, addr)), registered by the Python
+ * layer: how a container travels as a value in both directions. */
+static PyObject *ref_type;
+
+/* A value: None, bool (kept as bool), float, a _Ref to a container, or
+ * what encode() takes. */
+static int encode_value(PyObject *o, blob *b)
+{
+    b->tmp = NULL;
+    b->key.hash = 0;
+    b->key.p = b->num;
+    if (o == Py_None) {
+        b->key.type = T_NONE;
+        b->key.n = 0;
+    } else if (PyBool_Check(o)) {
+        b->key.type = T_BOOL;
+        b->num[0] = o == Py_True;
+        b->key.n = 1;
+    } else if (PyFloat_Check(o)) {
+        double x = PyFloat_AS_DOUBLE(o);
+        b->key.type = T_FLOAT;
+        memcpy(b->num, &x, 8);
+        b->key.n = 8;
+    } else if (ref_type && Py_IS_TYPE(o, (PyTypeObject *)ref_type) && PyTuple_GET_SIZE(o) == 2) {
+        long kind = PyLong_AsLong(PyTuple_GET_ITEM(o, 0));
+        u64 addr = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(o, 1));
+        if (PyErr_Occurred())
+            return -1;
+        if (!T_IS_REF(kind)) {
+            PyErr_SetString(PyExc_ValueError, "bad container reference");
+            return -1;
+        }
+        b->key.type = (int)kind;
+        memcpy(b->num, &addr, 8);
+        b->key.n = 8;
+    } else if (PyBytes_Check(o) || PyUnicode_Check(o) || PyLong_Check(o)) {
+        return encode(o, b, "value");
+    } else {
+        PyErr_Format(PyExc_TypeError,
+                     "value must be None, bool, int, float, str, bytes, or a Dict, Array or "
+                     "List of the same heap, not %.100s", Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
 /* A key, plus the form an older version stored it in, if any: big ints
  * used to be decimal text, and such keys must still be found.  alt->key.p is
  * NULL when there is no older form (or it cannot be computed: above the
@@ -1086,36 +1133,75 @@ static PyObject *decode(int type, const char *p, u64 n)
         Py_DECREF(s);
         return r;
     }
+    case T_NONE:
+        if (n == 0)
+            Py_RETURN_NONE;
+        break;
+    case T_BOOL:
+        if (n == 1 && (unsigned char)p[0] <= 1)
+            return PyBool_FromLong(p[0]);
+        break;
+    case T_FLOAT:
+        if (n == 8) {
+            double x;
+            memcpy(&x, p, 8);
+            return PyFloat_FromDouble(x);
+        }
+        break;
+    case T_DICT:
+    case T_ARRAY:
+    case T_LIST:
+        /* the Python layer turns it into a live handle, checking the header */
+        if (n == 8 && ref_type) {
+            u64 a;
+            memcpy(&a, p, 8);
+            return PyObject_CallFunction(ref_type, "iK", type, (unsigned long long)a);
+        }
+        break;
     }
-    PyErr_SetString(PyExc_RuntimeError, "heap corrupt: bad Dict entry (type tag or length)");
+    PyErr_SetString(PyExc_RuntimeError, "heap corrupt: bad value entry (type tag or length)");
     return NULL;
+}
+
+/* The container header of kind (T_DICT, T_ARRAY, T_LIST) at the address
+ * ho names: aligned, inside the arena, with its magic.  Else ValueError. */
+static void *container_at(HeapCore *self, PyObject *ho, int kind, u64 magic, size_t size)
+{
+    u64 a;
+    if (core_check(self) < 0 || parse_u64(ho, &a, "container address") < 0)
+        return NULL;
+    if (a % 16 || !in_arena(&self->r, a, size) || ld((u64 *)(uintptr_t)a) != magic) {
+        PyErr_Format(PyExc_ValueError, "%p is not %s %s of this heap", (void *)(uintptr_t)a,
+                     kind == T_ARRAY ? "an" : "a", ref_kind_name(kind));
+        return NULL;
+    }
+    return (void *)(uintptr_t)a;
+}
+
+/* Under the lock: raise for what a *_bad() check found (notmagic: the
+ * magic is gone, so a ValueError; else corruption).  0 if nothing. */
+static int container_raise(const char *bad, const char *notmagic, int kind, void *hdr)
+{
+    if (!bad)
+        return 0;
+    if (bad == notmagic)
+        PyErr_Format(PyExc_ValueError, "%p is not %s %s of this heap (destroyed?)", hdr,
+                     kind == T_ARRAY ? "an" : "a", ref_kind_name(kind));
+    else
+        PyErr_Format(PyExc_RuntimeError, "heap corrupt: %s at %p", bad, hdr);
+    return -1;
 }
 
 static dict_hdr *dict_at(HeapCore *self, PyObject *ho)
 {
-    u64 a;
-    if (core_check(self) < 0 || parse_u64(ho, &a, "dict address") < 0)
-        return NULL;
-    if (a % 16 || !in_arena(&self->r, a, sizeof(dict_hdr)) ||
-        ld(&((dict_hdr *)(uintptr_t)a)->magic) != DICT_MAGIC) {
-        PyErr_Format(PyExc_ValueError, "%p is not a Dict of this heap", (void *)(uintptr_t)a);
-        return NULL;
-    }
-    return (dict_hdr *)(uintptr_t)a;
+    return container_at(self, ho, T_DICT, DICT_MAGIC, sizeof(dict_hdr));
 }
 
 /* Under the lock, before a writer trusts a Dict header (see dict_bad).
  * Raises and returns -1 if it is not sound. */
 static int dict_writable(HeapCore *self, dict_hdr *d)
 {
-    const char *bad = dict_bad(&self->r, d);
-    if (!bad)
-        return 0;
-    if (bad == DICT_NOT_A_DICT)
-        PyErr_Format(PyExc_ValueError, "%p is not a Dict of this heap (destroyed?)", (void *)d);
-    else
-        PyErr_Format(PyExc_RuntimeError, "heap corrupt: %s at %p", bad, (void *)d);
-    return -1;
+    return container_raise(dict_bad(&self->r, d), DICT_NOT_A_DICT, T_DICT, d);
 }
 
 typedef struct {
@@ -1212,9 +1298,232 @@ static PyObject *HeapCore_dict_new(HeapCore *self, PyObject *args)
     return PyLong_FromUnsignedLongLong(abs_of(&self->r, cap));
 }
 
+/* ---- containers as values (core/own.c has the rule) ---- */
+
+static Py_ssize_t pin_count(u64 hdr);
+
+static int array_pinned(u64 hdr) { return pin_count(hdr) > 0; }
+
+/* Under the lock, inside t: make the container v refers to (if it is a
+ * reference) a value held by holder.  cur is the entry the place holds now
+ * (or 0): re-assigning the container it already holds changes nothing.
+ * Returns 0 (adopted, or not a reference), 1 (nothing to do) or -1 (raised:
+ * the container is gone, has another parent, or would hold itself). */
+static int value_adopt(HeapCore *self, TX *t, u64 holder, const heap_key *v, u64 cur)
+{
+    if (!T_IS_REF(v->type))
+        return 0;
+    u64 child, ca;
+    int vt;
+    memcpy(&child, v->p, 8);
+    if (cur && entry_ref(&self->r, (const dict_entry *)(uintptr_t)cur, &vt, &ca) &&
+        vt == v->type && ca == child)
+        return 1;
+    const char *kind = ref_kind_name(v->type);
+    switch (ref_adopt(t, holder, v->type, child)) {
+    case REF_OK:
+        return 0;
+    case REF_NOT_LIVE:
+        PyErr_Format(PyExc_ValueError, "%p is not a live %s of this heap (destroyed?)",
+                     (void *)(uintptr_t)child, kind);
+        return -1;
+    case REF_HAS_PARENT:
+        PyErr_Format(PyExc_ValueError,
+                     "the %s at %p is already a value in another container; a container "
+                     "has one parent (pop() it from there first)",
+                     kind, (void *)(uintptr_t)child);
+        return -1;
+    default:
+        PyErr_Format(PyExc_ValueError,
+                     "the %s at %p holds this container: a container cannot hold itself",
+                     kind, (void *)(uintptr_t)child);
+        return -1;
+    }
+}
+
+/* Commit t, then destroy the containers the write orphaned (dead), each
+ * in its own small transactions.  A write body's last step. */
+static int commit_and_destroy(HeapCore *self, TX *t, refstack *dead)
+{
+    if (tx_done(t) < 0)
+        return WRITE_FAIL;
+    if (dead->n && destroy_owned(t, dead, array_pinned) < 0) {
+        tx_raise(t);
+        return WRITE_FAIL;
+    }
+    return WRITE_DONE;
+}
+
+/* destroy(): a container held as a value is destroyed through its holder. */
+static int refuse_owned(u64 parent, const char *kind)
+{
+    if (!parent)
+        return 0;
+    PyErr_Format(PyExc_ValueError,
+                 "this %s is a value inside the container at %p: delete it there (del "
+                 "holder[key]) to destroy it, or pop() it to own it",
+                 kind, (void *)(uintptr_t)parent);
+    return -1;
+}
+
+/* Dict.update: n pairs stored in one operation (dict_load), so the whole
+ * update commits or rolls back as one, whatever n is. */
+typedef struct {
+    dict_hdr *d;
+    u64 n;
+    blob *kb, *ab, *vb;      /* encoded keys, older key forms, values */
+    heap_key *k, *alt, *v;   /* their heap_keys, as dict_load takes them */
+    u64 *scratch, *gone;     /* 2n and n words */
+    refstack dead;
+} dict_update_args;
+
+/* After commit: free the entries the update replaced, 8 per transaction
+ * (a crash between them leaks an entry, never corrupts), noting the
+ * containers they held. */
+static int free_gone(HeapCore *self, TX *t, dict_update_args *a, u64 ngone)
+{
+    u64 holder = (u64)(uintptr_t)a->d;
+    for (u64 i = 0; i < ngone;) {
+        tx_init(t, &self->r);
+        for (int m = 0; i < ngone && m < DEFER_MAX; i++, m++) {
+            u64 off = live_offset(&self->r, a->gone[i]);
+            if (off) {
+                rs_note(&a->dead, &self->r, a->gone[i], holder);
+                tx_free(t, off);
+            }
+        }
+        if (tx_commit(t) < 0) {
+            tx_raise(t);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int dict_update_body(HeapCore *self, TX *t, void *arg)
+{
+    dict_update_args *a = arg;
+    if (dict_writable(self, a->d) < 0)
+        return WRITE_FAIL;
+    tx_begin_seq(t, &a->d->seq);
+    u64 ngone = 0;
+    int rc = dict_load(t, a->d, a->n, a->k, a->alt, a->v, a->scratch, a->gone, &ngone);
+    if (rc == DICT_NOMEM || rc == DICT_TABLE_NOMEM) {
+        char what[96];
+        snprintf(what, sizeof what, "store %llu Dict items in one update",
+                 (unsigned long long)a->n);
+        raise_full(self, t, what);
+        return WRITE_FAIL;
+    }
+    if (rc != DICT_OK) {
+        PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict structure");
+        return WRITE_FAIL;
+    }
+    if (tx_done(t) < 0)
+        return WRITE_FAIL;
+    if (free_gone(self, t, a, ngone) < 0)
+        return WRITE_FAIL;
+    if (a->dead.n && destroy_owned(t, &a->dead, array_pinned) < 0) {
+        tx_raise(t);
+        return WRITE_FAIL;
+    }
+    return WRITE_DONE;
+}
+
+/* Is o a value that update() stores as is (no container reference)? */
+static int plain_value(PyObject *o)
+{
+    return o == Py_None || PyBool_Check(o) || PyFloat_Check(o) || PyBytes_Check(o) ||
+           PyUnicode_Check(o) || PyLong_Check(o);
+}
+
+/* Encode the pairs (a sequence of (key, value) 2-sequences) into a's
+ * arrays; Python calls, so before the lock is taken.  0, -1 (exception),
+ * 1 when a value is not plain (the caller stores item by item), or 2 when
+ * an item is not a tuple (the caller makes tuples and calls again). */
+static int update_encode(dict_update_args *a, PyObject *items)
+{
+    for (u64 i = 0; i < a->n; i++) {
+        PyObject *pair = PyTuple_GET_ITEM(items, i), *ko, *vo;
+        if (!PyTuple_Check(pair))
+            return 2;
+        if (PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_Format(PyExc_ValueError,
+                         "dictionary update sequence element #%llu has length %zd; 2 is required",
+                         (unsigned long long)i, PyTuple_GET_SIZE(pair));
+            return -1;
+        }
+        ko = PyTuple_GET_ITEM(pair, 0);
+        vo = PyTuple_GET_ITEM(pair, 1);
+        if (!plain_value(vo))
+            return 1;
+        if (encode_key(ko, &a->kb[i], &a->ab[i]) < 0 || encode_value(vo, &a->vb[i]) < 0)
+            return -1;
+        a->k[i] = a->kb[i].key;
+        a->alt[i] = a->ab[i].key;
+        a->v[i] = a->vb[i].key;
+    }
+    return 0;
+}
+
+/* dict_update(hdr, items): 0 when stored; nothing is stored when it
+ * returns 1 (a value is not plain: Dict.update stores item by item) or 2 (an
+ * item is not a tuple). */
+static PyObject *HeapCore_dict_update(HeapCore *self, PyObject *args)
+{
+    PyObject *ho, *io;
+    if (!PyArg_ParseTuple(args, "OO", &ho, &io))
+        return NULL;
+    if (ro_refuse(self, "Dict.update") < 0)
+        return NULL;
+    dict_update_args a;
+    memset(&a, 0, sizeof a);
+    a.d = dict_at(self, ho);
+    if (!a.d)
+        return NULL;
+    /* A tuple copy: the encoded keys point into the items' buffers, and
+     * Python code run while encoding (a __del__ in a GC pass) must not be
+     * able to drop an item from under them. */
+    PyObject *items = PySequence_Tuple(io);
+    if (!items)
+        return NULL;
+    int rc = 0;
+    a.n = (u64)PyTuple_GET_SIZE(items);
+    if (a.n == 0)
+        goto out;
+    a.kb = PyMem_Calloc(a.n * 3, sizeof(blob));
+    a.k = PyMem_Calloc(a.n * 3, sizeof(heap_key));
+    a.scratch = PyMem_Calloc(a.n * 3, sizeof(u64));
+    if (!a.kb || !a.k || !a.scratch) {
+        PyErr_NoMemory();
+        rc = -1;
+        goto out;
+    }
+    a.ab = a.kb + a.n;
+    a.vb = a.ab + a.n;
+    a.alt = a.k + a.n;
+    a.v = a.alt + a.n;
+    a.gone = a.scratch + 2 * a.n;
+    rs_init(&a.dead);
+    rc = update_encode(&a, items);
+    if (rc == 0)
+        rc = heap_write(self, dict_update_body, &a);
+    rs_free(&a.dead);
+out:
+    if (a.kb)
+        for (u64 i = 0; i < a.n * 3; i++)
+            blob_clear(&a.kb[i]);
+    PyMem_Free(a.kb);
+    PyMem_Free(a.k);
+    PyMem_Free(a.scratch);
+    Py_DECREF(items);
+    return rc < 0 ? NULL : PyLong_FromLong(rc);
+}
+
 typedef struct {
     dict_hdr *d;
     blob k, alt, v;
+    refstack dead; /* containers the write orphaned, destroyed after commit */
 } dict_set_args;
 
 static int dict_set_body(HeapCore *self, TX *t, void *arg)
@@ -1223,9 +1532,22 @@ static int dict_set_body(HeapCore *self, TX *t, void *arg)
     if (dict_writable(self, a->d) < 0)
         return WRITE_FAIL;
     tx_begin_seq(t, &a->d->seq);
-    switch (dict_put(t, a->d, &a->k.key, &a->alt.key, &a->v.key)) {
+    u64 holder = (u64)(uintptr_t)a->d, cur = 0, replaced = 0;
+    int bad = 0;
+    if (T_IS_REF(a->v.key.type))
+        dict_find(&self->r, a->d, &a->k.key, &a->alt.key, &bad, NULL, &cur);
+    int adopt = bad ? 0 : value_adopt(self, t, holder, &a->v.key, cur);
+    if (bad) {
+        PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict structure");
+        return WRITE_FAIL;
+    }
+    if (adopt)
+        return adopt < 0 ? WRITE_FAIL : WRITE_COMMIT;
+    switch (dict_put(t, a->d, &a->k.key, &a->alt.key, &a->v.key, &replaced)) {
     case DICT_OK:
-        return WRITE_COMMIT;
+        /* a container the key held dies with the overwrite (one owner) */
+        rs_note(&a->dead, &self->r, replaced, holder);
+        return commit_and_destroy(self, t, &a->dead);
     case DICT_NOMEM:
         raise_full(self, t, "store Dict item");
         return WRITE_FAIL;
@@ -1257,10 +1579,12 @@ static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
     if (!a.d || encode_key(key, &a.k, &a.alt) < 0)
         return NULL;
     int rc = -1;
-    if (encode(val, &a.v, "value") == 0) {
+    rs_init(&a.dead);
+    if (encode_value(val, &a.v) == 0) {
         rc = heap_write(self, dict_set_body, &a);
         blob_clear(&a.v);
     }
+    rs_free(&a.dead);
     blob_clear(&a.k);
     blob_clear(&a.alt);
     return rc < 0 ? NULL : Py_NewRef(Py_None);
@@ -1272,6 +1596,8 @@ typedef struct {
     blob k, alt;
     copybuf buf; /* the popped value's bytes */
     int vtype, found;
+    int destroy;   /* del: a container value is destroyed; pop: handed back detached */
+    refstack dead;
 } dict_pop_args;
 
 static int dict_pop_body(HeapCore *self, TX *t, void *arg)
@@ -1300,17 +1626,27 @@ static int dict_pop_body(HeapCore *self, TX *t, void *arg)
     }
     a->found = 1;
     tx_begin_seq(t, &a->d->seq);
+    u64 holder = (u64)(uintptr_t)a->d, ca;
+    int vt;
+    if (a->destroy)
+        rs_note(&a->dead, &self->r, slots[i].entry, holder);
+    else if (entry_ref(&self->r, en, &vt, &ca))
+        ref_release(t, holder, vt, ca);
     dict_remove_at(t, a->d, i);
-    return WRITE_COMMIT;
+    return commit_and_destroy(self, t, &a->dead);
 }
 
 /* dict_pop(hdr, key[, default]): remove and return; KeyError if absent and
- * no default.  The value is copied out under the lock and decoded after. */
-static PyObject *HeapCore_dict_pop(HeapCore *self, PyObject *args)
+ * no default.  The value is copied out under the lock and decoded after.
+ * A container value comes back as a detached, live container.
+ * dict_del(hdr, key): the same, but a container value is destroyed. */
+static PyObject *dict_pop_impl(HeapCore *self, PyObject *args, int destroy)
 {
-    dict_pop_args a = {.dflt = NULL, .found = 0};
+    dict_pop_args a = {.dflt = NULL, .found = 0, .destroy = destroy};
     PyObject *ho;
-    if (!PyArg_ParseTuple(args, "OO|O", &ho, &a.key, &a.dflt))
+    rs_init(&a.dead);
+    if (destroy ? !PyArg_ParseTuple(args, "OO", &ho, &a.key)
+                : !PyArg_ParseTuple(args, "OO|O", &ho, &a.key, &a.dflt))
         return NULL;
     if (ro_refuse(self, "Dict deletion") < 0)
         return NULL;
@@ -1320,25 +1656,83 @@ static PyObject *HeapCore_dict_pop(HeapCore *self, PyObject *args)
     cb_init(&a.buf);
     PyObject *res = NULL;
     if (heap_write(self, dict_pop_body, &a) == 0)
-        res = a.found ? decode(a.vtype, a.buf.p, a.buf.n) : Py_NewRef(a.dflt);
+        res = destroy ? Py_NewRef(Py_None)
+              : a.found ? decode(a.vtype, a.buf.p, a.buf.n) : Py_NewRef(a.dflt);
+    rs_free(&a.dead);
     cb_free(&a.buf);
     blob_clear(&a.k);
     blob_clear(&a.alt);
     return res;
 }
 
-/* Build the keys/values/items list from a copy made by dict_copy_entries. */
+static PyObject *HeapCore_dict_pop(HeapCore *self, PyObject *args)
+{
+    return dict_pop_impl(self, args, 0);
+}
+
+static PyObject *HeapCore_dict_del(HeapCore *self, PyObject *args)
+{
+    return dict_pop_impl(self, args, 1);
+}
+
+/* Where each copied entry starts, in insertion order (by stamp): NULL with
+ * *n = 0 for an empty copy, NULL with *n = -1 when out of memory. */
+typedef struct {
+    u64 order;
+    size_t pos;
+} entry_pos;
+
+static int entry_pos_cmp(const void *a, const void *b)
+{
+    u64 x = ((const entry_pos *)a)->order, y = ((const entry_pos *)b)->order;
+    return x < y ? -1 : x > y;
+}
+
+static entry_pos *copy_in_order(const copybuf *buf, Py_ssize_t *n)
+{
+    size_t cnt = 0, cap = 16;
+    entry_pos *ps = PyMem_Malloc(cap * sizeof *ps);
+    for (size_t pos = 0; ps && pos < buf->n; cnt++) {
+        u32 kl, vl;
+        memcpy(&kl, buf->p + pos + 2, 4);
+        memcpy(&vl, buf->p + pos + 6, 4);
+        if (cnt == cap) {
+            entry_pos *np = PyMem_Realloc(ps, 2 * cap * sizeof *ps);
+            if (!np)
+                PyMem_Free(ps);
+            ps = np;
+            cap *= 2;
+            if (!ps)
+                break;
+        }
+        memcpy(&ps[cnt].order, buf->p + pos + 10, 8);
+        ps[cnt].pos = pos;
+        pos += CB_HEAD + (size_t)kl + vl;
+    }
+    if (!ps) {
+        *n = -1;
+        return NULL;
+    }
+    qsort(ps, cnt, sizeof *ps, entry_pos_cmp);
+    *n = (Py_ssize_t)cnt;
+    return ps;
+}
+
+/* Build the keys/values/items list from a copy made by dict_copy_entries,
+ * in insertion order. */
 static PyObject *dict_build_list(const copybuf *buf, int which)
 {
+    Py_ssize_t n;
+    entry_pos *ps = copy_in_order(buf, &n);
+    if (n < 0)
+        return PyErr_NoMemory();
     PyObject *out = PyList_New(0);
-    size_t pos = 0;
-    while (out && pos < buf->n) {
-        const unsigned char *head = (const unsigned char *)buf->p + pos;
+    for (Py_ssize_t e = 0; out && e < n; e++) {
+        const unsigned char *head = (const unsigned char *)buf->p + ps[e].pos;
         u32 kl, vl;
         memcpy(&kl, head + 2, 4);
         memcpy(&vl, head + 6, 4);
-        const char *kp = (const char *)head + 10, *vp = kp + kl;
-        pos += 10 + (size_t)kl + vl;
+        const char *kp = (const char *)head + CB_HEAD, *vp = kp + kl;
         PyObject *ko = NULL, *vo = NULL, *item = NULL;
         if (which != 1)
             ko = decode(head[0], kp, kl);
@@ -1356,6 +1750,7 @@ static PyObject *dict_build_list(const copybuf *buf, int which)
             Py_CLEAR(out);
         Py_XDECREF(item);
     }
+    PyMem_Free(ps);
     return out;
 }
 
@@ -1403,9 +1798,9 @@ static PyObject *HeapCore_dict_items(HeapCore *self, PyObject *args)
 }
 
 /* dict_free_entries(), raising on failure. */
-static int free_entries(TX *t, u64 table, u64 from, u64 cap)
+static int free_entries(TX *t, u64 table, u64 from, u64 cap, refstack *dead, u64 holder)
 {
-    if (dict_free_entries(t, table, from, cap) == 0)
+    if (dict_free_entries(t, table, from, cap, dead, holder) == 0)
         return 0;
     tx_raise(t);
     return -1;
@@ -1415,9 +1810,16 @@ static int free_entries(TX *t, u64 table, u64 from, u64 cap)
  * one atomic step empties the first 8 slots, frees their entries and sets
  * the mask to 7; the entries of the other slots are then freed in batches,
  * and the table is shrunk to 8 slots in place. */
+typedef struct {
+    dict_hdr *d;
+    refstack dead;
+} dict_drop_args;
+
 static int dict_clear_body(HeapCore *self, TX *t, void *arg)
 {
-    dict_hdr *d = arg;
+    dict_drop_args *a = arg;
+    dict_hdr *d = a->d;
+    u64 holder = (u64)(uintptr_t)d;
     if (dict_writable(self, d) < 0)
         return WRITE_FAIL;
     u64 table = d->table, cap = d->mask + 1;
@@ -1427,8 +1829,10 @@ static int dict_clear_body(HeapCore *self, TX *t, void *arg)
         u64 e = slots[i].entry;
         if (e > TOMB) {
             u64 off = live_offset(&self->r, e);
-            if (off)
+            if (off) {
+                rs_note(&a->dead, &self->r, e, holder);
                 tx_free(t, off);
+            }
         }
         if (e)
             W(t, &slots[i].entry, 0);
@@ -1436,52 +1840,48 @@ static int dict_clear_body(HeapCore *self, TX *t, void *arg)
     W(t, &d->mask, 7);
     W(t, &d->count, 0);
     W(t, &d->used_slots, 0);
-    if (tx_done(t) < 0 || free_entries(t, table, 8, cap) < 0)
+    if (tx_done(t) < 0 || free_entries(t, table, 8, cap, &a->dead, holder) < 0)
         return WRITE_FAIL;
-    if (cap == 8)
-        return WRITE_DONE;
     tx_init(t, &self->r);
-    tx_realloc(t, table - (u64)(uintptr_t)self->r.base, 8 * sizeof(dict_slot));
-    return WRITE_COMMIT;
+    if (cap > 8)
+        tx_realloc(t, table - (u64)(uintptr_t)self->r.base, 8 * sizeof(dict_slot));
+    return commit_and_destroy(self, t, &a->dead);
 }
 
-/* A write whose only argument is the Dict at address ho. */
-static PyObject *dict_write(HeapCore *self, PyObject *ho, const char *what, write_body body)
+/* clear() and destroy(): a write that may orphan containers. */
+static PyObject *dict_drop(HeapCore *self, PyObject *ho, const char *what, write_body body)
 {
     if (ro_refuse(self, what) < 0)
         return NULL;
-    dict_hdr *d = dict_at(self, ho);
-    if (!d || heap_write(self, body, d) < 0)
+    dict_drop_args a = {.d = dict_at(self, ho)};
+    rs_init(&a.dead);
+    int rc = a.d ? heap_write(self, body, &a) : -1;
+    rs_free(&a.dead);
+    if (rc < 0)
         return NULL;
     Py_RETURN_NONE;
 }
 
 static PyObject *HeapCore_dict_clear(HeapCore *self, PyObject *ho)
 {
-    return dict_write(self, ho, "Dict.clear", dict_clear_body);
+    return dict_drop(self, ho, "Dict.clear", dict_clear_body);
 }
 
 /* Free the whole dict.  Clearing the magic is the atomic step: afterwards
  * the header is no longer a Dict, and the memory is released in batches. */
 static int dict_destroy_body(HeapCore *self, TX *t, void *arg)
 {
-    dict_hdr *d = arg;
-    if (dict_writable(self, d) < 0)
+    dict_drop_args *a = arg;
+    if (dict_writable(self, a->d) < 0 || refuse_owned(a->d->parent, "Dict") < 0)
         return WRITE_FAIL;
-    u64 table = d->table, cap = d->mask + 1;
-    tx_begin_seq(t, &d->seq);
-    W(t, &d->magic, 0);
-    if (tx_done(t) < 0 || free_entries(t, table, 0, cap) < 0)
-        return WRITE_FAIL;
-    tx_init(t, &self->r);
-    tx_free(t, table - (u64)(uintptr_t)self->r.base);
-    tx_free(t, (u64)((char *)d - self->r.base));
-    return WRITE_COMMIT;
+    /* own.c: invalidate, free the entries in batches, then what they held */
+    rs_push(&a->dead, T_DICT, (u64)(uintptr_t)a->d, 0);
+    return commit_and_destroy(self, t, &a->dead);
 }
 
 static PyObject *HeapCore_dict_destroy(HeapCore *self, PyObject *ho)
 {
-    return dict_write(self, ho, "Dict.destroy", dict_destroy_body);
+    return dict_drop(self, ho, "Dict.destroy", dict_destroy_body);
 }
 
 /* Verify a dict: count matches, every entry is a live allocation. */
@@ -1517,30 +1917,14 @@ static PyObject *HeapCore_dict_check(HeapCore *self, PyObject *ho)
 
 static array_hdr *array_at(HeapCore *self, PyObject *ho)
 {
-    u64 a;
-    if (core_check(self) < 0 || parse_u64(ho, &a, "array address") < 0)
-        return NULL;
-    if (a % 16 || !in_arena(&self->r, a, sizeof(array_hdr)) ||
-        ld(&((array_hdr *)(uintptr_t)a)->magic) != ARRAY_MAGIC) {
-        PyErr_Format(PyExc_ValueError, "%p is not an Array of this heap",
-                     (void *)(uintptr_t)a);
-        return NULL;
-    }
-    return (array_hdr *)(uintptr_t)a;
+    return container_at(self, ho, T_ARRAY, ARRAY_MAGIC, sizeof(array_hdr));
 }
 
 /* Under the lock, before a writer trusts an Array header (see array_bad).
  * Raises and returns -1 if it is not sound. */
 static int array_writable(HeapCore *self, array_hdr *a)
 {
-    const char *bad = array_bad(&self->r, a);
-    if (!bad)
-        return 0;
-    if (bad == ARRAY_NOT_AN_ARRAY)
-        PyErr_Format(PyExc_ValueError, "%p is not an Array of this heap (destroyed?)", (void *)a);
-    else
-        PyErr_Format(PyExc_RuntimeError, "heap corrupt: %s at %p", bad, (void *)a);
-    return -1;
+    return container_raise(array_bad(&self->r, a), ARRAY_NOT_AN_ARRAY, T_ARRAY, a);
 }
 
 /* Live numpy views of Array data in this process, per Array header address
@@ -1861,7 +2245,7 @@ static PyObject *HeapCore_array_append(HeapCore *self, PyObject *args)
 static int array_destroy_body(HeapCore *self, TX *t, void *arg)
 {
     array_hdr *a = arg;
-    if (array_changeable(self, a, "destroy") < 0)
+    if (array_changeable(self, a, "destroy") < 0 || refuse_owned(a->parent, "Array") < 0)
         return WRITE_FAIL;
     tx_begin_seq(t, &a->seq);
     W(t, &a->magic, 0);
@@ -1931,6 +2315,392 @@ static PyObject *HeapCore_get_unflushed(HeapCore *self, void *c)
         return NULL;
     u64 m = __atomic_load_n(&self->r.h->unflushed, __ATOMIC_RELAXED);
     return PyLong_FromLong(m == 0 ? 0 : m == boot_tag ? 1 : 2);
+}
+
+/* ======================================================================== */
+/* List                                                                     */
+/* ======================================================================== */
+
+static list_hdr *list_at(HeapCore *self, PyObject *ho)
+{
+    return container_at(self, ho, T_LIST, LIST_MAGIC, sizeof(list_hdr));
+}
+
+/* Under the lock, before a writer trusts a List header (see list_bad). */
+static int list_writable(HeapCore *self, list_hdr *l)
+{
+    return container_raise(list_bad(&self->r, l), LIST_NOT_A_LIST, T_LIST, l);
+}
+
+/* Under the lock: item i's entry, checked before a writer follows it. */
+static dict_entry *list_entry(HeapCore *self, list_hdr *l, u64 i)
+{
+    u64 e = ((u64 *)(uintptr_t)l->items)[i], off = live_offset(&self->r, e);
+    dict_entry *en = (dict_entry *)(uintptr_t)e;
+    if (off && usable_at(&self->r, off) >= sizeof *en &&
+        usable_at(&self->r, off) - sizeof *en >= (u64)en->klen + en->vlen)
+        return en;
+    PyErr_Format(PyExc_RuntimeError, "heap corrupt: List item %llu at %p", (unsigned long long)i,
+                 (void *)l);
+    return NULL;
+}
+
+/* Python's index rules: negative counts from the end; insert clamps. */
+static int list_index(Py_ssize_t i, u64 len, int clamp, u64 *out)
+{
+    if (i < 0)
+        i += (Py_ssize_t)len;
+    if (clamp) {
+        *out = i < 0 ? 0 : (u64)i > len ? len : (u64)i;
+        return 0;
+    }
+    if (i < 0 || (u64)i >= len) {
+        PyErr_SetString(PyExc_IndexError, len ? "List index out of range" : "List is empty");
+        return -1;
+    }
+    *out = (u64)i;
+    return 0;
+}
+
+static int list_new_body(HeapCore *self, TX *t, void *arg)
+{
+    u64 *out = arg;
+    *out = list_create(t);
+    if (*out)
+        return WRITE_COMMIT;
+    PyErr_SetString(PyExc_MemoryError, "heap full: cannot create a List");
+    return WRITE_FAIL;
+}
+
+static PyObject *HeapCore_list_new(HeapCore *self, PyObject *unused)
+{
+    u64 off;
+    if (core_check(self) < 0 || ro_refuse(self, "creating a List") < 0 ||
+        heap_write(self, list_new_body, &off) < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(abs_of(&self->r, off));
+}
+
+static PyObject *HeapCore_list_len(HeapCore *self, PyObject *ho)
+{
+    list_hdr *l = list_at(self, ho);
+    if (!l)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(__atomic_load_n(&l->len, __ATOMIC_ACQUIRE));
+}
+
+typedef struct {
+    list_hdr *l;
+    Py_ssize_t index; /* one item (range 0), or [start, stop) */
+    u64 start, stop;
+    int range, rc, out_of_range;
+    copybuf *buf;
+} list_read;
+
+static void list_copy(HeapCore *self, void *arg)
+{
+    list_read *r = arg;
+    r->buf->n = 0;
+    r->out_of_range = 0;
+    u64 start = r->start, stop = r->stop, len = ld(&r->l->len);
+    if (!r->range) {
+        Py_ssize_t i = r->index < 0 ? r->index + (Py_ssize_t)len : r->index;
+        if (i < 0 || (u64)i >= len) {
+            r->out_of_range = 1;
+            r->rc = 0;
+            return;
+        }
+        start = (u64)i;
+        stop = start + 1;
+    }
+    r->rc = list_copy_range(&self->r, r->l, start, stop, r->buf);
+}
+
+/* Decode a copy of values (cb_copy_entry, which 1) into a Python list. */
+static PyObject *values_build_list(const copybuf *buf)
+{
+    PyObject *out = PyList_New(0);
+    for (size_t pos = 0; out && pos < buf->n;) {
+        const unsigned char *head = (const unsigned char *)buf->p + pos;
+        u32 vl;
+        memcpy(&vl, head + 6, 4);
+        PyObject *v = decode(head[1], (const char *)head + CB_HEAD, vl);
+        pos += CB_HEAD + (size_t)vl;
+        if (!v || PyList_Append(out, v) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(v);
+    }
+    return out;
+}
+
+static PyObject *list_read_values(HeapCore *self, list_read *r)
+{
+    copybuf buf;
+    cb_init(&buf);
+    r->buf = &buf;
+    PyObject *res = NULL;
+    if (read_snapshot(self, &r->l->seq, r->range ? 20 : READ_ATTEMPTS, list_copy, r) < 0)
+        ;
+    else if (r->out_of_range)
+        PyErr_SetString(PyExc_IndexError, "List index out of range");
+    else if (r->rc == 1)
+        PyErr_SetString(PyExc_RuntimeError, "heap corrupt: List structure");
+    else if (r->rc < 0)
+        PyErr_NoMemory();
+    else
+        res = values_build_list(&buf);
+    cb_free(&buf);
+    return res;
+}
+
+/* list_get(hdr, index) -> value */
+static PyObject *HeapCore_list_get(HeapCore *self, PyObject *args)
+{
+    PyObject *ho;
+    list_read r = {.range = 0};
+    if (!PyArg_ParseTuple(args, "On", &ho, &r.index) || !(r.l = list_at(self, ho)))
+        return NULL;
+    PyObject *vals = list_read_values(self, &r);
+    if (!vals)
+        return NULL;
+    PyObject *v = PyList_GET_SIZE(vals) == 1 ? Py_NewRef(PyList_GET_ITEM(vals, 0)) : NULL;
+    if (!v)
+        PyErr_SetString(PyExc_RuntimeError, "heap corrupt: List structure");
+    Py_DECREF(vals);
+    return v;
+}
+
+/* list_range(hdr, start, stop) -> list of the values [start, stop) (stop
+ * is clipped to the length at the instant of the read) */
+static PyObject *HeapCore_list_range(HeapCore *self, PyObject *args)
+{
+    PyObject *ho, *so, *eo;
+    list_read r = {.range = 1};
+    if (!PyArg_ParseTuple(args, "OOO", &ho, &so, &eo) || !(r.l = list_at(self, ho)) ||
+        parse_u64(so, &r.start, "start") < 0 || parse_u64(eo, &r.stop, "stop") < 0)
+        return NULL;
+    if (r.start > r.stop)
+        r.start = r.stop;
+    return list_read_values(self, &r);
+}
+
+typedef struct {
+    list_hdr *l;
+    Py_ssize_t index;
+    int op; /* 0 insert, 1 set, 2 pop, 3 del, 4 destroy */
+    blob v;
+    copybuf buf; /* pop: the value's bytes */
+    int vtype;
+    refstack dead;
+} list_write_args;
+
+static const heap_key no_key = {T_BYTES, "", 0, 0};
+
+static int list_write_body(HeapCore *self, TX *t, void *arg)
+{
+    list_write_args *a = arg;
+    list_hdr *l = a->l;
+    u64 holder = (u64)(uintptr_t)l, i, ca;
+    int vt;
+    if (list_writable(self, l) < 0)
+        return WRITE_FAIL;
+    if (a->op == 4) {
+        if (refuse_owned(l->parent, "List") < 0)
+            return WRITE_FAIL;
+        rs_push(&a->dead, T_LIST, holder, 0);
+        return commit_and_destroy(self, t, &a->dead);
+    }
+    if (list_index(a->index, l->len, a->op == 0, &i) < 0)
+        return WRITE_FAIL;
+    dict_entry *cur = a->op == 0 ? NULL : list_entry(self, l, i);
+    if (a->op != 0 && !cur)
+        return WRITE_FAIL;
+    tx_begin_seq(t, &l->seq);
+    if (a->op <= 1) { /* insert, set: a new value entry */
+        int adopt = value_adopt(self, t, holder, &a->v.key, (u64)(uintptr_t)cur);
+        if (adopt)
+            return adopt < 0 ? WRITE_FAIL : WRITE_COMMIT;
+        u64 eo = entry_alloc(t, &no_key, &a->v.key, 0);
+        if (!eo || (a->op == 0 && list_insert(t, l, i, abs_of(&self->r, eo)) < 0)) {
+            PyErr_SetString(PyExc_MemoryError, "heap full: cannot store List item");
+            return WRITE_FAIL;
+        }
+        if (a->op == 1)
+            W(t, &((u64 *)(uintptr_t)l->items)[i], abs_of(&self->r, eo));
+    } else { /* pop, del: take the item out */
+        a->vtype = cur->vtype;
+        if (a->op == 2 && cb_put(&a->buf, (char *)(cur + 1) + cur->klen, cur->vlen) < 0) {
+            PyErr_NoMemory();
+            return WRITE_FAIL;
+        }
+        if (!list_remove(t, l, i)) {
+            PyErr_SetString(PyExc_MemoryError, "heap full: cannot remove a List item");
+            return WRITE_FAIL;
+        }
+    }
+    if (cur) {
+        /* set and del destroy a container the item held; pop hands it back */
+        if (a->op == 2 && entry_ref(&self->r, cur, &vt, &ca))
+            ref_release(t, holder, vt, ca);
+        else
+            rs_note(&a->dead, &self->r, (u64)(uintptr_t)cur, holder);
+        tx_free(t, (u64)((char *)cur - self->r.base));
+    }
+    return commit_and_destroy(self, t, &a->dead);
+}
+
+static PyObject *list_write(HeapCore *self, PyObject *ho, Py_ssize_t index, int op,
+                            PyObject *val)
+{
+    static const char *what[] = {"List insert/append", "List item assignment", "List.pop",
+                                 "List item deletion", "List.destroy"};
+    list_write_args a = {.index = index, .op = op};
+    if (ro_refuse(self, what[op]) < 0 || !(a.l = list_at(self, ho)))
+        return NULL;
+    a.v.tmp = NULL;
+    if (val && encode_value(val, &a.v) < 0)
+        return NULL;
+    cb_init(&a.buf);
+    rs_init(&a.dead);
+    PyObject *res = NULL;
+    if (heap_write(self, list_write_body, &a) == 0)
+        res = op == 2 ? decode(a.vtype, a.buf.p, a.buf.n) : Py_NewRef(Py_None);
+    rs_free(&a.dead);
+    cb_free(&a.buf);
+    blob_clear(&a.v);
+    return res;
+}
+
+/* list_insert(hdr, index, value): index as list.insert (clamped) */
+/* List.extend: n values appended in one operation (list_load). */
+typedef struct {
+    list_hdr *l;
+    u64 n;
+    blob *vb;
+    heap_key *v;
+    u64 *scratch; /* 2n words */
+} list_extend_args;
+
+static int list_extend_body(HeapCore *self, TX *t, void *arg)
+{
+    list_extend_args *a = arg;
+    if (list_writable(self, a->l) < 0)
+        return WRITE_FAIL;
+    tx_begin_seq(t, &a->l->seq);
+    if (list_load(t, a->l, a->n, a->v, a->scratch) == 0)
+        return WRITE_COMMIT;
+    if (t->corrupt)
+        PyErr_SetString(PyExc_RuntimeError, "heap corrupt: List structure");
+    else
+        raise_full(self, t, "extend the List");
+    return WRITE_FAIL;
+}
+
+/* list_extend(hdr, values): 0 when appended; 1 (nothing stored) when a
+ * value is not plain, for List.extend to append one by one. */
+static PyObject *HeapCore_list_extend(HeapCore *self, PyObject *args)
+{
+    PyObject *ho, *vo;
+    if (!PyArg_ParseTuple(args, "OO", &ho, &vo))
+        return NULL;
+    if (ro_refuse(self, "List.extend") < 0)
+        return NULL;
+    list_extend_args a = {0};
+    if (!(a.l = list_at(self, ho)))
+        return NULL;
+    PyObject *vals = PySequence_Tuple(vo); /* see dict_update */
+    if (!vals)
+        return NULL;
+    int rc = 0;
+    a.n = (u64)PyTuple_GET_SIZE(vals);
+    for (u64 i = 0; i < a.n && rc == 0; i++)
+        rc = !plain_value(PyTuple_GET_ITEM(vals, i));
+    if (a.n == 0 || rc)
+        goto out;
+    a.vb = PyMem_Calloc(a.n, sizeof(blob));
+    a.v = PyMem_Calloc(a.n, sizeof(heap_key));
+    a.scratch = PyMem_Calloc(a.n * 2, sizeof(u64));
+    if (!a.vb || !a.v || !a.scratch) {
+        PyErr_NoMemory();
+        rc = -1;
+        goto out;
+    }
+    for (u64 i = 0; i < a.n && rc == 0; i++) {
+        rc = encode_value(PyTuple_GET_ITEM(vals, i), &a.vb[i]);
+        a.v[i] = a.vb[i].key;
+    }
+    if (rc == 0)
+        rc = heap_write(self, list_extend_body, &a);
+out:
+    if (a.vb)
+        for (u64 i = 0; i < a.n; i++)
+            blob_clear(&a.vb[i]);
+    PyMem_Free(a.vb);
+    PyMem_Free(a.v);
+    PyMem_Free(a.scratch);
+    Py_DECREF(vals);
+    return rc < 0 ? NULL : PyLong_FromLong(rc);
+}
+
+static PyObject *HeapCore_list_insert(HeapCore *self, PyObject *args)
+{
+    PyObject *ho, *v;
+    Py_ssize_t i;
+    if (!PyArg_ParseTuple(args, "OnO", &ho, &i, &v))
+        return NULL;
+    return list_write(self, ho, i, 0, v);
+}
+
+static PyObject *HeapCore_list_set(HeapCore *self, PyObject *args)
+{
+    PyObject *ho, *v;
+    Py_ssize_t i;
+    if (!PyArg_ParseTuple(args, "OnO", &ho, &i, &v))
+        return NULL;
+    return list_write(self, ho, i, 1, v);
+}
+
+/* list_pop(hdr, index, destroy): remove item index and return it (a
+ * container comes back detached); with destroy, return None and destroy a
+ * container it held. */
+static PyObject *HeapCore_list_pop(HeapCore *self, PyObject *args)
+{
+    PyObject *ho;
+    Py_ssize_t i;
+    int destroy;
+    if (!PyArg_ParseTuple(args, "Onp", &ho, &i, &destroy))
+        return NULL;
+    return list_write(self, ho, i, destroy ? 3 : 2, NULL);
+}
+
+static PyObject *HeapCore_list_destroy(HeapCore *self, PyObject *ho)
+{
+    return list_write(self, ho, 0, 4, NULL);
+}
+
+/* The parent word of the container at addr (0 = none), read as one word;
+ * for tests and repr.  ValueError if addr holds no live container. */
+static PyObject *HeapCore_container_parent(HeapCore *self, PyObject *ho)
+{
+    u64 a;
+    if (core_check(self) < 0 || parse_u64(ho, &a, "address") < 0)
+        return NULL;
+    int kind = a % 16 || !in_arena(&self->r, a, 8) ? -1 : ref_kind_of_magic(ld((u64 *)(uintptr_t)a));
+    u64 *pw = kind < 0 ? NULL : ref_parent_word(&self->r, kind, a);
+    if (!pw)
+        return PyErr_Format(PyExc_ValueError, "%p is not a live container of this heap",
+                            (void *)(uintptr_t)a);
+    return PyLong_FromUnsignedLongLong(ld(pw));
+}
+
+static PyObject *mod_set_ref_type(PyObject *m, PyObject *cls)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "_set_ref_type needs a tuple subclass");
+        return NULL;
+    }
+    Py_XSETREF(ref_type, Py_NewRef(cls));
+    Py_RETURN_NONE;
 }
 
 /* ======================================================================== */
@@ -2026,7 +2796,11 @@ static PyMethodDef HeapCore_methods[] = {
     {"dict_new", (PyCFunction)HeapCore_dict_new, METH_VARARGS, "dict_new([capacity]) -> hdr"},
     {"dict_get", (PyCFunction)HeapCore_dict_get, METH_VARARGS, "dict_get(hdr, key, default)"},
     {"dict_set", (PyCFunction)HeapCore_dict_set, METH_VARARGS, "dict_set(hdr, key, value)"},
+    {"dict_update", (PyCFunction)HeapCore_dict_update, METH_VARARGS,
+     "dict_update(hdr, items): store all (key, value) pairs in one operation"},
     {"dict_pop", (PyCFunction)HeapCore_dict_pop, METH_VARARGS, "dict_pop(hdr, key[, default])"},
+    {"dict_del", (PyCFunction)HeapCore_dict_del, METH_VARARGS,
+     "dict_del(hdr, key): remove; a container value is destroyed"},
     {"dict_len", (PyCFunction)HeapCore_dict_len, METH_O, "dict_len(hdr)"},
     {"dict_items", (PyCFunction)HeapCore_dict_items, METH_VARARGS, "dict_items(hdr, which)"},
     {"dict_clear", (PyCFunction)HeapCore_dict_clear, METH_O, "dict_clear(hdr)"},
@@ -2039,6 +2813,21 @@ static PyMethodDef HeapCore_methods[] = {
     {"array_append", (PyCFunction)HeapCore_array_append, METH_VARARGS,
      "array_append(hdr, item_bytes)"},
     {"array_destroy", (PyCFunction)HeapCore_array_destroy, METH_O, "array_destroy(hdr)"},
+    {"list_new", (PyCFunction)HeapCore_list_new, METH_NOARGS, "list_new() -> hdr"},
+    {"list_len", (PyCFunction)HeapCore_list_len, METH_O, "list_len(hdr)"},
+    {"list_get", (PyCFunction)HeapCore_list_get, METH_VARARGS, "list_get(hdr, index)"},
+    {"list_range", (PyCFunction)HeapCore_list_range, METH_VARARGS,
+     "list_range(hdr, start, stop) -> list"},
+    {"list_insert", (PyCFunction)HeapCore_list_insert, METH_VARARGS,
+     "list_insert(hdr, index, value)"},
+    {"list_set", (PyCFunction)HeapCore_list_set, METH_VARARGS, "list_set(hdr, index, value)"},
+    {"list_extend", (PyCFunction)HeapCore_list_extend, METH_VARARGS,
+     "list_extend(hdr, values): append all values in one operation"},
+    {"list_pop", (PyCFunction)HeapCore_list_pop, METH_VARARGS,
+     "list_pop(hdr, index, destroy) -> value"},
+    {"list_destroy", (PyCFunction)HeapCore_list_destroy, METH_O, "list_destroy(hdr)"},
+    {"container_parent", (PyCFunction)HeapCore_container_parent, METH_O,
+     "container_parent(hdr) -> address of the holding container, or 0"},
     {"array_view", (PyCFunction)HeapCore_array_view, METH_O,
      "array_view(hdr) -> exporter of the Array's data (pins it while buffers are taken)"},
     {NULL},
@@ -2068,6 +2857,8 @@ static PyObject *mod_crash_after(PyObject *m, PyObject *arg)
 }
 
 static PyMethodDef module_methods[] = {
+    {"_set_ref_type", mod_set_ref_type, METH_O,
+     "_set_ref_type(cls): the tuple subclass (kind, addr) container values travel as"},
     {"_crash_after", mod_crash_after, METH_O,
      "_crash_after(n): testing only. _exit(77) at the n-th crash point of later heap "
      "writes in this process (0 disables)."},

@@ -152,7 +152,7 @@ static void big_op(dict_hdr *d, int i)
     if (b)
         tx_free(&t, b);
     tx_begin_seq(&t, &d->seq);
-    dict_put(&t, d, &k, &none, &v);
+    dict_put(&t, d, &k, &none, &v, NULL);
     tx_commit(&t);
 }
 
@@ -239,7 +239,7 @@ static void test_dict(void)
         heap_key k = mk(1, "key", ks, i), v = mk(0, "val", vs, i);
         tx_init(&t, &reg);
         tx_begin_seq(&t, &d->seq);
-        ok = dict_put(&t, d, &k, &none, &v) == DICT_OK && tx_commit(&t) == 0;
+        ok = dict_put(&t, d, &k, &none, &v, NULL) == DICT_OK && tx_commit(&t) == 0;
     }
     CHECK(ok && d->count == (u64)n, "3000 inserts (the table doubles on the way)");
     CHECK(d->used_slots * 4 <= (d->mask + 1) * 3, "the table keeps its load at most 3/4");
@@ -265,7 +265,7 @@ static void test_dict(void)
     heap_key nv = {0, "new", 3, 0};
     tx_init(&t, &reg);
     tx_begin_seq(&t, &d->seq);
-    CHECK(dict_put(&t, d, &str1, &none, &nv) == DICT_OK && tx_commit(&t) == 0 &&
+    CHECK(dict_put(&t, d, &str1, &none, &nv, NULL) == DICT_OK && tx_commit(&t) == 0 &&
               d->count == (u64)n,
           "a put on an existing key replaces it");
     /* remove half */
@@ -288,7 +288,7 @@ static void test_dict(void)
         u32 kl, vl;
         memcpy(&kl, buf.p + pos + 2, 4);
         memcpy(&vl, buf.p + pos + 6, 4);
-        pos += 10 + kl + vl;
+        pos += CB_HEAD + kl + vl;
         items++;
     }
     CHECK(pos == buf.n && items == (size_t)n / 2, "the copy holds every live entry");
@@ -298,11 +298,62 @@ static void test_dict(void)
     tx_begin_seq(&t, &d->seq);
     W(&t, &d->magic, 0);
     CHECK(tx_commit(&t) == 0 && dict_bad(&reg, d) == DICT_NOT_A_DICT, "destroyed: not a Dict");
-    CHECK(dict_free_entries(&t, table, 0, cap) == 0, "its entries are freed in batches");
+    CHECK(dict_free_entries(&t, table, 0, cap, NULL, 0) == 0, "its entries are freed in batches");
     tx_init(&t, &reg);
     tx_free(&t, table - (u64)(uintptr_t)reg.base);
     tx_free(&t, dh);
     CHECK(tx_commit(&t) == 0 && walk() >= 0, "and the heap is sound afterwards");
+}
+
+/* dict_load: n pairs in one operation.  Rolled back, the heap is exactly
+ * as before (bytes of the header's allocator state and of the bitmap);
+ * committed, every key is found and the walks pass. */
+static void test_dict_load(void)
+{
+    enum { N = 5000 };
+    static heap_key k[N], alt[N], v[N];
+    static char ks[N][40], vs[N][40];
+    static u64 scratch[2 * N], gone[N];
+    dict_hdr *d = new_dict();
+    for (int i = 0; i < N; i++) {
+        k[i] = mk(1, "bulk", ks[i], i);
+        v[i] = mk(0, "value", vs[i], i);
+        alt[i].p = NULL;
+    }
+    long long before = walk();
+    size_t bm_bytes = reg.aoff - reg.boff;
+    char *bm_copy = malloc(bm_bytes);
+    memcpy(bm_copy, reg.base + reg.boff, bm_bytes);
+    u64 used = reg.h->used, mask = d->mask;
+    TX t;
+    u64 ngone;
+    tx_init(&t, &reg);
+    tx_begin_seq(&t, &d->seq);
+    CHECK(dict_load(&t, d, N, k, alt, v, scratch, gone, &ngone) == DICT_OK && ngone == 0,
+          "dict_load of 5000 new keys");
+    CHECK(reg.h->log_count < 64, "its undo log stays short");
+    tx_abort(&t);
+    CHECK(walk() == before && reg.h->used == used && d->mask == mask && d->count == 0,
+          "rolled back: the heap is as before");
+    CHECK(memcmp(bm_copy, reg.base + reg.boff, bm_bytes) == 0,
+          "rolled back: the allocation bitmap is as before (zero range undone)");
+    free(bm_copy);
+    tx_init(&t, &reg);
+    tx_begin_seq(&t, &d->seq);
+    CHECK(dict_load(&t, d, N, k, alt, v, scratch, gone, &ngone) == DICT_OK &&
+              tx_commit(&t) == 0,
+          "dict_load commits");
+    u64 live;
+    CHECK(d->count == N && dict_check_walk(&reg, d, &live) == NULL && live == N &&
+              walk() == before + N,
+          "committed: count, Dict walk, one allocation per entry (the new table replaced the old)");
+    int found = 1, bad;
+    for (int i = 0; i < N && found; i++) {
+        u64 e = 0;
+        found = dict_find(&reg, d, &k[i], &alt[i], &bad, NULL, &e) >= 0 &&
+                memcmp((char *)(uintptr_t)e + sizeof(dict_entry) + k[i].n, v[i].p, v[i].n) == 0;
+    }
+    CHECK(found, "every loaded key finds its value");
 }
 
 static void test_dict_full(void)
@@ -323,7 +374,7 @@ static void test_dict_full(void)
         mask = d->mask;
         tx_init(&t, &reg);
         tx_begin_seq(&t, &d->seq);
-        rc = dict_put(&t, d, &k, &none, &v);
+        rc = dict_put(&t, d, &k, &none, &v, NULL);
         if (rc == DICT_OK)
             tx_commit(&t);
         else
@@ -333,6 +384,86 @@ static void test_dict_full(void)
     CHECK(rc == DICT_NOMEM, "a full heap fails a put with DICT_NOMEM");
     CHECK(d->count == count && d->mask == mask && !(d->seq & 1), "the failed put left no trace");
     CHECK(dict_check_walk(&reg, d, &live) == NULL && walk() >= 0, "Dict and heap are sound");
+}
+
+/* A value entry (empty key) holding v, inserted into l at i, in one tx. */
+static int list_put(list_hdr *l, u64 i, const heap_key *v)
+{
+    static const heap_key nokey = {T_BYTES, "", 0, 0};
+    TX t;
+    tx_init(&t, &reg);
+    tx_begin_seq(&t, &l->seq);
+    u64 eo = entry_alloc(&t, &nokey, v, 0);
+    if (!eo || list_insert(&t, l, i, abs_of(&reg, eo)) < 0) {
+        tx_abort(&t);
+        return -1;
+    }
+    return tx_commit(&t);
+}
+
+/* The first byte of item i's value (the test values are one digit long). */
+static char list_item(list_hdr *l, u64 i)
+{
+    dict_entry *en = (dict_entry *)(uintptr_t)((u64 *)(uintptr_t)l->items)[i];
+    return ((char *)(en + 1))[en->klen];
+}
+
+/* issue 15: List (shift in place and a new items block) and containers
+ * held as values: one parent, no cycles, destroy_owned frees the subtree. */
+static void test_list_and_ownership(void)
+{
+    long long before = walk();
+    TX t;
+    tx_init(&t, &reg);
+    u64 lo = list_create(&t), dh = dict_create(&t, 8);
+    CHECK(tx_commit(&t) == 0 && lo && dh, "list_create and dict_create");
+    list_hdr *l = (list_hdr *)(reg.base + lo);
+    dict_hdr *d = (dict_hdr *)(reg.base + dh);
+    char buf[8];
+    int ok = 1;
+    for (int i = 0; i < 6 && ok; i++) { /* 0 1 2 3 4 5, then 9 before index 2 */
+        snprintf(buf, sizeof buf, "%d", i);
+        heap_key v = {T_STR, buf, 1, 0};
+        ok = list_put(l, (u64)i, &v) == 0;
+    }
+    heap_key nine = {T_STR, "9", 1, 0};
+    CHECK(ok && list_put(l, 2, &nine) == 0 && l->len == 7 && list_bad(&reg, l) == NULL,
+          "List inserts at the end and in the middle");
+    CHECK(list_item(l, 0) == '0' && list_item(l, 2) == '9' && list_item(l, 6) == '5',
+          "List items in order after a shift");
+    tx_init(&t, &reg);
+    tx_begin_seq(&t, &l->seq);
+    u64 e = list_remove(&t, l, 2);
+    tx_free(&t, e - (u64)(uintptr_t)reg.base);
+    CHECK(e && tx_commit(&t) == 0 && l->len == 6 && list_item(l, 2) == '2',
+          "list_remove takes the middle item out");
+    copybuf cb;
+    cb_init(&cb);
+    CHECK(list_copy_range(&reg, l, 1, 4, &cb) == 0 && cb.n == 3 * (CB_HEAD + 1),
+          "list_copy_range copies three values");
+    cb_free(&cb);
+
+    u64 labs = abs_of(&reg, lo), dabs = abs_of(&reg, dh);
+    tx_init(&t, &reg);
+    CHECK(ref_adopt(&t, labs, T_DICT, dabs) == REF_OK && tx_commit(&t) == 0 && d->parent == labs,
+          "ref_adopt writes the parent word");
+    tx_init(&t, &reg);
+    int again = ref_adopt(&t, labs, T_DICT, dabs), loop = ref_adopt(&t, dabs, T_LIST, labs);
+    tx_commit(&t);
+    CHECK(again == REF_HAS_PARENT && loop == REF_CYCLE, "one parent each, and no cycles");
+    u64 ref = dabs;
+    heap_key rv = {T_DICT, (const char *)&ref, 8, 0};
+    CHECK(list_put(l, 0, &rv) == 0, "the Dict becomes item 0 of the List");
+    dict_entry *held = (dict_entry *)(uintptr_t)((u64 *)(uintptr_t)l->items)[0];
+    CHECK(ref_check(&reg, held, labs) == NULL, "ref_check accepts the owned reference");
+    CHECK(ref_check(&reg, held, dabs) != NULL, "ref_check refuses another holder");
+
+    refstack s;
+    rs_init(&s);
+    rs_push(&s, T_LIST, labs, 0);
+    CHECK(destroy_owned(&t, &s, NULL) == 0 && s.n == 0, "destroy_owned");
+    rs_free(&s);
+    CHECK(walk() == before, "the List, its items and the Dict it held are freed");
 }
 
 /* ---- durability and a lock from another boot ---- */
@@ -366,7 +497,9 @@ int main(void)
     test_debris();
     test_recovery_after_death();
     test_dict();
+    test_dict_load();
     test_dict_full();
+    test_list_and_ownership();
     test_durable_and_adopt();
     printf("# %d failed\n", failures);
     return failures > 100 ? 100 : failures;

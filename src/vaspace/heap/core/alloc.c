@@ -375,6 +375,23 @@ u64 largest_free(const heap_region *r)
 /* The walk behind check().  Memory safe on a torn snapshot (every offset is
  * bounds-checked before it is dereferenced), so read-only mode can run it
  * optimistically and retry when hseq moved. */
+/* Is any bit set for the user offsets [from, to) (16-byte granules)?  A
+ * bit inside a block would let live_offset() accept an address inside it
+ * (a run of carved blocks that rollback did not unmark, for one). */
+static int bitmap_any(const heap_region *r, u64 from, u64 to)
+{
+    const u64 *bm = (const u64 *)(r->base + r->boff);
+    u64 g = (from - r->aoff) / 16, ge = (to - r->aoff) / 16;
+    while (g < ge) {
+        u64 w = g / 64, lo = g % 64, n = ge - g < 64 - lo ? ge - g : 64 - lo;
+        u64 mask = (n == 64 ? ~0ULL : ((1ULL << n) - 1)) << lo;
+        if (bm[w] & mask)
+            return 1;
+        g += n;
+    }
+    return 0;
+}
+
 const char *heap_check_walk(const heap_region *r, u64 *where_out, u64 *nalloc_out)
 {
     char *base = r->base;
@@ -397,7 +414,7 @@ const char *heap_check_walk(const heap_region *r, u64 *where_out, u64 *nalloc_ou
             break;
         }
         int inuse = (int)(sf & INUSE);
-        if (inuse != bitmap_test(r, b + 16)) {
+        if (inuse != bitmap_test(r, b + 16) || bitmap_any(r, b + 32, b + bs + 16)) {
             err = "allocation bitmap disagrees with block";
             break;
         }
@@ -463,4 +480,75 @@ const char *heap_check_walk(const heap_region *r, u64 *where_out, u64 *nalloc_ou
     *where_out = where;
     *nalloc_out = nalloc;
     return err;
+}
+
+/* Set the bitmap bits of the carved blocks' user pointers (all but the
+ * first, which tx_alloc marked).  The granules [g_lo, g_hi) lie inside the
+ * run, which was free, so their bits are zero: the words wholly inside get
+ * one zero-range log entry and plain stores; the (at most two) words shared
+ * with neighbours are logged word by word. */
+static void run_mark(TX *t, const u64 *uoff, u64 n, u64 g_lo, u64 g_hi)
+{
+    u64 *bm = (u64 *)(t->base + t->r->boff);
+    u64 wf_lo = (g_lo + 63) / 64, wf_hi = g_hi / 64;
+    if (wf_hi > wf_lo) {
+        for (u64 w = wf_lo; w < wf_hi; w++)
+            if (bm[w]) {
+                tx_bad(t, "the bitmap marks an allocation inside a free block");
+                return;
+            }
+        W_zero_range(t, &bm[wf_lo], wf_hi - wf_lo);
+    }
+    u64 pend_w = UINT64_MAX, pend = 0;
+    for (u64 i = 1; i < n && !t->corrupt && !t->overflow; i++) {
+        u64 g = (uoff[i] - t->r->aoff) / 16, w = g / 64, bit = 1ULL << (g % 64);
+        if (w >= wf_lo && w < wf_hi) {
+            bm[w] |= bit;
+            continue;
+        }
+        if (w != pend_w && pend)
+            W(t, &bm[pend_w], bm[pend_w] | pend);
+        if (w != pend_w)
+            pend = 0;
+        pend_w = w;
+        pend |= bit;
+    }
+    if (pend)
+        W(t, &bm[pend_w], bm[pend_w] | pend);
+}
+
+int tx_alloc_run(TX *t, const u64 *usize, u64 n, u64 *uoff)
+{
+    u64 arena = t->r->aend - t->r->aoff, total = 0;
+    for (u64 i = 0; i < n; i++) {
+        if (usize[i] > arena || (total += block_bytes(usize[i])) > arena) {
+            t->want = UINT64_MAX - 64;
+            return -1;
+        }
+    }
+    if (n == 0)
+        return 0;
+    /* block_bytes(total - 16) == total: one block exactly the run's size */
+    u64 u0 = tx_alloc(t, total - 16, 16);
+    if (!u0)
+        return -1;
+    u64 b = u0 - 16, sf = *SF(t, b), bs = BSIZE(sf);
+    u64 at = b;
+    for (u64 i = 0; i < n; i++) {
+        u64 s = block_bytes(usize[i]);
+        if (i == n - 1)
+            s += bs - total; /* a tail too small to split stays with the last */
+        uoff[i] = at + 16;
+        if (i == 0) {
+            W(t, SF(t, b), s | INUSE | (sf & PREV_INUSE));
+        } else {
+            /* inside the run: memory that was free, so no log */
+            *PS(t, at) = 0;
+            *SF(t, at) = s | INUSE | PREV_INUSE;
+        }
+        at += s;
+    }
+    run_mark(t, uoff, n, (b + 32 - t->r->aoff) / 16, (b + bs - t->r->aoff) / 16);
+    W(t, &t->h->allocations, t->h->allocations + n - 1);
+    return t->corrupt || t->overflow ? -1 : 0;
 }

@@ -11,6 +11,8 @@
  *   durable.c  flush(): msync in the order a power loss needs
  *   dict.c     Dict: hashing, probing, insert/remove, resize, walks
  *   array.c    Array: header checks and resizing
+ *   list.c     List: an items block of value-entry addresses
+ *   own.c      containers as values: parent words, destroying what is owned
  *
  * The rules every operation follows (docs/heap.md has the argument):
  *   - One robust mutex serialises writers (lock.c).
@@ -108,6 +110,8 @@ int root_find(heap_header *h, const char *s, size_t n);
  * crash_countdown-th crash point inside W() (process-local). */
 extern unsigned long crash_countdown;
 void W(TX *t, u64 *p, u64 v);
+/* Log words [p, p+nwords) of the bitmap, all zero now, as "zero on rollback". */
+void W_zero_range(TX *t, u64 *p, u64 nwords);
 void rollback(heap_region *r);
 void recover(heap_region *r);
 void tx_init(TX *t, heap_region *r);
@@ -125,6 +129,10 @@ u64 tx_alloc(TX *t, u64 usize, u64 align);
 void tx_free_now(TX *t, u64 uoff);
 void tx_free(TX *t, u64 uoff);
 u64 tx_realloc(TX *t, u64 uoff, u64 usize);
+/* n allocations of usize[i] bytes in one run of adjacent blocks; their
+ * offsets go to uoff[i].  Its log does not grow with n (one block is taken
+ * from the free lists, then carved).  0, or -1 when full (t->want) or corrupt. */
+int tx_alloc_run(TX *t, const u64 *usize, u64 n, u64 *uoff);
 u64 live_offset(const heap_region *r, u64 abs);
 u64 usable_at(const heap_region *r, u64 uoff);
 /* Size of the largest free block (0 if none); bounds-checked, so a torn
@@ -206,14 +214,32 @@ enum { DICT_OK = 0, DICT_NOMEM = 1, DICT_CORRUPT = 2, DICT_TABLE_FULL = 3, DICT_
  * alt, the key's older form, if present; alt->p may be NULL).  When the
  * heap is full (DICT_NOMEM for the entry, DICT_TABLE_NOMEM for the grown
  * table) t->want says how large a free block was needed; the caller rolls
- * t back, so the Dict is never left half-grown. */
-int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const heap_key *v);
+ * t back, so the Dict is never left half-grown.  *replaced (if not NULL)
+ * gets the entry the key held before (0 if new); it is freed at commit, so
+ * read it before committing. */
+int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const heap_key *v,
+             u64 *replaced);
+/* Write entry k -> v with stamp order at region offset eo (fresh memory). */
+void entry_fill(heap_region *r, u64 eo, const heap_key *k, const heap_key *v, u64 order);
+/* Under the lock, inside t: a fresh entry holding k (may be empty) and v,
+ * with insertion stamp order; its region offset, or 0 when the heap is full. */
+u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v, u64 order);
+/* Under the lock, inside t with d's seq odd: store n pairs k[i] -> v[i]
+ * (alt[i]: the key's older form, p may be NULL) in one operation whose
+ * undo log does not grow with n: a fresh table (a rehash of the old one)
+ * and one run of fresh entries, then five logged header words.  scratch
+ * holds 2n words; gone (n words) gets the *ngone entries that replaced keys
+ * held, which the caller frees after commit, in small transactions.  DICT_OK or
+ * a DICT_* failure (t->want says how much room was missing). */
+int dict_load(TX *t, dict_hdr *d, u64 n, const heap_key *k, const heap_key *alt,
+              const heap_key *v, u64 *scratch, u64 *gone, u64 *ngone);
 /* Under the lock, inside t: make slot i a tombstone and free its entry. */
 void dict_remove_at(TX *t, dict_hdr *d, long long i);
 /* Under the lock, inside t: a new empty Dict of cap slots (a power of two
  * >= 8); its region offset, or 0 when the heap is full. */
 u64 dict_create(TX *t, u64 cap);
-int dict_free_entries(TX *t, u64 table, u64 from, u64 cap);
+typedef struct refstack refstack;
+int dict_free_entries(TX *t, u64 table, u64 from, u64 cap, refstack *s, u64 holder);
 const char *dict_check_walk(const heap_region *r, dict_hdr *d, u64 *live_out);
 
 /* A growable process-local byte buffer: container data is copied out into
@@ -228,8 +254,25 @@ typedef struct {
 void cb_init(copybuf *b);
 void cb_free(copybuf *b);
 int cb_put(copybuf *b, const void *src, size_t n);
+#define CB_HEAD 18
+/* Copy the entry at absolute address e (key and/or value, per which: 0
+ * keys, 1 values, 2 both) as {u8 ktype, u8 vtype, u32 klen, u32 vlen, u64
+ * order, bytes}, CB_HEAD bytes of head.  Bounds-checked, for readers of a
+ * possibly torn snapshot: 0, -1 out of memory, 1 out of bounds. */
+int cb_copy_entry(const heap_region *r, copybuf *b, u64 e, int which);
+
+static inline u64 entry_order(const dict_entry *en)
+{
+    return (u64)en->order_hi << 32 | en->order_lo;
+}
+
+static inline void entry_set_order(dict_entry *en, u64 o)
+{
+    en->order_hi = (u16)(o >> 32);
+    en->order_lo = (u32)o;
+}
 /* Copy every live entry into buf as {u8 ktype, u8 vtype, u32 klen, u32 vlen,
- * bytes} (which: 0 keys, 1 values, 2 both).  0, -1 out of memory, 1 torn
+ * u64 order, bytes} (which: 0 keys, 1 values, 2 both).  0, -1 out of memory, 1 torn
  * read or corruption. */
 int dict_copy_entries(const heap_region *r, dict_hdr *d, int which, copybuf *buf);
 
@@ -245,5 +288,66 @@ int array_setlen(TX *t, array_hdr *a, u64 n, int exact);
 /* Under the lock, inside t: a new empty Array of itemsize-byte items whose
  * dtype string is dtype[0..dtlen) (dtlen < 32); its offset, or 0 when full. */
 u64 array_create(TX *t, u64 itemsize, const char *dtype, size_t dtlen);
+
+/* ---- list.c ---- */
+extern const char LIST_NOT_A_LIST[];
+/* Under the lock: NULL if l is a sound List header, else what is wrong. */
+const char *list_bad(const heap_region *r, list_hdr *l);
+/* Under the lock, inside t: a new empty List; its region offset or 0. */
+u64 list_create(TX *t);
+/* Under the lock, inside t with l's seq odd: put the entry at absolute
+ * address e at index i (0..len).  0, or -1 when the heap is full. */
+int list_insert(TX *t, list_hdr *l, u64 i, u64 e);
+/* Under the lock, inside t with l's seq odd: append n values in one
+ * operation whose undo log does not grow with n (a run of fresh entries,
+ * tx_alloc_run; a fresh items block if the List must grow).  scratch holds
+ * 2n words.  0, or -1 when the heap is full (t->want) or corrupt. */
+int list_load(TX *t, list_hdr *l, u64 n, const heap_key *v, u64 *scratch);
+/* ... take item i (< len) out; returns its entry address (not freed), or 0
+ * when the heap is full (a middle item of a long list needs a new block). */
+u64 list_remove(TX *t, list_hdr *l, u64 i);
+/* Free the entries of items[0..len) in small transactions (see
+ * dict_free_entries); containers they hold are pushed on s. */
+int list_free_entries(TX *t, u64 items, u64 len, refstack *s, u64 holder);
+/* Reader: copy items [start, stop) as values (cb_copy_entry, which 1).  0,
+ * -1 out of memory, 1 torn or corrupt, 2 index out of range. */
+int list_copy_range(const heap_region *r, list_hdr *l, u64 start, u64 stop, copybuf *buf);
+
+/* ---- own.c ---- */
+enum { REF_OK = 0, REF_NOT_LIVE = 1, REF_HAS_PARENT = 2, REF_CYCLE = 3 };
+/* T_DICT/T_ARRAY/T_LIST for a container magic, else -1. */
+int ref_kind_of_magic(u64 magic);
+const char *ref_kind_name(int kind);
+/* The parent word of the live container of kind vtype at addr, or NULL. */
+u64 *ref_parent_word(const heap_region *r, int vtype, u64 addr);
+/* Inside t: make child (kind vtype) a value held by holder: REF_OK, or why
+ * not (it is no live container, has a parent already, or holds holder). */
+int ref_adopt(TX *t, u64 holder, int vtype, u64 child);
+/* Inside t: if holder owns child, clear its parent word; 1 if it did. */
+int ref_release(TX *t, u64 holder, int vtype, u64 child);
+/* Does the (bounds-checked) entry hold a container?  Gives kind and address. */
+int entry_ref(const heap_region *r, const dict_entry *en, int *vtype, u64 *addr);
+/* For check walks: NULL if the entry's container value is live and names
+ * holder as its parent, else what is wrong. */
+const char *ref_check(const heap_region *r, const dict_entry *en, u64 holder);
+
+/* Containers waiting to be destroyed: (kind, address, holder) triples. */
+struct refstack {
+    u64 *v;
+    size_t n, cap;
+    int nomem; /* a push failed: that child leaks (never freed twice) */
+};
+void rs_init(refstack *s);
+void rs_free(refstack *s);
+void rs_push(refstack *s, int vtype, u64 addr, u64 holder);
+/* Push the container the entry at absolute address entry holds, if any. */
+void rs_note(refstack *s, const heap_region *r, u64 entry, u64 holder);
+/* Has this process numpy views of the Array at hdr?  (From the bindings.) */
+typedef int (*array_pinned_fn)(u64 hdr);
+/* Under the lock, outside any transaction: destroy every container on s
+ * that its holder still owns, and all they own, in small transactions (a
+ * crash between them leaks, never corrupts).  An Array pinned by numpy
+ * views is detached instead.  0, or -1 (t->corrupt / t->overflow). */
+int destroy_owned(TX *t, refstack *s, array_pinned_fn pinned);
 
 #endif

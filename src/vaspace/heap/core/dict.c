@@ -158,18 +158,32 @@ int cb_put(copybuf *b, const void *src, size_t n)
 }
 
 /* Copy one entry (its key and/or value, per which: 0 keys, 1 values, 2
- * both) as {u8 ktype, u8 vtype, u32 klen, u32 vlen, bytes}.  The entry was
- * bounds-checked by the caller. */
+ * both) as {u8 ktype, u8 vtype, u32 klen, u32 vlen, u64 order, bytes}
+ * (CB_HEAD bytes of head).  The entry was bounds-checked by the caller. */
 static int cb_put_entry(copybuf *b, const dict_entry *en, u32 kl, u32 vl, int which)
 {
     u32 kn = which == 1 ? 0 : kl, vn = which == 0 ? 0 : vl;
-    unsigned char head[10] = {en->ktype, en->vtype};
+    unsigned char head[CB_HEAD] = {en->ktype, en->vtype};
+    u64 order = entry_order(en);
     memcpy(head + 2, &kn, 4);
     memcpy(head + 6, &vn, 4);
+    memcpy(head + 10, &order, 8);
     if (cb_put(b, head, sizeof head) < 0 || cb_put(b, (const char *)(en + 1), kn) < 0 ||
         cb_put(b, (const char *)(en + 1) + kl, vn) < 0)
         return -1;
     return 0;
+}
+
+int cb_copy_entry(const heap_region *r, copybuf *b, u64 e, int which)
+{
+    if (!in_arena(r, e, sizeof(dict_entry)))
+        return 1;
+    dict_entry *en = (dict_entry *)(uintptr_t)e;
+    u32 kl = __atomic_load_n(&en->klen, __ATOMIC_RELAXED);
+    u32 vl = __atomic_load_n(&en->vlen, __ATOMIC_RELAXED);
+    if (!in_arena(r, e + sizeof(dict_entry), (u64)kl + vl))
+        return 1;
+    return cb_put_entry(b, en, kl, vl, which) < 0 ? -1 : 0;
 }
 
 
@@ -206,23 +220,28 @@ static int dict_resize(TX *t, dict_hdr *d, u64 newcap)
     return 0;
 }
 
-static u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v)
+void entry_fill(heap_region *r, u64 eo, const heap_key *k, const heap_key *v, u64 order)
 {
-    heap_region *r = t->r;
-    u64 eo = tx_alloc(t, sizeof(dict_entry) + (u64)k->n + (u64)v->n, 16);
-    if (!eo)
-        return 0;
     dict_entry *en = (dict_entry *)(r->base + eo);
     en->klen = (u32)k->n;
     en->vlen = (u32)v->n;
     en->ktype = (u8)k->type;
     en->vtype = (u8)v->type;
+    entry_set_order(en, order);
     memcpy((char *)(en + 1), k->p, (size_t)k->n);
     memcpy((char *)(en + 1) + k->n, v->p, (size_t)v->n);
+}
+
+u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v, u64 order)
+{
+    u64 eo = tx_alloc(t, sizeof(dict_entry) + (u64)k->n + (u64)v->n, 16);
+    if (eo)
+        entry_fill(t->r, eo, k, v, order);
     return eo;
 }
 
-int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const heap_key *v)
+int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const heap_key *v,
+             u64 *replaced)
 {
     heap_region *r = t->r;
     if ((d->used_slots + 1) * 4 > (d->mask + 1) * 3) {
@@ -243,10 +262,15 @@ int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const h
                                               : -1;
     if (bad)
         return DICT_CORRUPT;
-    u64 eo = entry_alloc(t, k, v);
+    dict_slot *slots = (dict_slot *)(uintptr_t)d->table;
+    /* a replaced key keeps its place in the insertion order (as in dict) */
+    long long keep = i >= 0 ? i : old_i;
+    u64 order = keep >= 0 ? entry_order((dict_entry *)(uintptr_t)slots[keep].entry) : d->next_order;
+    u64 eo = entry_alloc(t, k, v, order);
     if (!eo)
         return DICT_NOMEM;
-    dict_slot *slots = (dict_slot *)(uintptr_t)d->table;
+    if (replaced)
+        *replaced = i >= 0 ? slots[i].entry : 0;
     if (old_i >= 0) {
         u64 old = slots[old_i].entry;
         W(t, &slots[old_i].entry, TOMB);
@@ -265,6 +289,8 @@ int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const h
         W(t, &slots[reuse].hash, k->hash);
         W(t, &slots[reuse].entry, abs_of(r, eo));
         W(t, &d->count, d->count + 1);
+        if (old_i < 0)
+            W(t, &d->next_order, d->next_order + 1);
     }
     return DICT_OK;
 }
@@ -293,12 +319,14 @@ u64 dict_create(TX *t, u64 cap)
     d->used_slots = 0;
     d->mask = cap - 1;
     d->table = abs_of(r, to);
+    d->parent = 0;
+    d->next_order = 0;
     compiler_fence();
     d->magic = DICT_MAGIC;
     return ho;
 }
 
-/* Copy every live entry into buf (see cb_put_entry).  Returns 0, -1 if out
+/* Copy every live entry into buf (see cb_copy_entry).  Returns 0, -1 if out
  * of memory (no exception set), 1 if a pointer was out of bounds (torn
  * read, or corruption).  No Python calls. */
 int dict_copy_entries(const heap_region *r, dict_hdr *d, int which, copybuf *buf)
@@ -312,15 +340,9 @@ int dict_copy_entries(const heap_region *r, dict_hdr *d, int which, copybuf *buf
         u64 e = ld(&slots[i].entry);
         if (e == 0 || e == TOMB)
             continue;
-        if (!in_arena(r, e, sizeof(dict_entry)))
-            return 1;
-        dict_entry *en = (dict_entry *)(uintptr_t)e;
-        u32 kl = __atomic_load_n(&en->klen, __ATOMIC_RELAXED);
-        u32 vl = __atomic_load_n(&en->vlen, __ATOMIC_RELAXED);
-        if (!in_arena(r, e + sizeof(dict_entry), (u64)kl + vl))
-            return 1;
-        if (cb_put_entry(buf, en, kl, vl, which) < 0)
-            return -1;
+        int rc = cb_copy_entry(r, buf, e, which);
+        if (rc)
+            return rc;
     }
     return 0;
 }
@@ -331,8 +353,9 @@ int dict_copy_entries(const heap_region *r, dict_hdr *d, int which, copybuf *buf
 /* Under the lock, after the slots [from, cap) of a table were made
  * unreachable by a committed operation: free their entries in small
  * crash-safe batches (a crash in this phase can leak them, never corrupt the
- * heap).  Entries that are not live allocations are skipped. */
-int dict_free_entries(TX *t, u64 table, u64 from, u64 cap)
+ * heap).  Entries that are not live allocations are skipped.  Containers
+ * the entries hold are pushed on s (if not NULL) for destroy_owned(). */
+int dict_free_entries(TX *t, u64 table, u64 from, u64 cap, refstack *s, u64 holder)
 {
     heap_region *r = t->r;
     int rc = 0;
@@ -344,8 +367,10 @@ int dict_free_entries(TX *t, u64 table, u64 from, u64 cap)
             u64 e = os[i].entry;
             if (e > TOMB) {
                 u64 off = live_offset(r, e);
-                if (off)
+                if (off) {
+                    rs_note(s, r, e, holder); /* a container it holds dies too */
                     tx_free(t, off);
+                }
                 n++;
             }
         }
@@ -382,6 +407,8 @@ const char *dict_check_walk(const heap_region *r, dict_hdr *d, u64 *live_out)
             err = "entry larger than its allocation";
         else if (key_hash(en->ktype, (char *)(en + 1), en->klen) != s->hash)
             err = "stored hash does not match key";
+        else if (T_IS_REF(en->vtype))
+            err = ref_check(r, en, (u64)(uintptr_t)d);
     }
     if (!err && live != d->count)
         err = "count is wrong";
@@ -391,4 +418,84 @@ const char *dict_check_walk(const heap_region *r, dict_hdr *d, u64 *live_out)
         err = "seq is odd outside a write";
     *live_out = live;
     return err;
+}
+
+int dict_load(TX *t, dict_hdr *d, u64 n, const heap_key *k, const heap_key *alt,
+              const heap_key *v, u64 *scratch, u64 *gone, u64 *ngone)
+{
+    heap_region *r = t->r;
+    *ngone = 0;
+    u64 cap = d->mask + 1;
+    while ((d->count + n) * 2 > cap) {
+        if (cap > (r->size >> 5)) { /* more slots than the region has bytes for */
+            t->want = r->size;
+            return DICT_TABLE_NOMEM;
+        }
+        cap <<= 1;
+    }
+    /* A fresh table: its slots need no log, whatever n is. */
+    u64 to = tx_alloc(t, cap * sizeof(dict_slot), 16);
+    if (!to)
+        return t->corrupt ? DICT_CORRUPT : DICT_TABLE_NOMEM;
+    dict_slot *ns = (dict_slot *)(r->base + to), *os = (dict_slot *)(uintptr_t)d->table;
+    memset(ns, 0, cap * sizeof(dict_slot));
+    u64 nm = cap - 1, count = 0;
+    for (u64 i = 0; i <= d->mask; i++) {
+        if (os[i].entry <= TOMB)
+            continue;
+        if (++count > d->count)
+            return tx_bad(t, "Dict holds more entries than its count"), DICT_CORRUPT;
+        u64 j = os[i].hash & nm;
+        while (ns[j].entry)
+            j = (j + 1) & nm;
+        ns[j] = os[i];
+    }
+    /* Fresh entries: one run of blocks, so the log does not grow with n. */
+    u64 *usize = scratch, *uo = scratch + n;
+    for (u64 i = 0; i < n; i++)
+        usize[i] = sizeof(dict_entry) + k[i].n + v[i].n;
+    if (tx_alloc_run(t, usize, n, uo) < 0)
+        return t->corrupt ? DICT_CORRUPT : DICT_NOMEM;
+    dict_hdr nd = *d; /* probes see the new table */
+    nd.table = abs_of(r, to);
+    nd.mask = nm;
+    u64 used = count, order = d->next_order;
+    for (u64 i = 0; i < n; i++) {
+        int bad;
+        long long reuse, reuse2;
+        u64 e = 0;
+        long long j = dict_probe(r, &nd, &k[i], &bad, &reuse, &e);
+        long long oj = j < 0 && !bad && alt[i].p ? dict_probe(r, &nd, &alt[i], &bad, &reuse2, &e)
+                                                 : -1;
+        if (bad)
+            return DICT_CORRUPT;
+        /* a replaced key keeps its place in the insertion order; its old
+         * entry (an earlier one of this load, for a repeated key) is freed
+         * by the caller after commit */
+        u64 eabs = abs_of(r, uo[i]);
+        entry_fill(r, uo[i], &k[i], &v[i], e ? entry_order((dict_entry *)(uintptr_t)e) : order++);
+        if (e)
+            gone[(*ngone)++] = e;
+        if (j >= 0) {
+            ns[j].entry = eabs;
+            continue;
+        }
+        if (oj >= 0) {
+            ns[oj].entry = TOMB;
+            count--;
+        }
+        if (reuse < 0)
+            return DICT_TABLE_FULL;
+        used += ns[reuse].entry == 0;
+        ns[reuse].hash = k[i].hash;
+        ns[reuse].entry = eabs;
+        count++;
+    }
+    W(t, &d->table, abs_of(r, to));
+    W(t, &d->mask, nm);
+    W(t, &d->count, count);
+    W(t, &d->used_slots, used);
+    W(t, &d->next_order, order);
+    tx_free(t, (u64)((char *)os - r->base));
+    return DICT_OK;
 }

@@ -19,6 +19,7 @@
 
 typedef uint64_t u64;
 typedef uint32_t u32;
+typedef uint16_t u16;
 typedef uint8_t u8;
 
 /* ======================================================================== */
@@ -26,7 +27,10 @@ typedef uint8_t u8;
 /* ======================================================================== */
 
 #define HEAP_MAGIC 0x3150414548534156ULL /* "VASHEAP1" little-endian */
-#define HEAP_VERSION 1u
+/* Version 2 (issue 15): container headers carry a parent word, Dict
+ * entries an insertion stamp, and List exists.  A version 1 heap is refused
+ * at open with a ValueError naming the version (see validate_header). */
+#define HEAP_VERSION 2u
 #define NBINS 128
 #define NSMALL 63 /* block sizes 32..1024 in steps of 16 */
 #define LOG_CAP 2048
@@ -78,6 +82,7 @@ typedef struct {
 /* Container headers (allocated in the arena). */
 #define DICT_MAGIC 0x3154434944534156ULL  /* "VASDICT1" */
 #define ARRAY_MAGIC 0x3159525241534156ULL /* "VASARRY1" */
+#define LIST_MAGIC 0x315453494c534156ULL  /* "VASLIST1" */
 #define TOMB 1ULL
 
 typedef struct {
@@ -87,6 +92,8 @@ typedef struct {
     u64 used_slots; /* live + tombstones */
     u64 mask;       /* capacity - 1 (capacity is a power of two) */
     u64 table;      /* absolute address of capacity x slot */
+    u64 parent;     /* container that holds this one as a value, or 0 */
+    u64 next_order; /* insertion stamp of the next new key */
 } dict_hdr;
 
 typedef struct {
@@ -99,7 +106,8 @@ typedef struct {
     u32 vlen;
     u8 ktype;
     u8 vtype;
-    u8 pad[6];
+    u16 order_hi; /* insertion stamp (48 bits): items() sorts by it */
+    u32 order_lo;
     /* key bytes, then value bytes */
 } dict_entry;
 
@@ -107,6 +115,12 @@ typedef struct {
  * int64; it is still read.  New big ints are T_BIGINT: little-endian two's
  * complement, so no digit limit applies in any process. */
 enum { T_BYTES = 0, T_STR = 1, T_INT = 2, T_BIGTEXT = 3, T_BIGINT = 4 };
+/* Value-only tags (keys stay bytes, str and int): None (no bytes), bool (1
+ * byte), float (8-byte IEEE double), and references to containers in the
+ * same heap (8-byte absolute header address; the container's parent word
+ * names the holder: one parent each, see own.c). */
+enum { T_NONE = 5, T_BOOL = 6, T_FLOAT = 7, T_DICT = 8, T_ARRAY = 9, T_LIST = 10 };
+#define T_IS_REF(t) ((t) >= T_DICT && (t) <= T_LIST)
 
 typedef struct {
     u64 magic;
@@ -116,6 +130,18 @@ typedef struct {
     u64 itemsize;
     u64 data; /* absolute address, 0 if cap == 0 */
     char dtype[32];
+    u64 parent; /* container that holds this one as a value, or 0 */
 } array_hdr;
+
+/* List: len items, each the address of a value entry (a dict_entry with
+ * klen 0), in one items block of cap words. */
+typedef struct {
+    u64 magic;
+    u64 seq;
+    u64 len;
+    u64 cap;
+    u64 items; /* absolute address of cap x u64, 0 if cap == 0 */
+    u64 parent;
+} list_hdr;
 
 #endif

@@ -79,8 +79,11 @@ int validate_header(char *base, u64 size, char *msg, size_t n)
         return -1;
     }
     if (h->version != HEAP_VERSION || h->hdr_size != sizeof(heap_header)) {
-        snprintf(msg, n, "heap version %u (header %u bytes) is not supported", h->version,
-                 h->hdr_size);
+        snprintf(msg, n,
+                 "heap layout version %u (header %u bytes) is not supported: this vaspace "
+                 "reads version %u only (version 1 heaps predate List, parent words and "
+                 "insertion order; copy the data into a newly formatted heap)",
+                 h->version, h->hdr_size, HEAP_VERSION);
         return -1;
     }
     if (h->size != size) {

@@ -37,11 +37,31 @@ static inline int store_ok(const heap_region *r, u64 off)
            (off >= offsetof(heap_header, roots) && off < offsetof(heap_header, log));
 }
 
+/* Append {off, old} to the log and publish the count (a crash point
+ * first).  0, or -1 when the log is full: the operation stops writing and
+ * commit() rolls the logged part back (never expected: every operation is
+ * bounded far below LOG_CAP). */
+static int log_append(TX *t, u64 off, u64 old)
+{
+    heap_header *h = t->h;
+    crash_point();
+    u64 n = h->log_count;
+    if (n >= LOG_CAP) {
+        t->overflow = 1;
+        return -1;
+    }
+    h->log[n].off = off;
+    h->log[n].old = old;
+    compiler_fence();
+    __atomic_store_n(&h->log_count, n + 1, __ATOMIC_RELEASE);
+    compiler_fence();
+    return 0;
+}
+
 /* Logged write: the old value reaches the log (and the count covers it)
  * before the new value is stored. */
 void W(TX *t, u64 *p, u64 v)
 {
-    heap_header *h = t->h;
     if (t->overflow || t->corrupt)
         return;
     u64 off = (u64)((char *)p - t->base);
@@ -51,21 +71,36 @@ void W(TX *t, u64 *p, u64 v)
     }
     /* No "unchanged value" shortcut: bin_remove() relies on W() to log the
      * links of a block whose memory is then overwritten without logging. */
-    crash_point();
-    u64 n = h->log_count;
-    if (n >= LOG_CAP) {
-        /* Never expected: every operation is bounded far below LOG_CAP.
-         * Stop writing; commit() rolls the logged part back. */
-        t->overflow = 1;
+    if (log_append(t, off, *p) < 0)
         return;
-    }
-    h->log[n].off = off;
-    h->log[n].old = *p;
-    compiler_fence();
-    __atomic_store_n(&h->log_count, n + 1, __ATOMIC_RELEASE);
-    compiler_fence();
     crash_point(); /* logged but not yet stored */
     *p = v;
+}
+
+/* A zero-range entry (the bitmap words of tx_alloc_run): off has bit 0
+ * set, old holds the word count.  May rollback zero those words?  Only
+ * inside the allocation bitmap. */
+static inline int zero_ok(const heap_region *r, u64 off, u64 nwords)
+{
+    off &= ~1ULL;
+    return off % 8 == 0 && off >= r->boff && off <= r->aoff && nwords <= (r->aoff - off) / 8;
+}
+
+/* Log a range instead of words: the bitmap words [p, p+nwords) are all
+ * zero now and are about to be set with plain stores; one log entry says
+ * "zero them again on rollback".
+ * This keeps the log of a bulk allocation (alloc_run) from growing with the
+ * number of blocks it carves. */
+void W_zero_range(TX *t, u64 *p, u64 nwords)
+{
+    if (t->overflow || t->corrupt || nwords == 0)
+        return;
+    u64 off = (u64)((char *)p - t->base);
+    if (!zero_ok(t->r, off, nwords)) {
+        tx_bad(t, "a bitmap range outside the bitmap");
+        return;
+    }
+    log_append(t, off | 1, nwords);
 }
 
 void rollback(heap_region *r)
@@ -79,7 +114,9 @@ void rollback(heap_region *r)
      * entry no W() could have written (corrupt log) is skipped. */
     for (u64 i = n; i-- > 0;) {
         u64 off = h->log[i].off;
-        if (store_ok(r, off))
+        if ((off & 1) && zero_ok(r, off, h->log[i].old))
+            memset(r->base + (off & ~1ULL), 0, h->log[i].old * 8);
+        else if (store_ok(r, off))
             *(u64 *)(r->base + off) = h->log[i].old;
     }
     compiler_fence();
