@@ -12,7 +12,7 @@ import os
 import pytest
 
 import vaspace
-from vaspace_testing import SEG_BASE
+from vaspace_testing import NOBODY, SEG_BASE, in_child
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -73,3 +73,47 @@ def test_an_int_subclass_is_used_by_its_value(registry: str) -> None:
         pass
 
     assert vaspace.vas_name(Plain(vid)) == "victim"
+
+
+@pytest.mark.parametrize("kind", ["vas", "seg"])
+def test_a_create_that_fails_after_its_claim_leaves_nothing(registry: str, kind: str) -> None:
+    """Publishing the name fails (its index directory is not writable to the creator):
+    the error reaches the caller, and the claimed id's directory is gone."""
+    os.chmod(f"{registry}/names/{kind}", 0o755)  # root's own: no one else may link there
+
+    def create() -> object:
+        try:
+            if kind == "vas":
+                return vaspace.vas_create("late", 0o600)
+            return vaspace.vas_seg_create("late", SEG_BASE, SEG_BASE + PAGE, 0o600)
+        except OSError as exc:
+            return exc.errno
+
+    assert in_child(create, uid=NOBODY).get() == errno.EACCES
+    assert os.listdir(f"{registry}/{kind}") == []
+    os.chmod(f"{registry}/names/{kind}", 0o1777)
+    find = vaspace.vas_find if kind == "vas" else vaspace.vas_seg_find
+    with pytest.raises(ProcessLookupError):
+        find("late")
+
+
+TOP_ID = 2**31 - 1  # ids are positive C ints (the RFC's vid_t/sid_t)
+
+
+@pytest.mark.parametrize("kind", ["vas", "seg"])
+def test_ids_stay_below_two_to_the_31(registry: str, kind: str) -> None:
+    """Anyone may mkdir ``<kind>/2147483647``; the next object still gets an id
+    that fits a C int, and the planted entry's id is refused as no object."""
+    in_child(os.mkdir, f"{registry}/{kind}/{TOP_ID}", uid=NOBODY).get()
+    if kind == "vas":
+        oid = vaspace.vas_create("next", 0o600)
+        getattr_ = vaspace.vas_getattr
+    else:
+        oid = vaspace.vas_seg_create("next", SEG_BASE, SEG_BASE + PAGE, 0o600)
+        getattr_ = vaspace.vas_seg_getattr
+    assert 0 < oid < TOP_ID
+    assert getattr_(oid).mode == 0o600
+    for bad in (TOP_ID, TOP_ID + 1):
+        with pytest.raises(OSError) as e:
+            getattr_(bad)
+        assert e.value.errno == errno.EINVAL
