@@ -98,6 +98,22 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
        "branch the check sends an id to, pin() re-checks it and gives the same attributes "
        "or the same EINVAL"
        for what in ("negate condition", "0 -> -1", "0 -> 1", "Lt -> GtE", "LtE -> Gt")},
+    # _claim_id's hints: where to start looking and when to list the directory
+    # again.  Whatever they say, mkdir decides, and the loop ends at a free id
+    # (ids are not promised to be consecutive).
+    **{("registry/objects.py", line, what):
+       "a hint of _claim_id (where to try next, when to list again): mkdir decides, and "
+       "the loop still ends at a free id"
+       for line, whats in (
+           ("collisions = 0", ("0 -> -1", "0 -> 1")),
+           ("collisions += 1", ("1 -> 0", "1 -> 2")),
+           ("oid = _scan_next(base) if collisions % 8 == 0 else oid + 1",
+            ("Eq -> NotEq", "8 -> 7", "8 -> 9", "0 -> -1", "0 -> 1", "1 -> 0", "1 -> 2")),
+           ("_next_id[base] = oid + 1", ("1 -> 0", "1 -> 2")))
+       for what in whats},
+    **{("registry/objects.py", "os.mkdir(path, 0o700)", what):
+       "the mode given to mkdir is set again by the chmod(path, 0o700) right after it "
+       "(mkdir's is masked by the umask)" for what in ("448 -> 447", "448 -> 449")},
     ("registry/kind.py", "@dataclass(frozen=True)", "True -> False"):
         "frozen only forbids assigning to the two module constants VAS and SEG, which no "
         "code does; nothing hashes a Kind (frozen=False would make it unhashable)",
