@@ -111,6 +111,17 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
             ("Eq -> NotEq", "8 -> 7", "8 -> 9", "0 -> -1", "0 -> 1", "1 -> 0", "1 -> 2")),
            ("_next_id[base] = oid + 1", ("1 -> 0", "1 -> 2")))
        for what in whats},
+    # _lowest_free: n taken entries, one of them the planted top id, leave one
+    # of 1..n free (pigeonhole), so the range's end and the fallback past it
+    # never matter.
+    **{("registry/objects.py", line, what):
+       "_lowest_free: of n taken ids one is the top, so one of 1..n is free: the range's "
+       "end and the ENOSPC fallback past it are never reached"
+       for line, whats in (
+           ("oid = next((i for i in range(1, len(taken) + 2) if i not in taken), MAX_ID + 1)",
+            ("2 -> 1", "2 -> 3")),
+           ("raise vas_error(errno.ENOSPC, f\"no free {kind.label} id\")", ("remove raise",)))
+       for what in whats},
     **{("registry/objects.py", "os.mkdir(path, 0o700)", what):
        "the mode given to mkdir is set again by the chmod(path, 0o700) right after it "
        "(mkdir's is masked by the umask)" for what in ("448 -> 447", "448 -> 449")},

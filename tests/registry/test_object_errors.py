@@ -111,9 +111,37 @@ def test_ids_stay_below_two_to_the_31(registry: str, kind: str) -> None:
     else:
         oid = vaspace.vas_seg_create("next", SEG_BASE, SEG_BASE + PAGE, 0o600)
         getattr_ = vaspace.vas_seg_getattr
-    assert 0 < oid < TOP_ID
+    assert oid == 1  # the lowest free id, not one past the planted top
     assert getattr_(oid).mode == 0o600
     for bad in (TOP_ID, TOP_ID + 1):
         with pytest.raises(OSError) as e:
             getattr_(bad)
         assert e.value.errno == errno.EINVAL
+
+
+def _plant_object(registry: str, kind: str, oid: int) -> None:
+    """As another user: a directory ``<kind>/<oid>`` laid out like a live object,
+    its index and name links pointing at each other (anyone may write both)."""
+    enc = f"planted{oid}".replace("-", "m")
+    d = f"{registry}/{kind}/{oid}"
+    os.mkdir(d, 0o755)
+    os.symlink(enc, f"{d}/index")
+    os.symlink(str(oid), f"{registry}/names/{kind}/{enc}")
+    for f in ("lock", "data", "name"):
+        with open(f"{d}/{f}", "w") as out:
+            out.write(enc)
+
+
+@pytest.mark.parametrize("kind", ["vas", "seg"])
+def test_an_id_out_of_range_is_no_object_even_if_planted(registry: str, kind: str) -> None:
+    """Ids are 1 .. 2**31-1: an entry planted under any other number is never used."""
+    for oid in (0, -1, TOP_ID + 1):
+        in_child(_plant_object, registry, kind, oid, uid=NOBODY).get()
+    calls = ((vaspace.vas_getattr, vaspace.vas_name, vaspace.vas_delete) if kind == "vas"
+             else (vaspace.vas_seg_getattr, vaspace.vas_seg_delete))
+    for oid in (0, -1, TOP_ID + 1):
+        for call in calls:
+            with pytest.raises(OSError) as e:
+                call(oid)
+            assert e.value.errno == errno.EINVAL, (call.__name__, oid)
+        assert os.path.isdir(f"{registry}/{kind}/{oid}")  # nothing was acted upon
