@@ -122,6 +122,13 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
             ("2 -> 1", "2 -> 3")),
            ("raise vas_error(errno.ENOSPC, f\"no free {kind.label} id\")", ("remove raise",)))
        for what in whats},
+    ("registry/objects.py", "os.chmod(path, 0o700)", "448 -> 449"):
+        "0o701 only lets others traverse the half-made directory until create() sets its "
+        "final mode, and every final mode (0o755 for a segment, 0o1755 | w bits for a VAS) "
+        "lets them anyway; listing and writing stay the owner's",
+    ("registry/vas.py", 'fs.write_new("lock", "", mode & 0o666, dfd)', "438 -> 439"):
+        "an x bit for others on the lock file: attributes are read masked with 0o666 and "
+        "the lock file is only ever opened for reading or writing",
     **{("registry/objects.py", "os.mkdir(path, 0o700)", what):
        "the mode given to mkdir is set again by the chmod(path, 0o700) right after it "
        "(mkdir's is masked by the umask)" for what in ("448 -> 447", "448 -> 449")},
