@@ -126,6 +126,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "0o701 only lets others traverse the half-made directory until create() sets its "
         "final mode, and every final mode (0o755 for a segment, 0o1755 | w bits for a VAS) "
         "lets them anyway; listing and writing stay the owner's",
+    ("registry/vas.py", "return create_object(VAS, name, dir_mode(mode & 0o666), populate)",
+     "438 -> 439"): "dir_mode keeps only the w bits (0o022) of the mode it is given",
     ("registry/vas.py", 'fs.write_new("lock", "", mode & 0o666, dfd)', "438 -> 439"):
         "an x bit for others on the lock file: attributes are read masked with 0o666 and "
         "the lock file is only ever opened for reading or writing",
