@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import vaspace
-from vaspace_testing import SEG_BASE
+from vaspace_testing import NOBODY, SEG_BASE, in_child
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -47,3 +47,28 @@ def test_attach_to_a_segment_without_its_reverse_index_is_refused(
     assert "'s'" in str(e.value) and "vases" in str(e.value)
     assert list(tmp_path.iterdir()) == []
     assert vaspace.vas_segments(vid) == []
+
+
+def test_the_os_refusing_a_link_change_is_eacces_naming_the_vas(registry: str) -> None:
+    """The VAS's mode lets everyone write it, but its owner took the write bits
+    off its directory: the kernel refuses the link, and the caller gets EACCES
+    (no attach or detach that silently did nothing)."""
+    vid = vaspace.vas_create("v", 0o666)
+    attached = vaspace.vas_seg_create("a", SEG_BASE, SEG_BASE + PAGE, 0o666)
+    free = vaspace.vas_seg_create("f", SEG_BASE + PAGE, SEG_BASE + 2 * PAGE, 0o666)
+    vaspace.vas_seg_attach(vid, attached, os.O_RDWR)
+    os.chmod(Path(registry) / "vas" / str(vid), 0o1755)
+
+    def try_both() -> list[tuple[int, str]]:
+        out = []
+        for call, sid in ((vaspace.vas_seg_attach, free), (vaspace.vas_seg_detach, attached)):
+            try:
+                call(vid, sid, *([os.O_RDWR] if call is vaspace.vas_seg_attach else []))
+                out.append((0, ""))
+            except OSError as exc:
+                out.append((exc.errno or -1, str(exc)))
+        return out
+
+    for err, text in in_child(try_both, uid=NOBODY).get():
+        assert err == errno.EACCES and "'v'" in text, text
+    assert [s.sid for s in vaspace.vas_segments(vid)] == [attached]
