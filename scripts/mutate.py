@@ -122,6 +122,11 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
             ("2 -> 1", "2 -> 3")),
            ("raise vas_error(errno.ENOSPC, f\"no free {kind.label} id\")", ("remove raise",)))
        for what in whats},
+    **{("registry/objects.py",
+        "REAP_BATCH = 64  # at most this many entries are examined by one automatic reap",
+        what): "how many entries one automatic reap examines is a cost bound, not a result: "
+       "orphans past it are left for the next process's reap or fsck, as they are now"
+       for what in ("64 -> 63", "64 -> 65")},
     ("registry/objects.py", "os.chmod(path, 0o700)", "448 -> 449"):
         "0o701 only lets others traverse the half-made directory until create() sets its "
         "final mode, and every final mode (0o755 for a segment, 0o1755 | w bits for a VAS) "

@@ -1,0 +1,47 @@
+"""vas_setattr / vas_seg_setattr: user and group are uid_t/gid_t values, mode an int.
+
+(uid_t)-1, which chown reads as "leave unchanged", is not a user: it is
+refused, as are negative and too large ids and non-ints.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+import vaspace
+from vaspace import Attr
+from vaspace_testing import SEG_BASE, require_root
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+NO_CHANGE = 2**32 - 1  # (uid_t)-1
+
+
+def _objects() -> list[tuple[object, object, int]]:
+    vid = vaspace.vas_create("v", 0o640)
+    sid = vaspace.vas_seg_create("s", SEG_BASE, SEG_BASE + PAGE, 0o640)
+    return [(vaspace.vas_setattr, vaspace.vas_getattr, vid),
+            (vaspace.vas_seg_setattr, vaspace.vas_seg_getattr, sid)]
+
+
+@pytest.mark.parametrize("field", ["user", "group", "mode"])
+@pytest.mark.parametrize("bad", [-1, NO_CHANGE, 2**32, 3**40, True, "0", 1.0, None])
+def test_bad_attribute_values_are_einval_and_change_nothing(registry: str, field: str,
+                                                            bad: object) -> None:
+    for setattr_, getattr_, oid in _objects():
+        before = getattr_(oid)
+        attr = before._replace(**{field: bad})
+        with pytest.raises(OSError) as e:
+            setattr_(oid, attr)
+        assert e.value.errno == errno.EINVAL and field in str(e.value)
+        assert getattr_(oid) == before
+
+
+@pytest.mark.parametrize("value", [0, 2**31 - 1, 2**31, NO_CHANGE - 1])
+def test_every_real_id_is_accepted(registry: str, value: int) -> None:
+    require_root()  # giving an object away needs root
+    for setattr_, getattr_, oid in _objects():
+        setattr_(oid, Attr(mode=0o600, user=value, group=value))
+        assert getattr_(oid) == Attr(mode=0o600, user=value, group=value)
