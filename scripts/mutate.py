@@ -127,6 +127,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         what): "how many entries one automatic reap examines is a cost bound, not a result: "
        "orphans past it are left for the next process's reap or fsck, as they are now"
        for what in ("64 -> 63", "64 -> 65")},
+    ("registry/vas.py", "return 0o1755 | (mode & 0o022)", "18 -> 19"):
+        "0o023 adds only others' x bit, which 0o1755 sets anyway",
     ("registry/objects.py", "os.chmod(path, 0o700)", "448 -> 449"):
         "0o701 only lets others traverse the half-made directory until create() sets its "
         "final mode, and every final mode (0o755 for a segment, 0o1755 | w bits for a VAS) "
