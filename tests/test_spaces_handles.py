@@ -1,0 +1,27 @@
+"""VAS and Segment handles compare by kind and id; their defaults give working objects."""
+
+from __future__ import annotations
+
+import os
+
+import vaspace as v
+from vaspace_testing import SEG_BASE, MiB
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def test_handles_are_equal_only_for_the_same_kind_and_id(registry: str) -> None:
+    a, b = v.VAS.create("a"), v.VAS.create("b")
+    s = v.Segment.create("s", SEG_BASE, size=MiB)
+    assert a == v.VAS(a.id) and hash(a) == hash(v.VAS(a.id))
+    assert a != b and b != a
+    assert a.id == s.id  # the first of each kind: same number, different objects
+    assert a != s and s != a
+    assert len({a, b, s, v.VAS(a.id), v.Segment(s.id)}) == 3
+
+
+def test_mmap_picks_a_free_range_by_default(registry: str) -> None:
+    vas = v.VAS.create("m")
+    addr = vas.mmap(PAGE)
+    assert addr > 0 and addr % PAGE == 0
+    assert vas.mmap(PAGE) not in (0, addr)
