@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
+import pytest
+
 import vaspace as v
-from vaspace_testing import SEG_BASE, MiB
+from vaspace_testing import SEG_BASE, MiB, peek
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -25,3 +28,22 @@ def test_mmap_picks_a_free_range_by_default(registry: str) -> None:
     addr = vas.mmap(PAGE)
     assert addr > 0 and addr % PAGE == 0
     assert vas.mmap(PAGE) not in (0, addr)
+
+
+def test_view_of_private_memory_needs_the_vas_active_and_its_start(registry: str) -> None:
+    vas = v.VAS.create("p")
+    addr = vas.mmap(2 * PAGE)
+    vas.attach()
+    with pytest.raises(OSError) as e:
+        vas.view(addr)  # attached, but this thread is not inside it
+    assert e.value.errno == errno.EFAULT and "active" in str(e.value)
+    with vas.active():
+        with vas.view(addr) as mv:
+            assert len(mv) == 2 * PAGE and not mv.readonly
+            mv[:3] = b"abc"
+            assert peek(addr) == ord("a")
+        for wrong in (addr + PAGE, addr - PAGE, 0):
+            with pytest.raises(OSError) as e:
+                vas.view(wrong)
+            assert e.value.errno == errno.EFAULT and "no private range" in str(e.value)
+    vas.detach()
