@@ -133,6 +133,9 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "vas_create masks the mode with 0o666, so a default of 0o601 makes the same 0o600 VAS",
     ("spaces.py", "if m.sid < 0 and m.start == addr:", "0 -> 1"):
         "no mapping has sid 0 (segment ids start at 1, private ranges are negative)",
+    ("spaces.py", "mode: int = 0o600) -> Segment:", "384 -> 385"):
+        "a segment's mode is masked with 0o666 too, so a default of 0o601 makes the same "
+        "0o600 segment",
     ("registry/objects.py", "os.chmod(path, 0o700)", "448 -> 449"):
         "0o701 only lets others traverse the half-made directory until create() sets its "
         "final mode, and every final mode (0o755 for a segment, 0o1755 | w bits for a VAS) "

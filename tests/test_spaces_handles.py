@@ -47,3 +47,19 @@ def test_view_of_private_memory_needs_the_vas_active_and_its_start(registry: str
                 vas.view(wrong)
             assert e.value.errno == errno.EFAULT and "no private range" in str(e.value)
     vas.detach()
+
+
+def test_a_segment_not_visible_here_says_where_the_thread_is(registry: str) -> None:
+    seg = v.Segment.create("s", SEG_BASE, size=MiB)
+    with pytest.raises(OSError) as e:
+        seg.view()
+    assert e.value.errno == errno.EFAULT and "original address space" in str(e.value)
+    other = v.VAS.create("without-s").attach()
+    with other.active(), pytest.raises(OSError) as e:
+        seg.view()
+    assert e.value.errno == errno.EFAULT and f"VAS id {other.id}" in str(e.value)
+    other.detach()
+
+
+def test_segment_mode_is_masked_like_a_vas_mode(registry: str) -> None:
+    assert v.Segment.create("s", SEG_BASE, size=MiB, mode=0o777).attr.mode == 0o666
