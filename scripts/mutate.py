@@ -136,6 +136,9 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("spaces.py", "mode: int = 0o600) -> Segment:", "384 -> 385"):
         "a segment's mode is masked with 0o666 too, so a default of 0o601 makes the same "
         "0o600 segment",
+    ("registry/objects.py", "return Attr(mode=mode & 0o666, user=user, group=group)",
+     "438 -> 439"): "an x bit for others on the attribute file (lock or data): attributes "
+        "are read masked with 0o666, and no file of the registry is ever executed",
     ("registry/objects.py", "os.chmod(path, 0o700)", "448 -> 449"):
         "0o701 only lets others traverse the half-made directory until create() sets its "
         "final mode, and every final mode (0o755 for a segment, 0o1755 | w bits for a VAS) "

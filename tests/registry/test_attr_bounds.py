@@ -45,3 +45,10 @@ def test_every_real_id_is_accepted(registry: str, value: int) -> None:
     for setattr_, getattr_, oid in _objects():
         setattr_(oid, Attr(mode=0o600, user=value, group=value))
         assert getattr_(oid) == Attr(mode=0o600, user=value, group=value)
+
+
+@pytest.mark.parametrize(("given", "kept"), [(0o777, 0o666), (0o646, 0o646), (0o1002, 0o002)])
+def test_setattr_masks_the_mode_with_0o666(registry: str, given: int, kept: int) -> None:
+    for setattr_, getattr_, oid in _objects():
+        setattr_(oid, getattr_(oid)._replace(mode=given))
+        assert getattr_(oid).mode == kept
