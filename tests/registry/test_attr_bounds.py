@@ -13,7 +13,7 @@ import pytest
 
 import vaspace
 from vaspace import Attr
-from vaspace_testing import SEG_BASE, require_root
+from vaspace_testing import NOBODY, SEG_BASE, in_child, require_root
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 NO_CHANGE = 2**32 - 1  # (uid_t)-1
@@ -52,3 +52,24 @@ def test_setattr_masks_the_mode_with_0o666(registry: str, given: int, kept: int)
     for setattr_, getattr_, oid in _objects():
         setattr_(oid, getattr_(oid)._replace(mode=given))
         assert getattr_(oid).mode == kept
+
+
+def test_a_writer_who_is_not_the_owner_gets_eperm_and_changes_nothing(registry: str) -> None:
+    """Write permission lets a user use the object, not chmod it: the kernel's rule."""
+    objs = _objects()
+    for setattr_, getattr_, oid in objs:
+        setattr_(oid, getattr_(oid)._replace(mode=0o666))
+
+    def try_all() -> list[tuple[int, str]]:
+        out = []
+        for setattr_, getattr_, oid in objs:
+            try:
+                setattr_(oid, getattr_(oid)._replace(mode=0o600))
+                out.append((0, ""))
+            except OSError as exc:
+                out.append((exc.errno or -1, str(exc)))
+        return out
+
+    for err, text in in_child(try_all, uid=NOBODY).get():
+        assert err == errno.EPERM and "only the owner may chmod" in text, text
+    assert [getattr_(oid).mode for _, getattr_, oid in objs] == [0o666, 0o666]
