@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 
 import pytest
@@ -63,3 +64,23 @@ def test_a_segment_not_visible_here_says_where_the_thread_is(registry: str) -> N
 
 def test_segment_mode_is_masked_like_a_vas_mode(registry: str) -> None:
     assert v.Segment.create("s", SEG_BASE, size=MiB, mode=0o777).attr.mode == 0o666
+
+
+def test_release_views_collects_arrays_that_only_a_cycle_keeps(registry: str) -> None:
+    seg = v.Segment.create("s", SEG_BASE, size=MiB)
+    vas = v.VAS.create("c")
+    vas.attach_segment(seg, os.O_RDWR)
+    vas.attach()
+    gc.disable()  # only release_views may collect the cycle
+    try:
+        with vas.active():
+            cycle: list[object] = [seg.array("u1")]
+            cycle.append(cycle)
+            cycle[0][0] = 7
+            del cycle
+            seg.release_views()  # the array is garbage, but alive until collected
+        # The switch back out worked: nothing pins the segment any more.
+        assert v.active_vas() == 0
+    finally:
+        gc.enable()
+    vas.detach()
