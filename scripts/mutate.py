@@ -133,6 +133,10 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "vas_create masks the mode with 0o666, so a default of 0o601 makes the same 0o600 VAS",
     ("spaces.py", "if m.sid < 0 and m.start == addr:", "0 -> 1"):
         "no mapping has sid 0 (segment ids start at 1, private ranges are negative)",
+    ("spaces.py", "if m.sid < 0 and m.start == addr:", "0 -> -1"):
+        "a private range's key is -((vid << 40) | page), at most -2**40: never -1",
+    ("registry/seg.py", "assert isinstance(start, int) and isinstance(end, int)", "and -> or"):
+        "an assert for the type checker: the loop above it has refused any non-int",
     ("spaces.py", "mode: int = 0o600) -> Segment:", "384 -> 385"):
         "a segment's mode is masked with 0o666 too, so a default of 0o601 makes the same "
         "0o600 segment",
