@@ -143,6 +143,12 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("registry/objects.py", "return Attr(mode=mode & 0o666, user=user, group=group)",
      "438 -> 439"): "an x bit for others on the attribute file (lock or data): attributes "
         "are read masked with 0o666, and no file of the registry is ever executed",
+    **{("registry/records.py", "data = os.read(fd, 4096)", what):
+       "/proc/<pid>/stat is one line of 52 fields and a comm of at most 64 bytes: far "
+       "under 4095 bytes, so one read gets it whole either way" for what in
+       ("4096 -> 4095", "4096 -> 4097")},
+    ("registry/records.py", 'fields = data[data.rindex(b")") + 2 :].split()', "2 -> 1"):
+        "split() drops the leading space that starting one byte earlier keeps",
     ("registry/objects.py", "os.chmod(path, 0o700)", "448 -> 449"):
         "0o701 only lets others traverse the half-made directory until create() sets its "
         "final mode, and every final mode (0o755 for a segment, 0o1755 | w bits for a VAS) "
