@@ -149,6 +149,11 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
        ("4096 -> 4095", "4096 -> 4097")},
     ("registry/records.py", 'fields = data[data.rindex(b")") + 2 :].split()', "2 -> 1"):
         "split() drops the leading space that starting one byte earlier keeps",
+    ("registry/objects.py", "for oid in ids if limit is None else ids[:limit]:", "Is -> IsNot"):
+        "the same cost bound as REAP_BATCH: with it ignored a reap looks at every entry, "
+        "and finds the same orphans among them",
+    ("registry/records.py", "return _mine[0]", "0 -> -1"):
+        "_mine holds one value once filled: [0] and [-1] are the same element",
     ("registry/objects.py", "os.chmod(path, 0o700)", "448 -> 449"):
         "0o701 only lets others traverse the half-made directory until create() sets its "
         "final mode, and every final mode (0o755 for a segment, 0o1755 | w bits for a VAS) "
