@@ -152,6 +152,10 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("registry/objects.py", "for oid in ids if limit is None else ids[:limit]:", "Is -> IsNot"):
         "the same cost bound as REAP_BATCH: with it ignored a reap looks at every entry, "
         "and finds the same orphans among them",
+    ("registry/records.py",
+     "started = my_start_time() if pid == os.getpid() else start_time(pid)", "Eq -> NotEq"):
+        "add() is only ever called with this process's own pid, whose start_time() is "
+        "my_start_time()",
     ("registry/records.py", "return _mine[0]", "0 -> -1"):
         "_mine holds one value once filled: [0] and [-1] are the same element",
     ("registry/objects.py", "os.chmod(path, 0o700)", "448 -> 449"):
