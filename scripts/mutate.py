@@ -120,6 +120,9 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
        for line, whats in (
            ("oid = next((i for i in range(1, len(taken) + 2) if i not in taken), MAX_ID + 1)",
             ("2 -> 1", "2 -> 3")),
+           # the fallback past the range: "1 -> 0"/"1 -> 2" of its second constant 1
+           ("oid = next((i for i in range(1, len(taken) + 2) if i not in taken), MAX_ID + 1)",
+            ("1 -> 0#2", "1 -> 2#2")),
            ("raise vas_error(errno.ENOSPC, f\"no free {kind.label} id\")", ("remove raise",)))
        for what in whats},
     **{("registry/objects.py",
@@ -174,6 +177,23 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "frozen only forbids assigning to the two module constants VAS and SEG, which no "
         "code does; nothing hashes a Kind (frozen=False would make it unhashable)",
 }
+
+
+
+def equivalent_keys(rel: str, muts: list[Mutant], k: int) -> list[tuple[str, str, str]]:
+    """The EQUIVALENT keys that may name ``muts[k]``: (file, line text, what), and the
+    same with ``what#n`` for the n-th mutant of that kind on the line (when a line has
+    two, e.g. two constants 1 moved to 0)."""
+    m = muts[k]
+    nth = 1 + sum(1 for o in muts[:k] if (o.line, o.what) == (m.line, m.what))
+    return [(rel, m.source, m.what), (rel, m.source, f"{m.what}#{nth}")]
+
+
+def equivalent_reason(rel: str, muts: list[Mutant], k: int) -> str | None:
+    """Why ``muts[k]`` (of file ``rel``) is equivalent, or None if it is not listed."""
+    return next((EQUIVALENT[key] for key in equivalent_keys(rel, muts, k)
+                 if key in EQUIVALENT), None)
+
 
 HEAP_TESTS = ["heap"]
 SWITCH_TESTS = ["process/test_switch.py", "process/test_thread_overlap.py",
@@ -525,7 +545,7 @@ def run_module(name: str, factor: float, floor: float, only: int | None,
         muts = mutants_of(path)[:only] if only else mutants_of(path)
         by_line = coverage_map(tests, path, max(600, 4 * t0))
         for k, m in enumerate(muts):
-            why = EQUIVALENT.get((rel, m.source, m.what))
+            why = equivalent_reason(rel, muts, k)
             kept = (done or {}).get(m.key())
             if why is not None or kept is not None:
                 m.outcome = "equivalent" if why is not None else kept
