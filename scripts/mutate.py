@@ -161,6 +161,13 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "my_start_time()",
     ("registry/records.py", "return _mine[0]", "0 -> -1"):
         "_mine holds one value once filled: [0] and [-1] are the same element",
+    **{("registry/seg.py",
+        'fd = os.open("data", os.O_CREAT | os.O_EXCL | os.O_RDWR | fs.FILE_FLAGS, 0o600,',
+        what): "the data file's first mode is set again by fchmod(fd, mode & 0o666) before "
+       "the segment is published" for what in ("384 -> 383", "384 -> 385")},
+    ("registry/seg.py", "os.fchmod(fd, mode & 0o666)", "438 -> 439"):
+        "an x bit for others on the data file: attributes are read masked with 0o666, and "
+        "mapping it never needs x",
     ("registry/objects.py", "os.chmod(path, 0o700)", "448 -> 449"):
         "0o701 only lets others traverse the half-made directory until create() sets its "
         "final mode, and every final mode (0o755 for a segment, 0o1755 | w bits for a VAS) "
