@@ -168,6 +168,11 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("registry/seg.py", "os.fchmod(fd, mode & 0o666)", "438 -> 439"):
         "an x bit for others on the data file: attributes are read masked with 0o666, and "
         "mapping it never needs x",
+    **{("registry/memfile.py", "return -((vid << 40) | (start >> 12))", what):
+       "the key only has to be negative and one per (VAS, page-aligned start): a start "
+       "below 2**47 shifted right by 11 or 12 fits under bit 36, so vid << 39, 40 or 41 "
+       "never overlaps it (>> 13 would, and is killed)" for what in
+       ("40 -> 39", "40 -> 41", "12 -> 11")},
     ("registry/objects.py", "os.chmod(path, 0o700)", "448 -> 449"):
         "0o701 only lets others traverse the half-made directory until create() sets its "
         "final mode, and every final mode (0o755 for a segment, 0o1755 | w bits for a VAS) "

@@ -1,0 +1,37 @@
+"""Private ranges side by side: each page is its own memory, in every VAS."""
+
+from __future__ import annotations
+
+import mmap
+import os
+
+import vaspace
+from vaspace_testing import SEG_BASE, in_child, peek, poke
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+RW = mmap.PROT_READ | mmap.PROT_WRITE
+
+
+def test_adjacent_private_ranges_of_two_vases_stay_apart(registry: str) -> None:
+    vids = [vaspace.vas_create(f"v{i}", 0o600) for i in range(2)]
+    starts = [SEG_BASE + i * PAGE for i in range(4)]  # four neighbouring pages
+    for vid in vids:
+        for s in starts:
+            assert vaspace.vas_mmap(vid, s, PAGE, RW) == s
+
+    def fill_and_read() -> list[list[int]]:
+        for vid in vids:
+            vaspace.vas_attach(0, vid, os.O_RDWR)
+        for n, vid in enumerate(vids):
+            with vaspace.VAS(vid).active():
+                for i, s in enumerate(starts):
+                    poke(s, 10 * n + i + 1)
+        out = []
+        for vid in vids:
+            with vaspace.VAS(vid).active():
+                out.append([peek(s) for s in starts])
+        return out
+
+    res = in_child(fill_and_read)
+    assert res.signal is None, f"child died of signal {res.signal}"
+    assert res.get() == [[1, 2, 3, 4], [11, 12, 13, 14]]
