@@ -173,6 +173,9 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
        "below 2**47 shifted right by 11 or 12 fits under bit 36, so vid << 39, 40 or 41 "
        "never overlaps it (>> 13 would, and is killed)" for what in
        ("40 -> 39", "40 -> 41", "12 -> 11")},
+    ("registry/records.py", 'DETACH = -1  # a request\'s "type" that asks for a detach',
+     "1 -> 2"): "an in-process sentinel: on disk a detach request is the word 'detach', and "
+        "-2 is no access type either",
     ("registry/objects.py", "os.chmod(path, 0o700)", "448 -> 449"):
         "0o701 only lets others traverse the half-made directory until create() sets its "
         "final mode, and every final mode (0o755 for a segment, 0o1755 | w bits for a VAS) "
