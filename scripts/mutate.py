@@ -176,6 +176,14 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("registry/records.py", 'DETACH = -1  # a request\'s "type" that asks for a detach',
      "1 -> 2"): "an in-process sentinel: on disk a detach request is the word 'detach', and "
         "-2 is no access type either",
+    ("registry/memfile.py", 'prot = mmap.PROT_READ | (mmap.PROT_WRITE if m[3] == "rw" else 0)',
+     "0 -> 1"): "PROT_READ is 1: PROT_READ | 1 is PROT_READ",
+    **{("registry/memfile.py",
+        "fd = os.open(rng.file, os.O_CREAT | os.O_EXCL | os.O_RDWR | fs.FILE_FLAGS, 0o600,",
+        what): "the private file's first mode is set again by finish_file's fchmod before "
+       "the range is published" for what in ("384 -> 383", "384 -> 385")},
+    ("registry/memfile.py", "os.fchmod(fd, mode & 0o666)", "438 -> 439"):
+        "an x bit for others on a private memory file: mapping it never needs x",
     ("registry/objects.py", "os.chmod(path, 0o700)", "448 -> 449"):
         "0o701 only lets others traverse the half-made directory until create() sets its "
         "final mode, and every final mode (0o755 for a segment, 0o1755 | w bits for a VAS) "

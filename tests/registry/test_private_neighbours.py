@@ -6,7 +6,7 @@ import mmap
 import os
 
 import vaspace
-from vaspace_testing import SEG_BASE, in_child, peek, poke
+from vaspace_testing import NOBODY, SEG_BASE, in_child, peek, poke
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 RW = mmap.PROT_READ | mmap.PROT_WRITE
@@ -35,3 +35,25 @@ def test_adjacent_private_ranges_of_two_vases_stay_apart(registry: str) -> None:
     res = in_child(fill_and_read)
     assert res.signal is None, f"child died of signal {res.signal}"
     assert res.get() == [[1, 2, 3, 4], [11, 12, 13, 14]]
+
+
+def test_private_memory_takes_the_vas_mode_for_other_users(registry: str) -> None:
+    """A VAS everyone may write: another user attaches it read-write and writes
+    its private memory (the private file got the VAS's mode, w bits included)."""
+    vid = vaspace.vas_create("shared", 0o666)
+    assert vaspace.vas_mmap(vid, SEG_BASE, PAGE, RW) == SEG_BASE
+
+    def write_as_other() -> int:
+        vaspace.vas_attach(0, vid, os.O_RDWR)
+        with vaspace.VAS(vid).active():
+            poke(SEG_BASE, 42)
+            return peek(SEG_BASE)
+
+    assert in_child(write_as_other, uid=NOBODY).get() == 42
+
+    def read_back() -> int:
+        vaspace.vas_attach(0, vid, os.O_RDONLY)
+        with vaspace.VAS(vid).active():
+            return peek(SEG_BASE)
+
+    assert in_child(read_back).get() == 42
