@@ -164,7 +164,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     **{("registry/seg.py",
         'fd = os.open("data", os.O_CREAT | os.O_EXCL | os.O_RDWR | fs.FILE_FLAGS, 0o600,',
         what): "the data file's first mode is set again by fchmod(fd, mode & 0o666) before "
-       "the segment is published" for what in ("384 -> 383", "384 -> 385")},
+       "the segment is published, and until then its directory is the creator's alone "
+       "(0o700)" for what in ("384 -> 383", "384 -> 385")},
     ("registry/seg.py", "os.fchmod(fd, mode & 0o666)", "438 -> 439"):
         "an x bit for others on the data file: attributes are read masked with 0o666, and "
         "mapping it never needs x",
@@ -180,8 +181,9 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      "0 -> 1"): "PROT_READ is 1: PROT_READ | 1 is PROT_READ",
     **{("registry/memfile.py",
         "fd = os.open(rng.file, os.O_CREAT | os.O_EXCL | os.O_RDWR | fs.FILE_FLAGS, 0o600,",
-        what): "the private file's first mode is set again by finish_file's fchmod before "
-       "the range is published" for what in ("384 -> 383", "384 -> 385")},
+        what): "0o601 only adds others' x bit until finish_file's fchmod sets the VAS's "
+       "mode; mapping never needs x (0o577 would let others write it meanwhile: not listed)"
+       for what in ("384 -> 385",)},
     ("registry/memfile.py", "os.fchmod(fd, mode & 0o666)", "438 -> 439"):
         "an x bit for others on a private memory file: mapping it never needs x",
     ("registry/objects.py", "os.chmod(path, 0o700)", "448 -> 449"):
