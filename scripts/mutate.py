@@ -186,6 +186,14 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
        for what in ("384 -> 385",)},
     ("registry/memfile.py", "os.fchmod(fd, mode & 0o666)", "438 -> 439"):
         "an x bit for others on a private memory file: mapping it never needs x",
+    ("registry/private.py", "assert isinstance(addr, int) and isinstance(length, int)",
+     "and -> or"): "an assert for the type checker: the loop above it has refused any non-int",
+    ("registry/private.py",
+     "if length <= 0 or length % winmod.PAGE or addr < 0 or addr % winmod.PAGE:", "0 -> 1#1"):
+        "length 1 (now refused as <= 1) is refused anyway as not page aligned",
+    ("registry/private.py",
+     "if length <= 0 or length % winmod.PAGE or addr < 0 or addr % winmod.PAGE:", "0 -> -1#2"):
+        "addr -1 (now let through) is refused anyway as not page aligned",
     ("registry/objects.py", "os.chmod(path, 0o700)", "448 -> 449"):
         "0o701 only lets others traverse the half-made directory until create() sets its "
         "final mode, and every final mode (0o755 for a segment, 0o1755 | w bits for a VAS) "

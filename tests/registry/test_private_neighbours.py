@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 
@@ -57,3 +58,18 @@ def test_private_memory_takes_the_vas_mode_for_other_users(registry: str) -> Non
             return peek(SEG_BASE)
 
     assert in_child(read_back).get() == 42
+
+
+def test_private_memory_needs_a_positive_aligned_length_and_address(registry: str) -> None:
+    vid = vaspace.vas_create("bad", 0o600)
+    for addr, length in ((SEG_BASE, 0), (SEG_BASE, -PAGE), (-PAGE, PAGE), (SEG_BASE, 1),
+                         (SEG_BASE + 1, PAGE)):
+        try:
+            vaspace.vas_mmap(vid, addr, length, RW)
+        except OSError as exc:
+            assert exc.errno == errno.EINVAL, (addr, length)
+        else:
+            raise AssertionError(f"vas_mmap({addr:#x}, {length:#x}) was accepted")
+    assert vaspace.vas_private(vid) == []
+    picked = vaspace.vas_mmap(vid, 0, PAGE, RW)  # address 0: the library picks one
+    assert picked > 0 and picked % PAGE == 0
