@@ -49,7 +49,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -63,7 +63,8 @@ LOCK = REPO / ".mutate.lock"  # one run at a time: a second would restore the fi
 _REGISTRY_FILES = sorted(f"registry/{p.name}" for p in (PKG / "registry").glob("*.py")
                          if p.name != "__init__.py")
 _REGISTRY_TESTS = ["registry", "test_api_objects.py", "test_names.py", "test_permissions.py",
-                   "process/test_attach.py", "reliability/test_rel_regressions.py",
+                   "process/test_attach.py", "process/test_attach_edges.py",
+                   "reliability/test_rel_regressions.py",
                    "reliability/test_rel_security.py", "reliability/test_rel_badinput.py"]
 
 # The policy modules and the tests that cover each (paths relative to tests/).
@@ -80,9 +81,152 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                        ["process", "reliability/test_rel_concurrency.py"]),
     "process.state": (["process/state.py"],
                       ["process", "reliability/test_rel_concurrency.py"]),
-    "spaces": (["spaces.py"], ["test_spaces.py", "test_api_objects.py"]),
+    "spaces": (["spaces.py"], ["test_spaces.py", "test_spaces_handles.py", "test_api_objects.py"]),
 }
 MODULES.update({f"registry.{Path(f).stem}": ([f], _REGISTRY_TESTS) for f in _REGISTRY_FILES})
+
+# Mutants that change nothing a caller can observe, each with the argument
+# why; they are reported as "equivalent", not run, and left out of the score.
+# Keyed by file, the mutated line's text and the mutation (not the line
+# number), so that edits elsewhere in the file do not lose them; an entry
+# whose line changed simply stops matching and the mutant is run again.
+_FAST_GETATTR = ("registry/objects.py",
+                 "if type(oid) is int and 0 < oid <= MAX_ID:  # exact ints only: no subclass's "
+                 "__format__")
+EQUIVALENT: dict[tuple[str, str, str], str] = {
+    **{(*_FAST_GETATTR, what): "getattr_'s fast path only skips building a Ref: whichever "
+       "branch the check sends an id to, pin() re-checks it and gives the same attributes "
+       "or the same EINVAL"
+       for what in ("negate condition", "0 -> -1", "0 -> 1", "Lt -> GtE", "LtE -> Gt")},
+    # _claim_id's hints: where to start looking and when to list the directory
+    # again.  Whatever they say, mkdir decides, and the loop ends at a free id
+    # (ids are not promised to be consecutive).
+    **{("registry/objects.py", line, what):
+       "a hint of _claim_id (where to try next, when to list again): mkdir decides, and "
+       "the loop still ends at a free id"
+       for line, whats in (
+           ("collisions = 0", ("0 -> -1", "0 -> 1")),
+           ("collisions += 1", ("1 -> 0", "1 -> 2")),
+           ("oid = _scan_next(base) if collisions % 8 == 0 else oid + 1",
+            ("Eq -> NotEq", "8 -> 7", "8 -> 9", "0 -> -1", "0 -> 1", "1 -> 0", "1 -> 2")),
+           ("_next_id[base] = oid + 1", ("1 -> 0", "1 -> 2")))
+       for what in whats},
+    # _lowest_free: n taken entries, one of them the planted top id, leave one
+    # of 1..n free (pigeonhole), so the range's end and the fallback past it
+    # never matter.
+    **{("registry/objects.py", line, what):
+       "_lowest_free: of n taken ids one is the top, so one of 1..n is free: the range's "
+       "end and the ENOSPC fallback past it are never reached"
+       for line, whats in (
+           ("oid = next((i for i in range(1, len(taken) + 2) if i not in taken), MAX_ID + 1)",
+            ("2 -> 1", "2 -> 3")),
+           # the fallback past the range: "1 -> 0"/"1 -> 2" of its second constant 1
+           ("oid = next((i for i in range(1, len(taken) + 2) if i not in taken), MAX_ID + 1)",
+            ("1 -> 0#2", "1 -> 2#2")),
+           ("raise vas_error(errno.ENOSPC, f\"no free {kind.label} id\")", ("remove raise",)))
+       for what in whats},
+    **{("registry/objects.py",
+        "REAP_BATCH = 64  # at most this many entries are examined by one automatic reap",
+        what): "how many entries one automatic reap examines is a cost bound, not a result: "
+       "orphans past it are left for the next process's reap or fsck, as they are now"
+       for what in ("64 -> 63", "64 -> 65")},
+    ("registry/vas.py", "return 0o1755 | (mode & 0o022)", "18 -> 19"):
+        "0o023 adds only others' x bit, which 0o1755 sets anyway",
+    ("spaces.py", "def create(cls, name: str, mode: int = 0o600) -> VAS:", "384 -> 385"):
+        "vas_create masks the mode with 0o666, so a default of 0o601 makes the same 0o600 VAS",
+    ("spaces.py", "if m.sid < 0 and m.start == addr:", "0 -> 1"):
+        "no mapping has sid 0 (segment ids start at 1, private ranges are negative)",
+    ("spaces.py", "if m.sid < 0 and m.start == addr:", "0 -> -1"):
+        "a private range's key is -((vid << 40) | page), at most -2**40: never -1",
+    ("registry/seg.py", "assert isinstance(start, int) and isinstance(end, int)", "and -> or"):
+        "an assert for the type checker: the loop above it has refused any non-int",
+    ("spaces.py", "mode: int = 0o600) -> Segment:", "384 -> 385"):
+        "a segment's mode is masked with 0o666 too, so a default of 0o601 makes the same "
+        "0o600 segment",
+    ("registry/objects.py", "return Attr(mode=mode & 0o666, user=user, group=group)",
+     "438 -> 439"): "an x bit for others on the attribute file (lock or data): attributes "
+        "are read masked with 0o666, and no file of the registry is ever executed",
+    **{("registry/records.py", "data = os.read(fd, 4096)", what):
+       "/proc/<pid>/stat is one line of 52 fields and a comm of at most 64 bytes: far "
+       "under 4095 bytes, so one read gets it whole either way" for what in
+       ("4096 -> 4095", "4096 -> 4097")},
+    ("registry/records.py", 'fields = data[data.rindex(b")") + 2 :].split()', "2 -> 1"):
+        "split() drops the leading space that starting one byte earlier keeps",
+    ("registry/objects.py", "for oid in ids if limit is None else ids[:limit]:", "Is -> IsNot"):
+        "the same cost bound as REAP_BATCH: with it ignored a reap looks at every entry, "
+        "and finds the same orphans among them",
+    ("registry/records.py",
+     "started = my_start_time() if pid == os.getpid() else start_time(pid)", "Eq -> NotEq"):
+        "add() is only ever called with this process's own pid, whose start_time() is "
+        "my_start_time()",
+    ("registry/records.py", "return _mine[0]", "0 -> -1"):
+        "_mine holds one value once filled: [0] and [-1] are the same element",
+    **{("registry/seg.py",
+        'fd = os.open("data", os.O_CREAT | os.O_EXCL | os.O_RDWR | fs.FILE_FLAGS, 0o600,',
+        what): "the data file's first mode is set again by fchmod(fd, mode & 0o666) before "
+       "the segment is published, and until then its directory is the creator's alone "
+       "(0o700)" for what in ("384 -> 383", "384 -> 385")},
+    ("registry/seg.py", "os.fchmod(fd, mode & 0o666)", "438 -> 439"):
+        "an x bit for others on the data file: attributes are read masked with 0o666, and "
+        "mapping it never needs x",
+    **{("registry/memfile.py", "return -((vid << 40) | (start >> 12))", what):
+       "the key only has to be negative and one per (VAS, page-aligned start): a start "
+       "below 2**47 shifted right by 11 or 12 fits under bit 36, so vid << 39, 40 or 41 "
+       "never overlaps it (>> 13 would, and is killed)" for what in
+       ("40 -> 39", "40 -> 41", "12 -> 11")},
+    ("registry/records.py", 'DETACH = -1  # a request\'s "type" that asks for a detach',
+     "1 -> 2"): "an in-process sentinel: on disk a detach request is the word 'detach', and "
+        "-2 is no access type either",
+    ("registry/memfile.py", 'prot = mmap.PROT_READ | (mmap.PROT_WRITE if m[3] == "rw" else 0)',
+     "0 -> 1"): "PROT_READ is 1: PROT_READ | 1 is PROT_READ",
+    **{("registry/memfile.py",
+        "fd = os.open(rng.file, os.O_CREAT | os.O_EXCL | os.O_RDWR | fs.FILE_FLAGS, 0o600,",
+        what): "0o601 only adds others' x bit until finish_file's fchmod sets the VAS's "
+       "mode; mapping never needs x (0o577 would let others write it meanwhile: not listed)"
+       for what in ("384 -> 385",)},
+    ("registry/memfile.py", "os.fchmod(fd, mode & 0o666)", "438 -> 439"):
+        "an x bit for others on a private memory file: mapping it never needs x",
+    ("registry/private.py", "assert isinstance(addr, int) and isinstance(length, int)",
+     "and -> or"): "an assert for the type checker: the loop above it has refused any non-int",
+    ("registry/private.py",
+     "if length <= 0 or length % winmod.PAGE or addr < 0 or addr % winmod.PAGE:", "0 -> 1#1"):
+        "length 1 (now refused as <= 1) is refused anyway as not page aligned",
+    ("registry/private.py",
+     "if length <= 0 or length % winmod.PAGE or addr < 0 or addr % winmod.PAGE:", "0 -> -1#2"):
+        "addr -1 (now let through) is refused anyway as not page aligned",
+    ("registry/objects.py", "os.chmod(path, 0o700)", "448 -> 449"):
+        "0o701 only lets others traverse the half-made directory until create() sets its "
+        "final mode, and every final mode (0o755 for a segment, 0o1755 | w bits for a VAS) "
+        "lets them anyway; listing and writing stay the owner's",
+    ("registry/vas.py", "return create_object(VAS, name, dir_mode(mode & 0o666), populate)",
+     "438 -> 439"): "dir_mode keeps only the w bits (0o022) of the mode it is given",
+    ("registry/vas.py", 'fs.write_new("lock", "", mode & 0o666, dfd)', "438 -> 439"):
+        "an x bit for others on the lock file: attributes are read masked with 0o666 and "
+        "the lock file is only ever opened for reading or writing",
+    **{("registry/objects.py", "os.mkdir(path, 0o700)", what):
+       "the mode given to mkdir is set again by the chmod(path, 0o700) right after it "
+       "(mkdir's is masked by the umask)" for what in ("448 -> 447", "448 -> 449")},
+    ("registry/kind.py", "@dataclass(frozen=True)", "True -> False"):
+        "frozen only forbids assigning to the two module constants VAS and SEG, which no "
+        "code does; nothing hashes a Kind (frozen=False would make it unhashable)",
+}
+
+
+
+def equivalent_keys(rel: str, muts: list[Mutant], k: int) -> list[tuple[str, str, str]]:
+    """The EQUIVALENT keys that may name ``muts[k]``: (file, line text, what), and the
+    same with ``what#n`` for the n-th mutant of that kind on the line (when a line has
+    two, e.g. two constants 1 moved to 0)."""
+    m = muts[k]
+    nth = 1 + sum(1 for o in muts[:k] if (o.line, o.what) == (m.line, m.what))
+    return [(rel, m.source, m.what), (rel, m.source, f"{m.what}#{nth}")]
+
+
+def equivalent_reason(rel: str, muts: list[Mutant], k: int) -> str | None:
+    """Why ``muts[k]`` (of file ``rel``) is equivalent, or None if it is not listed."""
+    return next((EQUIVALENT[key] for key in equivalent_keys(rel, muts, k)
+                 if key in EQUIVALENT), None)
+
 
 HEAP_TESTS = ["heap"]
 SWITCH_TESTS = ["process/test_switch.py", "process/test_thread_overlap.py",
@@ -130,6 +274,12 @@ class Mutant:
     what: str
     outcome: str = ""
     seconds: float = 0.0
+    source: str = ""  # the mutated line, stripped (what EQUIVALENT is keyed by)
+    last_line: int = 0
+
+    def key(self) -> str:
+        """Names the mutant across runs of the same source (for --resume)."""
+        return f"{self.path}:{self.line}:{self.start}:{self.what}:{self.text}"
 
     def describe(self) -> str:
         return f"{self.path}:{self.line}: {self.what}"
@@ -263,7 +413,8 @@ def mutants_of(path: Path) -> list[Mutant]:
         # ast offsets are in UTF-8 bytes, so the file is edited as bytes.
         start = starts[lo - 1] + node.col_offset
         end = starts[hi - 1] + (node.end_col_offset or 0)
-        out.append(Mutant(_rel(path), lo, start, end, new, what))
+        out.append(Mutant(_rel(path), lo, start, end, new, what,
+                          source=lines[lo - 1].decode().strip(), last_line=hi))
     out.sort(key=lambda m: (m.start, m.what))
     return out
 
@@ -316,13 +467,18 @@ def _interrupt(signum: int, frame: object) -> None:
 # ------------------------------------------------------------------ running the tests
 
 
-def run_tests(tests: list[str], timeout: float) -> tuple[str, float]:
-    """Run pytest on ``tests``: "passed", "failed" or "timeout", and the seconds it took."""
+def run_tests(tests: list[str], timeout: float, nodeids: list[str] | None = None,
+              extra: list[str] | None = None, env: dict[str, str] | None = None,
+              ) -> tuple[str, float]:
+    """Run pytest on ``tests`` (or only on ``nodeids``): "passed", "failed", "error"
+    (pytest itself failed: exit code 2 or more) or "timeout", and the seconds it took."""
+    targets = nodeids if nodeids is not None else [str(REPO / "tests" / t) for t in tests]
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-           "-m", "not soak", *[str(REPO / "tests" / t) for t in tests]]
+           "-m", "not soak", *(extra or []), *targets]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, **(env or {})})
     try:
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -332,7 +488,8 @@ def run_tests(tests: list[str], timeout: float) -> tuple[str, float]:
         _kill_session(proc)
         raise
     _kill_session(proc)  # a test may have left a child behind
-    return ("passed" if code == 0 else "failed"), time.monotonic() - t0
+    outcome = {0: "passed", 1: "failed"}.get(code, "error" if nodeids is not None else "failed")
+    return outcome, time.monotonic() - t0
 
 
 def _kill_session(proc: subprocess.Popen) -> None:
@@ -371,26 +528,74 @@ def baseline(tests: list[str], limit: float) -> float:
     return secs
 
 
+def coverage_map(tests: list[str], path: Path, limit: float) -> dict[int, list[str]]:
+    """line -> the ids of the tests that run it in pytest's own process (unmutated).
+
+    Run once per file with scripts/mutate_trace.py; an empty map (the run
+    failed) only means every mutant gets the whole set.
+    """
+    out = BACKUP.parent / ".mutate-trace.json"
+    env = {"MUTATE_TRACE_FILE": str(path), "MUTATE_TRACE_OUT": str(out),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "scripts"),
+                                                       os.environ.get("PYTHONPATH")]))}
+    outcome, _ = run_tests(tests, limit, extra=["-p", "mutate_trace"], env=env)
+    if outcome != "passed" or not out.exists():
+        return {}
+    by_line: dict[int, list[str]] = {}
+    for nodeid, lines in json.loads(out.read_text()).items():
+        for n in lines:
+            by_line.setdefault(n, []).append(nodeid)
+    out.unlink()
+    return by_line
+
+
+def run_mutant(m: Mutant, tests: list[str], by_line: dict[int, list[str]],
+               timeout: float) -> tuple[str, float]:
+    """The tests that run the mutant's lines first; the whole set if they all pass."""
+    selected = sorted({t for n in range(m.line, max(m.line, m.last_line) + 1)
+                       for t in by_line.get(n, [])})
+    spent = 0.0
+    if selected:
+        outcome, spent = run_tests(tests, timeout, nodeids=selected)
+        if outcome in ("failed", "timeout"):
+            return outcome, spent
+    outcome, secs = run_tests(tests, timeout)
+    return outcome, spent + secs
+
+
 def run_module(name: str, factor: float, floor: float, only: int | None,
-               echo: bool) -> list[Mutant]:
+               echo: bool, done: dict[str, str] | None = None,
+               save: Callable[[list[Mutant]], None] | None = None) -> list[Mutant]:
+    """Every mutant of the module's files; ``done`` holds outcomes kept from an earlier run."""
     files, tests = MODULES[name]
     t0 = baseline(tests, 600)
     timeout = max(floor, factor * t0)
     if echo:
         print(f"== {name}: baseline {t0:.1f} s, timeout {timeout:.0f} s", flush=True)
-    results = []
+    results: list[Mutant] = []
     for rel in files:
         path = PKG / rel
         muts = mutants_of(path)[:only] if only else mutants_of(path)
+        by_line = coverage_map(tests, path, max(600, 4 * t0))
         for k, m in enumerate(muts):
+            why = equivalent_reason(rel, muts, k)
+            kept = (done or {}).get(m.key())
+            if why is not None or kept is not None:
+                m.outcome = "equivalent" if why is not None else kept
+                results.append(m)
+                if echo:
+                    print(f"  {m.outcome:9} {m.describe()}: {why or 'kept'}", flush=True)
+                continue
             with mutable(path) as original:
                 path.write_bytes(apply(m, original))
                 # A distinct mtime per mutant, so no stale bytecode is ever used.
                 stamp = path.stat().st_mtime_ns // 10**9 * 10**9 + (k + 1) * 10**9 * 7
                 os.utime(path, ns=(stamp, stamp))
-                outcome, m.seconds = run_tests(tests, timeout)
+                outcome, m.seconds = run_mutant(m, tests, by_line, timeout)
             m.outcome = {"failed": "killed", "passed": "survived"}.get(outcome, outcome)
             results.append(m)
+            if save is not None:
+                save(results)
             if echo:
                 print(f"  {m.outcome:9} {m.describe()}", flush=True)
     return results
@@ -445,6 +650,7 @@ class Score:
     killed: int = 0
     survived: int = 0
     timeout: int = 0
+    equivalent: int = 0
     other: int = 0
     survivors: list[str] = field(default_factory=list)
 
@@ -467,23 +673,28 @@ def score(results: list[Mutant]) -> Score:
             s.survivors.append(m.describe())
         elif m.outcome == "timeout":
             s.timeout += 1
+        elif m.outcome == "equivalent":
+            s.equivalent += 1
         else:
             s.other += 1
     return s
 
 
 def report(by_module: dict[str, list[Mutant]]) -> str:
-    lines = [f"{'module':16} {'killed':>6} {'survived':>8} {'timeout':>7} {'score':>6}"]
+    lines = [f"{'module':16} {'killed':>6} {'survived':>8} {'timeout':>7} {'equiv':>5} "
+             f"{'score':>6}"]
     overall = Score()
     for name, results in by_module.items():
         s = score(results)
-        lines.append(f"{name:16} {s.killed:6} {s.survived:8} {s.timeout:7} {s.percent:5.1f}%")
+        lines.append(f"{name:16} {s.killed:6} {s.survived:8} {s.timeout:7} {s.equivalent:5} "
+                     f"{s.percent:5.1f}%")
         overall.killed += s.killed
+        overall.equivalent += s.equivalent
         overall.survived += s.survived
         overall.timeout += s.timeout
         overall.survivors += s.survivors
     lines.append(f"{'overall':16} {overall.killed:6} {overall.survived:8} {overall.timeout:7} "
-                 f"{overall.percent:5.1f}%")
+                 f"{overall.equivalent:5} {overall.percent:5.1f}%")
     if overall.survivors:
         lines.append("survivors:")
         lines += [f"  {s}" for s in overall.survivors]
@@ -501,7 +712,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout-factor", type=float, default=4.0,
                     help="a mutant's timeout, as a multiple of the baseline run (default 4)")
     ap.add_argument("--min-timeout", type=float, default=30.0, help="seconds (default 30)")
-    ap.add_argument("--json", type=Path, help="write every mutant's outcome here")
+    ap.add_argument("--json", type=Path,
+                    help="write every mutant's outcome here (after each mutant)")
+    ap.add_argument("--resume", type=Path,
+                    help="keep the outcomes this --json file of an earlier run has for "
+                         "the same source; run only the rest")
     args = ap.parse_args(argv)
     modules = list(MODULES) if args.all else args.modules
     if not modules and not args.c:
@@ -526,18 +741,30 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     by_module: dict[str, list[Mutant]] = {}
+    done: dict[str, str] = {}
+    if args.resume is not None and args.resume.exists():
+        done = {Mutant(**d).key(): d["outcome"]
+                for ms in json.loads(args.resume.read_text()).values() for d in ms
+                if d["outcome"] in ("killed", "timeout")}  # survivors: run again
+
+    def save(results: list[Mutant] | None = None, name: str = "") -> None:
+        if name:
+            by_module[name] = results or []
+        if args.json:
+            args.json.write_text(json.dumps(
+                {k: [asdict(m) for m in v] for k, v in by_module.items()}, indent=1))
+
     try:
         for name in modules:
-            by_module[name] = run_module(name, args.timeout_factor, args.min_timeout,
-                                         args.first, echo=True)
+            by_module[name] = run_module(
+                name, args.timeout_factor, args.min_timeout, args.first, echo=True, done=done,
+                save=lambda rs, name=name: save(rs, name))
         if args.c:
             by_module["C (sed)"] = run_c(args.timeout_factor, args.min_timeout, echo=True)
     except KeyboardInterrupt:
         print("mutate: interrupted; the tree is restored", file=sys.stderr)
     print(report(by_module))
-    if args.json:
-        args.json.write_text(json.dumps({k: [asdict(m) for m in v] for k, v in by_module.items()},
-                                        indent=1))
+    save()
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,13 @@ from vaspace_testing import reset_process_state
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A shell starts background commands (`cmd &` without job control) with
+    # SIGINT ignored, and Python then leaves it ignored.  Tests check that
+    # vaspace leaves SIGINT to its host (the C API's programs, the stdlib's
+    # SharedMemoryServer test), so give the run Python's usual handler: the
+    # suite must pass however it was started.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # An assert that fails in a worker thread only ends that thread; pytest
     # notices the unhandled exception but merely warns.  Make it fail the test.
     config.addinivalue_line("filterwarnings",

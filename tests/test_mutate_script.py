@@ -95,3 +95,24 @@ def test_a_killed_run_is_undone_by_the_next(mutate: ModuleType, victim: Path) ->
     assert mutate.restore_leftovers() == [str(victim)]
     assert victim.read_text() == "x = 1\n" and victim.stat().st_mtime_ns == before
     assert mutate.restore_leftovers() == []
+
+
+def test_every_equivalent_entry_names_a_real_mutant(mutate: ModuleType) -> None:
+    """An entry whose line was edited away is stale: its argument no longer applies."""
+    live = set()
+    for files, _ in mutate.MODULES.values():
+        for rel in files:
+            muts = mutate.mutants_of(mutate.PKG / rel)
+            for k in range(len(muts)):
+                live.update(mutate.equivalent_keys(rel, muts, k))
+    stale = [key for key in mutate.EQUIVALENT if key not in live]
+    assert stale == []
+
+
+def test_equivalent_mutants_are_left_out_of_the_score(mutate: ModuleType) -> None:
+    ms = [mutate.Mutant("f.py", i, 0, 0, "", "x", outcome=o)
+          for i, o in enumerate(["killed", "survived", "equivalent", "equivalent", "timeout"])]
+    s = mutate.score(ms)
+    assert (s.killed, s.survived, s.timeout, s.equivalent) == (1, 1, 1, 2)
+    assert s.percent == pytest.approx(200 / 3)
+    assert "equiv" in mutate.report({"m": ms}).splitlines()[0]

@@ -141,6 +141,54 @@ def _collect(pid: int, r: int, timeout: float, what: str) -> tuple[bytes, int]:
     return b"".join(chunks), status
 
 
+class Child:
+    """A forked child running a function; ``result()`` waits for it (bounded)."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict,
+                 ids: tuple[int, int, list[int]] | None, timeout: float) -> None:
+        self.what = getattr(fn, "__qualname__", repr(fn))
+        self.timeout = timeout
+        r, w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(r)
+            _run_in_child(w, fn, args, kwargs, ids)
+        os.close(w)
+        self._r: int | None = r
+
+    def result(self) -> ChildResult:
+        """Wait for the child; the test fails if it outlives its timeout (counted from now)."""
+        assert self._r is not None, "result() already collected"
+        r, self._r = self._r, None
+        data, status = _collect(self.pid, r, self.timeout, self.what)
+        if os.WIFSIGNALED(status):
+            return ChildResult(signal=os.WTERMSIG(status))
+        kind, obj = pickle.loads(data) if data else ("err", RuntimeError("child wrote nothing"))
+        code = os.WEXITSTATUS(status)
+        return ChildResult(value=obj, exitcode=code) if kind == "ok" else ChildResult(
+            error=obj, exitcode=code)
+
+    def kill(self) -> None:
+        """SIGKILL the child and reap it (for children that never end by themselves)."""
+        if self._r is None:
+            return
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        os.close(self._r)
+        self._r = None
+
+
+def start_child(fn: Callable[..., Any], *args: Any, uid: int | None = None,
+                gid: int | None = None, groups: list[int] | None = None,
+                timeout: float = CHILD_TIMEOUT, **kwargs: Any) -> Child:
+    """Like ``in_child`` but returns at once: for several children that run together."""
+    ids = None
+    if uid is not None:
+        require_root()
+        ids = (uid, uid if gid is None else gid, list(groups or []))
+    return Child(fn, args, kwargs, ids, timeout)
+
+
 def in_child(fn: Callable[..., Any], *args: Any, uid: int | None = None,
              gid: int | None = None, groups: list[int] | None = None,
              timeout: float = CHILD_TIMEOUT, **kwargs: Any) -> ChildResult:
@@ -151,23 +199,8 @@ def in_child(fn: Callable[..., Any], *args: Any, uid: int | None = None,
     finished after ``timeout`` seconds.  Becoming another user needs root:
     otherwise the test is skipped with that reason.
     """
-    ids = None
-    if uid is not None:
-        require_root()
-        ids = (uid, uid if gid is None else gid, list(groups or []))
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        _run_in_child(w, fn, args, kwargs, ids)
-    os.close(w)
-    data, status = _collect(pid, r, timeout, getattr(fn, "__qualname__", repr(fn)))
-    if os.WIFSIGNALED(status):
-        return ChildResult(signal=os.WTERMSIG(status))
-    kind, obj = pickle.loads(data) if data else ("err", RuntimeError("child wrote nothing"))
-    code = os.WEXITSTATUS(status)
-    return ChildResult(value=obj, exitcode=code) if kind == "ok" else ChildResult(
-        error=obj, exitcode=code)
+    return start_child(fn, *args, uid=uid, gid=gid, groups=groups, timeout=timeout,
+                       **kwargs).result()
 
 
 def as_nobody(fn: Callable[..., Any], *args: Any, uid: int = NOBODY, **kwargs: Any) -> Any:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-import pickle
 import random
 import signal
 import struct
@@ -164,37 +163,16 @@ def _reader(region: Region) -> list:
 
 
 def _run_child(fn, region: Region) -> tuple[str, list]:
-    """Fork, run fn(region); ("ok", outcomes), ("signal", name) or ("hang", [])."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        code = 0
-        try:
-            data = pickle.dumps(fn(region))
-        except BaseException as e:  # noqa: BLE001 - reported to the parent
-            data = pickle.dumps([("child", f"UNEXPECTED {type(e).__name__}: {e}")])
-            code = 1
-        with os.fdopen(w, "wb") as f:
-            f.write(data)
-        os._exit(code)
-    os.close(w)
-    deadline = time.monotonic() + CHILD_TIMEOUT
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os.close(r)
-            return "hang", []
-        time.sleep(0.002)
-    with os.fdopen(r, "rb") as f:
-        data = f.read()
-    if os.WIFSIGNALED(status):
-        return "signal", [signal.Signals(os.WTERMSIG(status)).name]
-    return "ok", pickle.loads(data)
+    """Run fn(region) in a child: ("ok", outcomes), ("signal", [name]) or ("hang", [])."""
+    try:
+        res = in_child(fn, region, timeout=CHILD_TIMEOUT)
+    except AssertionError:  # in_child's bounded wait ran out: the child was killed
+        return "hang", []
+    if res.signal is not None:
+        return "signal", [signal.Signals(res.signal).name]
+    if res.error is not None:
+        return "ok", [("child", f"UNEXPECTED {type(res.error).__name__}: {res.error}")]
+    return "ok", res.value
 
 
 def _value(rng: random.Random, old: int) -> int:

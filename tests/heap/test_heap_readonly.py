@@ -9,6 +9,7 @@ signal.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import mmap
 import os
@@ -22,7 +23,7 @@ from heaputil import Region
 
 import vaspace
 from vaspace.heap import Array, Dict, Heap, HeapRecoveredWarning, _heapcore
-from vaspace_testing import SEG_BASE, MiB, in_child
+from vaspace_testing import SEG_BASE, MiB, in_child, start_child
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mprotect.restype = ctypes.c_int
@@ -243,33 +244,6 @@ def _valid(key: str, v: bytes) -> int:
     return int(parts[0])
 
 
-def _spawn(fn) -> tuple[int, int]:
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        code = 0
-        try:
-            msg = repr(fn()).encode()
-        except BaseException as e:  # noqa: BLE001 - reported to the parent
-            import traceback
-
-            msg = ("ERROR " + "".join(traceback.format_exception(e))).encode()
-            code = 1
-        finally:
-            os.write(w, msg)
-            os._exit(code)
-    os.close(w)
-    return pid, r
-
-
-def _collect(pid: int, r: int) -> tuple[str, int]:
-    with os.fdopen(r, "rb") as f:
-        out = f.read().decode()
-    _, status = os.waitpid(pid, 0)
-    return out, status
-
-
 def test_writer_and_two_readonly_readers(heap: Heap, region: Region):
     keys = [f"key{i}" for i in range(64)]
     d = Dict(heap, root="kv")
@@ -278,11 +252,17 @@ def test_writer_and_two_readonly_readers(heap: Heap, region: Region):
     d["round"] = 0
 
     ready_r, ready_w = os.pipe()
+    overlap_r, overlap_w = os.pipe()
 
     def writer():
         os.read(ready_r, 1), os.read(ready_r, 1)  # both readers are reading
-        rnd, t_end = 0, time.monotonic() + 1.0
-        while time.monotonic() < t_end:
+        # At least a second of writes, and on until both readers have seen
+        # two rounds: the overlap is awaited, not assumed from the timing.
+        os.set_blocking(overlap_r, False)
+        rnd, overlapped, t_end = 0, 0, time.monotonic() + 1.0
+        while time.monotonic() < t_end or overlapped < 2:
+            with contextlib.suppress(BlockingIOError):
+                overlapped += len(os.read(overlap_r, 2))
             rnd += 1
             for k in keys[rnd % 8::8]:
                 d[k] = _value(k, rnd)
@@ -297,9 +277,8 @@ def test_writer_and_two_readonly_readers(heap: Heap, region: Region):
         _make_prot_read(region)
         ro = Heap.open(region.buf.toreadonly())
         rd = Dict.open(ro, "kv")
-        rounds, lookups, snaps = set(), 0, 0
-        t_end = time.monotonic() + 10
-        while time.monotonic() < t_end:
+        rounds, lookups, snaps, told = set(), 0, 0, False
+        while True:  # until the writer is done (the child's timeout bounds a hang)
             if snaps == 1:
                 os.write(ready_w, b"r")
             done = rd.get("done")
@@ -313,6 +292,9 @@ def test_writer_and_two_readonly_readers(heap: Heap, region: Region):
                     _valid(k, v)
             assert sum(1 for k, _ in snap if isinstance(k, str) and k.startswith("key")) == 64
             rounds.add(rd["round"])
+            if len(rounds) == 2 and not told:
+                os.write(overlap_w, b"o")
+                told = True
             ro.stats()
             if done:
                 break
@@ -320,20 +302,19 @@ def test_writer_and_two_readonly_readers(heap: Heap, region: Region):
         ro.close()
         return len(rounds), lookups, snaps, bool(done)
 
-    readers = [_spawn(reader) for _ in range(2)]
-    wpid, wr = _spawn(writer)
-    wout, wstatus = _collect(wpid, wr)
-    if os.waitstatus_to_exitcode(wstatus) != 0:
-        for pid, _ in readers:
-            os.kill(pid, signal.SIGKILL)
-    results = [_collect(pid, r) for pid, r in readers]
-    os.close(ready_r), os.close(ready_w)
-    assert os.waitstatus_to_exitcode(wstatus) == 0, wout
-    for out, status in results:
-        assert not os.WIFSIGNALED(status), f"reader killed by signal {os.WTERMSIG(status)}"
-        assert os.waitstatus_to_exitcode(status) == 0, out
-        nrounds, lookups, snaps, done = eval(out)  # noqa: S307 - our own repr
-        assert done, "reader timed out before the writer finished"
+    readers = [start_child(reader) for _ in range(2)]
+    try:
+        start_child(writer).result().get()
+        results = [child.result() for child in readers]
+    finally:
+        for child in readers:  # readers left waiting for a writer that failed
+            child.kill()
+        for fd in (ready_r, ready_w, overlap_r, overlap_w):
+            os.close(fd)
+    for res in results:
+        assert res.signal is None, f"reader killed by {signal.Signals(res.signal).name}"
+        nrounds, lookups, snaps, done = res.get()
+        assert done
         assert nrounds >= 2, "reader never overlapped the writer"
         assert lookups > 0 and snaps > 0
     heap.check()
@@ -384,14 +365,12 @@ def test_dead_writer_gives_bounded_error(heap: Heap, region: Region):
     # Two CPU hogs make every sched_yield of the reader give its core away
     # for a time slice: the deadline must be checked often enough that the
     # wait still ends close to read_timeout (it once overshot it 18x).
-    hogs = [_spawn(_spin) for _ in range(2)]
+    hogs = [start_child(_spin) for _ in range(2)]
     try:
         res = in_child(reader)
     finally:
-        for pid, r in hogs:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os.close(r)
+        for hog in hogs:
+            hog.kill()
     assert res.signal is None, f"read-only reader died of {signal.Signals(res.signal).name}"
     out = res.get()
     assert out.pop("len") == 20

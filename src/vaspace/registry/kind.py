@@ -28,6 +28,10 @@ def check_id(kind: Kind, oid: object) -> int:
     """An id must be an int in [1, 2**31-1] (bool is refused); EINVAL otherwise."""
     if not isinstance(oid, int) or isinstance(oid, bool):
         raise invalid(f"{kind.label} id must be int, not {type(oid).__name__}", repr(oid))
+    # The value itself, as an exact int: an int subclass's __format__ or
+    # __str__ could name another object's directory in the paths built
+    # from the id (and int() would call its __int__).
+    oid = int.__int__(oid)
     if not 0 < oid <= MAX_ID:
         raise invalid(f"{kind.label} id {oid} is out of range", str(oid))
     return oid
