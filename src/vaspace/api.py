@@ -15,6 +15,7 @@ from . import _core, perms
 from . import window as winmod
 from ._ntuples import Attr, Holder, ProcMap, ProcVas, SegLink
 from .access import access_type_name
+from .args import exact_int
 from .errors import invalid
 from .process import attach as attachmod
 from .process import procfs
@@ -83,8 +84,8 @@ def vas_attach(pid: int, vid: int, type: int) -> None:  # noqa: A002 - the RFC's
     if pid.__class__ is int and pid == 0:  # the common case, without a call
         attachmod.attach_self(vid, type)
         return
-    pid = attachmod.check_pid(pid)
-    if pid == os.getpid():
+    pid = attachmod.check_pid(pid)  # an exact int from here on (0 given as a subclass too)
+    if pid == 0 or pid == os.getpid():
         attachmod.attach_self(vid, type)
     else:
         attachmod.request_other(pid, vid, type)
@@ -99,8 +100,8 @@ def vas_detach(pid: int, vid: int) -> None:
     if pid.__class__ is int and pid == 0:
         attachmod.detach_self(vid)
         return
-    pid = attachmod.check_pid(pid)
-    if pid == os.getpid():
+    pid = attachmod.check_pid(pid)  # an exact int from here on (0 given as a subclass too)
+    if pid == 0 or pid == os.getpid():
         attachmod.detach_self(vid)
     else:
         attachmod.request_detach_other(pid, vid)
@@ -242,7 +243,8 @@ segment_setattr = vas_seg_setattr
 
 def segment_create_sz(name: str, start: int, size: int, mode: int) -> int:
     """libmvas's ``segment_create_sz``: a segment of ``size`` bytes at ``start``."""
-    if not isinstance(start, int) or not isinstance(size, int) or isinstance(size, bool):
+    start, size = exact_int(start), exact_int(size)  # type: ignore[assignment]
+    if start is None or size is None:
         raise invalid(f"segment {name!r}: start and size must be int")
     if size <= 0:
         raise invalid(f"segment {name!r}: size {size} is not positive")

@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _core, api
+from .args import exact_int
 from .registry import fs, objects
 from .registry import root as rootmod
 from .registry import seg as segreg
@@ -106,8 +107,9 @@ def _create(name: str, size: int, mode: int, track: bool, shm: tuple[int, int]) 
     up again nor reads back the region it chose.  With ``track`` its
     creator record is written before publication too.
     """
-    if not isinstance(size, int):
-        raise TypeError(f"'size' must be an integer, not {type(size).__name__}")
+    given, size = size, exact_int(size)  # by value: placement does arithmetic on it
+    if size is None:
+        raise TypeError(f"'size' must be an integer, not {type(given).__name__}")
     regname = _regname(name)
     size = placement.page_round(size)
     lo, hi = shm
@@ -194,8 +196,9 @@ class SharedMemory:
             raise ValueError("'name' can only be None if create=True")
         if mode is None:
             mode = self._mode
-        if not isinstance(mode, int) or isinstance(mode, bool):
-            raise TypeError(f"mode must be int, not {type(mode).__name__}")
+        given, mode = mode, exact_int(mode)
+        if mode is None:
+            raise TypeError(f"mode must be int, not {type(given).__name__}")
         self._track = track
         if name is None:
             while True:

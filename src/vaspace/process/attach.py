@@ -21,6 +21,7 @@ import os
 from .. import _core, perms
 from .. import window as winmod
 from ..access import BY_FLAG, open_flags, prot_for
+from ..args import exact_int
 from ..errors import invalid, vas_error
 from ..registry import memfile, objects, records
 from ..registry import root as rootmod
@@ -35,9 +36,10 @@ from .state import Attachment, state
 
 def check_pid(pid: object) -> int:
     """pid must be an int >= 0; EINVAL otherwise."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid < 0 or pid > 2**31 - 1:
+    value = exact_int(pid)  # by value: a subclass could lie in its comparisons
+    if value is None or value < 0 or value > 2**31 - 1:
         raise invalid(f"bad pid {pid!r}")
-    return pid
+    return value
 
 
 def _signalable(pid: int) -> None:

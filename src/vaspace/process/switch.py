@@ -24,6 +24,7 @@ import threading
 import warnings
 
 from .. import _core
+from ..args import exact_int
 from ..errors import invalid, vas_error
 from ..registry import objects
 from ..registry import vas as vasreg
@@ -39,8 +40,9 @@ def finish(vid: object, done: int) -> None:
     ``_core.vas_switch`` calls this; ``vid`` may be anything the caller passed.
     """
     if not done:
-        if not isinstance(vid, int) or isinstance(vid, bool):
-            raise invalid(f"bad VAS id {vid!r}")
+        given, vid = vid, exact_int(vid)
+        if vid is None:
+            raise invalid(f"bad VAS id {given!r}")
         _switch_slow(vid)
     if vid:
         _guard_thread()

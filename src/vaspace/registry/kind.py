@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..args import exact_int
 from ..errors import invalid
 
 MAX_ID = 2**31 - 1
@@ -26,15 +27,12 @@ SEG = Kind(label="segment", dirname="seg", attr_file="data", idname="sid", subdi
 
 def check_id(kind: Kind, oid: object) -> int:
     """An id must be an int in [1, 2**31-1] (bool is refused); EINVAL otherwise."""
-    if not isinstance(oid, int) or isinstance(oid, bool):
+    value = exact_int(oid)  # by value: a subclass's __format__ could name another object
+    if value is None:
         raise invalid(f"{kind.label} id must be int, not {type(oid).__name__}", repr(oid))
-    # The value itself, as an exact int: an int subclass's __format__ or
-    # __str__ could name another object's directory in the paths built
-    # from the id (and int() would call its __int__).
-    oid = int.__int__(oid)
-    if not 0 < oid <= MAX_ID:
-        raise invalid(f"{kind.label} id {oid} is out of range", str(oid))
-    return oid
+    if not 0 < value <= MAX_ID:
+        raise invalid(f"{kind.label} id {value} is out of range", str(value))
+    return value
 
 
 def describe(kind: Kind, oid: int, name: str) -> str:

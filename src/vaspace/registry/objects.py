@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from .. import names
 from .._ntuples import Attr
+from ..args import exact_int
 from ..errors import invalid, vas_error
 from . import fs, records
 from . import root as rootmod
@@ -254,9 +255,13 @@ def check_attr(attr: object, what: str) -> Attr:
         mode, user, group = attr.mode, attr.user, attr.group  # type: ignore[attr-defined]
     except AttributeError:
         raise invalid(f"attributes for {what} must be an Attr, not {type(attr).__name__}") from None
-    for field, value in (("mode", mode), ("user", user), ("group", group)):
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32 - 1:
-            raise invalid(f"attribute {field}={value!r} for {what} is not a valid id or mode")
+    values = []
+    for field, raw in (("mode", mode), ("user", user), ("group", group)):
+        value = exact_int(raw)  # by value: a subclass could lie in `&` or its comparisons
+        if value is None or not 0 <= value < 2**32 - 1:
+            raise invalid(f"attribute {field}={raw!r} for {what} is not a valid id or mode")
+        values.append(value)
+    mode, user, group = values
     return Attr(mode=mode & 0o666, user=user, group=group)
 
 

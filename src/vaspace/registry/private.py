@@ -19,6 +19,7 @@ import os
 from .. import perms
 from .. import window as winmod
 from .._ntuples import Attr
+from ..args import exact_int
 from . import memfile, objects
 from . import root as rootmod
 from . import seg as segreg
@@ -29,11 +30,13 @@ from .ref import Ref
 
 
 def _check_args(ref: Ref, addr: object, length: object) -> tuple[int, int]:
-    for label, value in (("addr", addr), ("length", length)):
-        if not isinstance(value, int) or isinstance(value, bool):
+    given = addr, length
+    addr, length = exact_int(addr), exact_int(length)  # by value: checked as it is used
+    for label, value, raw in (("addr", addr, given[0]), ("length", length, given[1])):
+        if value is None:
             raise ref.error(errno.EINVAL, f"private memory: {label} must be int, "
-                            f"not {type(value).__name__}")
-    assert isinstance(addr, int) and isinstance(length, int)
+                            f"not {type(raw).__name__}")
+    assert addr is not None and length is not None
     if length <= 0 or length % winmod.PAGE or addr < 0 or addr % winmod.PAGE:
         raise ref.error(errno.EINVAL, f"private memory: addr {addr:#x} and length {length:#x} "
                         "must be page aligned, length > 0")

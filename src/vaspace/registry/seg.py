@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 
 from .. import perms
 from .. import window as winmod
+from ..args import exact_int
 from ..errors import invalid, vas_error
 from . import fs, memfile
 from . import root as rootmod
@@ -32,11 +33,13 @@ def describe(sid: int, name: str) -> str:
 
 def check_region(name: object, start: object, end: object) -> tuple[int, int]:
     """Check a segment's [start, end): EINVAL if unaligned or empty, EFAULT if outside window()."""
-    for label, value in (("start", start), ("end", end)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise invalid(f"segment {name!r}: {label} must be int, not {type(value).__name__}",
+    given = start, end
+    start, end = exact_int(start), exact_int(end)  # by value: checked as it is written
+    for label, value, raw in (("start", start, given[0]), ("end", end, given[1])):
+        if value is None:
+            raise invalid(f"segment {name!r}: {label} must be int, not {type(raw).__name__}",
                           str(name))
-    assert isinstance(start, int) and isinstance(end, int)
+    assert start is not None and end is not None
     if start % winmod.PAGE or end % winmod.PAGE:
         raise invalid(f"segment {name!r}: [{start:#x}, {end:#x}) is not page aligned", str(name))
     if end <= start:
@@ -74,8 +77,10 @@ def create(name: object, start: object, end: object, mode: object,
     segment is published: shared memory records its creator there, so no
     published block is ever without that record.
     """
-    if not isinstance(mode, int) or isinstance(mode, bool):
-        raise invalid(f"segment {name!r}: mode must be int, not {type(mode).__name__}", str(name))
+    given, mode = mode, exact_int(mode)  # by value: a subclass could lie in its `&`
+    if mode is None:
+        raise invalid(f"segment {name!r}: mode must be int, not {type(given).__name__}",
+                      str(name))
     lo, hi = check_region(name, start, end)
 
     def populate(dfd: int, _sid: int) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from .. import perms
 from ..access import access_type_name
+from ..args import exact_int
 from ..errors import invalid, vas_error
 from . import fs, records
 from . import root as rootmod
@@ -26,8 +27,9 @@ from .ref import REVERSE
 
 def create(name: object, mode: object) -> int:
     """Create a VAS with no segments; attributes are the caller's, mode & 0o666."""
-    if not isinstance(mode, int) or isinstance(mode, bool):
-        raise invalid(f"VAS {name!r}: mode must be int, not {type(mode).__name__}", str(name))
+    given, mode = mode, exact_int(mode)  # by value: a subclass could lie in its `&`
+    if mode is None:
+        raise invalid(f"VAS {name!r}: mode must be int, not {type(given).__name__}", str(name))
 
     def populate(dfd: int, _vid: int) -> None:
         write_lock_file(dfd, mode)  # type: ignore[arg-type]
