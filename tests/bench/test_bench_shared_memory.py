@@ -45,7 +45,7 @@ def test_shared_memory_bench_smoke(tmp_path):
     if shutil.which("strace") is None:
         assert calls == "not counted: strace is not installed"
         return
-    # Every step makes calls; the counts docs/shared_memory.md quotes (82 a cycle,
+    # Every step makes calls; the counts docs/shared_memory.md quotes (90 a cycle,
     # against 127 before the cuts) do not creep back up.
     assert all(n > 0 for n in calls["std"].values()), calls
     assert all(n > 0 for n in calls["vaspace"].values()), calls

@@ -136,45 +136,23 @@ def delete_pinned(ref: Ref) -> None:
     """``delete`` of a segment the caller has pinned already (found by name, say)."""
     with rootmod.locked():
         ref.recheck()
-        # The reverse index is mostly empty: then rmdir removes it in one
-        # call, which proves no VAS holds the segment (attaches add to it
-        # under the lock we hold), and listing it is not needed.  If the
-        # delete is refused after all, the index is made again, still
-        # under the lock.  rmdir follows no link and removes only an empty
-        # directory; anything else (entries, not ours) takes the long way.
-        emptied = _remove_empty_reverse(ref)
-        try:
-            users = [] if emptied else _users(ref)
-            if users:
-                raise ref.error(errno.EBUSY, f"is attached to {', '.join(users)}")
-            ref.require(perms.MAY_WRITE)
-            ref.unpublish()
-        except BaseException:
-            if emptied:
-                _make_reverse(ref.dirfd, own=True)
-            raise
+        # Nothing changes before the commit point (unpublish): a delete that
+        # is refused, or killed, leaves the segment whole.  (Removing an
+        # empty reverse index with rmdir first, as proof that no VAS holds
+        # the segment, saved a listing but left a segment without its index,
+        # which every attach then reports as damaged, when the deleter was
+        # killed before the unpublish: the fault-injection run found it.)
+        users = _users(ref)
+        if users:
+            raise ref.error(errno.EBUSY, f"is attached to {', '.join(users)}")
+        ref.require(perms.MAY_WRITE)
+        ref.unpublish()
 
 
-def _remove_empty_reverse(ref: Ref) -> bool:
-    try:
-        os.rmdir(REVERSE, dir_fd=ref.dirfd)
-    except OSError:
-        return False
-    return True
-
-
-def _make_reverse(dfd: int, own: bool = False) -> None:
-    """The segment's reverse index: anyone who may attach it records that here (sticky).
-
-    ``own``: give it to the directory's owner (root remaking another
-    user's index), since readers accept only an index of the segment's owner.
-    """
+def _make_reverse(dfd: int) -> None:
+    """The segment's reverse index: anyone who may attach it records that here (sticky)."""
     os.mkdir(REVERSE, dir_fd=dfd)
     os.chmod(REVERSE, 0o1777, dir_fd=dfd)
-    if own:
-        st = os.fstat(dfd)
-        if os.geteuid() != st.st_uid:
-            os.chown(REVERSE, st.st_uid, st.st_gid, dir_fd=dfd, follow_symlinks=False)
 
 
 def _users(ref: Ref) -> list[str]:
