@@ -242,22 +242,38 @@ def test_crash_everywhere_in_extend(anon):
 
 
 def test_readers_in_another_process_see_whole_extends(heap):
-    """A reader process sees a List grow by whole extends only."""
-    chunk = 500
+    """A reader process sees a List grow by whole extends only.
+
+    The writer starts only once the reader has read the empty List, and the
+    reader reads until it sees the last length: it sees at least two lengths
+    however the two processes are scheduled (no window of time is assumed).
+    """
+    chunk, rounds = 500, 20
     lst = List(heap, root="l")
-    stop = time.monotonic() + 1.0
+    ready_r, ready_w = os.pipe()
 
     def reader() -> None:
+        os.close(ready_r)
         lengths = set()
-        while time.monotonic() < stop:
+        deadline = time.monotonic() + 60  # a bound against a hang, not a timing assumption
+        while time.monotonic() < deadline:
             items = lst[:]
             assert len(items) % chunk == 0, f"a partial extend: {len(items)} items"
             assert items == [i % chunk for i in range(len(items))]
+            if not lengths:
+                os.write(ready_w, b"r")  # the writer may start
             lengths.add(len(items))
-        assert len(lengths) > 1, "the reader saw no extend"
+            if len(items) == rounds * chunk:
+                break
+        assert lengths >= {0, rounds * chunk}, sorted(lengths)
 
     pid = _child(reader)
-    while time.monotonic() < stop and len(lst) < 60 * chunk:  # 4 MiB region
+    os.close(ready_w)
+    try:
+        assert os.read(ready_r, 1) == b"r"
+    finally:
+        os.close(ready_r)
+    for _ in range(rounds):
         lst.extend(range(chunk))
     assert _wait(pid) == 0
 
