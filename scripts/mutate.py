@@ -138,8 +138,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "no mapping has sid 0 (segment ids start at 1, private ranges are negative)",
     ("spaces.py", "if m.sid < 0 and m.start == addr:", "0 -> -1"):
         "a private range's key is -((vid << 40) | page), at most -2**40: never -1",
-    ("registry/seg.py", "assert isinstance(start, int) and isinstance(end, int)", "and -> or"):
-        "an assert for the type checker: the loop above it has refused any non-int",
+    ("registry/seg.py", "assert start is not None and end is not None", "and -> or"):
+        "an assert for the type checker: the loop above it has refused any None",
     ("spaces.py", "mode: int = 0o600) -> Segment:", "384 -> 385"):
         "a segment's mode is masked with 0o666 too, so a default of 0o601 makes the same "
         "0o600 segment",
@@ -200,8 +200,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
        for what in ("384 -> 385",)},
     ("registry/memfile.py", "os.fchmod(fd, mode & 0o666)", "438 -> 439"):
         "an x bit for others on a private memory file: mapping it never needs x",
-    ("registry/private.py", "assert isinstance(addr, int) and isinstance(length, int)",
-     "and -> or"): "an assert for the type checker: the loop above it has refused any non-int",
+    ("registry/private.py", "assert addr is not None and length is not None",
+     "and -> or"): "an assert for the type checker: the loop above it has refused any None",
     ("registry/private.py",
      "if length <= 0 or length % winmod.PAGE or addr < 0 or addr % winmod.PAGE:", "0 -> 1#1"):
         "length 1 (now refused as <= 1) is refused anyway as not page aligned",
