@@ -107,7 +107,9 @@ def _create(name: str, size: int, mode: int, track: bool, shm: tuple[int, int]) 
     up again nor reads back the region it chose.  With ``track`` its
     creator record is written before publication too.
     """
-    given, size = size, exact_int(size)  # by value: placement does arithmetic on it
+    # By value: placement does arithmetic on it.  A bool is a size here, as
+    # in the standard library (True is 1 byte).
+    given, size = size, exact_int(int(size) if isinstance(size, bool) else size)
     if size is None:
         raise TypeError(f"'size' must be an integer, not {type(given).__name__}")
     regname = _regname(name)
