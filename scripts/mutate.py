@@ -155,24 +155,6 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("registry/objects.py", "for oid in ids if limit is None else ids[:limit]:", "Is -> IsNot"):
         "the same cost bound as REAP_BATCH: with it ignored a reap looks at every entry, "
         "and finds the same orphans among them",
-    ("registry/records.py",
-     "my_start_time() if pid == os.getpid() else start_time(pid))", "Eq -> NotEq"):
-        "add() is only ever called with this process's own pid, whose start_time() is "
-        "my_start_time()",
-    ("registry/records.py",
-     "started = _mine[0] if _mine and pid == _my_pid[0] else (", "Eq -> NotEq"):
-        "add() is only ever called with this process's own pid: the else branch then "
-        "answers my_start_time(), which is _mine[0]",
-    ("registry/records.py",
-     "started = _mine[0] if _mine and pid == _my_pid[0] else (", "and -> or"):
-        "add() is only ever called with this process's own pid, so the pid test is true "
-        "and `and`/`or` agree once _mine is filled; empty, the else branch fills it",
-    ("registry/records.py",
-     "started = _mine[0] if _mine and pid == _my_pid[0] else (", "0 -> -1#1"):
-        "_mine (once filled) and _my_pid each hold one value: [0] and [-1] are the same",
-    ("registry/records.py",
-     "started = _mine[0] if _mine and pid == _my_pid[0] else (", "0 -> -1#2"):
-        "_mine (once filled) and _my_pid each hold one value: [0] and [-1] are the same",
     ("registry/records.py", "return _mine[0]", "0 -> -1"):
         "_mine holds one value once filled: [0] and [-1] are the same element",
     **{("registry/seg.py",

@@ -78,8 +78,7 @@ def add(vid: int, pid: int, access: int, root: str | None = None) -> None:
     ``root``: the registry root the caller already holds (saves looking it up).
     """
     path = f"{root}/procs/{vid}.{pid}" if root else f"{_procs()}/{vid}.{pid}"
-    started = _mine[0] if _mine and pid == _my_pid[0] else (
-        my_start_time() if pid == os.getpid() else start_time(pid))
+    started = my_start_time()  # pid is this process's (its only caller is attach)
     row = BY_FLAG.get(access)  # access_type_name, inline
     target = f"{started}:{row.name if row else '?'}"
     try:
