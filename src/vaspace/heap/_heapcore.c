@@ -172,7 +172,7 @@ static int heap_lock(HeapCore *self)
                         "heap corrupt: the heap lock's type word was overwritten");
         return -1;
     }
-    int rc = pthread_mutex_trylock(&h->lock);
+    int rc = lock_take(h);
     if (rc == EBUSY) {
         if (world_pin(self) < 0)
             return -1;
@@ -1520,6 +1520,23 @@ out:
     return rc < 0 ? NULL : PyLong_FromLong(rc);
 }
 
+/* Before a write takes the heap lock: look the key up once without it, as
+ * a lock-free reader would (every pointer bounds-checked, the result thrown
+ * away), so that the table slots and the entry the write will probe are in
+ * this core's cache.  Under the lock the probe then mostly hits the cache:
+ * with several writer processes, the cache misses of a probe (a quarter of
+ * a SET's time on a big Dict) are paid in parallel instead of while the
+ * others wait for the lock.  Only after core_check: the memory must be
+ * mapped here. */
+static void dict_warm(HeapCore *self, dict_hdr *d, const heap_key *k, const heap_key *alt)
+{
+    if (!self->is_open || (self->token && *core_api->window_gen != self->gen))
+        return; /* closed, or the world may have moved: heap_lock decides */
+    int bad;
+    u64 e;
+    dict_find(&self->r, d, k, alt, &bad, NULL, &e);
+}
+
 typedef struct {
     dict_hdr *d;
     blob k, alt, v;
@@ -1581,6 +1598,7 @@ static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
     int rc = -1;
     rs_init(&a.dead);
     if (encode_value(val, &a.v) == 0) {
+        dict_warm(self, a.d, &a.k.key, &a.alt.key);
         rc = heap_write(self, dict_set_body, &a);
         blob_clear(&a.v);
     }

@@ -70,6 +70,45 @@ static int lock_word_state(heap_header *h, int *w_out, int *o_out)
 }
 #endif
 
+/* One pause of a spin-wait: tells the core (and a hypervisor) that this
+ * thread is waiting, so the other hyperthread or vCPU gets the cycles. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    compiler_fence();
+#endif
+}
+
+/* Try to take the lock without blocking: a trylock, then, while another
+ * thread holds it, a bounded spin (LOCK_SPINS pauses, some tens of
+ * microseconds) that retries whenever the lock word reads free.
+ *
+ * Why spin: a heap operation holds the lock for about a microsecond, and a
+ * writer that blocks at once pays a futex sleep and wake-up (two system
+ * calls and a context switch each way) for every contended operation, so
+ * two writer processes ran at half the throughput of one.  The spin is
+ * bounded, so a holder that was descheduled (or died) costs the waiter at
+ * most the spin before it blocks in lock_wait, which also runs the checks
+ * for a dead or impossible owner.  Returns what pthread_mutex_trylock
+ * returned last (EBUSY if the lock stayed busy). */
+int lock_take(heap_header *h)
+{
+    int rc = pthread_mutex_trylock(&h->lock);
+#ifdef __GLIBC__
+    const int *word = &h->lock.__data.__lock;
+    for (int spin = 0; rc == EBUSY && spin < LOCK_SPINS; spin++) {
+        cpu_relax();
+        if (__atomic_load_n(word, __ATOMIC_RELAXED) == 0)
+            rc = pthread_mutex_trylock(&h->lock);
+    }
+#endif
+    return rc;
+}
+
 /* Block until the lock is ours (GIL released by the caller).  Waits in 1 s
  * steps so that a lock word that no thread can own (a corrupt region) ends
  * the wait instead of hanging the process. */

@@ -52,9 +52,9 @@ static int log_append(TX *t, u64 off, u64 old)
     }
     h->log[n].off = off;
     h->log[n].old = old;
-    compiler_fence();
+    store_fence();
     __atomic_store_n(&h->log_count, n + 1, __ATOMIC_RELEASE);
-    compiler_fence();
+    store_fence();
     return 0;
 }
 
@@ -168,18 +168,18 @@ void tx_init(TX *t, heap_region *r)
 void tx_begin_seq(TX *t, u64 *seq)
 {
     t->h->wseq_off = (u64)((char *)seq - t->base);
-    compiler_fence();
+    store_fence();
     __atomic_store_n(seq, *seq + 1, __ATOMIC_RELEASE);
-    compiler_fence();
+    store_fence();
     t->seq = seq;
 }
 
 void tx_end_seq(TX *t)
 {
     if (t->seq) {
-        compiler_fence();
+        store_fence();
         __atomic_store_n(t->seq, *t->seq + 1, __ATOMIC_RELEASE);
-        compiler_fence();
+        store_fence();
         t->h->wseq_off = 0;
         t->seq = NULL;
     }
@@ -205,7 +205,7 @@ int tx_commit(TX *t)
         tx_abort(t);
         return -1;
     }
-    compiler_fence();
+    store_fence();
     __atomic_store_n(&t->h->log_count, 0, __ATOMIC_RELEASE);
     crash_point(); /* committed, seq still odd */
     tx_end_seq(t);
