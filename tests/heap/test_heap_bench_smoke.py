@@ -31,6 +31,7 @@ def test_redisjmp_smoke_vaspace_only(tmp_path):
     assert "| vaspace Dict | GET | 1 |" in text
     assert "| vaspace Dict | SET | 2 |" in text
     assert "Machine:" in text and "virtualization" in text
+    assert "- vaspace Dict SET, 2 clients: wall" in text and "target 1.5x" in text
 
 
 def test_redisjmp_smoke_with_redis(tmp_path):
@@ -41,6 +42,7 @@ def test_redisjmp_smoke_with_redis(tmp_path):
     assert "| redis-py | GET | 1 |" in text
     assert "| redis-py pipelined | SET | 2 |" in text
     assert "vs target" in text
+    assert "- vaspace Dict SET, 2 clients: wall" in text and "target 1.5x" in text
 
 
 def test_samtools_smoke(tmp_path):

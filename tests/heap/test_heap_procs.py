@@ -198,6 +198,73 @@ def test_sigkill_writer_soak(heap):
     assert kill_rounds(heap, 1000) >= 10
 
 
+def test_sigkill_two_writers_at_once(heap, region):
+    """Two writers contending for the heap lock are SIGKILLed at the same
+    moment (one may hold the lock, the other wait or spin for it), while a
+    third writer process and a reader process keep going.  The survivors
+    must see only whole values, and every process, including a new opener,
+    a consistent heap."""
+    d = Dict(heap, root="victims")
+    stop_r, stop_w = os.pipe()
+    os.set_blocking(stop_r, False)
+
+    def stopped() -> bool:
+        """The parent closed its end of the pipe (EOF)."""
+        try:
+            return os.read(stop_r, 1) == b""
+        except BlockingIOError:
+            return False
+
+    def survivor() -> None:
+        os.close(stop_w)
+        c = 0
+        while not stopped():
+            c += 1
+            d[100 + c % 8] = make_value(100 + c % 8, c)
+        heap.check()
+        d["survivor-done"] = c
+
+    def reader() -> None:
+        os.close(stop_w)
+        n = 0
+        while n == 0 or not stopped():
+            for k in list(range(64)) + list(range(100, 108)):
+                v = d.get(k)
+                if v is not None:
+                    parse_value(k, v)  # never a half-written value
+            n += 1
+
+    others = [_child(survivor), _child(reader)]
+    rnd = random.Random(77)
+    for i in range(20):
+        victims = [_child(lambda s=s: _killed_writer(heap, d, s)) for s in (2 * i, 2 * i + 1)]
+        time.sleep(rnd.uniform(0.01, 0.04))
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        assert [_wait(p) for p in victims] == [-signal.SIGKILL] * 2
+    os.close(stop_w)
+    assert [_wait(p) for p in others] == [0, 0]
+    os.close(stop_r)
+    assert d["survivor-done"] > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HeapRecoveredWarning)
+        heap.check()
+        assert d.check() == len(d)
+        for k, v in d.items():
+            if isinstance(k, int):
+                parse_value(k, v)
+
+
+    def new_opener() -> None:
+        h = Heap.open(region.buf)
+        h.check()
+        dd = Dict.open(h, "victims")
+        assert dd.check() == len(dd) and dd["survivor-done"] > 0
+        h.close()
+
+    assert _wait(_child(new_opener)) == 0
+
+
 def test_recovery_warning_and_counter(heap):
     """A child that spends nearly all its time inside the lock (large values)
     is killed until one kill lands inside it; the next operation must warn,

@@ -102,7 +102,8 @@ int lock_take(heap_header *h)
     const int *word = &h->lock.__data.__lock;
     for (int spin = 0; rc == EBUSY && spin < LOCK_SPINS; spin++) {
         cpu_relax();
-        if (__atomic_load_n(word, __ATOMIC_RELAXED) == 0)
+        /* free, or its owner died (the kernel left OWNER_DIED, no id) */
+        if ((__atomic_load_n(word, __ATOMIC_RELAXED) & FUTEX_TID_BITS) == 0)
             rc = pthread_mutex_trylock(&h->lock);
     }
 #endif
