@@ -735,10 +735,12 @@ const char *dict_check_walk(const heap_region *r, dict_hdr *d, u64 *live_out)
             return "entry is not reachable from the index";
         int vt;
         u64 a, *pw;
-        if (dent_ref(&ev, &vt, &a) && (!(pw = ref_parent_word(r, vt, a)) || ld(pw) != holder))
-            return "container value is not a live container this Dict owns";
-        if (T_IS_REF(ev.h.vtype) && ev.vn != 8)
+        if (T_IS_REF(ev.h.vtype) && !dent_ref(&ev, &vt, &a))
             return "container value of the wrong length";
+        if (T_IS_REF(ev.h.vtype) && !(pw = ref_parent_word(r, vt, a)))
+            return "container value is not a live container of its kind";
+        if (T_IS_REF(ev.h.vtype) && ld(pw) != holder)
+            return "container value belongs to another parent";
     }
     u64 used = 0;
     for (u64 i = 0; i < g.cap; i++)
