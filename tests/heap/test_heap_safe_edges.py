@@ -212,66 +212,6 @@ def test_big_ints_beyond_the_str_digit_limit(heap: Heap):
     assert d.pop(big) == -big and len(d) == 0  # the child popped "v" (shared memory)
 
 
-def test_old_decimal_big_int_values_are_still_read(heap: Heap, region: Region):
-    """Entries written by older versions hold big ints as decimal text (type
-    tag 3).  Make one in place and read it."""
-    d = Dict(heap, root="kv")
-    text = str(2**100).encode()
-    d[b"old-key"] = text
-    raw = bytes(region.buf)
-    at = raw.index(b"old-key" + text)
-    assert raw[at - 16:at - 8] == len(b"old-key").to_bytes(4, "little") + len(text).to_bytes(
-        4, "little")
-    region.buf[at - 7] = 3  # vtype: the old decimal-text big int
-    assert d[b"old-key"] == 2**100
-    assert d.items() == [(b"old-key", 2**100)]
-
-
-_M = 2**64 - 1
-
-
-def _mix64(x: int) -> int:
-    x ^= x >> 33
-    x = (x * 0xFF51AFD7ED558CCD) & _M
-    x ^= x >> 33
-    x = (x * 0xC4CEB9FE1A85EC53) & _M
-    return x ^ (x >> 33)
-
-
-def _key_hash(tag: int, p: bytes) -> int:
-    """The heap's key hash (``key_hash`` in _heapcore.c), to forge old entries."""
-    h = 0x9E3779B97F4A7C15 ^ ((len(p) * 0x100000001B3) & _M) ^ tag
-    while len(p) >= 8:
-        h = ((h ^ _mix64(int.from_bytes(p[:8], "little"))) * 0x9E3779B97F4A7C15) & _M
-        h = ((h << 29) | (h >> 35)) & _M
-        p = p[8:]
-    h ^= _mix64(int.from_bytes(p, "little") ^ (len(p) << 56))
-    return _mix64(h)
-
-
-def test_old_decimal_big_int_keys_are_still_found(heap: Heap, region: Region):
-    """A big-int key an older version stored as decimal text (tag 3) is found
-    by lookups, and a set rewrites it in the binary form (no duplicate)."""
-    d = Dict(heap, root="kv")
-    text = str(-(3**90)).encode()
-    d[text] = "old"  # a bytes key: tag 0, then forged into tag 3
-    raw = bytes(region.buf)
-    h0, h3 = _key_hash(0, text), _key_hash(3, text)
-    assert raw.count(h0.to_bytes(8, "little")) == 1  # the port of the hash is right
-    slot = raw.index(h0.to_bytes(8, "little"))  # {hash, entry} in an 8-slot table
-    table = slot - 16 * (h0 & 7)
-    entry = raw[slot + 8:slot + 16]
-    region.buf[slot:slot + 16] = bytes(16)  # move the slot to where tag 3 hashes
-    region.buf[table + 16 * (h3 & 7):table + 16 * (h3 & 7) + 16] = h3.to_bytes(8, "little") + entry
-    at = raw.index(text + b"old")
-    region.buf[at - 8] = 3  # ktype
-    assert d.check() == 1 and d.keys() == [-(3**90)]
-    assert d[-(3**90)] == "old" and -(3**90) in d
-    d[-(3**90)] = "new"
-    assert len(d) == 1 and d[-(3**90)] == "new" and d.check() == 1
-    assert d.pop(-(3**90)) == "new" and len(d) == 0
-
-
 def test_no_python_code_runs_under_the_heap_lock(heap: Heap):
     """A __del__ run by the garbage collector while a value is being built
     (here: big ints, whose decoding allocates tuples) uses the same Dict.

@@ -318,26 +318,28 @@ def test_a_corrupt_reference_is_an_error_not_a_fault(heap, region):
     d["c"] = List(heap)
     buf = region.buf
     ref = struct.pack("<Q", d["c"].address)
-    at = bytes(buf).find(b"c" + ref)
+    at = bytes(buf).find(b"c" + bytes(7) + ref)  # the key's room is padded to 8 bytes
     assert at > 0
     for bogus in (heap.base + 8, d.address, 0, 2**64 - 16, heap.base + heap.size - 16):
-        struct.pack_into("<Q", buf, at + 1, bogus)
+        struct.pack_into("<Q", buf, at + 8, bogus)
         with pytest.raises(ValueError):
             d["c"]
-    struct.pack_into("<Q", buf, at + 1, struct.unpack("<Q", ref)[0])
+    struct.pack_into("<Q", buf, at + 8, struct.unpack("<Q", ref)[0])
     assert isinstance(d["c"], List)
-    struct.pack_into("<B", buf, at - 16 + 9, 200)  # the entry's value tag
+    struct.pack_into("<B", buf, at - 8 + 1, 200)  # the entry's value tag
     with pytest.raises(RuntimeError, match="heap corrupt"):
         d["c"]
 
 
 def test_a_heap_of_the_previous_layout_is_refused_by_name(heap, region):
-    """Version 1 heaps (main before issue 15) are refused with a ValueError
-    naming the version, before anything in them is read."""
-    struct.pack_into("<I", region.buf, 8, 1)
-    with pytest.raises(ValueError, match="layout version 1 .*reads version 2"):
-        Heap.open(region.buf)
-    struct.pack_into("<I", region.buf, 8, 2)
+    """Version 1 heaps (main before issue 15) and version 2 heaps (before
+    the compact Dict) are refused with a ValueError naming both versions,
+    before anything in them is read."""
+    for old in (1, 2):
+        struct.pack_into("<I", region.buf, 8, old)
+        with pytest.raises(ValueError, match=f"layout version {old} .*reads version 3"):
+            Heap.open(region.buf)
+    struct.pack_into("<I", region.buf, 8, 3)
     Heap.open(region.buf).close()
 
 

@@ -1074,39 +1074,6 @@ static int encode_value(PyObject *o, blob *b)
     return 0;
 }
 
-/* A key, plus the form an older version stored it in, if any: big ints
- * used to be decimal text, and such keys must still be found.  alt->key.p is
- * NULL when there is no older form (or it cannot be computed: above the
- * interpreter's digit limit, which such a key could not have been written
- * under either). */
-static int encode_key(PyObject *o, blob *k, blob *alt)
-{
-    alt->key.p = NULL;
-    alt->tmp = NULL;
-    if (encode(o, k, "key") < 0)
-        return -1;
-    if (k->key.type != T_BIGINT)
-        return 0;
-    alt->tmp = PyNumber_ToBase(o, 10);
-    Py_ssize_t n;
-    const char *p = alt->tmp ? PyUnicode_AsUTF8AndSize(alt->tmp, &n) : NULL;
-    if (!p) {
-        if (PyErr_ExceptionMatches(PyExc_ValueError)) {
-            PyErr_Clear();
-            Py_CLEAR(alt->tmp);
-            return 0;
-        }
-        blob_clear(k);
-        Py_CLEAR(alt->tmp);
-        return -1;
-    }
-    alt->key.p = p;
-    alt->key.type = T_BIGTEXT;
-    alt->key.n = (u64)n;
-    alt->key.hash = key_hash(T_BIGTEXT, p, (size_t)n);
-    return 0;
-}
-
 static PyObject *decode(int type, const char *p, u64 n)
 {
     switch (type) {
@@ -1206,7 +1173,7 @@ static int dict_writable(HeapCore *self, dict_hdr *d)
 
 typedef struct {
     dict_hdr *d;
-    const heap_key *k, *alt;
+    const heap_key *k;
     copybuf *buf;
     int found, vtype, bad, nomem;
 } get_read;
@@ -1215,19 +1182,13 @@ typedef struct {
 static void get_copy(HeapCore *self, void *arg)
 {
     get_read *g = arg;
-    u64 e = 0;
-    long long i = dict_find(&self->r, g->d, g->k, g->alt, &g->bad, NULL, &e);
+    dict_ent_view ev; /* bounds-checked by the probe */
     g->found = g->nomem = 0;
     g->buf->n = 0;
-    if (i < 0)
+    if (!dict_find(&self->r, g->d, g->k, &g->bad, &ev))
         return;
-    dict_entry *en = (dict_entry *)(uintptr_t)e; /* bounds-checked by the probe */
-    u64 vl = __atomic_load_n(&en->vlen, __ATOMIC_RELAXED);
-    u64 kl = __atomic_load_n(&en->klen, __ATOMIC_RELAXED);
-    g->vtype = en->vtype;
-    if (!in_arena(&self->r, (u64)(uintptr_t)(en + 1), kl + vl))
-        g->bad = 1;
-    else if (cb_put(g->buf, (char *)(en + 1) + kl, vl) < 0)
+    g->vtype = ev.h.vtype;
+    if (cb_put(g->buf, ev.v, ev.vn) < 0)
         g->nomem = 1;
     else
         g->found = 1;
@@ -1242,13 +1203,13 @@ static PyObject *HeapCore_dict_get(HeapCore *self, PyObject *args)
     dict_hdr *d = dict_at(self, ho);
     if (!d)
         return NULL;
-    blob k, alt;
-    if (encode_key(key, &k, &alt) < 0)
+    blob k;
+    if (encode(key, &k, "key") < 0)
         return NULL;
     copybuf buf;
     cb_init(&buf);
     PyObject *res = NULL;
-    get_read g = {d, &k.key, &alt.key, &buf, 0, 0, 0, 0};
+    get_read g = {d, &k.key, &buf, 0, 0, 0, 0};
     if (read_snapshot(self, &d->seq, READ_ATTEMPTS, get_copy, &g) < 0)
         ;
     else if (g.bad) /* a consistent snapshot with bad pointers: real corruption */
@@ -1261,7 +1222,6 @@ static PyObject *HeapCore_dict_get(HeapCore *self, PyObject *args)
         res = Py_NewRef(dflt);
     cb_free(&buf);
     blob_clear(&k);
-    blob_clear(&alt);
     return res;
 }
 
@@ -1275,7 +1235,7 @@ static PyObject *HeapCore_dict_len(HeapCore *self, PyObject *ho)
 
 static int dict_new_body(HeapCore *self, TX *t, void *arg)
 {
-    u64 *cap_or_hdr = arg; /* in: capacity; out: the new Dict's offset */
+    u64 *cap_or_hdr = arg; /* in: keys to make room for; out: the new Dict's offset */
     *cap_or_hdr = dict_create(t, *cap_or_hdr);
     if (*cap_or_hdr)
         return WRITE_COMMIT;
@@ -1290,9 +1250,9 @@ static PyObject *HeapCore_dict_new(HeapCore *self, PyObject *args)
         return NULL;
     if (core_check(self) < 0 || ro_refuse(self, "creating a Dict") < 0)
         return NULL;
-    u64 cap = 8;
-    while (cap_hint > 0 && cap < (u64)cap_hint * 2 && cap < (1ULL << 40))
-        cap <<= 1;
+    u64 cap = cap_hint > 0 ? (u64)cap_hint : 0; /* in: keys to make room for */
+    if (cap > (self->r.size >> 4))
+        cap = self->r.size >> 4;
     if (heap_write(self, dict_new_body, &cap) < 0)
         return NULL;
     return PyLong_FromUnsignedLongLong(abs_of(&self->r, cap));
@@ -1309,15 +1269,14 @@ static int array_pinned(u64 hdr) { return pin_count(hdr) > 0; }
  * (or 0): re-assigning the container it already holds changes nothing.
  * Returns 0 (adopted, or not a reference), 1 (nothing to do) or -1 (raised:
  * the container is gone, has another parent, or would hold itself). */
-static int value_adopt(HeapCore *self, TX *t, u64 holder, const heap_key *v, u64 cur)
+static int value_adopt(HeapCore *self, TX *t, u64 holder, const heap_key *v, int cur_vt,
+                       u64 cur_addr)
 {
     if (!T_IS_REF(v->type))
         return 0;
-    u64 child, ca;
-    int vt;
+    u64 child;
     memcpy(&child, v->p, 8);
-    if (cur && entry_ref(&self->r, (const dict_entry *)(uintptr_t)cur, &vt, &ca) &&
-        vt == v->type && ca == child)
+    if (cur_vt == v->type && cur_addr == child)
         return 1;
     const char *kind = ref_kind_name(v->type);
     switch (ref_adopt(t, holder, v->type, child)) {
@@ -1371,26 +1330,22 @@ static int refuse_owned(u64 parent, const char *kind)
 typedef struct {
     dict_hdr *d;
     u64 n;
-    blob *kb, *ab, *vb;      /* encoded keys, older key forms, values */
-    heap_key *k, *alt, *v;   /* their heap_keys, as dict_load takes them */
-    u64 *scratch, *gone;     /* 2n and n words */
+    blob *kb, *vb; /* encoded keys and values */
+    heap_key *k, *v; /* their heap_keys, as dict_load takes them */
+    u64 *gone;       /* n words: value blocks the update replaced */
     refstack dead;
 } dict_update_args;
 
-/* After commit: free the entries the update replaced, 8 per transaction
- * (a crash between them leaks an entry, never corrupts), noting the
- * containers they held. */
+/* After commit: free the value blocks the update replaced, 8 per
+ * transaction (a crash between them leaks a block, never corrupts). */
 static int free_gone(HeapCore *self, TX *t, dict_update_args *a, u64 ngone)
 {
-    u64 holder = (u64)(uintptr_t)a->d;
     for (u64 i = 0; i < ngone;) {
         tx_init(t, &self->r);
         for (int m = 0; i < ngone && m < DEFER_MAX; i++, m++) {
             u64 off = live_offset(&self->r, a->gone[i]);
-            if (off) {
-                rs_note(&a->dead, &self->r, a->gone[i], holder);
+            if (off)
                 tx_free(t, off);
-            }
         }
         if (tx_commit(t) < 0) {
             tx_raise(t);
@@ -1407,12 +1362,16 @@ static int dict_update_body(HeapCore *self, TX *t, void *arg)
         return WRITE_FAIL;
     tx_begin_seq(t, &a->d->seq);
     u64 ngone = 0;
-    int rc = dict_load(t, a->d, a->n, a->k, a->alt, a->v, a->scratch, a->gone, &ngone);
+    int rc = dict_load(t, a->d, a->n, a->k, a->v, &a->dead, (u64)(uintptr_t)a->d, a->gone, &ngone);
     if (rc == DICT_NOMEM || rc == DICT_TABLE_NOMEM) {
         char what[96];
         snprintf(what, sizeof what, "store %llu Dict items in one update",
                  (unsigned long long)a->n);
         raise_full(self, t, what);
+        return WRITE_FAIL;
+    }
+    if (rc == DICT_OOM) {
+        PyErr_NoMemory();
         return WRITE_FAIL;
     }
     if (rc != DICT_OK) {
@@ -1457,10 +1416,9 @@ static int update_encode(dict_update_args *a, PyObject *items)
         vo = PyTuple_GET_ITEM(pair, 1);
         if (!plain_value(vo))
             return 1;
-        if (encode_key(ko, &a->kb[i], &a->ab[i]) < 0 || encode_value(vo, &a->vb[i]) < 0)
+        if (encode(ko, &a->kb[i], "key") < 0 || encode_value(vo, &a->vb[i]) < 0)
             return -1;
         a->k[i] = a->kb[i].key;
-        a->alt[i] = a->ab[i].key;
         a->v[i] = a->vb[i].key;
     }
     return 0;
@@ -1491,19 +1449,16 @@ static PyObject *HeapCore_dict_update(HeapCore *self, PyObject *args)
     a.n = (u64)PyTuple_GET_SIZE(items);
     if (a.n == 0)
         goto out;
-    a.kb = PyMem_Calloc(a.n * 3, sizeof(blob));
-    a.k = PyMem_Calloc(a.n * 3, sizeof(heap_key));
-    a.scratch = PyMem_Calloc(a.n * 3, sizeof(u64));
-    if (!a.kb || !a.k || !a.scratch) {
+    a.kb = PyMem_Calloc(a.n * 2, sizeof(blob));
+    a.k = PyMem_Calloc(a.n * 2, sizeof(heap_key));
+    a.gone = PyMem_Calloc(a.n, sizeof(u64));
+    if (!a.kb || !a.k || !a.gone) {
         PyErr_NoMemory();
         rc = -1;
         goto out;
     }
-    a.ab = a.kb + a.n;
-    a.vb = a.ab + a.n;
-    a.alt = a.k + a.n;
-    a.v = a.alt + a.n;
-    a.gone = a.scratch + 2 * a.n;
+    a.vb = a.kb + a.n;
+    a.v = a.k + a.n;
     rs_init(&a.dead);
     rc = update_encode(&a, items);
     if (rc == 0)
@@ -1511,11 +1466,11 @@ static PyObject *HeapCore_dict_update(HeapCore *self, PyObject *args)
     rs_free(&a.dead);
 out:
     if (a.kb)
-        for (u64 i = 0; i < a.n * 3; i++)
+        for (u64 i = 0; i < a.n * 2; i++)
             blob_clear(&a.kb[i]);
     PyMem_Free(a.kb);
     PyMem_Free(a.k);
-    PyMem_Free(a.scratch);
+    PyMem_Free(a.gone);
     Py_DECREF(items);
     return rc < 0 ? NULL : PyLong_FromLong(rc);
 }
@@ -1539,7 +1494,7 @@ static void dict_warm(HeapCore *self, dict_hdr *d, const heap_key *k, const heap
 
 typedef struct {
     dict_hdr *d;
-    blob k, alt, v;
+    blob k, v;
     refstack dead; /* containers the write orphaned, destroyed after commit */
 } dict_set_args;
 
@@ -1549,29 +1504,31 @@ static int dict_set_body(HeapCore *self, TX *t, void *arg)
     if (dict_writable(self, a->d) < 0)
         return WRITE_FAIL;
     tx_begin_seq(t, &a->d->seq);
-    u64 holder = (u64)(uintptr_t)a->d, cur = 0, replaced = 0;
-    int bad = 0;
-    if (T_IS_REF(a->v.key.type))
-        dict_find(&self->r, a->d, &a->k.key, &a->alt.key, &bad, NULL, &cur);
-    int adopt = bad ? 0 : value_adopt(self, t, holder, &a->v.key, cur);
+    u64 holder = (u64)(uintptr_t)a->d, caddr = 0;
+    int bad = 0, cvt = -1;
+    dict_ent_view ev;
+    if (T_IS_REF(a->v.key.type) && dict_find(&self->r, a->d, &a->k.key, &bad, &ev) &&
+        !dent_ref(&ev, &cvt, &caddr))
+        cvt = -1;
+    int adopt = bad ? 0 : value_adopt(self, t, holder, &a->v.key, cvt, caddr);
     if (bad) {
         PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict structure");
         return WRITE_FAIL;
     }
     if (adopt)
         return adopt < 0 ? WRITE_FAIL : WRITE_COMMIT;
-    switch (dict_put(t, a->d, &a->k.key, &a->alt.key, &a->v.key, &replaced)) {
+    /* a container the key held dies with the overwrite (one owner) */
+    switch (dict_put(t, a->d, &a->k.key, &a->v.key, &a->dead, holder)) {
     case DICT_OK:
-        /* a container the key held dies with the overwrite (one owner) */
-        rs_note(&a->dead, &self->r, replaced, holder);
         return commit_and_destroy(self, t, &a->dead);
     case DICT_NOMEM:
         raise_full(self, t, "store Dict item");
         return WRITE_FAIL;
     case DICT_TABLE_NOMEM: {
         char what[96];
-        snprintf(what, sizeof what, "store Dict item (its table of %llu slots must grow)",
-                 (unsigned long long)(a->d->mask + 1));
+        snprintf(what, sizeof what,
+                 "store Dict item (its index of %llu slots and area of %llu bytes must grow)",
+                 (unsigned long long)a->d->cap, (unsigned long long)a->d->abytes);
         raise_full(self, t, what);
         return WRITE_FAIL;
     }
@@ -1593,7 +1550,7 @@ static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
         return NULL;
     dict_set_args a;
     a.d = dict_at(self, ho);
-    if (!a.d || encode_key(key, &a.k, &a.alt) < 0)
+    if (!a.d || encode(key, &a.k, "key") < 0)
         return NULL;
     int rc = -1;
     rs_init(&a.dead);
@@ -1604,14 +1561,13 @@ static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
     }
     rs_free(&a.dead);
     blob_clear(&a.k);
-    blob_clear(&a.alt);
     return rc < 0 ? NULL : Py_NewRef(Py_None);
 }
 
 typedef struct {
     dict_hdr *d;
     PyObject *key, *dflt;
-    blob k, alt;
+    blob k;
     copybuf buf; /* the popped value's bytes */
     int vtype, found;
     int destroy;   /* del: a container value is destroyed; pop: handed back detached */
@@ -1624,21 +1580,20 @@ static int dict_pop_body(HeapCore *self, TX *t, void *arg)
     if (dict_writable(self, a->d) < 0)
         return WRITE_FAIL;
     int bad;
-    long long i = dict_find(&self->r, a->d, &a->k.key, &a->alt.key, &bad, NULL, NULL);
+    dict_ent_view ev; /* bounds-checked by the probe */
+    u64 e = dict_find(&self->r, a->d, &a->k.key, &bad, &ev);
     if (bad) {
         PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict structure");
         return WRITE_FAIL;
     }
-    if (i < 0) {
+    if (!e) {
         if (a->dflt)
             return WRITE_DONE;
         PyErr_SetObject(PyExc_KeyError, a->key);
         return WRITE_FAIL;
     }
-    dict_slot *slots = (dict_slot *)(uintptr_t)a->d->table;
-    dict_entry *en = (dict_entry *)(uintptr_t)slots[i].entry; /* bounds-checked by the probe */
-    a->vtype = en->vtype;
-    if (cb_put(&a->buf, (char *)(en + 1) + en->klen, en->vlen) < 0) {
+    a->vtype = ev.h.vtype;
+    if (cb_put(&a->buf, ev.v, ev.vn) < 0) {
         PyErr_NoMemory();
         return WRITE_FAIL;
     }
@@ -1646,11 +1601,13 @@ static int dict_pop_body(HeapCore *self, TX *t, void *arg)
     tx_begin_seq(t, &a->d->seq);
     u64 holder = (u64)(uintptr_t)a->d, ca;
     int vt;
-    if (a->destroy)
-        rs_note(&a->dead, &self->r, slots[i].entry, holder);
-    else if (entry_ref(&self->r, en, &vt, &ca))
-        ref_release(t, holder, vt, ca);
-    dict_remove_at(t, a->d, i);
+    if (dent_ref(&ev, &vt, &ca)) {
+        if (a->destroy)
+            rs_push(&a->dead, vt, ca, holder);
+        else
+            ref_release(t, holder, vt, ca);
+    }
+    dict_remove(t, a->d, &ev);
     return commit_and_destroy(self, t, &a->dead);
 }
 
@@ -1669,7 +1626,7 @@ static PyObject *dict_pop_impl(HeapCore *self, PyObject *args, int destroy)
     if (ro_refuse(self, "Dict deletion") < 0)
         return NULL;
     a.d = dict_at(self, ho);
-    if (!a.d || encode_key(a.key, &a.k, &a.alt) < 0)
+    if (!a.d || encode(a.key, &a.k, "key") < 0)
         return NULL;
     cb_init(&a.buf);
     PyObject *res = NULL;
@@ -1679,7 +1636,6 @@ static PyObject *dict_pop_impl(HeapCore *self, PyObject *args, int destroy)
     rs_free(&a.dead);
     cb_free(&a.buf);
     blob_clear(&a.k);
-    blob_clear(&a.alt);
     return res;
 }
 
@@ -1693,63 +1649,17 @@ static PyObject *HeapCore_dict_del(HeapCore *self, PyObject *args)
     return dict_pop_impl(self, args, 1);
 }
 
-/* Where each copied entry starts, in insertion order (by stamp): NULL with
- * *n = 0 for an empty copy, NULL with *n = -1 when out of memory. */
-typedef struct {
-    u64 order;
-    size_t pos;
-} entry_pos;
-
-static int entry_pos_cmp(const void *a, const void *b)
-{
-    u64 x = ((const entry_pos *)a)->order, y = ((const entry_pos *)b)->order;
-    return x < y ? -1 : x > y;
-}
-
-static entry_pos *copy_in_order(const copybuf *buf, Py_ssize_t *n)
-{
-    size_t cnt = 0, cap = 16;
-    entry_pos *ps = PyMem_Malloc(cap * sizeof *ps);
-    for (size_t pos = 0; ps && pos < buf->n; cnt++) {
-        u32 kl, vl;
-        memcpy(&kl, buf->p + pos + 2, 4);
-        memcpy(&vl, buf->p + pos + 6, 4);
-        if (cnt == cap) {
-            entry_pos *np = PyMem_Realloc(ps, 2 * cap * sizeof *ps);
-            if (!np)
-                PyMem_Free(ps);
-            ps = np;
-            cap *= 2;
-            if (!ps)
-                break;
-        }
-        memcpy(&ps[cnt].order, buf->p + pos + 10, 8);
-        ps[cnt].pos = pos;
-        pos += CB_HEAD + (size_t)kl + vl;
-    }
-    if (!ps) {
-        *n = -1;
-        return NULL;
-    }
-    qsort(ps, cnt, sizeof *ps, entry_pos_cmp);
-    *n = (Py_ssize_t)cnt;
-    return ps;
-}
-
-/* Build the keys/values/items list from a copy made by dict_copy_entries,
- * in insertion order. */
+/* Build the keys/values/items list from a copy made by dict_copy_entries
+ * (already in insertion order: the area's order). */
 static PyObject *dict_build_list(const copybuf *buf, int which)
 {
-    Py_ssize_t n;
-    entry_pos *ps = copy_in_order(buf, &n);
-    if (n < 0)
-        return PyErr_NoMemory();
     PyObject *out = PyList_New(0);
-    for (Py_ssize_t e = 0; out && e < n; e++) {
-        const unsigned char *head = (const unsigned char *)buf->p + ps[e].pos;
+    for (size_t pos = 0; out && pos < buf->n;) {
+        const unsigned char *head = (const unsigned char *)buf->p + pos;
         u32 kl, vl;
         memcpy(&kl, head + 2, 4);
         memcpy(&vl, head + 6, 4);
+        pos += CB_HEAD + (size_t)kl + vl;
         const char *kp = (const char *)head + CB_HEAD, *vp = kp + kl;
         PyObject *ko = NULL, *vo = NULL, *item = NULL;
         if (which != 1)
@@ -1768,7 +1678,6 @@ static PyObject *dict_build_list(const copybuf *buf, int which)
             Py_CLEAR(out);
         Py_XDECREF(item);
     }
-    PyMem_Free(ps);
     return out;
 }
 
@@ -1815,19 +1724,10 @@ static PyObject *HeapCore_dict_items(HeapCore *self, PyObject *args)
     return res;
 }
 
-/* dict_free_entries(), raising on failure. */
-static int free_entries(TX *t, u64 table, u64 from, u64 cap, refstack *dead, u64 holder)
-{
-    if (dict_free_entries(t, table, from, cap, dead, holder) == 0)
-        return 0;
-    tx_raise(t);
-    return -1;
-}
-
 /* Empty the dict in place, with no allocation (so it works on a full heap):
- * one atomic step empties the first 8 slots, frees their entries and sets
- * the mask to 7; the entries of the other slots are then freed in batches,
- * and the table is shrunk to 8 slots in place. */
+ * one atomic step empties it (dict_clear); the out-of-line blocks of the
+ * old entries are then freed in batches, and the index and area are
+ * shrunk in place. */
 typedef struct {
     dict_hdr *d;
     refstack dead;
@@ -1840,29 +1740,16 @@ static int dict_clear_body(HeapCore *self, TX *t, void *arg)
     u64 holder = (u64)(uintptr_t)d;
     if (dict_writable(self, d) < 0)
         return WRITE_FAIL;
-    u64 table = d->table, cap = d->mask + 1;
-    dict_slot *slots = (dict_slot *)(uintptr_t)table;
+    u64 area = d->area, aused = d->aused;
     tx_begin_seq(t, &d->seq);
-    for (int i = 0; i < 8; i++) { /* 8 <= DEFER_MAX deferred frees */
-        u64 e = slots[i].entry;
-        if (e > TOMB) {
-            u64 off = live_offset(&self->r, e);
-            if (off) {
-                rs_note(&a->dead, &self->r, e, holder);
-                tx_free(t, off);
-            }
-        }
-        if (e)
-            W(t, &slots[i].entry, 0);
-    }
-    W(t, &d->mask, 7);
-    W(t, &d->count, 0);
-    W(t, &d->used_slots, 0);
-    if (tx_done(t) < 0 || free_entries(t, table, 8, cap, &a->dead, holder) < 0)
+    if (dict_clear(t, d) < 0 || tx_done(t) < 0)
         return WRITE_FAIL;
+    if (dict_free_values(t, area, aused, &a->dead, holder) < 0) {
+        tx_raise(t);
+        return WRITE_FAIL;
+    }
     tx_init(t, &self->r);
-    if (cap > 8)
-        tx_realloc(t, table - (u64)(uintptr_t)self->r.base, 8 * sizeof(dict_slot));
+    dict_shrink(t, d);
     return commit_and_destroy(self, t, &a->dead);
 }
 
@@ -2535,7 +2422,11 @@ static int list_write_body(HeapCore *self, TX *t, void *arg)
         return WRITE_FAIL;
     tx_begin_seq(t, &l->seq);
     if (a->op <= 1) { /* insert, set: a new value entry */
-        int adopt = value_adopt(self, t, holder, &a->v.key, (u64)(uintptr_t)cur);
+        int cvt = -1;
+        u64 caddr = 0;
+        if (!cur || !entry_ref(&self->r, cur, &cvt, &caddr))
+            cvt = -1;
+        int adopt = value_adopt(self, t, holder, &a->v.key, cvt, caddr);
         if (adopt)
             return adopt < 0 ? WRITE_FAIL : WRITE_COMMIT;
         u64 eo = entry_alloc(t, &no_key, &a->v.key, 0);

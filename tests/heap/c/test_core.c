@@ -144,7 +144,6 @@ static void big_op(dict_hdr *d, int i)
     int vn = snprintf(val, sizeof val, "value-%d-%s", i, "xxxxxxxxxxxxxxxxxxxx");
     heap_key k = {1, key, (u64)kn, key_hash(1, key, (size_t)kn)};
     heap_key v = {0, val, (u64)vn, 0};
-    heap_key none = {0, NULL, 0, 0};
     TX t;
     tx_init(&t, &reg);
     u64 a = tx_alloc(&t, 200, 16);
@@ -152,7 +151,7 @@ static void big_op(dict_hdr *d, int i)
     if (b)
         tx_free(&t, b);
     tx_begin_seq(&t, &d->seq);
-    dict_put(&t, d, &k, &none, &v, NULL);
+    dict_put(&t, d, &k, &v, NULL, 0);
     tx_commit(&t);
 }
 
@@ -232,75 +231,85 @@ static void test_dict(void)
     dict_hdr *d = new_dict();
     u64 dh = (u64)((char *)d - reg.base);
     CHECK(dict_bad(&reg, d) == NULL, "a new Dict is sound");
-    heap_key none = {0, NULL, 0, 0};
     char ks[40], vs[40];
     int n = 3000, ok = 1;
     for (int i = 0; i < n && ok; i++) {
         heap_key k = mk(1, "key", ks, i), v = mk(0, "val", vs, i);
         tx_init(&t, &reg);
         tx_begin_seq(&t, &d->seq);
-        ok = dict_put(&t, d, &k, &none, &v, NULL) == DICT_OK && tx_commit(&t) == 0;
+        ok = dict_put(&t, d, &k, &v, NULL, 0) == DICT_OK && tx_commit(&t) == 0;
     }
-    CHECK(ok && d->count == (u64)n, "3000 inserts (the table doubles on the way)");
-    CHECK(d->used_slots * 4 <= (d->mask + 1) * 3, "the table keeps its load at most 3/4");
+    CHECK(ok && d->count == (u64)n, "3000 inserts (index and area grow on the way)");
+    CHECK(d->nent * 4 <= d->cap * 3, "the index keeps its load at most 3/4");
+    CHECK(d->iw == 2, "an area under 512 KiB is indexed with 2-byte slots");
     u64 live;
     CHECK(dict_check_walk(&reg, d, &live) == NULL && live == (u64)n, "dict_check_walk");
-    int found = 1;
+    int found = 1, bad;
+    dict_ent_view ev;
     for (int i = 0; i < n && found; i++) {
         heap_key k = mk(1, "key", ks, i);
-        int bad;
-        u64 e = 0;
-        long long s = dict_find(&reg, d, &k, &none, &bad, NULL, &e);
-        dict_entry *en = (dict_entry *)(uintptr_t)e;
         snprintf(vs, sizeof vs, "val%d", i);
-        found = s >= 0 && !bad && en->vlen == strlen(vs) &&
-                memcmp((char *)(en + 1) + en->klen, vs, en->vlen) == 0;
+        found = dict_find(&reg, d, &k, &bad, &ev) && !bad && ev.vn == strlen(vs) &&
+                memcmp(ev.v, vs, ev.vn) == 0;
     }
     CHECK(found, "every key finds its value");
     heap_key str1 = mk(1, "key", ks, 1), bytes1 = mk(0, "key", vs, 1);
-    int bad;
-    CHECK(dict_find(&reg, d, &bytes1, &none, &bad, NULL, NULL) < 0,
+    CHECK(!dict_find(&reg, d, &bytes1, &bad, &ev) && !bad,
           "a bytes key is not the str key with the same bytes");
-    /* replace one value */
-    heap_key nv = {0, "new", 3, 0};
+    /* replace one value: shorter (in place), then longer than its room (a
+     * block of its own); the entry keeps its place in the area */
+    u64 at = dict_find(&reg, d, &str1, &bad, &ev);
+    char longer[300];
+    memset(longer, 'L', sizeof longer);
+    heap_key nv = {0, "new", 3, 0}, lv = {0, longer, sizeof longer, 0};
     tx_init(&t, &reg);
     tx_begin_seq(&t, &d->seq);
-    CHECK(dict_put(&t, d, &str1, &none, &nv, NULL) == DICT_OK && tx_commit(&t) == 0 &&
-              d->count == (u64)n,
-          "a put on an existing key replaces it");
+    CHECK(dict_put(&t, d, &str1, &nv, NULL, 0) == DICT_OK && tx_commit(&t) == 0 &&
+              d->count == (u64)n && dict_find(&reg, d, &str1, &bad, &ev) == at && ev.vn == 3,
+          "a put on an existing key replaces its value in place");
+    tx_init(&t, &reg);
+    tx_begin_seq(&t, &d->seq);
+    CHECK(dict_put(&t, d, &str1, &lv, NULL, 0) == DICT_OK && tx_commit(&t) == 0 &&
+              dict_find(&reg, d, &str1, &bad, &ev) == at && (ev.h.flags & DE_VOUT) &&
+              ev.vn == sizeof longer && memcmp(ev.v, longer, sizeof longer) == 0,
+          "a longer value goes out of line, the entry keeps its place");
     /* remove half */
     for (int i = 0; i < n; i += 2) {
         heap_key k = mk(1, "key", ks, i);
-        long long s = dict_find(&reg, d, &k, &none, &bad, NULL, NULL);
         tx_init(&t, &reg);
         tx_begin_seq(&t, &d->seq);
-        if (s >= 0)
-            dict_remove_at(&t, d, s);
+        if (dict_find(&reg, d, &k, &bad, &ev))
+            dict_remove(&t, d, &ev);
         tx_commit(&t);
     }
-    CHECK(d->count == (u64)n / 2, "half removed");
+    CHECK(d->count == (u64)n / 2 && d->nent == (u64)n, "half removed: holes stay");
     CHECK(dict_check_walk(&reg, d, &live) == NULL && live == (u64)n / 2, "still sound");
     copybuf buf;
     cb_init(&buf);
     CHECK(dict_copy_entries(&reg, d, 2, &buf) == 0, "dict_copy_entries");
     size_t pos = 0, items = 0;
+    int in_order = 1;
     while (pos < buf.n) {
         u32 kl, vl;
         memcpy(&kl, buf.p + pos + 2, 4);
         memcpy(&vl, buf.p + pos + 6, 4);
+        snprintf(ks, sizeof ks, "key%d", (int)(2 * items + 1));
+        in_order &= kl == strlen(ks) && memcmp(buf.p + pos + CB_HEAD, ks, kl) == 0;
         pos += CB_HEAD + kl + vl;
         items++;
     }
     CHECK(pos == buf.n && items == (size_t)n / 2, "the copy holds every live entry");
+    CHECK(in_order, "the copy is in insertion order (no sort)");
     cb_free(&buf);
-    u64 table = d->table, cap = d->mask + 1;
+    u64 index = d->index, area = d->area, aused = d->aused;
     tx_init(&t, &reg);
     tx_begin_seq(&t, &d->seq);
     W(&t, &d->magic, 0);
     CHECK(tx_commit(&t) == 0 && dict_bad(&reg, d) == DICT_NOT_A_DICT, "destroyed: not a Dict");
-    CHECK(dict_free_entries(&t, table, 0, cap, NULL, 0) == 0, "its entries are freed in batches");
+    CHECK(dict_free_values(&t, area, aused, NULL, 0) == 0, "its value blocks are freed in batches");
     tx_init(&t, &reg);
-    tx_free(&t, table - (u64)(uintptr_t)reg.base);
+    tx_free(&t, index - (u64)(uintptr_t)reg.base);
+    tx_free(&t, area - (u64)(uintptr_t)reg.base);
     tx_free(&t, dh);
     CHECK(tx_commit(&t) == 0 && walk() >= 0, "and the heap is sound afterwards");
 }
@@ -311,49 +320,64 @@ static void test_dict(void)
 static void test_dict_load(void)
 {
     enum { N = 5000 };
-    static heap_key k[N], alt[N], v[N];
+    static heap_key k[N], v[N];
     static char ks[N][40], vs[N][40];
-    static u64 scratch[2 * N], gone[N];
+    static u64 gone[N];
     dict_hdr *d = new_dict();
     for (int i = 0; i < N; i++) {
         k[i] = mk(1, "bulk", ks[i], i);
         v[i] = mk(0, "value", vs[i], i);
-        alt[i].p = NULL;
     }
     long long before = walk();
     size_t bm_bytes = reg.aoff - reg.boff;
     char *bm_copy = malloc(bm_bytes);
     memcpy(bm_copy, reg.base + reg.boff, bm_bytes);
-    u64 used = reg.h->used, mask = d->mask;
+    u64 used = reg.h->used, cap = d->cap;
     TX t;
     u64 ngone;
     tx_init(&t, &reg);
     tx_begin_seq(&t, &d->seq);
-    CHECK(dict_load(&t, d, N, k, alt, v, scratch, gone, &ngone) == DICT_OK && ngone == 0,
+    CHECK(dict_load(&t, d, N, k, v, NULL, 0, gone, &ngone) == DICT_OK && ngone == 0,
           "dict_load of 5000 new keys");
     CHECK(reg.h->log_count < 64, "its undo log stays short");
     tx_abort(&t);
-    CHECK(walk() == before && reg.h->used == used && d->mask == mask && d->count == 0,
+    CHECK(walk() == before && reg.h->used == used && d->cap == cap && d->count == 0,
           "rolled back: the heap is as before");
     CHECK(memcmp(bm_copy, reg.base + reg.boff, bm_bytes) == 0,
-          "rolled back: the allocation bitmap is as before (zero range undone)");
+          "rolled back: the allocation bitmap is as before");
     free(bm_copy);
     tx_init(&t, &reg);
     tx_begin_seq(&t, &d->seq);
-    CHECK(dict_load(&t, d, N, k, alt, v, scratch, gone, &ngone) == DICT_OK &&
-              tx_commit(&t) == 0,
+    CHECK(dict_load(&t, d, N, k, v, NULL, 0, gone, &ngone) == DICT_OK && tx_commit(&t) == 0,
           "dict_load commits");
     u64 live;
     CHECK(d->count == N && dict_check_walk(&reg, d, &live) == NULL && live == N &&
-              walk() == before + N,
-          "committed: count, Dict walk, one allocation per entry (the new table replaced the old)");
+              walk() == before,
+          "committed: count, Dict walk, no allocation per entry (new index and area replaced the old)");
     int found = 1, bad;
-    for (int i = 0; i < N && found; i++) {
-        u64 e = 0;
-        found = dict_find(&reg, d, &k[i], &alt[i], &bad, NULL, &e) >= 0 &&
-                memcmp((char *)(uintptr_t)e + sizeof(dict_entry) + k[i].n, v[i].p, v[i].n) == 0;
-    }
+    dict_ent_view ev;
+    for (int i = 0; i < N && found; i++)
+        found = dict_find(&reg, d, &k[i], &bad, &ev) && ev.vn == v[i].n &&
+                memcmp(ev.v, v[i].p, v[i].n) == 0;
     CHECK(found, "every loaded key finds its value");
+    /* again, every key with a longer value (out of line) and a repeat: one
+     * entry each, in place, the last value wins */
+    static char big[N][200];
+    for (int i = 0; i < N; i++) {
+        memset(big[i], 'a' + i % 26, sizeof big[i]);
+        v[i].p = big[i];
+        v[i].n = i % 2 ? sizeof big[i] : 3;
+    }
+    tx_init(&t, &reg);
+    tx_begin_seq(&t, &d->seq);
+    CHECK(dict_load(&t, d, N, k, v, NULL, 0, gone, &ngone) == DICT_OK && tx_commit(&t) == 0 &&
+              d->count == N && d->nent == N && dict_check_walk(&reg, d, &live) == NULL,
+          "a reload replaces values, longer ones out of line");
+    found = 1;
+    for (u64 i = 0, prev = 0; i < N && found; prev = ev.off, i++)
+        found = dict_find(&reg, d, &k[i], &bad, &ev) && ev.vn == v[i].n &&
+                memcmp(ev.v, v[i].p, v[i].n) == 0 && (i == 0 || ev.off > prev);
+    CHECK(found && walk() == before + N / 2, "every key has its new value at its old place; one block per long value");
 }
 
 static void test_dict_full(void)
@@ -362,27 +386,26 @@ static void test_dict_full(void)
      * DICT_NOMEM, roll back, and leave the Dict and heap sound. */
     TX t;
     dict_hdr *d = new_dict();
-    heap_key none = {0, NULL, 0, 0};
     char ks[40], big[2000];
     memset(big, 'v', sizeof big);
     heap_key v = {0, big, sizeof big, 0};
     int rc = DICT_OK, i = 0;
-    u64 count = 0, mask = 0;
+    u64 count = 0, cap = 0;
     for (; rc == DICT_OK && i < 100000; i++) {
         heap_key k = mk(1, "fill", ks, i);
         count = d->count;
-        mask = d->mask;
+        cap = d->cap;
         tx_init(&t, &reg);
         tx_begin_seq(&t, &d->seq);
-        rc = dict_put(&t, d, &k, &none, &v, NULL);
+        rc = dict_put(&t, d, &k, &v, NULL, 0);
         if (rc == DICT_OK)
             tx_commit(&t);
         else
             tx_abort(&t);
     }
     u64 live;
-    CHECK(rc == DICT_NOMEM, "a full heap fails a put with DICT_NOMEM");
-    CHECK(d->count == count && d->mask == mask && !(d->seq & 1), "the failed put left no trace");
+    CHECK(rc == DICT_NOMEM || rc == DICT_TABLE_NOMEM, "a full heap fails a put with DICT_NOMEM");
+    CHECK(d->count == count && d->cap == cap && !(d->seq & 1), "the failed put left no trace");
     CHECK(dict_check_walk(&reg, d, &live) == NULL && walk() >= 0, "Dict and heap are sound");
 }
 

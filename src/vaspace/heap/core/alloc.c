@@ -337,6 +337,11 @@ u64 tx_realloc(TX *t, u64 uoff, u64 usize)
             return tx_bad(t, "the next block is not a valid free block");
         u64 ns = BSIZE(nsf);
         bin_remove(t, nx, ns);
+        /* Log the absorbed block's head too (bin_remove logged its links):
+         * the caller may fill the grown part with unlogged data, and a
+         * rollback must find that free block whole. */
+        W(t, PS(t, nx), *PS(t, nx));
+        W(t, SF(t, nx), nsf);
         W(t, SF(t, b), (bs + ns) | (sf & (INUSE | PREV_INUSE)));
         W(t, &h->used, h->used + ns);
         u64 nn = b + bs + ns;

@@ -207,6 +207,7 @@ int durable_flush(heap_region *r);
 int durable_settle(heap_region *r);
 
 /* ---- dict.c ---- */
+typedef struct refstack refstack;
 /* An encoded key or value: bytes plus a type tag (and, for keys, the hash). */
 typedef struct {
     int type;
@@ -220,42 +221,80 @@ u64 key_hash(int type, const char *p, size_t n);
  * (DICT_NOT_A_DICT when the magic is gone). */
 extern const char DICT_NOT_A_DICT[];
 const char *dict_bad(const heap_region *r, dict_hdr *d);
-long long dict_probe(const heap_region *r, dict_hdr *d, const heap_key *k, int *bad,
-                     long long *reuse, u64 *entry_out);
-long long dict_find(const heap_region *r, dict_hdr *d, const heap_key *k, const heap_key *alt,
-                    int *bad, long long *reuse, u64 *entry_out);
-/* Results of dict_put. */
-enum { DICT_OK = 0, DICT_NOMEM = 1, DICT_CORRUPT = 2, DICT_TABLE_FULL = 3, DICT_TABLE_NOMEM = 4 };
-/* Under the lock, inside t with d's seq made odd: store k -> v (replacing
- * alt, the key's older form, if present; alt->p may be NULL).  When the
- * heap is full (DICT_NOMEM for the entry, DICT_TABLE_NOMEM for the grown
- * table) t->want says how large a free block was needed; the caller rolls
- * t back, so the Dict is never left half-grown.  *replaced (if not NULL)
- * gets the entry the key held before (0 if new); it is freed at commit, so
- * read it before committing. */
-int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const heap_key *v,
-             u64 *replaced);
-/* Write entry k -> v with stamp order at region offset eo (fresh memory). */
-void entry_fill(heap_region *r, u64 eo, const heap_key *k, const heap_key *v, u64 order);
-/* Under the lock, inside t: a fresh entry holding k (may be empty) and v,
- * with insertion stamp order; its region offset, or 0 when the heap is full. */
-u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v, u64 order);
+
+/* A Dict's geometry, read once (relaxed loads) and checked against the
+ * arena: what a lock-free reader probes with. */
+typedef struct {
+    u64 cap, index, iw, area, abytes, aused;
+} dict_geom;
+/* 0, or 1 when the header's words are out of bounds (torn or corrupt). */
+int dict_geom_read(const heap_region *r, const dict_hdr *d, dict_geom *g);
+
+/* One entry, decoded and bounds-checked: key and value bytes (inline, or
+ * in their own blocks). */
+typedef struct {
+    u64 at, off, size; /* absolute address, offset in the area, bytes */
+    dict_ent h;
+    u64 vroom_at; /* absolute address of the value room */
+    const char *k, *v;
+    u64 kn, vn;
+} dict_ent_view;
+/* The entry at area offset off: 0, or 1 when out of bounds. */
+int dent_view(const heap_region *r, const dict_geom *g, u64 off, dict_ent_view *ev);
+/* Does the entry hold a container?  Gives kind and address. */
+int dent_ref(const dict_ent_view *ev, int *vtype, u64 *addr);
+
+/* Probe for k: the live entry's absolute address (ev filled), or 0.  *bad
+ * is set when an offset or length is out of bounds (torn read, or
+ * corruption).  slot_out (if not NULL) gets the empty slot that ended a
+ * failed probe.  Read-only: safe for lock-free readers. */
+u64 dict_find_in(const heap_region *r, const dict_geom *g, const heap_key *k, int *bad,
+                 dict_ent_view *ev, u64 *slot_out);
+u64 dict_find(const heap_region *r, dict_hdr *d, const heap_key *k, int *bad, dict_ent_view *ev);
+/* Results of dict_put and dict_load. */
+enum {
+    DICT_OK = 0,
+    DICT_NOMEM = 1,
+    DICT_CORRUPT = 2,
+    DICT_TABLE_FULL = 3,
+    DICT_TABLE_NOMEM = 4,
+    DICT_OOM = 5 /* process memory (dict_load's scratch) */
+};
+/* Under the lock, inside t with d's seq made odd: store k -> v.  A key
+ * already present keeps its entry, so its place in the order.  A container
+ * the key held is pushed on dead (if not NULL) with holder.  When the heap
+ * is full (DICT_NOMEM for an out-of-line block, DICT_TABLE_NOMEM for a
+ * rebuilt index or area) t->want says how large a free block was needed;
+ * the caller rolls t back, so the Dict is never left half-grown. */
+int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *v, refstack *dead,
+             u64 holder);
 /* Under the lock, inside t with d's seq odd: store n pairs k[i] -> v[i]
- * (alt[i]: the key's older form, p may be NULL) in one operation whose
- * undo log does not grow with n: a fresh table (a rehash of the old one)
- * and one run of fresh entries, then five logged header words.  scratch
- * holds 2n words; gone (n words) gets the *ngone entries that replaced keys
- * held, which the caller frees after commit, in small transactions.  DICT_OK or
- * a DICT_* failure (t->want says how much room was missing). */
-int dict_load(TX *t, dict_hdr *d, u64 n, const heap_key *k, const heap_key *alt,
-              const heap_key *v, u64 *scratch, u64 *gone, u64 *ngone);
-/* Under the lock, inside t: make slot i a tombstone and free its entry. */
-void dict_remove_at(TX *t, dict_hdr *d, long long i);
-/* Under the lock, inside t: a new empty Dict of cap slots (a power of two
- * >= 8); its region offset, or 0 when the heap is full. */
-u64 dict_create(TX *t, u64 cap);
-typedef struct refstack refstack;
-int dict_free_entries(TX *t, u64 table, u64 from, u64 cap, refstack *s, u64 holder);
+ * (a repeated key: its last value, at its first place) in one operation
+ * whose undo log does not grow with n: a fresh index, a fresh area holding
+ * the live entries and the new ones, one run of out-of-line blocks, then
+ * eight logged header words.  Containers the replaced values held go on
+ * dead; gone (n words) gets the *ngone value blocks they owned, which the
+ * caller frees after commit, in small transactions. */
+int dict_load(TX *t, dict_hdr *d, u64 n, const heap_key *k, const heap_key *v, refstack *dead,
+              u64 holder, u64 *gone, u64 *ngone);
+/* Under the lock, inside t with d's seq odd: make the entry a hole (its
+ * blocks are freed at commit).  The caller handles a container value. */
+void dict_remove(TX *t, dict_hdr *d, const dict_ent_view *ev);
+/* Under the lock, inside t: a new empty Dict with room for about nkeys
+ * keys; its region offset, or 0 when the heap is full. */
+u64 dict_create(TX *t, u64 nkeys);
+/* Inside t with d's seq odd: empty d without allocating (index down to 8
+ * slots, area emptied); the old entries stay in the area's bytes for
+ * dict_free_values.  0 or -1 (corrupt). */
+int dict_clear(TX *t, dict_hdr *d);
+/* Inside t, after dict_clear committed: give the index's and the area's
+ * tails back (in place).  0 or -1. */
+int dict_shrink(TX *t, dict_hdr *d);
+/* Under the lock, outside a transaction, after the entries in area[0,
+ * aused) were made unreachable by a committed operation: free their
+ * out-of-line blocks in small transactions (a crash between them leaks,
+ * never corrupts) and push the containers they hold on s. */
+int dict_free_values(TX *t, u64 area, u64 aused, refstack *s, u64 holder);
 const char *dict_check_walk(const heap_region *r, dict_hdr *d, u64 *live_out);
 
 /* A growable process-local byte buffer: container data is copied out into
@@ -306,6 +345,12 @@ int array_setlen(TX *t, array_hdr *a, u64 n, int exact);
 u64 array_create(TX *t, u64 itemsize, const char *dtype, size_t dtlen);
 
 /* ---- list.c ---- */
+/* Write value entry k -> v (k empty for List items) with stamp order at
+ * region offset eo (fresh memory). */
+void entry_fill(heap_region *r, u64 eo, const heap_key *k, const heap_key *v, u64 order);
+/* Under the lock, inside t: a fresh value entry holding k (may be empty)
+ * and v; its region offset, or 0 when the heap is full. */
+u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v, u64 order);
 extern const char LIST_NOT_A_LIST[];
 /* Under the lock: NULL if l is a sound List header, else what is wrong. */
 const char *list_bad(const heap_region *r, list_hdr *l);

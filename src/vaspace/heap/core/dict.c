@@ -1,16 +1,33 @@
 /*
- * dict.c -- Dict: an open-addressing hash table of (hash, entry) slots in
- * the arena; each entry holds a key and a value, each a type tag plus bytes.
+ * dict.c -- Dict, the compact layout (as CPython's dict since 3.6): an
+ * index table of small integers into one dense area of entries packed
+ * back to back in insertion order (layout.h has the formats).
  *
- * Readers probe lock-free under the Dict's seqlock, checking every pointer
- * against the arena (a torn read retries); writers work under the heap lock
- * inside one undo-logged operation.
+ *   - Iteration walks the area: insertion order needs no sort.
+ *   - A SET of a new key appends an entry beyond aused (free space as far
+ *     as the committed Dict is concerned: no log) and logs one index word
+ *     and three header words.
+ *   - Replacing a value keeps the entry (and so its place in the order):
+ *     in place with logged stores when the new value fits the entry's value
+ *     room, else in a block of its own whose address goes in the room.
+ *   - A deletion marks the entry a hole; the next rebuild drops the holes.
+ *   - Growth: the area grows in place when the block after it is free
+ *     (tx_realloc), else both parts are rebuilt fresh (a compacted area and
+ *     a rehashed index), and the header words swap in one logged step.
+ *
+ * Readers probe lock-free under the Dict's seqlock, checking every offset
+ * and length against the area and the arena (a torn read retries); writers
+ * work under the heap lock inside one undo-logged operation.
  */
 #include "core.h"
 
 #include <stdlib.h>
 
 const char DICT_NOT_A_DICT[] = "not a Dict";
+
+#define R8(n) (((u64)(n) + 7) & ~7ULL)
+/* Index load at most 3/4 of the slots (holes included); a rebuild leaves at most 1/2. */
+#define LOAD_OK(used, cap) ((used) * 4 <= (cap) * 3)
 
 static inline u64 mix64(u64 x)
 {
@@ -40,89 +57,192 @@ u64 key_hash(int type, const char *p, size_t n)
     return mix64(h);
 }
 
+static inline u16 tag_of(u64 hash) { return (u16)(hash >> 48); }
+
+/* Slot width for an area of abytes: slots hold 1 + offset / 8. */
+static u64 iw_for(u64 abytes)
+{
+    u64 top = abytes / 8 + 1;
+    return top < (1ULL << 16) ? 2 : top < (1ULL << 32) ? 4 : 8;
+}
+
+static inline u64 slot_get(u64 index, u64 iw, u64 i)
+{
+    switch (iw) {
+    case 2:
+        return __atomic_load_n((u16 *)(uintptr_t)index + i, __ATOMIC_RELAXED);
+    case 4:
+        return __atomic_load_n((u32 *)(uintptr_t)index + i, __ATOMIC_RELAXED);
+    default:
+        return __atomic_load_n((u64 *)(uintptr_t)index + i, __ATOMIC_RELAXED);
+    }
+}
+
+/* Unlogged store, for fresh tables. */
+static inline void slot_put(u64 index, u64 iw, u64 i, u64 v)
+{
+    if (iw == 2)
+        ((u16 *)(uintptr_t)index)[i] = (u16)v;
+    else if (iw == 4)
+        ((u32 *)(uintptr_t)index)[i] = (u32)v;
+    else
+        ((u64 *)(uintptr_t)index)[i] = v;
+}
+
+/* Logged store: the undo log works on aligned words, so log the word that
+ * holds the slot, with the slot's bytes replaced. */
+static void slot_put_logged(TX *t, u64 index, u64 iw, u64 i, u64 v)
+{
+    u64 byte = i * iw, *w = (u64 *)(uintptr_t)(index + (byte & ~7ULL)), nw = *w;
+    memcpy((char *)&nw + (byte & 7), &v, (size_t)iw); /* little-endian: the low bytes */
+    W(t, w, nw);
+}
+
+/* ---- geometry and entries, bounds-checked for lock-free readers ---- */
+
+int dict_geom_read(const heap_region *r, const dict_hdr *d, dict_geom *g)
+{
+    g->cap = ld(&d->cap);
+    g->index = ld(&d->index);
+    g->iw = ld(&d->iw);
+    g->area = ld(&d->area);
+    g->abytes = ld(&d->abytes);
+    g->aused = ld(&d->aused);
+    if ((g->cap & (g->cap - 1)) || g->cap < 8 || g->cap > (r->size >> 1) ||
+        (g->iw != 2 && g->iw != 4 && g->iw != 8) || g->aused > g->abytes || g->abytes % 8 ||
+        iw_for(g->abytes) > g->iw || !in_arena(r, g->index, g->cap * g->iw) ||
+        !in_arena(r, g->area, g->abytes) || g->area % 8)
+        return 1;
+    return 0;
+}
+
+/* An out-of-line block {u64 len; bytes}: its bytes, or NULL if out of bounds. */
+static const char *block_bytes_at(const heap_region *r, u64 a, u64 *len)
+{
+    if (a % 8 || !in_arena(r, a, 8))
+        return NULL;
+    *len = ld((u64 *)(uintptr_t)a);
+    if (*len > r->size || !in_arena(r, a + 8, *len))
+        return NULL;
+    return (const char *)(uintptr_t)(a + 8);
+}
+
+static inline u64 ent_size(const dict_ent *h)
+{
+    u64 kroom = h->flags & DE_KOUT ? 8 : h->klen;
+    return 8 + R8(kroom) + (u64)h->vroom * 8;
+}
+
+int dent_view(const heap_region *r, const dict_geom *g, u64 off, dict_ent_view *ev)
+{
+    if (off % 8 || off >= g->aused || g->aused - off < 8)
+        return 1;
+    u64 at = g->area + off, hw = ld((u64 *)(uintptr_t)at);
+    dict_ent h;
+    memcpy(&h, &hw, 8);
+    u64 size = ent_size(&h);
+    if (size > g->aused - off || h.vroom == 0 || ((h.flags & DE_KOUT) && h.klen != 8))
+        return 1;
+    ev->at = at;
+    ev->off = off;
+    ev->size = size;
+    ev->h = h;
+    ev->vroom_at = at + 8 + R8(h.flags & DE_KOUT ? 8 : h.klen);
+    if (h.flags & DE_HOLE)
+        return 0; /* a hole owns nothing: its rooms are not read */
+    if (h.flags & DE_KOUT) {
+        ev->k = block_bytes_at(r, ld((u64 *)(uintptr_t)(at + 8)), &ev->kn);
+        if (!ev->k)
+            return 1;
+    } else {
+        ev->k = (const char *)(uintptr_t)(at + 8);
+        ev->kn = h.klen;
+    }
+    if (h.flags & DE_VOUT) {
+        ev->v = block_bytes_at(r, ld((u64 *)(uintptr_t)ev->vroom_at), &ev->vn);
+        if (!ev->v)
+            return 1;
+    } else {
+        if (h.vlen > (u64)h.vroom * 8)
+            return 1;
+        ev->v = (const char *)(uintptr_t)ev->vroom_at;
+        ev->vn = h.vlen;
+    }
+    return 0;
+}
+
+int dent_ref(const dict_ent_view *ev, int *vtype, u64 *addr)
+{
+    if ((ev->h.flags & DE_HOLE) || !T_IS_REF(ev->h.vtype) || ev->vn != 8)
+        return 0;
+    *vtype = ev->h.vtype;
+    memcpy(addr, ev->v, 8);
+    return 1;
+}
+
+/* Push the container the entry holds (if any) on s. */
+static void dent_note(refstack *s, const dict_ent_view *ev, u64 holder)
+{
+    int vt;
+    u64 a;
+    if (s && dent_ref(ev, &vt, &a))
+        rs_push(s, vt, a, holder);
+}
+
 /* Under the lock, before a writer trusts a Dict header: still a Dict (not
- * destroyed meanwhile), and a table that is a live allocation of the size
- * the mask says, with plausible counts. */
+ * destroyed meanwhile), with index and area live allocations of the sizes
+ * the header says, and plausible counts. */
 const char *dict_bad(const heap_region *r, dict_hdr *d)
 {
     if (d->magic != DICT_MAGIC)
         return DICT_NOT_A_DICT;
-    u64 mask = d->mask, table = d->table;
-    u64 toff = live_offset(r, table);
-    if (((mask + 1) & mask) || mask < 7 || mask > (r->size >> 4))
-        return "Dict table size";
-    if (!toff || usable_at(r, toff) < (mask + 1) * sizeof(dict_slot))
-        return "Dict table pointer";
-    if (d->count > d->used_slots || d->used_slots > mask + 1)
+    dict_geom g;
+    if (dict_geom_read(r, d, &g))
+        return "Dict geometry";
+    u64 io = live_offset(r, g.index), ao = live_offset(r, g.area);
+    if (!io || usable_at(r, io) < g.cap * g.iw)
+        return "Dict index pointer";
+    if (!ao || usable_at(r, ao) < g.abytes)
+        return "Dict area pointer";
+    if (d->count > d->nent || !LOAD_OK(d->nent, g.cap) || d->nent * 16 > g.aused + 15)
         return "Dict counts";
     return NULL;
 }
 
-/* Probe for key.  Read-only; tolerates concurrent writers (bounds checked,
- * bounded probe length).  Returns the slot index or -1; *reuse gets the
- * first reusable slot (tombstone or empty) or -1; *bad is set when a pointer
- * or length is out of bounds (torn read, or corruption). */
-long long dict_probe(const heap_region *r, dict_hdr *d, const heap_key *k, int *bad,
-                     long long *reuse, u64 *entry_out)
+u64 dict_find_in(const heap_region *r, const dict_geom *g, const heap_key *k, int *bad,
+                 dict_ent_view *ev, u64 *slot_out)
 {
-    u64 mask = ld(&d->mask), table = ld(&d->table), hash = k->hash;
+    u64 mask = g->cap - 1, hash = k->hash;
+    u16 tag = tag_of(hash);
     *bad = 0;
-    if (reuse)
-        *reuse = -1;
-    if (((mask + 1) & mask) || mask > (r->size >> 4) ||
-        !in_arena(r, table, (mask + 1) * sizeof(dict_slot))) {
-        *bad = 1;
-        return -1;
-    }
-    dict_slot *slots = (dict_slot *)(uintptr_t)table;
-    for (u64 i = 0; i <= mask; i++) {
-        dict_slot *s = &slots[(hash + i) & mask];
-        u64 e = ld(&s->entry);
-        if (e == 0) {
-            if (reuse && *reuse < 0)
-                *reuse = (long long)((hash + i) & mask);
-            return -1;
+    for (u64 n = 0, i = hash & mask; n < g->cap; n++, i = (i + 1) & mask) {
+        u64 s = slot_get(g->index, g->iw, i);
+        if (s == 0) {
+            if (slot_out)
+                *slot_out = i;
+            return 0;
         }
-        if (e == TOMB) {
-            if (reuse && *reuse < 0)
-                *reuse = (long long)((hash + i) & mask);
-            continue;
-        }
-        if (ld(&s->hash) != hash)
-            continue;
-        if (!in_arena(r, e, sizeof(dict_entry))) {
+        if (dent_view(r, g, (s - 1) * 8, ev)) {
             *bad = 1;
-            return -1;
+            return 0;
         }
-        dict_entry *en = (dict_entry *)(uintptr_t)e;
-        u32 kl = __atomic_load_n(&en->klen, __ATOMIC_RELAXED);
-        u32 vl = __atomic_load_n(&en->vlen, __ATOMIC_RELAXED);
-        if (!in_arena(r, e + sizeof(dict_entry), (u64)kl + vl)) {
-            *bad = 1;
-            return -1;
-        }
-        if (en->ktype == k->type && kl == (u64)k->n &&
-            memcmp((char *)(en + 1), k->p, (size_t)kl) == 0) {
-            /* hand back the entry from this same table snapshot: re-reading
-             * d->table could give a newer, smaller table */
-            if (entry_out)
-                *entry_out = e;
-            return (long long)((hash + i) & mask);
-        }
+        if ((ev->h.flags & DE_HOLE) || ev->h.tag != tag || ev->h.ktype != k->type ||
+            ev->kn != k->n || memcmp(ev->k, k->p, (size_t)k->n) != 0)
+            continue;
+        return ev->at;
     }
-    return -1;
+    *bad = 1; /* no empty slot: only a torn read or corruption (the load factor keeps some) */
+    return 0;
 }
 
-/* Probe for the key, then for its older form (see encode_key). */
-long long dict_find(const heap_region *r, dict_hdr *d, const heap_key *k, const heap_key *alt,
-                    int *bad, long long *reuse, u64 *entry_out)
+u64 dict_find(const heap_region *r, dict_hdr *d, const heap_key *k, int *bad, dict_ent_view *ev)
 {
-    long long i = dict_probe(r, d, k, bad, reuse, entry_out);
-    if (i < 0 && !*bad && alt->p) {
-        long long reuse2;
-        i = dict_probe(r, d, alt, bad, &reuse2, entry_out);
+    dict_geom g;
+    if (dict_geom_read(r, d, &g)) {
+        *bad = 1;
+        return 0;
     }
-    return i;
+    return dict_find_in(r, &g, k, bad, ev, NULL);
 }
 
 void cb_init(copybuf *b)
@@ -157,23 +277,22 @@ int cb_put(copybuf *b, const void *src, size_t n)
     return 0;
 }
 
-/* Copy one entry (its key and/or value, per which: 0 keys, 1 values, 2
- * both) as {u8 ktype, u8 vtype, u32 klen, u32 vlen, u64 order, bytes}
- * (CB_HEAD bytes of head).  The entry was bounds-checked by the caller. */
-static int cb_put_entry(copybuf *b, const dict_entry *en, u32 kl, u32 vl, int which)
+/* Append one record {u8 ktype, u8 vtype, u32 klen, u32 vlen, u64 order,
+ * bytes} (CB_HEAD bytes of head); which: 0 keys, 1 values, 2 both. */
+static int cb_put_rec(copybuf *b, int kt, int vt, const char *k, u64 kl, const char *v, u64 vl,
+                      u64 order, int which)
 {
-    u32 kn = which == 1 ? 0 : kl, vn = which == 0 ? 0 : vl;
-    unsigned char head[CB_HEAD] = {en->ktype, en->vtype};
-    u64 order = entry_order(en);
+    u32 kn = which == 1 ? 0 : (u32)kl, vn = which == 0 ? 0 : (u32)vl;
+    unsigned char head[CB_HEAD] = {(unsigned char)kt, (unsigned char)vt};
     memcpy(head + 2, &kn, 4);
     memcpy(head + 6, &vn, 4);
     memcpy(head + 10, &order, 8);
-    if (cb_put(b, head, sizeof head) < 0 || cb_put(b, (const char *)(en + 1), kn) < 0 ||
-        cb_put(b, (const char *)(en + 1) + kl, vn) < 0)
+    if (cb_put(b, head, sizeof head) < 0 || cb_put(b, k, kn) < 0 || cb_put(b, v, vn) < 0)
         return -1;
     return 0;
 }
 
+/* A List item (a value entry, layout.h's dict_entry with klen 0). */
 int cb_copy_entry(const heap_region *r, copybuf *b, u64 e, int which)
 {
     if (!in_arena(r, e, sizeof(dict_entry)))
@@ -183,194 +302,368 @@ int cb_copy_entry(const heap_region *r, copybuf *b, u64 e, int which)
     u32 vl = __atomic_load_n(&en->vlen, __ATOMIC_RELAXED);
     if (!in_arena(r, e + sizeof(dict_entry), (u64)kl + vl))
         return 1;
-    return cb_put_entry(b, en, kl, vl, which) < 0 ? -1 : 0;
+    const char *p = (const char *)(en + 1);
+    return cb_put_rec(b, en->ktype, en->vtype, p, kl, p + kl, vl, entry_order(en), which) < 0
+               ? -1
+               : 0;
 }
 
-
-/* Under the lock: grow/rehash into a fresh table.  Returns 0, or -1 (out of
- * memory, or corrupt: t->corrupt says which). */
-static int dict_resize(TX *t, dict_hdr *d, u64 newcap)
+int dict_copy_entries(const heap_region *r, dict_hdr *d, int which, copybuf *buf)
 {
-    heap_region *r = t->r;
-    u64 to = tx_alloc(t, newcap * sizeof(dict_slot), 16);
-    if (!to)
-        return -1;
-    dict_slot *ns = (dict_slot *)(r->base + to);
-    memset(ns, 0, newcap * sizeof(dict_slot));
-    dict_slot *os = (dict_slot *)(uintptr_t)d->table;
-    u64 nm = newcap - 1, placed = 0;
-    for (u64 i = 0; i <= d->mask; i++) {
-        u64 e = os[i].entry;
-        if (e == 0 || e == TOMB)
+    dict_geom g;
+    dict_ent_view ev;
+    if (dict_geom_read(r, d, &g))
+        return 1;
+    u64 order = 0;
+    for (u64 off = 0; off < g.aused; off += ev.size) {
+        if (dent_view(r, &g, off, &ev))
+            return 1;
+        if (ev.h.flags & DE_HOLE)
             continue;
-        /* more live slots than the count says would fill the new table */
-        if (++placed > d->count) {
-            tx_bad(t, "Dict holds more entries than its count");
+        if (cb_put_rec(buf, ev.h.ktype, ev.h.vtype, ev.k, ev.kn, ev.v, ev.vn, order++, which) < 0)
             return -1;
-        }
-        u64 j = os[i].hash & nm;
-        while (ns[j].entry)
-            j = (j + 1) & nm;
-        ns[j] = os[i];
     }
-    W(t, &d->table, abs_of(r, to));
-    W(t, &d->mask, nm);
-    W(t, &d->used_slots, d->count);
-    tx_free(t, (u64)((char *)os - r->base));
     return 0;
 }
 
-void entry_fill(heap_region *r, u64 eo, const heap_key *k, const heap_key *v, u64 order)
+/* ---- writing entries ---- */
+
+/* Bytes of the entry a key and value take when written fresh. */
+static u64 fresh_size(const heap_key *k, const heap_key *v)
 {
-    dict_entry *en = (dict_entry *)(r->base + eo);
-    en->klen = (u32)k->n;
-    en->vlen = (u32)v->n;
-    en->ktype = (u8)k->type;
-    en->vtype = (u8)v->type;
-    entry_set_order(en, order);
-    memcpy((char *)(en + 1), k->p, (size_t)k->n);
-    memcpy((char *)(en + 1) + k->n, v->p, (size_t)v->n);
+    u64 kroom = k->n > DE_KEY_INLINE_MAX ? 8 : k->n;
+    u64 vroom = v->n > DE_VAL_INLINE_MAX || v->n == 0 ? 8 : R8(v->n);
+    return 8 + R8(kroom) + vroom;
 }
 
-u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v, u64 order)
+/* Out-of-line blocks a fresh entry needs: bit 0 the key's, bit 1 the value's. */
+static int fresh_blocks(const heap_key *k, const heap_key *v)
 {
-    u64 eo = tx_alloc(t, sizeof(dict_entry) + (u64)k->n + (u64)v->n, 16);
-    if (eo)
-        entry_fill(t->r, eo, k, v, order);
-    return eo;
+    return (k->n > DE_KEY_INLINE_MAX) | (v->n > DE_VAL_INLINE_MAX) << 1;
 }
 
-int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *alt, const heap_key *v,
-             u64 *replaced)
+/* Fill a fresh block {len; bytes} at absolute address a. */
+static void block_fill(u64 a, const char *p, u64 n)
+{
+    memcpy((void *)(uintptr_t)a, &n, 8);
+    memcpy((char *)(uintptr_t)a + 8, p, (size_t)n);
+}
+
+/* Write a fresh entry at absolute address at (unlogged: fresh memory or
+ * beyond aused).  kb / vb: the blocks of an out-of-line key / value (0 if
+ * inline).  Returns its size. */
+static u64 ent_write(u64 at, const heap_key *k, const heap_key *v, u64 kb, u64 vb)
+{
+    dict_ent h = {(u8)k->type, (u8)v->type, 0, 0, 0, 0, tag_of(k->hash)};
+    char *p = (char *)(uintptr_t)at;
+    u64 kroom;
+    if (kb) {
+        h.flags |= DE_KOUT;
+        h.klen = 8;
+        memcpy(p + 8, &kb, 8);
+        kroom = 8;
+    } else {
+        h.klen = (u8)k->n;
+        kroom = R8(k->n);
+        memset(p + 8 + (kroom ? kroom - 8 : 0), 0, kroom ? 8 : 0); /* tidy padding */
+        memcpy(p + 8, k->p, (size_t)k->n);
+    }
+    char *vr = p + 8 + kroom;
+    if (vb) {
+        h.flags |= DE_VOUT;
+        h.vroom = 1;
+        memcpy(vr, &vb, 8);
+    } else {
+        h.vroom = (u8)(v->n ? R8(v->n) / 8 : 1);
+        h.vlen = (u8)v->n;
+        memset(vr + (u64)h.vroom * 8 - 8, 0, 8);
+        memcpy(vr, v->p, (size_t)v->n);
+    }
+    memcpy(p, &h, 8);
+    return 8 + kroom + (u64)h.vroom * 8;
+}
+
+/* Copy an existing entry (not a hole) to fresh memory at at; its size. */
+static u64 ent_copy(u64 at, const dict_ent_view *ev)
+{
+    memcpy((void *)(uintptr_t)at, (const void *)(uintptr_t)ev->at, (size_t)ev->size);
+    return ev->size;
+}
+
+/* Inside t: free the block at absolute address a at commit, if it is a
+ * live allocation (else the Dict is corrupt: the operation rolls back). */
+static void free_abs(TX *t, u64 a)
+{
+    u64 off = live_offset(t->r, a);
+    if (off)
+        tx_free(t, off);
+    else
+        tx_bad(t, "Dict block is not a live allocation");
+}
+
+/* Under the lock: free the out-of-line blocks an entry owns (at commit). */
+static void ent_free_blocks(TX *t, const dict_ent_view *ev)
+{
+    if (ev->h.flags & DE_KOUT)
+        free_abs(t, (u64)(uintptr_t)ev->k - 8);
+    if (ev->h.flags & DE_VOUT)
+        free_abs(t, (u64)(uintptr_t)ev->v - 8);
+}
+
+/* Place slot value s for hash into a fresh index (no log). */
+static void index_place(u64 index, u64 iw, u64 cap, u64 hash, u64 s)
+{
+    u64 mask = cap - 1, i = hash & mask;
+    while (slot_get(index, iw, i))
+        i = (i + 1) & mask;
+    slot_put(index, iw, i, s);
+}
+
+static u64 ent_hash(const dict_ent_view *ev) { return key_hash(ev->h.ktype, ev->k, (size_t)ev->kn); }
+
+/* Smallest index for n entries at a load of at most 1/2. */
+static u64 cap_for(u64 n)
+{
+    u64 cap = 8;
+    while (cap < 2 * n)
+        cap <<= 1;
+    return cap;
+}
+
+/* Under the lock, inside t: rebuild d into a fresh index of cap slots and a
+ * fresh area of abytes holding the live entries, compacted, in order.  The
+ * header words swap in one logged step; the old parts are freed at
+ * commit.  DICT_OK, DICT_TABLE_NOMEM (t->want) or DICT_CORRUPT. */
+static int dict_rebuild(TX *t, dict_hdr *d, u64 cap, u64 abytes)
 {
     heap_region *r = t->r;
-    if ((d->used_slots + 1) * 4 > (d->mask + 1) * 3) {
-        /* Rehash to a load of at most 1/2.  With many tombstones this keeps
-         * the size and only sweeps them out. */
-        u64 cap = d->mask + 1;
-        while ((d->count + 1) * 2 > cap)
-            cap <<= 1;
-        if (dict_resize(t, d, cap) < 0)
-            return t->corrupt ? DICT_CORRUPT : DICT_TABLE_NOMEM;
+    u64 iw = iw_for(abytes);
+    if (cap > (r->size >> 1) / iw || abytes > r->size) {
+        t->want = r->size;
+        return DICT_TABLE_NOMEM;
     }
-    int bad;
-    long long reuse, reuse_old;
-    long long i = dict_probe(r, d, k, &bad, &reuse, NULL);
-    /* The key in an older form (see encode_key) is replaced by a new entry
-     * in the current form, at the slot the current hash probes to. */
-    long long old_i = i < 0 && !bad && alt->p ? dict_probe(r, d, alt, &bad, &reuse_old, NULL)
-                                              : -1;
-    if (bad)
-        return DICT_CORRUPT;
-    dict_slot *slots = (dict_slot *)(uintptr_t)d->table;
-    /* a replaced key keeps its place in the insertion order (as in dict) */
-    long long keep = i >= 0 ? i : old_i;
-    u64 order = keep >= 0 ? entry_order((dict_entry *)(uintptr_t)slots[keep].entry) : d->next_order;
-    u64 eo = entry_alloc(t, k, v, order);
-    if (!eo)
-        return DICT_NOMEM;
-    if (replaced)
-        *replaced = i >= 0 ? slots[i].entry : 0;
-    if (old_i >= 0) {
-        u64 old = slots[old_i].entry;
-        W(t, &slots[old_i].entry, TOMB);
-        W(t, &d->count, d->count - 1);
-        tx_free(t, old - (u64)(uintptr_t)r->base);
+    u64 io = tx_alloc(t, cap * iw, 16);
+    u64 ao = io ? tx_alloc(t, abytes ? abytes : 8, 16) : 0;
+    if (!ao)
+        return t->corrupt ? DICT_CORRUPT : DICT_TABLE_NOMEM;
+    u64 index = abs_of(r, io), area = abs_of(r, ao), pos = 0, live = 0;
+    memset((void *)(uintptr_t)index, 0, cap * iw);
+    dict_geom g;
+    dict_ent_view ev;
+    if (dict_geom_read(r, d, &g))
+        return tx_bad(t, "Dict geometry"), DICT_CORRUPT;
+    for (u64 off = 0; off < g.aused; off += ev.size) {
+        if (dent_view(r, &g, off, &ev))
+            return tx_bad(t, "Dict entry out of bounds"), DICT_CORRUPT;
+        if (ev.h.flags & DE_HOLE)
+            continue;
+        if (++live > d->count || pos + ev.size > abytes)
+            return tx_bad(t, "Dict holds more entries than its count"), DICT_CORRUPT;
+        index_place(index, iw, cap, ent_hash(&ev), pos / 8 + 1);
+        pos += ent_copy(area + pos, &ev);
     }
-    if (i >= 0) {
-        u64 old = slots[i].entry;
-        W(t, &slots[i].entry, abs_of(r, eo));
-        tx_free(t, old - (u64)(uintptr_t)r->base);
+    if (live != d->count)
+        return tx_bad(t, "Dict count is wrong"), DICT_CORRUPT;
+    u64 oldi = g.index, olda = g.area;
+    W(t, &d->index, index);
+    W(t, &d->cap, cap);
+    W(t, &d->iw, iw);
+    W(t, &d->area, area);
+    W(t, &d->abytes, abytes ? abytes : 8);
+    W(t, &d->aused, pos);
+    W(t, &d->nent, live);
+    free_abs(t, oldi);
+    free_abs(t, olda);
+    return t->corrupt ? DICT_CORRUPT : DICT_OK;
+}
+
+/* Area bytes to ask for when need bytes must fit: an eighth more, so that
+ * growth costs little space (it is usually in place, see dict_make_room). */
+static u64 area_for(u64 need) { return (need + need / 8 + 63) & ~63ULL; }
+
+/* Under the lock, inside t: make room for nnew more entries of bytes
+ * bytes in total.  In place when only the area must grow and the block
+ * after it is free; else a rebuild (which also drops the holes). */
+static int dict_make_room(TX *t, dict_hdr *d, u64 nnew, u64 bytes)
+{
+    u64 holes = d->nent - d->count;
+    int index_full = !LOAD_OK(d->nent + nnew, d->cap);
+    if (!index_full && d->aused + bytes <= d->abytes)
+        return DICT_OK;
+    u64 want = area_for(d->aused + bytes);
+    if (!index_full && holes * 4 <= d->nent && iw_for(want) <= d->iw) {
+        u64 ao = live_offset(t->r, d->area);
+        if (!ao)
+            return tx_bad(t, "Dict area pointer"), DICT_CORRUPT;
+        u64 no = tx_realloc(t, ao, want);
+        if (no) {
+            /* moved or grown: the offsets in the index stay valid */
+            W(t, &d->area, abs_of(t->r, no));
+            W(t, &d->abytes, want);
+            return DICT_OK;
+        }
+        if (t->corrupt)
+            return DICT_CORRUPT;
+        t->want = 0; /* try the rebuild, which may fit where the move did not */
+    }
+    /* the live bytes: the area less its holes */
+    dict_geom g;
+    dict_ent_view ev;
+    u64 live_bytes = 0;
+    if (dict_geom_read(t->r, d, &g))
+        return tx_bad(t, "Dict geometry"), DICT_CORRUPT;
+    for (u64 off = 0; off < g.aused; off += ev.size) {
+        if (dent_view(t->r, &g, off, &ev))
+            return tx_bad(t, "Dict entry out of bounds"), DICT_CORRUPT;
+        if (!(ev.h.flags & DE_HOLE))
+            live_bytes += ev.size;
+    }
+    return dict_rebuild(t, d, cap_for(d->count + nnew), area_for(live_bytes + bytes));
+}
+
+/* Under the lock, inside t: give entry ev the value v, keeping its place. */
+static int dent_replace(TX *t, const dict_ent_view *ev, const heap_key *v, refstack *dead,
+                        u64 holder)
+{
+    dent_note(dead, ev, holder); /* a container the key held dies with the overwrite */
+    dict_ent h = ev->h;
+    u64 *room = (u64 *)(uintptr_t)ev->vroom_at;
+    u64 vb = 0;
+    if (v->n > DE_VAL_INLINE_MAX || v->n > (u64)h.vroom * 8) {
+        u64 bo = tx_alloc(t, 8 + v->n, 16);
+        if (!bo)
+            return t->corrupt ? DICT_CORRUPT : DICT_NOMEM;
+        vb = abs_of(t->r, bo);
+        block_fill(vb, v->p, v->n);
+    }
+    if (h.flags & DE_VOUT)
+        free_abs(t, (u64)(uintptr_t)ev->v - 8);
+    if (vb) {
+        W(t, &room[0], vb);
+        h.flags |= DE_VOUT;
+        h.vlen = 0;
     } else {
-        if (reuse < 0) /* only a corrupt table: the load factor keeps empty slots */
-            return DICT_TABLE_FULL;
-        if (slots[reuse].entry == 0)
-            W(t, &d->used_slots, d->used_slots + 1);
-        W(t, &slots[reuse].hash, k->hash);
-        W(t, &slots[reuse].entry, abs_of(r, eo));
-        W(t, &d->count, d->count + 1);
-        if (old_i < 0)
-            W(t, &d->next_order, d->next_order + 1);
+        for (u64 w = 0; w * 8 < v->n; w++) {
+            u64 word = 0;
+            memcpy(&word, v->p + w * 8, v->n - w * 8 < 8 ? (size_t)(v->n - w * 8) : 8);
+            if (room[w] != word)
+                W(t, &room[w], word);
+        }
+        h.flags &= (u8)~DE_VOUT;
+        h.vlen = (u8)v->n;
     }
+    h.vtype = (u8)v->type;
+    u64 hw;
+    memcpy(&hw, &h, 8);
+    W(t, (u64 *)(uintptr_t)ev->at, hw);
     return DICT_OK;
 }
 
-void dict_remove_at(TX *t, dict_hdr *d, long long i)
-{
-    dict_slot *slots = (dict_slot *)(uintptr_t)d->table;
-    u64 e = slots[i].entry;
-    W(t, &slots[i].entry, TOMB);
-    W(t, &d->count, d->count - 1);
-    tx_free(t, e - (u64)(uintptr_t)t->r->base);
-}
-
-u64 dict_create(TX *t, u64 cap)
+int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *v, refstack *dead,
+             u64 holder)
 {
     heap_region *r = t->r;
-    u64 ho = tx_alloc(t, sizeof(dict_hdr), 16);
-    u64 to = ho ? tx_alloc(t, cap * sizeof(dict_slot), 16) : 0;
-    if (!to)
+    int bad;
+    dict_ent_view ev;
+    if (dict_find(r, d, k, &bad, &ev))
+        return dent_replace(t, &ev, v, dead, holder);
+    if (bad)
+        return tx_bad(t, "Dict structure"), DICT_CORRUPT;
+    u64 size = fresh_size(k, v);
+    /* Out-of-line blocks first: growing the area in place takes the whole
+     * free block after it until commit, so it is the last allocation. */
+    int blocks = fresh_blocks(k, v);
+    u64 kb = 0, vb = 0;
+    if (blocks & 1) {
+        u64 bo = tx_alloc(t, 8 + k->n, 16);
+        if (!bo)
+            return t->corrupt ? DICT_CORRUPT : DICT_NOMEM;
+        block_fill(kb = abs_of(r, bo), k->p, k->n);
+    }
+    if (blocks & 2) {
+        u64 bo = tx_alloc(t, 8 + v->n, 16);
+        if (!bo)
+            return t->corrupt ? DICT_CORRUPT : DICT_NOMEM;
+        block_fill(vb = abs_of(r, bo), v->p, v->n);
+    }
+    int rc = dict_make_room(t, d, 1, size);
+    if (rc != DICT_OK)
+        return rc;
+    dict_geom g;
+    u64 slot = 0;
+    if (dict_geom_read(r, d, &g))
+        return tx_bad(t, "Dict geometry"), DICT_CORRUPT;
+    if (dict_find_in(r, &g, k, &bad, &ev, &slot) || bad)
+        return tx_bad(t, "Dict structure"), DICT_CORRUPT;
+    u64 off = d->aused;
+    ent_write(g.area + off, k, v, kb, vb); /* beyond aused: no log */
+    slot_put_logged(t, g.index, g.iw, slot, off / 8 + 1);
+    W(t, &d->aused, off + size);
+    W(t, &d->nent, d->nent + 1);
+    W(t, &d->count, d->count + 1);
+    return DICT_OK;
+}
+
+void dict_remove(TX *t, dict_hdr *d, const dict_ent_view *ev)
+{
+    ent_free_blocks(t, ev);
+    dict_ent h = ev->h;
+    h.flags |= DE_HOLE;
+    u64 hw;
+    memcpy(&hw, &h, 8);
+    W(t, (u64 *)(uintptr_t)ev->at, hw);
+    W(t, &d->count, d->count - 1);
+}
+
+u64 dict_create(TX *t, u64 nkeys)
+{
+    heap_region *r = t->r;
+    u64 cap = cap_for(nkeys), abytes = area_for(nkeys * 32 > 64 ? nkeys * 32 : 64);
+    u64 iw = iw_for(abytes);
+    if (cap > (r->size >> 1) / iw || abytes > r->size)
         return 0;
-    /* both blocks are fresh: unlogged initialisation is safe */
-    memset(r->base + to, 0, cap * sizeof(dict_slot));
+    u64 ho = tx_alloc(t, sizeof(dict_hdr), 16);
+    u64 io = ho ? tx_alloc(t, cap * iw, 16) : 0;
+    u64 ao = io ? tx_alloc(t, abytes, 16) : 0;
+    if (!ao)
+        return 0;
+    /* all three blocks are fresh: unlogged initialisation is safe */
+    memset(r->base + io, 0, cap * iw);
     dict_hdr *d = (dict_hdr *)(r->base + ho);
-    d->seq = 0;
-    d->count = 0;
-    d->used_slots = 0;
-    d->mask = cap - 1;
-    d->table = abs_of(r, to);
-    d->parent = 0;
-    d->next_order = 0;
+    memset(d, 0, sizeof *d);
+    d->cap = cap;
+    d->index = abs_of(r, io);
+    d->iw = iw;
+    d->area = abs_of(r, ao);
+    d->abytes = abytes;
     compiler_fence();
     d->magic = DICT_MAGIC;
     return ho;
 }
 
-/* Copy every live entry into buf (see cb_copy_entry).  Returns 0, -1 if out
- * of memory (no exception set), 1 if a pointer was out of bounds (torn
- * read, or corruption).  No Python calls. */
-int dict_copy_entries(const heap_region *r, dict_hdr *d, int which, copybuf *buf)
-{
-    u64 mask = ld(&d->mask), table = ld(&d->table);
-    if (((mask + 1) & mask) || mask > (r->size >> 4) ||
-        !in_arena(r, table, (mask + 1) * sizeof(dict_slot)))
-        return 1;
-    dict_slot *slots = (dict_slot *)(uintptr_t)table;
-    for (u64 i = 0; i <= mask; i++) {
-        u64 e = ld(&slots[i].entry);
-        if (e == 0 || e == TOMB)
-            continue;
-        int rc = cb_copy_entry(r, buf, e, which);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
+#define FREE_BATCH 4 /* entries per transaction: two blocks each, DEFER_MAX 8 */
 
-
-#define CLEAR_BATCH 8
-
-/* Under the lock, after the slots [from, cap) of a table were made
- * unreachable by a committed operation: free their entries in small
- * crash-safe batches (a crash in this phase can leak them, never corrupt the
- * heap).  Entries that are not live allocations are skipped.  Containers
- * the entries hold are pushed on s (if not NULL) for destroy_owned(). */
-int dict_free_entries(TX *t, u64 table, u64 from, u64 cap, refstack *s, u64 holder)
+int dict_free_values(TX *t, u64 area, u64 aused, refstack *s, u64 holder)
 {
     heap_region *r = t->r;
+    dict_geom g = {8, 0, 8, area, aused, aused};
+    dict_ent_view ev;
+    if (!in_arena(r, area, aused))
+        return 0; /* not walkable: leak rather than follow it */
     int rc = 0;
-    dict_slot *os = (dict_slot *)(uintptr_t)table;
-    u64 i = from;
-    while (i < cap && rc == 0) {
+    u64 off = 0;
+    while (off < aused && rc == 0) {
         tx_init(t, r);
-        for (int n = 0; i < cap && n < CLEAR_BATCH; i++) {
-            u64 e = os[i].entry;
-            if (e > TOMB) {
-                u64 off = live_offset(r, e);
-                if (off) {
-                    rs_note(s, r, e, holder); /* a container it holds dies too */
-                    tx_free(t, off);
-                }
+        for (int n = 0; off < aused && n < FREE_BATCH; off += ev.size) {
+            if (dent_view(r, &g, off, &ev)) {
+                off = aused; /* corrupt from here on: leak the rest */
+                break;
+            }
+            if (ev.h.flags & DE_HOLE)
+                continue;
+            dent_note(s, &ev, holder);
+            if (ev.h.flags & (DE_KOUT | DE_VOUT)) {
+                ent_free_blocks(t, &ev);
                 n++;
             }
         }
@@ -379,123 +672,261 @@ int dict_free_entries(TX *t, u64 table, u64 from, u64 cap, refstack *s, u64 hold
     return rc;
 }
 
+int dict_clear(TX *t, dict_hdr *d)
+{
+    u64 *index = (u64 *)(uintptr_t)d->index;
+    for (u64 w = 0; w * 8 < 8 * d->iw; w++) /* the 8 slots that stay */
+        if (index[w])
+            W(t, &index[w], 0);
+    W(t, &d->cap, 8);
+    W(t, &d->count, 0);
+    W(t, &d->nent, 0);
+    W(t, &d->aused, 0);
+    return t->corrupt ? -1 : 0;
+}
+
+int dict_shrink(TX *t, dict_hdr *d)
+{
+    heap_region *r = t->r;
+    u64 io = live_offset(r, d->index), ao = live_offset(r, d->area);
+    if (!io || !ao)
+        return tx_bad(t, "Dict parts are not live allocations"), -1;
+    /* shrinking in place never allocates (tx_realloc splits the tail off) */
+    if (tx_realloc(t, io, 8 * d->iw) != io || tx_realloc(t, ao, 64) != ao)
+        return tx_bad(t, "Dict parts did not shrink in place"), -1;
+    W(t, &d->abytes, 64);
+    return 0;
+}
+
 /* The walk behind dict_check(); bounds-checked so that read-only mode can
  * run it optimistically under hseq. */
 const char *dict_check_walk(const heap_region *r, dict_hdr *d, u64 *live_out)
 {
-    const char *err = NULL;
-    u64 live = 0, used = 0;
-    u64 table = ld(&d->table), mask = ld(&d->mask);
-    if (!live_offset(r, table))
-        err = "table is not a live allocation";
-    else if (((mask + 1) & mask) || mask > (r->size >> 4) ||
-             !in_arena(r, table, (mask + 1) * sizeof(dict_slot)))
-        err = "table size is wrong";
-    for (u64 i = 0; !err && i <= mask; i++) {
-        dict_slot *s = (dict_slot *)(uintptr_t)table + i;
-        if (s->entry == 0)
-            continue;
-        used++;
-        if (s->entry == TOMB)
+    dict_geom g;
+    dict_ent_view ev, fv;
+    u64 live = 0, nent = 0, off = 0, holder = (u64)(uintptr_t)d;
+    *live_out = 0;
+    if (dict_geom_read(r, d, &g))
+        return "index or area size is wrong";
+    u64 io = live_offset(r, g.index), ao = live_offset(r, g.area);
+    if (!io || usable_at(r, io) < g.cap * g.iw)
+        return "index is not a live allocation of its size";
+    if (!ao || usable_at(r, ao) < g.abytes)
+        return "area is not a live allocation of its size";
+    for (; off < g.aused; off += ev.size) {
+        if (dent_view(r, &g, off, &ev))
+            return "entry out of bounds";
+        nent++;
+        if (ev.h.flags & DE_HOLE)
             continue;
         live++;
-        u64 off = live_offset(r, s->entry);
-        dict_entry *en = (dict_entry *)(uintptr_t)s->entry;
-        if (!off)
-            err = "entry is not a live allocation";
-        else if (usable_at(r, off) < sizeof(dict_entry) + (u64)en->klen + en->vlen)
-            err = "entry larger than its allocation";
-        else if (key_hash(en->ktype, (char *)(en + 1), en->klen) != s->hash)
-            err = "stored hash does not match key";
-        else if (T_IS_REF(en->vtype))
-            err = ref_check(r, en, (u64)(uintptr_t)d);
+        u64 b;
+        if ((ev.h.flags & DE_KOUT) &&
+            (!(b = live_offset(r, (u64)(uintptr_t)ev.k - 8)) || usable_at(r, b) < 8 + ev.kn))
+            return "key block is not a live allocation";
+        if ((ev.h.flags & DE_VOUT) &&
+            (!(b = live_offset(r, (u64)(uintptr_t)ev.v - 8)) || usable_at(r, b) < 8 + ev.vn))
+            return "value block is not a live allocation";
+        heap_key k = {ev.h.ktype, ev.k, ev.kn, ent_hash(&ev)};
+        if (ev.h.tag != tag_of(k.hash))
+            return "stored hash bits do not match key";
+        int bad;
+        if (dict_find_in(r, &g, &k, &bad, &fv, NULL) != ev.at)
+            return "entry is not reachable from the index";
+        int vt;
+        u64 a, *pw;
+        if (T_IS_REF(ev.h.vtype) && !dent_ref(&ev, &vt, &a))
+            return "container value of the wrong length";
+        if (T_IS_REF(ev.h.vtype) && !(pw = ref_parent_word(r, vt, a)))
+            return "container value is not a live container of its kind";
+        if (T_IS_REF(ev.h.vtype) && ld(pw) != holder)
+            return "container value belongs to another parent";
     }
-    if (!err && live != d->count)
-        err = "count is wrong";
-    if (!err && used != d->used_slots)
-        err = "used_slots is wrong";
-    if (!err && (d->seq & 1))
-        err = "seq is odd outside a write";
+    u64 used = 0;
+    for (u64 i = 0; i < g.cap; i++)
+        used += slot_get(g.index, g.iw, i) != 0;
     *live_out = live;
-    return err;
+    if (live != ld(&d->count))
+        return "count is wrong";
+    if (nent != ld(&d->nent) || used != nent)
+        return "nent is wrong";
+    if (ld(&d->seq) & 1)
+        return "seq is odd outside a write";
+    return NULL;
 }
 
-int dict_load(TX *t, dict_hdr *d, u64 n, const heap_key *k, const heap_key *alt,
-              const heap_key *v, u64 *scratch, u64 *gone, u64 *ngone)
+/* ---- bulk load ---- */
+
+typedef struct {
+    u64 off; /* old entry's offset (replaced keys), sort key */
+    u64 vi;  /* index of its final value */
+} repl_rec;
+
+static int repl_cmp(const void *a, const void *b)
+{
+    u64 x = ((const repl_rec *)a)->off, y = ((const repl_rec *)b)->off;
+    return x < y ? -1 : x > y;
+}
+
+static int key_eq(const heap_key *a, const heap_key *b)
+{
+    return a->hash == b->hash && a->type == b->type && a->n == b->n && !memcmp(a->p, b->p, (size_t)a->n);
+}
+
+/* The n pairs, resolved: for each distinct key, in order of first
+ * occurrence, the index of its last value (as dict.update does).  first[]
+ * gets the distinct keys' indexes, last[i] the final value index of key i.
+ * Returns the number of distinct keys, or -1 when out of memory. */
+static long long dedupe(u64 n, const heap_key *k, u64 *first, u64 *last)
+{
+    u64 cap = cap_for(n), mask = cap - 1, nd = 0;
+    u64 *tab = calloc(cap, sizeof *tab);
+    if (!tab)
+        return -1;
+    for (u64 i = 0; i < n; i++) {
+        u64 j = k[i].hash & mask;
+        for (; tab[j]; j = (j + 1) & mask)
+            if (key_eq(&k[tab[j] - 1], &k[i]))
+                break;
+        if (tab[j]) {
+            last[tab[j] - 1] = i;
+        } else {
+            tab[j] = i + 1;
+            last[i] = i;
+            first[nd++] = i;
+        }
+    }
+    free(tab);
+    return (long long)nd;
+}
+
+int dict_load(TX *t, dict_hdr *d, u64 n, const heap_key *k, const heap_key *v, refstack *dead,
+              u64 holder, u64 *gone, u64 *ngone)
 {
     heap_region *r = t->r;
     *ngone = 0;
-    u64 cap = d->mask + 1;
-    while ((d->count + n) * 2 > cap) {
-        if (cap > (r->size >> 5)) { /* more slots than the region has bytes for */
-            t->want = r->size;
-            return DICT_TABLE_NOMEM;
-        }
-        cap <<= 1;
-    }
-    /* A fresh table: its slots need no log, whatever n is. */
-    u64 to = tx_alloc(t, cap * sizeof(dict_slot), 16);
-    if (!to)
-        return t->corrupt ? DICT_CORRUPT : DICT_TABLE_NOMEM;
-    dict_slot *ns = (dict_slot *)(r->base + to), *os = (dict_slot *)(uintptr_t)d->table;
-    memset(ns, 0, cap * sizeof(dict_slot));
-    u64 nm = cap - 1, count = 0;
-    for (u64 i = 0; i <= d->mask; i++) {
-        if (os[i].entry <= TOMB)
-            continue;
-        if (++count > d->count)
-            return tx_bad(t, "Dict holds more entries than its count"), DICT_CORRUPT;
-        u64 j = os[i].hash & nm;
-        while (ns[j].entry)
-            j = (j + 1) & nm;
-        ns[j] = os[i];
-    }
-    /* Fresh entries: one run of blocks, so the log does not grow with n. */
-    u64 *usize = scratch, *uo = scratch + n;
-    for (u64 i = 0; i < n; i++)
-        usize[i] = sizeof(dict_entry) + k[i].n + v[i].n;
-    if (tx_alloc_run(t, usize, n, uo) < 0)
-        return t->corrupt ? DICT_CORRUPT : DICT_NOMEM;
-    dict_hdr nd = *d; /* probes see the new table */
-    nd.table = abs_of(r, to);
-    nd.mask = nm;
-    u64 used = count, order = d->next_order;
-    for (u64 i = 0; i < n; i++) {
+    int rc = DICT_OOM;
+    u64 *first = malloc(n * sizeof *first), *last = malloc(n * sizeof *last);
+    u64 *newk = malloc(n * sizeof *newk), *bs = malloc(4 * n * sizeof *bs), *bo = bs + 2 * n;
+    repl_rec *repl = malloc(n * sizeof *repl);
+    long long nd = first && last && newk && bs && repl ? dedupe(n, k, first, last) : -1;
+    if (nd < 0)
+        goto out;
+    /* Which distinct keys the Dict holds already (they keep their place). */
+    dict_geom g;
+    dict_ent_view ev;
+    rc = DICT_CORRUPT;
+    if (dict_geom_read(r, d, &g))
+        goto out;
+    u64 nrepl = 0, nnew = 0, nblk = 0;
+    for (long long j = 0; j < nd; j++) {
+        u64 i = first[j];
         int bad;
-        long long reuse, reuse2;
-        u64 e = 0;
-        long long j = dict_probe(r, &nd, &k[i], &bad, &reuse, &e);
-        long long oj = j < 0 && !bad && alt[i].p ? dict_probe(r, &nd, &alt[i], &bad, &reuse2, &e)
-                                                 : -1;
-        if (bad)
-            return DICT_CORRUPT;
-        /* a replaced key keeps its place in the insertion order; its old
-         * entry (an earlier one of this load, for a repeated key) is freed
-         * by the caller after commit */
-        u64 eabs = abs_of(r, uo[i]);
-        entry_fill(r, uo[i], &k[i], &v[i], e ? entry_order((dict_entry *)(uintptr_t)e) : order++);
-        if (e)
-            gone[(*ngone)++] = e;
-        if (j >= 0) {
-            ns[j].entry = eabs;
-            continue;
+        if (dict_find_in(r, &g, &k[i], &bad, &ev, NULL)) {
+            repl[nrepl].off = ev.off;
+            repl[nrepl++].vi = last[i];
+        } else if (bad) {
+            goto out;
+        } else {
+            newk[nnew++] = i;
         }
-        if (oj >= 0) {
-            ns[oj].entry = TOMB;
-            count--;
-        }
-        if (reuse < 0)
-            return DICT_TABLE_FULL;
-        used += ns[reuse].entry == 0;
-        ns[reuse].hash = k[i].hash;
-        ns[reuse].entry = eabs;
-        count++;
     }
-    W(t, &d->table, abs_of(r, to));
-    W(t, &d->mask, nm);
-    W(t, &d->count, count);
-    W(t, &d->used_slots, used);
-    W(t, &d->next_order, order);
-    tx_free(t, (u64)((char *)os - r->base));
-    return DICT_OK;
+    qsort(repl, nrepl, sizeof *repl, repl_cmp);
+    /* Sizes: the live entries (re-written where replaced), then the new. */
+    u64 bytes = 0, live = 0, ri = 0;
+    for (u64 off = 0; off < g.aused; off += ev.size) {
+        if (dent_view(r, &g, off, &ev))
+            goto out;
+        if (ev.h.flags & DE_HOLE)
+            continue;
+        live++;
+        if (ri < nrepl && repl[ri].off == off) {
+            const heap_key *nv = &v[repl[ri++].vi];
+            bytes += 8 + R8(ev.h.flags & DE_KOUT ? 8 : ev.kn) +
+                     (nv->n > DE_VAL_INLINE_MAX || nv->n == 0 ? 8 : R8(nv->n));
+            if (nv->n > DE_VAL_INLINE_MAX)
+                bs[nblk++] = 8 + nv->n;
+        } else {
+            bytes += ev.size;
+        }
+    }
+    if (ri != nrepl || live != d->count) {
+        tx_bad(t, "Dict count is wrong");
+        goto out;
+    }
+    for (u64 j = 0; j < nnew; j++) {
+        const heap_key *nk = &k[newk[j]], *nv = &v[last[newk[j]]];
+        bytes += fresh_size(nk, nv);
+        int fb = fresh_blocks(nk, nv);
+        if (fb & 1)
+            bs[nblk++] = 8 + nk->n;
+        if (fb & 2)
+            bs[nblk++] = 8 + nv->n;
+    }
+    /* Fresh parts, so that the log does not grow with n: index, area, and
+     * one run of blocks for the out-of-line keys and values. */
+    u64 cap = cap_for(live + nnew), abytes = area_for(bytes), iw = iw_for(abytes);
+    if (cap > (r->size >> 1) / iw || abytes > r->size) {
+        t->want = r->size;
+        rc = DICT_TABLE_NOMEM;
+        goto out;
+    }
+    u64 io = tx_alloc(t, cap * iw, 16), ao = io ? tx_alloc(t, abytes, 16) : 0;
+    if (!ao || (nblk && tx_alloc_run(t, bs, nblk, bo) < 0)) {
+        rc = t->corrupt ? DICT_CORRUPT : DICT_TABLE_NOMEM;
+        goto out;
+    }
+    u64 index = abs_of(r, io), area = abs_of(r, ao), pos = 0, bi = 0;
+    memset((void *)(uintptr_t)index, 0, cap * iw);
+    ri = 0;
+    for (u64 off = 0; off < g.aused; off += ev.size) {
+        dent_view(r, &g, off, &ev); /* checked above */
+        if (ev.h.flags & DE_HOLE)
+            continue;
+        u64 h = ent_hash(&ev);
+        index_place(index, iw, cap, h, pos / 8 + 1);
+        if (ri < nrepl && repl[ri].off == off) {
+            const heap_key *nv = &v[repl[ri++].vi];
+            heap_key nk = {ev.h.ktype, ev.k, ev.kn, h};
+            u64 kb = ev.h.flags & DE_KOUT ? (u64)(uintptr_t)ev.k - 8 : 0;
+            u64 vb = nv->n > DE_VAL_INLINE_MAX ? abs_of(r, bo[bi++]) : 0;
+            if (vb)
+                block_fill(vb, nv->p, nv->n);
+            dent_note(dead, &ev, holder);
+            if (ev.h.flags & DE_VOUT)
+                gone[(*ngone)++] = (u64)(uintptr_t)ev.v - 8;
+            pos += ent_write(area + pos, &nk, nv, kb, vb);
+        } else {
+            pos += ent_copy(area + pos, &ev);
+        }
+    }
+    for (u64 j = 0; j < nnew; j++) {
+        const heap_key *nk = &k[newk[j]], *nv = &v[last[newk[j]]];
+        int fb = fresh_blocks(nk, nv);
+        u64 kb = fb & 1 ? abs_of(r, bo[bi++]) : 0, vb = fb & 2 ? abs_of(r, bo[bi++]) : 0;
+        if (kb)
+            block_fill(kb, nk->p, nk->n);
+        if (vb)
+            block_fill(vb, nv->p, nv->n);
+        index_place(index, iw, cap, nk->hash, pos / 8 + 1);
+        pos += ent_write(area + pos, nk, nv, kb, vb);
+    }
+    W(t, &d->index, index);
+    W(t, &d->cap, cap);
+    W(t, &d->iw, iw);
+    W(t, &d->area, area);
+    W(t, &d->abytes, abytes);
+    W(t, &d->aused, pos);
+    W(t, &d->nent, live + nnew);
+    W(t, &d->count, live + nnew);
+    free_abs(t, g.index);
+    free_abs(t, g.area);
+    rc = t->corrupt ? DICT_CORRUPT : DICT_OK;
+out:
+    free(first);
+    free(last);
+    free(newk);
+    free(bs);
+    free(repl);
+    return rc;
 }

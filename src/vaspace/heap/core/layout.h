@@ -28,9 +28,11 @@ typedef uint8_t u8;
 
 #define HEAP_MAGIC 0x3150414548534156ULL /* "VASHEAP1" little-endian */
 /* Version 2 (issue 15): container headers carry a parent word, Dict
- * entries an insertion stamp, and List exists.  A version 1 heap is refused
- * at open with a ValueError naming the version (see validate_header). */
-#define HEAP_VERSION 2u
+ * entries an insertion stamp, and List exists.  Version 3: the compact
+ * Dict (an index table of small integers into a dense entry area, see
+ * dict.c).  Other versions are refused at open with a ValueError naming
+ * both versions (see validate_header). */
+#define HEAP_VERSION 3u
 #define NBINS 128
 #define NSMALL 63 /* block sizes 32..1024 in steps of 16 */
 #define LOG_CAP 2048
@@ -85,22 +87,48 @@ typedef struct {
 #define LIST_MAGIC 0x315453494c534156ULL  /* "VASLIST1" */
 #define TOMB 1ULL
 
+/* Dict (compact, as CPython's since 3.6): an index table of cap slots
+ * (a power of two), each iw bytes (2, 4 or 8, by the area's size), into
+ * one dense entry area.  A slot holds 0 (empty) or 1 + the entry's offset
+ * in the area in 8-byte units.  Entries follow one another in insertion
+ * order; a deleted one stays as a hole (its slot still points at it) until
+ * the next rebuild compacts the area.  See docs/heap.md. */
 typedef struct {
     u64 magic;
     u64 seq;
-    u64 count;      /* live keys */
-    u64 used_slots; /* live + tombstones */
-    u64 mask;       /* capacity - 1 (capacity is a power of two) */
-    u64 table;      /* absolute address of capacity x slot */
-    u64 parent;     /* container that holds this one as a value, or 0 */
-    u64 next_order; /* insertion stamp of the next new key */
+    u64 count;  /* live keys */
+    u64 nent;   /* entries in the area, holes included (= used slots) */
+    u64 cap;    /* index slots, a power of two */
+    u64 index;  /* absolute address of cap x iw bytes */
+    u64 iw;     /* bytes per index slot: 2, 4 or 8 */
+    u64 area;   /* absolute address of the entry area */
+    u64 abytes; /* area capacity in bytes */
+    u64 aused;  /* area bytes in use (entries and holes); the next entry goes here */
+    u64 parent; /* container that holds this one as a value, or 0 */
 } dict_hdr;
 
+/* One entry of the area: this 8-byte head, then the key room (klen bytes
+ * rounded up to 8; 8 for an out-of-line key), then vroom words of value
+ * room.  An out-of-line key or value is a block {u64 len; bytes} whose
+ * address sits in the room.  tag: the hash's top 16 bits, so that a probe
+ * compares keys only on a likely match. */
 typedef struct {
-    u64 hash;
-    u64 entry; /* 0 empty, TOMB deleted, else absolute address of an entry */
-} dict_slot;
+    u8 ktype;
+    u8 vtype;
+    u8 klen;  /* inline key bytes (8 when DE_KOUT) */
+    u8 vroom; /* value room in 8-byte words (at least 1) */
+    u8 vlen;  /* inline value bytes (0 when DE_VOUT) */
+    u8 flags; /* DE_* */
+    u16 tag;
+} dict_ent;
 
+#define DE_KOUT 1 /* the key room holds the address of the key's block */
+#define DE_VOUT 2 /* the value room holds the address of the value's block */
+#define DE_HOLE 4 /* deleted: skipped by probes and walks, dropped at rebuild */
+#define DE_KEY_INLINE_MAX 255u
+#define DE_VAL_INLINE_MAX 128u
+
+/* A List item: the address of a value entry, one allocation each. */
 typedef struct {
     u32 klen;
     u32 vlen;

@@ -20,6 +20,26 @@ const char LIST_NOT_A_LIST[] = "not a List";
 #define SHIFT_MAX 256
 #define FREE_BATCH 8
 
+void entry_fill(heap_region *r, u64 eo, const heap_key *k, const heap_key *v, u64 order)
+{
+    dict_entry *en = (dict_entry *)(r->base + eo);
+    en->klen = (u32)k->n;
+    en->vlen = (u32)v->n;
+    en->ktype = (u8)k->type;
+    en->vtype = (u8)v->type;
+    entry_set_order(en, order);
+    memcpy((char *)(en + 1), k->p, (size_t)k->n);
+    memcpy((char *)(en + 1) + k->n, v->p, (size_t)v->n);
+}
+
+u64 entry_alloc(TX *t, const heap_key *k, const heap_key *v, u64 order)
+{
+    u64 eo = tx_alloc(t, sizeof(dict_entry) + (u64)k->n + (u64)v->n, 16);
+    if (eo)
+        entry_fill(t->r, eo, k, v, order);
+    return eo;
+}
+
 static u64 *items_of(const list_hdr *l) { return (u64 *)(uintptr_t)l->items; }
 
 const char *list_bad(const heap_region *r, list_hdr *l)

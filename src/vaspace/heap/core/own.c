@@ -190,11 +190,13 @@ static int destroy_dict(TX *t, dict_hdr *d, refstack *s)
 {
     if (dict_bad(t->r, d))
         return 0; /* not a sound Dict: leak it rather than follow it */
-    u64 table = d->table, cap = d->mask + 1;
-    if (invalidate(t, &d->magic, &d->seq) < 0 || dict_free_entries(t, table, 0, cap, s, (u64)(uintptr_t)d) < 0)
+    u64 index = d->index, area = d->area, aused = d->aused;
+    if (invalidate(t, &d->magic, &d->seq) < 0 ||
+        dict_free_values(t, area, aused, s, (u64)(uintptr_t)d) < 0)
         return -1;
     tx_init(t, t->r);
-    free_if_live(t, table);
+    free_if_live(t, index);
+    free_if_live(t, area);
     free_if_live(t, (u64)(uintptr_t)d);
     return tx_commit(t);
 }

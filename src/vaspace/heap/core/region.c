@@ -82,7 +82,8 @@ int validate_header(char *base, u64 size, char *msg, size_t n)
         snprintf(msg, n,
                  "heap layout version %u (header %u bytes) is not supported: this vaspace "
                  "reads version %u only (version 1 heaps predate List, parent words and "
-                 "insertion order; copy the data into a newly formatted heap)",
+                 "insertion order, version 2 the compact Dict; copy the data into a newly "
+                 "formatted heap)",
                  h->version, h->hdr_size, HEAP_VERSION);
         return -1;
     }
