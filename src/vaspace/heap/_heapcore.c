@@ -1483,13 +1483,13 @@ out:
  * a SET's time on a big Dict) are paid in parallel instead of while the
  * others wait for the lock.  Only after core_check: the memory must be
  * mapped here. */
-static void dict_warm(HeapCore *self, dict_hdr *d, const heap_key *k, const heap_key *alt)
+static void dict_warm(HeapCore *self, dict_hdr *d, const heap_key *k)
 {
     if (!self->is_open || (self->token && *core_api->window_gen != self->gen))
         return; /* closed, or the world may have moved: heap_lock decides */
     int bad;
-    u64 e;
-    dict_find(&self->r, d, k, alt, &bad, NULL, &e);
+    dict_ent_view ev;
+    dict_find(&self->r, d, k, &bad, &ev);
 }
 
 typedef struct {
@@ -1555,7 +1555,7 @@ static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
     int rc = -1;
     rs_init(&a.dead);
     if (encode_value(val, &a.v) == 0) {
-        dict_warm(self, a.d, &a.k.key, &a.alt.key);
+        dict_warm(self, a.d, &a.k.key);
         rc = heap_write(self, dict_set_body, &a);
         blob_clear(&a.v);
     }
