@@ -512,6 +512,65 @@ static void test_durable_and_adopt(void)
 #endif
 }
 
+/* ---- lock_take: trylock plus a bounded spin ---- */
+static void test_lock_take(void)
+{
+    CHECK(lock_settle(&reg, lock_take(reg.h)) == 0, "lock_take on a free lock takes it");
+    lock_release(&reg);
+
+    /* a live holder in another process: the spin ends, EBUSY, nothing taken */
+    int held[2], go[2];
+    if (pipe(held) != 0 || pipe(go) != 0) {
+        perror("pipe");
+        exit(100);
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        char c = 0;
+        pthread_mutex_lock(&reg.h->lock);
+        if (write(held[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+            _exit(2);
+        pthread_mutex_unlock(&reg.h->lock);
+        _exit(0);
+    }
+    char c = 0;
+    CHECK(read(held[0], &c, 1) == 1, "the child holds the lock");
+    double t0 = mono_now();
+    int rc = lock_take(reg.h);
+    double spun = mono_now() - t0;
+    CHECK(rc == EBUSY, "lock_take on a lock held by a live process returns EBUSY");
+    CHECK(spun < 1.0, "and its spin is bounded");
+    CHECK(write(go[1], &c, 1) == 1, "the child is told to release");
+    int st, got = 0;
+    for (int i = 0; i < 100000 && !got; i++) {
+        rc = lock_take(reg.h);
+        got = rc != EBUSY;
+    }
+    CHECK(got && lock_settle(&reg, rc) == 0, "after the release lock_take takes the lock");
+    lock_release(&reg);
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the holder exited normally");
+
+    /* a holder that dies: EOWNERDEAD from lock_take, and recovery */
+    u64 before = reg.h->recoveries;
+    pid = fork();
+    if (pid == 0) {
+        pthread_mutex_lock(&reg.h->lock);
+        _exit(0);
+    }
+    waitpid(pid, &st, 0);
+    rc = lock_take(reg.h);
+    CHECK(rc == EOWNERDEAD, "lock_take reports a dead holder (EOWNERDEAD)");
+    CHECK(lock_settle(&reg, rc) == 1 && reg.h->recoveries == before + 1,
+          "and lock_settle recovers it");
+    lock_release(&reg);
+    CHECK(walk() >= 0, "the heap is consistent after the dead holder");
+    close(held[0]);
+    close(held[1]);
+    close(go[0]);
+    close(go[1]);
+}
+
 int main(void)
 {
     setup();
@@ -524,6 +583,7 @@ int main(void)
     test_dict_full();
     test_list_and_ownership();
     test_durable_and_adopt();
+    test_lock_take();
     printf("# %d failed\n", failures);
     return failures > 100 ? 100 : failures;
 }

@@ -167,7 +167,7 @@ int lock_kind_ok(heap_header *h);
 /* pthread_mutex_trylock, then a bounded spin while the lock is busy (for a
  * holder that is running: operations last about a microsecond).  Returns
  * the last trylock's result: EBUSY when the caller must block (lock_wait). */
-#define LOCK_SPINS 4000
+#define LOCK_SPINS 1000
 int lock_take(heap_header *h);
 /* Block until the lock is ours; the caller releases the GIL around it. */
 int lock_wait(heap_header *h);
