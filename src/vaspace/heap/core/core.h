@@ -209,7 +209,7 @@ const char *dict_bad(const heap_region *r, dict_hdr *d);
 /* A Dict's geometry, read once (relaxed loads) and checked against the
  * arena: what a lock-free reader probes with. */
 typedef struct {
-    u64 cap, index, iw, area, abytes, aused;
+    u64 cap, index, iw, obits, area, abytes, aused;
 } dict_geom;
 /* 0, or 1 when the header's words are out of bounds (torn or corrupt). */
 int dict_geom_read(const heap_region *r, const dict_hdr *d, dict_geom *g);
