@@ -149,3 +149,28 @@ def test_documented_bytes_per_item(tmp_path, case):
         heap.close()
     finally:
         r.close()
+
+
+def test_freed_index_and_area_give_their_pages_back(tmp_path):
+    """A Dict that grew through rebuilds and moves leaves its old index and
+    area free; their pages go back to the file (MADV_REMOVE), so the file
+    holds about the live bytes, not every part the Dict outgrew."""
+    import os
+
+    from heaputil import map_region
+
+    path = str(tmp_path / "grown.heap")
+    r = map_region(path, 64 << 20)
+    try:
+        heap = Heap.format(r.buf)
+        d = Dict(heap)
+        for i in range(300_000):  # rebuilds at 4/5 of 8, 16, ... 2**19 slots
+            d[i] = i
+        used = heap.stats().used
+        on_disk = os.stat(path).st_blocks * 512
+        # header and allocation bitmap (1/128 of the size), plus a little
+        formatted = (64 << 20) // 128 + (1 << 20)
+        assert on_disk < used + formatted, (on_disk, used)
+        heap.close()
+    finally:
+        r.close()

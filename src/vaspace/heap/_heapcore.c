@@ -1362,7 +1362,9 @@ static int dict_update_body(HeapCore *self, TX *t, void *arg)
         return WRITE_FAIL;
     tx_begin_seq(t, &a->d->seq);
     u64 ngone = 0;
-    int rc = dict_load(t, a->d, a->n, a->k, a->v, &a->dead, (u64)(uintptr_t)a->d, a->gone, &ngone);
+    dict_freed fr;
+    int rc = dict_load(t, a->d, a->n, a->k, a->v, &a->dead, (u64)(uintptr_t)a->d, a->gone, &ngone,
+                       &fr);
     if (rc == DICT_NOMEM || rc == DICT_TABLE_NOMEM) {
         char what[96];
         snprintf(what, sizeof what, "store %llu Dict items in one update",
@@ -1380,6 +1382,7 @@ static int dict_update_body(HeapCore *self, TX *t, void *arg)
     }
     if (tx_done(t) < 0)
         return WRITE_FAIL;
+    dict_release(&self->r, &fr);
     if (free_gone(self, t, a, ngone) < 0)
         return WRITE_FAIL;
     if (a->dead.n && destroy_owned(t, &a->dead, array_pinned) < 0) {
@@ -1501,9 +1504,17 @@ static int dict_set_body(HeapCore *self, TX *t, void *arg)
     if (adopt)
         return adopt < 0 ? WRITE_FAIL : WRITE_COMMIT;
     /* a container the key held dies with the overwrite (one owner) */
-    switch (dict_put(t, a->d, &a->k.key, &a->v.key, &a->dead, holder)) {
+    dict_freed fr;
+    switch (dict_put(t, a->d, &a->k.key, &a->v.key, &a->dead, holder, &fr)) {
     case DICT_OK:
-        return commit_and_destroy(self, t, &a->dead);
+        if (tx_done(t) < 0)
+            return WRITE_FAIL;
+        dict_release(&self->r, &fr); /* committed: the old parts are free */
+        if (a->dead.n && destroy_owned(t, &a->dead, array_pinned) < 0) {
+            tx_raise(t);
+            return WRITE_FAIL;
+        }
+        return WRITE_DONE;
     case DICT_NOMEM:
         raise_full(self, t, "store Dict item");
         return WRITE_FAIL;

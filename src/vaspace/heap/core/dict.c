@@ -431,6 +431,22 @@ static void ent_free_blocks(TX *t, const dict_ent_view *ev)
         free_abs(t, (u64)(uintptr_t)ev->v - 8);
 }
 
+/* Note a block freed at commit whose pages the caller gives back. */
+static void note_freed(const heap_region *r, dict_freed *fr, u64 abs)
+{
+    u64 off = live_offset(r, abs), n;
+    if (!fr || !off || fr->n >= 2 || (n = usable_at(r, off)) < RELEASE_MIN)
+        return;
+    fr->off[fr->n] = off;
+    fr->len[fr->n++] = n;
+}
+
+void dict_release(const heap_region *r, const dict_freed *fr)
+{
+    for (int i = 0; i < fr->n; i++)
+        release_pages(r, fr->off[i], fr->len[i]);
+}
+
 /* Place slot value s for hash into a fresh index (no log). */
 static void index_place(u64 index, u64 iw, u64 cap, u64 hash, u64 s)
 {
@@ -455,7 +471,7 @@ static u64 cap_for(u64 n)
  * fresh area of abytes holding the live entries, compacted, in order.  The
  * header words swap in one logged step; the old parts are freed at
  * commit.  DICT_OK, DICT_TABLE_NOMEM (t->want) or DICT_CORRUPT. */
-static int dict_rebuild(TX *t, dict_hdr *d, u64 cap, u64 abytes)
+static int dict_rebuild(TX *t, dict_hdr *d, u64 cap, u64 abytes, dict_freed *fr)
 {
     heap_region *r = t->r;
     u64 iw, obits;
@@ -496,6 +512,8 @@ static int dict_rebuild(TX *t, dict_hdr *d, u64 cap, u64 abytes)
     W(t, &d->abytes, abytes ? abytes : 8);
     W(t, &d->aused, pos);
     W(t, &d->nent, live);
+    note_freed(r, fr, oldi);
+    note_freed(r, fr, olda);
     free_abs(t, oldi);
     free_abs(t, olda);
     return t->corrupt ? DICT_CORRUPT : DICT_OK;
@@ -509,7 +527,7 @@ static u64 area_for(u64 need) { return (need + need / 16 + 63) & ~63ULL; }
 /* Under the lock, inside t: make room for nnew more entries of bytes
  * bytes in total.  In place when only the area must grow and the block
  * after it is free; else a rebuild (which also drops the holes). */
-static int dict_make_room(TX *t, dict_hdr *d, u64 nnew, u64 bytes)
+static int dict_make_room(TX *t, dict_hdr *d, u64 nnew, u64 bytes, dict_freed *fr)
 {
     u64 holes = d->nent - d->count;
     int index_full = !LOAD_OK(d->nent + nnew, d->cap);
@@ -520,7 +538,9 @@ static int dict_make_room(TX *t, dict_hdr *d, u64 nnew, u64 bytes)
         u64 ao = live_offset(t->r, d->area);
         if (!ao)
             return tx_bad(t, "Dict area pointer"), DICT_CORRUPT;
-        u64 no = tx_realloc(t, ao, want);
+        u64 was = d->area, no = tx_realloc(t, ao, want);
+        if (no && no != ao)
+            note_freed(t->r, fr, was); /* moved: the old block is freed at commit */
         if (no) {
             /* moved or grown: the offsets in the index stay valid */
             W(t, &d->area, abs_of(t->r, no));
@@ -543,7 +563,7 @@ static int dict_make_room(TX *t, dict_hdr *d, u64 nnew, u64 bytes)
         if (!(ev.h.flags & DE_HOLE))
             live_bytes += ev.size;
     }
-    return dict_rebuild(t, d, cap_for(d->count + nnew), area_for(live_bytes + bytes));
+    return dict_rebuild(t, d, cap_for(d->count + nnew), area_for(live_bytes + bytes), fr);
 }
 
 /* Under the lock, inside t: give entry ev the value v, keeping its place. */
@@ -585,8 +605,10 @@ static int dent_replace(TX *t, const dict_ent_view *ev, const heap_key *v, refst
 }
 
 int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *v, refstack *dead,
-             u64 holder)
+             u64 holder, dict_freed *fr)
 {
+    if (fr)
+        fr->n = 0;
     heap_region *r = t->r;
     int bad;
     dict_ent_view ev;
@@ -611,7 +633,7 @@ int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *v, refstack 
             return t->corrupt ? DICT_CORRUPT : DICT_NOMEM;
         block_fill(vb = abs_of(r, bo), v->p, v->n);
     }
-    int rc = dict_make_room(t, d, 1, size);
+    int rc = dict_make_room(t, d, 1, size, fr);
     if (rc != DICT_OK)
         return rc;
     dict_geom g;
@@ -827,8 +849,10 @@ static long long dedupe(u64 n, const heap_key *k, u64 *first, u64 *last)
 }
 
 int dict_load(TX *t, dict_hdr *d, u64 n, const heap_key *k, const heap_key *v, refstack *dead,
-              u64 holder, u64 *gone, u64 *ngone)
+              u64 holder, u64 *gone, u64 *ngone, dict_freed *fr)
 {
+    if (fr)
+        fr->n = 0;
     heap_region *r = t->r;
     *ngone = 0;
     int rc = DICT_OOM;
@@ -947,6 +971,8 @@ int dict_load(TX *t, dict_hdr *d, u64 n, const heap_key *k, const heap_key *v, r
     W(t, &d->aused, pos);
     W(t, &d->nent, live + nnew);
     W(t, &d->count, live + nnew);
+    note_freed(r, fr, g.index);
+    note_freed(r, fr, g.area);
     free_abs(t, g.index);
     free_abs(t, g.area);
     rc = t->corrupt ? DICT_CORRUPT : DICT_OK;
