@@ -1194,12 +1194,15 @@ static void get_copy(HeapCore *self, void *arg)
         g->found = 1;
 }
 
-/* dict_get(hdr, key, default): value or default (never raises KeyError). */
-static PyObject *HeapCore_dict_get(HeapCore *self, PyObject *args)
+/* dict_get(hdr, key, default): value or default (never raises KeyError).
+ * The GET hot path: a fast call, no argument tuple. */
+static PyObject *HeapCore_dict_get(HeapCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *ho, *key, *dflt;
-    if (!PyArg_ParseTuple(args, "OOO", &ho, &key, &dflt))
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "dict_get expected 3 arguments, got %zd", nargs);
         return NULL;
+    }
+    PyObject *ho = args[0], *key = args[1], *dflt = args[2];
     dict_hdr *d = dict_at(self, ho);
     if (!d)
         return NULL;
@@ -2696,7 +2699,7 @@ static PyMethodDef HeapCore_methods[] = {
     {"del_root", (PyCFunction)HeapCore_del_root, METH_O, "del_root(name)"},
     {"roots", (PyCFunction)HeapCore_roots, METH_NOARGS, "roots() -> dict"},
     {"dict_new", (PyCFunction)HeapCore_dict_new, METH_VARARGS, "dict_new([capacity]) -> hdr"},
-    {"dict_get", (PyCFunction)HeapCore_dict_get, METH_VARARGS, "dict_get(hdr, key, default)"},
+    {"dict_get", (PyCFunction)(void (*)(void))HeapCore_dict_get, METH_FASTCALL, "dict_get(hdr, key, default)"},
     {"dict_set", (PyCFunction)HeapCore_dict_set, METH_VARARGS, "dict_set(hdr, key, value)"},
     {"dict_update", (PyCFunction)HeapCore_dict_update, METH_VARARGS,
      "dict_update(hdr, items): store all (key, value) pairs in one operation"},
