@@ -207,21 +207,30 @@ static void dent_note(refstack *s, const dict_ent_view *ev, u64 holder)
         rs_push(s, vt, a, holder);
 }
 
+/* The geometry, and index and area live allocations of the sizes it says:
+ * NULL, or what is wrong. */
+static const char *parts_bad(const heap_region *r, const dict_hdr *d, dict_geom *g)
+{
+    if (dict_geom_read(r, d, g))
+        return "index or area size is wrong";
+    u64 io = live_offset(r, g->index), ao = live_offset(r, g->area);
+    if (!io || usable_at(r, io) < g->cap * g->iw)
+        return "index is not a live allocation of its size";
+    if (!ao || usable_at(r, ao) < g->abytes)
+        return "area is not a live allocation of its size";
+    return NULL;
+}
+
 /* Under the lock, before a writer trusts a Dict header: still a Dict (not
- * destroyed meanwhile), with index and area live allocations of the sizes
- * the header says, and plausible counts. */
+ * destroyed meanwhile), with sound parts and plausible counts. */
 const char *dict_bad(const heap_region *r, dict_hdr *d)
 {
     if (d->magic != DICT_MAGIC)
         return DICT_NOT_A_DICT;
     dict_geom g;
-    if (dict_geom_read(r, d, &g))
-        return "Dict geometry";
-    u64 io = live_offset(r, g.index), ao = live_offset(r, g.area);
-    if (!io || usable_at(r, io) < g.cap * g.iw)
-        return "Dict index pointer";
-    if (!ao || usable_at(r, ao) < g.abytes)
-        return "Dict area pointer";
+    const char *bad = parts_bad(r, d, &g);
+    if (bad)
+        return bad;
     if (d->count > d->nent || !LOAD_OK(d->nent, g.cap) || d->nent * 16 > g.aused + 15)
         return "Dict counts";
     return NULL;
@@ -754,13 +763,9 @@ const char *dict_check_walk(const heap_region *r, dict_hdr *d, u64 *live_out)
     dict_ent_view ev, fv;
     u64 live = 0, nent = 0, off = 0, holder = (u64)(uintptr_t)d;
     *live_out = 0;
-    if (dict_geom_read(r, d, &g))
-        return "index or area size is wrong";
-    u64 io = live_offset(r, g.index), ao = live_offset(r, g.area);
-    if (!io || usable_at(r, io) < g.cap * g.iw)
-        return "index is not a live allocation of its size";
-    if (!ao || usable_at(r, ao) < g.abytes)
-        return "area is not a live allocation of its size";
+    const char *bad = parts_bad(r, d, &g);
+    if (bad)
+        return bad;
     for (; off < g.aused; off += ev.size) {
         if (dent_view(r, &g, off, &ev))
             return "entry out of bounds";
@@ -778,8 +783,8 @@ const char *dict_check_walk(const heap_region *r, dict_hdr *d, u64 *live_out)
         heap_key k = {ev.h.ktype, ev.k, ev.kn, ent_hash(&ev)};
         if (ev.h.tag != tag_of(k.hash))
             return "stored hash bits do not match key";
-        int bad;
-        if (dict_find_in(r, &g, &k, &bad, &fv, NULL) != ev.at)
+        int torn;
+        if (dict_find_in(r, &g, &k, &torn, &fv, NULL) != ev.at)
             return "entry is not reachable from the index";
         int vt;
         u64 a, *pw;
