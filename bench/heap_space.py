@@ -7,7 +7,10 @@ The Dict is loaded twice: one crash-consistent SET per key, and one
 operation).  LMDB is loaded with ``txn.put`` per key, and with
 ``cursor.putmulti`` (its own bulk call).  Reported: the bytes each store
 occupies (the heap's allocated bytes plus its header; LMDB's used pages,
-``(last_pgno + 1) * psize``), the ratio, and the load rates.  Space is
+``(last_pgno + 1) * psize``), the ratio, the load rates, and random GETs
+in one process (every key once, in a shuffled order: ``Dict[key]`` against
+``txn.get(key)`` in one read transaction; timed as the process's CPU time,
+which other work on the machine disturbs less than wall time).  Space is
 deterministic; the rates are the median of ``--runs`` runs.
 
     python bench/heap_space.py [--n 200000] [--runs 3] [--out FILE] [--smoke]
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import mmap
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -59,6 +63,43 @@ def _vaspace(items: list[tuple[bytes, bytes]], bulk: bool) -> tuple[int, float]:
     return used, secs
 
 
+def _gets(items: list[tuple[bytes, bytes]], work: str) -> tuple[float, float]:
+    """CPU seconds for one random GET of every key: (Dict[key],
+    txn.get(key)), both stores loaded with the same pairs, timed one after
+    the other."""
+    import lmdb
+
+    from vaspace.heap import Dict, Heap
+
+    order = [k for k, _ in items]
+    random.Random(7).shuffle(order)
+    buf = mmap.mmap(-1, max(64 * MiB, len(items) * 400))
+    heap = Heap.format(buf)
+    d = Dict(heap)
+    d.update(items)
+    get = d.__getitem__
+    t = time.process_time()
+    for k in order:
+        get(k)
+    dict_secs = time.process_time() - t
+    del get
+    heap.close()
+    buf.close()
+    path = tempfile.mkdtemp(dir=work)
+    env = lmdb.open(path, map_size=max(64 * MiB, len(items) * 400), sync=False)
+    with env.begin(write=True) as txn:
+        txn.cursor().putmulti(items)
+    with env.begin() as txn:
+        tget = txn.get
+        t = time.process_time()
+        for k in order:
+            tget(k)
+        lmdb_secs = time.process_time() - t
+    env.close()
+    shutil.rmtree(path)
+    return dict_secs, lmdb_secs
+
+
 def _lmdb(items: list[tuple[bytes, bytes]], work: str, bulk: bool) -> tuple[int, float]:
     """(bytes of used pages, seconds to load in one write transaction): one
     txn.put per key, or (bulk) one cursor.putmulti."""
@@ -84,7 +125,8 @@ def _lmdb(items: list[tuple[bytes, bytes]], work: str, bulk: bool) -> tuple[int,
 def run(n: int, runs: int, work: str) -> str:
     items = _keys(n)
     space: dict[str, list[int]] = {"set": [], "lmdb": []}
-    secs: dict[str, list[float]] = {"set": [], "update": [], "lmdb": [], "putmulti": []}
+    secs: dict[str, list[float]] = {"set": [], "update": [], "lmdb": [], "putmulti": [],
+                                    "get": [], "lmdb_get": []}
     for _ in range(runs):  # interleaved, so that load from elsewhere hits all alike
         for name, fn in (("set", lambda: _vaspace(items, False)),
                          ("update", lambda: _vaspace(items, True)),
@@ -93,6 +135,9 @@ def run(n: int, runs: int, work: str) -> str:
             b, s = fn()
             space.setdefault(name, []).append(b)
             secs[name].append(s)
+        g, lg = _gets(items, work)
+        secs["get"].append(g)
+        secs["lmdb_get"].append(lg)
     vb, lb = statistics.median(space["set"]), statistics.median(space["lmdb"])
     rate = {name: n / statistics.median(v) for name, v in secs.items()}
     m = machine.describe()
@@ -114,6 +159,9 @@ def run(n: int, runs: int, work: str) -> str:
         f"| bulk load, both bulk calls | {rate['update'] / 1e6:.2f} M/s (Dict.update) | "
         f"{rate['putmulti'] / 1e6:.2f} M/s (cursor.putmulti, one write txn) | "
         f"{rate['update'] / rate['putmulti']:.2f}x |",
+        f"| random GET, one process (CPU time) | {rate['get'] / 1e6:.2f} M/s (Dict[key]) | "
+        f"{rate['lmdb_get'] / 1e6:.2f} M/s (txn.get, one read txn) | "
+        f"{rate['get'] / rate['lmdb_get']:.2f}x (target >= 2x) |",
         "",
     ])
 

@@ -68,10 +68,14 @@ def pos_of(i: int) -> int:
 
 
 def region_size(n: int) -> int:
-    entry = 16 + 16 + 16 + 8
-    entry = (entry + 15) & ~15
-    table = 16 * max(16, 1 << (2 * n).bit_length())
-    size = n * entry + table + table // 2 + (32 << 20)
+    """A segment with room for the Dict at its peak: a rebuild holds the old
+    and the new entry area (8-byte head, 16-byte key, 8-byte int: 32 bytes
+    an entry, plus a sixteenth of slack) and the old and new index (at most
+    4 slots of 4 bytes per key).  The file is sparse: only pages written
+    take disk space."""
+    area = n * 32 * 17 // 16
+    index = 4 * 4 * max(16, n)
+    size = 2 * area + 2 * index + (32 << 20)
     return (size + (1 << 21) - 1) & ~((1 << 21) - 1)
 
 

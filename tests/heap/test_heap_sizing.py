@@ -47,39 +47,39 @@ def test_alloc_too_big_says_how_much_more(heap):
 
 def test_dict_index_cannot_grow(heap):
     d = Dict(heap)
-    # 1536 items: an index of 2048 slots at its 3/4 load limit; item 1537
-    # makes the Dict rebuild into 4096 slots of 2 bytes (an 8 KiB index)
+    # 1638 items: an index of 2048 slots at its 4/5 load limit; item 1639
+    # makes the Dict rebuild into 4096 slots of 4 bytes (a 16 KiB index)
     # and a fresh, larger entry area.
-    for i in range(1536):
+    for i in range(1638):
         d[i] = i
     # Use up the heap in 16 KiB blocks, then in small ones, and free every
-    # other small block: room for many entries, none for an 8 KiB index.
+    # other small block: room for many entries, none for a 16 KiB index.
     big = _fill(heap, 16 << 10)
     small = _fill(heap, 1000)
     for a in small[::2]:
         heap.free(a)
-    assert heap.stats().largest_free < 8 << 10
+    assert heap.stats().largest_free < 16 << 10
     before = heap.stats()
     grow = r"index of 2048 slots and area of \d+ bytes must grow"
     with pytest.raises(MemoryError, match=grow) as exc:
-        d[1536] = 1536
+        d[1638] = 1638
     want, largest, more = _needs(exc)
-    assert want == 4096 * 2 + 16  # the new index's block
+    assert want == 4096 * 4 + 16  # the new index's block
     assert largest == before.largest_free + 16
     assert more == want - largest
     # nothing changed: not half-grown
     assert heap.stats() == before
-    assert len(d) == 1536 and d.check() == 1536
+    assert len(d) == 1638 and d.check() == 1638
     assert heap.check() == before.allocations
-    assert all(d[i] == i for i in range(1536))
-    assert 1536 not in d
+    assert all(d[i] == i for i in range(1638))
+    assert 1638 not in d
     # Give it the room the message asked for (free the big blocks: they sit
     # side by side and coalesce) and the same insert succeeds.
     for a in big:
         heap.free(a)
     assert heap.stats().largest_free + 16 >= largest + more
-    d[1536] = 1536
-    assert len(d) == 1537 and d.check() == 1537 and d[1536] == 1536
+    d[1638] = 1638
+    assert len(d) == 1639 and d.check() == 1639 and d[1638] == 1638
     heap.check()
 
 
@@ -101,31 +101,31 @@ def test_dict_index_grows_then_area_fails(heap):
     """The rebuild takes its new index inside the operation, then finds no
     room for the new entry area: the new index is rolled back with the rest."""
     d = Dict(heap)
-    for i in range(1536):
+    for i in range(1638):
         d[i] = i
-    room = heap.alloc(4096 * 2)  # exactly the block the new index takes
+    room = heap.alloc(4096 * 4)  # exactly the block the new index takes
     for size in (16 << 10, 1000, 64, 1):
         _fill(heap, size)
     heap.free(room)
     before = heap.stats()
-    assert before.largest_free == 4096 * 2
+    assert before.largest_free == 4096 * 4
     with pytest.raises(MemoryError, match="must grow") as exc:
-        d[1536] = 1536
+        d[1638] = 1638
     want, _, more = _needs(exc)
-    assert want > 1536 * 24 and more > 0  # the area: 24 bytes per int -> int entry
+    assert want > 1638 * 24 and more > 0  # the area: 24 bytes per int -> int entry
     assert heap.stats() == before
-    assert len(d) == 1536 and d.check() == 1536 and 1536 not in d
-    assert all(d[i] == i for i in range(0, 1536, 7))
+    assert len(d) == 1638 and d.check() == 1638 and 1638 not in d
+    assert all(d[i] == i for i in range(0, 1638, 7))
     heap.check()
 
 
 # docs/heap.md, "Sizing": bytes per Dict item (layout, not timing, so exact)
 PER_ITEM = {
-    "int -> int": (lambda i: (i, i), 30, 37),
-    "12-byte bytes -> 32-byte bytes": (lambda i: (b"%012d" % i, b"v" * 32), 65, 72),
-    "~10-char str -> int": (lambda i: (f"user:{i % 100000:05d}{i // 100000}", i), 39, 46),
-    "~20-char str -> ~100-char str": (lambda i: (f"session-{i:012d}", "x" * 100), 153, 161),
-    "16-byte bytes -> 1 KiB bytes": (lambda i: (b"%016d" % i, b"v" * 1024), 1095, 1102),
+    "int -> int": (lambda i: (i, i), 33, 30),
+    "12-byte bytes -> 32-byte bytes": (lambda i: (b"%012d" % i, b"v" * 32), 67, 62),
+    "~10-char str -> int": (lambda i: (f"user:{i % 100000:05d}{i // 100000}", i), 42, 38),
+    "~20-char str -> ~100-char str": (lambda i: (f"session-{i:012d}", "x" * 100), 150, 144),
+    "16-byte bytes -> 1 KiB bytes": (lambda i: (b"%016d" % i, b"v" * 1024), 1098, 1094),
 }
 
 
@@ -146,6 +146,31 @@ def test_documented_bytes_per_item(tmp_path, case):
                 d[k] = v
             per[n] = round((heap.stats().used - used0) / n)
         assert per == {1_000: at_1k, 100_000: at_100k}
+        heap.close()
+    finally:
+        r.close()
+
+
+def test_freed_index_and_area_give_their_pages_back(tmp_path):
+    """A Dict that grew through rebuilds and moves leaves its old index and
+    area free; their pages go back to the file (MADV_REMOVE), so the file
+    holds about the live bytes, not every part the Dict outgrew."""
+    import os
+
+    from heaputil import map_region
+
+    path = str(tmp_path / "grown.heap")
+    r = map_region(path, 64 << 20)
+    try:
+        heap = Heap.format(r.buf)
+        d = Dict(heap)
+        for i in range(300_000):  # rebuilds at 4/5 of 8, 16, ... 2**19 slots
+            d[i] = i
+        used = heap.stats().used
+        on_disk = os.stat(path).st_blocks * 512
+        # header and allocation bitmap (1/128 of the size), plus a little
+        formatted = (64 << 20) // 128 + (1 << 20)
+        assert on_disk < used + formatted, (on_disk, used)
         heap.close()
     finally:
         r.close()

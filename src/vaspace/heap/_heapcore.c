@@ -1194,12 +1194,15 @@ static void get_copy(HeapCore *self, void *arg)
         g->found = 1;
 }
 
-/* dict_get(hdr, key, default): value or default (never raises KeyError). */
-static PyObject *HeapCore_dict_get(HeapCore *self, PyObject *args)
+/* dict_get(hdr, key, default): value or default (never raises KeyError).
+ * The GET hot path: a fast call, no argument tuple. */
+static PyObject *HeapCore_dict_get(HeapCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *ho, *key, *dflt;
-    if (!PyArg_ParseTuple(args, "OOO", &ho, &key, &dflt))
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "dict_get expected 3 arguments, got %zd", nargs);
         return NULL;
+    }
+    PyObject *ho = args[0], *key = args[1], *dflt = args[2];
     dict_hdr *d = dict_at(self, ho);
     if (!d)
         return NULL;
@@ -1362,7 +1365,9 @@ static int dict_update_body(HeapCore *self, TX *t, void *arg)
         return WRITE_FAIL;
     tx_begin_seq(t, &a->d->seq);
     u64 ngone = 0;
-    int rc = dict_load(t, a->d, a->n, a->k, a->v, &a->dead, (u64)(uintptr_t)a->d, a->gone, &ngone);
+    dict_freed fr;
+    int rc = dict_load(t, a->d, a->n, a->k, a->v, &a->dead, (u64)(uintptr_t)a->d, a->gone, &ngone,
+                       &fr);
     if (rc == DICT_NOMEM || rc == DICT_TABLE_NOMEM) {
         char what[96];
         snprintf(what, sizeof what, "store %llu Dict items in one update",
@@ -1380,6 +1385,7 @@ static int dict_update_body(HeapCore *self, TX *t, void *arg)
     }
     if (tx_done(t) < 0)
         return WRITE_FAIL;
+    dict_release(&self->r, &fr);
     if (free_gone(self, t, a, ngone) < 0)
         return WRITE_FAIL;
     if (a->dead.n && destroy_owned(t, &a->dead, array_pinned) < 0) {
@@ -1518,9 +1524,17 @@ static int dict_set_body(HeapCore *self, TX *t, void *arg)
     if (adopt)
         return adopt < 0 ? WRITE_FAIL : WRITE_COMMIT;
     /* a container the key held dies with the overwrite (one owner) */
-    switch (dict_put(t, a->d, &a->k.key, &a->v.key, &a->dead, holder)) {
+    dict_freed fr;
+    switch (dict_put(t, a->d, &a->k.key, &a->v.key, &a->dead, holder, &fr)) {
     case DICT_OK:
-        return commit_and_destroy(self, t, &a->dead);
+        if (tx_done(t) < 0)
+            return WRITE_FAIL;
+        dict_release(&self->r, &fr); /* committed: the old parts are free */
+        if (a->dead.n && destroy_owned(t, &a->dead, array_pinned) < 0) {
+            tx_raise(t);
+            return WRITE_FAIL;
+        }
+        return WRITE_DONE;
     case DICT_NOMEM:
         raise_full(self, t, "store Dict item");
         return WRITE_FAIL;
@@ -2703,7 +2717,7 @@ static PyMethodDef HeapCore_methods[] = {
     {"del_root", (PyCFunction)HeapCore_del_root, METH_O, "del_root(name)"},
     {"roots", (PyCFunction)HeapCore_roots, METH_NOARGS, "roots() -> dict"},
     {"dict_new", (PyCFunction)HeapCore_dict_new, METH_VARARGS, "dict_new([capacity]) -> hdr"},
-    {"dict_get", (PyCFunction)HeapCore_dict_get, METH_VARARGS, "dict_get(hdr, key, default)"},
+    {"dict_get", (PyCFunction)(void (*)(void))HeapCore_dict_get, METH_FASTCALL, "dict_get(hdr, key, default)"},
     {"dict_set", (PyCFunction)HeapCore_dict_set, METH_VARARGS, "dict_set(hdr, key, value)"},
     {"dict_update", (PyCFunction)HeapCore_dict_update, METH_VARARGS,
      "dict_update(hdr, items): store all (key, value) pairs in one operation"},

@@ -12,6 +12,9 @@
  */
 #include "core.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 /* The word at region offset off.  Every allocator access goes through here:
  * an offset read from the region (a link, a size) that points outside it is
  * corruption, and the access is redirected to a scratch word instead of
@@ -556,4 +559,19 @@ int tx_alloc_run(TX *t, const u64 *usize, u64 n, u64 *uoff)
     run_mark(t, uoff, n, (b + 32 - t->r->aoff) / 16, (b + bs - t->r->aoff) / 16);
     W(t, &t->h->allocations, t->h->allocations + n - 1);
     return t->corrupt || t->overflow ? -1 : 0;
+}
+
+/* After the commit that freed the allocation at region offset uoff (usable
+ * bytes long), still under the lock: give the pages inside it back to the
+ * backing file or shmem (MADV_REMOVE), so that a large block a container
+ * moved out of costs no memory or disk until it is allocated again.  The
+ * block's head (size and free-list links) and the next block's first word
+ * are outside the range.  Best effort: a mapping that cannot punch holes
+ * (a private one) keeps its pages.  Added for the compact Dict (helper D). */
+void release_pages(const heap_region *r, u64 uoff, u64 usable)
+{
+    u64 pg = (u64)sysconf(_SC_PAGESIZE);
+    u64 lo = (uoff + 16 + pg - 1) & ~(pg - 1), hi = (uoff + usable) & ~(pg - 1);
+    if (hi >= lo + RELEASE_MIN && hi <= r->aend)
+        (void)madvise(r->base + lo, (size_t)(hi - lo), MADV_REMOVE);
 }

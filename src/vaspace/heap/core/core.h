@@ -156,6 +156,11 @@ static inline u64 block_bytes(u64 usize)
     return need < MIN_BLOCK ? MIN_BLOCK : need;
 }
 const char *heap_check_walk(const heap_region *r, u64 *where_out, u64 *nalloc_out);
+/* Pages of a freed block below this many bytes are not given back. */
+#define RELEASE_MIN (64ULL << 10)
+/* After the commit that freed the allocation at uoff (usable bytes), under
+ * the lock: give its inner pages back to the file (MADV_REMOVE). */
+void release_pages(const heap_region *r, u64 uoff, u64 usable);
 
 /* ---- lock.c ---- */
 #define LOCK_VANISHED (-1000)     /* the lock word names no live thread */
@@ -225,7 +230,7 @@ const char *dict_bad(const heap_region *r, dict_hdr *d);
 /* A Dict's geometry, read once (relaxed loads) and checked against the
  * arena: what a lock-free reader probes with. */
 typedef struct {
-    u64 cap, index, iw, area, abytes, aused;
+    u64 cap, index, iw, obits, area, abytes, aused;
 } dict_geom;
 /* 0, or 1 when the header's words are out of bounds (torn or corrupt). */
 int dict_geom_read(const heap_region *r, const dict_hdr *d, dict_geom *g);
@@ -251,6 +256,12 @@ int dent_ref(const dict_ent_view *ev, int *vtype, u64 *addr);
 u64 dict_find_in(const heap_region *r, const dict_geom *g, const heap_key *k, int *bad,
                  dict_ent_view *ev, u64 *slot_out);
 u64 dict_find(const heap_region *r, dict_hdr *d, const heap_key *k, int *bad, dict_ent_view *ev);
+/* The large blocks (old index, old area) an operation freed at commit,
+ * whose pages the caller gives back after the commit (release_pages). */
+typedef struct {
+    int n;
+    u64 off[2], len[2];
+} dict_freed;
 /* Results of dict_put and dict_load. */
 enum {
     DICT_OK = 0,
@@ -267,7 +278,7 @@ enum {
  * rebuilt index or area) t->want says how large a free block was needed;
  * the caller rolls t back, so the Dict is never left half-grown. */
 int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *v, refstack *dead,
-             u64 holder);
+             u64 holder, dict_freed *fr);
 /* Under the lock, inside t with d's seq odd: store n pairs k[i] -> v[i]
  * (a repeated key: its last value, at its first place) in one operation
  * whose undo log does not grow with n: a fresh index, a fresh area holding
@@ -276,7 +287,9 @@ int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *v, refstack 
  * dead; gone (n words) gets the *ngone value blocks they owned, which the
  * caller frees after commit, in small transactions. */
 int dict_load(TX *t, dict_hdr *d, u64 n, const heap_key *k, const heap_key *v, refstack *dead,
-              u64 holder, u64 *gone, u64 *ngone);
+              u64 holder, u64 *gone, u64 *ngone, dict_freed *fr);
+/* After commit: release_pages() for each block fr lists. */
+void dict_release(const heap_region *r, const dict_freed *fr);
 /* Under the lock, inside t with d's seq odd: make the entry a hole (its
  * blocks are freed at commit).  The caller handles a container value. */
 void dict_remove(TX *t, dict_hdr *d, const dict_ent_view *ev);

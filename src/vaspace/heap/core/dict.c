@@ -26,8 +26,10 @@
 const char DICT_NOT_A_DICT[] = "not a Dict";
 
 #define R8(n) (((u64)(n) + 7) & ~7ULL)
-/* Index load at most 3/4 of the slots (holes included); a rebuild leaves at most 1/2. */
-#define LOAD_OK(used, cap) ((used) * 4 <= (cap) * 3)
+/* Index load at most 4/5 of the slots (holes included); a rebuild leaves
+ * at most 1/2.  The hash bits in the slots keep long probes cheap: they
+ * rarely touch an entry that is not the key's. */
+#define LOAD_OK(used, cap) ((used) * 5 <= (cap) * 4)
 
 static inline u64 mix64(u64 x)
 {
@@ -59,11 +61,26 @@ u64 key_hash(int type, const char *p, size_t n)
 
 static inline u16 tag_of(u64 hash) { return (u16)(hash >> 48); }
 
-/* Slot width for an area of abytes: slots hold 1 + offset / 8. */
-static u64 iw_for(u64 abytes)
+/* Does a slot's offset field of obits bits reach every entry of an area of abytes? */
+static inline int shape_ok(u64 abytes, u64 obits) { return obits < 64 && !((abytes / 8 + 1) >> obits); }
+
+/* The slot shape for an area of abytes: an offset field with one bit to
+ * spare (the area can double in place before a rebuild), in a slot of 2, 4
+ * or 8 bytes that leaves at least 4 bits of hash. */
+static void shape_for(u64 abytes, u64 *obits, u64 *iw)
 {
-    u64 top = abytes / 8 + 1;
-    return top < (1ULL << 16) ? 2 : top < (1ULL << 32) ? 4 : 8;
+    u64 b = 1;
+    while (!shape_ok(abytes, b))
+        b++;
+    *obits = ++b;
+    *iw = b <= 12 ? 2 : b <= 28 ? 4 : 8;
+}
+
+/* The slot for the entry at area offset off of a key with this hash. */
+static inline u64 slot_of(u64 iw, u64 obits, u64 hash, u64 off)
+{
+    u64 tb = 8 * iw - obits;
+    return (tb ? (hash >> (64 - tb)) << obits : 0) | (off / 8 + 1);
 }
 
 static inline u64 slot_get(u64 index, u64 iw, u64 i)
@@ -105,12 +122,13 @@ int dict_geom_read(const heap_region *r, const dict_hdr *d, dict_geom *g)
     g->cap = ld(&d->cap);
     g->index = ld(&d->index);
     g->iw = ld(&d->iw);
+    g->obits = ld(&d->obits);
     g->area = ld(&d->area);
     g->abytes = ld(&d->abytes);
     g->aused = ld(&d->aused);
     if ((g->cap & (g->cap - 1)) || g->cap < 8 || g->cap > (r->size >> 1) ||
         (g->iw != 2 && g->iw != 4 && g->iw != 8) || g->aused > g->abytes || g->abytes % 8 ||
-        iw_for(g->abytes) > g->iw || !in_arena(r, g->index, g->cap * g->iw) ||
+        g->obits > 8 * g->iw || !shape_ok(g->abytes, g->obits) || !in_arena(r, g->index, g->cap * g->iw) ||
         !in_arena(r, g->area, g->abytes) || g->area % 8)
         return 1;
     return 0;
@@ -189,21 +207,30 @@ static void dent_note(refstack *s, const dict_ent_view *ev, u64 holder)
         rs_push(s, vt, a, holder);
 }
 
+/* The geometry, and index and area live allocations of the sizes it says:
+ * NULL, or what is wrong. */
+static const char *parts_bad(const heap_region *r, const dict_hdr *d, dict_geom *g)
+{
+    if (dict_geom_read(r, d, g))
+        return "index or area size is wrong";
+    u64 io = live_offset(r, g->index), ao = live_offset(r, g->area);
+    if (!io || usable_at(r, io) < g->cap * g->iw)
+        return "index is not a live allocation of its size";
+    if (!ao || usable_at(r, ao) < g->abytes)
+        return "area is not a live allocation of its size";
+    return NULL;
+}
+
 /* Under the lock, before a writer trusts a Dict header: still a Dict (not
- * destroyed meanwhile), with index and area live allocations of the sizes
- * the header says, and plausible counts. */
+ * destroyed meanwhile), with sound parts and plausible counts. */
 const char *dict_bad(const heap_region *r, dict_hdr *d)
 {
     if (d->magic != DICT_MAGIC)
         return DICT_NOT_A_DICT;
     dict_geom g;
-    if (dict_geom_read(r, d, &g))
-        return "Dict geometry";
-    u64 io = live_offset(r, g.index), ao = live_offset(r, g.area);
-    if (!io || usable_at(r, io) < g.cap * g.iw)
-        return "Dict index pointer";
-    if (!ao || usable_at(r, ao) < g.abytes)
-        return "Dict area pointer";
+    const char *bad = parts_bad(r, d, &g);
+    if (bad)
+        return bad;
     if (d->count > d->nent || !LOAD_OK(d->nent, g.cap) || d->nent * 16 > g.aused + 15)
         return "Dict counts";
     return NULL;
@@ -212,7 +239,8 @@ const char *dict_bad(const heap_region *r, dict_hdr *d)
 u64 dict_find_in(const heap_region *r, const dict_geom *g, const heap_key *k, int *bad,
                  dict_ent_view *ev, u64 *slot_out)
 {
-    u64 mask = g->cap - 1, hash = k->hash;
+    u64 mask = g->cap - 1, hash = k->hash, omask = (1ULL << g->obits) - 1;
+    u64 hbits = slot_of(g->iw, g->obits, hash, 0) & ~omask;
     u16 tag = tag_of(hash);
     *bad = 0;
     for (u64 n = 0, i = hash & mask; n < g->cap; n++, i = (i + 1) & mask) {
@@ -222,7 +250,9 @@ u64 dict_find_in(const heap_region *r, const dict_geom *g, const heap_key *k, in
                 *slot_out = i;
             return 0;
         }
-        if (dent_view(r, g, (s - 1) * 8, ev)) {
+        if ((s & ~omask) != hbits)
+            continue; /* another key's: its entry is not read */
+        if (!(s & omask) || dent_view(r, g, ((s & omask) - 1) * 8, ev)) {
             *bad = 1;
             return 0;
         }
@@ -410,6 +440,22 @@ static void ent_free_blocks(TX *t, const dict_ent_view *ev)
         free_abs(t, (u64)(uintptr_t)ev->v - 8);
 }
 
+/* Note a block freed at commit whose pages the caller gives back. */
+static void note_freed(const heap_region *r, dict_freed *fr, u64 abs)
+{
+    u64 off = live_offset(r, abs), n;
+    if (!fr || !off || fr->n >= 2 || (n = usable_at(r, off)) < RELEASE_MIN)
+        return;
+    fr->off[fr->n] = off;
+    fr->len[fr->n++] = n;
+}
+
+void dict_release(const heap_region *r, const dict_freed *fr)
+{
+    for (int i = 0; i < fr->n; i++)
+        release_pages(r, fr->off[i], fr->len[i]);
+}
+
 /* Place slot value s for hash into a fresh index (no log). */
 static void index_place(u64 index, u64 iw, u64 cap, u64 hash, u64 s)
 {
@@ -434,10 +480,11 @@ static u64 cap_for(u64 n)
  * fresh area of abytes holding the live entries, compacted, in order.  The
  * header words swap in one logged step; the old parts are freed at
  * commit.  DICT_OK, DICT_TABLE_NOMEM (t->want) or DICT_CORRUPT. */
-static int dict_rebuild(TX *t, dict_hdr *d, u64 cap, u64 abytes)
+static int dict_rebuild(TX *t, dict_hdr *d, u64 cap, u64 abytes, dict_freed *fr)
 {
     heap_region *r = t->r;
-    u64 iw = iw_for(abytes);
+    u64 iw, obits;
+    shape_for(abytes, &obits, &iw);
     if (cap > (r->size >> 1) / iw || abytes > r->size) {
         t->want = r->size;
         return DICT_TABLE_NOMEM;
@@ -459,7 +506,8 @@ static int dict_rebuild(TX *t, dict_hdr *d, u64 cap, u64 abytes)
             continue;
         if (++live > d->count || pos + ev.size > abytes)
             return tx_bad(t, "Dict holds more entries than its count"), DICT_CORRUPT;
-        index_place(index, iw, cap, ent_hash(&ev), pos / 8 + 1);
+        u64 h = ent_hash(&ev);
+        index_place(index, iw, cap, h, slot_of(iw, obits, h, pos));
         pos += ent_copy(area + pos, &ev);
     }
     if (live != d->count)
@@ -468,34 +516,40 @@ static int dict_rebuild(TX *t, dict_hdr *d, u64 cap, u64 abytes)
     W(t, &d->index, index);
     W(t, &d->cap, cap);
     W(t, &d->iw, iw);
+    W(t, &d->obits, obits);
     W(t, &d->area, area);
     W(t, &d->abytes, abytes ? abytes : 8);
     W(t, &d->aused, pos);
     W(t, &d->nent, live);
+    note_freed(r, fr, oldi);
+    note_freed(r, fr, olda);
     free_abs(t, oldi);
     free_abs(t, olda);
     return t->corrupt ? DICT_CORRUPT : DICT_OK;
 }
 
-/* Area bytes to ask for when need bytes must fit: an eighth more, so that
- * growth costs little space (it is usually in place, see dict_make_room). */
-static u64 area_for(u64 need) { return (need + need / 8 + 63) & ~63ULL; }
+/* Area bytes to ask for when need bytes must fit: a sixteenth more, so
+ * that growth costs little space (it is usually in place, see
+ * dict_make_room, and a move copies only the area). */
+static u64 area_for(u64 need) { return (need + need / 16 + 63) & ~63ULL; }
 
 /* Under the lock, inside t: make room for nnew more entries of bytes
  * bytes in total.  In place when only the area must grow and the block
  * after it is free; else a rebuild (which also drops the holes). */
-static int dict_make_room(TX *t, dict_hdr *d, u64 nnew, u64 bytes)
+static int dict_make_room(TX *t, dict_hdr *d, u64 nnew, u64 bytes, dict_freed *fr)
 {
     u64 holes = d->nent - d->count;
     int index_full = !LOAD_OK(d->nent + nnew, d->cap);
     if (!index_full && d->aused + bytes <= d->abytes)
         return DICT_OK;
     u64 want = area_for(d->aused + bytes);
-    if (!index_full && holes * 4 <= d->nent && iw_for(want) <= d->iw) {
+    if (!index_full && holes * 4 <= d->nent && shape_ok(want, d->obits)) {
         u64 ao = live_offset(t->r, d->area);
         if (!ao)
             return tx_bad(t, "Dict area pointer"), DICT_CORRUPT;
-        u64 no = tx_realloc(t, ao, want);
+        u64 was = d->area, no = tx_realloc(t, ao, want);
+        if (no && no != ao)
+            note_freed(t->r, fr, was); /* moved: the old block is freed at commit */
         if (no) {
             /* moved or grown: the offsets in the index stay valid */
             W(t, &d->area, abs_of(t->r, no));
@@ -518,7 +572,7 @@ static int dict_make_room(TX *t, dict_hdr *d, u64 nnew, u64 bytes)
         if (!(ev.h.flags & DE_HOLE))
             live_bytes += ev.size;
     }
-    return dict_rebuild(t, d, cap_for(d->count + nnew), area_for(live_bytes + bytes));
+    return dict_rebuild(t, d, cap_for(d->count + nnew), area_for(live_bytes + bytes), fr);
 }
 
 /* Under the lock, inside t: give entry ev the value v, keeping its place. */
@@ -560,8 +614,10 @@ static int dent_replace(TX *t, const dict_ent_view *ev, const heap_key *v, refst
 }
 
 int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *v, refstack *dead,
-             u64 holder)
+             u64 holder, dict_freed *fr)
 {
+    if (fr)
+        fr->n = 0;
     heap_region *r = t->r;
     int bad;
     dict_ent_view ev;
@@ -586,7 +642,7 @@ int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *v, refstack 
             return t->corrupt ? DICT_CORRUPT : DICT_NOMEM;
         block_fill(vb = abs_of(r, bo), v->p, v->n);
     }
-    int rc = dict_make_room(t, d, 1, size);
+    int rc = dict_make_room(t, d, 1, size, fr);
     if (rc != DICT_OK)
         return rc;
     dict_geom g;
@@ -597,7 +653,7 @@ int dict_put(TX *t, dict_hdr *d, const heap_key *k, const heap_key *v, refstack 
         return tx_bad(t, "Dict structure"), DICT_CORRUPT;
     u64 off = d->aused;
     ent_write(g.area + off, k, v, kb, vb); /* beyond aused: no log */
-    slot_put_logged(t, g.index, g.iw, slot, off / 8 + 1);
+    slot_put_logged(t, g.index, g.iw, slot, slot_of(g.iw, g.obits, k->hash, off));
     W(t, &d->aused, off + size);
     W(t, &d->nent, d->nent + 1);
     W(t, &d->count, d->count + 1);
@@ -618,8 +674,8 @@ void dict_remove(TX *t, dict_hdr *d, const dict_ent_view *ev)
 u64 dict_create(TX *t, u64 nkeys)
 {
     heap_region *r = t->r;
-    u64 cap = cap_for(nkeys), abytes = area_for(nkeys * 32 > 64 ? nkeys * 32 : 64);
-    u64 iw = iw_for(abytes);
+    u64 cap = cap_for(nkeys), abytes = area_for(nkeys * 32 > 64 ? nkeys * 32 : 64), iw, obits;
+    shape_for(abytes, &obits, &iw);
     if (cap > (r->size >> 1) / iw || abytes > r->size)
         return 0;
     u64 ho = tx_alloc(t, sizeof(dict_hdr), 16);
@@ -634,6 +690,7 @@ u64 dict_create(TX *t, u64 nkeys)
     d->cap = cap;
     d->index = abs_of(r, io);
     d->iw = iw;
+    d->obits = obits;
     d->area = abs_of(r, ao);
     d->abytes = abytes;
     compiler_fence();
@@ -646,7 +703,7 @@ u64 dict_create(TX *t, u64 nkeys)
 int dict_free_values(TX *t, u64 area, u64 aused, refstack *s, u64 holder)
 {
     heap_region *r = t->r;
-    dict_geom g = {8, 0, 8, area, aused, aused};
+    dict_geom g = {8, 0, 8, 64, area, aused, aused};
     dict_ent_view ev;
     if (!in_arena(r, area, aused))
         return 0; /* not walkable: leak rather than follow it */
@@ -706,13 +763,9 @@ const char *dict_check_walk(const heap_region *r, dict_hdr *d, u64 *live_out)
     dict_ent_view ev, fv;
     u64 live = 0, nent = 0, off = 0, holder = (u64)(uintptr_t)d;
     *live_out = 0;
-    if (dict_geom_read(r, d, &g))
-        return "index or area size is wrong";
-    u64 io = live_offset(r, g.index), ao = live_offset(r, g.area);
-    if (!io || usable_at(r, io) < g.cap * g.iw)
-        return "index is not a live allocation of its size";
-    if (!ao || usable_at(r, ao) < g.abytes)
-        return "area is not a live allocation of its size";
+    const char *bad = parts_bad(r, d, &g);
+    if (bad)
+        return bad;
     for (; off < g.aused; off += ev.size) {
         if (dent_view(r, &g, off, &ev))
             return "entry out of bounds";
@@ -730,8 +783,8 @@ const char *dict_check_walk(const heap_region *r, dict_hdr *d, u64 *live_out)
         heap_key k = {ev.h.ktype, ev.k, ev.kn, ent_hash(&ev)};
         if (ev.h.tag != tag_of(k.hash))
             return "stored hash bits do not match key";
-        int bad;
-        if (dict_find_in(r, &g, &k, &bad, &fv, NULL) != ev.at)
+        int torn;
+        if (dict_find_in(r, &g, &k, &torn, &fv, NULL) != ev.at)
             return "entry is not reachable from the index";
         int vt;
         u64 a, *pw;
@@ -801,8 +854,10 @@ static long long dedupe(u64 n, const heap_key *k, u64 *first, u64 *last)
 }
 
 int dict_load(TX *t, dict_hdr *d, u64 n, const heap_key *k, const heap_key *v, refstack *dead,
-              u64 holder, u64 *gone, u64 *ngone)
+              u64 holder, u64 *gone, u64 *ngone, dict_freed *fr)
 {
+    if (fr)
+        fr->n = 0;
     heap_region *r = t->r;
     *ngone = 0;
     int rc = DICT_OOM;
@@ -865,7 +920,8 @@ int dict_load(TX *t, dict_hdr *d, u64 n, const heap_key *k, const heap_key *v, r
     }
     /* Fresh parts, so that the log does not grow with n: index, area, and
      * one run of blocks for the out-of-line keys and values. */
-    u64 cap = cap_for(live + nnew), abytes = area_for(bytes), iw = iw_for(abytes);
+    u64 cap = cap_for(live + nnew), abytes = area_for(bytes), iw, obits;
+    shape_for(abytes, &obits, &iw);
     if (cap > (r->size >> 1) / iw || abytes > r->size) {
         t->want = r->size;
         rc = DICT_TABLE_NOMEM;
@@ -884,7 +940,7 @@ int dict_load(TX *t, dict_hdr *d, u64 n, const heap_key *k, const heap_key *v, r
         if (ev.h.flags & DE_HOLE)
             continue;
         u64 h = ent_hash(&ev);
-        index_place(index, iw, cap, h, pos / 8 + 1);
+        index_place(index, iw, cap, h, slot_of(iw, obits, h, pos));
         if (ri < nrepl && repl[ri].off == off) {
             const heap_key *nv = &v[repl[ri++].vi];
             heap_key nk = {ev.h.ktype, ev.k, ev.kn, h};
@@ -908,17 +964,20 @@ int dict_load(TX *t, dict_hdr *d, u64 n, const heap_key *k, const heap_key *v, r
             block_fill(kb, nk->p, nk->n);
         if (vb)
             block_fill(vb, nv->p, nv->n);
-        index_place(index, iw, cap, nk->hash, pos / 8 + 1);
+        index_place(index, iw, cap, nk->hash, slot_of(iw, obits, nk->hash, pos));
         pos += ent_write(area + pos, nk, nv, kb, vb);
     }
     W(t, &d->index, index);
     W(t, &d->cap, cap);
     W(t, &d->iw, iw);
+    W(t, &d->obits, obits);
     W(t, &d->area, area);
     W(t, &d->abytes, abytes);
     W(t, &d->aused, pos);
     W(t, &d->nent, live + nnew);
     W(t, &d->count, live + nnew);
+    note_freed(r, fr, g.index);
+    note_freed(r, fr, g.area);
     free_abs(t, g.index);
     free_abs(t, g.area);
     rc = t->corrupt ? DICT_CORRUPT : DICT_OK;

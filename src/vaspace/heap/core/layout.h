@@ -89,8 +89,10 @@ typedef struct {
 
 /* Dict (compact, as CPython's since 3.6): an index table of cap slots
  * (a power of two), each iw bytes (2, 4 or 8, by the area's size), into
- * one dense entry area.  A slot holds 0 (empty) or 1 + the entry's offset
- * in the area in 8-byte units.  Entries follow one another in insertion
+ * one dense entry area.  A slot holds 0 (empty), or in its low obits bits
+ * 1 + the entry's offset in the area in 8-byte units and in the bits above
+ * the top bits of the key's hash (so that most probes of other keys never
+ * touch their entries).  Entries follow one another in insertion
  * order; a deleted one stays as a hole (its slot still points at it) until
  * the next rebuild compacts the area.  See docs/heap.md. */
 typedef struct {
@@ -101,6 +103,7 @@ typedef struct {
     u64 cap;    /* index slots, a power of two */
     u64 index;  /* absolute address of cap x iw bytes */
     u64 iw;     /* bytes per index slot: 2, 4 or 8 */
+    u64 obits;  /* low bits of a slot holding 1 + offset / 8; the others hold hash bits */
     u64 area;   /* absolute address of the entry area */
     u64 abytes; /* area capacity in bytes */
     u64 aused;  /* area bytes in use (entries and holes); the next entry goes here */
