@@ -1203,6 +1203,7 @@ static PyObject *dict_get_value(HeapCore *self, PyObject *ho, PyObject *key, PyO
     blob k;
     if (encode(key, &k, "key") < 0)
         return NULL;
+    dict_prefetch(&self->r, d, k.key.hash);
     copybuf buf;
     cb_init(&buf);
     PyObject *res = NULL;
