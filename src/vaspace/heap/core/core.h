@@ -9,7 +9,7 @@
  *   lock.c     the robust process-shared mutex: waiting, dead owners, debris
  *   seqlock.c  lock-free readers: wait for an even sequence count
  *   durable.c  flush(): msync in the order a power loss needs
- *   dict.c     Dict: hashing, probing, insert/remove, resize, walks
+ *   dict.c     Dict, compact: an index into a dense entry area; growth, rebuild, walks
  *   array.c    Array: header checks and resizing
  *   list.c     List: an items block of value-entry addresses
  *   own.c      containers as values: parent words, destroying what is owned
