@@ -121,6 +121,43 @@ def test_crash_everywhere_in_dict_ops(region):
     assert total * STRIDE > 150  # every store of every operation is a crash point
 
 
+def test_crash_everywhere_in_compact_dict_growth(region):
+    """The compact Dict's other growth paths: the entry area grows in place
+    (the block after it is free), or moves (it is not), without a rebuild;
+    a value is overwritten in its entry's room, or moves out of line; a
+    deleted key leaves a hole and comes back at the end."""
+
+    def setup(h, blocked=False):
+        d = Dict(h, root="d")
+        for i in range(5):  # 5 entries of 24 bytes fill the 128-byte area
+            d[i] = i
+        if blocked:
+            h.alloc(64)  # right after the area: growing it must move it
+        return d
+
+    def snap(h, d, counters):
+        content = [((type(k).__name__, k), v) for k, v in d.items()]  # in order
+        if not counters:
+            return content
+        d.check()
+        st = h.stats()
+        return content, st.allocations, st.used
+
+    total = sweep(region.buf, setup, lambda d: d.__setitem__(5, 5), snap)
+    total += sweep(region.buf, lambda h: setup(h, True), lambda d: d.__setitem__(5, 5), snap)
+    total += sweep(region.buf, setup, lambda d: d.__setitem__(2, -2), snap)  # in its room
+    total += sweep(region.buf, setup, lambda d: d.__setitem__(2, b"x" * 200), snap)  # out of line
+
+    def with_hole(h):
+        d = setup(h)
+        del d[1]  # a hole in the area
+        return d
+
+    total += sweep(region.buf, setup, lambda d: d.__delitem__(1), snap)
+    total += sweep(region.buf, with_hole, lambda d: d.__setitem__(1, "back"), snap)  # at the end
+    assert total * STRIDE > 60
+
+
 def test_crash_everywhere_in_allocator(region):
     def setup(h):
         a = h.alloc(100)

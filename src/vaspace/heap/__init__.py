@@ -90,6 +90,9 @@ def _from_value(heap: Heap, value: Any) -> Any:
     return value
 
 
+_heapcore._set_from_value(_from_value)  # Dict.__getitem__ (in C) makes handles with it
+
+
 def _refuse_if_readonly(core: _heapcore.HeapCore, what: str) -> None:
     # The C layer refuses every write itself; this covers Python-level calls
     # that might otherwise do nothing (an empty update) or fail less clearly.
@@ -354,11 +357,9 @@ class Dict(MutableMapping):
         """Absolute address of the Dict header (store it in other structures)."""
         return self._addr
 
-    def __getitem__(self, key: Key) -> Value:
-        v = self._c.dict_get(self._addr, key, _MISSING)
-        if v is _MISSING:
-            raise KeyError(key)
-        return _from_value(self._heap, v) if type(v) is _Ref else v
+    # d[key]: in C (one call, no Python frame: the GET hot path), the same
+    # as get() but KeyError when the key is absent.
+    __getitem__ = _heapcore.dict_getitem
 
     def get(self, key: Key, default: Any = None) -> Any:
         v = self._c.dict_get(self._addr, key, default)

@@ -1194,21 +1194,16 @@ static void get_copy(HeapCore *self, void *arg)
         g->found = 1;
 }
 
-/* dict_get(hdr, key, default): value or default (never raises KeyError).
- * The GET hot path: a fast call, no argument tuple. */
-static PyObject *HeapCore_dict_get(HeapCore *self, PyObject *const *args, Py_ssize_t nargs)
+/* The value of key in the Dict at ho, or dflt. */
+static PyObject *dict_get_value(HeapCore *self, PyObject *ho, PyObject *key, PyObject *dflt)
 {
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "dict_get expected 3 arguments, got %zd", nargs);
-        return NULL;
-    }
-    PyObject *ho = args[0], *key = args[1], *dflt = args[2];
     dict_hdr *d = dict_at(self, ho);
     if (!d)
         return NULL;
     blob k;
     if (encode(key, &k, "key") < 0)
         return NULL;
+    dict_prefetch(&self->r, d, k.key.hash);
     copybuf buf;
     cb_init(&buf);
     PyObject *res = NULL;
@@ -1227,6 +1222,56 @@ static PyObject *HeapCore_dict_get(HeapCore *self, PyObject *const *args, Py_ssi
     blob_clear(&k);
     return res;
 }
+
+/* dict_get(hdr, key, default): value or default (never raises KeyError).
+ * A fast call: no argument tuple on the GET path. */
+static PyObject *HeapCore_dict_get(HeapCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "dict_get expected 3 arguments, got %zd", nargs);
+        return NULL;
+    }
+    return dict_get_value(self, args[0], args[1], args[2]);
+}
+
+static PyTypeObject HeapCoreType;
+static PyObject *from_value_fn; /* vaspace.heap._from_value(heap, ref) */
+static PyObject *missing;       /* a private sentinel: "no such key" */
+static PyObject *s_c, *s_addr, *s_heap; /* interned attribute names of a Dict */
+
+/* Dict.__getitem__ in C (bound as a method through an instancemethod):
+ * d[key] is then one C call, as LMDB's txn.get is, instead of a Python
+ * frame around dict_get.  A container value becomes a handle through
+ * _from_value, as in the Python methods. */
+static PyObject *dict_subscript(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)m;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "__getitem__ expected 1 argument, got %zd", nargs - 1);
+        return NULL;
+    }
+    PyObject *d = args[0], *key = args[1], *res = NULL;
+    PyObject *c = PyObject_GetAttr(d, s_c);
+    PyObject *ho = c ? PyObject_GetAttr(d, s_addr) : NULL;
+    if (ho && !PyObject_TypeCheck(c, &HeapCoreType))
+        PyErr_SetString(PyExc_TypeError, "not a Dict handle");
+    else if (ho)
+        res = dict_get_value((HeapCore *)c, ho, key, missing);
+    if (res == missing) {
+        Py_CLEAR(res);
+        PyErr_SetObject(PyExc_KeyError, key);
+    } else if (res && ref_type && Py_IS_TYPE(res, (PyTypeObject *)ref_type) && from_value_fn) {
+        PyObject *heap = PyObject_GetAttr(d, s_heap);
+        Py_SETREF(res, heap ? PyObject_CallFunctionObjArgs(from_value_fn, heap, res, NULL) : NULL);
+        Py_XDECREF(heap);
+    }
+    Py_XDECREF(c);
+    Py_XDECREF(ho);
+    return res;
+}
+
+static PyMethodDef dict_subscript_def = {"__getitem__", (PyCFunction)(void (*)(void))dict_subscript,
+                                         METH_FASTCALL, "d[key]: the value, or KeyError"};
 
 static PyObject *HeapCore_dict_len(HeapCore *self, PyObject *ho)
 {
@@ -2626,6 +2671,16 @@ static PyObject *mod_set_ref_type(PyObject *m, PyObject *cls)
     Py_RETURN_NONE;
 }
 
+static PyObject *mod_set_from_value(PyObject *m, PyObject *fn)
+{
+    if (!PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "_set_from_value needs a callable");
+        return NULL;
+    }
+    Py_XSETREF(from_value_fn, Py_NewRef(fn));
+    Py_RETURN_NONE;
+}
+
 /* ======================================================================== */
 /* Buffer export (numpy views)                                              */
 /* ======================================================================== */
@@ -2780,6 +2835,8 @@ static PyObject *mod_crash_after(PyObject *m, PyObject *arg)
 }
 
 static PyMethodDef module_methods[] = {
+    {"_set_from_value", mod_set_from_value, METH_O,
+     "_set_from_value(fn): how dict_getitem turns a _Ref into a handle"},
     {"_set_ref_type", mod_set_ref_type, METH_O,
      "_set_ref_type(cls): the tuple subclass (kind, addr) container values travel as"},
     {"_crash_after", mod_crash_after, METH_O,
@@ -2808,6 +2865,19 @@ PyMODINIT_FUNC PyInit__heapcore(void)
     PyObject *m = PyModule_Create(&heapcore_module);
     if (!m)
         return NULL;
+    missing = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    s_c = PyUnicode_InternFromString("_c");
+    s_addr = PyUnicode_InternFromString("_addr");
+    s_heap = PyUnicode_InternFromString("_heap");
+    PyObject *fn = missing && s_c && s_addr && s_heap ? PyCFunction_New(&dict_subscript_def, NULL)
+                                                      : NULL;
+    PyObject *meth = fn ? PyInstanceMethod_New(fn) : NULL;
+    Py_XDECREF(fn);
+    if (!meth || PyModule_AddObject(m, "dict_getitem", meth) < 0) {
+        Py_XDECREF(meth);
+        Py_DECREF(m);
+        return NULL;
+    }
     HeapRecoveredWarning = PyErr_NewExceptionWithDoc(
         "vaspace.heap.HeapRecoveredWarning",
         "A process died while holding the heap lock; its unfinished operation was rolled back.",

@@ -9,7 +9,7 @@
  *   lock.c     the robust process-shared mutex: waiting, dead owners, debris
  *   seqlock.c  lock-free readers: wait for an even sequence count
  *   durable.c  flush(): msync in the order a power loss needs
- *   dict.c     Dict: hashing, probing, insert/remove, resize, walks
+ *   dict.c     Dict, compact: an index into a dense entry area; growth, rebuild, walks
  *   array.c    Array: header checks and resizing
  *   list.c     List: an items block of value-entry addresses
  *   own.c      containers as values: parent words, destroying what is owned
@@ -256,6 +256,9 @@ int dent_ref(const dict_ent_view *ev, int *vtype, u64 *addr);
 u64 dict_find_in(const heap_region *r, const dict_geom *g, const heap_key *k, int *bad,
                  dict_ent_view *ev, u64 *slot_out);
 u64 dict_find(const heap_region *r, dict_hdr *d, const heap_key *k, int *bad, dict_ent_view *ev);
+/* Ask the CPU to fetch the index slot a probe for hash starts at, so that
+ * its cache miss overlaps the work before the probe (a hint: never faults). */
+void dict_prefetch(const heap_region *r, const dict_hdr *d, u64 hash);
 /* The large blocks (old index, old area) an operation freed at commit,
  * whose pages the caller gives back after the commit (release_pages). */
 typedef struct {

@@ -275,6 +275,13 @@ u64 dict_find(const heap_region *r, dict_hdr *d, const heap_key *k, int *bad, di
     return dict_find_in(r, &g, k, bad, ev, NULL);
 }
 
+void dict_prefetch(const heap_region *r, const dict_hdr *d, u64 hash)
+{
+    dict_geom g;
+    if (!dict_geom_read(r, d, &g))
+        __builtin_prefetch((const void *)(uintptr_t)(g.index + (hash & (g.cap - 1)) * g.iw));
+}
+
 void cb_init(copybuf *b)
 {
     b->p = b->stack;
