@@ -30,6 +30,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import platform
+import queue
 import shutil
 import socket
 import statistics
@@ -397,10 +398,16 @@ def load_vaspace(store: VaspaceStore, n: int) -> float:
 
     p = ctx.Process(target=fill)
     p.start()
-    secs = q.get()
+    secs = None
+    while secs is None:  # a child that dies (a full heap, say) must not hang us
+        try:
+            secs = q.get(timeout=1.0)
+        except queue.Empty:
+            if not p.is_alive():
+                break
     p.join()
-    if p.exitcode != 0:
-        raise RuntimeError("loading the vaspace Dict failed")
+    if p.exitcode != 0 or secs is None:
+        raise RuntimeError(f"loading the vaspace Dict failed (exit code {p.exitcode})")
     return secs
 
 
@@ -440,11 +447,13 @@ def scaling(rows: list[Row], cores: int) -> list[str]:
         if one is None or r.clients == 1:
             continue
         wall = r.median / one.median
+        # 0 = unknown (no schedstat, or runs too short for its accounting)
         corr = (r.corrected_median / one.corrected_median
-                if one.corrected_median > 0 else float("nan"))
+                if min(r.corrected_median, one.corrected_median) > 0 else float("nan"))
         cpu = min(r.clients, cores) * one.cpu_median / r.cpu_median
+        corr_text = "n/a" if corr != corr else f"{corr:.2f}x"
         line = (f"- {r.system} {r.op}, {r.clients} clients: wall {wall:.2f}x, "
-                f"load-corrected {corr:.2f}x, CPU {cpu:.2f}x")
+                f"load-corrected {corr_text}, CPU {cpu:.2f}x")
         if r.system == "vaspace Dict" and r.op == "SET":
             verdict = "met" if wall >= 1.5 else (
                 "met load-corrected only" if corr >= 1.5 else "MISSED")
