@@ -202,6 +202,14 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     **{("registry/objects.py", "os.mkdir(path, 0o700)", what):
        "the mode given to mkdir is set again by the chmod(path, 0o700) right after it "
        "(mkdir's is masked by the umask)" for what in ("448 -> 447", "448 -> 449")},
+    # filecopy's chunk sizes: each loop runs until its range is copied, so any
+    # positive size per call copies the same bytes (0 is killed: nothing moves).
+    **{("registry/filecopy.py", line, what):
+       "only how much one call moves: the loop goes on to the end of the range whatever "
+       "positive size each call has"
+       for line in ("CHUNK = 1 << 30  # at most this much per copy_file_range call",
+                    "data = os.pread(src, min(hi - off, 1 << 20), off)")
+       for what in ("1 -> 2", "30 -> 29", "30 -> 31", "20 -> 19", "20 -> 21")},
     ("registry/kind.py", "@dataclass(frozen=True)", "True -> False"):
         "frozen only forbids assigning to the two module constants VAS and SEG, which no "
         "code does; nothing hashes a Kind (frozen=False would make it unhashable)",
