@@ -210,6 +210,22 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
        for line in ("CHUNK = 1 << 30  # at most this much per copy_file_range call",
                     "data = os.pread(src, min(hi - off, 1 << 20), off)")
        for what in ("1 -> 2", "30 -> 29", "30 -> 31", "20 -> 19", "20 -> 21")},
+    **{("registry/records.py", line, what):
+       "_my_pid holds one element, set from os.getpid() before its only read: its first "
+       "value is never read, and [0] and [-1] are the same element"
+       for line, whats in (("_my_pid: list[int] = [0]  # [the pid _mine is for]",
+                            ("0 -> -1", "0 -> 1")),
+                           ("_my_pid[0] = os.getpid()", ("0 -> -1",)),
+                           ("started = start_time(_my_pid[0])", ("0 -> -1",)))
+       for what in whats},
+    ("registry/records.py", "for _ in range(3):", "3 -> 4"):
+        "one more round for root against a planter who re-plants in every gap: such a "
+        "planter gets EAGAIN after 3 rounds or 4 (one re-plant is beaten either way; "
+        "3 -> 2 is killed by test_root_beats_a_planter_who_plants_again)",
+    **{("registry/records.py", "os.mkdir(name, 0o700, dir_fd=base)", what):
+       "the request directory's mode is set again by fchmod(fd, 0o700) before the "
+       "directory is returned (and mkdir's is masked by the umask), as for objects' mkdir"
+       for what in ("448 -> 447", "448 -> 449")},
     ("registry/kind.py", "@dataclass(frozen=True)", "True -> False"):
         "frozen only forbids assigning to the two module constants VAS and SEG, which no "
         "code does; nothing hashes a Kind (frozen=False would make it unhashable)",
