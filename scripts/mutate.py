@@ -226,6 +226,19 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
        "the request directory's mode is set again by fchmod(fd, 0o700) before the "
        "directory is returned (and mkdir's is masked by the umask), as for objects' mkdir"
        for what in ("448 -> 447", "448 -> 449")},
+    **{("registry/root.py", line, "IsNot -> Is"):
+       "_ENV is os.environ's own bytes mapping: with the check inverted every lookup goes "
+       "through os.environ.get, which reads the same mapping (only slower)"
+       for line in ("if os.environ is _ENVIRON and _ENV is not None:",
+                    "raw = (_ENV.get(_ENV_KEY) if os.environ is _ENVIRON and _ENV is not None")},
+    **{("registry/root.py", "if raw is not last[0]:  # decode once per value the variable "
+        "takes", what): "last[1] is the text decoded from last[0]: compared with it, raw "
+       "misses the cache (and is decoded again, to the same root) or is that very str, "
+       "whose decoding is itself; [-1] is [1] of the pair" for what in ("0 -> -1", "0 -> 1")},
+    **{("registry/root.py", "os.mkdir(path, 0o700)", what):
+       "the mode given to mkdir is set again by the chmod(path, DIR_MODE) right after it, "
+       "before any check or use (mkdir's is masked by the umask)"
+       for what in ("448 -> 447", "448 -> 449")},
     ("registry/kind.py", "@dataclass(frozen=True)", "True -> False"):
         "frozen only forbids assigning to the two module constants VAS and SEG, which no "
         "code does; nothing hashes a Kind (frozen=False would make it unhashable)",

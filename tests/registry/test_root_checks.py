@@ -1,0 +1,72 @@
+"""The registry root's checks: a link in its place, a world-writable root that
+is not sticky, and ``$VASPACE_ROOT`` read from whatever ``os.environ`` is."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from vaspace.registry import root as rootmod
+from vaspace_testing import NOBODY, in_child, require_root
+
+
+def _use(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    monkeypatch.setenv("VASPACE_ROOT", path)
+    rootmod.forget()
+
+
+def test_a_symlink_in_place_of_the_root_is_refused(registry: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A link is never followed, even to a good registry: ENOTDIR naming the link."""
+    link = os.path.join(os.path.dirname(registry), "link")
+    os.symlink(registry, link)
+    _use(monkeypatch, link)
+    for call in (rootmod.existing, rootmod.ensure):
+        with pytest.raises(OSError) as e:
+            call()
+        assert e.value.errno == errno.ENOTDIR and e.value.filename == link
+        assert "is not a directory" in e.value.strerror
+
+
+def _existing_as_other(path: str) -> str:
+    os.environ["VASPACE_ROOT"] = path
+    rootmod.forget()
+    return rootmod.existing()
+
+
+def test_a_world_writable_root_must_be_sticky_unless_it_is_mine(
+        registry: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the sticky bit anyone could delete or replace others' entries:
+    refused for everyone but the root's owner (who controls it anyway)."""
+    require_root()
+    os.chmod(registry, 0o777)
+    rootmod.forget()
+    assert rootmod.existing() == registry  # mine: my own business
+    err = in_child(_existing_as_other, registry, uid=NOBODY).error
+    assert isinstance(err, OSError) and err.errno == errno.EACCES, err
+    assert "world-writable but not sticky" in err.strerror
+    os.chmod(registry, 0o1777)
+    assert in_child(_existing_as_other, registry, uid=NOBODY).get() == registry
+
+
+def test_the_root_follows_a_replaced_os_environ(registry: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code that assigns a new mapping to os.environ (rather than changing it)
+    is asked, not the bytes of the process's original environment."""
+    other = os.path.join(os.path.dirname(registry), "other")
+    assert rootmod.existing() == registry  # the answer for the real os.environ, kept
+    with monkeypatch.context() as m:
+        m.setattr(os, "environ", {**os.environ, "VASPACE_ROOT": other})
+        with pytest.raises(OSError) as e:  # not the kept answer: no registry there yet
+            rootmod.existing()
+        assert e.value.errno == errno.ENOENT and e.value.filename == other
+        rootmod.forget()
+        assert rootmod.root_str() == other
+        with pytest.raises(OSError) as e:
+            rootmod.existing()
+        assert e.value.errno == errno.ENOENT and e.value.filename == other
+        assert rootmod.ensure() == other and os.path.isdir(f"{other}/vas")
+    rootmod.forget()
+    assert rootmod.root_str() == registry
