@@ -239,6 +239,20 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
        "the mode given to mkdir is set again by the chmod(path, DIR_MODE) right after it, "
        "before any check or use (mkdir's is masked by the umask)"
        for what in ("448 -> 447", "448 -> 449")},
+    **{("registry/root.py", "if raw is last[0] and last[1] is not None:  # the hot path: no "
+        "syscall, no decoding", what):
+       "raw compared with last[1] (the decoded root; [-1] is [1] of the pair) instead of "
+       "last[0]: the kept answer is missed, and the path after it returns the same root"
+       for what in ("0 -> -1", "0 -> 1")},
+    ("registry/records.py", "os.fchown(fd, owner, -1)", "1 -> 0"):
+        "the request directory is 0o700 (fchmod just above): its group grants nothing, "
+        "whichever group it is",
+    ("registry/records.py", "for entry in entries if limit is None else entries[:limit]:",
+     "Is -> IsNot"): "the cost bound of an automatic reap (as in objects): with it ignored "
+        "every entry is looked at, and the same stale ones are found among them",
+    **{("registry/records.py", "def reap_pending(limit: int | None = 64) -> list[str]:", what):
+       "how many entries one automatic reap examines is a cost bound, as REAP_BATCH: the "
+       "rest are left for the next reap or fsck" for what in ("64 -> 63", "64 -> 65")},
     ("registry/kind.py", "@dataclass(frozen=True)", "True -> False"):
         "frozen only forbids assigning to the two module constants VAS and SEG, which no "
         "code does; nothing hashes a Kind (frozen=False would make it unhashable)",

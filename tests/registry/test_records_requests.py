@@ -3,6 +3,7 @@ directory planted in the target's place, again after root removed it."""
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -74,3 +75,36 @@ def test_an_attachment_record_goes_to_the_root_the_caller_holds(registry: str) -
     assert f"5.{os.getpid()}" in os.listdir(f"{registry}/procs")
     assert [(h.pid, h.type) for h in records.holders(5)] == [(os.getpid(), os.O_RDWR)]
     records.remove(5, os.getpid())
+
+
+def test_root_gives_up_on_a_planter_who_always_wins(registry: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planter who re-plants in every gap gets EAGAIN after a few rounds: the
+    request is not written anywhere else (no descriptor: nothing relative to
+    the working directory either)."""
+    require_root()
+    pid = os.getpid()
+    path = f"{rootmod.root_str()}/pending/{records._pending_name(pid, records.my_start_time())}"
+    in_child(_plant_dir, path, uid=NOBODY).get()
+    real = fs.remove_dir
+
+    def remove_then_replant(entry: str, parent_fd: int, *args, **kwargs):  # type: ignore[no-untyped-def]
+        done = real(entry, parent_fd, *args, **kwargs)
+        in_child(_plant_dir, path, uid=NOBODY).get()
+        return done
+
+    monkeypatch.setattr(fs, "remove_dir", remove_then_replant)
+    monkeypatch.chdir(os.path.dirname(registry))
+    with pytest.raises(OSError) as e:
+        records.request(pid, 7, os.O_RDWR)
+    assert e.value.errno == errno.EAGAIN and "request directory" in e.value.strerror
+    assert os.lstat(path).st_uid == NOBODY and "7" not in os.listdir(".")
+
+
+def test_a_live_process_keeps_its_requests_through_a_reap(registry: str) -> None:
+    pid = os.getpid()
+    records.request(pid, 7, os.O_RDONLY)
+    dead = _gone_pid()
+    os.mkdir(f"{registry}/pending/{records._pending_name(dead, 12345)}")
+    assert records.reap_pending() == [records._pending_name(dead, 12345)]
+    assert records.take_requests(pid) == [(7, os.O_RDONLY)]
