@@ -241,11 +241,11 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
        for what in ("448 -> 447", "448 -> 449")},
     **{("registry/root.py", "if raw is last[0] and last[1] is not None:  # the hot path: no "
         "syscall, no decoding", what):
-       "raw compared with last[1] (the decoded root; [-1] is [1] of the pair) instead of "
-       "last[0], or last[1] tested for None (it is None only before the first answer, "
-       "when last[0] is a marker no raw value is): the kept answer is missed, and the path "
-       "after it returns the same root"
-       for what in ("0 -> -1", "0 -> 1", "IsNot -> Is")},
+       "each only makes the kept answer miss more: raw tested against last[1] (the decoded "
+       "root; [-1] is [1] of the pair), last[1] tested for None (never, after the first "
+       "answer), last[0] tested for None (only when the variable is unset); a miss goes on "
+       "to the check below, which returns the same root"
+       for what in ("0 -> -1", "0 -> 1", "IsNot -> Is", "1 -> 0")},
     ("registry/records.py", "os.fchown(fd, owner, -1)", "1 -> 0"):
         "the request directory is 0o700 (fchmod just above): its group grants nothing, "
         "whichever group it is",
