@@ -70,3 +70,34 @@ def test_the_root_follows_a_replaced_os_environ(registry: str,
         assert rootmod.ensure() == other and os.path.isdir(f"{other}/vas")
     rootmod.forget()
     assert rootmod.root_str() == registry
+
+
+def test_the_first_create_makes_missing_parents_too(registry: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    deep = os.path.join(os.path.dirname(registry), "a", "b", "root")
+    _use(monkeypatch, deep)
+    assert rootmod.ensure() == deep
+    assert sorted(os.listdir(deep)) == sorted(["lock", "names", "pending", "procs", "seg",
+                                               "vas"])
+
+
+def _plant_lock(path: str) -> None:
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+
+
+def test_the_registry_lock_missing_or_planted(registry: str) -> None:
+    """A change needs the registry's lock file: gone, the error says so with
+    its errno; made by another user (before the registry's owner made it),
+    it is refused, since that user could hold it forever."""
+    os.unlink(f"{registry}/lock")
+    rootmod.forget()
+    with pytest.raises(OSError) as e, rootmod.locked():
+        pass
+    assert e.value.errno == errno.ENOENT and e.value.filename == registry
+    assert "cannot open the registry lock" in e.value.strerror
+    require_root()
+    in_child(_plant_lock, f"{registry}/lock", uid=NOBODY).get()
+    with pytest.raises(OSError) as e, rootmod.locked():
+        pass
+    assert e.value.errno == errno.EACCES and "belongs to another user" in e.value.strerror
+
