@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,25 @@ def test_the_registry_lock_missing_or_planted(registry: str) -> None:
         pass
     assert e.value.errno == errno.EACCES and "belongs to another user" in e.value.strerror
 
+
+
+def _lock_once() -> bool:
+    rootmod.forget()
+    with rootmod.locked():
+        return True
+
+
+def test_a_lock_made_by_root_is_trusted_in_a_users_registry(registry: str) -> None:
+    """A registry root owned by a user, whose lock file root made (root ran the
+    first create, then gave the root away): the lock is trusted, as root is."""
+    require_root()
+    os.chown(registry, NOBODY, NOBODY)
+    assert os.stat(f"{registry}/lock").st_uid == 0
+    assert in_child(_lock_once, uid=NOBODY).get() is True
+
+
+def test_a_temporary_registry_removed_by_its_user_exits_cleanly() -> None:
+    with rootmod.temporary(prefix="vaspace-gone-") as path:
+        base = os.path.dirname(path)
+        rootmod.remove_tree(Path(base))  # what was there is gone already
+    assert not os.path.exists(base)
