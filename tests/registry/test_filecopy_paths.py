@@ -79,12 +79,13 @@ def test_ficlone_is_the_kernels_clone_request(shm: Path) -> None:
             os.close(fd)
 
 
-def test_copy_within_one_filesystem_is_sparse(shm: Path) -> None:
+def _copy_and_check(src_dir: Path, dst_dir: Path, how: str) -> None:
+    """Copy a sparse 32 MiB file from ``src_dir`` to ``dst_dir``, the way ``how``."""
     size = 32 * MiB
-    src, written = _source(shm / "src", size)
-    dst = _open(shm / "dst")
+    src, written = _source(src_dir / "src", size)
+    dst = _open(dst_dir / "dst")
     try:
-        assert filecopy.copy(src, dst, size) == "sparse"
+        assert filecopy.copy(src, dst, size) == how
         _check_copy(src, dst, size, written)
         # Holes stay holes: about the 3 MiB written is allocated, not 32 MiB.
         assert os.fstat(dst).st_blocks * 512 < 8 * MiB
@@ -93,20 +94,15 @@ def test_copy_within_one_filesystem_is_sparse(shm: Path) -> None:
         os.close(dst)
 
 
+def test_copy_within_one_filesystem_is_sparse(shm: Path) -> None:
+    _copy_and_check(shm, shm, "sparse")
+
+
 def test_copy_between_filesystems_falls_back_to_pwrite(shm: Path, tmp_path: Path) -> None:
     if os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
         pytest.skip("the test's temporary directory is on /dev/shm's filesystem")
-    size = 32 * MiB
-    src, written = _source(shm / "src", size)
-    dst = _open(tmp_path / "dst")
-    try:
-        # FICLONE and copy_file_range both refuse two filesystems (EXDEV).
-        assert filecopy.copy(src, dst, size) == "pwrite"
-        _check_copy(src, dst, size, written)
-        assert os.fstat(dst).st_blocks * 512 < 8 * MiB
-    finally:
-        os.close(src)
-        os.close(dst)
+    # FICLONE and copy_file_range both refuse two filesystems (EXDEV).
+    _copy_and_check(shm, tmp_path, "pwrite")
 
 
 def test_an_append_only_destination_is_refused_not_scrambled(shm: Path) -> None:
