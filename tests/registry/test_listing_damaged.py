@@ -29,3 +29,24 @@ def test_an_object_whose_attribute_file_is_not_a_file_lists_with_unknown_attribu
     os.unlink(f"{registry}/vas/{vas.id}/lock")
     (entry,) = listing.vases()
     assert entry.damaged and entry.attr == Attr(mode=0, user=-1, group=-1)
+
+
+def test_an_unreadable_name_or_region_lists_as_damaged_placeholders(registry: str) -> None:
+    """A long name is kept in a ``name`` file (its encoding is too long for a
+    link); a FIFO swapped in there must not hang or break the listing: the VAS
+    shows as ``?<id>``, damaged.  Junk in a segment's ``region`` shows as an
+    empty region at 0, damaged."""
+    vas = v.VAS.create("/" * 100)  # 300 bytes encoded: stored by hash
+    name_file = f"{registry}/vas/{vas.id}/name"
+    os.unlink(name_file)
+    os.mkfifo(name_file)
+    (entry,) = listing.vases()
+    assert (entry.name, entry.damaged) == (f"?{vas.id}", True)
+    assert entry.attr == Attr(mode=0, user=-1, group=-1)
+    seg = v.Segment.create("s", SEG_BASE, size=MiB)
+    region = f"{registry}/seg/{seg.id}/region"
+    os.unlink(region)
+    with open(region, "w") as f:
+        f.write("not a region")
+    (sentry,) = listing.segments()
+    assert (sentry.name, sentry.start, sentry.end, sentry.damaged) == ("s", 0, 0, True)
