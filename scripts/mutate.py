@@ -283,7 +283,7 @@ def equivalent_reason(rel: str, muts: list[Mutant], k: int) -> str | None:
 HEAP_TESTS = ["heap"]
 SWITCH_TESTS = ["process/test_switch.py", "process/test_thread_overlap.py",
                 "process/test_prune.py", "process/test_fork_locks.py",
-                "process/test_plan_cache.py"]
+                "process/test_plan_cache.py", "process/test_fork_slots.py"]
 
 # Hand-made C mutants: (file under src/vaspace, sed expression, tests, what it breaks).
 C_MUTANTS: list[tuple[str, str, list[str], str]] = [
