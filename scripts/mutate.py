@@ -202,6 +202,62 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     **{("registry/objects.py", "os.mkdir(path, 0o700)", what):
        "the mode given to mkdir is set again by the chmod(path, 0o700) right after it "
        "(mkdir's is masked by the umask)" for what in ("448 -> 447", "448 -> 449")},
+    # filecopy's chunk sizes: each loop runs until its range is copied, so any
+    # positive size per call copies the same bytes (0 is killed: nothing moves).
+    **{("registry/filecopy.py", line, what):
+       "only how much one call moves: the loop goes on to the end of the range whatever "
+       "positive size each call has"
+       for line, whats in (
+           ("CHUNK = 1 << 30  # at most this much per copy_file_range call",
+            ("1 -> 2", "30 -> 29", "30 -> 31")),
+           ("data = os.pread(src, min(hi - off, 1 << 20), off)",
+            ("1 -> 2", "20 -> 19", "20 -> 21")))
+       for what in whats},
+    **{("registry/records.py", line, what):
+       "_my_pid holds one element, set from os.getpid() before its only read: its first "
+       "value is never read, and [0] and [-1] are the same element"
+       for line, whats in (("_my_pid: list[int] = [0]  # [the pid _mine is for]",
+                            ("0 -> -1", "0 -> 1")),
+                           ("_my_pid[0] = os.getpid()", ("0 -> -1",)),
+                           ("started = start_time(_my_pid[0])", ("0 -> -1",)))
+       for what in whats},
+    ("registry/records.py", "for _ in range(3):", "3 -> 4"):
+        "one more round for root against a planter who re-plants in every gap: such a "
+        "planter gets EAGAIN after 3 rounds or 4 (one re-plant is beaten either way; "
+        "3 -> 2 is killed by test_root_beats_a_planter_who_plants_again)",
+    **{("registry/records.py", "os.mkdir(name, 0o700, dir_fd=base)", what):
+       "the request directory's mode is set again by fchmod(fd, 0o700) before the "
+       "directory is returned (and mkdir's is masked by the umask), as for objects' mkdir"
+       for what in ("448 -> 447", "448 -> 449")},
+    **{("registry/root.py", line, "IsNot -> Is"):
+       "_ENV is os.environ's own bytes mapping: with the check inverted every lookup goes "
+       "through os.environ.get, which reads the same mapping (only slower)"
+       for line in ("if os.environ is _ENVIRON and _ENV is not None:",
+                    "raw = (_ENV.get(_ENV_KEY) if os.environ is _ENVIRON and _ENV is not None")},
+    **{("registry/root.py", "if raw is not last[0]:  # decode once per value the variable "
+        "takes", what): "last[1] is the text decoded from last[0]: compared with it, raw "
+       "misses the cache (and is decoded again, to the same root) or is that very str, "
+       "whose decoding is itself; [-1] is [1] of the pair" for what in ("0 -> -1", "0 -> 1")},
+    **{("registry/root.py", "os.mkdir(path, 0o700)", what):
+       "the mode given to mkdir is set again by the chmod(path, DIR_MODE) right after it, "
+       "before any check or use (mkdir's is masked by the umask)"
+       for what in ("448 -> 447", "448 -> 449")},
+    **{("registry/root.py", "if raw is last[0] and last[1] is not None:  # the hot path: no "
+        "syscall, no decoding", what):
+       "each only makes the kept answer miss more: raw tested against last[1] (the decoded "
+       "root; [-1] is [1] of the pair), last[1] tested for None (never, after the first "
+       "answer), last[0] tested for None (only when the variable is unset); a miss goes on "
+       "to the check below, which returns the same root"
+       for what in ("0 -> -1", "0 -> 1", "IsNot -> Is", "1 -> 0")},
+    ("registry/records.py", "os.fchown(fd, owner, -1)", "1 -> 0"):
+        "the request directory is 0o700 (fchmod just above): its group grants nothing, "
+        "whichever group it is",
+    ("registry/records.py", "for entry in entries if limit is None else entries[:limit]:",
+     "Is -> IsNot"): "the cost bound of an automatic reap (as in objects): with it ignored "
+        "every entry is looked at, and the same stale ones are found among them",
+    **{("registry/records.py", "def reap_pending(limit: int | None = 64) -> list[str]:", what):
+       "how many entries one automatic reap examines is a cost bound, as REAP_BATCH: the "
+       "rest are left for the next reap or fsck" for what in ("64 -> 63", "64 -> 65")},
     ("registry/kind.py", "@dataclass(frozen=True)", "True -> False"):
         "frozen only forbids assigning to the two module constants VAS and SEG, which no "
         "code does; nothing hashes a Kind (frozen=False would make it unhashable)",
@@ -227,21 +283,20 @@ def equivalent_reason(rel: str, muts: list[Mutant], k: int) -> str | None:
 HEAP_TESTS = ["heap"]
 SWITCH_TESTS = ["process/test_switch.py", "process/test_thread_overlap.py",
                 "process/test_prune.py", "process/test_fork_locks.py",
-                "process/test_plan_cache.py"]
+                "process/test_plan_cache.py", "process/test_fork_slots.py"]
 
 # Hand-made C mutants: (file under src/vaspace, sed expression, tests, what it breaks).
 C_MUTANTS: list[tuple[str, str, list[str], str]] = [
-    ("_core.c", r"s/if (slow_busy || others)/if (slow_busy)/", SWITCH_TESTS,
-     "the fast path ignores other threads inside VASes"),
-    ("_core.c", r"s/if (!keep_hole \&\& reserve_fixed(src, len) < 0) {/if (0) {/",
-     SWITCH_TESTS, "a parked mapping's hole is never plugged"),
+    ("_core.c", r"s/if (others \&\& parks_shared(p))/if (0 \&\& parks_shared(p))/",
+     SWITCH_TESTS, "the fast path parks mappings that other threads inside VASes use"),
+    ("_core.c", r"s/if (!plug_src || reserve_fixed(src, len) == 0)/if (1)/",
+     SWITCH_TESTS, "a moved mapping's hole is never plugged"),
     ("_core.c", r"s/return PyLong_FromLong(from == 0 ? 2 : 1);/return PyLong_FromLong(1);/",
      SWITCH_TESTS, "a fast entry from the original AS is not reported (no thread guard)"),
     ("_core.c", r"s/for (Py_ssize_t j = i - 1; j >= 0; j--)/"
      r"for (Py_ssize_t j = i - 1; j > 0; j--)/",
      SWITCH_TESTS, "a failed plan is not fully undone"),
-    ("_core.c", r"s/madvise(p, sizeof(private_slots), MADV_DONTFORK)/"
-     r"madvise(p, sizeof(private_slots), MADV_NORMAL)/",
+    ("_core.c", r"s/madvise(p, SHARED_BYTES, MADV_DONTFORK)/madvise(p, SHARED_BYTES, MADV_NORMAL)/",
      SWITCH_TESTS, "the published thread slots are shared with a forked child"),
     ("heap/core/undo.c", r"s/\*(u64 \*)(r->base + off) = h->log\[i\].old;/(void)0;/", HEAP_TESTS,
      "rollback restores nothing"),
@@ -253,6 +308,16 @@ C_MUTANTS: list[tuple[str, str, list[str], str]] = [
     ("heap/core/alloc.c", r"s/    if (!(nsf \& INUSE)) {/    if (0) {/", HEAP_TESTS,
      "free never merges with the next free block"),
 ]
+
+
+# C mutants that change nothing a caller can observe (by their description),
+# each with the argument why; reported as "equivalent", not built or run.
+C_EQUIVALENT: dict[str, str] = {
+    "recovery does not bump an even seq":
+        "an even seq at recovery means the writer died before its first store or after "
+        "its commit: every reader that sampled it read what it would read now (the "
+        "argument in full beside the code, heap/core/undo.c; issue 17, seeded bug #7)",
+}
 
 
 # ------------------------------------------------------------------ mutants
@@ -613,6 +678,12 @@ def run_c(factor: float, floor: float, echo: bool) -> list[Mutant]:
             if key not in baselines:  # the extensions are built from clean sources here
                 baselines[key] = baseline(tests, 600)
             m = Mutant(_rel(path), 0, 0, 0, expr, what)
+            if what in C_EQUIVALENT:
+                m.outcome = "equivalent"
+                results.append(m)
+                if echo:
+                    print(f"  {m.outcome:11} {m.describe()}: {C_EQUIVALENT[what]}", flush=True)
+                continue
             built = False
             with mutable(path) as original:
                 subprocess.run(["sed", "-i", "-e", expr, str(path)], check=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -116,3 +117,14 @@ def test_equivalent_mutants_are_left_out_of_the_score(mutate: ModuleType) -> Non
     assert (s.killed, s.survived, s.timeout, s.equivalent) == (1, 1, 1, 2)
     assert s.percent == pytest.approx(200 / 3)
     assert "equiv" in mutate.report({"m": ms}).splitlines()[0]
+
+
+def test_every_c_mutant_still_applies(mutate: ModuleType, tmp_path: Path) -> None:
+    """A C mutant whose sed no longer matches its file's text tests nothing: it
+    is reported "not applied", which is easy to miss in a long run."""
+    for rel, expr, _, what in mutate.C_MUTANTS:
+        src = (mutate.PKG / rel).read_bytes()
+        out = subprocess.run(["sed", "-e", expr], input=src, capture_output=True, check=True)
+        assert out.stdout != src, (rel, what)
+    whats = {what for *_, what in mutate.C_MUTANTS}
+    assert set(mutate.C_EQUIVALENT) <= whats  # no argument for a mutant that is gone

@@ -83,12 +83,12 @@ def _no_writer(vid: int, seg: Ref) -> Iterator[None]:
     exclusive flock.  A caller who may open the lock neither way cannot take
     it; then the attachment records decide (they name every live holder).
     """
-    fd = _writable_holder_lock(vid, seg)
-    if fd is None:
+    writable, fd = _writable_link(vid, seg)
+    if not writable:
         yield
         return
     try:
-        if fd < 0:
+        if fd is None:  # the lock cannot be opened by the caller: the records decide
             writers = [h for h in records.holders(vid) if h.type != os.O_RDONLY]
             if writers:
                 raise _busy(seg, vid, records.holders_text(writers))
@@ -99,22 +99,22 @@ def _no_writer(vid: int, seg: Ref) -> Iterator[None]:
                 raise _busy(seg, vid, records.holders_text(records.holders(vid))) from None
         yield
     finally:
-        if fd >= 0:
+        if fd is not None:
             os.close(fd)
 
 
-def _writable_holder_lock(vid: int, seg: Ref) -> int | None:
-    """The lock fd of VAS ``vid`` if it links ``seg`` writable (-1: not openable);
-    None if it does not (a stale reverse hint, a read-only link, a VAS gone)."""
+def _writable_link(vid: int, seg: Ref) -> tuple[bool, int | None]:
+    """Whether VAS ``vid`` links ``seg`` writable, and if so its lock fd (None: the
+    caller may not open it).  (False, None) for a stale reverse hint, a read-only
+    link or a VAS gone."""
     try:
         with pin(VAS, vid) as vas:
             row = BY_NAME.get(os.readlink(f"seg.{seg.id}", dir_fd=vas.dirfd))
             if row is None or row.flag == os.O_RDONLY:
-                return None
-            fd = _open_lock(vas)
-            return -1 if fd is None else fd
+                return False, None
+            return True, _open_lock(vas)
     except OSError:
-        return None
+        return False, None
 
 
 def _open_lock(vas: Ref) -> int | None:

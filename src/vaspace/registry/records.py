@@ -250,7 +250,7 @@ def take_requests(pid: int) -> list[tuple[int, int]]:
     by someone who may not act on us.
     """
     root = rootmod.root_str()
-    name = _pending_name(pid, my_start_time() if pid == os.getpid() else start_time(pid) or 0)
+    name = _pending_name(pid, my_start_time())  # pid is this process's (its one caller: sync)
     # The usual answer, in one system call: no request directory, nothing to take.
     # Only a hint: what is there is opened and checked below, through ``pending``.
     try:
