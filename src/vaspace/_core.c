@@ -34,6 +34,8 @@
 #include <structmember.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <stdint.h>
@@ -1747,6 +1749,333 @@ vaspace_window_gen(PyObject *self, PyObject *noargs)
 }
 
 /* ------------------------------------------------------------------ */
+/* registry lookups: one object's system calls in one call (issue 11)  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A registry object is a directory <kind>/<id> whose ``index`` link names its
+ * encoded name, and a name link names/<kind>/<encoded name> -> <id>.  Pinning
+ * it (registry/ref.py) is open + readlinkat + readlink; its attributes are an
+ * fstatat of one file inside; a segment's attach also reads its ``region``
+ * and opens its ``data``.  These entries make exactly those system calls,
+ * with the flags the Python code used (O_NOFOLLOW everywhere; O_NONBLOCK and
+ * a file type check by fstat before any read), and return the raw results:
+ * every decision (is the id the one asked for, is the region sane, is the
+ * data file of the right size) stays in Python.  The system calls run with
+ * the GIL released (a root on a disk may block), and on error nothing that
+ * was opened stays open.
+ *
+ * The one check made here is syntactic and protects the next system call:
+ * an ``index`` that is empty, ".", ".." or holds a '/' is never used as a
+ * path component under names/ (ENOENT, as for a missing index).
+ *
+ * Errors are OSError subclasses by errno, whose ``filename`` names the step
+ * that failed: the directory's path, "index", the name link's path, the
+ * attribute file, "region" or "data".  A region or data file that is not a
+ * regular file is EIO.
+ */
+
+enum { LK_LINK = 4096, LK_REGION = 4096 };
+
+typedef struct {
+    int dfd, ffd;              /* the object's directory; data (open_segment) */
+    int err;                   /* 0, or the errno of the step that failed */
+    const char *where;         /* that step's file name */
+    char index[LK_LINK];
+    ssize_t index_len;
+    char target[LK_LINK];
+    ssize_t target_len;        /* -1: the name link was not read */
+    char path[LK_LINK + 512];  /* the name link's path */
+    struct stat st;            /* stat_live: the attribute file; open_segment: data */
+    char region[LK_REGION];
+    ssize_t region_len;
+} lookup_t;
+
+static int
+lk_fail(lookup_t *lk, int err, const char *where)
+{
+    lk->err = err;
+    lk->where = where;
+    if (lk->ffd >= 0)
+        close(lk->ffd);
+    if (lk->dfd >= 0)
+        close(lk->dfd);
+    lk->ffd = lk->dfd = -1;
+    return -1;
+}
+
+/* open + readlinkat("index") [+ readlink(prefix + index)]; no GIL needed. */
+static int
+lk_open_live(lookup_t *lk, const char *dirpath, const char *prefix)
+{
+    lk->ffd = -1;
+    lk->err = 0;
+    lk->where = NULL;
+    lk->target_len = -1;
+    lk->region_len = -1;
+    lk->dfd = open(dirpath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (lk->dfd < 0)
+        return lk_fail(lk, errno, dirpath);
+    lk->index_len = readlinkat(lk->dfd, "index", lk->index, sizeof(lk->index));
+    if (lk->index_len < 0)
+        return lk_fail(lk, errno, "index");
+    if (lk->index_len == (ssize_t)sizeof(lk->index))
+        return lk_fail(lk, ENAMETOOLONG, "index");
+    lk->index[lk->index_len] = '\0';
+    if (prefix == NULL)
+        return 0;
+    if (lk->index_len == 0 || memchr(lk->index, '/', (size_t)lk->index_len) != NULL ||
+        strcmp(lk->index, ".") == 0 || strcmp(lk->index, "..") == 0)
+        return lk_fail(lk, ENOENT, "index");
+    int n = snprintf(lk->path, sizeof(lk->path), "%s%s", prefix, lk->index);
+    if (n < 0 || (size_t)n >= sizeof(lk->path))
+        return lk_fail(lk, ENAMETOOLONG, prefix);
+    lk->target_len = readlink(lk->path, lk->target, sizeof(lk->target));
+    if (lk->target_len < 0)
+        return lk_fail(lk, errno, lk->path);
+    if (lk->target_len == (ssize_t)sizeof(lk->target))
+        return lk_fail(lk, ENAMETOOLONG, lk->path);
+    lk->target[lk->target_len] = '\0';
+    return 0;
+}
+
+/* stat_live's rest: fstatat(attr_file, AT_SYMLINK_NOFOLLOW), then close. */
+static int
+lk_stat_attr(lookup_t *lk, const char *attr_file)
+{
+    if (fstatat(lk->dfd, attr_file, &lk->st, AT_SYMLINK_NOFOLLOW) < 0)
+        return lk_fail(lk, errno, attr_file);
+    close(lk->dfd);
+    lk->dfd = -1;
+    return 0;
+}
+
+/* open_segment's rest: read "region" (a regular file), open "data" (one too). */
+static int
+lk_open_data(lookup_t *lk, int data_flags)
+{
+    const int flags = O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+    lk->ffd = openat(lk->dfd, "region", O_RDONLY | flags);
+    if (lk->ffd < 0)
+        return lk_fail(lk, errno, "region");
+    if (fstat(lk->ffd, &lk->st) < 0)
+        return lk_fail(lk, errno, "region");
+    if (!S_ISREG(lk->st.st_mode))
+        return lk_fail(lk, EIO, "region");
+    lk->region_len = read(lk->ffd, lk->region, sizeof(lk->region));
+    if (lk->region_len < 0)
+        return lk_fail(lk, errno, "region");
+    close(lk->ffd);
+    lk->ffd = -1;
+    if (data_flags < 0)
+        return 0; /* the region only */
+    lk->ffd = openat(lk->dfd, "data", data_flags | flags);
+    if (lk->ffd < 0)
+        return lk_fail(lk, errno, "data");
+    if (fstat(lk->ffd, &lk->st) < 0)
+        return lk_fail(lk, errno, "data");
+    if (!S_ISREG(lk->st.st_mode))
+        return lk_fail(lk, EIO, "data");
+    return 0;
+}
+
+/* The arguments every lookup takes: the directory's path and the name-link prefix. */
+typedef struct {
+    PyObject *dir, *prefix; /* bytes (prefix NULL for None) */
+    lookup_t *lk;
+} lk_call_t;
+
+static int
+lk_begin(lk_call_t *c, PyObject *dir, PyObject *prefix)
+{
+    c->dir = c->prefix = NULL;
+    c->lk = NULL;
+    if (!PyUnicode_FSConverter(dir, &c->dir))
+        return -1;
+    if (prefix != Py_None && !PyUnicode_FSConverter(prefix, &c->prefix))
+        return -1;
+    c->lk = PyMem_RawMalloc(sizeof(lookup_t)); /* 12 KiB: kept off small thread stacks */
+    if (c->lk == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+lk_end(lk_call_t *c, PyObject *result)
+{
+    if (result == NULL && c->lk != NULL && c->lk->err) {
+        errno = c->lk->err;
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, c->lk->where);
+    }
+    PyMem_RawFree(c->lk);
+    Py_XDECREF(c->dir);
+    Py_XDECREF(c->prefix);
+    return result;
+}
+
+static const char *
+lk_pre(lk_call_t *c)
+{
+    return c->prefix != NULL ? PyBytes_AS_STRING(c->prefix) : NULL;
+}
+
+/* A new tuple from ``n`` new references (NULL entries: fail, dropping the rest). */
+static PyObject *
+lk_tuple(Py_ssize_t n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    PyObject *t = PyTuple_New(n);
+    int ok = t != NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = va_arg(ap, PyObject *);
+        if (item == NULL)
+            ok = 0;
+        if (ok)
+            PyTuple_SET_ITEM(t, i, item);
+        else
+            Py_XDECREF(item);
+    }
+    va_end(ap);
+    if (!ok) {
+        Py_XDECREF(t);
+        return NULL;
+    }
+    return t;
+}
+
+static PyObject *
+lk_target(lookup_t *lk)
+{
+    if (lk->target_len < 0)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeFSDefaultAndSize(lk->target, lk->target_len);
+}
+
+PyDoc_STRVAR(open_live_doc,
+"open_live(dirpath, names_prefix) -> (fd, index, target)\n\n"
+"open(dirpath, O_RDONLY|O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC), readlinkat(fd,\n"
+"\"index\"), then readlink(names_prefix + index); names_prefix None skips the\n"
+"readlink (target is then None).  An index that is empty, '.', '..' or holds\n"
+"a '/' is ENOENT.  The caller owns fd; on error nothing stays open.");
+
+static PyObject *
+vaspace_open_live(PyObject *self, PyObject *args)
+{
+    PyObject *dir, *prefix;
+    lk_call_t c;
+    if (!PyArg_ParseTuple(args, "OO", &dir, &prefix))
+        return NULL;
+    if (lk_begin(&c, dir, prefix) < 0)
+        return lk_end(&c, NULL);
+    lookup_t *lk = c.lk;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = lk_open_live(lk, PyBytes_AS_STRING(c.dir), lk_pre(&c));
+    Py_END_ALLOW_THREADS
+    if (rc < 0)
+        return lk_end(&c, NULL);
+    PyObject *res = lk_tuple(3, PyLong_FromLong(lk->dfd),
+                             PyUnicode_DecodeFSDefaultAndSize(lk->index, lk->index_len),
+                             lk_target(lk));
+    if (res == NULL)
+        close(lk->dfd);
+    return lk_end(&c, res);
+}
+
+PyDoc_STRVAR(stat_live_doc,
+"stat_live(dirpath, names_prefix, attr_file) -> (index, target, st_mode, st_uid, st_gid)\n\n"
+"open_live's system calls, then fstatat(fd, attr_file, AT_SYMLINK_NOFOLLOW),\n"
+"then close(fd): an object's attributes in one call, nothing left open.");
+
+static PyObject *
+vaspace_stat_live(PyObject *self, PyObject *args)
+{
+    PyObject *dir, *prefix, *attr;
+    lk_call_t c;
+    if (!PyArg_ParseTuple(args, "OOO&", &dir, &prefix, PyUnicode_FSConverter, &attr))
+        return NULL;
+    if (lk_begin(&c, dir, prefix) < 0) {
+        Py_DECREF(attr);
+        return lk_end(&c, NULL);
+    }
+    lookup_t *lk = c.lk;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = lk_open_live(lk, PyBytes_AS_STRING(c.dir), lk_pre(&c));
+    if (rc == 0)
+        rc = lk_stat_attr(lk, PyBytes_AS_STRING(attr));
+    Py_END_ALLOW_THREADS
+    PyObject *res = NULL;
+    if (rc == 0)
+        res = lk_tuple(5, PyUnicode_DecodeFSDefaultAndSize(lk->index, lk->index_len),
+                       lk_target(lk), PyLong_FromUnsignedLong(lk->st.st_mode),
+                       PyLong_FromUnsignedLong(lk->st.st_uid),
+                       PyLong_FromUnsignedLong(lk->st.st_gid));
+    if (rc < 0) {
+        /* lk->where may point into attr: raise before it is released */
+        res = lk_end(&c, NULL);
+        Py_DECREF(attr);
+        return res;
+    }
+    Py_DECREF(attr);
+    return lk_end(&c, res);
+}
+
+PyDoc_STRVAR(open_segment_doc,
+"open_segment(dirpath, names_prefix, data_flags) -> (dirfd, index, target, region,\n"
+"                                                   data_fd, st_size, st_nlink, st_mode)\n\n"
+"open_live's system calls, then in the directory: open \"region\"\n"
+"(O_RDONLY|O_NONBLOCK|O_NOFOLLOW), fstat it (EIO unless a regular file),\n"
+"read at most 4 KiB (region: bytes), close it; open \"data\" with data_flags\n"
+"(O_RDONLY or O_RDWR, plus O_NONBLOCK|O_NOFOLLOW|O_CLOEXEC) and fstat it\n"
+"(EIO unless a regular file).  data_flags -1 reads the region only (data_fd\n"
+"is then -1 and the st_ fields 0).  The caller owns the descriptors; on error\n"
+"nothing stays open.");
+
+static PyObject *
+vaspace_open_segment(PyObject *self, PyObject *args)
+{
+    PyObject *dir, *prefix;
+    int data_flags;
+    lk_call_t c;
+    if (!PyArg_ParseTuple(args, "OOi", &dir, &prefix, &data_flags))
+        return NULL;
+    if (data_flags != O_RDONLY && data_flags != O_RDWR && data_flags != -1) {
+        PyErr_SetString(PyExc_ValueError, "open_segment: data_flags must be O_RDONLY, O_RDWR "
+                        "or -1");
+        return NULL;
+    }
+    if (lk_begin(&c, dir, prefix) < 0)
+        return lk_end(&c, NULL);
+    lookup_t *lk = c.lk;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = lk_open_live(lk, PyBytes_AS_STRING(c.dir), lk_pre(&c));
+    if (rc == 0)
+        rc = lk_open_data(lk, data_flags);
+    Py_END_ALLOW_THREADS
+    if (rc < 0)
+        return lk_end(&c, NULL);
+    PyObject *res = lk_tuple(8, PyLong_FromLong(lk->dfd),
+                             PyUnicode_DecodeFSDefaultAndSize(lk->index, lk->index_len),
+                             lk_target(lk),
+                             PyBytes_FromStringAndSize(lk->region, lk->region_len),
+                             PyLong_FromLong(lk->ffd),
+                             PyLong_FromLongLong(lk->ffd < 0 ? 0 : lk->st.st_size),
+                             PyLong_FromUnsignedLongLong(lk->ffd < 0 ? 0 : lk->st.st_nlink),
+                             PyLong_FromUnsignedLong(lk->ffd < 0 ? 0 : lk->st.st_mode));
+    if (res == NULL) {
+        if (lk->ffd >= 0)
+            close(lk->ffd);
+        close(lk->dfd);
+    }
+    return lk_end(&c, res);
+}
+
+/* ------------------------------------------------------------------ */
 /* WindowView: a buffer exporter that pins its mapping                 */
 /* ------------------------------------------------------------------ */
 
@@ -2266,6 +2595,9 @@ static PyMethodDef core_methods[] = {
     {"window_gen", vaspace_window_gen, METH_NOARGS, window_gen_doc},
     {"dir_entries", vaspace_dir_entries, METH_O, dir_entries_doc},
     {"set_fixed_range", vaspace_set_fixed_range, METH_VARARGS, set_fixed_range_doc},
+    {"open_live", vaspace_open_live, METH_VARARGS, open_live_doc},
+    {"stat_live", vaspace_stat_live, METH_VARARGS, stat_live_doc},
+    {"open_segment", vaspace_open_segment, METH_VARARGS, open_segment_doc},
     {NULL, NULL, 0, NULL},
 };
 

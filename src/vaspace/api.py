@@ -308,8 +308,7 @@ def seg_name_region(sid: int) -> tuple[str, tuple[int, int]]:
 
     Errors: EINVAL, EIO (its region file is damaged).
     """
-    with objects.pin(SEG, sid) as ref:
-        return ref.name, ref.region()
+    return segreg.name_region(sid)
 
 
 def vas_holders(vid: int) -> list[Holder]:
