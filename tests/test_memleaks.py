@@ -145,6 +145,16 @@ def test_registry_lookups(tmp_path: Path) -> None:
     _flat(_bad(_core.open_segment, d, f"{tmp_path}/nowhere/", os.O_RDONLY))  # no name link
     _flat(_bad(_core.open_segment, d, pre, os.O_WRONLY))  # refused flags
     _flat(_bad(_core.open_live, 3, pre))
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _flat(lambda: closed(_core.open_regular(dfd, "lock", os.O_RDWR)[:1]))
+        _flat(lambda: _core.same_entry(f"{tmp_path}/seven", d, dfd))
+        _flat(_bad(_core.open_regular, dfd, "index", os.O_RDONLY))  # a link: ELOOP
+        _flat(_bad(_core.open_regular, dfd, "lock", os.O_CREAT))  # refused flags
+        _flat(_bad(_core.same_entry, f"{tmp_path}/none", d, dfd))
+        _flat(_bad(_core.same_entry, f"{tmp_path}/seven", d, -1))
+    finally:
+        os.close(dfd)
     os.unlink(obj / "data")
     os.mkfifo(obj / "data")
     _flat(_bad(_core.open_segment, d, pre, os.O_RDONLY))  # EIO: region read, FIFO refused

@@ -1850,18 +1850,26 @@ lk_stat_attr(lookup_t *lk, const char *attr_file)
     return 0;
 }
 
+/* openat(name) O_NOFOLLOW|O_NONBLOCK into lk->ffd, fstat into lk->st: EIO unless regular. */
+static int
+lk_open_regular_at(lookup_t *lk, const char *name, int access)
+{
+    lk->ffd = openat(lk->dfd, name, access | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (lk->ffd < 0)
+        return lk_fail(lk, errno, name);
+    if (fstat(lk->ffd, &lk->st) < 0)
+        return lk_fail(lk, errno, name);
+    if (!S_ISREG(lk->st.st_mode))
+        return lk_fail(lk, EIO, name);
+    return 0;
+}
+
 /* open_segment's rest: read "region" (a regular file), open "data" (one too). */
 static int
 lk_open_data(lookup_t *lk, int data_flags)
 {
-    const int flags = O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
-    lk->ffd = openat(lk->dfd, "region", O_RDONLY | flags);
-    if (lk->ffd < 0)
-        return lk_fail(lk, errno, "region");
-    if (fstat(lk->ffd, &lk->st) < 0)
-        return lk_fail(lk, errno, "region");
-    if (!S_ISREG(lk->st.st_mode))
-        return lk_fail(lk, EIO, "region");
+    if (lk_open_regular_at(lk, "region", O_RDONLY) < 0)
+        return -1;
     lk->region_len = read(lk->ffd, lk->region, sizeof(lk->region));
     if (lk->region_len < 0)
         return lk_fail(lk, errno, "region");
@@ -1869,14 +1877,7 @@ lk_open_data(lookup_t *lk, int data_flags)
     lk->ffd = -1;
     if (data_flags < 0)
         return 0; /* the region only */
-    lk->ffd = openat(lk->dfd, "data", data_flags | flags);
-    if (lk->ffd < 0)
-        return lk_fail(lk, errno, "data");
-    if (fstat(lk->ffd, &lk->st) < 0)
-        return lk_fail(lk, errno, "data");
-    if (!S_ISREG(lk->st.st_mode))
-        return lk_fail(lk, EIO, "data");
-    return 0;
+    return lk_open_regular_at(lk, "data", data_flags);
 }
 
 /* The arguments every lookup takes: the directory's path and the name-link prefix. */
@@ -2073,6 +2074,100 @@ vaspace_open_segment(PyObject *self, PyObject *args)
         close(lk->dfd);
     }
     return lk_end(&c, res);
+}
+
+PyDoc_STRVAR(open_regular_doc,
+"open_regular(dirfd, name, access) -> (fd, st_mode, st_uid, st_gid)\n\n"
+"openat(dirfd, name, access|O_NOFOLLOW|O_NONBLOCK|O_CLOEXEC) and fstat it:\n"
+"EIO (filename name) unless it is a regular file.  access is O_RDONLY,\n"
+"O_WRONLY or O_RDWR.  A VAS's lock file for the sharing lock: a link, a FIFO\n"
+"or a device is refused without blocking.  The caller owns fd.");
+
+static PyObject *
+vaspace_open_regular(PyObject *self, PyObject *args)
+{
+    int dfd, access;
+    PyObject *name;
+    if (!PyArg_ParseTuple(args, "iO&i", &dfd, PyUnicode_FSConverter, &name, &access))
+        return NULL;
+    if (access != O_RDONLY && access != O_WRONLY && access != O_RDWR) {
+        Py_DECREF(name);
+        PyErr_SetString(PyExc_ValueError, "open_regular: access must be O_RDONLY, O_WRONLY "
+                        "or O_RDWR");
+        return NULL;
+    }
+    struct stat st;
+    int fd, err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    fd = openat(dfd, PyBytes_AS_STRING(name), access | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        err = errno;
+    } else {
+        if (fstat(fd, &st) < 0)
+            err = errno;
+        else if (!S_ISREG(st.st_mode))
+            err = EIO; /* a FIFO, a device, a directory: never read, never locked */
+        if (err) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *res = NULL;
+    if (fd < 0) {
+        errno = err;
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, PyBytes_AS_STRING(name));
+    } else {
+        res = lk_tuple(4, PyLong_FromLong(fd), PyLong_FromUnsignedLong(st.st_mode),
+                       PyLong_FromUnsignedLong(st.st_uid), PyLong_FromUnsignedLong(st.st_gid));
+        if (res == NULL)
+            close(fd);
+    }
+    Py_DECREF(name);
+    return res;
+}
+
+PyDoc_STRVAR(same_entry_doc,
+"same_entry(link_path, dir_path, dirfd) -> (target, same)\n\n"
+"readlink(link_path), lstat(dir_path) and fstat(dirfd): the name link's\n"
+"target, and whether the entry dir_path is the directory open at dirfd (same\n"
+"device and inode).  The recheck a change makes under its lock: the object\n"
+"is still the one pinned.  OSError (filename the path) if a step fails.");
+
+static PyObject *
+vaspace_same_entry(PyObject *self, PyObject *args)
+{
+    PyObject *link, *dir;
+    int dfd;
+    if (!PyArg_ParseTuple(args, "O&O&i", PyUnicode_FSConverter, &link, PyUnicode_FSConverter,
+                          &dir, &dfd))
+        return NULL;
+    char target[LK_LINK];
+    struct stat now, pinned;
+    ssize_t n;
+    int err = 0;
+    PyObject *where = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    n = readlink(PyBytes_AS_STRING(link), target, sizeof(target));
+    if (n < 0 || n == (ssize_t)sizeof(target)) {
+        err = n < 0 ? errno : ENAMETOOLONG;
+        where = link;
+    } else if (lstat(PyBytes_AS_STRING(dir), &now) < 0 || fstat(dfd, &pinned) < 0) {
+        err = errno;
+        where = dir;
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *res = NULL;
+    if (err) {
+        errno = err;
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, PyBytes_AS_STRING(where));
+    } else {
+        int same = now.st_dev == pinned.st_dev && now.st_ino == pinned.st_ino;
+        res = lk_tuple(2, PyUnicode_DecodeFSDefaultAndSize(target, n), PyBool_FromLong(same));
+    }
+    Py_DECREF(link);
+    Py_DECREF(dir);
+    return res;
 }
 
 /* ------------------------------------------------------------------ */
@@ -2598,6 +2693,8 @@ static PyMethodDef core_methods[] = {
     {"open_live", vaspace_open_live, METH_VARARGS, open_live_doc},
     {"stat_live", vaspace_stat_live, METH_VARARGS, stat_live_doc},
     {"open_segment", vaspace_open_segment, METH_VARARGS, open_segment_doc},
+    {"open_regular", vaspace_open_regular, METH_VARARGS, open_regular_doc},
+    {"same_entry", vaspace_same_entry, METH_VARARGS, same_entry_doc},
     {NULL, NULL, 0, NULL},
 };
 

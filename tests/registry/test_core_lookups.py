@@ -134,6 +134,49 @@ def test_errors_name_the_step_that_failed(layout: Path) -> None:
     assert _error(_core.open_live, *_args(layout)).errno == errno.EINVAL
 
 
+def test_open_regular_returns_the_descriptor_and_owner(layout: Path) -> None:
+    obj = layout / "objs" / "7"
+    dfd = os.open(obj, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for access in (os.O_RDONLY, os.O_WRONLY, os.O_RDWR):
+            fd, mode, uid, gid = _core.open_regular(dfd, "lock", access)
+            st = os.fstat(fd)
+            assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == access
+            os.close(fd)
+            assert (mode, uid, gid) == (st.st_mode, st.st_uid, st.st_gid)
+        with pytest.raises(ValueError, match="access"):
+            _core.open_regular(dfd, "lock", os.O_RDWR | os.O_TRUNC)
+        err = _error(_core.open_regular, dfd, "index", os.O_RDONLY)  # a link
+        assert (err.errno, err.filename) == (errno.ELOOP, "index")
+        os.mkfifo(obj / "fifo")
+        err = _error(_core.open_regular, dfd, "fifo", os.O_RDONLY)  # O_NONBLOCK: no wait
+        assert (err.errno, err.filename) == (errno.EIO, "fifo")
+        (obj / "sub").mkdir()
+        assert _error(_core.open_regular, dfd, "sub", os.O_RDONLY).errno == errno.EIO
+        assert _error(_core.open_regular, dfd, "missing", os.O_RDONLY).errno == errno.ENOENT
+    finally:
+        os.close(dfd)
+
+
+def test_same_entry_tells_whether_the_entry_is_the_pinned_directory(layout: Path) -> None:
+    obj = layout / "objs" / "7"
+    link = f"{layout}/names/seven"
+    dfd = os.open(obj, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert _core.same_entry(link, str(obj), dfd) == ("7", True)
+        os.rename(obj, layout / "objs" / "old")
+        (layout / "objs" / "7").mkdir()  # another directory under the id
+        assert _core.same_entry(link, str(obj), dfd) == ("7", False)
+        os.rmdir(obj)
+        os.symlink(layout / "objs" / "old", obj)  # a link to the pinned one: lstat, not followed
+        assert _core.same_entry(link, str(obj), dfd) == ("7", False)
+        err = _error(_core.same_entry, f"{layout}/names/none", str(obj), dfd)
+        assert err.errno == errno.ENOENT and err.filename.endswith("/none")
+        assert _error(_core.same_entry, link, str(obj), -1).errno == errno.EBADF
+    finally:
+        os.close(dfd)
+
+
 # ------------------------------------------------------------ security behaviour
 
 
