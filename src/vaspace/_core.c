@@ -1775,20 +1775,26 @@ vaspace_window_gen(PyObject *self, PyObject *noargs)
  * regular file is EIO.
  */
 
-enum { LK_LINK = 4096, LK_REGION = 4096 };
+/* Buffers sized for what vaspace writes, so that a lookup touches little
+ * memory (a fresh process faults in every new page it touches): an index is
+ * an encoded name (at most 255 bytes), a name link's target an id (at most
+ * 10 digits), a region "start-end\n" at most 34 bytes.  A longer index or
+ * target is ENAMETOOLONG (never a live object); a region read that fills
+ * its buffer is returned as read, and Python refuses it as junk. */
+enum { LK_INDEX = 256 + 1, LK_TARGET = 32, LK_REGION = 64, LK_PATH = 4096 + LK_INDEX };
 
 typedef struct {
     int dfd, ffd;              /* the object's directory; data (open_segment) */
     int err;                   /* 0, or the errno of the step that failed */
     const char *where;         /* that step's file name */
-    char index[LK_LINK];
+    char index[LK_INDEX];
     ssize_t index_len;
-    char target[LK_LINK];
+    char target[LK_TARGET];
     ssize_t target_len;        /* -1: the name link was not read */
-    char path[LK_LINK + 512];  /* the name link's path */
     struct stat st;            /* stat_live: the attribute file; open_segment: data */
     char region[LK_REGION];
     ssize_t region_len;
+    char path[LK_PATH];        /* the name link's path (last: only its start is touched) */
 } lookup_t;
 
 static int
@@ -1895,7 +1901,7 @@ lk_begin(lk_call_t *c, PyObject *dir, PyObject *prefix)
         return -1;
     if (prefix != Py_None && !PyUnicode_FSConverter(prefix, &c->prefix))
         return -1;
-    c->lk = PyMem_RawMalloc(sizeof(lookup_t)); /* 12 KiB: kept off small thread stacks */
+    c->lk = PyMem_RawMalloc(sizeof(lookup_t)); /* 5 KiB: kept off small thread stacks */
     if (c->lk == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -2030,8 +2036,9 @@ PyDoc_STRVAR(open_segment_doc,
 "                                                   data_fd, st_size, st_nlink, st_mode)\n\n"
 "open_live's system calls, then in the directory: open \"region\"\n"
 "(O_RDONLY|O_NONBLOCK|O_NOFOLLOW), fstat it (EIO unless a regular file),\n"
-"read at most 4 KiB (region: bytes), close it; open \"data\" with data_flags\n"
-"(O_RDONLY or O_RDWR, plus O_NONBLOCK|O_NOFOLLOW|O_CLOEXEC) and fstat it\n"
+"read at most 64 bytes (region: bytes; a valid one has at most 34), close\n"
+"it; open \"data\" with data_flags (O_RDONLY or O_RDWR, plus\n"
+"O_NONBLOCK|O_NOFOLLOW|O_CLOEXEC) and fstat it\n"
 "(EIO unless a regular file).  data_flags -1 reads the region only (data_fd\n"
 "is then -1 and the st_ fields 0).  The caller owns the descriptors; on error\n"
 "nothing stays open.");
@@ -2130,9 +2137,10 @@ vaspace_open_regular(PyObject *self, PyObject *args)
 PyDoc_STRVAR(same_entry_doc,
 "same_entry(link_path, dir_path, dirfd) -> (target, same)\n\n"
 "readlink(link_path), lstat(dir_path) and fstat(dirfd): the name link's\n"
-"target, and whether the entry dir_path is the directory open at dirfd (same\n"
-"device and inode).  The recheck a change makes under its lock: the object\n"
-"is still the one pinned.  OSError (filename the path) if a step fails.");
+"target (an id: a target of 32 bytes or more is ENAMETOOLONG), and whether\n"
+"the entry dir_path is the directory open at dirfd (same device and inode):\n"
+"the recheck a change makes under its lock (the object is still the one\n"
+"pinned).  OSError (filename the path) if a step fails.");
 
 static PyObject *
 vaspace_same_entry(PyObject *self, PyObject *args)
@@ -2142,7 +2150,7 @@ vaspace_same_entry(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "O&O&i", PyUnicode_FSConverter, &link, PyUnicode_FSConverter,
                           &dir, &dfd))
         return NULL;
-    char target[LK_LINK];
+    char target[LK_TARGET];
     struct stat now, pinned;
     ssize_t n;
     int err = 0;
