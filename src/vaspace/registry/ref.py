@@ -167,13 +167,14 @@ class Ref:
         try:
             return _core.open_regular(self.dirfd, filename, access)
         except OSError as exc:
-            raise self._open_error(filename, exc) from None
+            # open_regular's EIO is fs.NotRegular's: the file is not a regular file.
+            raise self._open_error(filename, exc, exc.errno == errno.EIO) from None
 
-    def _open_error(self, filename: str, exc: OSError) -> OSError:
+    def _open_error(self, filename: str, exc: OSError, not_regular: bool = False) -> OSError:
         """What a failed open of one of the object's files means (PermissionError: itself)."""
         if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
             return self.gone()
-        if isinstance(exc, fs.NotRegular) or exc.errno == errno.EIO:
+        if not_regular or isinstance(exc, fs.NotRegular):
             return self.damaged(f"its {filename} is not a regular file")
         if exc.errno == errno.ELOOP:
             return self.damaged(f"its {filename} is a symlink")
