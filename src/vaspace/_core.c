@@ -1961,6 +1961,28 @@ lk_target(lookup_t *lk)
     return PyUnicode_DecodeFSDefaultAndSize(lk->target, lk->target_len);
 }
 
+enum { LK_LIVE, LK_STAT, LK_SEGMENT };
+
+/* Every lookup: convert the paths, then open_live's system calls and the
+ * step ``what`` adds, without the GIL.  -1: lk_end(c, NULL) raises. */
+static int
+lk_run(lk_call_t *c, PyObject *dir, PyObject *prefix, int what, const char *attr,
+       int data_flags)
+{
+    if (lk_begin(c, dir, prefix) < 0)
+        return -1;
+    lookup_t *lk = c->lk;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = lk_open_live(lk, PyBytes_AS_STRING(c->dir), lk_pre(c));
+    if (rc == 0 && what == LK_STAT)
+        rc = lk_stat_attr(lk, attr);
+    if (rc == 0 && what == LK_SEGMENT)
+        rc = lk_open_data(lk, data_flags);
+    Py_END_ALLOW_THREADS
+    return rc;
+}
+
 PyDoc_STRVAR(open_live_doc,
 "open_live(dirpath, names_prefix) -> (fd, index, target)\n\n"
 "open(dirpath, O_RDONLY|O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC), readlinkat(fd,\n"
@@ -1975,15 +1997,9 @@ vaspace_open_live(PyObject *self, PyObject *args)
     lk_call_t c;
     if (!PyArg_ParseTuple(args, "OO", &dir, &prefix))
         return NULL;
-    if (lk_begin(&c, dir, prefix) < 0)
+    if (lk_run(&c, dir, prefix, LK_LIVE, NULL, 0) < 0)
         return lk_end(&c, NULL);
     lookup_t *lk = c.lk;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = lk_open_live(lk, PyBytes_AS_STRING(c.dir), lk_pre(&c));
-    Py_END_ALLOW_THREADS
-    if (rc < 0)
-        return lk_end(&c, NULL);
     PyObject *res = lk_tuple(3, PyLong_FromLong(lk->dfd),
                              PyUnicode_DecodeFSDefaultAndSize(lk->index, lk->index_len),
                              lk_target(lk));
@@ -2000,35 +2016,20 @@ PyDoc_STRVAR(stat_live_doc,
 static PyObject *
 vaspace_stat_live(PyObject *self, PyObject *args)
 {
-    PyObject *dir, *prefix, *attr;
+    PyObject *dir, *prefix, *attr, *res = NULL;
     lk_call_t c;
     if (!PyArg_ParseTuple(args, "OOO&", &dir, &prefix, PyUnicode_FSConverter, &attr))
         return NULL;
-    if (lk_begin(&c, dir, prefix) < 0) {
-        Py_DECREF(attr);
-        return lk_end(&c, NULL);
-    }
-    lookup_t *lk = c.lk;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = lk_open_live(lk, PyBytes_AS_STRING(c.dir), lk_pre(&c));
-    if (rc == 0)
-        rc = lk_stat_attr(lk, PyBytes_AS_STRING(attr));
-    Py_END_ALLOW_THREADS
-    PyObject *res = NULL;
-    if (rc == 0)
+    if (lk_run(&c, dir, prefix, LK_STAT, PyBytes_AS_STRING(attr), 0) == 0) {
+        lookup_t *lk = c.lk;
         res = lk_tuple(5, PyUnicode_DecodeFSDefaultAndSize(lk->index, lk->index_len),
                        lk_target(lk), PyLong_FromUnsignedLong(lk->st.st_mode),
                        PyLong_FromUnsignedLong(lk->st.st_uid),
                        PyLong_FromUnsignedLong(lk->st.st_gid));
-    if (rc < 0) {
-        /* lk->where may point into attr: raise before it is released */
-        res = lk_end(&c, NULL);
-        Py_DECREF(attr);
-        return res;
     }
+    res = lk_end(&c, res); /* raises first: the error's file name may point into attr */
     Py_DECREF(attr);
-    return lk_end(&c, res);
+    return res;
 }
 
 PyDoc_STRVAR(open_segment_doc,
@@ -2056,17 +2057,9 @@ vaspace_open_segment(PyObject *self, PyObject *args)
                         "or -1");
         return NULL;
     }
-    if (lk_begin(&c, dir, prefix) < 0)
+    if (lk_run(&c, dir, prefix, LK_SEGMENT, NULL, data_flags) < 0)
         return lk_end(&c, NULL);
     lookup_t *lk = c.lk;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = lk_open_live(lk, PyBytes_AS_STRING(c.dir), lk_pre(&c));
-    if (rc == 0)
-        rc = lk_open_data(lk, data_flags);
-    Py_END_ALLOW_THREADS
-    if (rc < 0)
-        return lk_end(&c, NULL);
     PyObject *res = lk_tuple(8, PyLong_FromLong(lk->dfd),
                              PyUnicode_DecodeFSDefaultAndSize(lk->index, lk->index_len),
                              lk_target(lk),
