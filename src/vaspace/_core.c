@@ -1781,6 +1781,17 @@ vaspace_window_gen(PyObject *self, PyObject *noargs)
  * 10 digits), a region "start-end\n" at most 34 bytes.  A longer index or
  * target is ENAMETOOLONG (never a live object); a region read that fills
  * its buffer is returned as read, and Python refuses it as junk. */
+/* A system call retried while a signal interrupts it (PEP 475's rule; on a
+ * network or FUSE root, open and read may be interrupted). */
+#define LK_RETRY(call)                                                   \
+    ({                                                                   \
+        __typeof__(call) r_;                                             \
+        do                                                               \
+            r_ = (call);                                                 \
+        while (r_ < 0 && errno == EINTR);                                \
+        r_;                                                              \
+    })
+
 enum { LK_INDEX = 256 + 1, LK_TARGET = 32, LK_REGION = 64, LK_PATH = 4096 + LK_INDEX };
 
 typedef struct {
@@ -1819,10 +1830,10 @@ lk_open_live(lookup_t *lk, const char *dirpath, const char *prefix)
     lk->where = NULL;
     lk->target_len = -1;
     lk->region_len = -1;
-    lk->dfd = open(dirpath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    lk->dfd = LK_RETRY(open(dirpath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (lk->dfd < 0)
         return lk_fail(lk, errno, dirpath);
-    lk->index_len = readlinkat(lk->dfd, "index", lk->index, sizeof(lk->index));
+    lk->index_len = LK_RETRY(readlinkat(lk->dfd, "index", lk->index, sizeof(lk->index)));
     if (lk->index_len < 0)
         return lk_fail(lk, errno, "index");
     if (lk->index_len == (ssize_t)sizeof(lk->index))
@@ -1836,7 +1847,7 @@ lk_open_live(lookup_t *lk, const char *dirpath, const char *prefix)
     int n = snprintf(lk->path, sizeof(lk->path), "%s%s", prefix, lk->index);
     if (n < 0 || (size_t)n >= sizeof(lk->path))
         return lk_fail(lk, ENAMETOOLONG, prefix);
-    lk->target_len = readlink(lk->path, lk->target, sizeof(lk->target));
+    lk->target_len = LK_RETRY(readlink(lk->path, lk->target, sizeof(lk->target)));
     if (lk->target_len < 0)
         return lk_fail(lk, errno, lk->path);
     if (lk->target_len == (ssize_t)sizeof(lk->target))
@@ -1849,7 +1860,7 @@ lk_open_live(lookup_t *lk, const char *dirpath, const char *prefix)
 static int
 lk_stat_attr(lookup_t *lk, const char *attr_file)
 {
-    if (fstatat(lk->dfd, attr_file, &lk->st, AT_SYMLINK_NOFOLLOW) < 0)
+    if (LK_RETRY(fstatat(lk->dfd, attr_file, &lk->st, AT_SYMLINK_NOFOLLOW)) < 0)
         return lk_fail(lk, errno, attr_file);
     close(lk->dfd);
     lk->dfd = -1;
@@ -1860,10 +1871,10 @@ lk_stat_attr(lookup_t *lk, const char *attr_file)
 static int
 lk_open_regular_at(lookup_t *lk, const char *name, int access)
 {
-    lk->ffd = openat(lk->dfd, name, access | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    lk->ffd = LK_RETRY(openat(lk->dfd, name, access | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     if (lk->ffd < 0)
         return lk_fail(lk, errno, name);
-    if (fstat(lk->ffd, &lk->st) < 0)
+    if (LK_RETRY(fstat(lk->ffd, &lk->st)) < 0)
         return lk_fail(lk, errno, name);
     if (!S_ISREG(lk->st.st_mode))
         return lk_fail(lk, EIO, name);
@@ -1876,7 +1887,7 @@ lk_open_data(lookup_t *lk, int data_flags)
 {
     if (lk_open_regular_at(lk, "region", O_RDONLY) < 0)
         return -1;
-    lk->region_len = read(lk->ffd, lk->region, sizeof(lk->region));
+    lk->region_len = LK_RETRY(read(lk->ffd, lk->region, sizeof(lk->region)));
     if (lk->region_len < 0)
         return lk_fail(lk, errno, "region");
     close(lk->ffd);
@@ -2099,11 +2110,12 @@ vaspace_open_regular(PyObject *self, PyObject *args)
     struct stat st;
     int fd, err = 0;
     Py_BEGIN_ALLOW_THREADS
-    fd = openat(dfd, PyBytes_AS_STRING(name), access | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    fd = LK_RETRY(openat(dfd, PyBytes_AS_STRING(name),
+                         access | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     if (fd < 0) {
         err = errno;
     } else {
-        if (fstat(fd, &st) < 0)
+        if (LK_RETRY(fstat(fd, &st)) < 0)
             err = errno;
         else if (!S_ISREG(st.st_mode))
             err = EIO; /* a FIFO, a device, a directory: never read, never locked */
@@ -2149,11 +2161,12 @@ vaspace_same_entry(PyObject *self, PyObject *args)
     int err = 0;
     PyObject *where = NULL;
     Py_BEGIN_ALLOW_THREADS
-    n = readlink(PyBytes_AS_STRING(link), target, sizeof(target));
+    n = LK_RETRY(readlink(PyBytes_AS_STRING(link), target, sizeof(target)));
     if (n < 0 || n == (ssize_t)sizeof(target)) {
         err = n < 0 ? errno : ENAMETOOLONG;
         where = link;
-    } else if (lstat(PyBytes_AS_STRING(dir), &now) < 0 || fstat(dfd, &pinned) < 0) {
+    } else if (LK_RETRY(lstat(PyBytes_AS_STRING(dir), &now)) < 0 ||
+               LK_RETRY(fstat(dfd, &pinned)) < 0) {
         err = errno;
         where = dir;
     }
