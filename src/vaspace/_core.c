@@ -2184,62 +2184,6 @@ vaspace_same_entry(PyObject *self, PyObject *args)
     return res;
 }
 
-PyDoc_STRVAR(lstat_dirs_doc,
-"lstat_dirs(paths) -> list[(st_mode, st_uid, st_dev, st_ino) | errno]\n\n"
-"lstat each path in turn (no link followed) and give the four fields a\n"
-"directory's trust check reads.  The first path that fails gives its errno\n"
-"(an int) and ends the list, so the caller checks the results in order and\n"
-"meets a failure where a loop of os.lstat would have.  The registry root and\n"
-"its 7 directories, checked once per process, in one call instead of eight\n"
-"os.lstat calls that each build a stat_result.");
-
-static PyObject *
-vaspace_lstat_dirs(PyObject *self, PyObject *arg)
-{
-    PyObject *seq = PySequence_Fast(arg, "lstat_dirs: paths must be a sequence");
-    if (seq == NULL)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject *out = PyList_New(n);
-    if (out == NULL)
-        goto fail;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *path;
-        if (!PyUnicode_FSConverter(PySequence_Fast_GET_ITEM(seq, i), &path))
-            goto fail;
-        struct stat st;
-        int rc;
-        Py_BEGIN_ALLOW_THREADS
-        rc = LK_RETRY(lstat(PyBytes_AS_STRING(path), &st));
-        Py_END_ALLOW_THREADS
-        int err = errno;
-        Py_DECREF(path);
-        if (rc < 0) {
-            PyObject *e = PyLong_FromLong(err);
-            if (e == NULL)
-                goto fail;
-            PyList_SET_ITEM(out, i, e);
-            /* the list ends at the failure */
-            if (PyList_SetSlice(out, i + 1, n, NULL) < 0)
-                goto fail;
-            break;
-        }
-        PyObject *t = lk_tuple(4, PyLong_FromUnsignedLong(st.st_mode),
-                               PyLong_FromUnsignedLong(st.st_uid),
-                               PyLong_FromUnsignedLongLong(st.st_dev),
-                               PyLong_FromUnsignedLongLong(st.st_ino));
-        if (t == NULL)
-            goto fail;
-        PyList_SET_ITEM(out, i, t);
-    }
-    Py_DECREF(seq);
-    return out;
-fail:
-    Py_XDECREF(out);
-    Py_DECREF(seq);
-    return NULL;
-}
-
 /* ------------------------------------------------------------------ */
 /* WindowView: a buffer exporter that pins its mapping                 */
 /* ------------------------------------------------------------------ */
@@ -2765,7 +2709,6 @@ static PyMethodDef core_methods[] = {
     {"open_segment", vaspace_open_segment, METH_VARARGS, open_segment_doc},
     {"open_regular", vaspace_open_regular, METH_VARARGS, open_regular_doc},
     {"same_entry", vaspace_same_entry, METH_VARARGS, same_entry_doc},
-    {"lstat_dirs", vaspace_lstat_dirs, METH_O, lstat_dirs_doc},
     {NULL, NULL, 0, NULL},
 };
 

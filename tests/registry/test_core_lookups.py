@@ -177,23 +177,6 @@ def test_same_entry_tells_whether_the_entry_is_the_pinned_directory(layout: Path
         os.close(dfd)
 
 
-def test_lstat_dirs_reports_in_order_and_ends_at_the_first_failure(layout: Path) -> None:
-    obj = layout / "objs" / "7"
-    os.symlink(obj, layout / "link")
-    got = _core.lstat_dirs([str(obj), str(layout / "link"), str(layout / "none"), str(obj)])
-    st, lst = os.lstat(obj), os.lstat(layout / "link")
-    assert got == [(st.st_mode, st.st_uid, st.st_dev, st.st_ino),
-                   (lst.st_mode, lst.st_uid, lst.st_dev, lst.st_ino),  # the link, not its target
-                   errno.ENOENT]
-    assert stat.S_ISLNK(got[1][0])
-    assert _core.lstat_dirs([]) == []
-    assert _core.lstat_dirs([f"{obj}/lock/x"]) == [errno.ENOTDIR]
-    with pytest.raises(TypeError):
-        _core.lstat_dirs([str(obj), 3])
-    with pytest.raises(TypeError):
-        _core.lstat_dirs(3)
-
-
 # ------------------------------------------------------------ security behaviour
 
 

@@ -105,43 +105,18 @@ def _mkdir_shared(path: Path) -> None:
 def _check_dir(path: str | Path, owner: int, me: int) -> os.stat_result:
     """Refuse a registry directory that is not one, or that someone untrusted controls."""
     st = os.lstat(path)
-    _check_owner(path, st.st_mode, st.st_uid, owner, me)
-    return st
-
-
-def _check_owner(path: str | Path, mode: int, uid: int, owner: int, me: int) -> None:
-    """``_check_dir``'s rule on an ``lstat``'s mode and owner."""
-    if not stat.S_ISDIR(mode):
+    if not stat.S_ISDIR(st.st_mode):
         raise vas_error(errno.ENOTDIR, f"registry path {path} is not a directory", str(path))
-    if uid not in (0, owner, me):
+    if st.st_uid not in (0, owner, me):
         raise vas_error(
             errno.EACCES,
-            f"registry path {path} is owned by uid {uid}, not by root or you; "
+            f"registry path {path} is owned by uid {st.st_uid}, not by root or you; "
             "refusing it (set VASPACE_ROOT to a directory you trust)", str(path),
         )
-    if uid != me and mode & 0o1002 == 0o0002:
+    if st.st_uid != me and st.st_mode & 0o1002 == 0o0002:
         raise vas_error(errno.EACCES, f"registry path {path} is world-writable but not sticky",
                         str(path))
-
-
-def _check_layout(key: str, me: int) -> tuple[int, int]:
-    """Check the root and its directories as ``_check_dir`` does, in order; (st_dev, st_ino).
-
-    The eight ``lstat``s are one ``_core.lstat_dirs`` call (a fresh process's
-    first registry call pays for this check, issue 11 §3); a failure is
-    met where a loop of ``os.lstat`` would meet it, and raised as it would.
-    """
-    paths = [key, *(f"{key}/{sub}" for sub in SUBDIRS)]
-    got = _core.lstat_dirs(paths)
-    root_id, owner = (0, 0), me
-    for i, res in enumerate(got):  # the list ends at the first failure
-        if isinstance(res, int):
-            raise OSError(res, os.strerror(res), paths[i])  # FileNotFoundError for ENOENT
-        mode, uid, dev, ino = res
-        _check_owner(paths[i], mode, uid, owner, me)
-        if i == 0:  # the subdirectories may belong to the root's owner
-            owner, root_id = uid, (dev, ino)
-    return root_id
+    return st
 
 
 def existing() -> str:
@@ -163,12 +138,15 @@ def existing() -> str:
     if key in _checked:
         _last = (raw, key)
         return key
+    me = os.geteuid()
     try:
-        root_id = _check_layout(key, os.geteuid())
+        st = _check_dir(key, me, me)
+        for sub in SUBDIRS:
+            _check_dir(f"{key}/{sub}", st.st_uid, me)
     except FileNotFoundError:  # ENOTDIR (a file in the way) passes through, naming the path
         raise vas_error(errno.ENOENT, f"no vaspace registry at {key} (the first call that "
                         "creates a VAS or a segment makes it)", key) from None
-    _checked[key] = root_id
+    _checked[key] = (st.st_dev, st.st_ino)
     _last = (raw, key)
     return key
 
