@@ -108,7 +108,7 @@ def vas_detach(pid: int, vid: int) -> None:
 
 
 # vas_switch is one C function: the cached-plan switch with no Python frame,
-# which hands over to process.switch.finish when it must plan (see _core.c).
+# which hands over to process.switch.finish when it must plan (see core/switch.c).
 vas_switch = _core.vas_switch
 
 
