@@ -243,7 +243,8 @@ C_MUTANTS: list[tuple[str, str, list[str], str]] = [
      SWITCH_TESTS, "a failed plan is not fully undone"),
     ("core/threads.c", r"s/madvise(p, SHARED_BYTES, MADV_DONTFORK)/"
      r"madvise(p, SHARED_BYTES, MADV_NORMAL)/",
-     SWITCH_TESTS, "the published thread slots are shared with a forked child"),
+     [*SWITCH_TESTS, "process/test_attach.py"],
+     "the published thread slots are shared with a forked child"),
     ("heap/core/undo.c", r"s/\*(u64 \*)(r->base + off) = h->log\[i\].old;/(void)0;/", HEAP_TESTS,
      "rollback restores nothing"),
     ("heap/core/undo.c", r"s/(s \& 1) ? s + 1 : s + 2/(s \& 1) ? s + 1 : s/", HEAP_TESTS,

@@ -190,6 +190,24 @@ def test_fork_child_cannot_touch_segment(registry: str) -> None:
     v.vas_switch(0)
 
 
+def _threads_file_maps() -> list[str]:
+    """The lines of /proc/self/maps that map a published thread-slots file."""
+    with open("/proc/self/maps") as f:
+        return [line for line in f if line.rstrip().endswith(".threads")]
+
+
+def test_fork_child_does_not_map_the_parents_thread_slots(registry: str) -> None:
+    """The published slots are MADV_DONTFORK: a child that kept them mapped
+    would hold a window onto its parent's slots (and lazy-attach word) that
+    nothing in the child tracks."""
+    vid, _ = make_vas()
+    v.vas_attach(0, vid, os.O_RDWR)  # the first attach publishes the slots
+    v.vas_switch(vid)
+    assert len(_threads_file_maps()) == 1
+    assert in_child(_threads_file_maps).get() == []
+    v.vas_switch(0)
+
+
 def test_exec_drops_attachments(registry: str) -> None:
     """A writer's lock must not survive into a program it execs (O_CLOEXEC)."""
     import subprocess
