@@ -31,10 +31,18 @@ HEAP_CORE_SOURCES = [
                  "list", "own")
 ]
 
+# vaspace._core, one file per concept (src/vaspace/core/core.h has the map).
+CORE_SOURCES = [
+    f"src/vaspace/core/{name}.c"
+    for name in ("module", "errors", "table", "mappings", "moves", "plans", "threads", "switch",
+                 "fork", "lookups", "view", "fixedmap", "heap_api")
+]
+
 EXTENSIONS = {
     "_core": Extension(
         "vaspace._core",
-        sources=["src/vaspace/_core.c"],
+        sources=CORE_SOURCES,
+        depends=["src/vaspace/core/core.h", "src/vaspace/vaspace_core_api.h"],
         extra_compile_args=CFLAGS,
         libraries=["pthread"],
     ),

@@ -454,7 +454,7 @@ def _analysis(secs: dict[str, Section], tgts: list[dict[str, Any]]) -> list[str]
             "hint-less mappings top-down below the stack), so a conflicting segment costs "
             "two mremaps into holes plus at most one plug "
             "of the window: per the table above, about half of today's cost. That is a core change "
-            "(src/vaspace/_core.c, move_one/run_moves), left to the core's owner.",
+            "(src/vaspace/core/moves.c, move_one/run_moves), left to the core's owner.",
             _big_switch_note(sw, sc),
             "- **k conflicting segments cost k times as much.** Segments that always travel "
             "together could share one parking layout so that adjacent mappings move with "

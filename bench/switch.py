@@ -21,7 +21,7 @@ the same size, the size curve, the threads curve, strace counts, GUPS at
 batch 1024).  ``python -m bench.switch
 --ab OLD_TREE`` compares the fast path ("nothing to move" and "one conflicting
 4 KiB segment") with another checkout built in place (e.g. before a change to
-_core.c): the two run alternately in fresh processes, and the medians and
+src/vaspace/core/): the two run alternately in fresh processes, and the medians and
 their ratio are printed.  ``--ab-ir OLD_TREE`` counts user-space instructions
 per round trip instead (valgrind's callgrind; slow, but immune to the load
 that other processes put on the machine).

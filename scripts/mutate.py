@@ -287,17 +287,20 @@ SWITCH_TESTS = ["process/test_switch.py", "process/test_thread_overlap.py",
 
 # Hand-made C mutants: (file under src/vaspace, sed expression, tests, what it breaks).
 C_MUTANTS: list[tuple[str, str, list[str], str]] = [
-    ("_core.c", r"s/if (others \&\& parks_shared(p))/if (0 \&\& parks_shared(p))/",
-     SWITCH_TESTS, "the fast path parks mappings that other threads inside VASes use"),
-    ("_core.c", r"s/if (!plug_src || reserve_fixed(src, len) == 0)/if (1)/",
-     SWITCH_TESTS, "a moved mapping's hole is never plugged"),
-    ("_core.c", r"s/return PyLong_FromLong(from == 0 ? 2 : 1);/return PyLong_FromLong(1);/",
+    ("core/switch.c", r"s/if (others \&\& parks_shared(p))/if (0)/", SWITCH_TESTS,
+     "the fast path ignores other threads inside VASes"),
+    ("core/moves.c", r"s/return m->place ? park_plugs : !m->keep_hole;/"
+     r"return m->place ? park_plugs : 0;/",
+     SWITCH_TESTS, "a parked mapping's hole is never plugged"),
+    ("core/switch.c", r"s/return PyLong_FromLong(from == 0 ? 2 : 1);/return PyLong_FromLong(1);/",
      SWITCH_TESTS, "a fast entry from the original AS is not reported (no thread guard)"),
-    ("_core.c", r"s/for (Py_ssize_t j = i - 1; j >= 0; j--)/"
+    ("core/moves.c", r"s/for (Py_ssize_t j = i - 1; j >= 0; j--)/"
      r"for (Py_ssize_t j = i - 1; j > 0; j--)/",
      SWITCH_TESTS, "a failed plan is not fully undone"),
-    ("_core.c", r"s/madvise(p, SHARED_BYTES, MADV_DONTFORK)/madvise(p, SHARED_BYTES, MADV_NORMAL)/",
-     SWITCH_TESTS, "the published thread slots are shared with a forked child"),
+    ("core/threads.c", r"s/madvise(p, SHARED_BYTES, MADV_DONTFORK)/"
+     r"madvise(p, SHARED_BYTES, MADV_NORMAL)/",
+     SWITCH_TESTS,
+     "the published thread slots are shared with a forked child"),
     ("heap/core/undo.c", r"s/\*(u64 \*)(r->base + off) = h->log\[i\].old;/(void)0;/", HEAP_TESTS,
      "rollback restores nothing"),
     ("heap/core/undo.c", r"s/(s \& 1) ? s + 1 : s + 2/(s \& 1) ? s + 1 : s/", HEAP_TESTS,

@@ -120,6 +120,46 @@ def test_dir_entries(tmp_path: Path) -> None:
             os.close(d)
 
 
+def test_registry_lookups(tmp_path: Path) -> None:
+    """open_live, stat_live and open_segment: answers and every error path stay flat."""
+    obj = tmp_path / "7"
+    obj.mkdir()
+    os.symlink("seven", obj / "index")
+    os.symlink("7", tmp_path / "seven")
+    (obj / "lock").touch()
+    (obj / "region").write_text("0-1000")
+    (obj / "data").write_bytes(b"x" * PAGE)
+    d, pre = str(obj), f"{tmp_path}/"
+
+    def closed(fds) -> None:  # type: ignore[no-untyped-def]
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+
+    _flat(lambda: closed(_core.open_live(d, pre)[:1]))
+    _flat(lambda: _core.stat_live(d, pre, "lock"))
+    _flat(lambda: closed(_core.open_segment(d, pre, os.O_RDWR)[0:5:4]))
+    _flat(lambda: closed(_core.open_segment(d, None, -1)[0:5:4]))
+    _flat(_bad(_core.open_live, str(tmp_path / "8"), pre))  # no directory
+    _flat(_bad(_core.stat_live, d, pre, "missing"))  # closes the directory
+    _flat(_bad(_core.open_segment, d, f"{tmp_path}/nowhere/", os.O_RDONLY))  # no name link
+    _flat(_bad(_core.open_segment, d, pre, os.O_WRONLY))  # refused flags
+    _flat(_bad(_core.open_live, 3, pre))
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _flat(lambda: closed(_core.open_regular(dfd, "lock", os.O_RDWR)[:1]))
+        _flat(lambda: _core.same_entry(f"{tmp_path}/seven", d, dfd))
+        _flat(_bad(_core.open_regular, dfd, "index", os.O_RDONLY))  # a link: ELOOP
+        _flat(_bad(_core.open_regular, dfd, "lock", os.O_CREAT))  # refused flags
+        _flat(_bad(_core.same_entry, f"{tmp_path}/none", d, dfd))
+        _flat(_bad(_core.same_entry, f"{tmp_path}/seven", d, -1))
+    finally:
+        os.close(dfd)
+    os.unlink(obj / "data")
+    os.mkfifo(obj / "data")
+    _flat(_bad(_core.open_segment, d, pre, os.O_RDONLY))  # EIO: region read, FIFO refused
+
+
 def test_reserve_unmap_plug(scratch: None) -> None:
     _flat(lambda: (_core.reserve(SPARE, SPAN), _core.unmap(SPARE, SPAN)))
     _flat(lambda: (_core.plug(HOME + 8 * PAGE, PAGE), _core.reserved()))

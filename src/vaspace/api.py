@@ -108,7 +108,7 @@ def vas_detach(pid: int, vid: int) -> None:
 
 
 # vas_switch is one C function: the cached-plan switch with no Python frame,
-# which hands over to process.switch.finish when it must plan (see _core.c).
+# which hands over to process.switch.finish when it must plan (see core/switch.c).
 vas_switch = _core.vas_switch
 
 
@@ -308,8 +308,7 @@ def seg_name_region(sid: int) -> tuple[str, tuple[int, int]]:
 
     Errors: EINVAL, EIO (its region file is damaged).
     """
-    with objects.pin(SEG, sid) as ref:
-        return ref.name, ref.region()
+    return segreg.name_region(sid)
 
 
 def vas_holders(vid: int) -> list[Holder]:

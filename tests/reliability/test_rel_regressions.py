@@ -15,6 +15,7 @@ import pytest
 from relutil import PAGE, SEG_BASE, run_child
 
 import vaspace
+from vaspace import _core
 from vaspace.registry import objects
 from vaspace.registry import ref as refmod
 from vaspace_testing import needs_root
@@ -60,27 +61,41 @@ def _delete_after_lookup(monkeypatch: pytest.MonkeyPatch, kind, kind_delete,
     """Make the next lookup of an object of ``kind`` be followed by another process's delete.
 
     The hook is ``ref._open_live``, the liveness check that every lookup
-    passes (``pin``, and the fast paths of find and getattr that build no
-    ``Ref``): the delete lands right after the object was found live.
+    passes (``pin``, and ``vas_find``'s fast path that builds no ``Ref``):
+    the delete lands right after the object was found live.  ``getattr``'s
+    fast path is one C call (``_core.stat_live``) with nothing in between to
+    hook: there the delete lands just before it, so the fast path fails and
+    the call goes the ``pin`` way, which must still say EINVAL.
     """
     real = refmod._open_live
+    real_stat = _core.stat_live
     fired = []
+
+    def delete(oid: int) -> None:
+        fired.append(oid)
+
+        def other() -> None:
+            kind_delete(oid)
+            if recreate is not None:
+                objects._next_id.clear()  # rescan: the freed id is reused
+                assert vaspace.vas_create(recreate, 0o600) == oid
+
+        run_child(other).get()
 
     def hooked(k, oid, *args):
         out = real(k, oid, *args)
         if k is kind and not fired:
-            fired.append(oid)
-
-            def other() -> None:
-                kind_delete(oid)
-                if recreate is not None:
-                    objects._next_id.clear()  # rescan: the freed id is reused
-                    assert vaspace.vas_create(recreate, 0o600) == oid
-
-            run_child(other).get()
+            delete(oid)
         return out
 
+    def hooked_stat(path, *args):
+        parent, _, oid = path.rpartition("/")
+        if parent.endswith(f"/{kind.dirname}") and not fired:
+            delete(int(oid))
+        return real_stat(path, *args)
+
     monkeypatch.setattr(refmod, "_open_live", hooked)
+    monkeypatch.setattr(_core, "stat_live", hooked_stat)
 
 
 def _seg(name: str = "s") -> int:

@@ -116,14 +116,34 @@ def _check_region(seg: Ref, start: int, end: int, taken: list[tuple[int, int, st
 def _map_segments(st, att: Attachment, vas: Ref) -> None:
     taken: list[tuple[int, int, str]] = []
     read_only = att.type == os.O_RDONLY
+    mappings = st.space.mappings
     for link in vas.links():
-        try:
-            seg = objects.pin(SEG, link.sid, root=vas.root)  # the VAS's root, checked
-        except OSError:
+        # access.prot_for, inline: a read-only attachment maps everything read-only.
+        prot = BY_FLAG[os.O_RDONLY if read_only else link.type].prot
+        shared = mappings.get((link.sid, prot))
+        if shared is not None:  # mapped (and checked) for another attachment
+            try:
+                seg = objects.pin(SEG, link.sid, root=vas.root)  # the VAS's root, checked
+            except OSError:
+                continue  # deleted meanwhile: the VAS no longer holds it
+            with seg:
+                _check_region(seg, shared.start, shared.end, taken)
+                att.maps.append(st.space.get_or_map(seg.id, seg.name, shared.start, shared.end,
+                                                    prot, -1))
+            continue
+        # The pin, the region and the data file's open in one call; open_flags, inline.
+        got = segreg.pin_open_mapping(link.sid, vas.root,
+                                      os.O_RDWR if prot & _core.PROT_WRITE else os.O_RDONLY)
+        if got is None:
             continue  # deleted meanwhile: the VAS no longer holds it
-        with seg:
-            # access.prot_for, inline: a read-only attachment maps everything read-only.
-            _map_one(st, att, seg, BY_FLAG[os.O_RDONLY if read_only else link.type].prot, taken)
+        seg, fd, start, end = got
+        try:
+            # The region read through the same pinned directory as the file.
+            _check_region(seg, start, end, taken)
+            att.maps.append(st.space.get_or_map(seg.id, seg.name, start, end, prot, fd))
+        finally:
+            os.close(fd)
+            seg.close()
     for entry in vas.entries():  # the directory read once, by links() above
         if entry.startswith(memfile.PREFIX):  # private ranges exist: map them all
             for rng in memfile.ranges(vas):
@@ -155,26 +175,6 @@ def _map_private(st, att: Attachment, vas: Ref, rng: memfile.Range,
         taken.append((rng.start, rng.end, memfile.NAME))
         key = memfile.private_key(vas.id, rng.start)
         att.maps.append(st.space.get_or_map(key, memfile.NAME, rng.start, rng.end, prot, fd))
-    finally:
-        os.close(fd)
-
-
-def _map_one(st, att: Attachment, seg: Ref, prot: int, taken: list[tuple[int, int, str]]) -> None:
-    shared = st.space.mappings.get((seg.id, prot))
-    if shared is not None:  # mapped (and checked) for another attachment
-        _check_region(seg, shared.start, shared.end, taken)
-        att.maps.append(st.space.get_or_map(seg.id, seg.name, shared.start, shared.end, prot, -1))
-        return
-    try:
-        fd, start, end = segreg.open_mapping(
-            seg, os.O_RDWR if prot & _core.PROT_WRITE else os.O_RDONLY)  # open_flags, inline
-    except PermissionError:
-        how = "writing" if prot & _core.PROT_WRITE else "reading"
-        raise seg.error(errno.EACCES, f"cannot be opened for {how}: the OS refuses") from None
-    try:
-        # The region read through the same pinned directory as the file.
-        _check_region(seg, start, end, taken)
-        att.maps.append(st.space.get_or_map(seg.id, seg.name, start, end, prot, fd))
     finally:
         os.close(fd)
 

@@ -92,9 +92,22 @@ def _switch_slow(vid: int) -> None:
         if vid and vid not in st.attachments:
             objects.check_id(vasreg.VAS, vid)
             raise invalid(f"VAS id {vid} is not attached to this process")
-        me = threading.get_native_id()
-        others = {tid: v for tid, v in _core.thread_vids() if tid != me}
+        threads = _core.thread_vids()
         placed = st.placed()
+        if not threads and not placed:
+            # No thread is inside a VAS and nothing is placed (a thread's first
+            # entry, the first answer of a fresh process): the general plan
+            # below reduces to placing the target's mappings; the same moves
+            # and the same cached plans, with far less Python run for the
+            # first time (issue 11 §3).
+            target = st.attachments[vid].maps  # vid != 0: cur is 0 (no thread inside)
+            _core.run_plan([(m.token, True, False) for m in _ordered(target)], vid)
+            for m in target:
+                m.placed = True
+            _cache(0, vid, set(), set(target))
+            return
+        me = threading.get_native_id()
+        others = {tid: v for tid, v in threads if tid != me}
         target = set(st.attachments[vid].maps) if vid else set()
         kept = set().union(*(st.attachments[v].maps for v in others.values()
                              if v in st.attachments))

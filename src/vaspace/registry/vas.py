@@ -60,14 +60,14 @@ def take_lock(ref: Ref, access: int, may: int) -> int:
     the one we lock): one system call less than an ``lstat`` before.
     """
     try:
-        fd, st = ref.open_stat("lock", access)
+        fd, mode, uid, gid = ref.open_owner("lock", access)
     except PermissionError:
         ref.require(may)  # the RFC's own EACCES when its check fails too
         raise vas_error(errno.EACCES, f"the OS refuses to open {ref.what} for "
                         f"{access_type_name(access)}", ref.name) from None
     op = fcntl.LOCK_SH if access == os.O_RDONLY else fcntl.LOCK_EX
     try:
-        perms.check(st.st_uid, st.st_gid, st.st_mode & 0o666, may, ref)
+        perms.check(uid, gid, mode & 0o666, may, ref)
         fcntl.flock(fd, op | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
