@@ -12,11 +12,15 @@
  *   - taking the lock with the GIL released, and the recovery warning;
  *   - read snapshots (read_snapshot) and write operations, which
  *     turn TX failures into RuntimeError or MemoryError;
- *   - numpy views of Array data (ArrayView) and their pins.
+ *   - numpy views of Array data (ArrayView) and their pins;
+ *   - DictHandle, the C base of vaspace.heap.Dict: its state and GET path.
  *
- * Python objects are only built from data copied out of the region once the
- * lock is released (or the seqlock read validated): building them may run
- * Python code (a __del__, a GC pass) that re-enters the heap.
+ * Python objects are built from data copied out of the region once the lock
+ * is released (or the seqlock read validated): building them may run Python
+ * code (a __del__, a GC pass) that re-enters the heap.  The one exception is
+ * the Dict's GET path (snap_value), which builds the plain values whose
+ * building runs no Python code straight from the region inside the
+ * snapshot, and drops them if the snapshot was torn.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
