@@ -41,6 +41,9 @@ static inline u64 mix64(u64 x)
     return x;
 }
 
+/* tail_word and slot_put_logged read and write words as little-endian. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the heap's Dict assumes little-endian");
+
 /* The n < 8 bytes at p as a little-endian number, zero-extended: what a
  * memcpy into a zeroed u64 gives, without the byte stores that a load of
  * the whole word would then wait for (a stalled store forward costs more
