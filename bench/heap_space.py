@@ -10,8 +10,9 @@ occupies (the heap's allocated bytes plus its header; LMDB's used pages,
 ``(last_pgno + 1) * psize``), the ratio, the load rates, and random GETs
 in one process (every key once, in a shuffled order: ``d[key]`` against
 ``txn.get(key)`` in one read transaction, each the idiomatic call, LMDB's
-bound once outside the loop; timed as the process's CPU time, which other
-work on the machine disturbs less, and as wall time).  Space is
+bound once outside the loop; both stores open side by side, the two loops
+alternating five times, each side's median pass; timed as the process's CPU
+time, which other work on the machine disturbs less, and as wall time).  Space is
 deterministic; the rates are the median of ``--runs`` runs.
 
     python bench/heap_space.py [--n 200000] [--runs 3] [--out FILE] [--smoke]
@@ -71,10 +72,13 @@ def _timed(loop) -> tuple[float, float]:
     return time.process_time() - c, time.perf_counter() - w
 
 
-def _gets(items: list[tuple[bytes, bytes]], work: str) -> tuple[tuple[float, float], ...]:
+def _gets(items: list[tuple[bytes, bytes]], work: str,
+          passes: int = 5) -> tuple[tuple[float, float], ...]:
     """(CPU, wall) seconds for one random GET of every key: (d[key],
-    txn.get(key)), both stores loaded with the same pairs, timed one after
-    the other."""
+    txn.get(key)), both stores loaded with the same pairs and open side by
+    side; the two loops alternate ``passes`` times and each side's median
+    pass counts, so that a burst of other work on the machine hits both
+    alike."""
     import lmdb
 
     from vaspace.heap import Dict, Heap
@@ -85,29 +89,32 @@ def _gets(items: list[tuple[bytes, bytes]], work: str) -> tuple[tuple[float, flo
     heap = Heap.format(buf)
     d = Dict(heap)
     d.update(items)
+    path = tempfile.mkdtemp(dir=work)
+    env = lmdb.open(path, map_size=max(64 * MiB, len(items) * 400), sync=False)
+    with env.begin(write=True) as txn:
+        txn.cursor().putmulti(items)
+    txn = env.begin()
+    tget = txn.get
 
     def dict_loop() -> None:
         for k in order:
             d[k]
 
-    dict_secs = _timed(dict_loop)
-    heap.close()
-    buf.close()
-    path = tempfile.mkdtemp(dir=work)
-    env = lmdb.open(path, map_size=max(64 * MiB, len(items) * 400), sync=False)
-    with env.begin(write=True) as txn:
-        txn.cursor().putmulti(items)
-    with env.begin() as txn:
-        tget = txn.get
+    def lmdb_loop() -> None:
+        for k in order:
+            tget(k)
 
-        def lmdb_loop() -> None:
-            for k in order:
-                tget(k)
-
-        lmdb_secs = _timed(lmdb_loop)
+    times: dict[str, list[tuple[float, float]]] = {"dict": [], "lmdb": []}
+    for _ in range(passes):
+        times["dict"].append(_timed(dict_loop))
+        times["lmdb"].append(_timed(lmdb_loop))
+    txn.abort()
     env.close()
     shutil.rmtree(path)
-    return dict_secs, lmdb_secs
+    heap.close()
+    buf.close()
+    return tuple((statistics.median(c for c, _ in times[side]),
+                  statistics.median(w for _, w in times[side])) for side in ("dict", "lmdb"))
 
 
 def _lmdb(items: list[tuple[bytes, bytes]], work: str, bulk: bool) -> tuple[int, float]:
@@ -154,8 +161,9 @@ def run(n: int, runs: int, work: str) -> str:
     vb, lb = statistics.median(space["set"]), statistics.median(space["lmdb"])
     rate = {name: n / statistics.median(v) for name, v in secs.items()}
     m = machine.describe()
-    pairs = zip(secs["get"], secs["lmdb_get"], strict=True)
-    spread = ", ".join(f"{lg / g:.2f}x" for g, lg in pairs)
+    # each run pairs the two stores under the same load: its own ratio
+    paired = [lg / g for g, lg in zip(secs["get"], secs["lmdb_get"], strict=True)]
+    spread = ", ".join(f"{r:.2f}x" for r in paired) + f" (median {statistics.median(paired):.2f}x)"
     return "\n".join([
         f"## Heap space: {n:,} keys of 12 bytes, values of 32 bytes",
         "",
