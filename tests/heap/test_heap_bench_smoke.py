@@ -61,6 +61,7 @@ def test_heap_space_smoke(tmp_path):
     text = out.read_text()
     assert "| space |" in text and "py-lmdb" in text
     assert "| bulk load | " in text and "Dict.update" in text and "putmulti" in text
+    assert "| random GET, one process (CPU time) | " in text and "(wall time)" in text
 
 
 def test_heapflush_smoke(tmp_path):

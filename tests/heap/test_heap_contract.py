@@ -205,3 +205,27 @@ def test_addresses_past_the_arena_are_refused(heap):
         return out
 
     assert in_child(probe).get() == ["refused"] * (3 * len(bad))
+
+
+def test_dict_get_path_contract(heap):
+    """The GET path (C, _heapcore.DictHandle): what each call returns and
+    the exception of each misuse."""
+    from vaspace.heap import _heapcore
+
+    d = Dict(heap)
+    d["k"] = b"v"
+    assert issubclass(Dict, _heapcore.DictHandle) and "DictHandle" not in vh.__all__
+    assert type(d["k"]) is bytes and d.get("k") == b"v" and d.get("x") is None
+    assert ("k" in d) is True and ("x" in d) is False and (1.5 in d) is False
+    assert type(d._addr) is int and d._c is heap._c and d._heap is heap
+    for call, exc in ((lambda: d["x"], KeyError), (lambda: d[1.5], TypeError),
+                      (lambda: d.get(), TypeError), (lambda: d.get("k", 1, 2), TypeError),
+                      (lambda: d.get("k", dflt=1), TypeError),
+                      (lambda: d["\udcff"], UnicodeEncodeError),
+                      (lambda: setattr(d, "_c", None), TypeError),
+                      (lambda: setattr(d, "_addr", -1), ValueError)):
+        with pytest.raises(exc):
+            call()
+    heap.close()
+    with pytest.raises(ValueError, match="closed heap"):
+        d["k"]

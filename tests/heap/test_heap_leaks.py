@@ -100,6 +100,41 @@ def _scenarios(m: mmap.mmap, h: Heap):
         _expect(ValueError, c.dict_update, d_addr, [(1, 1, 1)])
         _expect(TypeError, c.dict_update, d_addr, 5)
 
+    def dict_handle():
+        # DictHandle, the C base of Dict: the GET path and the handle's state
+        d["s"] = "text"
+        d["u"] = "t\u00e9xt"  # not ASCII: decoded after the snapshot
+        d["big"] = big
+        d["f"] = 2.5
+        d["n"] = None
+        d["sub"] = Dict(h)  # a container: a handle made through _from_value
+        for k in ("s", "u", "big", "f", "n"):
+            d[k]
+            d.get(k)
+            d.get(k, default=0)
+            assert k in d
+        assert d["sub"].parent == d_addr
+        assert d.get("nope", 1) == 1 and "nope" not in d and [] not in d
+        _expect(KeyError, d.__getitem__, "nope")
+        _expect(TypeError, d.__getitem__, 1.5)
+        _expect(TypeError, d.get)
+        _expect(TypeError, d.get, "s", 1, 2)
+        _expect(TypeError, lambda: d.get("s", dflt=1))
+        del d["sub"]
+        bare = _heapcore.DictHandle()
+        _expect(ValueError, bare.__getitem__, "k")
+        _expect(ValueError, bare.get, "k")
+        _expect(AttributeError, lambda: bare._addr)
+        _expect(TypeError, setattr, bare, "_c", "not a core")
+        _expect(ValueError, setattr, bare, "_addr", -1)
+        _expect(TypeError, setattr, bare, "_addr", "x")
+        bare._heap, bare._c, bare._addr = h, c, d_addr
+        assert bare["s"] == "text" and bare._addr == d_addr and bare._c is c
+        bare._addr = d_addr + 16
+        _expect(ValueError, bare.__getitem__, "s")  # no Dict there
+        del bare._c
+        _expect(ValueError, bare.__contains__, "s")
+
     def dict_lifecycle():
         a = c.dict_new(10)
         for i in range(20):
@@ -217,6 +252,7 @@ def _scenarios(m: mmap.mmap, h: Heap):
         "dict ops": dict_ops,
         "dict errors": dict_errors,
         "dict lifecycle": dict_lifecycle,
+        "dict handle": dict_handle,
         "list ops": list_ops,
         "array ops": array_ops,
         "open/close/buffer": open_close,
@@ -234,10 +270,20 @@ COVERED = {
 }
 
 
+# DictHandle's entries, all called by the "dict handle" scenario
+HANDLE_COVERED = {"__getitem__", "__contains__", "get", "_heap", "_c", "_addr"}
+
+
 def test_every_entry_point_is_covered():
     public = {n for n in dir(_heapcore.HeapCore) if not n.startswith("_")}
     public -= {"base", "size", "closed", "readonly", "read_timeout", "unflushed"}  # attributes
     assert public == COVERED, f"untested C entry points: {public - COVERED}"
+    handle = set(vars(_heapcore.DictHandle)) - {"__doc__", "__new__"}
+    assert handle == HANDLE_COVERED, f"untested DictHandle entries: {handle - HANDLE_COVERED}"
+    module = {n for n in vars(_heapcore) if not n.startswith("__") and not n.isupper()}
+    # the module's own callables: set-up hooks and a test switch, no data path
+    assert module == {"HeapCore", "DictHandle", "HeapRecoveredWarning", "_set_from_value",
+                      "_set_ref_type", "_crash_after"}, module
 
 
 def _fds() -> int:
@@ -245,8 +291,8 @@ def _fds() -> int:
 
 
 NAMES = ["alloc/realloc/free", "allocator errors", "usable_size", "stats/check", "roots",
-         "dict ops", "dict errors", "dict lifecycle", "list ops", "array ops", "open/close/buffer",
-         "read-only mode"]
+         "dict ops", "dict errors", "dict lifecycle", "dict handle", "list ops", "array ops",
+         "open/close/buffer", "read-only mode"]
 
 
 @pytest.mark.parametrize("name", NAMES)

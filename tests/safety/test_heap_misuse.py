@@ -47,7 +47,9 @@ def _calls(h: Heap, d: Dict, a: Array) -> dict[str, Callable[[], Any]]:
         "Dict(h)": lambda: Dict(h), "Dict.open": lambda: Dict.open(h, "kv"),
         "Dict.at": lambda: Dict.at(h, addr), "Dict.at(junk)": lambda: Dict.at(h, SEG_BASE + 8),
         "d.address": lambda: d.address, "d[k]": lambda: d["k1"], "d.get": lambda: d.get("k2"),
-        "k in d": lambda: "k3" in d, "d[k]=v": lambda: d.__setitem__("k4", "new"),
+        "k in d": lambda: "k3" in d, "d[sub]": lambda: d["sub"]["x"],
+        "d.get(sub)": lambda: d.get("sub"), "d.get(absent)": lambda: d.get("absent", 0),
+        "absent in d": lambda: "absent" in d, "d[k]=v": lambda: d.__setitem__("k4", "new"),
         "del d[k]": lambda: d.__delitem__("k5"), "d.pop": lambda: d.pop("k6", None),
         "d.popitem": d.popitem, "d.setdefault": lambda: d.setdefault("z", 1),
         "len(d)": lambda: len(d), "iter(d)": lambda: list(iter(d)), "d.keys": d.keys,
@@ -88,6 +90,8 @@ def run_calls(calls: dict[str, Callable[[], Any]]) -> dict[str, str]:
 
 def _build(h: Heap) -> tuple[Dict, Array]:
     d = Dict(h, root="kv")
+    d["sub"] = Dict(h)  # a container value: the GET path makes a handle of it
+    d["sub"]["x"] = 1
     d.update({f"k{i}": i for i in range(10)})
     a = Array(h, np.int64, root="arr")
     a.extend(range(10))

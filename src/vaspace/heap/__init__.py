@@ -90,7 +90,7 @@ def _from_value(heap: Heap, value: Any) -> Any:
     return value
 
 
-_heapcore._set_from_value(_from_value)  # Dict.__getitem__ (in C) makes handles with it
+_heapcore._set_from_value(_from_value)  # Dict's GET path (in C) makes handles with it
 
 
 def _refuse_if_readonly(core: _heapcore.HeapCore, what: str) -> None:
@@ -303,7 +303,7 @@ class Heap:
         return f"<vaspace.heap.Heap base=0x{self.base:x} size={self.size}>"
 
 
-class Dict(MutableMapping):
+class Dict(_heapcore.DictHandle, MutableMapping):
     """A hash table inside a :class:`Heap`, shared by every process mapping it.
 
     Keys are ``bytes``, ``str`` or ``int`` (``bool`` keys are ints, as in
@@ -317,9 +317,13 @@ class Dict(MutableMapping):
     block each other.  Every single-item operation is atomic, also against
     a crash of the writing process.  Iteration follows insertion order, on
     a consistent snapshot of the keys.
+
+    ``d[key]``, :meth:`get` and ``key in d`` come from the C base
+    ``_heapcore.DictHandle``, which also holds ``_heap``, ``_c`` and
+    ``_addr``: each is one C call with no Python frame (the GET path).
     """
 
-    __slots__ = ("_heap", "_c", "_addr")
+    __slots__ = ()
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -357,19 +361,9 @@ class Dict(MutableMapping):
         """Absolute address of the Dict header (store it in other structures)."""
         return self._addr
 
-    # d[key]: in C (one call, no Python frame: the GET hot path), the same
-    # as get() but KeyError when the key is absent.
-    __getitem__ = _heapcore.dict_getitem
-
-    def get(self, key: Key, default: Any = None) -> Any:
-        v = self._c.dict_get(self._addr, key, default)
-        return _from_value(self._heap, v) if type(v) is _Ref else v
-
-    def __contains__(self, key: object) -> bool:
-        try:
-            return self._c.dict_get(self._addr, key, _MISSING) is not _MISSING
-        except TypeError:
-            return False
+    # __getitem__ (KeyError when the key is absent), get(key, default=None)
+    # and __contains__ (False for a key of a type no Dict holds) are
+    # _heapcore.DictHandle's: the GET path, in C.
 
     def __setitem__(self, key: Key, value: Value) -> None:
         """Store ``value``; a container value it replaces is destroyed."""

@@ -12,11 +12,15 @@
  *   - taking the lock with the GIL released, and the recovery warning;
  *   - read snapshots (read_snapshot) and write operations, which
  *     turn TX failures into RuntimeError or MemoryError;
- *   - numpy views of Array data (ArrayView) and their pins.
+ *   - numpy views of Array data (ArrayView) and their pins;
+ *   - DictHandle, the C base of vaspace.heap.Dict: its state and GET path.
  *
- * Python objects are only built from data copied out of the region once the
- * lock is released (or the seqlock read validated): building them may run
- * Python code (a __del__, a GC pass) that re-enters the heap.
+ * Python objects are built from data copied out of the region once the lock
+ * is released (or the seqlock read validated): building them may run Python
+ * code (a __del__, a GC pass) that re-enters the heap.  The one exception is
+ * the Dict's GET path (snap_value), which builds the plain values whose
+ * building runs no Python code straight from the region inside the
+ * snapshot, and drops them if the snapshot was torn.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1132,10 +1136,9 @@ static PyObject *decode(int type, const char *p, u64 n)
 
 /* The container header of kind (T_DICT, T_ARRAY, T_LIST) at the address
  * ho names: aligned, inside the arena, with its magic.  Else ValueError. */
-static void *container_at(HeapCore *self, PyObject *ho, int kind, u64 magic, size_t size)
+static void *container_at_addr(HeapCore *self, u64 a, int kind, u64 magic, size_t size)
 {
-    u64 a;
-    if (core_check(self) < 0 || parse_u64(ho, &a, "container address") < 0)
+    if (core_check(self) < 0)
         return NULL;
     if (a % 16 || !in_arena(&self->r, a, size) || ld((u64 *)(uintptr_t)a) != magic) {
         PyErr_Format(PyExc_ValueError, "%p is not %s %s of this heap", (void *)(uintptr_t)a,
@@ -1143,6 +1146,14 @@ static void *container_at(HeapCore *self, PyObject *ho, int kind, u64 magic, siz
         return NULL;
     }
     return (void *)(uintptr_t)a;
+}
+
+static void *container_at(HeapCore *self, PyObject *ho, int kind, u64 magic, size_t size)
+{
+    u64 a;
+    if (parse_u64(ho, &a, "container address") < 0)
+        return NULL;
+    return container_at_addr(self, a, kind, magic, size);
 }
 
 /* Under the lock: raise for what a *_bad() check found (notmagic: the
@@ -1171,107 +1182,345 @@ static int dict_writable(HeapCore *self, dict_hdr *d)
     return container_raise(dict_bad(&self->r, d), DICT_NOT_A_DICT, T_DICT, d);
 }
 
+/* Inside a read snapshot: build the value object straight from the region's
+ * bytes, with no copy-out buffer, when its type allows it: bytes, ASCII
+ * text, int64, float, None, bool.  Building these runs no Python code (none
+ * is tracked by the GC, so the allocation cannot start a collection and its
+ * finalizers; a failed one sets the type-only MemoryError, which is cleared
+ * here) and reads only the bounds-checked bytes it is given.  Returns 1 with
+ * *out set (NULL: out of memory), or 0 for a value that decode() builds
+ * after the snapshot instead: a container reference or a big int (building
+ * them calls Python), text that is not ASCII (a decoding error would build
+ * an exception object), or a bad length (decode() reports it as corruption,
+ * once the snapshot is known to be consistent). */
+static int snap_value(int type, const char *p, u64 n, PyObject **out)
+{
+    switch (type) {
+    case T_BYTES:
+        *out = PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
+        break;
+    case T_STR:
+        for (u64 i = 0; i < n; i++)
+            if ((unsigned char)p[i] & 0x80)
+                return 0;
+        *out = PyUnicode_New((Py_ssize_t)n, 127);
+        if (*out)
+            memcpy(PyUnicode_DATA(*out), p, (size_t)n);
+        break;
+    case T_INT: {
+        long long v;
+        if (n != 8)
+            return 0;
+        memcpy(&v, p, 8);
+        *out = PyLong_FromLongLong(v);
+        break;
+    }
+    case T_FLOAT: {
+        double x;
+        if (n != 8)
+            return 0;
+        memcpy(&x, p, 8);
+        *out = PyFloat_FromDouble(x);
+        break;
+    }
+    case T_NONE:
+        if (n != 0)
+            return 0;
+        *out = Py_NewRef(Py_None);
+        break;
+    case T_BOOL:
+        if (n != 1 || (unsigned char)p[0] > 1)
+            return 0;
+        *out = PyBool_FromLong(p[0]);
+        break;
+    default:
+        return 0;
+    }
+    if (!*out)
+        PyErr_Clear(); /* reported after the snapshot, if it was consistent */
+    return 1;
+}
+
 typedef struct {
     dict_hdr *d;
     const heap_key *k;
-    copybuf *buf;
+    int want; /* 1: the value; 0: only whether the key is there */
     int found, vtype, bad, nomem;
+    PyObject *val; /* the value, built in the snapshot (snap_value) */
+    copybuf buf;   /* or its bytes, for decode() after the snapshot */
 } get_read;
 
-/* Copy the value of one key out (dict_get, under d's seqlock). */
+/* Look one key up (dict_get, under d's seqlock).  An object built from a
+ * snapshot that then turns out torn is dropped here, on the retry: only one
+ * built from a consistent snapshot leaves read_snapshot. */
 static void get_copy(HeapCore *self, void *arg)
 {
     get_read *g = arg;
     dict_ent_view ev; /* bounds-checked by the probe */
+    Py_CLEAR(g->val);
     g->found = g->nomem = 0;
-    g->buf->n = 0;
+    g->buf.n = 0;
     if (!dict_find(&self->r, g->d, g->k, &g->bad, &ev))
         return;
+    g->found = 1;
     g->vtype = ev.h.vtype;
-    if (cb_put(g->buf, ev.v, ev.vn) < 0)
+    if (!g->want)
+        return;
+    if (snap_value(ev.h.vtype, ev.v, ev.vn, &g->val))
+        g->nomem = !g->val;
+    else if (cb_put(&g->buf, ev.v, ev.vn) < 0)
         g->nomem = 1;
-    else
-        g->found = 1;
 }
 
-/* The value of key in the Dict at ho, or dflt. */
-static PyObject *dict_get_value(HeapCore *self, PyObject *ho, PyObject *key, PyObject *dflt)
+/* Look key up in the Dict whose header is at addr.  Returns 1 with *out the
+ * value (want; a container comes as a _Ref), 0 if the key is absent, -1
+ * with an exception set.  The key is encoded first: encoding may run Python
+ * code (an int subclass), which could close the heap or switch its segment
+ * away, and container_at_addr checks for that right before the region is
+ * read. */
+static int dict_lookup(HeapCore *self, u64 addr, PyObject *key, int want, PyObject **out)
 {
-    dict_hdr *d = dict_at(self, ho);
-    if (!d)
-        return NULL;
     blob k;
     if (encode(key, &k, "key") < 0)
-        return NULL;
+        return -1;
+    dict_hdr *d = container_at_addr(self, addr, T_DICT, DICT_MAGIC, sizeof(dict_hdr));
+    if (!d) {
+        blob_clear(&k);
+        return -1;
+    }
     dict_prefetch(&self->r, d, k.key.hash);
-    copybuf buf;
-    cb_init(&buf);
-    PyObject *res = NULL;
-    get_read g = {d, &k.key, &buf, 0, 0, 0, 0};
+    get_read g; /* set field by field: an initialiser would zero buf's 256 bytes */
+    g.d = d;
+    g.k = &k.key;
+    g.want = want;
+    g.found = g.vtype = g.bad = g.nomem = 0;
+    g.val = NULL;
+    cb_init(&g.buf);
+    int rc = -1;
     if (read_snapshot(self, &d->seq, READ_ATTEMPTS, get_copy, &g) < 0)
         ;
     else if (g.bad) /* a consistent snapshot with bad pointers: real corruption */
         PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict structure");
     else if (g.nomem)
         PyErr_NoMemory();
-    else if (g.found)
-        res = decode(g.vtype, buf.p, buf.n);
-    else
-        res = Py_NewRef(dflt);
-    cb_free(&buf);
+    else if (!g.found || !want)
+        rc = g.found;
+    else if (g.val) {
+        *out = g.val;
+        g.val = NULL;
+        rc = 1;
+    } else if ((*out = decode(g.vtype, g.buf.p, g.buf.n)))
+        rc = 1;
+    Py_XDECREF(g.val);
+    cb_free(&g.buf);
     blob_clear(&k);
-    return res;
+    return rc;
 }
 
 /* dict_get(hdr, key, default): value or default (never raises KeyError).
- * A fast call: no argument tuple on the GET path. */
+ * A fast call: no argument tuple. */
 static PyObject *HeapCore_dict_get(HeapCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 3) {
         PyErr_Format(PyExc_TypeError, "dict_get expected 3 arguments, got %zd", nargs);
         return NULL;
     }
-    return dict_get_value(self, args[0], args[1], args[2]);
+    u64 a;
+    PyObject *v = NULL;
+    if (parse_u64(args[0], &a, "container address") < 0)
+        return NULL;
+    int rc = dict_lookup(self, a, args[1], 1, &v);
+    return rc < 0 ? NULL : rc ? v : Py_NewRef(args[2]);
 }
+
+/* ---- DictHandle: the C part of a Dict handle, and the GET path ---- */
 
 static PyTypeObject HeapCoreType;
 static PyObject *from_value_fn; /* vaspace.heap._from_value(heap, ref) */
-static PyObject *missing;       /* a private sentinel: "no such key" */
-static PyObject *s_c, *s_addr, *s_heap; /* interned attribute names of a Dict */
 
-/* Dict.__getitem__ in C (bound as a method through an instancemethod):
- * d[key] is then one C call, as LMDB's txn.get is, instead of a Python
- * frame around dict_get.  A container value becomes a handle through
- * _from_value, as in the Python methods. */
-static PyObject *dict_subscript(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+/* vaspace.heap.Dict derives from this type, which holds the handle's state
+ * (_heap, _c, _addr) in C: d[key], d.get(key) and `key in d` are then each
+ * one C call from the interpreter, with no Python frame, no attribute
+ * lookups and no address parsing; a GET costs about what LMDB's txn.get
+ * does in calls.  Only the address's parsing is done once, when _addr is
+ * set; the heap's liveness (closed, stale world) and the header (bounds,
+ * magic) are checked on every call, as for every other entry point: they
+ * can change between two calls. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *heap;     /* the vaspace.heap.Heap: container values become its handles */
+    HeapCore *c;        /* the heap's core */
+    PyObject *addr_obj; /* the header's address, as an int */
+    u64 addr;           /* the same, parsed */
+} DictHandle;
+
+/* The lookup of handle_get/subscript/contains.  The core is held for the
+ * call: a reader may release the GIL (read-only mode, a stuck writer), and
+ * another thread could meanwhile set _c to something else. */
+static int handle_lookup(DictHandle *h, PyObject *key, int want, PyObject **out)
 {
-    (void)m;
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "__getitem__ expected 1 argument, got %zd", nargs - 1);
-        return NULL;
+    HeapCore *c = h->c;
+    if (!c || !h->addr_obj) {
+        PyErr_SetString(PyExc_ValueError, "Dict handle is not set up (no heap or no address)");
+        return -1;
     }
-    PyObject *d = args[0], *key = args[1], *res = NULL;
-    PyObject *c = PyObject_GetAttr(d, s_c);
-    PyObject *ho = c ? PyObject_GetAttr(d, s_addr) : NULL;
-    if (ho && !PyObject_TypeCheck(c, &HeapCoreType))
-        PyErr_SetString(PyExc_TypeError, "not a Dict handle");
-    else if (ho)
-        res = dict_get_value((HeapCore *)c, ho, key, missing);
-    if (res == missing) {
-        Py_CLEAR(res);
-        PyErr_SetObject(PyExc_KeyError, key);
-    } else if (res && ref_type && Py_IS_TYPE(res, (PyTypeObject *)ref_type) && from_value_fn) {
-        PyObject *heap = PyObject_GetAttr(d, s_heap);
-        Py_SETREF(res, heap ? PyObject_CallFunctionObjArgs(from_value_fn, heap, res, NULL) : NULL);
-        Py_XDECREF(heap);
-    }
-    Py_XDECREF(c);
-    Py_XDECREF(ho);
-    return res;
+    Py_INCREF(c);
+    int rc = dict_lookup(c, h->addr, key, want, out);
+    Py_DECREF(c);
+    return rc;
 }
 
-static PyMethodDef dict_subscript_def = {"__getitem__", (PyCFunction)(void (*)(void))dict_subscript,
-                                         METH_FASTCALL, "d[key]: the value, or KeyError"};
+/* A container value (a _Ref) becomes a live handle through _from_value, as
+ * in the Python methods; other values pass through. */
+static PyObject *handle_value(DictHandle *h, PyObject *v)
+{
+    if (!ref_type || !Py_IS_TYPE(v, (PyTypeObject *)ref_type) || !from_value_fn)
+        return v;
+    PyObject *heap = h->heap ? h->heap : Py_None;
+    Py_SETREF(v, PyObject_CallFunctionObjArgs(from_value_fn, heap, v, NULL));
+    return v;
+}
+
+static PyObject *handle_subscript(DictHandle *h, PyObject *key)
+{
+    PyObject *v = NULL;
+    int rc = handle_lookup(h, key, 1, &v);
+    if (rc == 0)
+        PyErr_SetObject(PyExc_KeyError, key); /* key is bytes, str or int: never a tuple */
+    return rc > 0 ? handle_value(h, v) : NULL;
+}
+
+/* `key in d`: False for a key of a type no Dict holds (as the Python method
+ * it replaces answered), else a lookup that builds no value. */
+static int handle_contains(DictHandle *h, PyObject *key)
+{
+    if (!PyBytes_Check(key) && !PyUnicode_Check(key) && !PyLong_Check(key))
+        return 0;
+    return handle_lookup(h, key, 0, NULL);
+}
+
+/* d.get(key, default=None): a fast call, default also by keyword. */
+static PyObject *handle_get(DictHandle *h, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs < 1 || nargs + nkw > 2 ||
+        (nkw && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "default"))) {
+        PyErr_SetString(PyExc_TypeError, "get() takes a key and an optional default");
+        return NULL;
+    }
+    PyObject *dflt = nargs + nkw == 2 ? args[1] : Py_None, *v = NULL;
+    int rc = handle_lookup(h, args[0], 1, &v);
+    return rc < 0 ? NULL : rc ? handle_value(h, v) : Py_NewRef(dflt);
+}
+
+static PyObject *handle_unset(const char *name)
+{
+    PyErr_Format(PyExc_AttributeError, "Dict handle has no %s yet", name);
+    return NULL;
+}
+
+static PyObject *handle_get_heap(DictHandle *h, void *x)
+{
+    return h->heap ? Py_NewRef(h->heap) : handle_unset("_heap");
+}
+
+static int handle_set_heap(DictHandle *h, PyObject *v, void *x)
+{
+    Py_XSETREF(h->heap, Py_XNewRef(v));
+    return 0;
+}
+
+static PyObject *handle_get_c(DictHandle *h, void *x)
+{
+    return h->c ? Py_NewRef((PyObject *)h->c) : handle_unset("_c");
+}
+
+static int handle_set_c(DictHandle *h, PyObject *v, void *x)
+{
+    if (v && !PyObject_TypeCheck(v, &HeapCoreType)) {
+        PyErr_Format(PyExc_TypeError, "_c must be a HeapCore, not %.100s", Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    Py_XSETREF(h->c, (HeapCore *)Py_XNewRef(v));
+    return 0;
+}
+
+static PyObject *handle_get_addr(DictHandle *h, void *x)
+{
+    return h->addr_obj ? Py_NewRef(h->addr_obj) : handle_unset("_addr");
+}
+
+/* The address is parsed here, once per handle (ValueError if negative or
+ * beyond 64 bits); whether a Dict is there is checked on every call. */
+static int handle_set_addr(DictHandle *h, PyObject *v, void *x)
+{
+    u64 a = 0;
+    PyObject *i = v ? PyNumber_Index(v) : NULL;
+    if (v && (!i || parse_u64(i, &a, "container address") < 0)) {
+        Py_XDECREF(i);
+        return -1;
+    }
+    Py_XSETREF(h->addr_obj, i);
+    h->addr = a;
+    return 0;
+}
+
+static int handle_traverse(DictHandle *h, visitproc visit, void *arg)
+{
+    Py_VISIT(h->heap);
+    Py_VISIT(h->c);
+    return 0;
+}
+
+static int handle_clear(DictHandle *h)
+{
+    Py_CLEAR(h->heap);
+    Py_CLEAR(h->c);
+    Py_CLEAR(h->addr_obj);
+    return 0;
+}
+
+/* A subclass's (heap) type is released by CPython's subtype_dealloc, which
+ * calls this. */
+static void handle_dealloc(DictHandle *h)
+{
+    PyObject_GC_UnTrack(h);
+    handle_clear(h);
+    Py_TYPE(h)->tp_free((PyObject *)h);
+}
+
+static PyMappingMethods handle_as_mapping = {.mp_subscript = (binaryfunc)handle_subscript};
+static PySequenceMethods handle_as_sequence = {.sq_contains = (objobjproc)handle_contains};
+
+static PyMethodDef handle_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))handle_get, METH_FASTCALL | METH_KEYWORDS,
+     "get(key, default=None): the value of key, or default"},
+    {NULL},
+};
+
+static PyGetSetDef handle_getset[] = {
+    {"_heap", (getter)handle_get_heap, (setter)handle_set_heap, "the Heap", NULL},
+    {"_c", (getter)handle_get_c, (setter)handle_set_c, "the heap's core (a HeapCore)", NULL},
+    {"_addr", (getter)handle_get_addr, (setter)handle_set_addr, "the header's address", NULL},
+    {NULL},
+};
+
+static PyTypeObject DictHandleType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "vaspace.heap._heapcore.DictHandle",
+    .tp_basicsize = sizeof(DictHandle),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The C part of a vaspace.heap.Dict handle: its state and its GET path.",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)handle_dealloc,
+    .tp_traverse = (traverseproc)handle_traverse,
+    .tp_clear = (inquiry)handle_clear,
+    .tp_as_mapping = &handle_as_mapping,
+    .tp_as_sequence = &handle_as_sequence,
+    .tp_methods = handle_methods,
+    .tp_getset = handle_getset,
+};
 
 static PyObject *HeapCore_dict_len(HeapCore *self, PyObject *ho)
 {
@@ -2836,7 +3085,7 @@ static PyObject *mod_crash_after(PyObject *m, PyObject *arg)
 
 static PyMethodDef module_methods[] = {
     {"_set_from_value", mod_set_from_value, METH_O,
-     "_set_from_value(fn): how dict_getitem turns a _Ref into a handle"},
+     "_set_from_value(fn): how DictHandle turns a _Ref into a handle"},
     {"_set_ref_type", mod_set_ref_type, METH_O,
      "_set_ref_type(cls): the tuple subclass (kind, addr) container values travel as"},
     {"_crash_after", mod_crash_after, METH_O,
@@ -2860,30 +3109,19 @@ PyMODINIT_FUNC PyInit__heapcore(void)
         PyErr_SetString(PyExc_ImportError, "cannot initialise a robust process-shared mutex");
         return NULL;
     }
-    if (PyType_Ready(&HeapCoreType) < 0 || PyType_Ready(&ArrayViewType) < 0)
+    if (PyType_Ready(&HeapCoreType) < 0 || PyType_Ready(&ArrayViewType) < 0 ||
+        PyType_Ready(&DictHandleType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&heapcore_module);
     if (!m)
         return NULL;
-    missing = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
-    s_c = PyUnicode_InternFromString("_c");
-    s_addr = PyUnicode_InternFromString("_addr");
-    s_heap = PyUnicode_InternFromString("_heap");
-    PyObject *fn = missing && s_c && s_addr && s_heap ? PyCFunction_New(&dict_subscript_def, NULL)
-                                                      : NULL;
-    PyObject *meth = fn ? PyInstanceMethod_New(fn) : NULL;
-    Py_XDECREF(fn);
-    if (!meth || PyModule_AddObject(m, "dict_getitem", meth) < 0) {
-        Py_XDECREF(meth);
-        Py_DECREF(m);
-        return NULL;
-    }
     HeapRecoveredWarning = PyErr_NewExceptionWithDoc(
         "vaspace.heap.HeapRecoveredWarning",
         "A process died while holding the heap lock; its unfinished operation was rolled back.",
         PyExc_RuntimeWarning, NULL);
     if (!HeapRecoveredWarning || PyModule_AddObjectRef(m, "HeapRecoveredWarning", HeapRecoveredWarning) < 0 ||
         PyModule_AddObjectRef(m, "HeapCore", (PyObject *)&HeapCoreType) < 0 ||
+        PyModule_AddObjectRef(m, "DictHandle", (PyObject *)&DictHandleType) < 0 ||
         PyModule_AddIntConstant(m, "HEADER_BYTES", (long)hdr_bytes()) < 0 ||
         PyModule_AddIntConstant(m, "MAX_ROOTS", NROOTS) < 0 ||
         PyModule_AddIntConstant(m, "ROOT_NAME_MAX", ROOT_NAME_MAX) < 0 ||
