@@ -213,14 +213,6 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
            ("data = os.pread(src, min(hi - off, 1 << 20), off)",
             ("1 -> 2", "20 -> 19", "20 -> 21")))
        for what in whats},
-    **{("registry/records.py", line, what):
-       "_my_pid holds one element, set from os.getpid() before its only read: its first "
-       "value is never read, and [0] and [-1] are the same element"
-       for line, whats in (("_my_pid: list[int] = [0]  # [the pid _mine is for]",
-                            ("0 -> -1", "0 -> 1")),
-                           ("_my_pid[0] = os.getpid()", ("0 -> -1",)),
-                           ("started = start_time(_my_pid[0])", ("0 -> -1",)))
-       for what in whats},
     ("registry/records.py", "for _ in range(3):", "3 -> 4"):
         "one more round for root against a planter who re-plants in every gap: such a "
         "planter gets EAGAIN after 3 rounds or 4 (one re-plant is beaten either way; "
@@ -301,6 +293,8 @@ C_MUTANTS: list[tuple[str, str, list[str], str]] = [
      r"madvise(p, SHARED_BYTES, MADV_NORMAL)/",
      SWITCH_TESTS,
      "the published thread slots are shared with a forked child"),
+    ("heap/core/dict.c", r"s/    W(t, w, nw);/    *w = nw;/", HEAP_TESTS,
+     "a Dict's index slot is stored without its undo record (a rollback keeps it)"),
     ("heap/core/undo.c", r"s/\*(u64 \*)(r->base + off) = h->log\[i\].old;/(void)0;/", HEAP_TESTS,
      "rollback restores nothing"),
     ("heap/core/undo.c", r"s/(s \& 1) ? s + 1 : s + 2/(s \& 1) ? s + 1 : s/", HEAP_TESTS,

@@ -43,14 +43,12 @@ def start_time(pid: int) -> int | None:
 
 
 _mine: list[int] = []  # [start time of this process], computed once (reset in a forked child)
-_my_pid: list[int] = [0]  # [the pid _mine is for]
 
 
 def my_start_time() -> int:
     """This process's start time: read once per process, not on every call."""
     if not _mine:
-        _my_pid[0] = os.getpid()
-        started = start_time(_my_pid[0])
+        started = start_time(os.getpid())
         assert started is not None  # we are alive
         _mine.append(started)
     return _mine[0]
