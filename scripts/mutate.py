@@ -130,6 +130,38 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         what): "how many entries one automatic reap examines is a cost bound, not a result: "
        "orphans past it are left for the next process's reap or fsck, as they are now"
        for what in ("64 -> 63", "64 -> 65")},
+    ("registry/ref.py", "_S_IFMT, _S_IFREG = stat.S_IFMT(0o177777), stat.S_IFREG",
+     "65535 -> 65534"): "stat.S_IFMT keeps only the type bits (0o170000): the low bit of "
+        "its argument is dropped either way",
+    ("registry/vas.py", "perms.check(uid, gid, mode & 0o666, may, ref)", "438 -> 439"):
+        "others' x bit: perms.allowed compares only the r and w bits (MAY_READ | MAY_WRITE)",
+    **{("registry/seg.py",
+        "lo, hi = (int(m[1], 16), int(m[2], 16)) if m is not None else (0, 0)", what):
+       "(0, 0) only stands for an unparsable region and must fail lo < hi, which (1, 0) and "
+       "(0, -1) fail too: the region still goes the pin way for its exact error"
+       for what in ("0 -> 1#1", "0 -> -1#2")},
+    ("process/switch.py",
+     'warnings.warn(f"thread exited inside a VAS: {exc}", RuntimeWarning, stacklevel=1)',
+     "1 -> 0"): "warnings.warn takes stacklevel 0 as 1: the same frame (switch.py's __del__) "
+        "is named either way (1 -> 2 names none, and is killed)",
+    **{("process/switch.py", line, what):
+       "a dead write: m.placed is read only inside st.changing(), whose entry first sets "
+       "every mapping's flag from C (refresh_placed), which moved them"
+       for line, what in (("m.placed = True", "True -> False"),
+                          ("m.placed = False", "False -> True"))},
+    ("registry/ref.py",
+     "if oid.__class__ is not int or not 0 < oid <= MAX_ID:  # type: ignore[operator]",
+     "0 -> 1"): "only sends id 1 the long way: check_id returns an in-range int unchanged",
+    ("registry/ref.py", "if not (target.isascii() and target.isdigit() and target[0] != \"0\" and "
+     "len(target) <= 10):", "10 -> 11"): "an id of 11 digits is above MAX_ID (2**31 - 1, "
+        "10 digits), which the next check refuses",
+    **{("process/attach.py", "prot, -1))", what):
+       "the descriptor of an existing (sid, prot) mapping: get_or_map reads fd only to map "
+       "a new one, and this branch runs only when mappings holds that key"
+       for what in ("1 -> 0", "1 -> 2")},
+    ("registry/seg.py", "if sid.__class__ is int and 0 < sid <= MAX_ID:  # type: ignore[operator]",
+     "0 -> -1"): "only lets sid 0 into the one-call path, where no seg/0 directory exists: "
+        "open_segment fails and pin gives the same EINVAL",
     ("registry/vas.py", "return 0o1755 | (mode & 0o022)", "18 -> 19"):
         "0o023 adds only others' x bit, which 0o1755 sets anyway",
     ("spaces.py", "def create(cls, name: str, mode: int = 0o600) -> VAS:", "384 -> 385"):

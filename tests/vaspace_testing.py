@@ -26,6 +26,7 @@ import os
 import pickle
 import select
 import signal
+import struct
 import time
 import traceback
 from collections.abc import Callable
@@ -268,3 +269,49 @@ def errno_of(fn: Callable[..., Any], *args: Any) -> int:
     except OSError as exc:
         return exc.errno or -1
     return 0
+
+
+_UNDEFINED = 0xFFFFFFFF
+_USER_OBJ, _USER, _GROUP_OBJ, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x10, 0x20
+
+
+def set_acl(path: str, nobody: int, other: int) -> None:
+    """Give ``path`` a POSIX ACL: owner rw, an entry of its own for NOBODY (``nobody``),
+    group none, mask rw, others ``other`` (the raw ``system.posix_acl_access`` xattr).
+
+    The kernel then grants NOBODY what its entry says, while the mode bits (what
+    the RFC's check reads) show ``other`` for them: the two can be made to disagree.
+    """
+    entries = [(_USER_OBJ, 6, _UNDEFINED), (_USER, nobody, NOBODY),
+               (_GROUP_OBJ, 0, _UNDEFINED), (_MASK, 6, _UNDEFINED), (_OTHER, other, _UNDEFINED)]
+    os.setxattr(path, "system.posix_acl_access",
+                struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries))
+
+
+def attach_outcome(vid: int, access: int = os.O_RDWR) -> tuple[int, str]:
+    """Attach ``vid`` to the calling process: (errno, message), or (0, "") if it attached.
+
+    For children (``in_child``) whose refusal is the result under test.
+    """
+    try:
+        vaspace.vas_attach(0, vid, access)
+    except OSError as exc:
+        return exc.errno, exc.strerror
+    return 0, ""
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[tuple]:
+    """Wrap ``module.<name>`` for the test to record its calls (the real one still runs).
+
+    Tells which of two ways that give the same answer a call took (a fast path
+    and its fallback): the list holds each call's positional arguments.
+    """
+    calls: list[tuple] = []
+    real = getattr(module, name)
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counting)
+    return calls
