@@ -20,6 +20,7 @@ that reason (``needs_root``), not failed.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import faulthandler
 import os
@@ -27,9 +28,10 @@ import pickle
 import select
 import signal
 import struct
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -315,3 +317,31 @@ def count_calls(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> l
 
     monkeypatch.setattr(module, name, counting)
     return calls
+
+
+@contextlib.contextmanager
+def thread_inside(vid: int, timeout: float = 10,
+                  before_leaving: Callable[[], None] | None = None) -> Iterator[None]:
+    """For the ``with`` body, another thread of this process sits inside VAS ``vid``.
+
+    On exit the thread runs ``before_leaving`` (still inside), switches back
+    to the original AS and is joined, so no thread is left inside a VAS.
+    """
+    inside, leave = threading.Event(), threading.Event()
+
+    def sit() -> None:
+        vaspace.vas_switch(vid)
+        inside.set()
+        leave.wait(timeout)
+        if before_leaving is not None:
+            before_leaving()
+        vaspace.vas_switch(0)
+
+    t = threading.Thread(target=sit)
+    t.start()
+    try:
+        assert inside.wait(timeout), f"the thread did not enter VAS {vid}"
+        yield
+    finally:
+        leave.set()
+        t.join()

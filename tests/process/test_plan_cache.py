@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 
 import vaspace as v
 from vaspace import _core
 from vaspace.process import state as statemod
-from vaspace_testing import SEG_BASE, in_child
+from vaspace_testing import SEG_BASE, in_child, thread_inside
 from vaspace_testing import peek as peek_at
 from vaspace_testing import vas_with_byte as world
 
@@ -92,27 +91,18 @@ def _switch_while_another_thread_is_inside(a: int, b: int) -> dict:
     v.vas_switch(a)
     v.vas_switch(0)  # the plans 0 <-> a are cached now
     assert _core.plan_get(0, a) is not None
-    inside, leave = threading.Event(), threading.Event()
     seen: dict = {}
 
-    def other() -> None:
-        v.vas_switch(b)  # b maps the same range with another segment
-        inside.set()
-        leave.wait(10)
+    def look() -> None:
         seen["other_view"] = peek()
-        v.vas_switch(0)
 
-    t = threading.Thread(target=other)
-    t.start()
-    assert inside.wait(10)
-    try:
-        v.vas_switch(a)  # the cached plan would move a's mapping over b's
-        seen["switched"] = True
-    except OSError as exc:
-        seen["errno"] = exc.errno
-    seen["active"] = v.active_vas()
-    leave.set()
-    t.join()
+    with thread_inside(b, before_leaving=look):  # b maps the same range with another segment
+        try:
+            v.vas_switch(a)  # the cached plan would move a's mapping over b's
+            seen["switched"] = True
+        except OSError as exc:
+            seen["errno"] = exc.errno
+        seen["active"] = v.active_vas()
     return seen
 
 

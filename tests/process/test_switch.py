@@ -12,7 +12,7 @@ import threading
 import pytest
 
 import vaspace as v
-from vaspace_testing import SEG_BASE, MiB, in_child, maps_line
+from vaspace_testing import SEG_BASE, MiB, in_child, maps_line, thread_inside
 
 
 def world(name: str, start: int, size: int, mode: int = 0o600,
@@ -429,19 +429,7 @@ def test_threads_in_their_own_vases_take_the_fast_path(registry: str) -> None:
     # Sharing: a thread inside t0's world a keeps its mapping placed, so
     # t0's switches away from a go to the slow path and do not park it.
     a0, b0 = pairs[0]
-    inside = threading.Event()
-    leave = threading.Event()
-
-    def sitter() -> None:
-        v.vas_switch(a0)
-        inside.set()
-        leave.wait(30)
-        v.vas_switch(0)
-
-    s = threading.Thread(target=sitter)
-    s.start()
-    try:
-        assert inside.wait(30)
+    with thread_inside(a0, timeout=30):
         v.vas_switch(a0)
         slow.clear()
         switchmod._switch_slow = lambda vid: (slow.append(vid), real_slow(vid))[1]
@@ -453,6 +441,3 @@ def test_threads_in_their_own_vases_take_the_fast_path(registry: str) -> None:
         assert exc.value.errno == errno.EFAULT and slow == [b0]
         v.vas_switch(0)
         assert peek(SEG_BASE) == 1  # the sitter's world is still placed and intact
-    finally:
-        leave.set()
-        s.join()

@@ -17,7 +17,7 @@ import warnings
 import vaspace as v
 from vaspace import _core
 from vaspace.registry.kind import MAX_ID
-from vaspace_testing import SEG_BASE, MiB, in_child, vas_with_byte
+from vaspace_testing import SEG_BASE, MiB, in_child, thread_inside, vas_with_byte
 
 
 def _refusals() -> list[tuple[int, str]]:
@@ -87,26 +87,12 @@ def test_a_thread_dying_inside_with_a_view_warns_from_the_switch(registry: str) 
 def _enter_while_another_thread_is_inside() -> tuple[bool, bool]:
     a = vas_with_byte("a", 0xA)
     b = vas_with_byte("b", 0xB, start=SEG_BASE + 4 * MiB)
-    inside, leave = threading.Event(), threading.Event()
-
-    def sit_in_b() -> None:
-        v.vas_switch(b)
-        inside.set()
-        leave.wait(10)
-        v.vas_switch(0)
-
-    t = threading.Thread(target=sit_in_b)
-    t.start()
-    inside.wait(10)
-    try:
+    with thread_inside(b):
         v.vas_switch(a)  # a thread is inside a VAS: the general plan, from 0
         cached = _core.plan_get(0, a) is not None and _core.plan_get(a, 0) is not None
         v.vas_switch(0)
         fast = _core.switch_fast(a) == 2  # entered from the original AS in one C call
         v.vas_switch(0)
-    finally:
-        leave.set()
-        t.join()
     return cached, fast
 
 
