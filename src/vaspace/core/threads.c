@@ -196,11 +196,16 @@ vaspace_publish_threads(PyObject *self, PyObject *arg)
      * first), and no slot at or above slots_hwm was ever used: copying only the
      * used slots touches one page of the file instead of all of its 16 (each
      * first touch of a tmpfs page allocates it, which made this call cost
-     * about 150 us, most of a process's first attach). */
-    memcpy(p, tslots, (size_t)slots_hwm * sizeof(tslot_t));
+     * about 150 us, most of a process's first attach); with no slot used
+     * yet it copies nothing. */
+    if (slots_hwm)
+        memcpy(p, tslots, (size_t)slots_hwm * sizeof(tslot_t));
+    /* The word lies on the file's last page: writing a zero there would
+     * allocate that page for nothing (a first attach has no request yet, and
+     * often no thread inside a VAS either, so it then touches no page). */
     wake_t *w = (wake_t *)((char *)p + sizeof(private_slots));
-    w->zero = 0;
-    w->pending = wake->pending;
+    if (wake->pending)
+        w->pending = wake->pending;
     if (tslots != private_slots)
         munmap(tslots, SHARED_BYTES);
     tslots = p;

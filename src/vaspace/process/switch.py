@@ -101,10 +101,16 @@ def _switch_slow(vid: int) -> None:
             # and the same cached plans, with far less Python run for the
             # first time (issue 11 §3).
             target = st.attachments[vid].maps  # vid != 0: cur is 0 (no thread inside)
-            _core.run_plan([(m.token, True, False) for m in _ordered(target)], vid)
+            tokens = [m.token for m in _ordered(target)]
+            moves = [(t, True, False) for t in tokens]
+            _core.run_plan(moves, vid)
             for m in target:
                 m.placed = True
-            _cache(0, vid, set(), set(target))
+            # _cache(0, vid, set(), set(target))'s two plans, built here: the
+            # way in places each mapping, the way back parks each one and
+            # plugs its home (nothing refills it in the original AS).
+            _core.plan_put(0, vid, moves)
+            _core.plan_put(vid, 0, [(t, False, False) for t in tokens])
             return
         me = threading.get_native_id()
         others = {tid: v for tid, v in threads if tid != me}
