@@ -17,6 +17,7 @@ import os
 import pytest
 
 import vaspace as v
+from vaspace.process import state as statemod
 from vaspace_testing import SEG_BASE, MiB, in_child
 
 
@@ -70,3 +71,20 @@ def test_a_view_after_the_segment_was_removed_while_mapped(registry: str) -> Non
         return seg.name, seg.start, e.value.errno, int(first == b"abcd")
 
     assert in_child(child).get() == ("m-seg", SEG_BASE, errno.EINVAL, 1)
+
+
+def test_many_views_are_tracked_weakly_and_released(registry: str) -> None:
+    vid, sid = _setup()
+    v.vas_attach(0, vid, os.O_RDWR)
+    seg = v.Segment(sid)
+    with v.VAS(vid).active():
+        kept = [seg.view() for _ in range(20)]
+        for _ in range(100):
+            seg.view()  # dropped at once: its reference dies with it
+        m = next(m for m in statemod.state().space.mappings.values() if m.sid == sid)
+        assert len(m.live_views()) == 20
+        assert len(m._views or ()) < 60  # pruned as it grew, not one entry per view made
+        seg.release_views()
+        with pytest.raises(ValueError):
+            kept[0][0]  # released: no access through it
+    v.vas_detach(0, vid)  # nothing pins the mapping any more

@@ -277,13 +277,13 @@ class Segment(_Handle):
 def _export(m: Mapping) -> memoryview:
     """A memoryview of a placed mapping; it pins the mapping while it lives."""
     view = memoryview(_core.WindowView(m.token, readonly=not m.prot & _core.PROT_WRITE))
-    m.views[id(view)] = view
+    m.add_view(view)
     return view
 
 
 def _release(maps: list[Mapping]) -> None:
     for m in maps:
-        for view in list(m.views.values()):
+        for view in m.live_views():
             with contextlib.suppress(BufferError):  # a numpy array holds it: reported below
                 view.release()
     if any(spacemod.exports().get(m.token) for m in maps):

@@ -39,16 +39,27 @@ class Mapping:
     refs: int = 0
     token: int = 0  # _core's name for this mapping (never reused, never 0)
     vlen: int = 0  # the VMA's length (>= size; whole GiB when it may be, see vma_length)
-    # Memoryviews Segment.view() made of it (by id), for release_views();
-    # weak, so a view that dies leaves by itself.  Made on first use: most
-    # mappings never get a view, and making one costs a microsecond per attach.
-    _views: weakref.WeakValueDictionary[int, memoryview] | None = field(default=None, repr=False)
+    # Weak references to the memoryviews Segment.view() made of it, for
+    # release_views().  A plain list, pruned of dead ones as it grows: made on
+    # first use (most mappings never get a view), and a WeakValueDictionary
+    # cost a fresh process's first view about 100 bytecodes more.
+    _views: list[weakref.ReferenceType[memoryview]] | None = field(default=None, repr=False)
+    _prune_at: int = field(default=8, repr=False)
 
-    @property
-    def views(self) -> weakref.WeakValueDictionary[int, memoryview]:
-        if self._views is None:
-            self._views = weakref.WeakValueDictionary()
-        return self._views
+    def add_view(self, view: memoryview) -> None:
+        """Remember a view made of this mapping (weakly: a view that dies leaves by itself)."""
+        refs = self._views
+        if refs is None:
+            self._views = [weakref.ref(view)]
+            return
+        if len(refs) >= self._prune_at:  # amortised: the list at most doubles between prunes
+            refs[:] = [r for r in refs if r() is not None]
+            self._prune_at = 2 * len(refs) + 8
+        refs.append(weakref.ref(view))
+
+    def live_views(self) -> list[memoryview]:
+        """The views made of this mapping that are still alive."""
+        return [mv for r in self._views or () if (mv := r()) is not None]
 
     @property
     def size(self) -> int:
