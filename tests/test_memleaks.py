@@ -301,6 +301,8 @@ def test_publish_threads(tmp_path: Path) -> None:
     try:
         os.ftruncate(fd, _core.slots_size())
         _flat(lambda: _core.publish_threads(fd), loops=300)
+        _flat(lambda: _core.publish_threads(fd, 0o644), loops=300)
+        _flat(_bad(_core.publish_threads, fd, "x"))
         _flat(_bad(_core.publish_threads, short))  # too short: refused, not a SIGBUS
         _flat(_bad(_core.publish_threads, -1))
     finally:

@@ -73,3 +73,38 @@ def test_other_processes_see_the_thread_inside(registry: str) -> None:
     finally:
         os.close(r)
         holder.kill()
+
+
+def test_publish_with_a_mode_sizes_the_file_and_sets_its_mode(tmp_path) -> None:
+    from vaspace import _core
+
+    fd = os.open(tmp_path / "slots", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        def publish() -> tuple[int, int, int]:
+            _core.publish_threads(fd, 0o644)
+            st = os.fstat(fd)
+            return st.st_mode & 0o7777, st.st_size, st.st_blocks
+
+        assert in_child(publish).get() == (0o644, _core.slots_size(), 0)
+    finally:
+        os.close(fd)
+
+
+def _inside_under_umask(vid: int, w: int) -> None:
+    os.umask(0o077)  # the create's mode is masked to 0600: publishing must widen it
+    _inside(vid, w)
+
+
+def test_threads_are_seen_by_others_under_a_strict_umask(registry: str) -> None:
+    vid = _vas("umask")
+    r, w = os.pipe()
+    holder = start_child(_inside_under_umask, vid, w)
+    try:
+        os.close(w)
+        tid = int(os.read(r, 32))
+        pid = holder.pid
+        got = in_child(lambda: [(pv.vid, pv.threads) for pv in v.proc_vas(pid)], uid=65534)
+        assert got.get() == [(vid, (tid,))]
+    finally:
+        os.close(r)
+        holder.kill()

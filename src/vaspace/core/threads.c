@@ -159,25 +159,37 @@ vaspace_thread_vids(PyObject *self, PyObject *noargs)
 }
 
 PyDoc_STRVAR(publish_threads_doc,
-"publish_threads(fd) -> int\n\n"
+"publish_threads(fd, mode=-1) -> int\n\n"
 "Move the thread slots, and the lazy-attach word after them, into a\n"
 "MAP_SHARED mapping of fd (which must be at least slots_size() bytes, and\n"
 "read as zeros: only the slots in use are copied) so\n"
 "other processes can read the slots and set the word.  Returns the slot\n"
 "size in bytes (each slot: int32 tid, 4 bytes padding, int64 vid; the word\n"
-"is the int64 of one more slot, at wake_offset(), whose tid stays 0).");
+"is the int64 of one more slot, at wake_offset(), whose tid stays 0).\n\n"
+"With mode, the file is first made ready in the same call: given that\n"
+"mode if fstat shows another (the umask may have masked the create's), and\n"
+"sized to slots_size() if shorter (a fresh file, or one truncated to 0).");
 
 static PyObject *
-vaspace_publish_threads(PyObject *self, PyObject *arg)
+vaspace_publish_threads(PyObject *self, PyObject *args)
 {
-    int fd = PyLong_AsLong(arg);
-    if (fd == -1 && PyErr_Occurred())
+    int fd, mode = -1;
+    if (!PyArg_ParseTuple(args, "i|i:publish_threads", &fd, &mode))
         return NULL;
     /* A file shorter than the slots would fault (SIGBUS) on the copy below. */
     struct stat st;
     if (fstat(fd, &st) < 0)
         return vaspace_oserror(errno, "fstat");
     off_t size = st.st_size;
+    if (mode >= 0) {
+        if ((st.st_mode & 07777) != (mode_t)mode && fchmod(fd, (mode_t)mode) < 0)
+            return vaspace_oserror(errno, "fchmod");
+        if ((size_t)size < SHARED_BYTES) {
+            if (ftruncate(fd, (off_t)SHARED_BYTES) < 0)
+                return vaspace_oserror(errno, "ftruncate");
+            size = (off_t)SHARED_BYTES;
+        }
+    }
     if ((size_t)size < SHARED_BYTES) {
         set_errorf(PyExc_ValueError, "publish_threads: the file holds %lld bytes, "
                      "slots need %zu", (long long)size, (size_t)SHARED_BYTES);
@@ -251,7 +263,7 @@ PyMethodDef threads_methods[] = {
     {"threads_in_vas", vaspace_threads_in_vas, METH_NOARGS, threads_in_vas_doc},
     {"forget_tid", vaspace_forget_tid, METH_O, forget_tid_doc},
     {"thread_vids", vaspace_thread_vids, METH_NOARGS, thread_vids_doc},
-    {"publish_threads", vaspace_publish_threads, METH_O, publish_threads_doc},
+    {"publish_threads", vaspace_publish_threads, METH_VARARGS, publish_threads_doc},
     {"slots_size", vaspace_slots_size, METH_NOARGS, slots_size_doc},
     {"wake_offset", vaspace_wake_offset, METH_NOARGS, wake_offset_doc},
     {"wake_take", vaspace_wake_take, METH_NOARGS, wake_take_doc},

@@ -57,9 +57,9 @@ def publish() -> bool:
     try:
         if not fresh:
             os.ftruncate(fd, 0)  # publish_threads wants a file that reads as zeros
-        os.fchmod(fd, 0o644)
-        os.ftruncate(fd, _core.slots_size())
-        _core.publish_threads(fd)
+        # Mode 0o644 (unless the umask left exactly that: no fchmod) and the
+        # slots' size, then the mapping: one call (issue 11 §3, the first answer).
+        _core.publish_threads(fd, 0o644)
     finally:
         os.close(fd)
     return True
