@@ -168,20 +168,27 @@ assert value == b"500"
 print(cpu, dt)
 """
 
-    def fresh(code: str) -> tuple[float, float]:
-        """(CPU time, wall time) of the timed part, in ns."""
+    ours_src = os.path.dirname(os.path.dirname(vaspace.__file__))
+    before_src = os.environ.get("VASPACE_BENCH_BEFORE")  # another checkout's src/
+
+    def fresh(code: str, src: str = ours_src) -> tuple[float, float]:
+        """(CPU time, wall time) of the timed part, in ns; ``src`` first on the path."""
         import subprocess
 
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.dirname(os.path.dirname(
-            vaspace.__file__)), env.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
         res = subprocess.run([sys.executable, "-c", code], env=env, check=True,
                              capture_output=True, text=True)
         cpu, wall = res.stdout.split()[-2:]
         return float(cpu), float(wall)
 
-    # Alternating, so both see the same load.
-    pairs = [(fresh(theirs), fresh(ours)) for _ in range(runs)]
+    # Alternating, so all see the same load; with VASPACE_BENCH_BEFORE, the
+    # other checkout's answer (the same registry, the same code) takes turns too.
+    pairs, befores = [], []
+    for _ in range(runs):
+        pairs.append((fresh(theirs), fresh(ours)))
+        if before_src:
+            befores.append(fresh(ours, before_src))
     sec.add("lmdb_first", "LMDB: Environment open + begin + get (fresh process)", "ns",
             [t[1] for t, _ in pairs])
     sec.add("first_answer", "find + attach + switch + Heap.open + Dict.open + get (fresh)",
@@ -190,6 +197,11 @@ print(cpu, dt)
             [t[0] for t, _ in pairs])
     sec.add("first_answer_cpu", "find + attach + ... + get (fresh, CPU time)", "ns",
             [o[0] for _, o in pairs], baseline="lmdb_first_cpu")
+    if befores:
+        sec.add("first_answer_before", "the same answer, VASPACE_BENCH_BEFORE's code, wall",
+                "ns", [b[1] for b in befores], baseline="lmdb_first")
+        sec.add("first_answer_before_cpu", "the same, VASPACE_BENCH_BEFORE's code, CPU time",
+                "ns", [b[0] for b in befores], baseline="lmdb_first_cpu")
     with contextlib.suppress(OSError):
         for f in os.listdir(tmp):
             os.unlink(os.path.join(tmp, f))
