@@ -2,7 +2,12 @@
 
 A handle holds an id and the name it had when it was made.  It does not
 keep the object alive: if the object is deleted, calls through the handle
-fail with the RFC's EINVAL, exactly as the raw calls do.
+fail with the RFC's EINVAL, exactly as the raw calls do.  ``Segment(sid)``
+of a segment this process maps takes its name and region from the
+process's own mapping (read from the registry at attach time; such a
+segment cannot be renamed, moved, detached or deleted through the API), so
+its ``view()`` still shows the mapped bytes if the segment's files were
+removed behind the API's back, as a deleted file's mapping does.
 
     >>> seg = Segment.create("table", start=0x4000_0000_0000, size=1 << 20)
     >>> db = VAS.create("db-v1")
