@@ -81,7 +81,8 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                        ["process", "reliability/test_rel_concurrency.py"]),
     "process.state": (["process/state.py"],
                       ["process", "reliability/test_rel_concurrency.py"]),
-    "spaces": (["spaces.py"], ["test_spaces.py", "test_spaces_handles.py", "test_api_objects.py"]),
+    "spaces": (["spaces.py"], ["test_spaces.py", "test_spaces_handles.py", "test_spaces_mapped.py",
+                                 "test_api_objects.py"]),
 }
 MODULES.update({f"registry.{Path(f).stem}": ([f], _REGISTRY_TESTS) for f in _REGISTRY_FILES})
 
