@@ -14,6 +14,8 @@ import os
 import threading
 import time
 
+import pytest
+
 import vaspace as v
 from vaspace.registry import records
 from vaspace_testing import SEG_BASE, MiB, in_child, start_child
@@ -55,26 +57,6 @@ def _inside(vid: int, w: int) -> None:
     time.sleep(60)
 
 
-def test_other_processes_see_the_thread_inside(registry: str) -> None:
-    vid = _vas("seen")
-    r, w = os.pipe()
-    holder = start_child(_inside, vid, w)
-    try:
-        os.close(w)
-        tid = int(os.read(r, 32))
-        pid = holder.pid
-
-        def look() -> list[tuple[int, tuple[int, ...]]]:
-            return [(pv.vid, pv.threads) for pv in v.proc_vas(pid)]
-
-        assert look() == [(vid, (tid,))]
-        assert in_child(look).get() == [(vid, (tid,))]
-        assert in_child(look, uid=65534).get() == [(vid, (tid,))]
-    finally:
-        os.close(r)
-        holder.kill()
-
-
 def test_publish_with_a_mode_sizes_the_file_and_sets_its_mode(tmp_path) -> None:
     from vaspace import _core
 
@@ -95,16 +77,22 @@ def _inside_under_umask(vid: int, w: int) -> None:
     _inside(vid, w)
 
 
-def test_threads_are_seen_by_others_under_a_strict_umask(registry: str) -> None:
-    vid = _vas("umask")
+@pytest.mark.parametrize("holder_fn", [_inside, _inside_under_umask])
+def test_other_processes_see_the_thread_inside(registry: str, holder_fn) -> None:
+    vid = _vas("seen")
     r, w = os.pipe()
-    holder = start_child(_inside_under_umask, vid, w)
+    holder = start_child(holder_fn, vid, w)
     try:
         os.close(w)
         tid = int(os.read(r, 32))
         pid = holder.pid
-        got = in_child(lambda: [(pv.vid, pv.threads) for pv in v.proc_vas(pid)], uid=65534)
-        assert got.get() == [(vid, (tid,))]
+
+        def look() -> list[tuple[int, tuple[int, ...]]]:
+            return [(pv.vid, pv.threads) for pv in v.proc_vas(pid)]
+
+        assert look() == [(vid, (tid,))]
+        assert in_child(look).get() == [(vid, (tid,))]
+        assert in_child(look, uid=65534).get() == [(vid, (tid,))]
     finally:
         os.close(r)
         holder.kill()
