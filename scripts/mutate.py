@@ -179,12 +179,6 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("registry/objects.py", "return Attr(mode=mode & 0o666, user=user, group=group)",
      "438 -> 439"): "an x bit for others on the attribute file (lock or data): attributes "
         "are read masked with 0o666, and no file of the registry is ever executed",
-    **{("registry/records.py", "data = os.read(fd, 4096)", what):
-       "/proc/<pid>/stat is one line of 52 fields and a comm of at most 64 bytes: far "
-       "under 4095 bytes, so one read gets it whole either way" for what in
-       ("4096 -> 4095", "4096 -> 4097")},
-    ("registry/records.py", 'fields = data[data.rindex(b")") + 2 :].split()', "2 -> 1"):
-        "split() drops the leading space that starting one byte earlier keeps",
     ("registry/objects.py", "for oid in ids if limit is None else ids[:limit]:", "Is -> IsNot"):
         "the same cost bound as REAP_BATCH: with it ignored a reap looks at every entry, "
         "and finds the same orphans among them",

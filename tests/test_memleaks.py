@@ -120,6 +120,19 @@ def test_dir_entries(tmp_path: Path) -> None:
             os.close(d)
 
 
+def test_start_time() -> None:
+    """A live process, a gone one and bad pids: answers, None, errors, all flat."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)  # reaped: its /proc entry is gone
+    assert isinstance(_core.start_time(os.getpid()), int)
+    assert _core.start_time(pid) is None
+    _flat(lambda: (_core.start_time(os.getpid()), _core.start_time(pid), _core.start_time(0)))
+    _flat(_bad(_core.start_time, "x"))
+    _flat(_bad(_core.start_time, 2**80))
+
+
 def test_registry_lookups(tmp_path: Path) -> None:
     """open_live, stat_live and open_segment: answers and every error path stay flat."""
     obj = tmp_path / "7"

@@ -17,6 +17,7 @@ import errno
 import os
 import stat
 
+from .. import _core
 from .._ntuples import Holder
 from ..access import BY_FLAG, BY_NAME, access_type_name
 from ..errors import vas_error
@@ -25,21 +26,13 @@ from . import root as rootmod
 
 
 def start_time(pid: int) -> int | None:
-    """A process's start time in clock ticks (field 22 of /proc/<pid>/stat), or None."""
-    try:
-        # os.open/os.read: three system calls, where open() would make eight.
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    try:
-        data = os.read(fd, 4096)
-    except ProcessLookupError:  # exited between the open and the read
-        return None
-    finally:
-        os.close(fd)
-    # The command name may hold spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(b")") + 2 :].split()
-    return int(fields[19])
+    """A process's start time in clock ticks (field 22 of /proc/<pid>/stat), or None.
+
+    One C call makes the open, read and close and parses the field: a fresh
+    interpreter's first ``int(bytes)``, ``rindex`` and ``split`` cost more than
+    the three system calls, and every liveness check goes through here.
+    """
+    return _core.start_time(pid)
 
 
 _mine: list[int] = []  # [start time of this process], computed once (reset in a forked child)
