@@ -96,3 +96,27 @@ def test_other_processes_see_the_thread_inside(registry: str, holder_fn) -> None
     finally:
         os.close(r)
         holder.kill()
+
+
+def test_a_forked_child_records_and_publishes_under_its_own_pid(registry: str) -> None:
+    """The pid the attach's record, slots file and request check use is the state's
+    (no getpid per call): after a fork it must be the child's, not the parent's,
+    even when the parent had attached, published and read its start time first."""
+    first, second = _vas("forked-parent"), _vas("forked-child")
+    v.vas_attach(0, first, os.O_RDONLY)  # the parent publishes and knows its start time
+
+    def child() -> tuple[int, int | None, bool, bool, list[int]]:
+        v.vas_attach(0, second, os.O_RDONLY)
+        pid = os.getpid()
+        started = records.start_time(pid)
+        slots = os.path.exists(f"{registry}/procs/{pid}-{started}.threads")
+        record = os.path.lexists(f"{registry}/procs/{second}.{pid}")
+        return pid, started, slots, record, sorted(pv.vid for pv in v.proc_vas(pid))
+
+    try:
+        pid, started, slots, record, vids = in_child(child).get()
+        assert pid != os.getpid() and started is not None
+        assert slots and record
+        assert vids == [second]  # its own attachment, under its pid (a child inherits none)
+    finally:
+        v.vas_detach(0, first)

@@ -85,7 +85,7 @@ def attach_self(vid: object, access: object) -> None:
                 root = ref.root  # the root this call pinned the VAS in
                 records.add(ref.id, st.pid, access, root)
                 if st.published != root:
-                    published = publish.publish()
+                    published = publish.publish(st.pid)
                     st.published = root  # tried once per root, published or not
                     st.wake_ready = False  # set by the next sync if published
                     st.wake_published = published
@@ -247,7 +247,7 @@ def sync() -> None:
         return
     if st.published == rootmod.root_str() and st.wake_published:
         st.wake_ready = True  # requests older than the word are read just below
-    for vid, access in records.take_requests(os.getpid()):
+    for vid, access in records.take_requests(st.pid):
         # A request that cannot be carried out now (EBUSY, or views that pin
         # the VAS's segments: BufferError) is dropped, as the RFC's lazy
         # attach drops a failed one; it must not fail the caller's own call.

@@ -30,8 +30,10 @@ def _path(pid: int, started: int) -> str:
     return f"{rootmod.root_str()}/procs/{pid}-{started}.threads"
 
 
-def publish() -> bool:
+def publish(pid: int) -> bool:
     """Move this process's thread slots into its shared file; False if it cannot.
+
+    ``pid``: this process's pid (the caller's state holds it: no ``getpid``).
 
     The file name is guessable (pid and start time are public), so another
     user may have planted a file there.  Only a file this process creates
@@ -39,7 +41,7 @@ def publish() -> bool:
     simply does not publish: its attachments work, and other processes see
     no threads for it.
     """
-    path = _path(os.getpid(), records.my_start_time())
+    path = _path(pid, records.my_start_time(pid))
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | fs.FILE_FLAGS, 0o644)
     except FileExistsError:

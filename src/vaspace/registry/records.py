@@ -38,10 +38,14 @@ def start_time(pid: int) -> int | None:
 _mine: list[int] = []  # [start time of this process], computed once (reset in a forked child)
 
 
-def my_start_time() -> int:
-    """This process's start time: read once per process, not on every call."""
+def my_start_time(pid: int | None = None) -> int:
+    """This process's start time: read once per process, not on every call.
+
+    ``pid``: this process's pid, when the caller holds it already (a
+    ``getpid`` less; its start time cannot change while it runs).
+    """
     if not _mine:
-        started = start_time(os.getpid())
+        started = start_time(os.getpid() if pid is None else pid)
         assert started is not None  # we are alive
         _mine.append(started)
     return _mine[0]
@@ -52,7 +56,7 @@ os.register_at_fork(after_in_child=_mine.clear)
 
 def _alive(pid: int, started: int) -> bool:
     if pid == os.getpid():
-        return started == my_start_time()
+        return started == my_start_time(pid)
     return start_time(pid) == started
 
 
@@ -69,7 +73,7 @@ def add(vid: int, pid: int, access: int, root: str | None = None) -> None:
     ``root``: the registry root the caller already holds (saves looking it up).
     """
     path = f"{root}/procs/{vid}.{pid}" if root else f"{_procs()}/{vid}.{pid}"
-    started = my_start_time()  # pid is this process's (its only caller is attach)
+    started = my_start_time(pid)  # pid is this process's (its only caller is attach)
     row = BY_FLAG.get(access)  # access_type_name, inline
     target = f"{started}:{row.name if row else '?'}"
     try:
@@ -241,7 +245,7 @@ def take_requests(pid: int) -> list[tuple[int, int]]:
     by someone who may not act on us.
     """
     root = rootmod.root_str()
-    name = _pending_name(pid, my_start_time())  # pid is this process's (its one caller: sync)
+    name = _pending_name(pid, my_start_time(pid))  # pid is this process's (its one caller: sync)
     # The usual answer, in one system call: no request directory, nothing to take.
     # Only a hint: what is there is opened and checked below, through ``pending``.
     try:
