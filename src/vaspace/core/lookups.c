@@ -517,7 +517,6 @@ vaspace_same_entry(PyObject *self, PyObject *args)
     return res;
 }
 
-/* This file's functions in vaspace._core (core/module.c adds them). */
 PyDoc_STRVAR(start_time_doc,
 "start_time(pid) -> int | None\n\n"
 "Field 22 of /proc/<pid>/stat (the process's start time in clock ticks since\n"
@@ -578,6 +577,7 @@ vaspace_start_time(PyObject *self, PyObject *arg)
     return PyLong_FromUnsignedLongLong(ticks);
 }
 
+/* This file's functions in vaspace._core (core/module.c adds them). */
 PyMethodDef lookups_methods[] = {
     {"dir_entries", vaspace_dir_entries, METH_O, dir_entries_doc},
     {"open_live", vaspace_open_live, METH_VARARGS, open_live_doc},
