@@ -381,3 +381,146 @@ def test_threads_share_a_dict(heap):
     assert not errors, errors
     assert d.check() == len(d)
     heap.check()
+
+
+def lane_value(key_no: int, counter: int) -> bytes:
+    """A self-checking value short enough for an update lane: 16..128 bytes."""
+    return struct.pack("<qq", key_no, counter) * (counter % 8 + 1)
+
+
+def parse_lane_value(key_no: int, v: bytes) -> int:
+    """Return the counter of a lane value, asserting it is not torn."""
+    assert isinstance(v, bytes) and len(v) % 16 == 0 and v, v[:32]
+    k, c = struct.unpack_from("<qq", v)
+    assert k == key_no and v == lane_value(k, c), "torn value"
+    return c
+
+
+def _lane_writer(d: Dict, seed: int, keys: int) -> None:
+    """Overwrites of present keys with values that fit their room: lane SETs."""
+    rnd = random.Random(seed)
+    c = 0
+    while True:
+        c += 1
+        key = rnd.randrange(keys)
+        d[key] = lane_value(key, c)
+
+
+def _structure_writer(heap: Heap, d: Dict, seed: int, keys: int) -> None:
+    """Inserts, deletes and allocations beside the lane writers (heap mutex);
+    one key of the lane range is popped and stored again (a structural
+    change to a key the lane writers overwrite)."""
+    rnd = random.Random(seed)
+    c = 0
+    while True:
+        c += 1
+        k = 1000 + rnd.randrange(200)
+        if rnd.random() < 0.5:
+            d[k] = lane_value(k, c) * 2
+        else:
+            d.pop(k, None)
+        lk = rnd.randrange(keys)
+        d.pop(lk, None)
+        d[lk] = lane_value(lk, 7)  # 128 bytes: room for every later lane value
+        heap.free(heap.alloc(rnd.randrange(1, 4000)))
+
+
+def _check_lane_dict(d: Dict, keys: int) -> None:
+    for k, v in d.items():
+        if isinstance(k, int) and k < keys:
+            parse_lane_value(k, v)
+
+
+def test_sigkill_lane_writers_and_a_structure_writer_at_once(heap, region):
+    """Two writers in update lanes (in-place overwrites) and one structural
+    writer (heap mutex) are SIGKILLed at the same moment, many times, while a
+    surviving lane writer and a reader process keep going.  The reader only
+    ever sees whole values; afterwards the survivors and a new opener find
+    check() and Dict.check() clean."""
+    keys = 48
+    d = Dict(heap, root="lanes")
+    for k in range(keys):
+        d[k] = lane_value(k, 7)
+    stop_r, stop_w = os.pipe()
+    os.set_blocking(stop_r, False)
+
+    def stopped() -> bool:
+        try:
+            return os.read(stop_r, 1) == b""
+        except BlockingIOError:
+            return False
+
+    def survivor() -> None:
+        os.close(stop_w)
+        c = 0
+        while not stopped():
+            c += 1
+            d[c % keys] = lane_value(c % keys, c)
+        heap.check()
+        d["survivor-done"] = c
+
+    def reader() -> None:
+        os.close(stop_w)
+        n = 0
+        while n == 0 or not stopped():
+            for k in range(keys):
+                v = d.get(k)
+                if v is not None:
+                    parse_lane_value(k, v)
+            _check_lane_dict(d, keys)
+            n += 1
+
+    others = [_child(survivor), _child(reader)]
+    rnd = random.Random(15)
+    for i in range(25):
+        victims = [_child(lambda s=s: _lane_writer(d, s, keys)) for s in (3 * i, 3 * i + 1)]
+        victims.append(_child(lambda s=3 * i + 2: _structure_writer(heap, d, s, keys)))
+        time.sleep(rnd.uniform(0.01, 0.04))
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        assert [_wait(p) for p in victims] == [-signal.SIGKILL] * 3
+    os.close(stop_w)
+    assert [_wait(p) for p in others] == [0, 0]
+    os.close(stop_r)
+    assert d["survivor-done"] > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HeapRecoveredWarning)
+        heap.check()
+        assert d.check() == len(d)
+        _check_lane_dict(d, keys)
+
+    def new_opener() -> None:
+        h = Heap.open(region.buf)
+        h.check()
+        dd = Dict.open(h, "lanes")
+        assert dd.check() == len(dd) and dd["survivor-done"] > 0
+        _check_lane_dict(dd, keys)
+        h.close()
+
+    assert _wait(_child(new_opener)) == 0
+
+
+def test_lane_writers_race_readers_without_torn_values(heap):
+    """Two processes overwrite the same few keys in place (update lanes: the
+    lengths change with every write) as fast as they can, while this process
+    reads them: every value read is whole.  A reader that skipped the lane's
+    seq (a mutant) reads torn values here."""
+    keys = 4
+    d = Dict(heap, root="race")
+    for k in range(keys):
+        d[k] = lane_value(k, 7)
+    writers = [_child(lambda s=s: _lane_writer(d, s, keys)) for s in (1, 2)]
+    try:
+        seen: set[int] = set()
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            for k in range(keys):
+                seen.add(parse_lane_value(k, d[k]))
+            for k, v in d.items():
+                parse_lane_value(k, v)
+        assert len(seen) > 100  # the writers did run during the reads
+    finally:
+        for pid in writers:
+            os.kill(pid, signal.SIGKILL)
+            _wait(pid)
+    d.check()
