@@ -1839,23 +1839,6 @@ out:
     return rc < 0 ? NULL : PyLong_FromLong(rc);
 }
 
-/* Before a write takes the heap lock: look the key up once without it, as
- * a lock-free reader would (every pointer bounds-checked, the result thrown
- * away), so that the table slots and the entry the write will probe are in
- * this core's cache.  Under the lock the probe then mostly hits the cache:
- * with several writer processes, the cache misses of a probe (a quarter of
- * a SET's time on a big Dict) are paid in parallel instead of while the
- * others wait for the lock.  Only after core_check: the memory must be
- * mapped here. */
-static void dict_warm(HeapCore *self, dict_hdr *d, const heap_key *k)
-{
-    if (!self->is_open || (self->token && *core_api->window_gen != self->gen))
-        return; /* closed, or the world may have moved: heap_lock decides */
-    int bad;
-    dict_ent_view ev;
-    dict_find(&self->r, d, k, &bad, &ev);
-}
-
 typedef struct {
     dict_hdr *d;
     blob k, v;
@@ -1924,7 +1907,18 @@ static int dict_lane_set(HeapCore *self, dict_hdr *d, const heap_key *k, const h
     if (core_check(self) < 0)
         return -1;
     heap_region *r = &self->r;
-    int i = lane_of(k->hash), done = 0;
+    int i = lane_of(k->hash), done = 0, bad = 0;
+    dict_ent_view ev;
+    /* First a lock-free probe, as a reader's (every pointer checked, the
+     * result only a hint): a new key, or a value that does not fit, goes
+     * straight to the heap mutex.  The probe also brings the table slots and
+     * the entry into this core's cache, so that under the lock (lane or
+     * heap) the probe mostly hits it: with several writer processes, the
+     * cache misses of a probe (a quarter of a SET's time on a big Dict) are
+     * paid in parallel, not while the others wait.  Only after core_check:
+     * the memory must be mapped here. */
+    if (!dict_find(r, d, k, &bad, &ev) || bad || !lane_fits(&ev, v))
+        return 0;
     int rc = lane_take(r, i);
     if (rc != 0 && rc != 1)
         return 0; /* busy, or a corrupt lane mutex: the heap path decides */
@@ -1935,8 +1929,6 @@ static int dict_lane_set(HeapCore *self, dict_hdr *d, const heap_key *k, const h
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (!(__atomic_load_n(&r->h->hseq, __ATOMIC_RELAXED) & 1) && r->h->unflushed == boot_tag &&
         !dict_bad(r, d)) {
-        int bad = 0;
-        dict_ent_view ev;
         if (dict_find(r, d, k, &bad, &ev) && !bad && lane_fits(&ev, v)) {
             lane_replace(r, i, &ev, v);
             done = 1;
@@ -1961,9 +1953,8 @@ static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
     int rc = -1;
     rs_init(&a.dead);
     if (encode_value(val, &a.v) == 0) {
-        rc = dict_lane_set(self, a.d, &a.k.key, &a.v.key);
+        rc = dict_lane_set(self, a.d, &a.k.key, &a.v.key); /* its probe warms the cache */
         if (rc == 0) {
-            dict_warm(self, a.d, &a.k.key);
             rc = heap_write(self, dict_set_body, &a);
         } else if (rc == 1 && PyErr_Occurred()) {
             rc = -1; /* the recovery warning was turned into an error */
