@@ -2594,10 +2594,18 @@ static PyObject *HeapCore_flush(HeapCore *self, PyObject *unused)
     self->busy++;
     Py_BEGIN_ALLOW_THREADS
     /* Held, but no operation is in flight: hseq even while the pages are
-     * written, so the image does not look mid-update (durable.c). */
-    __atomic_store_n(&h->hseq, h->hseq + 1, __ATOMIC_RELEASE);
-    rc = durable_flush(&self->r);
-    __atomic_store_n(&h->hseq, h->hseq + 1, __ATOMIC_RELEASE);
+     * written, so the image does not look mid-update (durable.c).  An even
+     * hseq would let lane writers in (lane.c), so every lane is held
+     * meanwhile: nothing changes under the mark flush clears. */
+    rc = lanes_hold(&self->r);
+    if (rc == 0 || rc == 1) {
+        __atomic_store_n(&h->hseq, h->hseq + 1, __ATOMIC_RELEASE);
+        rc = durable_flush(&self->r);
+        __atomic_store_n(&h->hseq, h->hseq + 1, __ATOMIC_RELEASE);
+        lanes_drop(&self->r, NLANES);
+    } else {
+        rc = EIO; /* a lane mutex no thread can own: a corrupt header */
+    }
     Py_END_ALLOW_THREADS
     heap_unlock(self);
     if (rc == 0) {

@@ -682,6 +682,21 @@ static void test_lanes(void)
     lock_release(&reg);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a lane taker sees hseq odd under the heap mutex");
 
+    /* flush makes hseq even under the heap mutex: it holds every lane then */
+    CHECK(lock() == 0 && lanes_hold(&reg) == 0, "lanes_hold under the heap mutex");
+    __atomic_store_n(&reg.h->hseq, reg.h->hseq + 1, __ATOMIC_RELEASE);
+    pid = fork();
+    if (pid == 0)
+        _exit(lane_take(&reg, i) == EBUSY ? 0 : 1);
+    waitpid(pid, &st, 0);
+    __atomic_store_n(&reg.h->hseq, reg.h->hseq + 1, __ATOMIC_RELEASE);
+    lanes_drop(&reg, NLANES);
+    lock_release(&reg);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+          "with hseq even and the lanes held (flush), a lane taker gets EBUSY");
+    CHECK(lane_take(&reg, i) == 0, "lanes_drop released them");
+    lane_release(&reg, i);
+
     /* and a heap-mutex taker waits for a lane writer inside */
     int held[2];
     if (pipe(held) != 0)

@@ -446,6 +446,12 @@ int lane_recover(heap_region *r, heap_lane *l);
  * inside (rolling back dead ones).  0, 1 (something was rolled back) or a
  * failure code (LOCK_VANISHED: a lane's mutex is corrupt). */
 int lanes_quiesce(heap_region *r);
+/* Under the heap mutex, hseq odd: take every lane's mutex and keep it, for
+ * a caller that must make hseq even while it still excludes lane writers
+ * (flush).  0, 1 (something was rolled back) or a failure code (none held). */
+int lanes_hold(heap_region *r);
+/* Release the first n lanes' mutexes (NLANES: all that lanes_hold took). */
+void lanes_drop(heap_region *r, int n);
 /* May entry ev take value v in place under a lane (inline, no container)? */
 int lane_fits(const dict_ent_view *ev, const heap_key *v);
 /* Holding lane i, hseq even: store v into ev's value room in place, logged

@@ -128,6 +128,30 @@ int lanes_quiesce(heap_region *r)
     return recovered;
 }
 
+int lanes_hold(heap_region *r)
+{
+    int recovered = 0;
+    for (int i = 0; i < NLANES; i++) {
+        heap_lane *l = &r->h->lanes[i];
+        int rc = mutex_kind_ok(&l->lock) ? mutex_take(&l->lock) : LOCK_VANISHED;
+        if (rc == EBUSY) /* a lane writer about to see hseq odd and back off */
+            rc = mutex_wait(&l->lock, (uintptr_t)r->h);
+        rc = rc == LOCK_VANISHED ? rc : lane_settle(r, l, rc);
+        if (rc != 0 && rc != 1) {
+            lanes_drop(r, i);
+            return rc < 0 ? rc : LOCK_VANISHED;
+        }
+        recovered |= rc;
+    }
+    return recovered;
+}
+
+void lanes_drop(heap_region *r, int n)
+{
+    for (int i = n; i-- > 0;)
+        pthread_mutex_unlock(&r->h->lanes[i].lock);
+}
+
 /* Logged store into lane l's log (a crash point before and after). */
 static void lane_W(heap_region *r, heap_lane *l, u64 *p, u64 v)
 {
