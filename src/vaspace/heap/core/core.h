@@ -13,9 +13,12 @@
  *   array.c    Array: header checks and resizing
  *   list.c     List: an items block of value-entry addresses
  *   own.c      containers as values: parent words, destroying what is owned
+ *   lane.c     update lanes: an in-place Dict SET under its key's lane only
  *
  * The rules every operation follows (docs/heap.md has the argument):
- *   - One robust mutex serialises writers (lock.c).
+ *   - One robust mutex serialises writers (lock.c), except in-place Dict
+ *     overwrites, which take only their key's lane (lane.c) and which every
+ *     heap-mutex taker excludes first.
  *   - A store to state reachable from the committed heap goes through W(),
  *     which first appends (offset, old value) to the undo log in the header.
  *     Clearing the log count is the commit point; a process that finds the

@@ -1,7 +1,8 @@
 /*
  * lock.c -- the heap's robust, process-shared mutex.
  *
- * One mutex in the header serialises every writer.  A writer that dies
+ * One mutex in the header serialises every writer (but the in-place Dict
+ * overwrites of lane.c, which lock_settle excludes first).  A writer that dies
  * holding it leaves it EOWNERDEAD; the next taker rolls the undo log back
  * (lock_settle).  A lock word that no thread can own (a corrupt or copied
  * region) ends the wait with LOCK_VANISHED instead of hanging.
