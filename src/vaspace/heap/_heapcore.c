@@ -1936,7 +1936,7 @@ static int dict_lane_set(HeapCore *self, dict_hdr *d, const heap_key *k, const h
     }
     lane_release(r, i);
     recovery_warn(self);
-    return done;
+    return PyErr_Occurred() ? -1 : done; /* a warning filter may raise */
 }
 
 static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
@@ -1954,11 +1954,8 @@ static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
     rs_init(&a.dead);
     if (encode_value(val, &a.v) == 0) {
         rc = dict_lane_set(self, a.d, &a.k.key, &a.v.key); /* its probe warms the cache */
-        if (rc == 0) {
+        if (rc == 0)
             rc = heap_write(self, dict_set_body, &a);
-        } else if (rc == 1 && PyErr_Occurred()) {
-            rc = -1; /* the recovery warning was turned into an error */
-        }
         blob_clear(&a.v);
     }
     rs_free(&a.dead);
