@@ -28,7 +28,7 @@ CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fv
 HEAP_CORE_SOURCES = [
     f"src/vaspace/heap/core/{name}.c"
     for name in ("region", "undo", "alloc", "lock", "seqlock", "durable", "dict", "array",
-                 "list", "own")
+                 "list", "own", "lane")
 ]
 
 # vaspace._core, one file per concept (src/vaspace/core/core.h has the map).

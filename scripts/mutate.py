@@ -331,6 +331,12 @@ C_MUTANTS: list[tuple[str, str, list[str], str]] = [
      HEAP_TESTS, "in_arena accepts an address past the arena"),
     ("heap/core/alloc.c", r"s/    if (!(nsf \& INUSE)) {/    if (0) {/", HEAP_TESTS,
      "free never merges with the next free block"),
+    ("heap/core/lane.c", r"s/    __atomic_store_n(\&l->log_count, n + 1, __ATOMIC_RELEASE);/"
+     r"    (void)0;/", HEAP_TESTS,
+     "a lane writer's undo record is never counted (a dead lane holder is not rolled back)"),
+    ("heap/_heapcore.c", r"s/if (!seq_retry(seq, s) \&\& !lanes_moved(self, lanes, ls))/"
+     r"if (!seq_retry(seq, s))/", HEAP_TESTS,
+     "a lock-free reader ignores the update lanes' seqs (torn values)"),
 ]
 
 

@@ -198,29 +198,81 @@ def test_sigkill_writer_soak(heap):
     assert kill_rounds(heap, 1000) >= 10
 
 
-def test_sigkill_two_writers_at_once(heap, region):
-    """Two writers contending for the heap lock are SIGKILLed at the same
-    moment (one may hold the lock, the other wait or spin for it), while a
-    third writer process and a reader process keep going.  The survivors
-    must see only whole values, and every process, including a new opener,
-    a consistent heap."""
-    d = Dict(heap, root="victims")
+def _stop_pipe():
+    """A pipe whose read end children poll: (read fd, write fd, stopped()),
+    stopped() true once the parent has closed its write end (EOF)."""
     stop_r, stop_w = os.pipe()
     os.set_blocking(stop_r, False)
 
     def stopped() -> bool:
-        """The parent closed its end of the pipe (EOF)."""
         try:
             return os.read(stop_r, 1) == b""
         except BlockingIOError:
             return False
+
+    return stop_r, stop_w, stopped
+
+
+def _kill_at_once(spawn, rounds: int, seed: int) -> None:
+    """rounds times: start the victims spawn() returns (pids), let them run
+    10 to 40 ms, SIGKILL them all at the same moment; each must die of it."""
+    rnd = random.Random(seed)
+    for i in range(rounds):
+        victims = spawn(i)
+        time.sleep(rnd.uniform(0.01, 0.04))
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        assert [_wait(p) for p in victims] == [-signal.SIGKILL] * len(victims)
+
+
+def _check_values(d: Dict) -> None:
+    for k, v in d.items():
+        if isinstance(k, int):
+            parse_value(k, v)
+
+
+def _all_clean_after_the_kills(heap: Heap, region, root: str, stop: tuple[int, int],
+                               others: list[int], check_values) -> None:
+    """Stop the surviving children (close the pipe's write end): they must
+    exit cleanly, and they, this process and a new opener find check() and
+    Dict.check() clean and every value whole (check_values(dict))."""
+    stop_r, stop_w = stop
+    os.close(stop_w)
+    assert [_wait(p) for p in others] == [0, 0]
+    os.close(stop_r)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HeapRecoveredWarning)
+        d = Dict.open(heap, root)
+        assert d["survivor-done"] > 0
+        heap.check()
+        assert d.check() == len(d)
+        check_values(d)
+
+    def new_opener() -> None:
+        h = Heap.open(region.buf)
+        h.check()
+        dd = Dict.open(h, root)
+        assert dd.check() == len(dd) and dd["survivor-done"] > 0
+        check_values(dd)
+        h.close()
+
+    assert _wait(_child(new_opener)) == 0
+
+
+def _survivor_and_reader(heap: Heap, d: Dict, stop_w: int, stopped, keys: list, make,
+                         read_keys: list, parse, read_all=None) -> list[int]:
+    """Start two children that run until stopped(): a writer storing
+    make(key, counter) under keys in turn (then "survivor-done"), and a
+    reader that parses every value of read_keys it finds (parse asserts it is
+    whole), and calls read_all() each pass.  Their pids."""
 
     def survivor() -> None:
         os.close(stop_w)
         c = 0
         while not stopped():
             c += 1
-            d[100 + c % 8] = make_value(100 + c % 8, c)
+            k = keys[c % len(keys)]
+            d[k] = make(k, c)
         heap.check()
         d["survivor-done"] = c
 
@@ -228,41 +280,30 @@ def test_sigkill_two_writers_at_once(heap, region):
         os.close(stop_w)
         n = 0
         while n == 0 or not stopped():
-            for k in list(range(64)) + list(range(100, 108)):
+            for k in read_keys:
                 v = d.get(k)
                 if v is not None:
-                    parse_value(k, v)  # never a half-written value
+                    parse(k, v)  # never a half-written value
+            if read_all:
+                read_all()
             n += 1
 
-    others = [_child(survivor), _child(reader)]
-    rnd = random.Random(77)
-    for i in range(20):
-        victims = [_child(lambda s=s: _killed_writer(heap, d, s)) for s in (2 * i, 2 * i + 1)]
-        time.sleep(rnd.uniform(0.01, 0.04))
-        for pid in victims:
-            os.kill(pid, signal.SIGKILL)
-        assert [_wait(p) for p in victims] == [-signal.SIGKILL] * 2
-    os.close(stop_w)
-    assert [_wait(p) for p in others] == [0, 0]
-    os.close(stop_r)
-    assert d["survivor-done"] > 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", HeapRecoveredWarning)
-        heap.check()
-        assert d.check() == len(d)
-        for k, v in d.items():
-            if isinstance(k, int):
-                parse_value(k, v)
+    return [_child(survivor), _child(reader)]
 
 
-    def new_opener() -> None:
-        h = Heap.open(region.buf)
-        h.check()
-        dd = Dict.open(h, "victims")
-        assert dd.check() == len(dd) and dd["survivor-done"] > 0
-        h.close()
-
-    assert _wait(_child(new_opener)) == 0
+def test_sigkill_two_writers_at_once(heap, region):
+    """Two writers contending for the heap lock are SIGKILLed at the same
+    moment (one may hold the lock, the other wait or spin for it), while a
+    third writer process and a reader process keep going.  The survivors
+    must see only whole values, and every process, including a new opener,
+    a consistent heap."""
+    d = Dict(heap, root="victims")
+    stop_r, stop_w, stopped = _stop_pipe()
+    others = _survivor_and_reader(heap, d, stop_w, stopped, list(range(100, 108)), make_value,
+                                  list(range(64)) + list(range(100, 108)), parse_value)
+    _kill_at_once(lambda i: [_child(lambda s=s: _killed_writer(heap, d, s))
+                             for s in (2 * i, 2 * i + 1)], 20, 77)
+    _all_clean_after_the_kills(heap, region, "victims", (stop_r, stop_w), others, _check_values)
 
 
 def test_recovery_warning_and_counter(heap):
@@ -381,3 +422,101 @@ def test_threads_share_a_dict(heap):
     assert not errors, errors
     assert d.check() == len(d)
     heap.check()
+
+
+def lane_value(key_no: int, counter: int) -> bytes:
+    """A self-checking value short enough for an update lane: 16..128 bytes."""
+    return struct.pack("<qq", key_no, counter) * (counter % 8 + 1)
+
+
+def parse_lane_value(key_no: int, v: bytes) -> int:
+    """Return the counter of a lane value, asserting it is not torn."""
+    assert isinstance(v, bytes) and len(v) % 16 == 0 and v, v[:32]
+    k, c = struct.unpack_from("<qq", v)
+    assert k == key_no and v == lane_value(k, c), "torn value"
+    return c
+
+
+def _lane_writer(d: Dict, seed: int, keys: int) -> None:
+    """Overwrites of present keys with values that fit their room: lane SETs."""
+    rnd = random.Random(seed)
+    c = 0
+    while True:
+        c += 1
+        key = rnd.randrange(keys)
+        d[key] = lane_value(key, c)
+
+
+def _structure_writer(heap: Heap, d: Dict, seed: int, keys: int) -> None:
+    """Inserts, deletes and allocations beside the lane writers (heap mutex);
+    one key of the lane range is popped and stored again (a structural
+    change to a key the lane writers overwrite)."""
+    rnd = random.Random(seed)
+    c = 0
+    while True:
+        c += 1
+        k = 1000 + rnd.randrange(200)
+        if rnd.random() < 0.5:
+            d[k] = lane_value(k, c) * 2
+        else:
+            d.pop(k, None)
+        lk = rnd.randrange(keys)
+        d.pop(lk, None)
+        d[lk] = lane_value(lk, 7)  # 128 bytes: room for every later lane value
+        heap.free(heap.alloc(rnd.randrange(1, 4000)))
+
+
+def _check_lane_dict(d: Dict, keys: int) -> None:
+    for k, v in d.items():
+        if isinstance(k, int) and k < keys:
+            parse_lane_value(k, v)
+
+
+def test_sigkill_lane_writers_and_a_structure_writer_at_once(heap, region):
+    """Two writers in update lanes (in-place overwrites) and one structural
+    writer (heap mutex) are SIGKILLed at the same moment, many times, while a
+    surviving lane writer and a reader process keep going.  The reader only
+    ever sees whole values; afterwards the survivors and a new opener find
+    check() and Dict.check() clean."""
+    keys = 48
+    d = Dict(heap, root="lanes")
+    for k in range(keys):
+        d[k] = lane_value(k, 7)
+    stop_r, stop_w, stopped = _stop_pipe()
+    others = _survivor_and_reader(heap, d, stop_w, stopped, list(range(keys)), lane_value,
+                                  list(range(keys)), parse_lane_value,
+                                  lambda: _check_lane_dict(d, keys))
+
+    def spawn(i: int) -> list[int]:
+        lanes = [_child(lambda s=s: _lane_writer(d, s, keys)) for s in (3 * i, 3 * i + 1)]
+        return [*lanes, _child(lambda s=3 * i + 2: _structure_writer(heap, d, s, keys))]
+
+    _kill_at_once(spawn, 25, 15)
+    _all_clean_after_the_kills(heap, region, "lanes", (stop_r, stop_w), others,
+                               lambda dd: _check_lane_dict(dd, keys))
+
+
+def test_lane_writers_race_readers_without_torn_values(heap):
+    """Two processes overwrite the same few keys in place (update lanes: the
+    lengths change with every write) as fast as they can, while this process
+    reads them: every value read is whole.  A reader that skipped the lane's
+    seq (a mutant) reads torn values here."""
+    keys = 4
+    d = Dict(heap, root="race")
+    for k in range(keys):
+        d[k] = lane_value(k, 7)
+    writers = [_child(lambda s=s: _lane_writer(d, s, keys)) for s in (1, 2)]
+    try:
+        seen: set[int] = set()
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            for k in range(keys):
+                seen.add(parse_lane_value(k, d[k]))
+            for k, v in d.items():
+                parse_lane_value(k, v)
+        assert len(seen) > 100  # the writers did run during the reads
+    finally:
+        for pid in writers:
+            os.kill(pid, signal.SIGKILL)
+            _wait(pid)
+    d.check()

@@ -392,3 +392,46 @@ def test_dead_writer_gives_bounded_error(heap: Heap, region: Region):
 
     items, recoveries, _ = in_child(reader_after).get()
     assert items == {i: i for i in range(20)} and recoveries == 1
+
+
+def test_dead_lane_writer_gives_bounded_error_then_is_rolled_back(heap: Heap, region: Region):
+    """A writer killed inside an update lane (an in-place overwrite, which
+    does not take the heap mutex) leaves that lane's seq odd: a read-only
+    reader of the key, or of all values, gives up after read_timeout instead
+    of reading the half-written value; a writer's next heap-mutex operation
+    rolls the lane back (old value, a recovery warning)."""
+    d = Dict(heap, root="kv")
+    for i in range(20):
+        d[i] = i
+    addr = d.address
+
+    def dying_lane_writer():
+        # crash point 3 of an overwrite whose head word is unchanged: the new
+        # value stored, the lane's log not yet cleared, its seq odd
+        _heapcore._crash_after(3)
+        d[5] = 7
+
+    assert in_child(dying_lane_writer).exitcode == 77
+
+    def reader():
+        _make_prot_read(region)
+        out = {}
+        with Heap.open(region.buf.toreadonly(), read_timeout=READ_TIMEOUT) as ro:
+            rd = Dict.at(ro, addr)
+            for name, fn in {"get": lambda: rd[5], "items": rd.items}.items():
+                try:
+                    out[name] = repr(fn())
+                except TimeoutError as e:
+                    out[name] = "timeout" if "recover" in str(e) else str(e)
+        return out
+
+    res = in_child(reader)
+    assert res.signal is None
+    assert res.get() == {"get": "timeout", "items": "timeout"}
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        with Heap.open(region.buf) as wh:
+            wh.check()  # a heap-mutex operation: excludes the lanes first
+            dd = Dict.open(wh, "kv")
+            assert dd[5] == 5 and dd.check() == 20
+    assert any(issubclass(x.category, HeapRecoveredWarning) for x in w)

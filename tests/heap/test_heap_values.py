@@ -332,14 +332,14 @@ def test_a_corrupt_reference_is_an_error_not_a_fault(heap, region):
 
 
 def test_a_heap_of_the_previous_layout_is_refused_by_name(heap, region):
-    """Version 1 heaps (main before issue 15) and version 2 heaps (before
-    the compact Dict) are refused with a ValueError naming both versions,
-    before anything in them is read."""
-    for old in (1, 2):
+    """Version 1 heaps (main before issue 15), version 2 heaps (before the
+    compact Dict) and version 3 heaps (before update lanes) are refused with
+    a ValueError naming both versions, before anything in them is read."""
+    for old in (1, 2, 3):
         struct.pack_into("<I", region.buf, 8, old)
-        with pytest.raises(ValueError, match=f"layout version {old} .*reads version 3"):
+        with pytest.raises(ValueError, match=f"layout version {old} .*reads version 4"):
             Heap.open(region.buf)
-    struct.pack_into("<I", region.buf, 8, 3)
+    struct.pack_into("<I", region.buf, 8, 4)
     Heap.open(region.buf).close()
 
 

@@ -214,9 +214,18 @@ static int heap_lock(HeapCore *self)
 /* Unlock, then report a recovery done by heap_lock.  The warning is issued
  * only after the mutex is released: a warning filter runs Python code, which
  * might use the heap again. */
+static void recovery_warn(HeapCore *self);
+
 static void heap_unlock(HeapCore *self)
 {
     lock_release(&self->r);
+    recovery_warn(self);
+}
+
+/* Warn about the recovery a lock taker did (warn_pending), outside every
+ * lock: a warning filter runs Python code, which might use the heap. */
+static void recovery_warn(HeapCore *self)
+{
     if (self->warn_pending) {
         unsigned long long n = self->warn_pending;
         self->warn_pending = 0;
@@ -259,6 +268,19 @@ static int ro_refuse(HeapCore *self, const char *what)
  * A writer that died mid-update leaves the counter odd until a writer opens
  * the heap and recovers it, so this is the only way out that cannot hang.
  * Returns 0 or -1 (exception set). */
+static int ro_timeout(HeapCore *self)
+{
+    /* PyErr_Format has no %f: format the seconds here. */
+    char secs[32];
+    snprintf(secs, sizeof secs, "%.2f", self->read_timeout);
+    PyErr_Format(PyExc_TimeoutError,
+                 "heap opened read-only: the data stayed mid-update for %s s "
+                 "(a writer died mid-update, or is stuck); a writer must open "
+                 "the heap to recover it",
+                 secs);
+    return -1;
+}
+
 static int read_begin(HeapCore *self, const u64 *seq, int attempt, int max_attempts, u64 *s,
                       double *deadline)
 {
@@ -272,17 +294,8 @@ static int read_begin(HeapCore *self, const u64 *seq, int attempt, int max_attem
     if (*deadline == 0)
         *deadline = mono_now() + self->read_timeout;
     for (;;) {
-        if (mono_now() >= *deadline) {
-            /* PyErr_Format has no %f: format the seconds here. */
-            char secs[32];
-            snprintf(secs, sizeof secs, "%.2f", self->read_timeout);
-            PyErr_Format(PyExc_TimeoutError,
-                         "heap opened read-only: the data stayed mid-update for %s s "
-                         "(a writer died mid-update, or is stuck); a writer must open "
-                         "the heap to recover it",
-                         secs);
-            return -1;
-        }
+        if (mono_now() >= *deadline)
+            return ro_timeout(self);
         struct timespec ts = {0, 200 * 1000}; /* 200 us */
         if (world_pin(self) < 0)
             return -1;
@@ -312,28 +325,79 @@ static int read_begin(HeapCore *self, const u64 *seq, int attempt, int max_attem
  * Returns 0 once copy ran on a consistent snapshot, or -1 (exception set). */
 typedef void (*read_copy)(HeapCore *self, void *arg);
 
-static inline int read_snapshot(HeapCore *self, const u64 *seq, int max_attempts, read_copy copy,
-                                void *arg)
+/* Which update lanes (lane.c) a read must validate beside its seq: the
+ * lane of one key (0..NLANES-1), all of them (a read of many Dict values),
+ * or none (data no lane writer touches: Arrays, Lists). */
+enum { LANES_ALL = -1, LANES_NONE = -2 };
+
+/* Sample the seqs of lanes: 0 with a summary in *out (seqs only grow, so a
+ * sum that did not change means none did), or -1 when one stays odd (a
+ * lane writer died mid-update, or is stuck). */
+static int lanes_sample(HeapCore *self, int lanes, u64 *out, double *deadline)
+{
+    *out = 0;
+    if (lanes == LANES_NONE)
+        return 0;
+    double *dl = self->readonly ? deadline : NULL;
+    heap_lane *l = self->r.h->lanes;
+    if (lanes >= 0)
+        return seq_begin(&l[lanes].seq, out, dl, self->read_timeout);
+    for (int i = 0; i < NLANES; i++) {
+        u64 s;
+        if (seq_begin(&l[i].seq, &s, dl, self->read_timeout) < 0)
+            return -1;
+        *out += s;
+    }
+    return 0;
+}
+
+static int lanes_moved(HeapCore *self, int lanes, u64 was)
+{
+    if (lanes == LANES_NONE)
+        return 0;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    heap_lane *l = self->r.h->lanes;
+    if (lanes >= 0)
+        return __atomic_load_n(&l[lanes].seq, __ATOMIC_RELAXED) != was;
+    u64 sum = 0;
+    for (int i = 0; i < NLANES; i++)
+        sum += __atomic_load_n(&l[i].seq, __ATOMIC_RELAXED);
+    return sum != was;
+}
+
+static inline int read_snapshot(HeapCore *self, const u64 *seq, int lanes, int max_attempts,
+                                read_copy copy, void *arg)
 {
     if (core_check(self) < 0)
         return -1;
     int heap_wide = seq == NULL;
-    if (heap_wide)
+    if (heap_wide) {
         seq = &self->r.h->hseq;
+        lanes = LANES_ALL; /* read-only mode: hseq does not cover lane writers */
+    }
     double deadline = 0;
     for (int attempt = 0;; attempt++) {
-        u64 s = 0;
+        u64 s = 0, ls = 0;
         int locked = heap_wide && !self->readonly
                          ? (heap_lock(self) < 0 ? -1 : 1)
                          : read_begin(self, seq, attempt, max_attempts, &s, &deadline);
         if (locked < 0)
             return -1;
+        if (!locked && lanes_sample(self, lanes, &ls, &deadline) < 0) {
+            /* a lane stays mid-update: the heap mutex waits it out (or
+             * recovers it); read-only mode cannot take it */
+            if (self->readonly)
+                return ro_timeout(self);
+            if (heap_lock(self) < 0)
+                return -1;
+            locked = 1;
+        }
         copy(self, arg);
         if (locked) {
             heap_unlock(self);
             return 0;
         }
-        if (!seq_retry(seq, s))
+        if (!seq_retry(seq, s) && !lanes_moved(self, lanes, ls))
             return 0;
     }
 }
@@ -717,7 +781,7 @@ static PyObject *HeapCore_usable_size(HeapCore *self, PyObject *ao)
 {
     usable_read u;
     if (core_check(self) < 0 || parse_u64(ao, &u.addr, "address") < 0 ||
-        read_snapshot(self, NULL, READ_ATTEMPTS, usable_copy, &u) < 0)
+        read_snapshot(self, NULL, LANES_ALL, READ_ATTEMPTS, usable_copy, &u) < 0)
         return NULL;
     if (!u.off)
         return PyErr_Format(PyExc_ValueError, "%p is not a live allocation of this heap",
@@ -742,7 +806,7 @@ static void stats_copy(HeapCore *self, void *arg)
 static PyObject *HeapCore_stats(HeapCore *self, PyObject *unused)
 {
     stats_read st;
-    if (read_snapshot(self, NULL, READ_ATTEMPTS, stats_copy, &st) < 0)
+    if (read_snapshot(self, NULL, LANES_ALL, READ_ATTEMPTS, stats_copy, &st) < 0)
         return NULL;
     u64 arena = self->r.aend - 16 - self->r.aoff;
     return Py_BuildValue("KKKKKK", (unsigned long long)self->r.size, (unsigned long long)st.used,
@@ -766,7 +830,7 @@ static void check_copy(HeapCore *self, void *arg)
 static PyObject *HeapCore_check(HeapCore *self, PyObject *unused)
 {
     check_read c;
-    if (read_snapshot(self, NULL, READ_ATTEMPTS, check_copy, &c) < 0)
+    if (read_snapshot(self, NULL, LANES_ALL, READ_ATTEMPTS, check_copy, &c) < 0)
         return NULL;
     if (c.err)
         return PyErr_Format(PyExc_RuntimeError, "heap corrupt: %s (offset %p)", c.err,
@@ -869,7 +933,7 @@ static PyObject *HeapCore_get_root(HeapCore *self, PyObject *name)
     if (core_check(self) < 0 || root_name(name, &r.s, &n) < 0)
         return NULL;
     r.n = (size_t)n;
-    if (read_snapshot(self, NULL, READ_ATTEMPTS, root_copy, &r) < 0)
+    if (read_snapshot(self, NULL, LANES_ALL, READ_ATTEMPTS, root_copy, &r) < 0)
         return NULL;
     if (r.i < 0) {
         PyErr_SetObject(PyExc_KeyError, name);
@@ -913,7 +977,7 @@ static PyObject *HeapCore_roots(HeapCore *self, PyObject *unused)
 {
     /* Copy the table first (no Python calls while locked or mid-read). */
     root_entry copy[NROOTS];
-    if (read_snapshot(self, NULL, READ_ATTEMPTS, roots_copy, copy) < 0)
+    if (read_snapshot(self, NULL, LANES_ALL, READ_ATTEMPTS, roots_copy, copy) < 0)
         return NULL;
     PyObject *d = PyDict_New();
     if (!d)
@@ -1297,7 +1361,7 @@ static int dict_lookup(HeapCore *self, u64 addr, PyObject *key, int want, PyObje
     g.val = NULL;
     cb_init(&g.buf);
     int rc = -1;
-    if (read_snapshot(self, &d->seq, READ_ATTEMPTS, get_copy, &g) < 0)
+    if (read_snapshot(self, &d->seq, lane_of(k.key.hash), READ_ATTEMPTS, get_copy, &g) < 0)
         ;
     else if (g.bad) /* a consistent snapshot with bad pointers: real corruption */
         PyErr_SetString(PyExc_RuntimeError, "heap corrupt: Dict structure");
@@ -1775,23 +1839,6 @@ out:
     return rc < 0 ? NULL : PyLong_FromLong(rc);
 }
 
-/* Before a write takes the heap lock: look the key up once without it, as
- * a lock-free reader would (every pointer bounds-checked, the result thrown
- * away), so that the table slots and the entry the write will probe are in
- * this core's cache.  Under the lock the probe then mostly hits the cache:
- * with several writer processes, the cache misses of a probe (a quarter of
- * a SET's time on a big Dict) are paid in parallel instead of while the
- * others wait for the lock.  Only after core_check: the memory must be
- * mapped here. */
-static void dict_warm(HeapCore *self, dict_hdr *d, const heap_key *k)
-{
-    if (!self->is_open || (self->token && *core_api->window_gen != self->gen))
-        return; /* closed, or the world may have moved: heap_lock decides */
-    int bad;
-    dict_ent_view ev;
-    dict_find(&self->r, d, k, &bad, &ev);
-}
-
 typedef struct {
     dict_hdr *d;
     blob k, v;
@@ -1849,6 +1896,49 @@ static int dict_set_body(HeapCore *self, TX *t, void *arg)
     }
 }
 
+/* The update-lane path of a SET (lane.c): when the key is present and the
+ * new value fits its entry's room inline, overwrite it in place holding only
+ * the key's lane, not the heap mutex.  1 stored, 0 not taken (the caller
+ * takes the heap mutex, which also reports whatever is wrong), -1 error. */
+static int dict_lane_set(HeapCore *self, dict_hdr *d, const heap_key *k, const heap_key *v)
+{
+    if (T_IS_REF(v->type) || v->n > DE_VAL_INLINE_MAX)
+        return 0;
+    if (core_check(self) < 0)
+        return -1;
+    heap_region *r = &self->r;
+    int i = lane_of(k->hash), done = 0, bad = 0;
+    dict_ent_view ev;
+    /* First a lock-free probe, as a reader's (every pointer checked, the
+     * result only a hint): a new key, or a value that does not fit, goes
+     * straight to the heap mutex.  The probe also brings the table slots and
+     * the entry into this core's cache, so that under the lock (lane or
+     * heap) the probe mostly hits it: with several writer processes, the
+     * cache misses of a probe (a quarter of a SET's time on a big Dict) are
+     * paid in parallel, not while the others wait.  Only after core_check:
+     * the memory must be mapped here. */
+    if (!dict_find(r, d, k, &bad, &ev) || bad || !lane_fits(&ev, v))
+        return 0;
+    int rc = lane_take(r, i);
+    if (rc != 0 && rc != 1)
+        return 0; /* busy, or a corrupt lane mutex: the heap path decides */
+    if (rc == 1)
+        self->warn_pending = r->h->recoveries;
+    /* the lane's lock word before hseq (lane.c: the heap-mutex taker makes
+     * hseq odd before it reads the lane words) */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (!(__atomic_load_n(&r->h->hseq, __ATOMIC_RELAXED) & 1) && r->h->unflushed == boot_tag &&
+        !dict_bad(r, d)) {
+        if (dict_find(r, d, k, &bad, &ev) && !bad && lane_fits(&ev, v)) {
+            lane_replace(r, i, &ev, v);
+            done = 1;
+        }
+    }
+    lane_release(r, i);
+    recovery_warn(self);
+    return PyErr_Occurred() ? -1 : done; /* a warning filter may raise */
+}
+
 static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
 {
     PyObject *ho, *key, *val;
@@ -1863,8 +1953,9 @@ static PyObject *HeapCore_dict_set(HeapCore *self, PyObject *args)
     int rc = -1;
     rs_init(&a.dead);
     if (encode_value(val, &a.v) == 0) {
-        dict_warm(self, a.d, &a.k.key);
-        rc = heap_write(self, dict_set_body, &a);
+        rc = dict_lane_set(self, a.d, &a.k.key, &a.v.key); /* its probe warms the cache */
+        if (rc == 0)
+            rc = heap_write(self, dict_set_body, &a);
         blob_clear(&a.v);
     }
     rs_free(&a.dead);
@@ -2020,7 +2111,7 @@ static PyObject *HeapCore_dict_items(HeapCore *self, PyObject *args)
     PyObject *res = NULL;
     items_read it = {d, which, 0, &buf};
     /* A whole-table copy is long: few optimistic tries before the lock. */
-    if (read_snapshot(self, &d->seq, 20, items_copy, &it) < 0)
+    if (read_snapshot(self, &d->seq, LANES_ALL, 20, items_copy, &it) < 0)
         ;
     else if (it.rc < 0)
         PyErr_NoMemory();
@@ -2117,7 +2208,7 @@ static PyObject *HeapCore_dict_check(HeapCore *self, PyObject *ho)
         return NULL;
     /* Heap-wide: the walk checks that entries are live allocations. */
     dict_check_read c = {d, NULL, 0};
-    if (read_snapshot(self, NULL, READ_ATTEMPTS, dict_check_copy, &c) < 0)
+    if (read_snapshot(self, NULL, LANES_ALL, READ_ATTEMPTS, dict_check_copy, &c) < 0)
         return NULL;
     if (c.err)
         return PyErr_Format(PyExc_RuntimeError, "Dict corrupt: %s", c.err);
@@ -2271,7 +2362,7 @@ static int array_read(HeapCore *self, array_hdr *a, u64 *data, u64 *len, u64 *ca
                       char dtype[sizeof a->dtype + 1])
 {
     array_read_t r = {.a = a};
-    if (read_snapshot(self, &a->seq, READ_ATTEMPTS, array_copy, &r) < 0)
+    if (read_snapshot(self, &a->seq, LANES_NONE, READ_ATTEMPTS, array_copy, &r) < 0)
         return -1;
     *data = r.data;
     *len = r.len;
@@ -2500,10 +2591,18 @@ static PyObject *HeapCore_flush(HeapCore *self, PyObject *unused)
     self->busy++;
     Py_BEGIN_ALLOW_THREADS
     /* Held, but no operation is in flight: hseq even while the pages are
-     * written, so the image does not look mid-update (durable.c). */
-    __atomic_store_n(&h->hseq, h->hseq + 1, __ATOMIC_RELEASE);
-    rc = durable_flush(&self->r);
-    __atomic_store_n(&h->hseq, h->hseq + 1, __ATOMIC_RELEASE);
+     * written, so the image does not look mid-update (durable.c).  An even
+     * hseq would let lane writers in (lane.c), so every lane is held
+     * meanwhile: nothing changes under the mark flush clears. */
+    rc = lanes_hold(&self->r);
+    if (rc == 0 || rc == 1) {
+        __atomic_store_n(&h->hseq, h->hseq + 1, __ATOMIC_RELEASE);
+        rc = durable_flush(&self->r);
+        __atomic_store_n(&h->hseq, h->hseq + 1, __ATOMIC_RELEASE);
+        lanes_drop(&self->r, NLANES);
+    } else {
+        rc = EIO; /* a lane mutex no thread can own: a corrupt header */
+    }
     Py_END_ALLOW_THREADS
     heap_unlock(self);
     if (rc == 0) {
@@ -2652,7 +2751,7 @@ static PyObject *list_read_values(HeapCore *self, list_read *r)
     cb_init(&buf);
     r->buf = &buf;
     PyObject *res = NULL;
-    if (read_snapshot(self, &r->l->seq, r->range ? 20 : READ_ATTEMPTS, list_copy, r) < 0)
+    if (read_snapshot(self, &r->l->seq, LANES_NONE, r->range ? 20 : READ_ATTEMPTS, list_copy, r) < 0)
         ;
     else if (r->out_of_range)
         PyErr_SetString(PyExc_IndexError, "List index out of range");

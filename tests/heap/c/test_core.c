@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int failures;
@@ -572,6 +573,157 @@ static void test_lock_take(void)
     close(go[1]);
 }
 
+/* ---- update lanes (lane.c) ---- */
+static int lane_value_is(dict_hdr *d, const heap_key *k, const char *want)
+{
+    int bad;
+    dict_ent_view ev;
+    return dict_find(&reg, d, k, &bad, &ev) && !bad && ev.vn == strlen(want) &&
+           memcmp(ev.v, want, ev.vn) == 0;
+}
+
+/* A child that takes k's lane and dies at the countdown-th crash point of
+ * an in-place overwrite with v (or runs through it when countdown is past
+ * the end).  Its exit status. */
+static int lane_child(dict_hdr *d, const heap_key *k, const heap_key *v, unsigned long countdown)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int i = lane_of(k->hash), bad;
+        dict_ent_view ev;
+        if (lane_take(&reg, i) != 0 || !dict_find(&reg, d, k, &bad, &ev) || !lane_fits(&ev, v))
+            _exit(3);
+        crash_countdown = countdown;
+        lane_replace(&reg, i, &ev, v);
+        crash_countdown = 0;
+        lane_release(&reg, i);
+        _exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 100;
+}
+
+static void test_lanes(void)
+{
+    dict_hdr *d = new_dict();
+    const char *a = "aaaaaaaaaaaaaaaaaaaa", *b = "bbbbbbbbbbbbbbbbbbbb";
+    heap_key k = {0, "lane-key", 8, key_hash(0, "lane-key", 8)};
+    heap_key va = {0, a, 20, 0}, vb = {0, b, 20, 0}, vshort = {1, "c", 1, 0};
+    TX t;
+    tx_init(&t, &reg);
+    tx_begin_seq(&t, &d->seq);
+    CHECK(dict_put(&t, d, &k, &va, NULL, 0, NULL) == DICT_OK && tx_commit(&t) == 0,
+          "lanes: a key to overwrite");
+    int i = lane_of(k.hash);
+    heap_lane *l = &reg.h->lanes[i];
+
+    /* take, overwrite in place, release */
+    u64 s0 = l->seq, ds = d->seq;
+    CHECK(lane_take(&reg, i) == 0, "lane_take on a free lane takes it");
+    CHECK(lane_take(&reg, i) == EDEADLK, "the lane mutex is error-checking");
+    int bad;
+    dict_ent_view ev;
+    CHECK(dict_find(&reg, d, &k, &bad, &ev) && lane_fits(&ev, &vb), "an inline value fits");
+    lane_replace(&reg, i, &ev, &vb);
+    lane_release(&reg, i);
+    CHECK(lane_value_is(d, &k, b) && l->seq == s0 + 2 && l->log_count == 0 && d->seq == ds,
+          "the lane's seq moved by two, its log is empty, the Dict's seq did not move");
+    CHECK(lane_child(d, &k, &vshort, 0) == 0 && lane_value_is(d, &k, "c"),
+          "another process overwrites in the lane (type and length change)");
+    CHECK(lane_child(d, &k, &vb, 0) == 0 && lane_value_is(d, &k, b), "and back");
+
+    /* a lane holder killed at every crash point: the next lane taker, or
+     * the next heap-mutex taker, rolls its update back */
+    int rolled = 1, committed = 1, points = 0;
+    for (unsigned long n = 1; n < 64; n++) {
+        int st = lane_child(d, &k, n % 2 ? &va : &vshort, n);
+        if (st == 0) {
+            /* ran past the last crash point: put b back for the next round */
+            committed &= lane_value_is(d, &k, n % 2 ? a : "c");
+            CHECK(lane_child(d, &k, &vb, 0) == 0, "lanes: reset");
+            break;
+        }
+        points++;
+        int rc;
+        if (n % 2) {
+            rc = lane_take(&reg, i);
+            lane_release(&reg, i);
+        } else {
+            rc = lock();
+            lock_release(&reg);
+        }
+        int done = n % 2 && rc == 1 ? lane_value_is(d, &k, a) : 0;
+        /* dead before its commit: b again; after it (seq still odd): the new value */
+        rolled &= st == 77 && (rc == 1) && (lane_value_is(d, &k, b) || done ||
+                                            (!(n % 2) && lane_value_is(d, &k, "c"))) &&
+                  !(l->seq & 1) && l->log_count == 0;
+        if (!lane_value_is(d, &k, b))
+            CHECK(lane_child(d, &k, &vb, 0) == 0, "lanes: reset");
+    }
+    CHECK(points >= 4 && rolled && committed,
+          "a lane holder dead at every crash point is rolled back (lane or heap taker)");
+    CHECK(lane_take(&reg, i) == 0, "the lane is consistent again");
+    lane_release(&reg, i);
+    CHECK(walk() >= 0, "the heap is consistent after the dead lane holders");
+
+    /* a heap-mutex holder excludes lane writers: hseq is odd to them */
+    CHECK(lock() == 0, "heap mutex taken");
+    pid_t pid = fork();
+    if (pid == 0) {
+        int rc = lane_take(&reg, i);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        int odd = (int)(__atomic_load_n(&reg.h->hseq, __ATOMIC_RELAXED) & 1);
+        lane_release(&reg, i);
+        _exit(rc == 0 && odd ? 0 : 1);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    lock_release(&reg);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a lane taker sees hseq odd under the heap mutex");
+
+    /* flush makes hseq even under the heap mutex: it holds every lane then */
+    CHECK(lock() == 0 && lanes_hold(&reg) == 0, "lanes_hold under the heap mutex");
+    __atomic_store_n(&reg.h->hseq, reg.h->hseq + 1, __ATOMIC_RELEASE);
+    pid = fork();
+    if (pid == 0)
+        _exit(lane_take(&reg, i) == EBUSY ? 0 : 1);
+    waitpid(pid, &st, 0);
+    __atomic_store_n(&reg.h->hseq, reg.h->hseq + 1, __ATOMIC_RELEASE);
+    lanes_drop(&reg, NLANES);
+    lock_release(&reg);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+          "with hseq even and the lanes held (flush), a lane taker gets EBUSY");
+    CHECK(lane_take(&reg, i) == 0, "lanes_drop released them");
+    lane_release(&reg, i);
+
+    /* and a heap-mutex taker waits for a lane writer inside */
+    int held[2];
+    if (pipe(held) != 0)
+        exit(100);
+    pid = fork();
+    if (pid == 0) {
+        char c = 0;
+        lane_take(&reg, i);
+        if (write(held[1], &c, 1) != 1)
+            _exit(2);
+        struct timespec ms = {0, 200 * 1000 * 1000};
+        nanosleep(&ms, NULL);
+        __atomic_store_n(&reg.h->lanes[i].pad_, 42, __ATOMIC_RELEASE);
+        lane_release(&reg, i);
+        _exit(0);
+    }
+    char c;
+    CHECK(read(held[0], &c, 1) == 1, "a child holds a lane");
+    CHECK(lock() == 0 && __atomic_load_n(&reg.h->lanes[i].pad_, __ATOMIC_ACQUIRE) == 42,
+          "the heap mutex taker waited until the lane holder released");
+    lock_release(&reg);
+    reg.h->lanes[i].pad_ = 0;
+    waitpid(pid, &st, 0);
+    close(held[0]);
+    close(held[1]);
+}
+
 int main(void)
 {
     setup();
@@ -585,6 +737,7 @@ int main(void)
     test_list_and_ownership();
     test_durable_and_adopt();
     test_lock_take();
+    test_lanes();
     printf("# %d failed\n", failures);
     return failures > 100 ? 100 : failures;
 }

@@ -13,9 +13,12 @@
  *   array.c    Array: header checks and resizing
  *   list.c     List: an items block of value-entry addresses
  *   own.c      containers as values: parent words, destroying what is owned
+ *   lane.c     update lanes: an in-place Dict SET under its key's lane only
  *
  * The rules every operation follows (docs/heap.md has the argument):
- *   - One robust mutex serialises writers (lock.c).
+ *   - One robust mutex serialises writers (lock.c), except in-place Dict
+ *     overwrites, which take only their key's lane (lane.c) and which every
+ *     heap-mutex taker excludes first.
  *   - A store to state reachable from the committed heap goes through W(),
  *     which first appends (offset, old value) to the undo log in the header.
  *     Clearing the log count is the commit point; a process that finds the
@@ -174,8 +177,13 @@ int lock_kind_ok(heap_header *h);
  * the last trylock's result: EBUSY when the caller must block (lock_wait). */
 #define LOCK_SPINS 1000
 int lock_take(heap_header *h);
+/* The same on any heap mutex (a lane's). */
+int mutex_take(pthread_mutex_t *m);
 /* Block until the lock is ours; the caller releases the GIL around it. */
 int lock_wait(heap_header *h);
+/* The same on any heap mutex of the heap at base. */
+int mutex_wait(pthread_mutex_t *m, uintptr_t base);
+int mutex_kind_ok(pthread_mutex_t *m);
 /* After pthread_mutex_trylock/lock_wait returned rc: on success mark the
  * heap busy for lock-free readers and recover what a dead owner (or a
  * region copied mid-operation) left.  Returns 0 (held), 1 (held, recovered)
@@ -426,5 +434,31 @@ typedef int (*array_pinned_fn)(u64 hdr);
  * crash between them leaks, never corrupts).  An Array pinned by numpy
  * views is detached instead.  0, or -1 (t->corrupt / t->overflow). */
 int destroy_owned(TX *t, refstack *s, array_pinned_fn pinned);
+
+/* ---- lane.c ---- */
+/* The lane of a key's hash (bits the Dict index's probe does not start from). */
+static inline int lane_of(u64 hash) { return (int)((hash >> 40) & (NLANES - 1)); }
+/* Take lane i's mutex: 0 (held), 1 (held, a dead holder's update rolled
+ * back), EBUSY (stayed busy through the spin: use the heap mutex), or a
+ * failure code (not held). */
+int lane_take(heap_region *r, int i);
+void lane_release(heap_region *r, int i);
+/* Roll lane l's log back and give its seq a fresh even value.  Returns 1. */
+int lane_recover(heap_region *r, heap_lane *l);
+/* Under the heap mutex, hseq just made odd: wait until no lane writer is
+ * inside (rolling back dead ones).  0, 1 (something was rolled back) or a
+ * failure code (LOCK_VANISHED: a lane's mutex is corrupt). */
+int lanes_quiesce(heap_region *r);
+/* Under the heap mutex, hseq odd: take every lane's mutex and keep it, for
+ * a caller that must make hseq even while it still excludes lane writers
+ * (flush).  0, 1 (something was rolled back) or a failure code (none held). */
+int lanes_hold(heap_region *r);
+/* Release the first n lanes' mutexes (NLANES: all that lanes_hold took). */
+void lanes_drop(heap_region *r, int n);
+/* May entry ev take value v in place under a lane (inline, no container)? */
+int lane_fits(const dict_ent_view *ev, const heap_key *v);
+/* Holding lane i, hseq even: store v into ev's value room in place, logged
+ * in the lane's log, the lane's seq odd meanwhile. */
+void lane_replace(heap_region *r, int i, const dict_ent_view *ev, const heap_key *v);
 
 #endif

@@ -30,9 +30,10 @@ typedef uint8_t u8;
 /* Version 2 (issue 15): container headers carry a parent word, Dict
  * entries an insertion stamp, and List exists.  Version 3: the compact
  * Dict (an index table of small integers into a dense entry area, see
- * dict.c).  Other versions are refused at open with a ValueError naming
+ * dict.c).  Version 4: update lanes (heap_lane, lane.c) after the
+ * log.  Other versions are refused at open with a ValueError naming
  * both versions (see validate_header). */
-#define HEAP_VERSION 3u
+#define HEAP_VERSION 4u
 #define NBINS 128
 #define NSMALL 63 /* block sizes 32..1024 in steps of 16 */
 #define LOG_CAP 2048
@@ -54,6 +55,21 @@ typedef struct {
     char name[56];
     u64 addr;
 } root_entry;
+
+/* Update lanes (lane.c): a Dict SET that overwrites an existing key's
+ * inline value in place takes only the lane of its key's hash, not the heap
+ * mutex.  Each lane has its own robust mutex, seq (odd while a lane writer
+ * is mid-update) and undo log, on cache lines no other lane shares, so
+ * writers of different lanes touch no common line. */
+#define NLANES 16
+#define LANE_LOG 24 /* an in-place value: at most 16 room words + the head word */
+typedef struct {
+    pthread_mutex_t lock;
+    u64 seq;
+    u64 log_count;
+    u64 pad_;
+    undo_entry log[LANE_LOG];
+} __attribute__((aligned(64))) heap_lane;
 
 typedef struct {
     u64 magic; /* written last by format */
@@ -79,6 +95,7 @@ typedef struct {
     pthread_mutex_t lock __attribute__((aligned(64)));
     root_entry roots[NROOTS];
     undo_entry log[LOG_CAP];
+    heap_lane lanes[NLANES];
 } heap_header;
 
 /* Container headers (allocated in the arena). */

@@ -1,7 +1,8 @@
 /*
  * lock.c -- the heap's robust, process-shared mutex.
  *
- * One mutex in the header serialises every writer.  A writer that dies
+ * One mutex in the header serialises every writer (but the in-place Dict
+ * overwrites of lane.c, which lock_settle excludes first).  A writer that dies
  * holding it leaves it EOWNERDEAD; the next taker rolls the undo log back
  * (lock_settle).  A lock word that no thread can own (a corrupt or copied
  * region) ends the wait with LOCK_VANISHED instead of hanging.
@@ -54,17 +55,17 @@ static int tid_may_hold(int tid, uintptr_t base)
  * OWNER_DIED) before its thread id disappears.  Returns 2 if no thread can
  * own it (the id names no thread that maps this heap), 1 if it is suspect
  * (no owner id, or one __owner disagrees with), 0 if it looks held. */
-static int lock_word_state(heap_header *h, int *w_out, int *o_out)
+static int lock_word_state(pthread_mutex_t *m, uintptr_t base, int *w_out, int *o_out)
 {
-    int *word = &h->lock.__data.__lock;
+    int *word = &m->__data.__lock;
     int w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-    int o = __atomic_load_n(&h->lock.__data.__owner, __ATOMIC_ACQUIRE);
+    int o = __atomic_load_n(&m->__data.__owner, __ATOMIC_ACQUIRE);
     *w_out = w;
     *o_out = o;
     if (w == 0 || (w & FUTEX_OWNER_DIED_BIT))
         return 0;
     int tid = w & FUTEX_TID_BITS;
-    if (tid != 0 && !tid_may_hold(tid, (uintptr_t)h) && __atomic_load_n(word, __ATOMIC_ACQUIRE) == w)
+    if (tid != 0 && !tid_may_hold(tid, base) && __atomic_load_n(word, __ATOMIC_ACQUIRE) == w)
         return 2;
     return tid == 0 || o != tid;
 }
@@ -95,32 +96,36 @@ static inline void cpu_relax(void)
  * most the spin before it blocks in lock_wait, which also runs the checks
  * for a dead or impossible owner.  Returns what pthread_mutex_trylock
  * returned last (EBUSY if the lock stayed busy). */
-int lock_take(heap_header *h)
+int mutex_take(pthread_mutex_t *m)
 {
-    int rc = pthread_mutex_trylock(&h->lock);
+    int rc = pthread_mutex_trylock(m);
 #ifdef __GLIBC__
-    const int *word = &h->lock.__data.__lock;
+    const int *word = &m->__data.__lock;
     for (int spin = 0; rc == EBUSY && spin < LOCK_SPINS; spin++) {
         cpu_relax();
         /* free, or its owner died (the kernel left OWNER_DIED, no id) */
         if ((__atomic_load_n(word, __ATOMIC_RELAXED) & FUTEX_TID_BITS) == 0)
-            rc = pthread_mutex_trylock(&h->lock);
+            rc = pthread_mutex_trylock(m);
     }
 #endif
     return rc;
 }
 
+int lock_take(heap_header *h) { return mutex_take(&h->lock); }
+
 /* Block until the lock is ours (GIL released by the caller).  Waits in 1 s
  * steps so that a lock word that no thread can own (a corrupt region) ends
  * the wait instead of hanging the process. */
-int lock_wait(heap_header *h)
+int lock_wait(heap_header *h) { return mutex_wait(&h->lock, (uintptr_t)h); }
+
+int mutex_wait(pthread_mutex_t *m, uintptr_t base)
 {
     int strikes = 0, last_w = 0, last_o = 0;
     for (;;) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 1;
-        int rc = pthread_mutex_timedlock(&h->lock, &ts);
+        int rc = pthread_mutex_timedlock(m, &ts);
         if (rc == EINTR)
             continue;
         if (rc != ETIMEDOUT)
@@ -129,7 +134,7 @@ int lock_wait(heap_header *h)
         /* Definitely ownerless: stop now.  Suspect (the owner may only be
          * between its atomic take and its __owner store): stop only if the
          * same words are still there one second later. */
-        int w, o, st = lock_word_state(h, &w, &o);
+        int w, o, st = lock_word_state(m, base, &w, &o);
         if (st == 2 || (st == 1 && strikes && w == last_w && o == last_o))
             return LOCK_VANISHED;
         strikes = st == 1;
@@ -178,6 +183,8 @@ int lock_adopt(heap_region *r, u64 tag)
         if (take && __atomic_compare_exchange_n(lb, &v, busy, 0, __ATOMIC_ACQ_REL,
                                                 __ATOMIC_ACQUIRE)) {
             int rc = lock_init(&r->h->lock);
+            for (int i = 0; rc == 0 && i < NLANES; i++)
+                rc = lock_init(&r->h->lanes[i].lock);
             __atomic_store_n(lb, tag, __ATOMIC_RELEASE);
             return rc;
         }
@@ -186,10 +193,20 @@ int lock_adopt(heap_region *r, u64 tag)
     return ETIMEDOUT; /* the word keeps changing under us: a hostile co-writer */
 }
 
+int mutex_kind_ok(pthread_mutex_t *m)
+{
+#ifdef __GLIBC__
+    return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) == expected_lock_kind;
+#else
+    (void)m;
+    return 1;
+#endif
+}
+
 int lock_kind_ok(heap_header *h)
 {
 #ifdef __GLIBC__
-    return __atomic_load_n(&h->lock.__data.__kind, __ATOMIC_RELAXED) == expected_lock_kind;
+    return mutex_kind_ok(&h->lock); /* the lanes': where they are taken (lane.c) */
 #else
     (void)h;
     return 1;
@@ -207,7 +224,11 @@ int lock_settle(heap_region *r, int rc)
         __atomic_store_n(&h->hseq, (s & 1) ? s + 2 : s + 1, __ATOMIC_RELEASE);
         compiler_fence();
     }
+    int done = rc;
     if (rc == EOWNERDEAD) {
+        /* The dead holder had excluded the lane writers before its first
+         * store (and hseq stayed odd since), so no lane writer is inside
+         * while its log rolls back. */
         recover(r);
         if (pthread_mutex_consistent(&h->lock) != 0) {
             /* Cannot happen for a robust mutex we own; fail safe. */
@@ -215,15 +236,26 @@ int lock_settle(heap_region *r, int rc)
             pthread_mutex_unlock(&h->lock);
             return LOCK_INCONSISTENT;
         }
-        return 1;
-    }
-    if (rc == 0 && (h->log_count != 0 || h->wseq_off != 0)) {
+        done = 1;
+    } else if (rc == 0 && (h->log_count != 0 || h->wseq_off != 0)) {
         /* Debris from an operation that never committed but whose lock
          * was not flagged (e.g. the region was copied mid-operation). */
         recover(r);
-        return 1;
+        done = 1;
     }
-    return rc;
+    if (done == 0 || done == 1) {
+        /* Exclude the lane writers (lane.c): hseq is odd now, so none
+         * starts; wait out (or recover) those already inside. */
+        int lanes = lanes_quiesce(r);
+        if (lanes < 0) {
+            __atomic_store_n(&h->hseq, h->hseq + 1, __ATOMIC_RELEASE);
+            pthread_mutex_unlock(&h->lock);
+            return lanes;
+        }
+        if (lanes)
+            done = 1;
+    }
+    return done;
 }
 
 void lock_release(heap_region *r)

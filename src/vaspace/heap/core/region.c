@@ -47,6 +47,8 @@ int format_region(char *base, u64 size, u64 boot)
     h->arena_end = size & ~15ULL;
     memset(base + hb, 0, bm);
     int rc = lock_init(&h->lock);
+    for (int i = 0; rc == 0 && i < NLANES; i++)
+        rc = lock_init(&h->lanes[i].lock);
     if (rc != 0)
         return rc;
     h->lock_boot = boot;
@@ -82,7 +84,7 @@ int validate_header(char *base, u64 size, char *msg, size_t n)
         snprintf(msg, n,
                  "heap layout version %u (header %u bytes) is not supported: this vaspace "
                  "reads version %u only (version 1 heaps predate List, parent words and "
-                 "insertion order, version 2 the compact Dict; copy the data into a newly "
+                 "insertion order, version 2 the compact Dict, version 3 the update lanes; copy the data into a newly "
                  "formatted heap)",
                  h->version, h->hdr_size, HEAP_VERSION);
         return -1;

@@ -149,7 +149,7 @@ void recover(heap_region *r)
     }
     compiler_fence();
     h->wseq_off = 0;
-    h->recoveries++;
+    __atomic_fetch_add(&h->recoveries, 1, __ATOMIC_RELAXED); /* lanes count here too */
 }
 
 void tx_init(TX *t, heap_region *r)
